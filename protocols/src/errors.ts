@@ -1,0 +1,51 @@
+/**
+ * Error codes that cross the wire. A peer that refuses a message replies with
+ * one of these in a `reject` message, and both ends write it to their audit
+ * logs, so users, logs and docs match on the same stable code.
+ * Package-local errors (database, files, CLI) live in each package's errors.ts.
+ */
+export const WIRE_ERRORS = {
+  TWF_E_PROTOCOL_VERSION: { status: 426, message: 'Protocol version not supported by this coordinator; upgrade the site node to a release that speaks the same major version.' },
+  TWF_E_MALFORMED: { status: 400, message: 'Message does not match its schema; the sender is out of date or buggy. The rejection names the failing field.' },
+  TWF_E_HELLO_FIRST: { status: 401, message: 'The first message on a connection must be a signed hello that proves the site\'s identity.' },
+  TWF_E_UNKNOWN_SITE: { status: 401, message: 'Sender is not an enrolled site; enrol it with a one-time token first (twinfed site enrol).' },
+  TWF_E_BAD_SIGNATURE: { status: 401, message: 'Envelope signature does not verify with the sender\'s registered Ed25519 key; the message was altered or signed with another key.' },
+  TWF_E_DIGEST_MISMATCH: { status: 400, message: 'Payload SHA-256 does not match the digest in the signed envelope; the payload was altered or truncated in transit.' },
+  TWF_E_REPLAY: { status: 409, message: 'Sequence number already used by this sender; the message is a replay or a duplicate.' },
+  TWF_E_STALE_MESSAGE: { status: 408, message: 'Envelope timestamp is outside the accepted clock window; check the site\'s clock (NTP).' },
+  TWF_E_WRONG_ROUND: { status: 409, message: 'Message is for a round that is not open; it is stale or early and was not mixed into any aggregate.' },
+  TWF_E_ROUND_CLOSED: { status: 409, message: 'The round has closed; late updates are refused, not mixed into the next round.' },
+  TWF_E_UNKNOWN_STUDY: { status: 404, message: 'No such study at this coordinator.' },
+  TWF_E_NOT_PARTICIPANT: { status: 403, message: 'The site has not joined this study (its privacy officer has not approved the current manifest).' },
+  TWF_E_STUDY_NOT_APPROVED: { status: 403, message: 'The site\'s privacy officer has not approved this study manifest; approve it with twinfed site approve STUDY.' },
+  TWF_E_MANIFEST_MISMATCH: { status: 409, message: 'The manifest hash does not match the study; the manifest changed and needs a new approval.' },
+  TWF_E_BAD_CIPHERTEXT: { status: 422, message: 'A ciphertext chunk is not a valid ciphertext for the study\'s encryption parameters.' },
+  TWF_E_DUPLICATE_CHUNK: { status: 409, message: 'This chunk of the update was already received.' },
+  TWF_E_UPDATE_SHAPE: { status: 422, message: 'Update metadata (chunk count, length, sample count, parameter digest) disagrees with the study or with earlier chunks.' },
+  TWF_E_ENROLMENT_TOKEN: { status: 401, message: 'Enrolment token unknown, expired or already used; ask the consortium lead for a new one.' },
+  TWF_E_NOT_AUTHORISED: { status: 401, message: 'Missing or wrong lead API token (Authorization: Bearer ...).' },
+  TWF_E_BAD_REQUEST: { status: 400, message: 'Request body or parameters are invalid.' },
+  TWF_E_STUDY_STATE: { status: 409, message: 'The study is not in a state that allows this action.' },
+  TWF_E_NOT_FOUND: { status: 404, message: 'Not found.' },
+  TWF_E_INTERNAL: { status: 500, message: 'Internal error; see the coordinator log.' },
+} as const;
+
+export type WireErrorCode = keyof typeof WIRE_ERRORS;
+
+/** An error with a catalogued code; `detail` says what exactly was wrong. */
+export class WireError extends Error {
+  readonly code: WireErrorCode;
+  readonly status: number;
+  readonly detail: string;
+  constructor(code: WireErrorCode, detail = '') {
+    super(`${code}: ${WIRE_ERRORS[code].message}${detail ? ` (${detail})` : ''}`);
+    this.name = 'WireError';
+    this.code = code;
+    this.status = WIRE_ERRORS[code].status;
+    this.detail = detail;
+  }
+}
+
+export function isWireErrorCode(code: string): code is WireErrorCode {
+  return Object.prototype.hasOwnProperty.call(WIRE_ERRORS, code);
+}
