@@ -1,0 +1,3 @@
+export * from './sodium.js';
+export * from './identity.js';
+export * from './envelope.js';
