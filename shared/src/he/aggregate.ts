@@ -1,0 +1,57 @@
+/**
+ * Coordinator side: holds no key, only checks and adds ciphertexts.
+ * BFV addition is coefficient-wise addition mod q, exact and commutative, so
+ * the aggregate does not depend on arrival order, and subtracting a
+ * ciphertext undoes its addition bit for bit. Plaintext sums wrap mod t
+ * without extra noise, because SEAL encrypts round(q·m/t) rather than
+ * floor(q/t)·m (Kim, Polyakov & Zucca 2021, "Revisiting homomorphic encryption
+ * schemes for finite fields", ePrint 2021/204).
+ */
+import type { HeContext } from './context.js';
+import { HeError } from './errors.js';
+import { loadCiphertext, saveCiphertext } from './ciphertext-io.js';
+import { sealErrorMessage } from './seal-loader.js';
+
+/** Throws HeError TWF_E_BAD_CIPHERTEXT unless `bytes` is a valid ciphertext for ctx. */
+export function validateCiphertext(ctx: HeContext, bytes: Uint8Array): void {
+  loadCiphertext(ctx, bytes).delete();
+}
+
+function combine(ctx: HeContext, acc: Uint8Array, ct: Uint8Array, op: 'add' | 'sub'): Uint8Array {
+  const a = loadCiphertext(ctx, acc);
+  try {
+    const b = loadCiphertext(ctx, ct);
+    try {
+      if (op === 'add') ctx.evaluator.add(a, b, a);
+      else ctx.evaluator.sub(a, b, a);
+    } catch (e) {
+      throw new HeError('TWF_E_BAD_CIPHERTEXT', `SEAL ${op} failed: ${sealErrorMessage(e)}`, { cause: e });
+    } finally {
+      b.delete();
+    }
+    return saveCiphertext(ctx, a);
+  } finally {
+    a.delete();
+  }
+}
+
+/**
+ * acc + ct. With acc null, returns ct validated and re-serialised in full
+ * (the seed expanded), i.e. the starting aggregate.
+ */
+export function addCiphertexts(ctx: HeContext, acc: Uint8Array | null, ct: Uint8Array): Uint8Array {
+  if (acc === null) {
+    const c = loadCiphertext(ctx, ct);
+    try {
+      return saveCiphertext(ctx, c);
+    } finally {
+      c.delete();
+    }
+  }
+  return combine(ctx, acc, ct, 'add');
+}
+
+/** acc - ct: removes a chunk that was added before (e.g. an abandoned partial upload). */
+export function subtractCiphertext(ctx: HeContext, acc: Uint8Array, ct: Uint8Array): Uint8Array {
+  return combine(ctx, acc, ct, 'sub');
+}

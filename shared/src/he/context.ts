@@ -1,0 +1,92 @@
+/**
+ * SEAL context for one parameter set. Contexts are immutable and cached per
+ * parameter digest, so repeated createHeContext() calls in a long-lived
+ * server allocate SEAL objects only once.
+ */
+import { HeError } from './errors.js';
+import { checkHeParams, heParamsDigest, plainModulus, type HeParams } from './params.js';
+import { loadSeal, sealErrorMessage, type BatchEncoder, type Context, type Evaluator, type SEALLibrary } from './seal-loader.js';
+
+export interface HeContext {
+  readonly params: HeParams;
+  readonly slotCount: number;
+  /** heParamsDigest(params). */
+  readonly paramsDigest: string;
+  /** Plain modulus t (prime, ≡ 1 mod 2N). */
+  readonly plainModulus: bigint;
+  /** SEAL handles; shared, never deleted (cached for the process lifetime). */
+  readonly seal: SEALLibrary;
+  readonly context: Context;
+  readonly encoder: BatchEncoder;
+  readonly evaluator: Evaluator;
+  /** SEAL parms_id of the (only) data level; ciphertexts must carry it. */
+  readonly parmsId: readonly bigint[];
+  /** Upper bound on a serialised ciphertext body (2 polynomials, uncompressed, plus header slack). */
+  readonly maxBodyBytes: number;
+}
+
+const cache = new Map<string, Promise<HeContext>>();
+
+export function createHeContext(p: HeParams): Promise<HeContext> {
+  checkHeParams(p);
+  const params: HeParams = {
+    scheme: p.scheme,
+    polyModulusDegree: p.polyModulusDegree,
+    coeffModulusBits: [...p.coeffModulusBits],
+    plainModulusBits: p.plainModulusBits,
+    precisionBits: p.precisionBits,
+  };
+  const digest = heParamsDigest(params);
+  let ctx = cache.get(digest);
+  if (!ctx) {
+    ctx = build(params, digest);
+    cache.set(digest, ctx);
+    ctx.catch(() => cache.delete(digest));
+  }
+  return ctx;
+}
+
+async function build(params: HeParams, digest: string): Promise<HeContext> {
+  const seal = await loadSeal();
+  const N = params.polyModulusDegree;
+  const parms = seal.EncryptionParameters(seal.SchemeType.bfv);
+  const coeff = seal.CoeffModulus.Create(N, Int32Array.from(params.coeffModulusBits));
+  const plain = seal.PlainModulus.Batching(N, params.plainModulusBits);
+  let context: Context | undefined;
+  try {
+    parms.setPolyModulusDegree(N);
+    parms.setCoeffModulus(coeff);
+    parms.setPlainModulus(plain);
+    const t = plain.value;
+    const expectedT = plainModulus(params);
+    if (t !== expectedT) throw new HeError('TWF_E_HE_PARAMS', `SEAL chose plain modulus ${t}, expected ${expectedT}`);
+    context = seal.Context(parms, true, seal.SecurityLevel.tc128);
+    if (!context.parametersSet()) throw new HeError('TWF_E_HE_PARAMS', 'SEAL rejected the parameters');
+    const encoder = seal.BatchEncoder(context); // throws unless t supports batching
+    const evaluator = seal.Evaluator(context);
+    const pid = context.firstParmsId;
+    const parmsId = Array.from(pid.values);
+    pid.delete();
+    const k = params.coeffModulusBits.length;
+    return {
+      params: Object.freeze(params),
+      slotCount: encoder.slotCount,
+      paramsDigest: digest,
+      plainModulus: t,
+      seal,
+      context,
+      encoder,
+      evaluator,
+      parmsId: Object.freeze(parmsId),
+      maxBodyBytes: 2 * N * k * 8 + 4096,
+    };
+  } catch (e) {
+    context?.delete();
+    if (e instanceof HeError) throw e;
+    throw new HeError('TWF_E_HE_PARAMS', `SEAL: ${sealErrorMessage(e)}`, { cause: e });
+  } finally {
+    parms.delete();
+    coeff.delete();
+    plain.delete();
+  }
+}

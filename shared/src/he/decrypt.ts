@@ -1,0 +1,120 @@
+/**
+ * Site side: decrypt the aggregated sums and turn them into the weighted
+ * average update.
+ */
+import type { HeContext } from './context.js';
+import { HeError } from './errors.js';
+import { loadCiphertext } from './ciphertext-io.js';
+import { checkClipBound } from './encrypt.js';
+import { loadSecretKey } from './keys.js';
+import { maxTotalSamples } from './params.js';
+import { dequantizeInto } from './quantize.js';
+import { sealErrorMessage, type SecretKey } from './seal-loader.js';
+
+function expectedChunks(ctx: HeContext, sums: Uint8Array[], length: number): void {
+  if (!Number.isSafeInteger(length) || length < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `length must be a positive integer (got ${length})`);
+  const want = Math.ceil(length / ctx.slotCount);
+  if (!Array.isArray(sums) || sums.length !== want) {
+    throw new HeError('TWF_E_HE_BAD_UPDATE', `expected ${want} ciphertexts for ${length} parameters, got ${Array.isArray(sums) ? sums.length : 'none'}`);
+  }
+}
+
+/**
+ * Decrypt each ciphertext and call `onSlots(index, centredValues, noiseBudgetBits)`.
+ * Centred values are the plaintext slots lifted from Z_t to (-t/2, t/2].
+ */
+function decryptEach(
+  ctx: HeContext,
+  sk: SecretKey,
+  sums: Uint8Array[],
+  onSlots: (index: number, values: BigInt64Array, budget: number) => void,
+): void {
+  const decryptor = ctx.seal.Decryptor(ctx.context, sk);
+  try {
+    sums.forEach((bytes, index) => {
+      const ct = loadCiphertext(ctx, bytes);
+      try {
+        const budget = decryptor.invariantNoiseBudget(ct);
+        const pt = decryptor.decrypt(ct) as ReturnType<typeof ctx.seal.PlainText>;
+        try {
+          // decodeBigInt(pt, signed = true) centre-lifts mod t.
+          onSlots(index, ctx.encoder.decodeBigInt(pt, true) as BigInt64Array, budget);
+        } finally {
+          pt.delete();
+        }
+      } catch (e) {
+        if (e instanceof HeError) throw e;
+        throw new HeError('TWF_E_HE_DECRYPT', `SEAL: ${sealErrorMessage(e)}`, { cause: e });
+      } finally {
+        ct.delete();
+      }
+    });
+  } finally {
+    decryptor.delete();
+  }
+}
+
+/**
+ * Weighted FedAvg of the sites' updates: Σ n_k·clip(Δ_k) / Σ n_k, from the
+ * coordinator's ciphertext sums. Throws TWF_E_HE_DECRYPT when a ciphertext has
+ * no noise budget left (wrong key, or more additions than the parameters allow).
+ */
+export function decryptAverage(
+  ctx: HeContext,
+  secretKey: Uint8Array,
+  sums: Uint8Array[],
+  length: number,
+  totalSamples: number,
+  clipBound: number,
+): Float32Array {
+  expectedChunks(ctx, sums, length);
+  checkClipBound(clipBound);
+  if (!Number.isSafeInteger(totalSamples) || totalSamples < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `totalSamples must be a positive integer (got ${totalSamples})`);
+  const limit = maxTotalSamples(ctx.params);
+  if (totalSamples > limit) throw new HeError('TWF_E_HE_OVERFLOW', `totalSamples ${totalSamples} exceeds ${limit}; the sum may have wrapped modulo t`);
+  const out = new Float32Array(length);
+  const sk = loadSecretKey(ctx, secretKey);
+  try {
+    decryptEach(ctx, sk, sums, (index, values, budget) => {
+      if (budget <= 0) throw new HeError('TWF_E_HE_DECRYPT', `ciphertext ${index} has no noise budget left: wrong key, or too many additions`);
+      const offset = index * ctx.slotCount;
+      dequantizeInto(out, offset, values, Math.min(ctx.slotCount, length - offset), totalSamples, clipBound, ctx.params.precisionBits);
+    });
+  } finally {
+    sk.delete();
+  }
+  return out;
+}
+
+/**
+ * Raw centred slot sums without the noise-budget check: what anyone holding
+ * `secretKey` would read. For tests and diagnostics only.
+ */
+export function decryptSlotSums(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number): BigInt64Array {
+  expectedChunks(ctx, sums, length);
+  const out = new BigInt64Array(length);
+  const sk = loadSecretKey(ctx, secretKey);
+  try {
+    decryptEach(ctx, sk, sums, (index, values) => {
+      const offset = index * ctx.slotCount;
+      out.set(values.subarray(0, Math.min(ctx.slotCount, length - offset)), offset);
+    });
+  } finally {
+    sk.delete();
+  }
+  return out;
+}
+
+/** Remaining invariant noise budget (bits) of one ciphertext; 0 means undecryptable. */
+export function noiseBudgetBits(ctx: HeContext, secretKey: Uint8Array, ct: Uint8Array): number {
+  const sk = loadSecretKey(ctx, secretKey);
+  let budget = 0;
+  try {
+    decryptEach(ctx, sk, [ct], (_i, _v, b) => {
+      budget = b;
+    });
+  } finally {
+    sk.delete();
+  }
+  return budget;
+}
