@@ -1,0 +1,129 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import {
+  AuditEntryWire, EnrolRequest, EnrolResponse, EnrolmentTokenRequest, EnrolmentTokenResponse, ErrorReply, RoundSummary,
+  SiteSummary, StudySpecSchema, StudyStatus, WireError,
+} from '@twinfed/protocols';
+import type { CoordinatorConfig } from './config.js';
+import type { CoordinatorEngine } from './engine.js';
+import type { CoordinatorMetrics } from './metrics.js';
+
+interface RouteDoc {
+  method: 'GET' | 'POST';
+  url: string;
+  summary: string;
+  auth: boolean;
+  body?: z.ZodType;
+  response?: z.ZodType;
+}
+
+function parse<T>(schema: z.ZodType<T>, data: unknown): T {
+  const p = schema.safeParse(data);
+  if (!p.success) throw new WireError('TWF_E_BAD_REQUEST', p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
+  return p.data;
+}
+
+function sameToken(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** REST API for consortium leads (+ the enrolment call sites make with their one-time token). */
+export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngine, metrics: CoordinatorMetrics, config: CoordinatorConfig): void {
+  const docs: RouteDoc[] = [];
+  const route = (d: RouteDoc, handler: (req: FastifyRequest, reply: FastifyReply) => unknown) => {
+    docs.push(d);
+    app.route({
+      method: d.method,
+      url: d.url,
+      handler: async (req, reply) => {
+        if (d.auth) {
+          const h = req.headers.authorization ?? '';
+          if (!h.startsWith('Bearer ') || !sameToken(h.slice(7), config.adminToken)) throw new WireError('TWF_E_NOT_AUTHORISED');
+        }
+        return handler(req, reply);
+      },
+    });
+  };
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err instanceof WireError ? err : (err as { validation?: unknown }).validation || (err as { statusCode?: number }).statusCode === 400
+      ? new WireError('TWF_E_BAD_REQUEST', (err as Error).message)
+      : new WireError('TWF_E_INTERNAL', (err as Error).message);
+    void reply.status(e.status).send({ code: e.code, message: e.message, detail: e.detail });
+  });
+
+  const studyId = (req: FastifyRequest) => (req.params as { id: string }).id;
+
+  route({ method: 'POST', url: '/api/studies', summary: 'Create a study (draft) and its manifest', auth: true, body: StudySpecSchema }, (req, reply) => {
+    const r = engine.createStudy(parse(StudySpecSchema, req.body));
+    return reply.status(201).send(r);
+  });
+  route({ method: 'GET', url: '/api/studies', summary: 'List studies', auth: true }, () => engine.listStudies());
+  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status with per-round summaries', auth: true, response: StudyStatus }, (req) => engine.studyStatus(studyId(req)));
+  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve, with its hash', auth: true }, (req) => engine.manifestOf(studyId(req)));
+  route({ method: 'POST', url: '/api/studies/:id/start', summary: 'Start a study: announce it to sites', auth: true }, (req) => {
+    engine.startStudy(studyId(req));
+    return engine.studyStatus(studyId(req));
+  });
+  route({ method: 'POST', url: '/api/studies/:id/stop', summary: 'Stop a running study', auth: true }, (req) => {
+    engine.stopStudy(studyId(req));
+    return engine.studyStatus(studyId(req));
+  });
+  route({ method: 'GET', url: '/api/studies/:id/rounds/:round', summary: 'One round: participants, stragglers, bytes, metrics', auth: true, response: RoundSummary }, (req) => {
+    const round = Number((req.params as { round: string }).round);
+    if (!Number.isInteger(round) || round < 1) throw new WireError('TWF_E_BAD_REQUEST', 'round must be a positive integer');
+    return engine.roundStatus(studyId(req), round);
+  });
+  route({ method: 'POST', url: '/api/enrolment-tokens', summary: 'Issue a one-time site enrolment token', auth: true, body: EnrolmentTokenRequest, response: EnrolmentTokenResponse }, (req, reply) => {
+    const b = parse(EnrolmentTokenRequest, req.body ?? {});
+    return reply.status(201).send(engine.issueEnrolmentToken(b.siteName, b.expiresInS));
+  });
+  route({ method: 'POST', url: '/api/enrol', summary: 'Site enrolment with a one-time token (called by twinfed site enrol)', auth: false, body: EnrolRequest, response: EnrolResponse }, (req, reply) => {
+    return reply.status(201).send(engine.enrol(parse(EnrolRequest, req.body)));
+  });
+  route({ method: 'GET', url: '/api/sites', summary: 'Enrolled sites and whether they are connected', auth: true, response: z.array(SiteSummary) }, () => engine.listSites());
+  route({ method: 'GET', url: '/api/audit', summary: 'Coordinator audit log entries after ?after=ID (limit ?limit=N)', auth: true, response: z.array(AuditEntryWire) }, (req) => {
+    const q = parse(z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(100000).default(1000) }), req.query);
+    return engine.audit.entries(q.after, q.limit);
+  });
+  route({ method: 'GET', url: '/api/audit/owner', summary: 'Who signs this audit log (coordinator id and Ed25519 public key)', auth: true }, () => ({
+    ownerId: engine.coordinatorId,
+    ed25519PublicKey: Buffer.from(engine.identity.ed25519PublicKey).toString('base64'),
+  }));
+  route({ method: 'GET', url: '/healthz', summary: 'Liveness', auth: false }, () => ({ ok: true, coordinatorId: engine.coordinatorId }));
+  route({ method: 'GET', url: '/metrics', summary: 'Prometheus metrics', auth: false }, async (_req, reply) => {
+    void reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  route({ method: 'GET', url: '/openapi.json', summary: 'This API as OpenAPI 3.1', auth: false }, () => openApi(docs));
+}
+
+/** OpenAPI 3.1 document generated from the same zod schemas the handlers validate with. */
+function openApi(docs: RouteDoc[]) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  const errorSchema = z.toJSONSchema(ErrorReply, { io: 'output' });
+  for (const d of docs) {
+    const path = d.url.replace(/:(\w+)/g, '{$1}');
+    const params = [...d.url.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    paths[path] ??= {};
+    paths[path][d.method.toLowerCase()] = {
+      summary: d.summary,
+      ...(params.length ? { parameters: params } : {}),
+      ...(d.auth ? { security: [{ bearer: [] }] } : {}),
+      ...(d.body ? { requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(d.body, { io: 'input', unrepresentable: 'any' }) } } } } : {}),
+      responses: {
+        [d.method === 'POST' && d.body ? '201' : '200']: { description: 'OK', ...(d.response ? { content: { 'application/json': { schema: z.toJSONSchema(d.response, { io: 'output', unrepresentable: 'any' }) } } } : {}) },
+        default: { description: 'Error with a TWF_E_ code', content: { 'application/json': { schema: errorSchema } } },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Twinfed coordinator API', version: '1.0' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths,
+  };
+}

@@ -1,0 +1,136 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { mkdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Server as IoServer, type Socket } from 'socket.io';
+import {
+  HandshakeAuthSchema, WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents,
+} from '@twinfed/protocols';
+import { AuditLog } from '@twinfed/shared/audit/index';
+import { fingerprint, generateIdentity, initSodium, loadIdentity, saveIdentity, type Identity } from '@twinfed/shared/crypto/index';
+import { parseCoordinatorConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.js';
+import { openCoordinatorDb, type CoordinatorDb } from './db/index.js';
+import { CoordinatorEngine } from './engine.js';
+import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
+import { registerRestRoutes } from './rest.js';
+
+export interface Coordinator {
+  config: CoordinatorConfig;
+  app: FastifyInstance;
+  io: IoServer<ClientToServerEvents, ServerToClientEvents>;
+  engine: CoordinatorEngine;
+  db: CoordinatorDb;
+  metrics: CoordinatorMetrics;
+  /** Starts listening; resolves to the base URL (http://host:port). */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Loads the coordinator's identity from its data folder, creating it on first start (mode 0600). */
+export function loadOrCreateIdentity(dataDir: string, file: string): Identity {
+  const p = join(dataDir, file);
+  if (existsSync(p)) return loadIdentity(p);
+  const id = generateIdentity();
+  saveIdentity(p, id);
+  return id;
+}
+
+/**
+ * Builds a coordinator: REST API for leads (fastify), socket.io endpoint that
+ * site nodes dial out to, SQLite state, Prometheus metrics. Tests call this
+ * in-process; `twinfed coordinator start` wraps it.
+ */
+export async function buildCoordinator(input: CoordinatorConfigInput): Promise<Coordinator> {
+  const config = parseCoordinatorConfig(input);
+  await initSodium();
+  mkdirSync(config.dataDir, { recursive: true });
+  const identity = loadOrCreateIdentity(config.dataDir, 'coordinator-identity.json');
+  const coordinatorId = `coordinator-${fingerprint(identity.ed25519PublicKey)}`;
+  const db = openCoordinatorDb(join(config.dataDir, 'coordinator.db'));
+  const audit = new AuditLog(db, coordinatorId, identity.ed25519SecretKey, identity.ed25519PublicKey);
+  const metrics = createCoordinatorMetrics();
+  const levels = ['silent', 'error', 'warn', 'info', 'debug'];
+  const log = (level: 'info' | 'warn' | 'error', msg: string) => {
+    if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
+  };
+  const engine = new CoordinatorEngine(db, audit, identity, metrics, { clockSkewMs: config.clockSkewMs, log });
+
+  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
+  registerRestRoutes(app, engine, metrics, config);
+
+  const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
+    maxHttpBufferSize: config.maxMessageBytes,
+    pingInterval: 10_000,
+    pingTimeout: 30_000,
+    serveClient: false,
+  });
+  const sockets = new Map<string, Socket<ClientToServerEvents, ServerToClientEvents>>();
+  engine.attach({
+    send(siteId: string, env: Envelope) {
+      const s = sockets.get(siteId);
+      if (!s?.connected) return false;
+      s.emit('envelope', env);
+      return true;
+    },
+    isConnected: (siteId) => sockets.get(siteId)?.connected ?? false,
+  });
+
+  io.use((socket, next) => {
+    const p = HandshakeAuthSchema.safeParse(socket.handshake.auth);
+    try {
+      if (!p.success) throw new WireError('TWF_E_MALFORMED', 'handshake auth needs siteId and protocolVersion');
+      engine.checkHandshake(p.data.siteId, p.data.protocolVersion);
+      next();
+    } catch (e) {
+      const we = e instanceof WireError ? e : new WireError('TWF_E_INTERNAL', String(e));
+      const err = new Error(we.message) as Error & { data?: unknown };
+      err.data = { code: we.code, detail: we.detail };
+      next(err);
+    }
+  });
+
+  io.on('connection', (socket) => {
+    const { siteId } = HandshakeAuthSchema.parse(socket.handshake.auth);
+    const previous = sockets.get(siteId);
+    if (previous && previous.id !== socket.id) previous.disconnect(true);
+    sockets.set(siteId, socket);
+    metrics.connectedSites.set([...sockets.values()].filter((s) => s.connected).length);
+    log('info', `site ${siteId} connected`);
+    // Messages of one site are handled one at a time, in order.
+    let chain: Promise<unknown> = Promise.resolve();
+    socket.on('envelope', (raw, ack) => {
+      chain = chain.then(async () => {
+        const a = await engine.handle(siteId, raw);
+        if (typeof ack === 'function') ack(a);
+      });
+    });
+    socket.on('disconnect', () => {
+      if (sockets.get(siteId) === socket) {
+        sockets.delete(siteId);
+        engine.onDisconnect(siteId);
+      }
+      metrics.connectedSites.set([...sockets.values()].filter((s) => s.connected).length);
+      log('info', `site ${siteId} disconnected`);
+    });
+  });
+
+  let timer: NodeJS.Timeout | null = null;
+  return {
+    config, app, io, engine, db, metrics,
+    async listen() {
+      await app.listen({ host: config.host, port: config.port });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : config.port;
+      timer = setInterval(() => engine.tick(), config.tickMs);
+      engine.tick();
+      log('info', `listening on http://${config.host}:${port} as ${coordinatorId}`);
+      return `http://${config.host}:${port}`;
+    },
+    async close() {
+      if (timer) clearInterval(timer);
+      io.disconnectSockets(true);
+      await new Promise<void>((r) => io.close(() => r()));
+      await app.close().catch(() => undefined);
+      db.$client.close();
+    },
+  };
+}
