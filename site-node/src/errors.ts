@@ -1,0 +1,26 @@
+import { WireError, WIRE_ERRORS, type WireErrorCode } from '@twinfed/protocols';
+
+/**
+ * Errors of the site node (configuration, enrolment, local data, approvals).
+ * Protocol codes the site can raise or receive are in the wire catalogue,
+ * re-exported here so this file lists everything a site can report.
+ */
+export const SITE_ERRORS = {
+  TWF_E_SITE_CONFIG: 'Site configuration is missing or invalid; run twinfed site enrol first, or fix the field named.',
+  TWF_E_ENROL_FAILED: 'Enrolment with the coordinator failed; check the URL and ask the lead for a fresh one-time token.',
+  TWF_E_ALREADY_ENROLLED: 'This data folder already holds an enrolled site identity; use another --data-dir or keep the existing one.',
+  TWF_E_UNKNOWN_STUDY_LOCAL: 'No study with this id has been announced to this site; start the site node so it receives the announcement.',
+  TWF_E_NO_DATA: 'The site has no imported data matching the study; import it with twinfed site import.',
+  TWF_E_IMPORT: 'A file could not be imported; the message names the file and the reason.',
+  TWF_E_NO_KEY: 'The study key has not reached this site yet; it arrives sealed from the key dealer once the study starts.',
+} as const;
+export type SiteErrorCode = keyof typeof SITE_ERRORS;
+
+export class SiteError extends Error {
+  constructor(readonly code: SiteErrorCode, detail: string) {
+    super(`${code}: ${SITE_ERRORS[code]} (${detail})`);
+    this.name = 'SiteError';
+  }
+}
+
+export { WireError, WIRE_ERRORS, type WireErrorCode };

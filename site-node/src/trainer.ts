@@ -1,0 +1,31 @@
+import type { StudyManifest } from '@twinfed/protocols';
+
+/** Result of local training from a given global model. */
+export interface LocalTrainResult {
+  weights: Float32Array;
+  /** Number of training samples (slices) the update is weighted by. */
+  nSamples: number;
+  loss: number;
+  ms: number;
+}
+
+export interface LocalEvalResult {
+  /** Mean Dice over validation patients (3D per patient), or null when none. */
+  meanDice: number | null;
+  valPatients: number;
+  perPatient: { patientId: string; dice: number }[];
+}
+
+/**
+ * What a site node needs from a model: the seeded initial weights every site
+ * reproduces, local training, local evaluation. The U-Net implementation is
+ * in unet-trainer.ts; others (response models) plug in here.
+ */
+export interface LocalTrainer {
+  readonly backend: string;
+  /** Counts of local data usable for this study (for the join message). */
+  dataSummary(manifest: StudyManifest): { trainSlices: number; valPatients: number };
+  initialWeights(manifest: StudyManifest): Float32Array;
+  train(manifest: StudyManifest, weights: Float32Array, round: number): Promise<LocalTrainResult>;
+  evaluate(manifest: StudyManifest, weights: Float32Array): Promise<LocalEvalResult>;
+}

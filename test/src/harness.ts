@@ -1,0 +1,132 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { io, type Socket } from 'socket.io-client';
+import {
+  PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type StudySpec,
+} from '@twinfed/protocols';
+import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
+import { SITE_FILES, enrolSite, loadSiteConfig } from '@twinfed/site-node';
+import { initSodium, loadIdentity, parseEnvelope, sealEnvelope, type Identity } from '@twinfed/shared/crypto/index';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `twinfed-${prefix}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function startCoordinator(dataDir: string, extra: Record<string, unknown> = {}): Promise<{ c: Coordinator; url: string }> {
+  const c = await buildCoordinator({ dataDir, port: 0, adminToken: ADMIN_TOKEN, logLevel: 'silent', tickMs: 100, ...extra });
+  const url = await c.listen();
+  return { c, url };
+}
+
+export async function lead<T = unknown>(url: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: T }> {
+  const res = await fetch(new URL(path, url), {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
+}
+
+/** Enrols a site folder with a fresh one-time token (the real enrolment path). */
+export async function enrolNewSite(url: string, dir: string, name: string) {
+  const tok = await lead<{ token: string }>(url, 'POST', '/api/enrolment-tokens', { siteName: name });
+  return enrolSite({ dataDir: dir, coordinatorUrl: url, token: tok.json.token });
+}
+
+/** A tiny segmentation study (fast on CPU) for protocol tests. */
+export function tinySpec(over: Partial<StudySpec> = {}): StudySpec {
+  return {
+    title: 'test study',
+    task: 'segmentation',
+    model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 16, initSeed: 3 },
+    training: { epochsPerRound: 1, batchSize: 8, learningRate: 1e-2, clipBound: 1, seed: 5 },
+    data: { modality: 'PET', labels: ['background', 'tumour'], minTrainSlices: 1 },
+    rounds: 2,
+    minSites: 1,
+    roundDeadlineS: 30,
+    ...over,
+  };
+}
+
+/**
+ * A hand-driven site: a real socket.io connection and real signatures, with
+ * full control over what is sent — to play an attacker or a faulty site.
+ */
+export class RawSite {
+  readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
+  readonly inbox: Envelope[] = [];
+  readonly siteId: string;
+  readonly identity: Identity;
+  seq = 0;
+
+  constructor(url: string, readonly dataDir: string, opts: { protocolVersion?: string; siteId?: string } = {}) {
+    const cfg = loadSiteConfig(dataDir);
+    this.siteId = opts.siteId ?? cfg.siteId;
+    this.identity = loadIdentity(join(dataDir, SITE_FILES.identity));
+    this.socket = io(url, { auth: { siteId: this.siteId, protocolVersion: opts.protocolVersion ?? PROTOCOL_VERSION }, transports: ['websocket'], reconnection: false });
+    this.socket.on('envelope', (raw) => this.inbox.push(parseEnvelope(raw)));
+  }
+
+  static async create(url: string, dataDir: string, opts: { protocolVersion?: string; siteId?: string } = {}): Promise<RawSite> {
+    await initSodium();
+    return new RawSite(url, dataDir, opts);
+  }
+
+  connected(): Promise<void> {
+    return new Promise((res, rej) => {
+      if (this.socket.connected) return res();
+      this.socket.once('connect', () => res());
+      this.socket.once('connect_error', (e) => rej(e));
+    });
+  }
+
+  /** Resolves with the coordinator's refusal of the handshake. */
+  refused(): Promise<{ message: string; code?: string }> {
+    return new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
+  }
+
+  envelope(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>, opts: { secretKey?: Uint8Array; nowMs?: number } = {}): Envelope {
+    return sealEnvelope({ id: this.siteId, ed25519SecretKey: opts.secretKey ?? this.identity.ed25519SecretKey, nextSeq: () => ++this.seq }, { type, studyId, round, body, ...(meta ? { meta } : {}), ...(opts.nowMs ? { nowMs: opts.nowMs } : {}) });
+  }
+
+  emit(env: unknown): Promise<Ack> {
+    return new Promise((res) => this.socket.emit('envelope', env as Envelope, (a: Ack) => res(a)));
+  }
+
+  send(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>): Promise<Ack> {
+    return this.emit(this.envelope(type, studyId, round, body, meta));
+  }
+
+  hello(): Promise<Ack> {
+    return this.send('hello', null, null, { siteName: 'raw', backend: 'none', approved: [] });
+  }
+
+  async next(type: MessageType, timeoutMs = 10_000): Promise<Envelope> {
+    const t0 = Date.now();
+    for (;;) {
+      const i = this.inbox.findIndex((e) => e.header.type === type);
+      if (i >= 0) return this.inbox.splice(i, 1)[0];
+      if (Date.now() - t0 > timeoutMs) throw new Error(`no ${type} within ${timeoutMs} ms (inbox: ${this.inbox.map((e) => e.header.type).join(',')})`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  close(): void {
+    this.socket.disconnect();
+  }
+}
+
+export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 60_000, everyMs = 100): Promise<NonNullable<T>> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
