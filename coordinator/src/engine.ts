@@ -53,7 +53,7 @@ export class CoordinatorEngine {
   private readonly he = new Map<string, Promise<HeContext>>();
   private readonly authenticated = new Set<string>();
   /** When keys were last requested from the dealer, per study (throttles re-requests). */
-  private readonly keysRequestedAt = new Map<string, number>();
+  private readonly keysRequestedAt = new Map<string, { ids: string; atMs: number }>();
   private readonly now: () => number;
   private readonly signer: Signer;
 
@@ -486,10 +486,12 @@ export class CoordinatorEngine {
     const pending = this.db.select().from(studySites).where(eq(studySites.studyId, studyId)).all().filter((r) => r.sealedKey === null && r.siteId !== st.keyDealer);
     const dealerRow = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, st.keyDealer))).get();
     if (pending.length === 0 && dealerRow?.sealedKey) return;
+    const ids = [...pending.map((p) => p.siteId), ...(dealerRow?.sealedKey ? [] : [st.keyDealer])];
+    // Ask again for the same recipients only after a pause (the dealer may be busy training).
     const last = this.keysRequestedAt.get(studyId);
-    if (last !== undefined && this.now() - last < 5000) return;
-    this.keysRequestedAt.set(studyId, this.now());
-    const recipients = [...pending.map((p) => p.siteId), ...(dealerRow?.sealedKey ? [] : [st.keyDealer])].map((siteId) => ({ siteId, x25519PublicKey: this.site(siteId)!.x25519PublicKey }));
+    if (last && last.ids === ids.join(',') && this.now() - last.atMs < 5000) return;
+    this.keysRequestedAt.set(studyId, { ids: ids.join(','), atMs: this.now() });
+    const recipients = ids.map((siteId) => ({ siteId, x25519PublicKey: this.site(siteId)!.x25519PublicKey }));
     this.sendTo(st.keyDealer, 'keys.request', studyId, null, { encryption: this.manifestOf(studyId).manifest.encryption, recipients });
   }
 

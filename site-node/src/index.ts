@@ -4,3 +4,6 @@ export * from './enrol.js';
 export * from './node.js';
 export * from './trainer.js';
 export { openSiteDb, type SiteDb } from './db/index.js';
+export * from './doctor.js';
+export * from './import-sts.js';
+export * from './unet-trainer.js';

@@ -218,6 +218,14 @@ export class SiteNode {
     return { manifest, manifestHash: hash };
   }
 
+  /** Announced studies with their approval state, for `twinfed site studies`. */
+  static listStudies(db: SiteDb): { studyId: string; title: string; status: string; manifestHash: string; approvedBy: string | null }[] {
+    return db.select().from(studies).all().map((st) => {
+      const ap = db.select().from(approvals).where(and(eq(approvals.studyId, st.studyId), eq(approvals.manifestHash, st.manifestHash))).get();
+      return { studyId: st.studyId, title: (JSON.parse(st.manifestJson) as StudyManifest).title, status: st.status, manifestHash: st.manifestHash, approvedBy: ap?.officer ?? null };
+    });
+  }
+
   private isApproved(studyId: string, hash: string): boolean {
     return !!this.db.select().from(approvals).where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, hash))).get();
   }
@@ -261,19 +269,22 @@ export class SiteNode {
         }
         continue;
       }
-      await this.ensureInitialModel(manifest);
+      const baseline = await this.ensureInitialModel(manifest);
       const ack = await this.send('study.join', st.studyId, null, { manifestHash: st.manifestHash, ...data });
-      if (ack.ok) this.db.update(studies).set({ status: 'joined' }).where(eq(studies.studyId, st.studyId)).run();
+      if (!ack.ok) continue;
+      this.db.update(studies).set({ status: 'joined' }).where(eq(studies.studyId, st.studyId)).run();
+      // Round 0: how the seeded initial model does here, the baseline every round is compared with.
+      if (baseline) await this.reportMetrics(st.studyId, 0, baseline.meanDice, baseline.valPatients, null);
     }
   }
 
   /** Version 0 of the global model: the seeded initialisation all sites share; its Dice is the baseline. */
-  private async ensureInitialModel(manifest: StudyManifest): Promise<void> {
-    if (this.latestModel(manifest.studyId)) return;
+  private async ensureInitialModel(manifest: StudyManifest): Promise<{ meanDice: number | null; valPatients: number } | null> {
+    if (this.latestModel(manifest.studyId)) return null;
     const w = this.opts.trainer.initialWeights(manifest);
     const ev = await this.opts.trainer.evaluate(manifest, w);
     this.storeModel(manifest.studyId, 0, w, ev.meanDice);
-    await this.reportMetrics(manifest.studyId, 0, ev.meanDice, ev.valPatients, null);
+    return ev;
   }
 
   // ------------------------------------------------------------------ keys

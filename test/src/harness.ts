@@ -7,7 +7,7 @@ import {
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
 import { SITE_FILES, enrolSite, loadSiteConfig } from '@twinfed/site-node';
-import { initSodium, loadIdentity, parseEnvelope, sealEnvelope, type Identity } from '@twinfed/shared/crypto/index';
+import { fromB64, initSodium, loadIdentity, parseEnvelope, sealEnvelope, sealTo, toB64, type Identity } from '@twinfed/shared/crypto/index';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -114,6 +114,19 @@ export class RawSite {
       if (Date.now() - t0 > timeoutMs) throw new Error(`no ${type} within ${timeoutMs} ms (inbox: ${this.inbox.map((e) => e.header.type).join(',')})`);
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /** Plays the key dealer: answers every pending keys.request by sealing `secretKey` to each recipient. */
+  async dealKeys(studyId: string, heParamsDigest: string, secretKey: Uint8Array): Promise<string[]> {
+    const sealedFor: string[] = [];
+    for (const env of this.inbox.filter((e) => e.header.type === 'keys.request')) {
+      this.inbox.splice(this.inbox.indexOf(env), 1);
+      const req = JSON.parse(Buffer.from(env.body).toString()) as { recipients: { siteId: string; x25519PublicKey: string }[] };
+      const ack = await this.send('keys.sealed', studyId, null, { heParamsDigest, recipients: req.recipients.map((r) => ({ siteId: r.siteId, sealedKey: toB64(sealTo(fromB64(r.x25519PublicKey), secretKey)) })) });
+      if (!ack.ok) throw new Error(`keys.sealed refused: ${ack.code}`);
+      sealedFor.push(...req.recipients.map((r) => r.siteId));
+    }
+    return sealedFor;
   }
 
   close(): void {

@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { buildCoordinator } from '@twinfed/coordinator';
+import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, loadSiteConfig, openSiteDb, runDoctor } from '@twinfed/site-node';
+import { AuditLog } from '@twinfed/shared/audit/index';
+import { initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
+import { LeadClient } from './http.js';
+import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
+import { runDemo } from './demo.js';
+
+const program = new Command();
+program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
+
+/** Runs a command; prints `CODE: message` and exits 1 on failure. */
+function action<A extends unknown[]>(fn: (...a: A) => Promise<void> | void) {
+  return async (...a: A) => {
+    try {
+      await fn(...a);
+    } catch (e) {
+      console.error((e as Error).message);
+      process.exit(1);
+    }
+  };
+}
+const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value) : text());
+
+// ------------------------------------------------------------- coordinator
+const coord = program.command('coordinator').description('Run the coordinator (aggregates ciphertexts; holds no secret key)');
+coord.command('start')
+  .description('Start the coordinator: REST API for leads, socket.io endpoint for site nodes, /metrics')
+  .option('--data-dir <dir>', 'folder for coordinator.db and the coordinator identity', './twinfed-coordinator')
+  .option('--host <host>', 'listen address', '127.0.0.1')
+  .option('--port <port>', 'listen port', (v) => Number(v), 7400)
+  .addOption(new Option('--admin-token <token>', 'bearer token for the lead API (min 16 chars)').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
+  .option('--tick-ms <ms>', 'deadline check interval', (v) => Number(v), 1000)
+  .option('--log-level <level>', 'silent|error|warn|info|debug', 'info')
+  .action(action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info' }) => {
+    const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel });
+    const url = await c.listen();
+    console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
+    const stop = async () => {
+      await c.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  }));
+
+// -------------------------------------------------------------------- lead
+const lead = program.command('lead').description('Consortium lead commands (REST client of the coordinator)');
+const leadOpts = (c: Command) => c
+  .option('--url <url>', 'coordinator URL', 'http://127.0.0.1:7400')
+  .addOption(new Option('--admin-token <token>', 'lead API token').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
+  .option('--json', 'print JSON');
+leadOpts(lead.command('token <siteName>').description('Issue a one-time enrolment token for a site'))
+  .action(action(async (siteName: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ token: string; expiresAt: string }>('POST', '/api/enrolment-tokens', { siteName });
+    print(!!o.json, r, () => `token for ${siteName} (valid until ${r.expiresAt}):\n${r.token}`);
+  }));
+leadOpts(lead.command('create-study <specFile>').description('Create a study from a JSON spec (see docs/protocol.md)'))
+  .action(action(async (file: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ studyId: string; manifestHash: string }>('POST', '/api/studies', JSON.parse(readFileSync(file, 'utf8')));
+    print(!!o.json, r, () => `created ${r.studyId}\nmanifest hash ${r.manifestHash}`);
+  }));
+for (const verb of ['start', 'stop'] as const) {
+  leadOpts(lead.command(`${verb} <studyId>`).description(`${verb === 'start' ? 'Start' : 'Stop'} a study`))
+    .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+      const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/${verb}`);
+      print(!!o.json, r, () => `${id}: ${(r as { state: string }).state}`);
+    }));
+}
+leadOpts(lead.command('status <studyId>').description('Study and round status'))
+  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; currentRound: number; rounds: number; joined: string[]; roundSummaries: { round: number; state: string; completed: string[]; stragglers: string[] }[] }>('GET', `/api/studies/${id}`);
+    print(!!o.json, r, () => [`${id}: ${r.state}, round ${r.currentRound}/${r.rounds}, sites ${r.joined.join(', ')}`,
+      ...r.roundSummaries.map((s) => `  round ${s.round} ${s.state}: done ${s.completed.join(',') || '-'}; waiting ${s.stragglers.join(',') || '-'}`)].join('\n'));
+  }));
+leadOpts(lead.command('sites').description('Enrolled sites'))
+  .action(action(async (o: { url: string; adminToken: string; json?: boolean }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean }[]>('GET', '/api/sites');
+    print(!!o.json, r, () => r.map((s) => `${s.siteId}  ${s.siteName}  ${s.connected ? 'connected' : 'offline'}`).join('\n'));
+  }));
+
+// -------------------------------------------------------------------- site
+const site = program.command('site').description('Hospital site node commands');
+const dataDirOpt = (c: Command) => c.option('--data-dir <dir>', 'site data folder (site.json, identity.json, site.db)', './twinfed-site');
+dataDirOpt(site.command('enrol').description('Create identity keys and register them with the coordinator using a one-time token'))
+  .requiredOption('--coordinator <url>', 'coordinator URL')
+  .requiredOption('--token <token>', 'one-time enrolment token from the lead')
+  .action(action(async (o: { dataDir: string; coordinator: string; token: string }) => {
+    const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token });
+    console.log(`enrolled as ${c.siteId} (${c.siteName}) with ${c.coordinatorId}; keys in ${join(o.dataDir, SITE_FILES.identity)} (mode 0600)`);
+  }));
+dataDirOpt(site.command('import').description('Import PET studies laid out as STS_xxx/PET_image.nii.gz + PET_mask.nii.gz'))
+  .requiredOption('--sts <dir>', 'folder with one sub-folder per patient')
+  .option('--patients <ids>', 'comma-separated patient folders to import (default: all)')
+  .option('--val <ids>', 'comma-separated patients held out for validation (default: every 4th)')
+  .option('--size <px>', 'slice edge in pixels', (v) => Number(v), 48)
+  .option('--json', 'print the per-file report as JSON')
+  .action(action(async (o: { dataDir: string; sts: string; patients?: string; val?: string; size: number; json?: boolean }) => {
+    await initSodium();
+    const dir = resolve(o.dataDir);
+    const cfg = loadSiteConfig(dir);
+    const db = openSiteDb(join(dir, SITE_FILES.db));
+    const id = loadIdentity(join(dir, SITE_FILES.identity));
+    const audit = new AuditLog(db, cfg.siteId, id.ed25519SecretKey, id.ed25519PublicKey);
+    const report = await importStsFolder(db, audit, resolve(o.sts), { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size });
+    db.$client.close();
+    print(!!o.json, report, () => report.map((r) => `${r.status.padEnd(8)} ${r.patientId}${r.split ? ` (${r.split}, ${r.nSlices} slices)` : ''}${r.reason ? `: ${r.reason}` : ''}`).join('\n'));
+  }));
+dataDirOpt(site.command('studies').description('Studies announced to this site and their approval state'))
+  .option('--json', 'print JSON')
+  .action(action(async (o: { dataDir: string; json?: boolean }) => {
+    const db = openSiteDb(join(resolve(o.dataDir), SITE_FILES.db));
+    const rows = SiteNode.listStudies(db);
+    db.$client.close();
+    print(!!o.json, rows, () => rows.map((r) => `${r.studyId}  ${r.status.padEnd(9)} ${r.title}\n  manifest ${r.manifestHash}`).join('\n') || 'no studies announced yet');
+  }));
+dataDirOpt(site.command('approve <studyId>').description('Privacy officer: approve a study; the approval is bound to the manifest hash'))
+  .requiredOption('--officer <name>', 'name of the approving privacy officer')
+  .option('--hash <sha256>', 'the manifest hash the officer reviewed (refuses if the manifest differs)')
+  .action(action(async (studyId: string, o: { dataDir: string; officer: string; hash?: string }) => {
+    await initSodium();
+    const dir = resolve(o.dataDir);
+    const cfg = loadSiteConfig(dir);
+    const db = openSiteDb(join(dir, SITE_FILES.db));
+    const id = loadIdentity(join(dir, SITE_FILES.identity));
+    const audit = new AuditLog(db, cfg.siteId, id.ed25519SecretKey, id.ed25519PublicKey);
+    const r = SiteNode.approve(db, audit, studyId, o.officer, o.hash);
+    db.$client.close();
+    console.log(`approved ${studyId} "${r.manifest.title}" by ${o.officer}\nmanifest hash ${r.manifestHash}\n(a changed manifest needs a new approval)`);
+  }));
+dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies'))
+  .option('--json-events', 'print one JSON line per event (for orchestration)')
+  .action(action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
+    const dir = resolve(o.dataDir);
+    const trainer = await createUNetTrainer(openSiteDb(join(dir, SITE_FILES.db)));
+    const emit = (event: string, data: object) => {
+      if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
+    };
+    const node = await SiteNode.open({
+      dataDir: dir,
+      trainer,
+      events: {
+        onLog: (level, msg) => (o.jsonEvents ? emit('log', { level, msg }) : console.error(`[${level}] ${msg}`)),
+        onUploaded: (r) => (o.jsonEvents ? emit('uploaded', r) : console.error(`round ${r.round}: uploaded ${r.uploadBytes} bytes in ${r.chunks} chunks (n=${r.nSamples}, train ${Math.round(r.trainMs)} ms, encrypt ${Math.round(r.encryptMs)} ms)`)),
+        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate applied, validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`)),
+        onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
+        onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
+      },
+    });
+    console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
+    node.connect();
+    const stop = async () => {
+      await node.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  }));
+dataDirOpt(site.command('doctor').description('Check the site: compute backend and why, keys, database, coordinator reachability'))
+  .option('--json', 'print JSON')
+  .action(action(async (o: { dataDir: string; json?: boolean }) => {
+    const r = await runDoctor(resolve(o.dataDir));
+    print(!!o.json, r, () => r.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n'));
+    if (!r.checks.every((c) => c.ok || c.optional)) process.exitCode = 1;
+  }));
+
+// ------------------------------------------------------------------- audit
+const audit = program.command('audit').description('Verify and cross-check hash-chained audit logs');
+audit.command('verify <db>')
+  .description('Check a coordinator or site audit chain; report the first broken link')
+  .option('--public-key <b64>', 'the log owner\'s Ed25519 public key from a trusted source (default: the key recorded in the database)')
+  .option('--json', 'print JSON')
+  .action(action(async (db: string, o: { publicKey?: string; json?: boolean }) => {
+    const v = await verifyAuditDb(db, o.publicKey);
+    print(!!o.json, v, () => formatVerify(v));
+    if (!v.ok) process.exitCode = 2;
+  }));
+audit.command('compare')
+  .description("Match a site's log of what it sent against the coordinator's log of what it received")
+  .requiredOption('--site-db <file>', 'the site database (site.db)')
+  .requiredOption('--coordinator-db <file>', 'the coordinator database (coordinator.db)')
+  .option('--json', 'print JSON')
+  .action(action(async (o: { siteDb: string; coordinatorDb: string; json?: boolean }) => {
+    const r = await compareAuditDbs(o.siteDb, o.coordinatorDb);
+    print(!!o.json, r, () => formatCompare(r));
+    if (!r.ok) process.exitCode = 2;
+  }));
+
+// -------------------------------------------------------------------- demo
+program.command('demo')
+  .description('A coordinator and three hospital sites on this machine: a real encrypted federated study on STS PET data')
+  .option('--rounds <n>', 'training rounds', (v) => Number(v), 5)
+  .option('--out <dir>', 'output folder', 'out/demo')
+  .option('--data <dir>', 'STS NIfTI folder (STS_xxx/PET_image.nii.gz)')
+  .action(action(async (o: { rounds: number; out: string; data?: string }) => {
+    const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined });
+    if (!ok) process.exitCode = 1;
+  }));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,279 @@
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { StudySpec } from '@twinfed/protocols';
+import { LeadClient } from './http.js';
+import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
+
+const BIN = fileURLToPath(new URL('./bin.js', import.meta.url));
+const REPO = resolve(dirname(BIN), '../..');
+/** The project's copy of the STS PET data (see examples/sts-pet/README.md for source and licence). */
+export const DEFAULT_STS_DIR = join(REPO, 'examples', 'sts-pet');
+
+/** Three hospitals with disjoint patients; the last ~quarter of each site's patients is its validation set. */
+export const DEMO_SITES = [
+  { name: 'Hospital A', patients: range(1, 12), val: [4, 8, 12] },
+  { name: 'Hospital B', patients: range(13, 24), val: [16, 20, 24] },
+  { name: 'Hospital C', patients: range(25, 35), val: [28, 32, 35] },
+].map((s) => ({ name: s.name, patients: s.patients.map(sts), val: s.val.map(sts) }));
+
+function range(a: number, b: number): number[] {
+  return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+}
+function sts(i: number): string {
+  return `STS_${String(i).padStart(3, '0')}`;
+}
+
+/** The demo study: the 2D U-Net on 48x48 PET slices, encrypted FedAvg. */
+export function demoStudySpec(rounds: number): StudySpec {
+  return {
+    title: 'Soft-tissue sarcoma PET tumour segmentation (demo)',
+    task: 'segmentation',
+    model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 8, depth: 2, size: 48, initSeed: 7 },
+    training: { epochsPerRound: 2, batchSize: 16, learningRate: 3e-3, clipBound: 1, seed: 11 },
+    data: { modality: 'PET', labels: ['background', 'tumour'], minTrainSlices: 10 },
+    rounds,
+    minSites: 2,
+    roundDeadlineS: 180,
+  };
+}
+
+interface RunOpts {
+  rounds: number;
+  outDir: string;
+  dataDir?: string;
+  /** Upper bound for the whole federated study, seconds. */
+  timeoutS?: number;
+}
+
+type MetricT = { siteId: string; meanDice: number | null; valPatients: number; encryptMs: number | null; uploadBytes: number | null };
+interface StudyStatusT {
+  state: string;
+  baselineMetrics: MetricT[];
+  currentRound: number;
+  joined: string[];
+  roundSummaries: {
+    round: number; state: string; completed: string[]; aggregateMs: number; bytesIn: number; totalSamples: number;
+    metrics: MetricT[];
+  }[];
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? res(a.port) : rej(new Error('no port'))));
+    });
+  });
+}
+
+function run(args: string[], label: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => (code === 0 ? res(out) : rej(new Error(`${label} failed (exit ${code}): ${err || out}`))));
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const fmt = (x: number | null | undefined, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? '  n/a' : x.toFixed(d));
+
+/**
+ * `npm run demo`: a coordinator and three site nodes as separate processes on
+ * loopback, each with its own SQLite file and disjoint patients; enrolment,
+ * officer approval, key set-up, encrypted rounds, audit verification.
+ */
+export async function runDemo(opts: RunOpts): Promise<boolean> {
+  const t0 = Date.now();
+  const dataDir = opts.dataDir ?? DEFAULT_STS_DIR;
+  if (!existsSync(dataDir)) throw new Error(`TWF_E_NOT_FOUND: STS data folder ${dataDir} is missing`);
+  const out = opts.outDir;
+  for (const d of ['coordinator', 'site-a', 'site-b', 'site-c', 'model']) rmSync(join(out, d), { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const adminToken = randomBytes(18).toString('base64url');
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const children: ChildProcess[] = [];
+  const stopAll = () => children.forEach((c) => c.exitCode === null && c.kill('SIGTERM'));
+  process.on('exit', stopAll);
+  const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${s}`);
+
+  try {
+    say(`coordinator on ${url} (data in ${join(out, 'coordinator')})`);
+    const coordProc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', join(out, 'coordinator'), '--port', String(port), '--admin-token', adminToken, '--log-level', 'warn', '--tick-ms', '500'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(coordProc);
+    const lead = new LeadClient(url, adminToken);
+    for (let i = 0; ; i++) {
+      try {
+        await lead.call('GET', '/healthz');
+        break;
+      } catch {
+        if (i > 100) throw new Error('coordinator did not start');
+        await sleep(200);
+      }
+    }
+
+    const siteDirs = DEMO_SITES.map((_, i) => join(out, `site-${'abc'[i]}`));
+    await Promise.all(DEMO_SITES.map(async (s, i) => {
+      const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s.name });
+      await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s.name}`);
+      const rep = JSON.parse(await run(['site', 'import', '--data-dir', siteDirs[i], '--sts', dataDir, '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)) as { status: string; split?: string; nSlices?: number }[];
+      const ok = rep.filter((r) => r.status === 'imported' || r.status === 'unchanged');
+      say(`${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.split === 'train').length} train / ${ok.filter((r) => r.split === 'val').length} validation, ${ok.reduce((a, r) => a + (r.nSlices ?? 0), 0)} slices)`);
+    }));
+
+    const study = await lead.call<{ studyId: string; manifestHash: string }>('POST', '/api/studies', demoStudySpec(opts.rounds));
+    say(`study ${study.studyId} created, manifest ${study.manifestHash.slice(0, 16)}…; starting it`);
+    await lead.call('POST', `/api/studies/${study.studyId}/start`);
+
+    const sitesInfo: { name: string; siteId: string; backend: string }[] = [];
+    DEMO_SITES.forEach((s, i) => {
+      const cfg = JSON.parse(readFileSync(join(siteDirs[i], 'site.json'), 'utf8')) as { siteId: string };
+      const info = { name: s.name, siteId: cfg.siteId, backend: '?' };
+      sitesInfo.push(info);
+      const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', siteDirs[i], '--json-events'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(p);
+      let buf = '';
+      p.stdout!.on('data', (d) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          try {
+            const e = JSON.parse(line) as { event: string; level?: string; msg?: string; code?: string; detail?: string };
+            if (e.event === 'log' && e.level === 'error') say(`${s.name}: ERROR ${e.msg}`);
+            if (e.event === 'rejected' && e.code !== 'TWF_E_STUDY_NOT_APPROVED') say(`${s.name}: refused ${e.code} ${e.detail}`);
+          } catch { /* not an event line */ }
+        }
+      });
+      p.stderr!.on('data', (d) => {
+        const m = /backend (\w+) \((.*)\)/.exec(String(d));
+        if (m) {
+          info.backend = m[1];
+          say(`${s.name} (${cfg.siteId}) running; compute backend ${m[1]}: ${m[2]}`);
+        }
+      });
+    });
+
+    // Each site's privacy officer approves the study once it has been announced there.
+    await Promise.all(siteDirs.map(async (dir, i) => {
+      for (;;) {
+        const db = existsSync(join(dir, 'site.db')) ? new Database(join(dir, 'site.db'), { readonly: true, fileMustExist: true }) : null;
+        const row = db?.prepare('select manifest_hash from studies where study_id = ?').get(study.studyId) as { manifest_hash: string } | undefined;
+        db?.close();
+        if (row) {
+          await run(['site', 'approve', study.studyId, '--data-dir', dir, '--officer', `Privacy officer, ${DEMO_SITES[i].name}`, '--hash', row.manifest_hash], 'approve');
+          return;
+        }
+        await sleep(300);
+      }
+    }));
+    say('privacy officers approved the manifest at all three sites; sites join, key dealer seals the study key to each site');
+
+    const nameOf = (id: string) => sitesInfo.find((s) => s.siteId === id)?.name ?? id;
+    const printed = new Set<number>();
+    const deadline = Date.now() + (opts.timeoutS ?? 900) * 1000;
+    let status: StudyStatusT;
+    console.log('\nround  sites  upload bytes  encrypt ms  aggregate ms  Dice per site (validation patients)                mean Dice');
+    for (;;) {
+      status = await lead.call<StudyStatusT>('GET', `/api/studies/${study.studyId}`);
+      const r0 = roundZero(status);
+      if (r0 && !printed.has(0)) {
+        printed.add(0);
+        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${r0.map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
+      }
+      for (const r of status.roundSummaries) {
+        if (printed.has(r.round) || r.state !== 'closed' || r.metrics.length < r.completed.length) continue;
+        printed.add(r.round);
+        const up = r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0);
+        const enc = r.metrics.filter((m) => m.encryptMs !== null);
+        console.log(`${String(r.round).padStart(5)}  ${String(r.completed.length).padStart(5)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${r.metrics.map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
+      }
+      if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
+      if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 900} s (state ${status.state}, round ${status.currentRound})`);
+      await sleep(1000);
+    }
+
+    // Wait until the first site has written the final model, then stop everything.
+    const modelSrc = join(siteDirs[0], 'models', study.studyId);
+    for (let i = 0; i < 100 && !existsSync(join(modelSrc, 'model.json')); i++) await sleep(200);
+    stopAll();
+    await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.on('exit', r)))));
+    cpSync(modelSrc, join(out, 'model'), { recursive: true });
+
+    console.log('\naudit logs');
+    const coordDb = join(out, 'coordinator', 'coordinator.db');
+    const coordKey = (JSON.parse(readFileSync(join(siteDirs[0], 'site.json'), 'utf8')) as { coordinatorPublicKey: string }).coordinatorPublicKey;
+    const cdb = new Database(coordDb, { readonly: true });
+    const siteKeys = new Map((cdb.prepare('select site_id, ed25519_public_key from sites').all() as { site_id: string; ed25519_public_key: string }[]).map((r) => [r.site_id, r.ed25519_public_key]));
+    cdb.close();
+    // Each log is verified with the key its counterpart pinned, not the key it records itself.
+    const verdicts = [await verifyAuditDb(coordDb, coordKey)];
+    for (let i = 0; i < siteDirs.length; i++) verdicts.push(await verifyAuditDb(join(siteDirs[i], 'site.db'), siteKeys.get(sitesInfo[i].siteId)));
+    for (const v of verdicts) console.log(formatVerify(v));
+    const compares = [];
+    for (const dir of siteDirs) compares.push(await compareAuditDbs(join(dir, 'site.db'), coordDb));
+    for (const c of compares) console.log(formatCompare(c));
+    const auditVerified = verdicts.every((v) => v.ok) && compares.every((c) => c.ok);
+
+    const closed = status.roundSummaries.filter((r) => r.state === 'closed');
+    const r0 = roundZero(status) ?? [];
+    const initialDice = meanDice(r0);
+    const finalDice = meanDice(closed[closed.length - 1]?.metrics ?? []);
+    const report = {
+      studyId: study.studyId,
+      manifestHash: study.manifestHash,
+      coordinatorUrl: url,
+      sites: sitesInfo,
+      rounds: closed.map((r) => ({
+        round: r.round,
+        sites: r.completed.map(nameOf),
+        meanDice: meanDice(r.metrics),
+        uploadBytes: r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0),
+        encryptMs: r.metrics.reduce((a, m) => a + (m.encryptMs ?? 0), 0) / Math.max(1, r.metrics.length),
+        aggregateMs: r.aggregateMs,
+        perSite: r.metrics.map((m) => ({ site: nameOf(m.siteId), dice: m.meanDice, valPatients: m.valPatients, uploadBytes: m.uploadBytes, encryptMs: m.encryptMs })),
+      })),
+      initialDice,
+      finalDice,
+      auditVerified,
+      audit: { verify: verdicts, compare: compares },
+      model: join(out, 'model'),
+      elapsedS: (Date.now() - t0) / 1000,
+    };
+    writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+    console.log(`\nglobal model Dice on the sites' validation patients: round 0 ${fmt(initialDice)} -> round ${closed.length} ${fmt(finalDice)}`);
+    console.log(`audit: ${auditVerified ? 'all chains intact and cross-checked' : 'PROBLEMS FOUND (see above)'}`);
+    console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);
+    return auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;
+  } finally {
+    stopAll();
+    process.off('exit', stopAll);
+  }
+
+}
+
+/** Validation Dice pooled over sites, weighted by each site's number of validation patients. */
+function meanDice(ms: { meanDice: number | null; valPatients: number }[]): number | null {
+  const ok = ms.filter((m) => m.meanDice !== null && m.valPatients > 0);
+  const n = ok.reduce((a, m) => a + m.valPatients, 0);
+  return n === 0 ? null : ok.reduce((a, m) => a + m.meanDice! * m.valPatients, 0) / n;
+}
+
+export function listDemoPatients(dataDir: string): string[] {
+  return readdirSync(dataDir).filter((d) => /^STS_\d{3}$/.test(d)).sort();
+}
+
+/** Round 0 (the seeded initial model every site starts from), once all three sites reported it. */
+function roundZero(s: StudyStatusT) {
+  return s.baselineMetrics.length >= 3 ? s.baselineMetrics : null;
+}

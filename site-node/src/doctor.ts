@@ -1,0 +1,74 @@
+import { existsSync, statSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { count } from 'drizzle-orm';
+import { fingerprint, fromB64, initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
+import { selectBackend } from '@twinfed/shared/train/backend';
+import { SITE_FILES, loadSiteConfig } from './config.js';
+import { openSiteDb } from './db/index.js';
+import { approvals, patients, studies } from './db/schema.js';
+
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** A failed optional check is information, not an error. */
+  optional?: boolean;
+}
+
+/**
+ * `twinfed site doctor`: what hospital IT needs to know before running a
+ * site — which compute backend will train and why, key files and their
+ * permissions, local data, disk, and whether the coordinator answers.
+ */
+export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number } = {}): Promise<{ checks: DoctorCheck[]; backend: string }> {
+  const checks: DoctorCheck[] = [];
+  const choice = await selectBackend();
+  checks.push({ name: 'compute backend', ok: true, detail: `${choice.name}: ${choice.reason}` });
+  for (const t of choice.tried) checks.push({ name: `  tried ${t.name}`, ok: t.ok, detail: t.why, optional: true });
+
+  const cfgPath = join(dataDir, SITE_FILES.config);
+  if (!existsSync(cfgPath)) {
+    checks.push({ name: 'enrolment', ok: false, detail: `${cfgPath} missing: run twinfed site enrol --coordinator URL --token T --data-dir ${dataDir}` });
+    return { checks, backend: choice.name };
+  }
+  const cfg = loadSiteConfig(dataDir);
+  checks.push({ name: 'enrolment', ok: true, detail: `${cfg.siteId} (${cfg.siteName}) with ${cfg.coordinatorId}` });
+  await initSodium();
+  const idPath = join(dataDir, SITE_FILES.identity);
+  try {
+    const id = loadIdentity(idPath);
+    const mode = (statSync(idPath).mode & 0o777).toString(8);
+    checks.push({ name: 'identity keys', ok: true, detail: `${idPath} mode ${mode}; Ed25519 fingerprint ${fingerprint(id.ed25519PublicKey)}, X25519 ${fingerprint(id.x25519PublicKey)}` });
+  } catch (e) {
+    checks.push({ name: 'identity keys', ok: false, detail: (e as Error).message });
+  }
+  checks.push({ name: 'pinned coordinator key', ok: true, detail: `fingerprint ${fingerprint(fromB64(cfg.coordinatorPublicKey))} (compare with the lead out of band)` });
+
+  const db = openSiteDb(join(dataDir, SITE_FILES.db));
+  try {
+    const byS = db.select({ split: patients.split, n: count() }).from(patients).groupBy(patients.split).all();
+    const n = (s: string) => byS.find((r) => r.split === s)?.n ?? 0;
+    checks.push({ name: 'local data', ok: n('train') > 0, detail: `${n('train')} training and ${n('val')} validation patients imported${n('train') === 0 ? ': run twinfed site import' : ''}` });
+    const st = db.select().from(studies).all();
+    const ap = db.select().from(approvals).all();
+    checks.push({ name: 'studies', ok: true, detail: `${st.length} announced, ${ap.length} approvals`, optional: true });
+  } finally {
+    db.$client.close();
+  }
+  try {
+    const fs = statfsSync(dataDir);
+    const freeGiB = (fs.bavail * fs.bsize) / 2 ** 30;
+    checks.push({ name: 'disk', ok: freeGiB > 1, detail: `${freeGiB.toFixed(1)} GiB free in ${dataDir}` });
+  } catch {
+    /* statfs unsupported */
+  }
+  try {
+    const res = await fetch(new URL('/healthz', cfg.coordinatorUrl), { signal: AbortSignal.timeout(opts.fetchTimeoutMs ?? 3000) });
+    const j = (await res.json()) as { coordinatorId?: string };
+    const same = j.coordinatorId === cfg.coordinatorId;
+    checks.push({ name: 'coordinator', ok: res.ok && same, detail: `${cfg.coordinatorUrl} answers as ${j.coordinatorId}${same ? '' : ` (expected ${cfg.coordinatorId}!)`}` });
+  } catch (e) {
+    checks.push({ name: 'coordinator', ok: false, optional: true, detail: `${cfg.coordinatorUrl} unreachable now (${(e as Error).message}); the site reconnects by itself` });
+  }
+  return { checks, backend: choice.name };
+}

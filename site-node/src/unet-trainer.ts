@@ -1,0 +1,78 @@
+import { eq } from 'drizzle-orm';
+import type { StudyManifest } from '@twinfed/protocols';
+import { createUNet, deriveSeed, disposeUNet, getFlatWeights, initialWeights, setFlatWeights, type UNetConfig } from '@twinfed/shared/model/index';
+import type { SliceSet } from '@twinfed/shared/data/index';
+import { evaluateDice, selectBackend, trainLocal } from '@twinfed/shared/train/index';
+import type { SiteDb } from './db/index.js';
+import { patients } from './db/schema.js';
+import type { LocalEvalResult, LocalTrainResult, LocalTrainer } from './trainer.js';
+
+function unetConfig(m: StudyManifest): UNetConfig {
+  return { inChannels: m.model.inChannels, nClasses: m.model.nClasses, base: m.model.base, depth: m.model.depth, size: m.model.size };
+}
+
+/**
+ * The segmentation trainer: the study's U-Net on this site's PET slices
+ * (split by patient into train/validation at import). Data are read from the
+ * site database for each call, so a new import is used in the next round.
+ */
+export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflow' | 'wasm' | 'cpu' } = {}): Promise<LocalTrainer & { backendReason: string }> {
+  const choice = await selectBackend(opts.backend);
+
+  const load = (split: 'train' | 'val', m: StudyManifest): SliceSet & { patientIds: string[] } => {
+    const rows = db.select().from(patients).where(eq(patients.split, split)).all()
+      .filter((r) => r.modality === m.data.modality && r.size === m.model.size)
+      .sort((a, b) => a.patientId.localeCompare(b.patientId));
+    const size = m.model.size;
+    const n = rows.reduce((s, r) => s + r.nSlices, 0);
+    const images = new Float32Array(n * size * size);
+    const masks = new Uint8Array(n * size * size);
+    const patient = new Int32Array(n);
+    const z = new Int32Array(n);
+    let o = 0;
+    rows.forEach((r, pi) => {
+      images.set(new Float32Array(new Uint8Array(r.images).buffer), o * size * size);
+      masks.set(new Uint8Array(r.masks), o * size * size);
+      patient.fill(pi, o, o + r.nSlices);
+      o += r.nSlices;
+    });
+    const spacingMm: [number, number, number] = rows.length ? [rows[0].pixelSpacingMm, rows[0].pixelSpacingMm, rows[0].sliceThicknessMm] : [1, 1, 1];
+    return { images, masks, n, size, patient, z, spacingMm, maskVoxelsOutside: 0, patientIds: rows.map((r) => r.patientId) };
+  };
+
+  return {
+    backend: choice.name,
+    backendReason: choice.reason,
+    dataSummary(m) {
+      const tr = load('train', m);
+      const va = load('val', m);
+      return { trainSlices: tr.n, valPatients: va.patientIds.length };
+    },
+    initialWeights(m) {
+      return initialWeights(unetConfig(m), m.model.initSeed);
+    },
+    async train(m, weights, round): Promise<LocalTrainResult> {
+      const data = load('train', m);
+      const model = createUNet(unetConfig(m), m.model.initSeed);
+      try {
+        setFlatWeights(model, weights);
+        const r = await trainLocal(model, data, { epochs: m.training.epochsPerRound, batchSize: m.training.batchSize, learningRate: m.training.learningRate, seed: deriveSeed(m.training.seed, `round-${round}`) });
+        return { weights: getFlatWeights(model), nSamples: data.n, loss: r.loss, ms: r.ms };
+      } finally {
+        disposeUNet(model);
+      }
+    },
+    async evaluate(m, weights): Promise<LocalEvalResult> {
+      const data = load('val', m);
+      if (data.n === 0) return { meanDice: null, valPatients: 0, perPatient: [] };
+      const model = createUNet(unetConfig(m), m.model.initSeed);
+      try {
+        setFlatWeights(model, weights);
+        const r = await evaluateDice(model, data);
+        return { meanDice: r.mean, valPatients: data.patientIds.length, perPatient: r.perPatient.map((d) => ({ patientId: data.patientIds[d.patient], dice: d.dice })) };
+      } finally {
+        disposeUNet(model);
+      }
+    },
+  };
+}
