@@ -1,17 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import type { StudyManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
-import { SITE_FILES, SiteNode, createUNetTrainer, importStsFolder, openSiteDb, type LocalTrainer } from '@twinfed/site-node';
-import { AuditLog, compareAuditLogs, readAuditLog, verifyAuditChain } from '@twinfed/shared/audit/index';
+import { SITE_FILES, SiteNode } from '@twinfed/site-node';
+import { compareAuditLogs, readAuditLog, verifyAuditChain } from '@twinfed/shared/audit/index';
 import { fromB64, initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
-import { enrolNewSite, lead, startCoordinator, tempDir, tinySpec, waitFor } from './harness.js';
-
-const STS = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../examples/sts-pet');
+import { aggregateError, lead, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
 
 /**
  * Three site nodes and a coordinator on loopback, each with its own SQLite
@@ -25,7 +22,7 @@ describe('encrypted federation of three sites', () => {
   let studyId: string;
   let manifestHash: string;
   const nodes: SiteNode[] = [];
-  const deltas = new Map<string, Map<number, { delta: Float32Array; n: number }>>();
+  const deltas = new Map<string, DeltaLog>();
   const SITES = [
     { name: 'A', patients: ['STS_001', 'STS_002', 'STS_003'], val: ['STS_003'] },
     { name: 'B', patients: ['STS_011', 'STS_012', 'STS_013'], val: ['STS_013'] },
@@ -38,31 +35,9 @@ describe('encrypted federation of three sites', () => {
     await initSodium();
     ({ c, url } = await startCoordinator(join(tmp.dir, 'coordinator')));
     for (let i = 0; i < SITES.length; i++) {
-      await enrolNewSite(url, dir(i), `Hospital ${SITES[i].name}`);
-      const db = openSiteDb(join(dir(i), SITE_FILES.db));
-      const cfg = JSON.parse((await import('node:fs')).readFileSync(join(dir(i), 'site.json'), 'utf8')) as { siteId: string };
-      const id = loadIdentity(join(dir(i), SITE_FILES.identity));
-      const rep = await importStsFolder(db, new AuditLog(db, cfg.siteId, id.ed25519SecretKey, id.ed25519PublicKey), STS, { patients: SITES[i].patients, val: SITES[i].val, size: 16 });
-      assert.ok(rep.every((r) => r.status === 'imported'), JSON.stringify(rep));
-      const real = await createUNetTrainer(db, { backend: 'wasm' });
-      // A spy around the real trainer: records each round's plaintext update so the
-      // test can compute the weighted average the encrypted path must reproduce.
-      const trainer: LocalTrainer = {
-        backend: real.backend,
-        dataSummary: (m) => real.dataSummary(m),
-        initialWeights: (m) => real.initialWeights(m),
-        evaluate: (m, w) => real.evaluate(m, w),
-        async train(m, w, round) {
-          const r = await real.train(m, w, round);
-          const delta = r.weights.map((x, k) => x - w[k]);
-          const per = deltas.get(String(i)) ?? new Map();
-          per.set(round, { delta, n: r.nSamples });
-          deltas.set(String(i), per);
-          return r;
-        },
-      };
-      const node = await SiteNode.open({ dataDir: dir(i), trainer, approvalPollMs: 100 });
-      nodes.push(node);
+      const r = await realSite(url, dir(i), `Hospital ${SITES[i].name}`, SITES[i].patients, SITES[i].val);
+      nodes.push(r.node);
+      deltas.set(String(i), r.deltas);
     }
     const created = await lead<{ studyId: string; manifest: StudyManifest; manifestHash: string }>(url, 'POST', '/api/studies', tinySpec({ rounds: 2, minSites: 2, roundDeadlineS: 120 }));
     ({ studyId, manifestHash } = created.json);
@@ -94,15 +69,7 @@ describe('encrypted federation of three sites', () => {
     await waitFor(() => nodes.slice(0, 3).every((n) => (n.latestModel(studyId)?.version ?? 0) === 2), 'models at version 2', 30_000);
     for (const round of [1, 2]) {
       const per = [0, 1, 2].map((i) => deltas.get(String(i))!.get(round)!);
-      const N = per.reduce((s, p) => s + p.n, 0);
-      const len = per[0].delta.length;
-      const before = nodes[0].modelAt(studyId, round - 1)!;
-      const applied = nodes[0].modelAt(studyId, round)!;
-      let maxErr = 0;
-      for (let k = 0; k < len; k++) {
-        const expected = per.reduce((s, p) => s + p.n * p.delta[k], 0) / N;
-        maxErr = Math.max(maxErr, Math.abs(applied[k] - before[k] - expected));
-      }
+      const maxErr = aggregateError(nodes[0].modelAt(studyId, round - 1)!, nodes[0].modelAt(studyId, round)!, per);
       // Quantisation bound 2^-(p+1)·B per site (B = 1, p = 20) plus float32 rounding of the weights.
       assert.ok(maxErr < 3 * 2 ** -21 + 1e-6, `round ${round}: max |decrypted - plaintext average| = ${maxErr}`);
       const digests = nodes.slice(0, 3).map((n) => n.modelHistory(studyId).find((m) => m.version === round)!.digest);
@@ -127,7 +94,7 @@ describe('encrypted federation of three sites', () => {
 
   it('the site that was never approved trained on nothing and says why in its audit log', () => {
     const d = nodes[3];
-    assert.equal(deltas.get('3'), undefined);
+    assert.equal(deltas.get('3')!.size, 0);
     const entries = d.audit.entries();
     assert.ok(entries.some((e) => e.action === 'study.awaiting_approval' && e.detail === 'TWF_E_STUDY_NOT_APPROVED'));
     const coord = c.engine.audit.entries();

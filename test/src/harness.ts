@@ -6,8 +6,14 @@ import {
   PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type StudySpec,
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
-import { SITE_FILES, enrolSite, loadSiteConfig } from '@twinfed/site-node';
+import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, loadSiteConfig, openSiteDb, type LocalTrainer } from '@twinfed/site-node';
+import { AuditLog } from '@twinfed/shared/audit/index';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { fromB64, initSodium, loadIdentity, parseEnvelope, sealEnvelope, sealTo, toB64, type Identity } from '@twinfed/shared/crypto/index';
+
+/** The project's copy of the STS PET data. */
+export const STS_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../examples/sts-pet');
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -142,4 +148,46 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Plaintext updates a site computed, per round (recorded by a spy around the real trainer). */
+export type DeltaLog = Map<number, { delta: Float32Array; n: number }>;
+
+/**
+ * A real site node: enrolled with a one-time token, real PET patients imported
+ * into its own SQLite file at 16x16, the real U-Net trainer (wasm), with a spy
+ * that records each round's plaintext update for the test to compare against.
+ */
+export async function realSite(url: string, dir: string, name: string, patients: string[], val: string[]): Promise<{ node: SiteNode; deltas: DeltaLog }> {
+  await enrolNewSite(url, dir, name);
+  const cfg = loadSiteConfig(dir);
+  const db = openSiteDb(join(dir, SITE_FILES.db));
+  const id = loadIdentity(join(dir, SITE_FILES.identity));
+  const rep = await importStsFolder(db, new AuditLog(db, cfg.siteId, id.ed25519SecretKey, id.ed25519PublicKey), STS_DIR, { patients, val, size: 16 });
+  if (!rep.every((r) => r.status === 'imported')) throw new Error(`import: ${JSON.stringify(rep)}`);
+  const real = await createUNetTrainer(db, { backend: 'wasm' });
+  const deltas: DeltaLog = new Map();
+  const trainer: LocalTrainer = {
+    backend: real.backend,
+    dataSummary: (m) => real.dataSummary(m),
+    initialWeights: (m) => real.initialWeights(m),
+    evaluate: (m, w) => real.evaluate(m, w),
+    async train(m, w, round) {
+      const r = await real.train(m, w, round);
+      deltas.set(round, { delta: r.weights.map((x, k) => x - w[k]), n: r.nSamples });
+      return r;
+    },
+  };
+  return { node: await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }), deltas };
+}
+
+/** Largest |applied change - plaintext weighted average of the contributors' updates| for one round. */
+export function aggregateError(before: Float32Array, applied: Float32Array, contributions: { delta: Float32Array; n: number }[]): number {
+  const N = contributions.reduce((s, p) => s + p.n, 0);
+  let maxErr = 0;
+  for (let k = 0; k < before.length; k++) {
+    const expected = contributions.reduce((s, p) => s + p.n * p.delta[k], 0) / N;
+    maxErr = Math.max(maxErr, Math.abs(applied[k] - before[k] - expected));
+  }
+  return maxErr;
 }
