@@ -11,6 +11,8 @@ export const CoordinatorConfigSchema = z.object({
   adminToken: z.string().min(16),
   /** Accepted clock difference between a site's envelope timestamp and ours, ms. */
   clockSkewMs: z.number().int().min(1000).default(5 * 60 * 1000),
+  /** A round opens only when no site joined in this many ms, so sites approved together start together. */
+  joinSettleMs: z.number().int().min(0).default(2000),
   /** How often open rounds are checked against their deadline, ms. */
   tickMs: z.number().int().min(50).default(1000),
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */

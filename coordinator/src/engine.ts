@@ -26,6 +26,8 @@ export interface SiteTransport {
 
 export interface EngineOptions {
   clockSkewMs: number;
+  /** A round opens only when no site joined in the last joinSettleMs (default 2000). */
+  joinSettleMs?: number;
   now?: () => number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
@@ -471,9 +473,11 @@ export class CoordinatorEngine {
     if (st.currentRound === 0 || this.roundRow(studyId, st.currentRound)?.state === 'closed') {
       if (st.currentRound >= manifest.rounds) return this.complete(studyId);
       const keyed = joined.filter((s) => this.isKeyed(studyId, s));
-      // Open when quorum holds and every joined site has its key, so that
-      // sites that joined together start together.
-      if (keyed.length >= manifest.minSites && keyed.length === joined.length) this.openRound(studyId, st.currentRound + 1, keyed, manifest);
+      // Open when quorum holds, every joined site has its key, and no site
+      // joined in the last few seconds: sites approved together start together.
+      const lastJoinMs = Math.max(0, ...this.db.select({ t: studySites.joinedAtMs }).from(studySites).where(eq(studySites.studyId, studyId)).all().map((r) => r.t));
+      const settled = this.now() - lastJoinMs >= (this.opts.joinSettleMs ?? 2000);
+      if (keyed.length >= manifest.minSites && keyed.length === joined.length && settled) this.openRound(studyId, st.currentRound + 1, keyed, manifest);
     } else {
       this.tryClose(studyId);
     }

@@ -52,7 +52,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const log = (level: 'info' | 'warn' | 'error', msg: string) => {
     if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
   };
-  const engine = new CoordinatorEngine(db, audit, identity, metrics, { clockSkewMs: config.clockSkewMs, log });
+  const engine = new CoordinatorEngine(db, audit, identity, metrics, { clockSkewMs: config.clockSkewMs, joinSettleMs: config.joinSettleMs, log });
 
   const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
   registerRestRoutes(app, engine, metrics, config);
