@@ -1,0 +1,55 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { WireError, canonicalJson, utf8 } from '@twinfed/protocols';
+import { decodeBody, decodeMeta, parseEnvelope, sealEnvelope, verifyEnvelope } from './envelope.js';
+import { generateIdentity, openSealed, sealTo, type Identity } from './identity.js';
+import { initSodium } from './sodium.js';
+
+const code = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (e) {
+    return (e as WireError).code;
+  }
+  return 'no error';
+};
+
+describe('signed envelopes', () => {
+  let id: Identity;
+  let other: Identity;
+  let seq = 0;
+  const signer = () => ({ id: 'site-x', ed25519SecretKey: id.ed25519SecretKey, nextSeq: () => ++seq });
+  before(async () => {
+    await initSodium();
+    id = generateIdentity();
+    other = generateIdentity();
+  });
+
+  it('verifies an untouched envelope and decodes its body', () => {
+    const env = sealEnvelope(signer(), { type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
+    verifyEnvelope(parseEnvelope(env), id.ed25519PublicKey);
+    assert.deepEqual(decodeBody(env, 'aggregate.request'), { fromRound: 2 });
+    assert.equal(env.header.sizeBytes, utf8(canonicalJson({ fromRound: 2 })).length);
+  });
+
+  it('detects a changed header field, a changed body, and the wrong key', () => {
+    const env = sealEnvelope(signer(), { type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
+    assert.equal(code(() => verifyEnvelope({ ...env, header: { ...env.header, round: 3 } }, id.ed25519PublicKey)), 'TWF_E_BAD_SIGNATURE');
+    assert.equal(code(() => verifyEnvelope({ ...env, body: utf8('{"fromRound":1}') }, id.ed25519PublicKey)), 'TWF_E_DIGEST_MISMATCH');
+    assert.equal(code(() => verifyEnvelope(env, other.ed25519PublicKey)), 'TWF_E_BAD_SIGNATURE');
+  });
+
+  it('refuses malformed envelopes, bodies and chunk metadata', () => {
+    assert.equal(code(() => parseEnvelope({ header: {}, signature: 'x', body: new Uint8Array() })), 'TWF_E_MALFORMED');
+    const env = sealEnvelope(signer(), { type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: -1 } });
+    assert.equal(code(() => decodeBody(env, 'aggregate.request')), 'TWF_E_MALFORMED');
+    const chunk = sealEnvelope(signer(), { type: 'update.chunk', studyId: 's', round: 1, body: new Uint8Array([1, 2]), meta: { index: 0 } });
+    assert.equal(code(() => decodeMeta(chunk)), 'TWF_E_MALFORMED');
+  });
+
+  it('sealed boxes open only with the recipient\'s X25519 key', () => {
+    const box = sealTo(id.x25519PublicKey, new Uint8Array([9, 8, 7]));
+    assert.deepEqual(Array.from(openSealed(box, id)), [9, 8, 7]);
+    assert.throws(() => openSealed(box, other));
+  });
+});

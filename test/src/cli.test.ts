@@ -1,0 +1,77 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import type { Coordinator } from '@twinfed/coordinator';
+import { enrolNewSite, startCoordinator, tempDir } from './harness.js';
+
+const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
+// Asynchronous: the coordinator under test runs in this process and must keep answering.
+const twinfed = (...args: string[]) =>
+  new Promise<{ code: number | null; out: string; err: string }>((res) => {
+    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 }, (e, out, err) => res({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, out, err }));
+  });
+
+describe('twinfed CLI', () => {
+  const tmp = tempDir('cli');
+  let c: Coordinator;
+  let url: string;
+  const site = join(tmp.dir, 'site');
+
+  before(async () => {
+    ({ c, url } = await startCoordinator(join(tmp.dir, 'coordinator')));
+    await enrolNewSite(url, site, 'Hospital CLI');
+  });
+  after(async () => {
+    await c?.close();
+    tmp.cleanup();
+  });
+
+  it('site enrol stores identity keys readable by the owner only, and refuses a bad token with its code', async () => {
+    assert.equal(statSync(join(site, 'identity.json')).mode & 0o777, 0o600);
+    const r = await twinfed('site', 'enrol', '--data-dir', join(tmp.dir, 'other'), '--coordinator', url, '--token', 'not-a-valid-token-at-all');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /TWF_E_ENROL_FAILED.*TWF_E_ENROLMENT_TOKEN/);
+    const again = await twinfed('site', 'enrol', '--data-dir', site, '--coordinator', url, '--token', 'whatever-token-123456');
+    assert.match(again.err, /TWF_E_ALREADY_ENROLLED/);
+  });
+
+  it('site approve refuses a study that was never announced here', async () => {
+    const r = await twinfed('site', 'approve', 'study-nope', '--data-dir', site, '--officer', 'Dr P');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /TWF_E_UNKNOWN_STUDY/);
+  });
+
+  it('site doctor says which compute backend runs and why', async () => {
+    const r = await twinfed('site', 'doctor', '--data-dir', site, '--json');
+    const j = JSON.parse(r.out) as { backend: string; checks: { name: string; ok: boolean; detail: string }[] };
+    assert.equal(j.backend, 'wasm');
+    const be = j.checks.find((x) => x.name === 'compute backend')!;
+    assert.match(be.detail, /tfjs-node-gpu not installed.*setup:gpu/);
+    assert.equal(j.checks.find((x) => x.name === 'local data')!.ok, false, 'nothing imported yet');
+    assert.equal(j.checks.find((x) => x.name === 'coordinator')!.ok, true);
+  });
+
+  it('audit verify passes an intact log and reports the first broken link of an edited one', async () => {
+    const db = join(site, 'site.db');
+    const ok = await twinfed('audit', 'verify', db);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /^OK .* chain intact/);
+    const sqlite = new Database(db);
+    sqlite.exec("drop trigger audit_log_no_update; update audit_log set actor = 'someone else' where id = 1");
+    sqlite.close();
+    const bad = await twinfed('audit', 'verify', db);
+    assert.equal(bad.code, 2);
+    assert.match(bad.out, /BROKEN .* first broken link at entry 1: entry content does not match its hash/);
+  });
+
+  it('audit compare matches a site log against the coordinator log', async () => {
+    const r = await twinfed('audit', 'compare', '--site-db', join(site, 'site.db'), '--coordinator-db', join(tmp.dir, 'coordinator', 'coordinator.db'), '--json');
+    const j = JSON.parse(r.out) as { ok: boolean; matched: number };
+    assert.equal(j.ok, true);
+    assert.equal(r.code, 0);
+  });
+});
