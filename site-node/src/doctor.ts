@@ -5,7 +5,7 @@ import { fingerprint, fromB64, initSodium, loadIdentity } from '@twinfed/shared/
 import { selectBackend } from '@twinfed/shared/train/backend';
 import { SITE_FILES, loadSiteConfig } from './config.js';
 import { openSiteDb } from './db/index.js';
-import { approvals, patients, studies } from './db/schema.js';
+import { approvals, segSlices, studies } from './db/schema.js';
 
 export interface DoctorCheck {
   name: string;
@@ -46,7 +46,7 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
 
   const db = openSiteDb(join(dataDir, SITE_FILES.db));
   try {
-    const byS = db.select({ split: patients.split, n: count() }).from(patients).groupBy(patients.split).all();
+    const byS = db.select({ split: segSlices.split, n: count() }).from(segSlices).groupBy(segSlices.split).all();
     const n = (s: string) => byS.find((r) => r.split === s)?.n ?? 0;
     checks.push({ name: 'local data', ok: n('train') > 0, detail: `${n('train')} training and ${n('val')} validation patients imported${n('train') === 0 ? ': run twinfed site import' : ''}` });
     const st = db.select().from(studies).all();

@@ -5,7 +5,7 @@ import { sha256Hex } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { extractSlices, readNifti } from '@twinfed/shared/data/index';
 import type { SiteDb } from './db/index.js';
-import { patients } from './db/schema.js';
+import { segSlices } from './db/schema.js';
 
 export interface ImportRow {
   patientId: string;
@@ -39,7 +39,7 @@ export async function importStsFolder(db: SiteDb, audit: AuditLog, dir: string, 
       const imgBytes = new Uint8Array(readFileSync(imgPath));
       const maskBytes = new Uint8Array(readFileSync(maskPath));
       const digest = sha256Hex(sha256Hex(imgBytes) + sha256Hex(maskBytes));
-      const prev = db.select({ d: patients.sourceDigest, size: patients.size, split: patients.split, n: patients.nSlices }).from(patients).where(eq(patients.patientId, patientId)).get();
+      const prev = db.select({ d: segSlices.sourceDigest, size: segSlices.size, split: segSlices.split, n: segSlices.nSlices }).from(segSlices).where(eq(segSlices.patientId, patientId)).get();
       if (prev && prev.d === digest && prev.size === opts.size && prev.split === split) {
         rows.push({ patientId, status: 'unchanged', split, nSlices: prev.n });
         return;
@@ -58,7 +58,7 @@ export async function importStsFolder(db: SiteDb, audit: AuditLog, dir: string, 
         pixelSpacingMm: image.spacingMm[0], sliceThicknessMm: image.spacingMm[2], importedAtMs: Date.now(),
       };
       db.transaction((tx) => {
-        tx.insert(patients).values(values).onConflictDoUpdate({ target: patients.patientId, set: values }).run();
+        tx.insert(segSlices).values(values).onConflictDoUpdate({ target: segSlices.patientId, set: values }).run();
         audit.append({ actor: audit.ownerId, action: 'data.imported', digest, sizeBytes: imgBytes.length + maskBytes.length, detail: `${patientId} PET ${s.n} slices (${split})` });
       });
       rows.push({ patientId, status: 'imported', split, nSlices: s.n });

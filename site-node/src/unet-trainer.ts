@@ -4,7 +4,7 @@ import { createUNet, deriveSeed, disposeUNet, getFlatWeights, initialWeights, se
 import type { SliceSet } from '@twinfed/shared/data/index';
 import { evaluateDice, selectBackend, trainLocal } from '@twinfed/shared/train/index';
 import type { SiteDb } from './db/index.js';
-import { patients } from './db/schema.js';
+import { segSlices } from './db/schema.js';
 import type { LocalEvalResult, LocalTrainResult, LocalTrainer } from './trainer.js';
 
 function unetConfig(m: StudyManifest): UNetConfig {
@@ -20,7 +20,7 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
   const choice = await selectBackend(opts.backend);
 
   const load = (split: 'train' | 'val', m: StudyManifest): SliceSet & { patientIds: string[] } => {
-    const rows = db.select().from(patients).where(eq(patients.split, split)).all()
+    const rows = db.select().from(segSlices).where(eq(segSlices.split, split)).all()
       .filter((r) => r.modality === m.data.modality && r.size === m.model.size)
       .sort((a, b) => a.patientId.localeCompare(b.patientId));
     const size = m.model.size;

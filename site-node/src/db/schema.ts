@@ -1,4 +1,4 @@
-import { blob, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { blob, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 export { auditLog, auditOwner } from '@twinfed/shared/audit/table';
 
 /** Key/value state of the site (outgoing sequence number, last coordinator sequence seen). */
@@ -62,8 +62,8 @@ export const roundWork = sqliteTable('round_work', {
   uploadedAtMs: integer('uploaded_at_ms'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.round] })]);
 
-/** Imaging of local patients, as fixed-size training slices (never leaves the site). */
-export const patients = sqliteTable('patients', {
+/** Segmentation training data: fixed-size slices of one patient's image + mask (never leaves the site). */
+export const segSlices = sqliteTable('seg_slices', {
   patientId: text('patient_id').primaryKey(),
   /** train | val: split by patient, so no patient is in both. */
   split: text('split').notNull(),
@@ -79,4 +79,134 @@ export const patients = sqliteTable('patients', {
   pixelSpacingMm: real('pixel_spacing_mm').notNull(),
   sliceThicknessMm: real('slice_thickness_mm').notNull(),
   importedAtMs: integer('imported_at_ms').notNull(),
+});
+
+// ---------------------------------------------------------------- digital twin
+// Layers of the twin (BRIEF.md): acquisition (series, masks), measurements,
+// treatments, the calibrated mechanistic model (fits) and its predictions.
+
+/** Every imported file (or DICOM series), by content digest: re-importing the same bytes is a no-op. */
+export const importedFiles = sqliteTable('imported_files', {
+  digest: text('digest').primaryKey(),
+  path: text('path').notNull(),
+  kind: text('kind').notNull(),
+  patientId: text('patient_id'),
+  importedAtMs: integer('imported_at_ms').notNull(),
+});
+
+export const twinPatients = sqliteTable('twin_patients', {
+  patientId: text('patient_id').primaryKey(),
+  /** Study or cohort the patient came from (e.g. the CSV's study arm file). */
+  cohort: text('cohort'),
+  createdAtMs: integer('created_at_ms').notNull(),
+});
+
+/** A time point of a patient; `day` counts days from the patient's treatment start (negative = before). */
+export const timepoints = sqliteTable('timepoints', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  patientId: text('patient_id').notNull(),
+  day: real('day').notNull(),
+  /** Acquisition date when known (ISO 8601). */
+  date: text('date'),
+}, (t) => [uniqueIndex('timepoints_patient_day').on(t.patientId, t.day)]);
+
+export const imagingSeries = sqliteTable('imaging_series', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  patientId: text('patient_id').notNull(),
+  timepointId: integer('timepoint_id').notNull(),
+  modality: text('modality').notNull(),
+  /** Sequence or reconstruction (e.g. T1, PET SUV). */
+  sequence: text('sequence'),
+  seriesUid: text('series_uid'),
+  format: text('format').notNull(),
+  dimsJson: text('dims_json').notNull(),
+  spacingMmJson: text('spacing_mm_json').notNull(),
+  /** Direction cosines, row-major 3x3. */
+  orientationJson: text('orientation_json').notNull(),
+  fileDigest: text('file_digest').notNull().unique(),
+  path: text('path').notNull(),
+});
+
+export const lesions = sqliteTable('lesions', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  patientId: text('patient_id').notNull(),
+  name: text('name').notNull(),
+}, (t) => [uniqueIndex('lesions_patient_name').on(t.patientId, t.name)]);
+
+export const masks = sqliteTable('masks', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  seriesId: integer('series_id').notNull(),
+  lesionId: integer('lesion_id').notNull(),
+  /** manual (NIfTI/NRRD label), rtstruct, or model (segmentation output). */
+  origin: text('origin').notNull(),
+  voxels: integer('voxels').notNull(),
+  volumeMm3: real('volume_mm3').notNull(),
+  longestDiameterMm: real('longest_diameter_mm').notNull(),
+  fileDigest: text('file_digest').notNull(),
+});
+
+/** Tumour burden at a time point: from a mask, or from a clinical measurement file. */
+export const measurements = sqliteTable('measurements', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  patientId: text('patient_id').notNull(),
+  lesionId: integer('lesion_id').notNull(),
+  timepointId: integer('timepoint_id').notNull(),
+  day: real('day').notNull(),
+  volumeMm3: real('volume_mm3').notNull(),
+  longestDiameterMm: real('longest_diameter_mm'),
+  /** mask | csv */
+  source: text('source').notNull(),
+  sourceDigest: text('source_digest').notNull(),
+}, (t) => [uniqueIndex('measurements_unique').on(t.patientId, t.lesionId, t.day, t.source)]);
+
+export const treatments = sqliteTable('treatments', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  patientId: text('patient_id').notNull(),
+  /** radiotherapy | systemic */
+  kind: text('kind').notNull(),
+  startDay: real('start_day').notNull(),
+  stopDay: real('stop_day'),
+  fractions: integer('fractions'),
+  doseGyPerFraction: real('dose_gy_per_fraction'),
+  /** Systemic therapy: agent class or trial arm (e.g. immunotherapy, chemotherapy). */
+  agentClass: text('agent_class'),
+  sourceDigest: text('source_digest').notNull(),
+});
+
+/** A calibration of one growth model to one patient's measurements. */
+export const twinFits = sqliteTable('twin_fits', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  patientId: text('patient_id').notNull(),
+  model: text('model').notNull(),
+  /** wls (least squares) or map (with the population prior). */
+  method: text('method').notNull(),
+  paramsJson: text('params_json').notNull(),
+  covarianceJson: text('covariance_json'),
+  /** Residual standard deviation, in the fit's (normalised) units. */
+  sigma: real('sigma').notNull(),
+  aic: real('aic').notNull(),
+  bic: real('bic').notNull(),
+  nPoints: integer('n_points').notNull(),
+  /** Days of the measurements used. */
+  dataDaysJson: text('data_days_json').notNull(),
+  /** The fit the twin currently uses for this patient (lowest AIC of the latest refit). */
+  selected: integer('selected', { mode: 'boolean' }).notNull(),
+  fittedAtMs: integer('fitted_at_ms').notNull(),
+});
+
+/** What a fit predicted for a day; scored once a measurement for that day arrives. */
+export const forecasts = sqliteTable('forecasts', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  fitId: integer('fit_id').notNull(),
+  patientId: text('patient_id').notNull(),
+  day: real('day').notNull(),
+  predictedMm3: real('predicted_mm3').notNull(),
+  lower90Mm3: real('lower90_mm3').notNull(),
+  upper90Mm3: real('upper90_mm3').notNull(),
+  observedMm3: real('observed_mm3'),
+  /** |observed - predicted| / patient's max observed volume (normalised, as in Ghaffari Laleh 2022). */
+  absErrorNorm: real('abs_error_norm'),
+  inside90: integer('inside90', { mode: 'boolean' }),
+  createdAtMs: integer('created_at_ms').notNull(),
+  scoredAtMs: integer('scored_at_ms'),
 });
