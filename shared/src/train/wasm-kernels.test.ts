@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
+import { mulberry32 } from '../model/prng.js';
+import { createUNet, segmentationLoss, setFlatWeights, getFlatWeights, unetLogits } from '../model/unet.js';
+import { selectBackend } from './backend.js';
+import { backpropInputPath, registerCpuTrainingKernels } from './wasm-kernels.js';
+
+type Pad = 'same' | 'valid' | number;
+
+function randn(n: number, seed: number): Float32Array {
+  const r = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => 2 * r() - 1);
+}
+
+const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/** Runs one kernel on a backend with fresh inputs; returns output values and shape. */
+async function runOn(
+  backend: string, kernel: string, inputs: Record<string, { shape: number[]; data: Float32Array }>, attrs: object,
+): Promise<{ data: Float32Array; shape: number[] }> {
+  await tf.setBackend(backend);
+  const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+  const out = tf.engine().runKernel(kernel, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
+  const res = { data: (await out.data()) as Float32Array, shape: out.shape };
+  tf.dispose([out, ...Object.values(ts)]);
+  return res;
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, what: string, rtol = 1e-4): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let scale = 1e-6;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < actual.length; i++) {
+    if (!(Math.abs(actual[i] - expected[i]) <= rtol * scale)) {
+      assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]} (scale ${scale})`);
+    }
+  }
+}
+
+/** Direct definition of dW for NHWC convolution, independent of every backend. */
+function naiveBackpropFilter(
+  x: Float32Array, xs: number[], dy: Float32Array, dys: number[], fs: number[], sh: number, sw: number, top: number, left: number,
+): Float32Array {
+  const [B, H, W, C] = xs;
+  const [, oh, ow, O] = dys;
+  const [kh, kw] = fs;
+  const out = new Float32Array(size(fs));
+  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let c = 0; c < C; c++) for (let o = 0; o < O; o++) {
+    let acc = 0;
+    for (let b = 0; b < B; b++) for (let p = 0; p < oh; p++) for (let q = 0; q < ow; q++) {
+      const h = p * sh + i - top, w = q * sw + j - left;
+      if (h < 0 || h >= H || w < 0 || w >= W) continue;
+      acc += x[((b * H + h) * W + w) * C + c] * dy[((b * oh + p) * ow + q) * O + o];
+    }
+    out[((i * kw + j) * C + c) * O + o] = acc;
+  }
+  return out;
+}
+
+interface Case { x: number[]; f: number[]; strides: [number, number]; pad: Pad }
+
+const CASES: Case[] = [
+  { x: [2, 7, 7, 3], f: [3, 3, 3, 4], strides: [1, 1], pad: 'same' },
+  { x: [2, 7, 7, 3], f: [3, 3, 3, 4], strides: [1, 1], pad: 'valid' },
+  { x: [2, 9, 8, 3], f: [3, 3, 3, 2], strides: [2, 2], pad: 'same' },
+  { x: [2, 9, 8, 3], f: [3, 3, 3, 2], strides: [2, 2], pad: 'valid' },
+  { x: [1, 8, 6, 4], f: [2, 2, 4, 3], strides: [2, 2], pad: 'valid' }, // U-Net transposed conv
+  { x: [3, 5, 6, 2], f: [1, 1, 2, 5], strides: [1, 1], pad: 'valid' }, // 1x1 head
+  { x: [2, 10, 11, 2], f: [5, 4, 2, 3], strides: [3, 2], pad: 'same' },
+  { x: [1, 6, 7, 2], f: [3, 3, 2, 2], strides: [1, 1], pad: 1 },
+  { x: [1, 6, 6, 2], f: [3, 3, 2, 2], strides: [1, 1], pad: 3 }, // padding > k-1: stock fallback for dx
+];
+
+function outShape(c: Case): number[] {
+  const info = tf.backend_util.computeConv2DInfo(
+    c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+  return info.outShape;
+}
+
+describe('Twinfed wasm training kernels match the cpu backend', () => {
+  before(async () => {
+    const choice = await selectBackend('wasm');
+    assert.equal(choice.name, 'wasm');
+  });
+
+  for (const [k, c] of CASES.entries()) {
+    const label = `x ${c.x} filter ${c.f} strides ${c.strides} pad ${c.pad}`;
+
+    it(`Conv2DBackpropFilter: ${label}`, async () => {
+      const ys = outShape(c);
+      const x = randn(size(c.x), 100 + k), dy = randn(size(ys), 200 + k);
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
+      const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
+      const w = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
+      const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
+      assert.deepEqual(w.shape, c.f);
+      assertClose(w.data, cpu.data, 'wasm vs cpu');
+      const info = tf.backend_util.computeConv2DInfo(
+        c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+      const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
+      assertClose(cpu.data, naive, 'stock cpu vs definition');
+    });
+
+    it(`Conv2DBackpropInput: ${label}`, async () => {
+      const ys = outShape(c);
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, inputShape: c.x };
+      const inputs = { dy: { shape: ys, data: randn(size(ys), 300 + k) }, filter: { shape: c.f, data: randn(size(c.f), 400 + k) } };
+      const w = await runOn('wasm', 'Conv2DBackpropInput', inputs, attrs);
+      const cpu = await runOn('cpu', 'Conv2DBackpropInput', inputs, attrs);
+      assert.deepEqual(w.shape, c.x);
+      assertClose(w.data, cpu.data, `wasm (${backpropInputPath(c.x, c.f, c.strides, c.pad)}) vs cpu`);
+    });
+  }
+
+  it('covers every Conv2DBackpropInput algorithm', () => {
+    const paths = new Set(CASES.map((c) => backpropInputPath(c.x, c.f, c.strides, c.pad)));
+    assert.deepEqual([...paths].sort(), ['conv', 'depth-to-space', 'stock', 'zero-insert']);
+  });
+
+  it('frees every intermediate buffer', async () => {
+    await tf.setBackend('wasm');
+    const c = CASES[2];
+    const ys = outShape(c);
+    const x = tf.tensor(randn(size(c.x), 1), c.x), dy = tf.tensor(randn(size(ys), 2), ys), f = tf.tensor(randn(size(c.f), 3), c.f);
+    const before = tf.backend().numDataIds();
+    for (let i = 0; i < 3; i++) {
+      tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
+        { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap));
+      for (const cc of [c, CASES[0], CASES[4]]) {
+        const y2 = tf.tensor(randn(size(outShape(cc)), 4), outShape(cc));
+        const f2 = tf.tensor(randn(size(cc.f), 5), cc.f);
+        tf.dispose([y2, f2, tf.engine().runKernel('Conv2DBackpropInput', { dy: y2, filter: f2 },
+          { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', inputShape: cc.x } as unknown as tf.NamedAttrMap)]);
+      }
+    }
+    assert.equal(tf.backend().numDataIds(), before);
+    tf.dispose([x, dy, f]);
+  });
+
+  it('has every kernel a U-Net training step uses, and its gradients match cpu', async () => {
+    const cfg = { inChannels: 2, nClasses: 3, base: 4, depth: 2, size: 12 };
+    const B = 2, S = cfg.size;
+    const xs = randn(B * S * S * cfg.inChannels, 7);
+    const labels = Float32Array.from({ length: B * S * S }, (_, i) => (xs[i * 2] > 0.3 ? 1 : xs[i * 2] < -0.5 ? 2 : 0));
+    const results: Record<string, { loss: number; grads: Float32Array[]; kernels: string[] }> = {};
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const model = createUNet(cfg, 3);
+      const x = tf.tensor4d(xs, [B, S, S, cfg.inChannels]);
+      const y = tf.tidy(() => tf.reshape(tf.cast(tf.oneHot(tf.tensor1d(labels, 'int32'), cfg.nClasses), 'float32'), [B, S, S, cfg.nClasses])) as tf.Tensor4D;
+      let loss = 0;
+      let grads: Float32Array[] = [];
+      const prof = await tf.profile(() => {
+        const { value, grads: g } = tf.variableGrads(() => segmentationLoss(unetLogits(model, x), y, { diceWeight: 1 }), model.params);
+        loss = value.dataSync()[0];
+        grads = model.params.map((p) => g[p.name].dataSync() as Float32Array);
+        // One Adam step too, so its kernels are exercised.
+        const opt = tf.train.adam(1e-3);
+        opt.applyGradients(g as tf.NamedTensorMap as never);
+        opt.dispose();
+        tf.dispose([value, ...Object.values(g)]);
+      });
+      results[backend] = { loss, grads, kernels: prof.kernelNames };
+      tf.dispose([x, y, ...model.params]);
+    }
+    const wasmKernels = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+    const missing = results.cpu.kernels.filter((k) => !wasmKernels.has(k) && !k.endsWith('__op'));
+    assert.deepEqual(missing, [], `kernels missing on wasm: ${missing}`);
+    assert.ok(Math.abs(results.wasm.loss - results.cpu.loss) < 1e-4 * Math.max(1, Math.abs(results.cpu.loss)));
+    results.cpu.grads.forEach((g, i) => assertClose(results.wasm.grads[i], g, `gradient of parameter ${i}`, 1e-3));
+  });
+
+  it('identical initial weights on wasm and cpu', async () => {
+    await tf.setBackend('wasm');
+    const a = createUNet({ size: 16 }, 11);
+    const wa = getFlatWeights(a);
+    await tf.setBackend('cpu');
+    const b = createUNet({ size: 16 }, 11);
+    assert.deepEqual(getFlatWeights(b), wa);
+    setFlatWeights(b, wa);
+    tf.dispose([...a.params, ...b.params]);
+  });
+});
+
+describe('cpu Conv2DBackpropFilter replacement', () => {
+  it('matches the definition', async () => {
+    registerCpuTrainingKernels();
+    for (const [k, c] of CASES.entries()) {
+      const ys = outShape(c);
+      const x = randn(size(c.x), 500 + k), dy = randn(size(ys), 600 + k);
+      const r = await runOn('cpu', 'Conv2DBackpropFilter', { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } },
+        { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f });
+      const info = tf.backend_util.computeConv2DInfo(
+        c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+      assertClose(r.data, naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left),
+        `case ${k}`);
+    }
+  });
+});

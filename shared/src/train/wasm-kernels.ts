@@ -1,0 +1,279 @@
+/**
+ * Training kernels for the tfjs WebAssembly backend.
+ *
+ * tfjs-backend-wasm 4.22 is built for inference: it has no Conv2DBackpropFilter
+ * (so no convolution can be trained), and its Conv2DBackpropInput is a scalar
+ * C++ loop that takes about 70% of a U-Net training step. Both gradients are
+ * themselves convolutions, so we express them as the XNNPACK-backed wasm Conv2D
+ * (or a MatMul) over rearranged tensors:
+ *
+ *  - dW = conv(x, dy) with the roles of batch and channels swapped:
+ *      dW[i,j,c,o] = sum_{b,p,q} x[b, p*s + i - padTop, q*s + j - padLeft, c] * dy[b,p,q,o]
+ *    i.e. a stride-1 convolution of x^T ([C, H, W, B]) with dy^T ([oh, ow, B, O]) as
+ *    the filter, with dilation = the forward stride. (Routing through the wasm
+ *    Conv3DBackpropFilterV2 instead is wrong for stride > 1.)
+ *  - dx for stride 1 = conv(dy, flip(W)^T) with padding k-1-pad ("full" correlation);
+ *    Dumoulin & Visin, "A guide to convolution arithmetic for deep learning", 2016, §4.
+ *  - dx for stride s with a k = s, unpadded filter (the U-Net's 2x2/2 transposed conv)
+ *    has no overlapping taps: dx = depth-to-space(dy · W^T), one MatMul and a Transpose.
+ *  - dx for other strides: insert s-1 zeros between rows/columns of dy, then the
+ *    stride-1 formula (Dumoulin & Visin §4.5). Wastes s^2 multiply-adds on zeros,
+ *    still much faster than the scalar loop.
+ *
+ * Only NHWC (channelsLast) is supported, as by the wasm Conv2D itself. The dW kernel
+ * is backend-generic and also replaces the cpu backend's (see registerCpuTrainingKernels).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { backend_util, type KernelConfig, type KernelFunc, type NamedAttrMap, type TensorInfo } from '@tensorflow/tfjs-core';
+// Side effects: register the backends and their stock kernels before we amend them.
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+const WASM = 'wasm';
+
+type KernelArgs = Parameters<KernelFunc>[0];
+
+type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
+
+interface ConvAttrs {
+  strides: number | [number, number];
+  pad: Pad;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+/** A backend as our kernels use it: wasm or cpu (both have disposeData). */
+interface KernelBackend {
+  disposeData(dataId: object, force?: boolean): boolean;
+}
+
+/** Runs another registered kernel of `backendName` directly (no tape, no engine bookkeeping). */
+function call(backendName: string, backend: KernelBackend, name: string, inputs: Record<string, TensorInfo>, attrs: object): TensorInfo {
+  const k = tf.getKernel(name, backendName);
+  if (k == null) throw new Error(`${backendName} kernel ${name} is not registered`);
+  return k.kernelFunc({ inputs, backend: backend as never, attrs: attrs as unknown as NamedAttrMap }) as TensorInfo;
+}
+
+function free(backend: KernelBackend, ...ts: TensorInfo[]): void {
+  for (const t of ts) backend.disposeData(t.dataId);
+}
+
+function transpose(bn: string, backend: KernelBackend, x: TensorInfo, perm: number[]): TensorInfo {
+  return call(bn, backend, 'Transpose', { x }, { perm });
+}
+
+function conv2d(
+  bn: string, backend: KernelBackend, x: TensorInfo, filter: TensorInfo, pad: backend_util.ExplicitPadding, dilations: [number, number],
+): TensorInfo {
+  return call(bn, backend, 'Conv2D', { x, filter }, { strides: [1, 1], pad, dataFormat: 'NHWC', dilations, dimRoundingMode: undefined });
+}
+
+function assertChannelsLast(dataFormat: string, kernel: string): void {
+  if (backend_util.convertConv2DDataFormat(dataFormat as 'NHWC' | 'NCHW') !== 'channelsLast') {
+    throw new Error(`Twinfed ${kernel} supports only NHWC, got ${dataFormat}`);
+  }
+}
+
+/** Filter W [kh, kw, ci, co] → W' [kh, kw, co, ci] with W'[i,j,o,c] = W[kh-1-i, kw-1-j, c, o]. */
+function flipTransposeFilter(backend: BackendWasm, filter: TensorInfo): TensorInfo {
+  const [kh, kw, ci, co] = filter.shape;
+  const out = backend.makeOutput([kh, kw, co, ci], 'float32');
+  // Views are taken after makeOutput: an allocation may grow (and detach) the heap.
+  const src = backend.typedArrayFromHeap(filter) as Float32Array;
+  const dst = backend.typedArrayFromHeap(out) as Float32Array;
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const s0 = ((kh - 1 - i) * kw + (kw - 1 - j)) * ci * co;
+      const d0 = (i * kw + j) * co * ci;
+      for (let c = 0; c < ci; c++) {
+        for (let o = 0; o < co; o++) dst[d0 + o * ci + c] = src[s0 + c * co + o];
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Conv2DBackpropFilter (missing from tfjs-backend-wasm)
+
+function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
+  const backend = args.backend as KernelBackend;
+  const { x, dy } = args.inputs as Record<string, TensorInfo>;
+  const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
+  assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropFilter');
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  const [kh, kw, ci, co] = attrs.filterShape;
+  const [, H, W] = x.shape;
+  const { top, left } = info.padInfo;
+  const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info;
+  // Pad the far side just enough for the correlation to produce >= kh x kw outputs
+  // (rows of x beyond the last window are never used, so a negative pad is clipped to 0
+  // and the surplus output sliced off).
+  const padBottom = Math.max(0, kh + (oh - 1) * sh - H - top);
+  const padRight = Math.max(0, kw + (ow - 1) * sw - W - left);
+  const xt = transpose(bn, backend, x, [3, 1, 2, 0]); // [ci, H, W, B]
+  const dyt = transpose(bn, backend, dy, [1, 2, 0, 3]); // [oh, ow, B, co]
+  const r = conv2d(bn, backend, xt, dyt, [[0, 0], [top, padBottom], [left, padRight], [0, 0]], [sh, sw]); // [ci, >=kh, >=kw, co]
+  free(backend, xt, dyt);
+  let rk = r;
+  if (r.shape[1] !== kh || r.shape[2] !== kw) {
+    rk = call(bn, backend, 'Slice', { x: r }, { begin: [0, 0, 0, 0], size: [ci, kh, kw, co] });
+    free(backend, r);
+  }
+  const out = transpose(bn, backend, rk, [1, 2, 0, 3]); // [kh, kw, ci, co]
+  free(backend, rk);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Conv2DBackpropInput (stock kernel is a scalar loop)
+
+let stockBackpropInput: KernelConfig | undefined;
+
+/** Which algorithm conv2DBackpropInput uses for given shapes; exported for tests and the bench. */
+export type BackpropInputPath = 'conv' | 'depth-to-space' | 'zero-insert' | 'stock';
+
+function backpropInputPlan(inputShape: number[], filterShape: number[], attrs: ConvAttrs) {
+  const info = backend_util.computeConv2DInfo(
+    inputShape as [number, number, number, number], filterShape as [number, number, number, number],
+    attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  const [, H, W] = inputShape;
+  const [kh, kw] = filterShape;
+  const { top, left } = info.padInfo;
+  const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info;
+  const pads = {
+    top: kh - 1 - top,
+    bottom: H - (oh - 1) * sh - 1 + top,
+    left: kw - 1 - left,
+    right: W - (ow - 1) * sw - 1 + left,
+  };
+  let path: BackpropInputPath;
+  if (sh === 1 && sw === 1) path = 'conv';
+  else if (sh === sw && kh === sh && kw === sw && top === 0 && left === 0 && oh * sh === H && ow * sw === W) path = 'depth-to-space';
+  else path = 'zero-insert';
+  if ((path === 'conv' || path === 'zero-insert') && (pads.top < 0 || pads.bottom < 0 || pads.left < 0 || pads.right < 0)) path = 'stock';
+  return { path, info, pads };
+}
+
+/** The algorithm the Twinfed wasm Conv2DBackpropInput picks for these shapes. */
+export function backpropInputPath(
+  inputShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad,
+): BackpropInputPath {
+  return backpropInputPlan(inputShape, filterShape, { strides, pad, dataFormat: 'NHWC' }).path;
+}
+
+function conv2DBackpropInput(args: KernelArgs): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const { dy, filter } = args.inputs as Record<string, TensorInfo>;
+  const attrs = args.attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+  assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropInput');
+  const { path, info, pads } = backpropInputPlan(attrs.inputShape, filter.shape, attrs);
+  const explicit: backend_util.ExplicitPadding = [[0, 0], [pads.top, pads.bottom], [pads.left, pads.right], [0, 0]];
+
+  if (path === 'conv') {
+    const wf = flipTransposeFilter(backend, filter);
+    const out = conv2d(WASM, backend, dy, wf, explicit, [1, 1]);
+    free(backend, wf);
+    return out;
+  }
+
+  if (path === 'depth-to-space') {
+    // dx[b, p*s+i, q*s+j, c] = sum_o dy[b,p,q,o] W[i,j,c,o]: one [N, co] x [co, k*k*ci] MatMul,
+    // then interleave the k*k taps into space. The wasm DepthToSpace and MatMul with
+    // transposeB are ~10x slower than a Transpose, so the filter is transposed up front
+    // (it is tiny) and the interleave is a rank-6 Transpose.
+    const [kh, kw, ci, co] = filter.shape;
+    const [B, oh, ow] = dy.shape;
+    const w2: TensorInfo = { dataId: filter.dataId, shape: [kh * kw * ci, co], dtype: 'float32' };
+    const wt = transpose(WASM, backend, w2, [1, 0]); // [co, kh*kw*ci]
+    // Reshapes share a dataId and are only read, so they need no disposal.
+    const a: TensorInfo = { dataId: dy.dataId, shape: [1, B * oh * ow, co], dtype: 'float32' };
+    const b: TensorInfo = { dataId: wt.dataId, shape: [1, co, kh * kw * ci], dtype: 'float32' };
+    const m = call(WASM, backend, 'BatchMatMul', { a, b }, { transposeA: false, transposeB: false });
+    free(backend, wt);
+    const m6: TensorInfo = { dataId: m.dataId, shape: [B, oh, ow, kh, kw, ci], dtype: 'float32' };
+    const t = transpose(WASM, backend, m6, [0, 1, 3, 2, 4, 5]); // [B, oh, kh, ow, kw, ci]
+    free(backend, m);
+    return { dataId: t.dataId, shape: [B, oh * kh, ow * kw, ci], dtype: 'float32' };
+  }
+
+  if (path === 'zero-insert') {
+    const [B, oh, ow, co] = dy.shape;
+    const sh = info.strideHeight, sw = info.strideWidth;
+    const uh = (oh - 1) * sh + 1, uw = (ow - 1) * sw + 1;
+    const up = backend.makeOutput([B, uh, uw, co], 'float32');
+    const upv = backend.typedArrayFromHeap(up) as Float32Array;
+    const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+    upv.fill(0);
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < oh; p++) {
+        for (let q = 0; q < ow; q++) {
+          const s0 = ((b * oh + p) * ow + q) * co;
+          upv.set(dyv.subarray(s0, s0 + co), ((b * uh + p * sh) * uw + q * sw) * co);
+        }
+      }
+    }
+    const wf = flipTransposeFilter(backend, filter);
+    const out = conv2d(WASM, backend, up, wf, explicit, [1, 1]);
+    free(backend, up, wf);
+    return out;
+  }
+
+  return (stockBackpropInput as KernelConfig).kernelFunc(args) as TensorInfo;
+}
+
+// ---------------------------------------------------------------------------
+
+/** Kernels this module adds to or replaces in the wasm backend. */
+export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const;
+
+let wasmRegistered = false;
+
+/**
+ * Registers Twinfed's training kernels on the wasm backend. Idempotent. Call before
+ * `tf.setBackend('wasm')` (selectBackend does): setBackend runs the kernels' setup
+ * functions; if wasm is already active we run the stock one here.
+ */
+export function registerWasmTrainingKernels(): void {
+  if (wasmRegistered) return;
+  wasmRegistered = true;
+  if (tf.getKernel('Conv2DBackpropFilter', WASM) == null) {
+    tf.registerKernel({
+      kernelName: 'Conv2DBackpropFilter', backendName: WASM,
+      kernelFunc: ((args) => conv2DBackpropFilter(WASM, args)) as KernelFunc,
+    });
+  }
+  const stock = tf.getKernel('Conv2DBackpropInput', WASM);
+  if (stock == null) throw new Error('tfjs-backend-wasm has no Conv2DBackpropInput to fall back to');
+  stockBackpropInput = stock;
+  tf.unregisterKernel('Conv2DBackpropInput', WASM);
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropInput',
+    backendName: WASM,
+    // The stock kernel binds its wasm export in setupFunc; keep that for the fallback path.
+    setupFunc: stock.setupFunc,
+    kernelFunc: conv2DBackpropInput as KernelFunc,
+  });
+  const active = tf.findBackend(WASM);
+  if (active != null && stock.setupFunc != null) stock.setupFunc(active);
+}
+
+let cpuRegistered = false;
+
+/**
+ * Replaces the pure-JS cpu backend's Conv2DBackpropFilter (an element-by-element
+ * loop that takes ~100 s of a 110 s reference training step) by the same
+ * transposed-convolution formulation over the cpu Conv2D. Idempotent; selectBackend
+ * calls it when it falls back to cpu.
+ */
+export function registerCpuTrainingKernels(): void {
+  if (cpuRegistered) return;
+  cpuRegistered = true;
+  if (tf.getKernel('Conv2DBackpropFilter', 'cpu') != null) tf.unregisterKernel('Conv2DBackpropFilter', 'cpu');
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter', backendName: 'cpu',
+    kernelFunc: ((args) => conv2DBackpropFilter('cpu', args)) as KernelFunc,
+  });
+}
