@@ -159,7 +159,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         const m = /backend (\w+) \((.*)\)/.exec(String(d));
         if (m) {
           info.backend = m[1];
-          say(`${s.name} (${cfg.siteId}) running; compute backend ${m[1]}: ${m[2]}`);
+          say(`${s.name} (${cfg.siteId}) running; ${m[2]}`);
         }
       });
     });
