@@ -319,7 +319,11 @@ export class CoordinatorEngine {
     this.received(env, `backend=${body.backend}`);
     const site = this.site(siteId)!;
     this.sendTo(siteId, 'welcome', null, null, { coordinatorId: this.coordinatorId, protocolVersion: PROTOCOL_VERSION, serverTimeMs: this.now(), lastSeqSeen: site.lastSeq });
-    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) this.announce(st.studyId, siteId);
+    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) {
+      this.announce(st.studyId, siteId);
+      // A site that joined before (e.g. before a coordinator restart) picks up where it was.
+      if (this.isJoined(st.studyId, siteId)) this.syncSite(st.studyId, siteId);
+    }
     return { authenticated: true };
   }
 
@@ -453,7 +457,11 @@ export class CoordinatorEngine {
   // ----------------------------------------------------- state transitions
 
   /** Moves a running study forward: key set-up, opening and closing rounds. */
-  advance(studyId: string): void {
+  advance(...studyIds: string[]): void {
+    for (const id of studyIds) this.advanceOne(id);
+  }
+
+  private advanceOne(studyId: string): void {
     const st = this.study(studyId);
     if (st.state !== 'running') return;
     const manifest = this.manifestOf(studyId).manifest;

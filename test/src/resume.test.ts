@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { unpackFrames, type StudyManifest } from '@twinfed/protocols';
 import { fromB64, openSealed } from '@twinfed/shared/crypto/index';
 import { createHeContext, decryptAverage, encryptWeightedUpdate, generateSecretKey, heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
-import { ADMIN_TOKEN, RawSite, enrolNewSite, lead, tempDir, tinySpec, waitFor } from './harness.js';
+import { SiteNode } from '@twinfed/site-node';
+import { ADMIN_TOKEN, RawSite, enrolNewSite, lead, realSite, tempDir, tinySpec, waitFor } from './harness.js';
 
 const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
 
@@ -124,5 +125,56 @@ describe('a coordinator killed mid-round resumes without losing or double-counti
     await waitFor(async () => (await lead<{ state: string }>(url, 'GET', `/api/studies/${studyId}`)).json.state === 'completed', 'completion', 10_000);
     a.close();
     b.close();
+  });
+});
+
+/**
+ * The same with real site nodes (real training, encryption, reconnection):
+ * the coordinator is killed while round 1 is open and restarted; the sites
+ * reconnect by themselves, resume from the ciphertexts they stored, and the
+ * study completes with the same global model at both sites.
+ */
+describe('real site nodes ride through a coordinator crash', () => {
+  const tmp = tempDir('resume-real');
+  let proc: ChildProcess | null = null;
+  let port = 0;
+  let url = '';
+  const dataDir = join(tmp.dir, 'coordinator');
+  const nodes: SiteNode[] = [];
+  const start = async () => {
+    proc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'error', '--tick-ms', '100'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    url = `http://127.0.0.1:${port}`;
+    await waitFor(async () => (await fetch(new URL('/healthz', url)).catch(() => null))?.ok, 'coordinator up', 20_000, 100);
+  };
+  after(async () => {
+    for (const n of nodes) await n.close().catch(() => undefined);
+    proc?.kill('SIGKILL');
+    tmp.cleanup();
+  });
+
+  it('completes the study after a kill -9 in round 1', async () => {
+    port = await freePort();
+    await start();
+    for (const [name, patients, val] of [['A', ['STS_007', 'STS_008', 'STS_009'], ['STS_009']], ['B', ['STS_017', 'STS_018', 'STS_019'], ['STS_019']]] as const) {
+      nodes.push((await realSite(url, join(tmp.dir, name), name, [...patients], [...val])).node);
+    }
+    const created = await lead<{ studyId: string; manifestHash: string }>(url, 'POST', '/api/studies', tinySpec({ rounds: 2, minSites: 2, roundDeadlineS: 120 }));
+    const { studyId, manifestHash } = created.json;
+    await lead(url, 'POST', `/api/studies/${studyId}/start`);
+    for (const n of nodes) n.connect();
+    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
+    for (const n of nodes) SiteNode.approve(n.db, n.audit, studyId, 'officer', manifestHash);
+    await waitFor(async () => (await lead<{ currentRound: number }>(url, 'GET', `/api/studies/${studyId}`)).json.currentRound === 1, 'round 1', 60_000, 50);
+
+    proc!.kill('SIGKILL');
+    await new Promise((r) => proc!.once('exit', r));
+    await new Promise((r) => setTimeout(r, 1500));
+    await start();
+
+    await waitFor(async () => (await lead<{ state: string }>(url, 'GET', `/api/studies/${studyId}`)).json.state === 'completed', 'completion after restart', 120_000, 250);
+    await waitFor(() => nodes.every((n) => n.latestModel(studyId)?.version === 2), 'both sites at version 2', 30_000);
+    assert.equal(nodes[0].latestModel(studyId)!.digest, nodes[1].latestModel(studyId)!.digest);
+    const st = await lead<{ roundSummaries: { completed: string[] }[] }>(url, 'GET', `/api/studies/${studyId}`);
+    for (const r of st.json.roundSummaries) assert.equal(r.completed.length, 2);
   });
 });
