@@ -3,9 +3,7 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
-import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, loadSiteConfig, openSiteDb, runDoctor } from '@twinfed/site-node';
-import { AuditLog } from '@twinfed/shared/audit/index';
-import { initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
+import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 import { runDemo } from './demo.js';
@@ -100,14 +98,8 @@ dataDirOpt(site.command('import').description('Import PET studies laid out as ST
   .option('--size <px>', 'slice edge in pixels', (v) => Number(v), 48)
   .option('--json', 'print the per-file report as JSON')
   .action(action(async (o: { dataDir: string; sts: string; patients?: string; val?: string; size: number; json?: boolean }) => {
-    await initSodium();
-    const dir = resolve(o.dataDir);
-    const cfg = loadSiteConfig(dir);
-    const db = openSiteDb(join(dir, SITE_FILES.db));
-    const id = loadIdentity(join(dir, SITE_FILES.identity));
-    const audit = new AuditLog(db, cfg.siteId, id.ed25519SecretKey, id.ed25519PublicKey);
-    const report = await importStsFolder(db, audit, resolve(o.sts), { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size });
-    db.$client.close();
+    const store = await openSiteStore(resolve(o.dataDir));
+    const report = await importStsFolder(store.db, store.audit, resolve(o.sts), { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size }).finally(store.close);
     print(!!o.json, report, () => report.map((r) => `${r.status.padEnd(8)} ${r.patientId}${r.split ? ` (${r.split}, ${r.nSlices} slices)` : ''}${r.reason ? `: ${r.reason}` : ''}`).join('\n'));
   }));
 dataDirOpt(site.command('studies').description('Studies announced to this site and their approval state'))
@@ -122,14 +114,13 @@ dataDirOpt(site.command('approve <studyId>').description('Privacy officer: appro
   .requiredOption('--officer <name>', 'name of the approving privacy officer')
   .option('--hash <sha256>', 'the manifest hash the officer reviewed (refuses if the manifest differs)')
   .action(action(async (studyId: string, o: { dataDir: string; officer: string; hash?: string }) => {
-    await initSodium();
-    const dir = resolve(o.dataDir);
-    const cfg = loadSiteConfig(dir);
-    const db = openSiteDb(join(dir, SITE_FILES.db));
-    const id = loadIdentity(join(dir, SITE_FILES.identity));
-    const audit = new AuditLog(db, cfg.siteId, id.ed25519SecretKey, id.ed25519PublicKey);
-    const r = SiteNode.approve(db, audit, studyId, o.officer, o.hash);
-    db.$client.close();
+    const store = await openSiteStore(resolve(o.dataDir));
+    let r;
+    try {
+      r = SiteNode.approve(store.db, store.audit, studyId, o.officer, o.hash);
+    } finally {
+      store.close();
+    }
     console.log(`approved ${studyId} "${r.manifest.title}" by ${o.officer}\nmanifest hash ${r.manifestHash}\n(a changed manifest needs a new approval)`);
   }));
 dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies'))

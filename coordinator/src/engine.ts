@@ -10,7 +10,7 @@ import {
 } from '@twinfed/shared/crypto/index';
 import {
   DEFAULT_HE_PARAMS, addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext,
-  type HeContext, type HeParams,
+  type HeParams,
 } from '@twinfed/shared/he/index';
 import type { CoordinatorDb } from './db/index.js';
 import {
@@ -52,7 +52,6 @@ type RoundRow = typeof rounds.$inferSelect;
 export class CoordinatorEngine {
   readonly coordinatorId: string;
   private transport: SiteTransport | null = null;
-  private readonly he = new Map<string, Promise<HeContext>>();
   private readonly authenticated = new Set<string>();
   /** When keys were last requested from the dealer, per study (throttles re-requests). */
   private readonly keysRequestedAt = new Map<string, { ids: string; atMs: number }>();
@@ -380,12 +379,12 @@ export class CoordinatorEngine {
     if (!round || st.state !== 'running' || h.round !== st.currentRound) throw new WireError('TWF_E_WRONG_ROUND', `round ${h.round}; open round is ${st.state === 'running' ? st.currentRound : 'none'}`);
     if (this.now() > round.deadlineAtMs && this.completedCount(st.studyId, h.round) >= manifest.minSites) {
       // Past the deadline with quorum: the round closes now; this update is late.
-      this.tryClose(st.studyId);
+      await this.tryClose(st.studyId);
       throw new WireError('TWF_E_ROUND_CLOSED', `round ${h.round} passed its deadline`);
     }
     const params = manifest.encryption as HeParams;
     if (m.heParamsDigest !== heParamsDigest(params)) throw new WireError('TWF_E_UPDATE_SHAPE', 'ciphertext for other encryption parameters');
-    const ctx = await this.heContext(st.studyId, params);
+    const ctx = await createHeContext(params);
     const expectedCount = Math.ceil(m.length / ctx.slotCount);
     if (m.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${m.count} for length ${m.length}; expected ${expectedCount}`);
     if (m.index >= m.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${m.index} of ${m.count}`);
@@ -425,7 +424,7 @@ export class CoordinatorEngine {
     if (result.complete) {
       this.metrics.updatesAccepted.inc();
       this.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round: h.round, detail: `n=${m.nSamples} chunks=${m.count}` });
-      this.tryClose(st.studyId);
+      await this.tryClose(st.studyId);
     }
     return { received: result.received, count: result.count, complete: result.complete };
   }
@@ -487,7 +486,7 @@ export class CoordinatorEngine {
       const settled = this.now() - lastJoinMs >= (this.opts.joinSettleMs ?? 2000);
       if (keyed.length >= manifest.minSites && keyed.length === joined.length && settled) this.openRound(studyId, st.currentRound + 1, keyed, manifest);
     } else {
-      this.tryClose(studyId);
+      void this.tryClose(studyId).catch((e) => this.log('error', `${studyId}: closing round: ${(e as Error).stack ?? e}`));
     }
   }
 
@@ -521,12 +520,14 @@ export class CoordinatorEngine {
   }
 
   /** Closes the open round if every participant is done, or the deadline passed with quorum. */
-  tryClose(studyId: string): void {
+  async tryClose(studyId: string): Promise<void> {
+    const manifest = this.manifestOf(studyId).manifest;
+    // Loaded before any check: everything after this await runs without interleaving.
+    const ctx = await createHeContext(manifest.encryption as HeParams);
     const st = this.study(studyId);
     if (st.state !== 'running') return;
     const round = this.roundRow(studyId, st.currentRound);
     if (!round || round.state !== 'open') return;
-    const manifest = this.manifestOf(studyId).manifest;
     const participants = JSON.parse(round.participantsJson) as string[];
     const ups = this.db.select().from(updates).where(and(eq(updates.studyId, studyId), eq(updates.round, round.round))).all();
     const complete = ups.filter((u) => u.state === 'complete');
@@ -535,13 +536,7 @@ export class CoordinatorEngine {
     if (!(allDone || (deadlinePassed && complete.length >= manifest.minSites))) return;
     if (complete.length < manifest.minSites) return;
     const partial = ups.filter((u) => u.state === 'receiving');
-    const ctxP = this.he.get(studyId);
-    if (partial.length > 0 && !ctxP) {
-      // Need the HE context to subtract partial uploads; load it and retry.
-      void this.heContext(studyId, manifest.encryption as HeParams).then(() => this.tryClose(studyId));
-      return;
-    }
-    const finish = (ctx: HeContext | null) => {
+    {
       this.db.transaction((tx) => {
         // Remove abandoned partial uploads from the running sums: late updates are refused, not mixed.
         for (const u of partial) {
@@ -550,7 +545,7 @@ export class CoordinatorEngine {
             const accKey = and(eq(accumulators.studyId, studyId), eq(accumulators.round, round.round), eq(accumulators.index, c.index));
             const acc = tx.select().from(accumulators).where(accKey).get()!;
             if (acc.contributions === 1) tx.delete(accumulators).where(accKey).run();
-            else tx.update(accumulators).set({ ct: Buffer.from(subtractCiphertext(ctx!, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 }).where(accKey).run();
+            else tx.update(accumulators).set({ ct: Buffer.from(subtractCiphertext(ctx, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 }).where(accKey).run();
           }
           tx.update(updates).set({ state: 'abandoned' }).where(and(eq(updates.studyId, studyId), eq(updates.round, round.round), eq(updates.siteId, u.siteId))).run();
           this.audit.append({ actor: this.coordinatorId, action: 'update.abandoned', studyId, round: round.round, peer: u.siteId, detail: `${u.received}/${u.count} chunks removed from the aggregate` });
@@ -566,8 +561,7 @@ export class CoordinatorEngine {
       this.log('info', `${studyId}: round ${round.round} closed with ${complete.length} updates`);
       this.publishAggregate(studyId, round.round, this.joinedSites(studyId).filter((s) => this.isKeyed(studyId, s)));
       this.advance(studyId);
-    };
-    if (partial.length > 0) ctxP!.then(finish); else finish(null);
+    }
   }
 
   private complete(studyId: string): void {
@@ -648,14 +642,6 @@ export class CoordinatorEngine {
     });
   }
 
-  private heContext(studyId: string, params: HeParams): Promise<HeContext> {
-    let p = this.he.get(studyId);
-    if (!p) {
-      p = createHeContext(params);
-      this.he.set(studyId, p);
-    }
-    return p;
-  }
 
   private site(siteId: string) {
     return this.db.select().from(sites).where(eq(sites.siteId, siteId)).get();

@@ -7,3 +7,4 @@ export { openSiteDb, type SiteDb } from './db/index.js';
 export * from './doctor.js';
 export * from './import-sts.js';
 export * from './unet-trainer.js';
+export * from './store.js';

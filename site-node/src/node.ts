@@ -13,7 +13,7 @@ import {
   type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
 import {
-  createHeContext, decryptAverage, encryptWeightedUpdate, generateSecretKey, heParamsDigest, type HeContext, type HeParams,
+  createHeContext, decryptAverage, encryptWeightedUpdate, generateSecretKey, heParamsDigest, type HeParams,
 } from '@twinfed/shared/he/index';
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
@@ -64,7 +64,6 @@ export class SiteNode {
   private readonly coordinatorKey: Uint8Array;
   private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
   private queue: Promise<void> = Promise.resolve();
-  private readonly he = new Map<string, Promise<HeContext>>();
   private readonly signer: Signer;
   private pollTimer: NodeJS.Timeout | null = null;
   /** Work waiting for missed aggregates to be applied, per study. */
@@ -296,7 +295,7 @@ export class SiteNode {
     if (heParamsDigest(b.encryption as HeParams) !== heParamsDigest(params)) throw new WireError('TWF_E_MANIFEST_MISMATCH', 'key request for other encryption parameters');
     let key = this.db.select().from(studyKeys).where(eq(studyKeys.studyId, studyId)).get();
     if (!key) {
-      const ctx = await this.heContext(studyId, params);
+      const ctx = await createHeContext(params);
       const sk = generateSecretKey(ctx);
       this.db.insert(studyKeys).values({ studyId, secretKey: Buffer.from(sk), dealerSiteId: this.config.siteId, heParamsDigest: heParamsDigest(params), receivedAtMs: Date.now() }).run();
       this.audit.append({ actor: this.config.siteId, action: 'keys.generated', studyId, digest: heParamsDigest(params), detail: 'SEAL secret key created at this site (key dealer)' });
@@ -339,7 +338,7 @@ export class SiteNode {
       const tr = await this.opts.trainer.train(manifest, base, round);
       const delta = new Float32Array(tr.weights.length);
       for (let i = 0; i < delta.length; i++) delta[i] = tr.weights[i] - base[i];
-      const ctx = await this.heContext(studyId, manifest.encryption as HeParams);
+      const ctx = await createHeContext(manifest.encryption as HeParams);
       const enc = encryptWeightedUpdate(ctx, new Uint8Array(key.secretKey), delta, tr.nSamples, manifest.training.clipBound);
       this.db.insert(roundWork).values({
         studyId, round, ciphertexts: Buffer.from(packFrames(enc.ciphertexts)), nSamples: tr.nSamples, length: delta.length,
@@ -397,7 +396,7 @@ export class SiteNode {
     if (m.heParamsDigest !== heParamsDigest(params)) throw new WireError('TWF_E_UPDATE_SHAPE', 'aggregate for other encryption parameters');
     const key = this.db.select().from(studyKeys).where(eq(studyKeys.studyId, studyId)).get();
     if (!key) throw new WireError('TWF_E_NOT_PARTICIPANT', 'no study key');
-    const ctx = await this.heContext(studyId, params);
+    const ctx = await createHeContext(params);
     const t0 = performance.now();
     const avg = decryptAverage(ctx, new Uint8Array(key.secretKey), unpackFrames(env.body), m.length, m.totalSamples, manifest.training.clipBound);
     const decryptMs = performance.now() - t0;
@@ -497,14 +496,6 @@ export class SiteNode {
     return st;
   }
 
-  private heContext(studyId: string, params: HeParams): Promise<HeContext> {
-    let p = this.he.get(studyId);
-    if (!p) {
-      p = createHeContext(params);
-      this.he.set(studyId, p);
-    }
-    return p;
-  }
 
   private getMeta(key: string): string | undefined {
     return this.db.select().from(meta).where(eq(meta.key, key)).get()?.value;
