@@ -7,6 +7,7 @@ import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, op
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 import { runDemo } from './demo.js';
+import { evaluateSegmentation } from './commands/seg.js';
 
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
@@ -179,6 +180,28 @@ audit.command('compare')
     const r = await compareAuditDbs(o.siteDb, o.coordinatorDb);
     print(!!o.json, r, () => formatCompare(r));
     if (!r.ok) process.exitCode = 2;
+  }));
+
+// -------------------------------------------------------------- segmentation
+const seg = program.command('seg').description('Segmentation models: evaluation');
+seg.command('evaluate')
+  .description('3D Dice and HD95 (mm) per patient of a model folder on DIR/PATIENT/{MOD}_image.nii.gz + {MOD}_mask.nii.gz, with the 40%-SUVmax baseline')
+  .requiredOption('--model <dir>', 'model folder (model.json + weights.bin)')
+  .requiredOption('--data <dir>', 'folder of patient folders')
+  .option('--modality <mod>', 'file prefix / modality', 'PET')
+  .option('--patients <ids>', 'comma-separated patient folders (default: all)')
+  .option('--json', 'print { n, meanDice, medianDice, meanHd95Mm } as the last line')
+  .action(action(async (o: { model: string; data: string; modality: string; patients?: string; json?: boolean }) => {
+    const r = await evaluateSegmentation(resolve(o.model), resolve(o.data), o.modality, { patients: o.patients?.split(',') });
+    if (o.json) {
+      console.log(JSON.stringify({ n: r.n, meanDice: r.meanDice, medianDice: r.medianDice, meanHd95Mm: r.meanHd95Mm, threshold: r.threshold, patients: r.patients }));
+      return;
+    }
+    const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
+    console.log(`patient   Dice   HD95 mm   | 40% SUVmax: Dice   HD95 mm   (backend ${r.backend})`);
+    for (const p of r.patients) console.log(`${p.patientId.padEnd(8)} ${f(p.dice)}  ${f(p.hd95Mm)}    |             ${f(p.thresholdDice)}  ${f(p.thresholdHd95Mm)}`);
+    console.log(`mean     ${f(r.meanDice)}  ${f(r.meanHd95Mm)}    |             ${f(r.threshold.meanDice)}  ${f(r.threshold.meanHd95Mm)}`);
+    console.log(`median   ${f(r.medianDice)}            |             ${f(r.threshold.medianDice)}\n${r.n} patients`);
   }));
 
 // -------------------------------------------------------------------- demo

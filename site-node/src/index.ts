@@ -8,3 +8,4 @@ export * from './doctor.js';
 export * from './import-sts.js';
 export * from './unet-trainer.js';
 export * from './store.js';
+export * from './model-files.js';

@@ -1,5 +1,4 @@
 import { and, asc, desc, eq } from 'drizzle-orm';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import {
@@ -16,6 +15,7 @@ import {
   createHeContext, decryptAverage, encryptWeightedUpdate, generateSecretKey, heParamsDigest, type HeParams,
 } from '@twinfed/shared/he/index';
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
+import { writeModelDir } from './model-files.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
 import { approvals, meta, models, roundWork, studies, studyKeys } from './db/schema.js';
 import type { LocalTrainer } from './trainer.js';
@@ -448,22 +448,16 @@ export class SiteNode {
 
   /** Writes the global model with its provenance (manifest hash, rounds, weight digest). */
   exportModel(manifest: StudyManifest, m: typeof models.$inferSelect, dir: string): void {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'weights.bin'), m.weights);
-    writeFileSync(join(dir, 'model.json'), JSON.stringify({
-      format: 'twinfed-model/1',
+    writeModelDir(dir, {
       studyId: manifest.studyId,
       title: manifest.title,
       manifestHash: manifestHash(manifest),
       model: manifest.model,
       version: m.version,
-      weightsFile: 'weights.bin',
-      weightsDtype: 'float32',
-      weightsSha256: m.digest,
       meanDiceAtSite: m.meanDice,
       decryptedAt: this.config.siteId,
       createdAt: new Date(m.createdAtMs).toISOString(),
-    }, null, 2) + '\n');
+    }, new Float32Array(new Uint8Array(m.weights).buffer.slice(0)));
   }
 
   // --------------------------------------------------------------- helpers
