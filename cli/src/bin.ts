@@ -6,7 +6,8 @@ import { buildCoordinator } from '@twinfed/coordinator';
 import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
-import { runDemo } from './demo.js';
+import { DEFAULT_STS_DIR, runDemo } from './demo.js';
+import { compareSegmentation } from './commands/seg-compare.js';
 import { evaluateSegmentation } from './commands/seg.js';
 
 const program = new Command();
@@ -202,6 +203,21 @@ seg.command('evaluate')
     for (const p of r.patients) console.log(`${p.patientId.padEnd(8)} ${f(p.dice)}  ${f(p.hd95Mm)}    |             ${f(p.thresholdDice)}  ${f(p.thresholdHd95Mm)}`);
     console.log(`mean     ${f(r.meanDice)}  ${f(r.meanHd95Mm)}    |             ${f(r.threshold.meanDice)}  ${f(r.threshold.meanHd95Mm)}`);
     console.log(`median   ${f(r.medianDice)}            |             ${f(r.threshold.medianDice)}\n${r.n} patients`);
+  }));
+
+seg.command('compare')
+  .description('Federated vs local-only vs centralised vs 40%-SUVmax threshold on the demo sites\' held-out patients (docs/segmentation.md)')
+  .option('--data <dir>', 'STS NIfTI folder', DEFAULT_STS_DIR)
+  .option('--rounds <n>', 'rounds (epochs = rounds x epochs per round for every regime)', (v) => Number(v), 5)
+  .option('--federated-model <dir>', 'model decrypted by the demo', 'out/demo/model')
+  .option('--out <dir>', 'output folder', 'out/seg-compare')
+  .option('--json', 'print the report as JSON')
+  .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
+    const r = await compareSegmentation({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
+    if (o.json) return console.log(JSON.stringify(r));
+    const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
+    console.log(`| regime | patients | mean Dice | median Dice | mean HD95 (mm) |\n|---|---|---|---|---|`);
+    for (const row of r.rows) console.log(`| ${row.regime} | ${row.n} | ${f(row.meanDice)} | ${f(row.medianDice)} | ${f(row.meanHd95Mm)} |`);
   }));
 
 // -------------------------------------------------------------------- demo

@@ -6,7 +6,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { Coordinator } from '@twinfed/coordinator';
-import { enrolNewSite, startCoordinator, tempDir } from './harness.js';
+import { writeModelDir } from '@twinfed/site-node';
+import { initialWeights } from '@twinfed/shared/model/index';
+import { STS_DIR, enrolNewSite, startCoordinator, tempDir } from './harness.js';
 
 const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
 // Asynchronous: the coordinator under test runs in this process and must keep answering.
@@ -66,6 +68,24 @@ describe('twinfed CLI', () => {
     const bad = await twinfed('audit', 'verify', db);
     assert.equal(bad.code, 2);
     assert.match(bad.out, /BROKEN .* first broken link at entry 1: entry content does not match its hash/);
+  });
+
+  it('seg evaluate scores a model folder on NIfTI patients and prints the JSON summary', async () => {
+    const modelDir = join(tmp.dir, 'model');
+    const model = { arch: 'unet2d' as const, inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 48, initSeed: 1 };
+    writeModelDir(modelDir, { studyId: 's', title: 't', manifestHash: '-', model, version: 0, meanDiceAtSite: null, decryptedAt: 'test', createdAt: new Date().toISOString() }, initialWeights(model, 1));
+    const r = await twinfed('seg', 'evaluate', '--model', modelDir, '--data', STS_DIR, '--patients', 'STS_001,STS_002', '--json');
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out.trim().split('\n').pop()!) as { n: number; meanDice: number; medianDice: number; meanHd95Mm: number | null; threshold: { meanDice: number } };
+    assert.equal(j.n, 2);
+    for (const k of ['meanDice', 'medianDice'] as const) assert.ok(j[k] >= 0 && j[k] <= 1);
+    assert.ok(j.threshold.meanDice > 0.3, 'the 40% SUVmax baseline finds these FDG-avid tumours');
+    // A corrupted weights file is refused by its digest.
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(modelDir, 'weights.bin'), Buffer.alloc(16));
+    const bad = await twinfed('seg', 'evaluate', '--model', modelDir, '--data', STS_DIR, '--patients', 'STS_001');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /TWF_E_MODEL_DIGEST/);
   });
 
   it('audit compare matches a site log against the coordinator log', async () => {
