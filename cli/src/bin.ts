@@ -3,11 +3,13 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
-import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
+import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 import { DEFAULT_STS_DIR, runDemo } from './demo.js';
 import { compareSegmentation } from './commands/seg-compare.js';
+import { evaluateTwinCsv, formatTwinEvaluation } from './commands/twin.js';
+import { twinShow, twinSimulate } from './commands/site-twin.js';
 import { evaluateSegmentation } from './commands/seg.js';
 
 const program = new Command();
@@ -93,16 +95,26 @@ dataDirOpt(site.command('enrol').description('Create identity keys and register 
     const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token });
     console.log(`enrolled as ${c.siteId} (${c.siteName}) with ${c.coordinatorId}; keys in ${join(o.dataDir, SITE_FILES.identity)} (mode 0600)`);
   }));
-dataDirOpt(site.command('import').description('Import PET studies laid out as STS_xxx/PET_image.nii.gz + PET_mask.nii.gz'))
-  .requiredOption('--sts <dir>', 'folder with one sub-folder per patient')
-  .option('--patients <ids>', 'comma-separated patient folders to import (default: all)')
-  .option('--val <ids>', 'comma-separated patients held out for validation (default: every 4th)')
-  .option('--size <px>', 'slice edge in pixels', (v) => Number(v), 48)
+dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM series (+RTSTRUCT) and measurement CSVs into the site; each file in one transaction; twins refit'))
+  .option('--patients <ids>', 'comma-separated patient ids to import (default: all)')
+  .option('--val <ids>', 'patients held out for validation in segmentation studies (default: 1 in 4 by id hash)')
+  .option('--size <px>', 'segmentation slice edge in pixels', (v) => Number(v), 48)
+  .option('--format <name>', 'built-in CSV mapping (laleh)')
+  .option('--mapping <file>', 'CSV mapping file (JSON, see docs/twin.md)')
+  .option('--patient <id>', 'patient id for image files that carry none (NIfTI, NRRD)')
+  .option('--day <n>', 'day of those images relative to treatment start', (v) => Number(v))
   .option('--json', 'print the per-file report as JSON')
-  .action(action(async (o: { dataDir: string; sts: string; patients?: string; val?: string; size: number; json?: boolean }) => {
+  .action(action(async (path: string, o: { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; json?: boolean }) => {
+    const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
+    if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
     const store = await openSiteStore(resolve(o.dataDir));
-    const report = await importStsFolder(store.db, store.audit, resolve(o.sts), { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size }).finally(store.close);
-    print(!!o.json, report, () => report.map((r) => `${r.status.padEnd(8)} ${r.patientId}${r.split ? ` (${r.split}, ${r.nSlices} slices)` : ''}${r.reason ? `: ${r.reason}` : ''}`).join('\n'));
+    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}) }).finally(store.close);
+    print(!!o.json, report, () => [
+      ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
+      ...report.refits.filter((r) => r.selected).map((r) => `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`),
+      `${report.rows.filter((r) => r.status === 'imported').length} imported, ${report.rows.filter((r) => r.status === 'unchanged').length} unchanged, ${report.rows.filter((r) => r.status === 'skipped').length} skipped, ${report.rows.filter((r) => r.status === 'failed').length} failed`,
+    ].join('\n'));
+    if (report.rows.some((r) => r.status === 'failed')) process.exitCode = 3;
   }));
 dataDirOpt(site.command('studies').description('Studies announced to this site and their approval state'))
   .option('--json', 'print JSON')
@@ -161,6 +173,32 @@ dataDirOpt(site.command('doctor').description('Check the site: compute backend a
     if (!r.checks.every((c) => c.ok || c.optional)) process.exitCode = 1;
   }));
 
+const siteTwin = site.command('twin').description("Patients' digital twins at this site");
+dataDirOpt(siteTwin.command('show <patientId>').description('The record, the calibrated model with parameter intervals, the twin\'s scored forecasts, and an SVG plot'))
+  .option('--svg <file>', 'write the plot (observed, fit, 90% band, treatments shaded)')
+  .option('--json', 'print JSON')
+  .action(action(async (patientId: string, o: { dataDir: string; svg?: string; json?: boolean }) => {
+    const r = await twinShow(resolve(o.dataDir), patientId, o.svg);
+    const f = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3));
+    print(!!o.json, r, () => [
+      `patient ${r.patientId}, lesion ${r.lesion}`,
+      `measurements (day: mm³): ${r.measurements.map((m) => `${m.day}: ${f(m.volumeMm3)}`).join(', ')}`,
+      r.treatments ? `treatments: ${JSON.stringify(r.treatments)}` : 'treatments: none recorded',
+      r.twin ? `twin: ${r.twin.model} (${r.twin.method}), ${r.twin.points} points, AIC ${r.twin.aic.toFixed(1)}\n${r.twin.parameters.map((p) => `  ${p.name} = ${f(p.estimate)} ${p.unit} (95% ${f(p.lower95)} to ${f(p.upper95)})`).join('\n')}` : 'twin: not calibrated (needs 2 measurements)',
+      `scored forecasts: ${r.scoredForecasts.length ? r.scoredForecasts.map((s) => `day ${s.day}: predicted ${f(s.predictedMm3)}, observed ${f(s.observedMm3!)}, |error| ${s.absErrorNorm!.toFixed(3)} of max, ${s.inside90 ? 'inside' : 'outside'} 90% band`).join('; ') : 'none yet'}`,
+      `pending forecasts: ${r.pendingForecasts.map((p) => `day ${p.day}: ${f(p.predictedMm3)} (${f(p.lower90Mm3)}-${f(p.upper90Mm3)})`).join('; ') || 'none'}`,
+      ...(r.svg ? [`plot: ${r.svg}`] : []),
+    ].join('\n'));
+  }));
+dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the twin under alternative treatment schedules, side by side with 90% bands'))
+  .requiredOption('--schedule <file>', 'JSON: { "horizonDays": 180, "alternatives": { "name": { "radiotherapy": [...], "systemic": [...] } } }')
+  .option('--svg <file>', 'write the side-by-side plot')
+  .option('--json', 'print the trajectories as JSON')
+  .action(action(async (patientId: string, o: { dataDir: string; schedule: string; svg?: string; json?: boolean }) => {
+    const r = await twinSimulate(resolve(o.dataDir), patientId, o.schedule, o.svg);
+    print(!!o.json, r, () => [`patient ${r.patientId} (${r.model}), tumour volume at the horizon:`, ...Object.entries(r.atHorizon).map(([k, v]) => `  ${k.padEnd(24)} ${v ? `${v.medianMm3.toFixed(0)} mm³ (90%: ${v.lower90Mm3.toFixed(0)}-${v.upper90Mm3.toFixed(0)}) at day ${v.day}` : 'n/a'}`), ...(o.svg ? [`plot: ${o.svg}`] : [])].join('\n'));
+  }));
+
 // ------------------------------------------------------------------- audit
 const audit = program.command('audit').description('Verify and cross-check hash-chained audit logs');
 audit.command('verify <db>')
@@ -181,6 +219,20 @@ audit.command('compare')
     const r = await compareAuditDbs(o.siteDb, o.coordinatorDb);
     print(!!o.json, r, () => formatCompare(r));
     if (!r.ok) process.exitCode = 2;
+  }));
+
+// -------------------------------------------------------------------- twin
+const twin = program.command('twin').description('Digital-twin science on any file (no site needed)');
+twin.command('evaluate')
+  .description('Forecast each patient\'s last K measurements from the earlier ones; score every growth model, the population-prior variant and two baselines')
+  .requiredOption('--csv <file>', 'longitudinal measurements')
+  .option('--format <name>', 'CSV layout (built in: laleh)', 'laleh')
+  .option('--holdout-last <k>', 'measurements held out per patient', (v) => Number(v), 1)
+  .option('--json', 'print one JSON object as the last line')
+  .action(action(async (o: { csv: string; format: string; holdoutLast: number; json?: boolean }) => {
+    const { result } = evaluateTwinCsv(o.csv, o.format, o.holdoutLast);
+    if (!o.json) console.log(formatTwinEvaluation(result, o.csv, o.holdoutLast));
+    else console.log(JSON.stringify(result));
   }));
 
 // -------------------------------------------------------------- segmentation

@@ -125,9 +125,9 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     await Promise.all(DEMO_SITES.map(async (s, i) => {
       const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s.name });
       await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s.name}`);
-      const rep = JSON.parse(await run(['site', 'import', '--data-dir', siteDirs[i], '--sts', dataDir, '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)) as { status: string; split?: string; nSlices?: number }[];
-      const ok = rep.filter((r) => r.status === 'imported' || r.status === 'unchanged');
-      say(`${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.split === 'train').length} train / ${ok.filter((r) => r.split === 'val').length} validation, ${ok.reduce((a, r) => a + (r.nSlices ?? 0), 0)} slices)`);
+      const rep = JSON.parse(await run(['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)) as { rows: { status: string; seg?: { split: string; nSlices: number } }[] };
+      const ok = rep.rows.filter((r) => r.status === 'imported' && r.seg);
+      say(`${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.seg!.split === 'train').length} train / ${ok.filter((r) => r.seg!.split === 'val').length} validation, ${ok.reduce((a, r) => a + r.seg!.nSlices, 0)} slices)`);
     }));
 
     const study = await lead.call<{ studyId: string; manifestHash: string }>('POST', '/api/studies', demoStudySpec(opts.rounds));

@@ -6,7 +6,7 @@ import {
   PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type StudySpec,
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
-import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importStsFolder, loadSiteConfig, openSiteStore, type LocalTrainer } from '@twinfed/site-node';
+import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer } from '@twinfed/site-node';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
 import { fromB64, initSodium, loadIdentity, parseEnvelope, sealEnvelope, sealTo, toB64, type Identity } from '@twinfed/shared/crypto/index';
@@ -160,8 +160,9 @@ export type DeltaLog = Map<number, { delta: Float32Array; n: number }>;
 export async function realSite(url: string, dir: string, name: string, patients: string[], val: string[]): Promise<{ node: SiteNode; deltas: DeltaLog }> {
   await enrolNewSite(url, dir, name);
   const { db, audit } = await openSiteStore(dir);
-  const rep = await importStsFolder(db, audit, STS_DIR, { patients, val, size: 16 });
-  if (!rep.every((r) => r.status === 'imported')) throw new Error(`import: ${JSON.stringify(rep)}`);
+  const rep = await importPath(db, audit, STS_DIR, { patients, val, size: 16, refit: false });
+  const done = rep.rows.filter((r) => r.status === 'imported');
+  if (done.length !== patients.length) throw new Error(`import: ${JSON.stringify(rep.rows.filter((r) => r.status !== 'skipped'))}`);
   const real = await createUNetTrainer(db, { backend: 'wasm' });
   const deltas: DeltaLog = new Map();
   const trainer: LocalTrainer = {

@@ -38,7 +38,8 @@ const READERS: Record<number, { bytes: number; read: Reader }> = {
 /** Parses a .nii or .nii.gz file held in memory. */
 export function readNifti(bytes: Uint8Array): NiftiVolume {
   // Own, exactly-sized buffer: Node Buffers are often views into a shared pool.
-  let buf: ArrayBuffer = bytes.slice().buffer;
+  // A real copy: on a Node Buffer, .slice() is a view into a shared pool.
+  let buf: ArrayBuffer = Uint8Array.prototype.slice.call(bytes).buffer;
   if (nifti.isCompressed(buf)) buf = nifti.decompress(buf) as ArrayBuffer;
   if (!nifti.isNIFTI(buf)) throw new Error('readNifti: not a NIfTI-1/2 file');
   const h = nifti.readHeader(buf);

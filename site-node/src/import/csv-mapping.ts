@@ -1,5 +1,6 @@
 import { parse } from 'csv-parse/sync';
 import { z } from 'zod';
+import { volumeFromDiameter } from '@twinfed/shared/twin/index';
 
 /**
  * A small mapping file tells the importer which CSV columns hold what, so a
@@ -47,11 +48,6 @@ export interface MappedCsv {
   skipped: { row: number; reason: string }[];
 }
 
-/** Ellipsoid volume from a longest diameter (mm -> mm³). */
-export function volumeFromDiameterMm3(dMm: number): number {
-  return 0.52 * dMm ** 3;
-}
-
 /** Applies a mapping to CSV text; pure. Throws naming a missing column. */
 export function mapMeasurementCsv(text: string, mapping: CsvMapping): MappedCsv {
   const rows = parse(text, { columns: true, skip_empty_lines: true, trim: true, delimiter: mapping.delimiter, bom: true }) as Record<string, string>[];
@@ -72,7 +68,7 @@ export function mapMeasurementCsv(text: string, mapping: CsvMapping): MappedCsv 
     const v = c.volumeMm3 ? Number(r[c.volumeMm3]) : NaN;
     let volumeMm3: number;
     if (c.volumeMm3 && r[c.volumeMm3] !== '' && Number.isFinite(v)) volumeMm3 = v;
-    else if (c.longestDiameterMm && r[c.longestDiameterMm] !== '' && Number.isFinite(d)) volumeMm3 = volumeFromDiameterMm3(d);
+    else if (c.longestDiameterMm && r[c.longestDiameterMm] !== '' && Number.isFinite(d)) volumeMm3 = volumeFromDiameter(d);
     else return void skipped.push({ row: i + 1, reason: `no usable measurement ("${c.longestDiameterMm ? r[c.longestDiameterMm] : r[c.volumeMm3!]}")` });
     const pid = mapping.patientPrefix + id;
     const p = byId.get(pid) ?? { patientId: pid, arm: c.arm ? (r[c.arm] || null) : null, measurements: [] };

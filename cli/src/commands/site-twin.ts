@@ -1,0 +1,86 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { z } from 'zod';
+import { TwinService, openSiteStore, renderTwinSvg, type PlotSeries } from '@twinfed/site-node';
+import type { ForecastBand, Schedule } from '@twinfed/shared/twin/index';
+
+/** A what-if file: named alternative schedules (see docs/twin.md). */
+const ScheduleFile = z.object({
+  horizonDays: z.number().positive().max(3650).default(180),
+  alternatives: z.record(z.string(), z.object({
+    radiotherapy: z.array(z.object({ dayStart: z.number(), fractions: z.number().int().min(1), doseGyPerFraction: z.number().positive(), fractionsPerWeek: z.number().int().min(1).max(7).optional() })).optional(),
+    systemic: z.array(z.object({ agentClass: z.string(), startDay: z.number(), stopDay: z.number().nullable().optional(), killRatePerDay: z.number().positive().optional() })).optional(),
+  })),
+});
+
+const toSeries = (label: string, b: ForecastBand): PlotSeries => ({ label, days: b.days, median: b.median, lower: b.lower, upper: b.upper });
+
+export async function twinShow(dataDir: string, patientId: string, svgPath?: string) {
+  const store = await openSiteStore(dataDir);
+  try {
+    const twin = new TwinService(store.db, store.audit);
+    const obs = twin.observations(patientId);
+    if (obs.days.length === 0) throw new Error(`TWF_E_NOT_FOUND: no measurements for patient ${patientId} at this site`);
+    const summary = twin.summary(patientId);
+    const schedule = twin.schedule(patientId);
+    const scored = twin.scoreSheet(patientId);
+    const pending = twin.pendingForecasts(patientId);
+    let svg: string | null = null;
+    if (summary && svgPath) {
+      const sim = twin.simulate(patientId, {}, 120);
+      const used = new Set(sim.fit.days);
+      const lastDay = Math.max(...obs.days);
+      svg = renderTwinSvg({
+        title: `Patient ${patientId}: ${summary.model} (${summary.method === 'map' ? 'MAP with site prior' : 'least squares'}), 90% prediction band`,
+        observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: used.has(d) })),
+        fitted: toSeries('twin forecast', sim.current),
+        treatments: [
+          ...(schedule?.systemic ?? []).map((c) => ({ label: c.agentClass, startDay: c.startDay, stopDay: Number.isFinite(c.stopDay) ? c.stopDay : lastDay + 120 })),
+          ...(schedule?.radiotherapy ?? []).map((r) => ({ label: `RT ${r.fractions}x${r.doseGyPerFraction} Gy`, startDay: r.dayStart, stopDay: r.dayStart + Math.ceil(r.fractions / 5) * 7 })),
+        ],
+        nowDay: lastDay,
+      });
+      writeFileSync(svgPath, svg);
+    }
+    return { patientId, lesion: obs.lesion, measurements: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i] })), treatments: schedule ?? null, twin: summary, scoredForecasts: scored, pendingForecasts: pending, svg: svgPath ?? null };
+  } finally {
+    store.close();
+  }
+}
+
+export async function twinSimulate(dataDir: string, patientId: string, scheduleFile: string, svgPath?: string) {
+  const spec = ScheduleFile.parse(JSON.parse(readFileSync(scheduleFile, 'utf8')));
+  const alternatives: Record<string, Schedule> = {};
+  for (const [name, s] of Object.entries(spec.alternatives)) {
+    alternatives[name] = { radiotherapy: s.radiotherapy, systemic: s.systemic?.map((c) => ({ ...c, stopDay: c.stopDay ?? Infinity })) };
+  }
+  const store = await openSiteStore(dataDir);
+  try {
+    const twin = new TwinService(store.db, store.audit);
+    const r = twin.simulate(patientId, alternatives, spec.horizonDays);
+    store.audit.append({ actor: store.audit.ownerId, action: 'twin.simulated', detail: `${patientId}: ${Object.keys(alternatives).join(', ')}` });
+    const obs = twin.observations(patientId);
+    if (svgPath) {
+      writeFileSync(svgPath, renderTwinSvg({
+        title: `Patient ${patientId}: what-if schedules (${r.fit.modelName})`,
+        observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: true })),
+        fitted: toSeries('current plan', r.current),
+        whatIf: Object.entries(r.alternatives).map(([k, b]) => toSeries(k, b)),
+        treatments: [],
+        nowDay: Math.max(...obs.days),
+      }));
+    }
+    const at = (b: ForecastBand, day: number) => {
+      const found = b.days.findIndex((d) => d >= day);
+      const i = found < 0 ? b.days.length - 1 : found;
+      return i < 0 ? null : { day: b.days[i], medianMm3: b.median[i], lower90Mm3: b.lower[i], upper90Mm3: b.upper[i] };
+    };
+    const end = Math.max(...obs.days) + spec.horizonDays;
+    return {
+      patientId, model: r.fit.modelName,
+      trajectories: { current: r.current, ...r.alternatives },
+      atHorizon: Object.fromEntries([['current', at(r.current, end)], ...Object.entries(r.alternatives).map(([k, b]) => [k, at(b, end)])]) as Record<string, ReturnType<typeof at>>,
+    };
+  } finally {
+    store.close();
+  }
+}

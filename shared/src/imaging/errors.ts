@@ -1,0 +1,43 @@
+/**
+ * Errors of the imaging importers. `code` is stable (UIs and the CLI key on it);
+ * the message says which file, what is wrong, and what to do about it.
+ */
+export const IMAGING_ERRORS = {
+  TWF_E_IMPORT_CORRUPT: 'The file is truncated or damaged; re-export or re-copy it from the source system.',
+  TWF_E_IMPORT_UNSUPPORTED: 'The file is valid but uses a feature this importer does not read; convert it (e.g. to uncompressed DICOM or NIfTI).',
+  TWF_E_IMPORT_GEOMETRY: 'The image geometry is inconsistent or cannot be represented as one regular 3D grid.',
+  TWF_E_IMPORT_UNKNOWN_FORMAT: 'The file is not a NIfTI, NRRD or DICOM file.',
+  TWF_E_IMPORT_REFERENCE: 'A referenced object (series, ROI, slice) is missing or does not match.',
+} as const;
+
+export type ImagingErrorCode = keyof typeof IMAGING_ERRORS;
+
+export class ImagingError extends Error {
+  readonly code: ImagingErrorCode;
+  /** File (name or path) the error is about, when there is one. */
+  readonly file?: string;
+  constructor(code: ImagingErrorCode, file: string | undefined, detail: string, options?: { cause?: unknown }) {
+    super(`${code}: ${file ? `${file}: ` : ''}${detail}`, options);
+    this.name = 'ImagingError';
+    this.code = code;
+    if (file !== undefined) this.file = file;
+  }
+}
+
+/** Text of anything thrown by a library (dicom-parser throws strings and `{ exception }` objects). */
+export function describeThrown(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === 'string') return e;
+  if (e && typeof e === 'object' && 'exception' in e) return String((e as { exception: unknown }).exception);
+  return String(e);
+}
+
+/** Runs `f`; anything it throws that is not already an ImagingError becomes one with `code`. */
+export function wrapThrown<T>(code: ImagingErrorCode, file: string | undefined, what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ImagingError) throw e;
+    throw new ImagingError(code, file, `${what}: ${describeThrown(e)}`, { cause: e });
+  }
+}

@@ -1,0 +1,177 @@
+import { and, asc, desc, eq, isNull } from 'drizzle-orm';
+import type { AuditLog } from '@twinfed/shared/audit/index';
+import {
+  MODEL_NAMES, fitModels, forecastWithBand, getModel, parameterSummary, priorFromStats, sufficientStats,
+  type Fit, type ForecastBand, type GaussianPrior, type ModelName, type Schedule,
+} from '@twinfed/shared/twin/index';
+import type { SiteDb } from '../db/index.js';
+import { forecasts, lesions, measurements, treatments, twinFits, twinPatients } from '../db/schema.js';
+
+/** Days after the last observation at which the twin records a forecast. */
+export const FORECAST_HORIZON_DAYS = [30, 60, 90];
+/** Below this many measurements a patient is fitted with the site's population prior (MAP). */
+export const PRIOR_BELOW_POINTS = 4;
+
+// JSON has no Infinity (ongoing therapy has stopDay = Infinity).
+const replacer = (_k: string, v: unknown) => (v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : v);
+const reviver = (_k: string, v: unknown) => (v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v);
+
+export function serialiseFit(f: Fit): string {
+  const { model: _model, ...rest } = f;
+  return JSON.stringify(rest, replacer);
+}
+
+export function restoreFit(modelName: string, json: string): Fit {
+  return { ...(JSON.parse(json, reviver) as Omit<Fit, 'model'>), model: getModel(modelName as ModelName) };
+}
+
+export interface RefitResult {
+  patientId: string;
+  points: number;
+  selected: ModelName | null;
+  method: 'wls' | 'map' | null;
+  /** Forecasts of the previous fit scored against measurements that arrived since. */
+  scored: { day: number; predictedMm3: number; observedMm3: number; absErrorNorm: number; inside90: boolean }[];
+  reason?: string;
+}
+
+/**
+ * The patient's twin at this site: a growth model calibrated to the
+ * patient's measurements (refitted whenever new ones arrive), the forecasts
+ * it made and how they scored, and what-if simulations. State lives in the
+ * site database; the maths is in @twinfed/shared/twin.
+ */
+export class TwinService {
+  constructor(private readonly db: SiteDb, private readonly audit: AuditLog) {}
+
+  /** Measurements of the patient's primary lesion (the one measured most often), one value per day. */
+  observations(patientId: string): { lesion: string | null; days: number[]; volumesMm3: number[] } {
+    const rows = this.db.select().from(measurements).where(eq(measurements.patientId, patientId)).orderBy(asc(measurements.day)).all();
+    if (rows.length === 0) return { lesion: null, days: [], volumesMm3: [] };
+    const byLesion = new Map<number, typeof rows>();
+    for (const r of rows) byLesion.set(r.lesionId, [...(byLesion.get(r.lesionId) ?? []), r]);
+    const [lesionId, list] = [...byLesion.entries()].sort((a, b) => b[1].length - a[1].length)[0];
+    const byDay = new Map<number, number[]>();
+    for (const r of list) byDay.set(r.day, [...(byDay.get(r.day) ?? []), r.volumeMm3]);
+    const days = [...byDay.keys()].sort((a, b) => a - b);
+    const lesion = this.db.select().from(lesions).where(eq(lesions.id, lesionId)).get();
+    return { lesion: lesion?.name ?? null, days, volumesMm3: days.map((d) => byDay.get(d)!.reduce((a, b) => a + b, 0) / byDay.get(d)!.length) };
+  }
+
+  /** The patient's treatments as a schedule for the growth models. */
+  schedule(patientId: string): Schedule | undefined {
+    const rows = this.db.select().from(treatments).where(eq(treatments.patientId, patientId)).all();
+    if (rows.length === 0) return undefined;
+    return {
+      radiotherapy: rows.filter((r) => r.kind === 'radiotherapy' && r.fractions && r.doseGyPerFraction)
+        .map((r) => ({ dayStart: r.startDay, fractions: r.fractions!, doseGyPerFraction: r.doseGyPerFraction! })),
+      systemic: rows.filter((r) => r.kind === 'systemic').map((r) => ({ agentClass: r.agentClass ?? 'systemic', startDay: r.startDay, stopDay: r.stopDay ?? Infinity })),
+    };
+  }
+
+  selectedFit(patientId: string): { row: typeof twinFits.$inferSelect; fit: Fit } | null {
+    const row = this.db.select().from(twinFits).where(and(eq(twinFits.patientId, patientId), eq(twinFits.selected, true))).orderBy(desc(twinFits.id)).limit(1).get();
+    return row ? { row, fit: restoreFit(row.model, row.paramsJson) } : null;
+  }
+
+  /** Population prior per model from this site's selected well-measured fits (sufficient statistics). */
+  sitePrior(model: ModelName): GaussianPrior | null {
+    const rows = this.db.select().from(twinFits).where(and(eq(twinFits.model, model), eq(twinFits.selected, true), eq(twinFits.method, 'wls'))).all();
+    const fits = rows.filter((r) => r.nPoints >= PRIOR_BELOW_POINTS).map((r) => restoreFit(r.model, r.paramsJson));
+    if (fits.length < 3) return null;
+    return priorFromStats(sufficientStats(fits));
+  }
+
+  /**
+   * Assimilates the patient's data: first scores what the current fit had
+   * predicted for the days measured since it was made (the twin keeps score
+   * of itself), then refits every growth model, selects one by AICc, and
+   * records forecasts for the coming days.
+   */
+  refit(patientId: string, opts: { seed?: number } = {}): RefitResult {
+    const obs = this.observations(patientId);
+    const prev = this.selectedFit(patientId);
+    const scored: RefitResult['scored'] = [];
+    if (prev) {
+      const used = new Set(JSON.parse(prev.row.dataDaysJson) as number[]);
+      const lastUsed = Math.max(...used);
+      const vmax = Math.max(...obs.volumesMm3);
+      obs.days.forEach((day, i) => {
+        if (used.has(day) || day <= lastUsed) return;
+        const band = forecastWithBand(prev.fit, [day], prev.fit.schedule, { seed: opts.seed ?? 7 });
+        const s = { day, predictedMm3: band.median[0], observedMm3: obs.volumesMm3[i], absErrorNorm: Math.abs(obs.volumesMm3[i] - band.median[0]) / vmax, inside90: obs.volumesMm3[i] >= band.lower[0] && obs.volumesMm3[i] <= band.upper[0] };
+        scored.push(s);
+        const existing = this.db.select().from(forecasts).where(and(eq(forecasts.fitId, prev.row.id), eq(forecasts.day, day))).get();
+        const values = { observedMm3: s.observedMm3, absErrorNorm: s.absErrorNorm, inside90: s.inside90, scoredAtMs: Date.now() };
+        if (existing) this.db.update(forecasts).set(values).where(eq(forecasts.id, existing.id)).run();
+        else this.db.insert(forecasts).values({ fitId: prev.row.id, patientId, day, predictedMm3: band.median[0], lower90Mm3: band.lower[0], upper90Mm3: band.upper[0], createdAtMs: Date.now(), ...values }).run();
+      });
+    }
+    if (obs.days.length < 2) return { patientId, points: obs.days.length, selected: null, method: null, scored, reason: 'needs at least 2 measurements' };
+    const full = this.schedule(patientId);
+    // A log-kill rate is identifiable only with measurements before the therapy started;
+    // otherwise the therapy's effect is absorbed into the growth parameters (as in
+    // Ghaffari Laleh et al. 2022, who fit growth laws to treated lesions directly).
+    const sys = full?.systemic ?? [];
+    const killIdentifiable = sys.length > 0 && obs.days.length >= PRIOR_BELOW_POINTS && obs.days.some((d) => d < Math.min(...sys.map((c) => c.startDay)));
+    const schedule: Schedule | undefined = full && (full.radiotherapy?.length || killIdentifiable) ? { radiotherapy: full.radiotherapy, ...(killIdentifiable ? { systemic: sys } : {}) } : undefined;
+    const sparse = obs.days.length < PRIOR_BELOW_POINTS;
+    const models = sparse ? MODEL_NAMES.filter((m) => this.sitePrior(m)) : [...MODEL_NAMES];
+    const useModels = models.length > 0 ? models : (['exponential'] as ModelName[]);
+    const fitsByModel: Partial<Record<ModelName, Fit>> = {};
+    for (const m of useModels) {
+      const prior = sparse ? this.sitePrior(m) ?? undefined : undefined;
+      fitsByModel[m] = fitModels({ days: obs.days, volumesMm3: obs.volumesMm3 }, [m], { schedule, estimateKill: killIdentifiable, seed: opts.seed ?? 1, ...(prior && !killIdentifiable ? { prior } : {}) }).fits[m];
+    }
+    const list = Object.values(fitsByModel) as Fit[];
+    const crit = (f: Fit) => (list.every((x) => Number.isFinite(x.aicc)) ? f.aicc : f.aic);
+    const best = list.reduce((a, b) => (crit(b) < crit(a) ? b : a));
+    const lastDay = obs.days[obs.days.length - 1];
+    this.db.transaction((tx) => {
+      tx.insert(twinPatients).values({ patientId, createdAtMs: Date.now() }).onConflictDoNothing().run();
+      tx.update(twinFits).set({ selected: false }).where(eq(twinFits.patientId, patientId)).run();
+      for (const f of list) {
+        const row = tx.insert(twinFits).values({
+          patientId, model: f.modelName, method: f.map ? 'map' : 'wls', paramsJson: serialiseFit(f), covarianceJson: JSON.stringify(f.cov),
+          sigma: f.sigma, aic: f.aic, bic: f.bic, nPoints: f.n, dataDaysJson: JSON.stringify(obs.days), selected: f === best, fittedAtMs: Date.now(),
+        }).returning({ id: twinFits.id }).get();
+        if (f !== best) continue;
+        const days = FORECAST_HORIZON_DAYS.map((d) => lastDay + d);
+        const band = forecastWithBand(f, days, f.schedule, { seed: opts.seed ?? 7 });
+        days.forEach((day, i) => tx.insert(forecasts).values({ fitId: row.id, patientId, day, predictedMm3: band.median[i], lower90Mm3: band.lower[i], upper90Mm3: band.upper[i], createdAtMs: Date.now() }).run());
+      }
+      this.audit.append({ actor: this.audit.ownerId, action: 'twin.refit', detail: `${patientId}: ${obs.days.length} points, ${best.modelName} (${best.map ? 'MAP with site prior' : 'least squares'})${scored.length ? `, scored ${scored.length} earlier forecast(s)` : ''}` });
+    });
+    return { patientId, points: obs.days.length, selected: best.modelName, method: best.map ? 'map' : 'wls', scored };
+  }
+
+  /** The twin's score sheet: every earlier forecast checked against a later measurement. */
+  scoreSheet(patientId: string) {
+    return this.db.select().from(forecasts).where(eq(forecasts.patientId, patientId)).orderBy(asc(forecasts.day)).all().filter((f) => f.observedMm3 !== null);
+  }
+
+  pendingForecasts(patientId: string) {
+    const sel = this.selectedFit(patientId);
+    if (!sel) return [];
+    return this.db.select().from(forecasts).where(and(eq(forecasts.fitId, sel.row.id), isNull(forecasts.observedMm3))).orderBy(asc(forecasts.day)).all();
+  }
+
+  /** What-if: the current fit under alternative schedules, with the same parameter draws for each. */
+  simulate(patientId: string, alternatives: Record<string, Schedule | undefined>, horizonDays = 180, stepDays = 3): { fit: Fit; current: ForecastBand; alternatives: Record<string, ForecastBand> } {
+    const sel = this.selectedFit(patientId);
+    if (!sel) throw new Error(`TWF_E_NO_TWIN: patient ${patientId} has no calibrated twin yet (needs at least 2 measurements; run twinfed site import)`);
+    const f = sel.fit;
+    const start = Math.min(...f.days);
+    const days: number[] = [];
+    for (let d = start; d <= Math.max(...f.days) + horizonDays; d += stepDays) days.push(d);
+    const current = forecastWithBand(f, days, f.schedule, { seed: 7 });
+    const out: Record<string, ForecastBand> = {};
+    for (const [name, s] of Object.entries(alternatives)) out[name] = forecastWithBand(f, days, s, { seed: 7 });
+    return { fit: f, current, alternatives: out };
+  }
+
+  summary(patientId: string) {
+    const sel = this.selectedFit(patientId);
+    return sel ? { model: sel.row.model, method: sel.row.method, aic: sel.row.aic, parameters: parameterSummary(sel.fit), points: sel.row.nPoints } : null;
+  }
+}
