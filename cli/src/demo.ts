@@ -180,6 +180,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     say('privacy officers approved the manifest at all three sites; sites join, key dealer seals the study key to each site');
 
     const nameOf = (id: string) => sitesInfo.find((s) => s.siteId === id)?.name ?? id;
+    const byName = <T extends { siteId: string }>(ms: T[]) => [...ms].sort((a, b) => nameOf(a.siteId).localeCompare(nameOf(b.siteId)));
     const printed = new Set<number>();
     const deadline = Date.now() + (opts.timeoutS ?? 900) * 1000;
     let status: StudyStatusT;
@@ -189,14 +190,14 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       const r0 = roundZero(status);
       if (r0 && !printed.has(0)) {
         printed.add(0);
-        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${r0.map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
+        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
       }
       for (const r of status.roundSummaries) {
         if (printed.has(r.round) || r.state !== 'closed' || r.metrics.length < r.completed.length) continue;
         printed.add(r.round);
         const up = r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0);
         const enc = r.metrics.filter((m) => m.encryptMs !== null);
-        console.log(`${String(r.round).padStart(5)}  ${String(r.completed.length).padStart(5)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${r.metrics.map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
+        console.log(`${String(r.round).padStart(5)}  ${String(r.completed.length).padStart(5)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(r.metrics).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
       }
       if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
       if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 900} s (state ${status.state}, round ${status.currentRound})`);
