@@ -12,7 +12,8 @@ const ScheduleFile = z.object({
   })),
 });
 
-const toSeries = (label: string, b: ForecastBand): PlotSeries => ({ label, days: b.days, median: b.median, lower: b.lower, upper: b.upper });
+// The line is the prediction at the estimate (smooth); the band is the Monte Carlo 90% interval.
+const toSeries = (label: string, b: ForecastBand): PlotSeries => ({ label, days: b.days, median: b.point, lower: b.lower, upper: b.upper });
 
 export async function twinShow(dataDir: string, patientId: string, svgPath?: string) {
   const store = await openSiteStore(dataDir);

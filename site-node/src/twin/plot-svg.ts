@@ -41,10 +41,11 @@ export function renderTwinSvg(p: TwinPlot, width = 860, height = 480): string {
   const H = height - m.t - m.b;
   const series = [p.fitted, ...(p.whatIf ?? [])];
   const allDays = [...p.observed.map((o) => o.day), ...series.flatMap((s) => s.days), ...p.treatments.flatMap((t) => [t.startDay, t.stopDay])];
-  const allV = [...p.observed.map((o) => o.volumeMm3), ...series.flatMap((s) => [...s.median, ...(s.upper ?? [])])].filter(Number.isFinite);
+  // The scale follows the observations and central curves; wide upper bands are clipped, not allowed to flatten the picture.
+  const allV = [...p.observed.map((o) => o.volumeMm3), ...series.flatMap((s) => s.median)].filter(Number.isFinite);
   const x0 = Math.min(...allDays);
   const x1 = Math.max(...allDays);
-  const y1 = Math.max(...allV, 1) * 1.05;
+  const y1 = Math.max(...allV, 1) * 1.5;
   const X = (d: number) => m.l + ((d - x0) / (x1 - x0 || 1)) * W;
   const Y = (v: number) => m.t + H - (Math.max(0, Math.min(v, y1)) / y1) * H;
   const path = (days: number[], ys: number[]) => days.map((d, i) => `${i ? 'L' : 'M'}${X(d).toFixed(1)},${Y(ys[i]).toFixed(1)}`).join('');

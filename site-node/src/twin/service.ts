@@ -166,7 +166,15 @@ export class TwinService {
     for (let d = start; d <= Math.max(...f.days) + horizonDays; d += stepDays) days.push(d);
     const current = forecastWithBand(f, days, f.schedule, { seed: 7 });
     const out: Record<string, ForecastBand> = {};
-    for (const [name, s] of Object.entries(alternatives)) out[name] = forecastWithBand(f, days, s, { seed: 7 });
+    for (const [name, s] of Object.entries(alternatives)) {
+      // An alternative replaces the kinds of treatment it names and keeps the rest of the current plan.
+      const merged: Schedule = { radiotherapy: s?.radiotherapy ?? f.schedule?.radiotherapy, systemic: s?.systemic ?? f.schedule?.systemic };
+      try {
+        out[name] = forecastWithBand(f, days, merged, { seed: 7 });
+      } catch (e) {
+        throw new Error(`TWF_E_WHATIF: "${name}" cannot be simulated for ${patientId}: ${(e as Error).message}. (A twin calibrated without measurements before systemic therapy started has that therapy folded into its growth rate, so changes to systemic therapy cannot be simulated.)`);
+      }
+    }
     return { fit: f, current, alternatives: out };
   }
 
