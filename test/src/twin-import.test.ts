@@ -92,13 +92,13 @@ describe('site import and the patient twin', () => {
     assert.ok(store.audit.entries().some((e) => e.action === 'twin.refit' && e.detail!.includes('scored 1 earlier forecast')));
   });
 
-  it('what-if: a stronger schedule predicts less tumour than none, with uncertainty bands', () => {
+  it('what-if: adding radiotherapy to the plan predicts less tumour than the plan alone, with uncertainty bands', () => {
     const twin = new TwinService(store.db, store.audit);
     const pid = '3.6453858311503462E+18';
     const lastDay = Math.max(...twin.observations(pid).days);
-    const r = twin.simulate(pid, { none: {}, rt: { radiotherapy: [{ dayStart: lastDay + 5, fractions: 10, doseGyPerFraction: 3 }] } }, 90);
-    const end = r.alternatives.none.days.length - 1;
-    assert.ok(r.alternatives.rt.median[end] < r.alternatives.none.median[end]);
+    const r = twin.simulate(pid, { asPlanned: {}, rt: { radiotherapy: [{ dayStart: lastDay + 5, fractions: 10, doseGyPerFraction: 3 }] } }, 90);
+    const end = r.alternatives.asPlanned.days.length - 1;
+    assert.ok(r.alternatives.rt.median[end] < r.alternatives.asPlanned.median[end]);
     assert.ok(r.alternatives.rt.lower[end] <= r.alternatives.rt.median[end] && r.alternatives.rt.median[end] <= r.alternatives.rt.upper[end]);
   });
 });
