@@ -18,7 +18,12 @@ import { subSeed } from './rng.js';
  * of the MAP variant and the population noise level σ0² are leave-one-out: aggregate sufficient
  * statistics of the fit-window fits of all evaluated patients of the same cohort, minus the
  * patient's own contribution (subtractStats); only fit windows (never held-out points) of the
- * other patients are used.
+ * other patients are used. The sparse group (exactly K+2 points) uses the prior of all evaluated
+ * patients (a disjoint set). The only use of other patients' held-out points is the optional
+ * conformal calibration score (coverage90Calibrated), which is leave-one-patient-out: patient i's
+ * band is widened using the held-out scores of patients j ≠ i (as a site would calibrate on its
+ * past, completed forecasts). coverage90 itself is the model-based band, uncalibrated.
+ * The AICc-selected row picks, per patient, the plain fit with the lowest AICc on the fit window.
  */
 export interface EvalPatient {
   id: string;
@@ -71,6 +76,7 @@ export interface HoldoutResult {
     holdoutLast: number;
     patientsIn: number;
     patientsEvaluated: number;
+    /** Patients with < K+3 usable points (those with exactly K+2 are scored separately in `sparse`). */
     excludedTooFewPoints: number;
     excludedAllZero: number;
     priorSource: string;
@@ -246,6 +252,8 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
   }
 
   // AICc model selection per patient among the plain fits.
+  const totals = new Map<ModelName, SufficientStats>();
+  for (const m of models) totals.set(m, sufficientStats(fitsByModel.get(m)!));
   const sel = new Acc();
   const chosen: Record<string, number> = {};
   main.forEach((x, i) => {
@@ -255,8 +263,7 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
     for (const f of all) if (!best || (useAicc ? f.aicc : f.aic) < (useAicc ? best.aicc : best.aic)) best = f;
     const b = best!;
     chosen[b.modelName] = (chosen[b.modelName] ?? 0) + 1;
-    const total = sufficientStats(fitsByModel.get(b.modelName)!);
-    const loo = subtractStats(total, sufficientStats([b]));
+    const loo = subtractStats(totals.get(b.modelName)!, sufficientStats([b]));
     const fit = withNoisePrior(b, { sigma2: loo.dof > 0 ? loo.rss / loo.dof : 0.01, nu });
     const band = bandOf(fit, x, b.modelName);
     sel.add(predictFit(fit, x.testDays), x.testV, x.norm, band, fit.errorScale);

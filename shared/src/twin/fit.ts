@@ -20,8 +20,9 @@ import { hasSystemic, type Schedule, type TreatmentEffects } from './treatment.j
  * quantity is a longest diameter whose reading error is roughly additive, so volume errors grow like
  * V^{2/3}; unweighted residuals in y would let the one or two largest volumes dominate the fit and
  * give prediction intervals that are too wide for small lesions and too narrow for large ones. On
- * the three Ghaffari Laleh cohorts this gave similar or lower hold-out MAE and better-calibrated
- * intervals than residuals in y (see docs/twin.md). errorScale 'volume' is plain LS on y.
+ * the three Ghaffari Laleh cohorts this gave similar (Studies 1–2) or lower (Study 3) hold-out MAE
+ * and better-calibrated intervals than residuals in y (docs/twin.md). errorScale 'volume' is plain
+ * least squares on y.
  *
  * Parameters. The fitted vector is [V0 (in Vref), model θ…, (k)] where V0 = V(t0) at the first
  * fitted day t0 and k is an optional log-kill rate for systemic courses of the schedule. Positive
@@ -30,8 +31,10 @@ import { hasSystemic, type Schedule, type TreatmentEffects } from './treatment.j
  * in z over each parameter's start range from a seeded generator (deterministic).
  *
  * Uncertainty (Laplace approximation). At the optimum ẑ, Cov(z) ≈ σ²(JᵀJ)⁻¹ with J = ∂ŷ/∂z
- * (plus the prior precision for a MAP fit: (JᵀJ/σ² + Λ)⁻¹). σ² is the residual variance,
- * shrunk towards a population noise level σ0² with ν0 pseudo-observations:
+ * on the error scale (plus the prior precision for a MAP fit: (JᵀJ/σ² + Λ)⁻¹; without a population
+ * prior, a weak prior from the parameter box keeps unidentifiable directions finite, see
+ * withNoisePrior). σ² is the residual variance on the error scale, shrunk towards a population
+ * noise level σ0² with ν0 pseudo-observations:
  * σ² = (ν0·σ0² + RSS) / (ν0 + max(n − p, 0)); this keeps σ defined for 2–3-point series.
  *
  * Model choice: AIC = n·ln(RSS/n) + 2k, AICc = AIC + 2k(k+1)/(n−k−1) (∞ when n ≤ k+1),
@@ -50,7 +53,10 @@ export interface NoisePrior {
   nu: number;
 }
 
-/** Used when no population noise level is known: σ0 = 0.1·Vref, worth 2 observations. */
+/**
+ * Used when no population noise level is known: σ0 = 0.1 on the error scale (10 % of the largest
+ * diameter with errorScale 'diameter', 0.1·Vref with 'volume'), worth 2 observations.
+ */
 export const DEFAULT_NOISE: NoisePrior = { sigma2: 0.01, nu: 2 };
 
 export interface FitOptions {
@@ -82,7 +88,7 @@ export type ErrorScale = 'volume' | 'diameter';
 export const errorTransform = (s: ErrorScale): ((y: number) => number) => (s === 'diameter' ? Math.cbrt : (y: number) => y);
 export const errorInverse = (s: ErrorScale): ((u: number) => number) => (s === 'diameter' ? (u: number) => (u > 0 ? u * u * u : 0) : (u: number) => u);
 
-export interface FitParamSpec extends ParamSpec {}
+export type FitParamSpec = ParamSpec;
 
 export interface Fit {
   model: GrowthModel;
@@ -186,18 +192,25 @@ function sortedSeries(obs: Observations): { days: number[]; v: number[] } {
   return { days: idx.map((i) => obs.days[i]), v: idx.map((i) => obs.volumesMm3[i]) };
 }
 
-/** Recomputes σ and the Laplace covariance of a fit for another residual-noise prior. */
+/**
+ * Recomputes σ and the Laplace covariance of a fit for another residual-noise prior.
+ * Without a population prior, the parameter box acts as a weak Gaussian prior (SD = a quarter of
+ * each bound interval in z), so directions the data cannot see (3 points, 4 parameters) get the
+ * box's spread instead of an infinite variance: H = JᵀJ/σ² + diag(4/(hi − lo))².
+ */
 export function withNoisePrior(fit: Fit, noise: NoisePrior, prior?: GaussianPrior): Fit {
   const dof = Math.max(fit.n - fit.p, 0);
   const sigma2 = (noise.nu * noise.sigma2 + fit.rss) / (noise.nu + dof);
   const p = fit.p;
   const H = zeros(p, p);
-  const maxDiag = Math.max(1e-300, ...fit.jtj.map((row, i) => row[i]));
   for (let i = 0; i < p; i++)
     for (let j = 0; j < p; j++) {
       H[i][j] = fit.jtj[i][j] / sigma2 + (prior ? prior.precision[i][j] : 0);
-      // tiny ridge: directions the data cannot see get a large but finite variance
-      if (i === j && !prior) H[i][j] += (1e-8 * maxDiag) / sigma2 + 1e-6;
+      if (i === j && !prior) {
+        const s = fit.specs[i];
+        const w = (toZ(s, s.upper) - toZ(s, s.lower)) / 4;
+        H[i][j] += 1 / (w * w);
+      }
     }
   return { ...fit, sigma: Math.sqrt(sigma2), cov: spdInverse(H), noise };
 }

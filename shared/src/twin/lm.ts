@@ -27,7 +27,7 @@ export interface LmResult {
   evaluations: number;
 }
 
-export function jacobian(res: (z: number[]) => number[], z: number[], r0: number[], lo: number[], hi: number[], step = 1e-6): number[][] {
+export function jacobian(res: (z: number[]) => number[], z: number[], r0: number[], hi: number[], step = 1e-6): number[][] {
   const n = r0.length;
   const p = z.length;
   const J: number[][] = Array.from({ length: n }, () => new Array<number>(p).fill(0));
@@ -65,7 +65,7 @@ export function levenbergMarquardt(
   let cost = 0.5 * sumSq(r);
   let evaluations = 1;
   let lambda = 1e-3;
-  let J = jacobian(res, z, r, lo, hi, opts.fdStep);
+  let J = jacobian(res, z, r, hi, opts.fdStep);
   evaluations += p;
   let it = 0;
   for (; it < maxIter; it++) {
@@ -111,7 +111,7 @@ export function levenbergMarquardt(
         lambda = Math.max(lambda / 3, 1e-12);
         accepted = true;
         if (dec <= ftol * (cost + 1e-300) || stepMax < xtol) {
-          J = jacobian(res, z, r, lo, hi, opts.fdStep);
+          J = jacobian(res, z, r, hi, opts.fdStep);
           evaluations += p;
           return { z, r, J, cost, iterations: it + 1, evaluations };
         }
@@ -120,7 +120,7 @@ export function levenbergMarquardt(
       lambda *= 4;
     }
     if (!accepted) break;
-    J = jacobian(res, z, r, lo, hi, opts.fdStep);
+    J = jacobian(res, z, r, hi, opts.fdStep);
     evaluations += p;
   }
   return { z, r, J, cost, iterations: it, evaluations };

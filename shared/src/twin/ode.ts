@@ -17,6 +17,8 @@ export interface OdeOptions {
   floor?: number;
   /** Initial step guess (same time unit as t). */
   h0?: number;
+  /** Carries the step size from one call to the next (read as the initial step, written on exit). */
+  hint?: { h: number };
   /** RK45 steps before switching to the stiff solver (default 2000). */
   maxSteps?: number;
 }
@@ -53,7 +55,19 @@ export function integrateScalar(
     return Number.isFinite(v) ? v : 0;
   };
   let k1 = F(t, y);
-  let h = opts.h0 ?? Math.min(span, 0.01 * Math.abs(y) / (Math.abs(k1) + 1e-300), span / 4);
+  // Initial step: Hairer, Nørsett & Wanner, Solving ODEs I, §II.4 (starting step size).
+  let h: number;
+  if (opts.h0 !== undefined) h = opts.h0;
+  else if (opts.hint && opts.hint.h > 0) h = Math.min(opts.hint.h, span);
+  else {
+    const sc0 = atol + rtol * Math.abs(y);
+    const d0 = Math.abs(y) / sc0;
+    const d1 = Math.abs(k1) / sc0;
+    const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 * span : (0.01 * d0) / d1;
+    const d2 = Math.abs(F(t + h0, y + h0 * k1) - k1) / sc0 / h0;
+    const h1 = Math.max(d1, d2) <= 1e-15 ? Math.max(1e-6 * span, h0 * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / 5);
+    h = Math.min(100 * h0, h1, span);
+  }
   if (!(h > 0) || !Number.isFinite(h)) h = span / 10;
   h = Math.max(h, span * 1e-9);
   let steps = 0;
@@ -63,11 +77,11 @@ export function integrateScalar(
     return J * (t1 - tt) < -200;
   };
   while (t < t1) {
-    if (steps % 16 === 0 && stiffAhead(t, y, k1)) return integrateStiff(f, y, t, t1, { ...opts, rtol: Math.max(rtol, 1e-6) });
+    if (steps % 16 === 0 && stiffAhead(t, y, k1)) return integrateStiff(f, y, t, t1, { ...opts, rtol: Math.max(rtol, 1e-5), atol: Math.max(atol, 1e-5) });
     if (steps++ > maxSteps) {
       // Stiff (tiny steps for stability, e.g. a lesion relaxing to a near-zero K): switch to the
       // L-stable Rosenbrock method for the rest of the interval.
-      return integrateStiff(f, y, t, t1, { ...opts, rtol: Math.max(rtol, 1e-6) });
+      return integrateStiff(f, y, t, t1, { ...opts, rtol: Math.max(rtol, 1e-5), atol: Math.max(atol, 1e-5) });
     }
     if (t + h > t1) h = t1 - t;
     const k2 = F(t + C2 * h, y + h * A21 * k1);
@@ -91,6 +105,7 @@ export function integrateScalar(
       h *= Math.max(0.1, 0.9 * Math.pow(ratio, -0.25));
     }
   }
+  if (opts.hint) opts.hint.h = h;
   return y;
 }
 
@@ -122,16 +137,22 @@ export function integrateStiff(
   for (let steps = 0; t < t1 && steps < 100000; steps++) {
     if (t + h > t1) h = t1 - t;
     const fy = F(t, y);
-    const eps = 1e-7 * Math.max(Math.abs(y), floor * 1e3);
+    const eps = 1e-7 * Math.max(Math.abs(y), 1e-8);
     const J = (F(t, y + eps) - fy) / eps;
     const den = 1 - g * h * J;
     const k1 = fy / den;
     const k2 = (F(t + h, y + h * k1) - 2 * k1) / den;
     const yNew = y + 1.5 * h * k1 + 0.5 * h * k2;
-    const err = Math.abs(0.5 * h * (k1 + k2));
+    // Embedded error (ROS2 − linearly implicit Euler), filtered by (1 − γhJ)⁻¹ as in Shampine's
+    // stiff error estimates, so stiff, already-damped components do not force tiny steps.
+    const err = Math.abs((0.5 * h * (k1 + k2)) / den);
     const sc = atol + rtol * Math.max(Math.abs(y), Math.abs(yNew));
     const ratio = err / sc;
-    if (ratio <= 1 || h <= span * 1e-12 || !Number.isFinite(ratio)) {
+    if (!Number.isFinite(ratio) && h > span * 1e-12) {
+      h *= 0.25;
+      continue;
+    }
+    if (ratio <= 1 || h <= span * 1e-12) {
       t = t + h === t ? t1 : t + h;
       y = yNew > floor && Number.isFinite(yNew) ? yNew : floor;
       h *= ratio === 0 ? 4 : Math.min(4, Math.max(0.2, 0.9 / Math.sqrt(ratio)));

@@ -30,14 +30,14 @@ const LOG_FLOOR = Math.log(VOLUME_FLOOR);
  * exponential-like trajectories into near-straight lines (far fewer steps) and makes the absolute
  * tolerance on w a relative tolerance on V.
  */
-function advance(m: GrowthModel, V: number, theta: readonly number[], dt: number, k: number, opts: SimulateOptions): number {
+function advance(m: GrowthModel, V: number, theta: readonly number[], dt: number, k: number, opts: SimulateOptions, hint: { h: number }): number {
   if (dt <= 0) return V;
   if (m.exact && !opts.forceOde) return clampV(m.exact(V, theta, dt, k));
   const f = (_t: number, w: number) => {
     const v = Math.exp(w);
     return m.rhs(v, theta) / v - k;
   };
-  const w = integrateScalar(f, Math.log(clampV(V)), 0, dt, { rtol: 0, atol: 1e-7, floor: LOG_FLOOR, ...opts.ode });
+  const w = integrateScalar(f, Math.log(clampV(V)), 0, dt, { rtol: 0, atol: 1e-6, floor: LOG_FLOOR, hint, ...opts.ode });
   return clampV(Math.exp(w));
 }
 
@@ -83,6 +83,7 @@ export function simulate(
   let V = clampV(V0);
   let oi = 0;
   let fi = 0;
+  const hint = { h: 0 };
   for (let s = 0; s < sorted.length; s++) {
     const t = sorted[s];
     if (t > lastDay) break;
@@ -94,7 +95,7 @@ export function simulate(
     }
     if (s + 1 < sorted.length && sorted[s + 1] <= lastDay) {
       const k = killRateAt(t, schedule, effects);
-      V = advance(m, V, th, sorted[s + 1] - t, k, opts);
+      V = advance(m, V, th, sorted[s + 1] - t, k, opts, hint);
     }
   }
   while (oi < order.length) out[order[oi++][1]] = V;
