@@ -88,6 +88,19 @@ describe('twinfed CLI', () => {
     assert.match(bad.err, /TWF_E_MODEL_DIGEST/);
   });
 
+  it('twin evaluate prints one JSON object with every model, the baselines and interval coverage', async () => {
+    const r = await twinfed('twin', 'evaluate', '--csv', resolve(STS_DIR, '../../fixtures/growth-laleh2022/Study1.csv'), '--format', 'laleh', '--holdout-last', '1', '--json');
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out.trim().split('\n').pop()!) as { models: Record<string, { n: number; mae: number; coverage90: number }>; baselines: { locf: { mae: number }; linear: { mae: number } } };
+    assert.deepEqual(Object.keys(j.models).sort(), ['classicBertalanffy', 'exponential', 'generalBertalanffy', 'generalGompertz', 'gompertz', 'logistic']);
+    for (const m of Object.values(j.models)) {
+      assert.ok(m.n > 0 && m.mae > 0 && m.coverage90 >= 0 && m.coverage90 <= 1);
+    }
+    assert.ok(j.baselines.locf.mae > 0 && j.baselines.linear.mae > 0);
+    const bad = await twinfed('twin', 'evaluate', '--csv', resolve(STS_DIR, '../../fixtures/growth-laleh2022/Study1.csv'), '--format', 'other');
+    assert.match(bad.err, /TWF_E_BAD_REQUEST: unknown --format other/);
+  });
+
   it('audit compare matches a site log against the coordinator log', async () => {
     const r = await twinfed('audit', 'compare', '--site-db', join(site, 'site.db'), '--coordinator-db', join(tmp.dir, 'coordinator', 'coordinator.db'), '--json');
     const j = JSON.parse(r.out) as { ok: boolean; matched: number };
