@@ -3,6 +3,8 @@
  * mulberry32 (Tommy Ettinger, public domain): 32-bit integer state, identical on every engine,
  * so a seed gives bit-identical fits and bands on every site.
  */
+import { deriveSeed, mulberry32 } from '../model/prng.js';
+
 export interface Rng {
   /** Uniform in [0, 1). */
   uniform(): number;
@@ -11,14 +13,7 @@ export interface Rng {
 }
 
 export function makeRng(seed: number): Rng {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
-  const uniform = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const uniform = mulberry32((seed >>> 0) ^ 0x9e3779b9);
   let spare: number | null = null;
   const normal = (): number => {
     if (spare !== null) {
@@ -37,11 +32,4 @@ export function makeRng(seed: number): Rng {
 }
 
 /** Derives a sub-seed from a seed and a label (FNV-1a), so streams do not overlap. */
-export function subSeed(seed: number, label: string): number {
-  let h = (0x811c9dc5 ^ (seed >>> 0)) >>> 0;
-  for (let i = 0; i < label.length; i++) {
-    h ^= label.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
+export const subSeed = deriveSeed;
