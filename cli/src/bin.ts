@@ -243,9 +243,10 @@ seg.command('evaluate')
   .requiredOption('--data <dir>', 'folder of patient folders')
   .option('--modality <mod>', 'file prefix / modality', 'PET')
   .option('--patients <ids>', 'comma-separated patient folders (default: all)')
+  .option('--no-largest-component', 'score the raw prediction (default: keep its largest 3D connected component)')
   .option('--json', 'print { n, meanDice, medianDice, meanHd95Mm } as the last line')
-  .action(action(async (o: { model: string; data: string; modality: string; patients?: string; json?: boolean }) => {
-    const r = await evaluateSegmentation(resolve(o.model), resolve(o.data), o.modality, { patients: o.patients?.split(',') });
+  .action(action(async (o: { model: string; data: string; modality: string; patients?: string; largestComponent: boolean; json?: boolean }) => {
+    const r = await evaluateSegmentation(resolve(o.model), resolve(o.data), o.modality, { patients: o.patients?.split(','), largestComponent: o.largestComponent });
     if (o.json) {
       console.log(JSON.stringify({ n: r.n, meanDice: r.meanDice, medianDice: r.medianDice, meanHd95Mm: r.meanHd95Mm, threshold: r.threshold, patients: r.patients }));
       return;

@@ -4,6 +4,7 @@ import { readNifti } from '@twinfed/shared/data/index';
 import { createUNet, disposeUNet, setFlatWeights } from '@twinfed/shared/model/index';
 import { dice3d, hd95Mm, segmentVolume, thresholdBaseline } from '@twinfed/shared/seg/index';
 import { selectBackend } from '@twinfed/shared/train/index';
+import { largestComponent } from '@twinfed/shared/imaging/index';
 import { readModelDir } from '@twinfed/site-node';
 
 export interface SegPatientScore {
@@ -39,7 +40,14 @@ const meanOrNull = (xs: (number | null)[]) => {
  * on a folder laid out as DIR/STS_xxx/{MOD}_image.nii.gz + {MOD}_mask.nii.gz,
  * next to the 40%-of-SUVmax baseline on the same patients.
  */
-export async function evaluateSegmentation(modelDir: string, dataDir: string, modality: string, opts: { patients?: string[] } = {}): Promise<SegEvaluation> {
+function keepLargestComponent(mask: Uint8Array, dims: [number, number, number]): Uint8Array {
+  const keep = largestComponent({ dims, data: Float32Array.from(mask), spacingMm: [1, 1, 1], originMm: [0, 0, 0], direction: [1, 0, 0, 0, 1, 0, 0, 0, 1] });
+  const out = new Uint8Array(mask.length);
+  for (const i of keep) out[i] = 1;
+  return out;
+}
+
+export async function evaluateSegmentation(modelDir: string, dataDir: string, modality: string, opts: { patients?: string[]; largestComponent?: boolean } = {}): Promise<SegEvaluation> {
   const { meta, weights } = readModelDir(modelDir);
   const backend = await selectBackend();
   const cfg = { inChannels: meta.model.inChannels, nClasses: meta.model.nClasses, base: meta.model.base, depth: meta.model.depth, size: meta.model.size };
@@ -53,7 +61,9 @@ export async function evaluateSegmentation(modelDir: string, dataDir: string, mo
       const image = readNifti(new Uint8Array(readFileSync(join(dataDir, patientId, `${modality}_image.nii.gz`))));
       const mask = readNifti(new Uint8Array(readFileSync(join(dataDir, patientId, `${modality}_mask.nii.gz`))));
       const truth = Uint8Array.from(mask.data, (v) => (v > 0.5 ? 1 : 0));
-      const pred = await segmentVolume(model, image, cfg.size);
+      const raw = await segmentVolume(model, image, cfg.size);
+      // Single-lesion post-processing: keep the largest 3D (26-connected) component of the prediction.
+      const pred = opts.largestComponent === false ? raw : keepLargestComponent(raw, image.dims);
       const thr = thresholdBaseline(image.data, truth, image.dims, image.spacingMm);
       patients.push({
         patientId,
