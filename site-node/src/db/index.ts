@@ -1,8 +1,7 @@
-import Database from 'better-sqlite3';
-import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
-import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { chmodSync, existsSync } from 'node:fs';
+import type Database from 'better-sqlite3';
+import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { fileURLToPath } from 'node:url';
+import { openMigratedSqlite } from '@twinfed/shared/db/index';
 import * as schema from './schema.js';
 
 export type SiteDb = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
@@ -11,18 +10,10 @@ const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
 /**
  * Opens the site's own SQLite file (mode 0600: it holds patient data and the
- * study secret keys) and applies the migrations in site-node/drizzle.
+ * study secret keys) with the migrations in site-node/drizzle.
  */
 export function openSiteDb(path: string): SiteDb {
-  const fresh = !existsSync(path);
-  const sqlite = new Database(path);
-  if (fresh) chmodSync(path, 0o600);
-  sqlite.pragma('journal_mode = WAL');
-  sqlite.pragma('synchronous = FULL');
-  sqlite.pragma('busy_timeout = 5000');
-  const db = drizzle(sqlite, { schema });
-  migrate(db, { migrationsFolder: MIGRATIONS });
-  return db as SiteDb;
+  return openMigratedSqlite(path, schema, MIGRATIONS);
 }
 
 export { schema };

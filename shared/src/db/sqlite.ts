@@ -1,0 +1,21 @@
+import Database from 'better-sqlite3';
+import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { chmodSync, existsSync } from 'node:fs';
+
+/**
+ * Opens (creating if needed) a Twinfed SQLite file and applies the migrations
+ * in `migrationsFolder`. WAL + synchronous=FULL: a committed transaction
+ * survives a crash (kill -9) of the process. A new file is made mode 0600.
+ */
+export function openMigratedSqlite<S extends Record<string, unknown>>(path: string, schema: S, migrationsFolder: string): BetterSQLite3Database<S> & { $client: Database.Database } {
+  const fresh = !existsSync(path);
+  const sqlite = new Database(path);
+  if (fresh) chmodSync(path, 0o600);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('busy_timeout = 5000');
+  const db = drizzle(sqlite, { schema });
+  migrate(db, { migrationsFolder });
+  return db as BetterSQLite3Database<S> & { $client: Database.Database };
+}
