@@ -142,10 +142,11 @@ export class SiteNode {
     const schema = BODY_SCHEMAS[type];
     if (schema) schema.parse(body); // nothing but the protocol's message types may leave
     else if (!(body instanceof Uint8Array)) throw new TypeError(`${type} carries ciphertext bytes`);
-    const env = sealEnvelope(this.signer, { type, studyId, round, body, ...(meta ? { meta } : {}) });
-    this.audit.append({ actor: this.config.siteId, action: 'msg.sent', peer: this.config.coordinatorId, msgType: type, seq: env.header.seq, studyId, round, digest: env.header.digest, sizeBytes: env.body.length });
     const s = this.socket;
     if (!s?.connected) return { ok: false, code: 'TWF_E_DISCONNECTED', detail: 'not connected' };
+    const env = sealEnvelope(this.signer, { type, studyId, round, body, ...(meta ? { meta } : {}) });
+    // Logged before it leaves: a message lost in transit shows up in `audit compare` as sent-not-received.
+    this.audit.append({ actor: this.config.siteId, action: 'msg.sent', peer: this.config.coordinatorId, msgType: type, seq: env.header.seq, studyId, round, digest: env.header.digest, sizeBytes: env.body.length });
     const ack = await new Promise<Ack>((resolve) => {
       s.timeout(60_000).emit('envelope', env, (err: Error | null, a?: Ack) => resolve(err || !a ? { ok: false, code: 'TWF_E_TIMEOUT', detail: err?.message ?? 'no ack' } : a));
     });
