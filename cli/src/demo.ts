@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -268,10 +268,6 @@ function meanDice(ms: { meanDice: number | null; valPatients: number }[]): numbe
   const ok = ms.filter((m) => m.meanDice !== null && m.valPatients > 0);
   const n = ok.reduce((a, m) => a + m.valPatients, 0);
   return n === 0 ? null : ok.reduce((a, m) => a + m.meanDice! * m.valPatients, 0) / n;
-}
-
-export function listDemoPatients(dataDir: string): string[] {
-  return readdirSync(dataDir).filter((d) => /^STS_\d{3}$/.test(d)).sort();
 }
 
 /** Round 0 (the seeded initial model every site starts from), once all three sites reported it. */
