@@ -3,7 +3,7 @@
 // cohorts? Prints one markdown table row per pre-declared variant; docs/twin.md ("Things tried")
 // quotes its output. Reads only fixtures/ and the built twin core (run `npm run build` first).
 //
-//   node scripts/twin-tgi-experiment.mjs [--holdout-last K] [--drop-last N] [--only 'LABEL;LABEL']
+//   node scripts/twin-tgi-experiment.mjs [--holdout-last K] [--drop-last N] [--only 'LABEL;LABEL'] [--trend-shrink MODEL]
 //
 // --drop-last N removes each patient's last N visits before the hold-out, so the held-out visit is a
 // mid-series one rather than the end-of-follow-up visit (which in these trials is usually the
@@ -30,6 +30,8 @@ const arg = (name, dflt) => {
 const K = Number(arg('holdout-last', '1'));
 const DROP = Number(arg('drop-last', '0'));
 const ONLY = arg('only', '');
+/** --trend-shrink MODEL: idea 3 instead of the table (see trendShrink below). */
+const SHRINK = arg('trend-shrink', '');
 const NU = 3;
 
 const P = (name, lower, upper, start, transform = 'log') => ({ name, lower, upper, unit: '1/day', transform, start });
@@ -190,6 +192,64 @@ console.log('|---|' + '---:|'.repeat(12));
 const locfPer = cohorts.map((c) => c.map((x) => x.testV.reduce((t, o) => t + Math.abs(o - x.fitV[x.fitV.length - 1]) / x.norm, 0) / K));
 const locf = locfPer.map((e) => e.reduce((a, b) => a + b, 0) / e.length);
 console.log(`| LOCF (n = ${cohorts.map((c) => c.length).join(' / ')}) | ${locf.map((m) => `${m.toFixed(3)} | – | – | –`).join(' | ')} |`);
+/**
+ * Idea 3, population-level calibration of the next-visit change: forecast = V_last + β·(anchored
+ * change of MODEL). β is the least-absolute-deviation slope through the origin of observed on
+ * predicted next-visit change over the OTHER patients' internal steps: for each prefix of ≥ 3
+ * points of their fit window, the plain fit on the prefix forecasts the next fit-window point.
+ * No held-out point of anyone is used. β = 0 is LOCF, β = 1 the anchored forecast.
+ */
+function trendShrink(main, model) {
+  const opts = (x) => ({ starts: 3, seed: subSeed(1, x.id) });
+  const anchoredChange = (fit, lastDay, lastV, days) => {
+    const at = predictFit(fit, [lastDay])[0];
+    return predictFit(fit, days).map((p) => (at > 0 ? (p * lastV) / at : lastV) - lastV);
+  };
+  // Internal steps per patient: [predicted change, observed change] in units of the fit-window max.
+  const steps = main.map((x) => {
+    const out = [];
+    const ref = Math.max(...x.fitV);
+    for (let m = 3; m < x.fitDays.length; m++) {
+      const f = fitPatient(model, { days: x.fitDays.slice(0, m), volumesMm3: x.fitV.slice(0, m) }, opts(x));
+      const c = anchoredChange(f, x.fitDays[m - 1], x.fitV[m - 1], [x.fitDays[m]])[0];
+      out.push([c / ref, (x.fitV[m] - x.fitV[m - 1]) / ref]);
+    }
+    return out;
+  });
+  const ladSlope = (pairs) => {
+    // weighted median of o/c with weights |c| minimises Σ|o − β·c|
+    const r = pairs.filter(([c]) => Math.abs(c) > 1e-12).map(([c, o]) => [o / c, Math.abs(c)]).sort((a, b) => a[0] - b[0]);
+    const tot = r.reduce((a, [, w]) => a + w, 0);
+    let acc = 0;
+    for (const [q, w] of r) if ((acc += w) >= tot / 2) return q;
+    return 0;
+  };
+  let ae = 0;
+  const per = [];
+  const betas = [];
+  main.forEach((x, i) => {
+    const beta = ladSlope(steps.flatMap((st, j) => (j === i ? [] : st)));
+    betas.push(beta);
+    const f = fitPatient(model, { days: x.fitDays, volumesMm3: x.fitV }, opts(x));
+    const last = x.fitV[x.fitV.length - 1];
+    const ch = anchoredChange(f, x.fitDays[x.fitDays.length - 1], last, x.testDays);
+    const e = x.testV.reduce((a, o, k) => a + Math.abs(last + beta * ch[k] - o) / x.norm, 0) / x.testV.length;
+    per.push(e);
+    ae += e;
+  });
+  return { mae: ae / main.length, per, beta: [Math.min(...betas), Math.max(...betas)], steps: steps.reduce((a, s) => a + s.length, 0) };
+}
+const SHRINKS = { stein: tgiModel('stein'), wang: tgiModel('wang') };
+if (SHRINK) {
+  cohorts.forEach((c, s) => {
+    const r = trendShrink(c, SHRINKS[SHRINK] ?? SHRINK);
+    const d = r.per.map((e, i) => e - locfPer[s][i]);
+    const m = d.reduce((a, b) => a + b, 0) / d.length;
+    const sd = Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1));
+    console.log(`S${s + 1} K=${K} ${SHRINK} trend-shrink: MAE ${r.mae.toFixed(3)} (LOCF ${locf[s].toFixed(3)}; paired ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${(1.96 * sd / Math.sqrt(d.length)).toFixed(3)}), β over LOO folds ${r.beta.map((b) => b.toFixed(3)).join('…')}, ${r.steps} internal steps`);
+  });
+  process.exit(0);
+}
 let best = null;
 const cache = new Map();
 const resultOf = (v) => {
