@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
-import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
+import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 import { DEFAULT_STS_DIR, runDemo } from './demo.js';
@@ -141,7 +141,10 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
   .option('--json-events', 'print one JSON line per event (for orchestration)')
   .action(action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
     const dir = resolve(o.dataDir);
-    const trainer = await createUNetTrainer(openSiteDb(join(dir, SITE_FILES.db)));
+    const siteDb = openSiteDb(join(dir, SITE_FILES.db));
+    const unet = await createUNetTrainer(siteDb);
+    // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response.
+    const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb) }), backendReason: unet.backendReason };
     const emit = (event: string, data: object) => {
       if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
     };
@@ -151,7 +154,7 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
       events: {
         onLog: (level, msg) => (o.jsonEvents ? emit('log', { level, msg }) : console.error(`[${level}] ${msg}`)),
         onUploaded: (r) => (o.jsonEvents ? emit('uploaded', r) : console.error(`round ${r.round}: uploaded ${r.uploadBytes} bytes in ${r.chunks} chunks (n=${r.nSamples}, train ${Math.round(r.trainMs)} ms, encrypt ${Math.round(r.encryptMs)} ms)`)),
-        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate applied, validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`)),
+        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate applied, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`)),
         onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
         onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
       },

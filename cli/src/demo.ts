@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { StudySpec } from '@twinfed/protocols';
+import type { SegmentationSpec } from '@twinfed/protocols';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 
@@ -29,7 +29,7 @@ function sts(i: number): string {
 }
 
 /** The demo study: the 2D U-Net on 48x48 PET slices, encrypted FedAvg. */
-export function demoStudySpec(rounds: number): StudySpec {
+export function demoStudySpec(rounds: number): SegmentationSpec {
   return {
     title: 'Soft-tissue sarcoma PET tumour segmentation (demo)',
     task: 'segmentation',

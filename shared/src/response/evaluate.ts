@@ -18,18 +18,21 @@ export interface ResponseEvaluation {
 }
 
 export function evaluateResponse(c: LogRegConfig, w: ArrayLike<number>, ex: readonly ResponseExample[]): ResponseEvaluation {
-  const probs = ex.map((e) => predictProba(c, w, e.x));
-  const y = ex.map((e) => e.y);
+  return evaluateProbs(ex.map((e) => predictProba(c, w, e.x)), ex.map((e) => e.y), c.nClasses);
+}
+
+/** Metrics from class probabilities (one row per example) and true classes. */
+export function evaluateProbs(probs: readonly ArrayLike<number>[], y: readonly number[], nClasses: number): ResponseEvaluation {
   const pred = probs.map(argmax);
-  const m = macroAucOvr(probs, y, c.nClasses);
+  const m = macroAucOvr(probs, y, nClasses);
   const confusion = RESPONSE_CLASSES.map(() => RESPONSE_CLASSES.map(() => 0));
   y.forEach((t, i) => confusion[t][pred[i]]++);
   return {
-    n: ex.length,
+    n: y.length,
     auc: m.auc,
     perClassAuc: Object.fromEntries(RESPONSE_CLASSES.map((k, i) => [k, m.perClass[i]])),
     skippedClasses: m.skipped.map((k) => RESPONSE_CLASSES[k]),
-    balancedAccuracy: balancedAccuracy(pred, y, c.nClasses),
+    balancedAccuracy: balancedAccuracy(pred, y, nClasses),
     classCounts: Object.fromEntries(RESPONSE_CLASSES.map((k, i) => [k, y.filter((t) => t === i).length])),
     confusion,
   };

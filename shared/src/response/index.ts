@@ -10,3 +10,4 @@ export * from './metrics.js';
 export * from './model.js';
 export * from './evaluate.js';
 export * from './laleh.js';
+export * from './regimes.js';

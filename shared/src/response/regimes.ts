@@ -1,0 +1,63 @@
+import { deriveSeed } from '../model/prng.js';
+import { evaluateProbs, evaluateResponse, weightedAverage, type ResponseEvaluation } from './evaluate.js';
+import type { ResponseExample } from './features.js';
+import { predictProba, trainLogReg, type LogRegConfig, type TrainOptions } from './model.js';
+
+export interface SiteSplit {
+  name: string;
+  train: ResponseExample[];
+  test: ResponseExample[];
+}
+
+export interface RegimeRow {
+  regime: string;
+  /** Where the held-out patients come from: a site name or 'pooled'. */
+  evaluatedOn: string;
+  eval: ResponseEvaluation;
+}
+
+/**
+ * Plaintext FedAvg (McMahan et al. 2017) of the response model: per round every site trains
+ * `epochsPerRound` from the global weights with the round's derived seed (as ResponseTrainer does),
+ * then the sample-weighted mean. The encrypted spine computes the same mean up to quantisation
+ * (precisionBits of the manifest) and the clip bound; the demo's model is that encrypted one.
+ */
+export function federatedPlain(c: LogRegConfig, init: Float32Array, sites: readonly ResponseExample[][], t: TrainOptions & { rounds: number }): Float32Array {
+  let w = init;
+  for (let r = 1; r <= t.rounds; r++) {
+    const seed = deriveSeed(t.seed, `round-${r}`);
+    w = weightedAverage(sites.filter((s) => s.length).map((s) => ({ weights: trainLogReg(c, w, s, { ...t, seed }).weights, nSamples: s.length })));
+  }
+  return w;
+}
+
+/**
+ * The three regimes on the same patient splits and the same total number of epochs
+ * (rounds × epochsPerRound): federated (given weights, or plaintext FedAvg), each site alone
+ * (scored on its own held-out patients only — it is that site's model), and all training patients
+ * pooled. Every model is scored on every site's held-out patients and on their union ('pooled');
+ * for local-only, 'pooled' is each site's model on its own patients, concatenated.
+ */
+export function compareRegimes(c: LogRegConfig, init: Float32Array, sites: readonly SiteSplit[], t: TrainOptions & { rounds: number }, federated?: Float32Array): { rows: RegimeRow[]; models: Record<string, Float32Array> } {
+  const total = { ...t, epochs: t.rounds * t.epochs };
+  const fed = federated ?? federatedPlain(c, init, sites.map((s) => s.train), t);
+  const central = trainLogReg(c, init, sites.flatMap((s) => s.train), total).weights;
+  const local = sites.map((s) => trainLogReg(c, init, s.train, total).weights);
+  const allTest = sites.flatMap((s) => s.test);
+  const rows: RegimeRow[] = [];
+  for (const [regime, w] of [['federated', fed], ['centralised', central]] as const) {
+    for (const s of sites) rows.push({ regime, evaluatedOn: s.name, eval: evaluateResponse(c, w, s.test) });
+    rows.push({ regime, evaluatedOn: 'pooled', eval: evaluateResponse(c, w, allTest) });
+  }
+  sites.forEach((s, i) => rows.push({ regime: 'local-only', evaluatedOn: s.name, eval: evaluateResponse(c, local[i], s.test) }));
+  rows.push({ regime: 'local-only', evaluatedOn: 'pooled', eval: pooledLocal(c, local, sites) });
+  const models: Record<string, Float32Array> = { federated: fed, centralised: central };
+  sites.forEach((s, i) => (models[`local-${s.name}`] = local[i]));
+  return { rows, models };
+}
+
+/** Each site's own model on its own held-out patients, scored as one set (AUC over the union). */
+function pooledLocal(c: LogRegConfig, local: Float32Array[], sites: readonly SiteSplit[]): ResponseEvaluation {
+  const tagged = sites.flatMap((s, i) => s.test.map((e) => ({ e, w: local[i] })));
+  return evaluateProbs(tagged.map((t) => predictProba(c, t.w, t.e.x)), tagged.map((t) => t.e.y), c.nClasses);
+}
