@@ -11,3 +11,4 @@ export * from './model.js';
 export * from './evaluate.js';
 export * from './laleh.js';
 export * from './regimes.js';
+export * from './study.js';
