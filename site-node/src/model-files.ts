@@ -18,6 +18,8 @@ export const ModelFileSchema = z.object({
   meanDiceAtSite: z.number().nullable(),
   /** The task's own validation metric at the exporting site (e.g. macro one-vs-rest AUC for response). */
   metricAtSite: z.object({ name: z.string(), value: z.number().nullable() }).optional(),
+  /** Response models: the manifest's patient split, so an evaluation can keep to the held-out patients. */
+  split: z.object({ splitSalt: z.string(), trainPercent: z.number().int(), minMeasurements: z.number().int() }).optional(),
   decryptedAt: z.string(),
   createdAt: z.string(),
 });

@@ -459,6 +459,7 @@ export class SiteNode {
       model: manifest.model,
       version: m.version,
       meanDiceAtSite: m.meanDice,
+      ...(manifest.task === 'response' ? { split: { splitSalt: manifest.data.splitSalt, trainPercent: manifest.data.trainPercent, minMeasurements: manifest.data.minMeasurements } } : {}),
       decryptedAt: this.config.siteId,
       createdAt: new Date(m.createdAtMs).toISOString(),
     }, new Float32Array(new Uint8Array(m.weights).buffer.slice(0)));
