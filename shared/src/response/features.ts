@@ -72,6 +72,8 @@ export interface ResponseExample {
   id: string;
   x: Float64Array;
   y: ClassIndex;
+  /** RECIST-style category already reached at the third measurement (the carry-forward baseline). */
+  atThird: ClassIndex;
 }
 
 export function featureNames(arms: readonly string[]): string[] {
@@ -119,7 +121,7 @@ export function buildExamples(patients: readonly ResponsePatient[], arms: readon
     }
     const q: ResponsePatient = { id: p.id, days: ok.map((m) => m.d), diametersMm: ok.map((m) => m.v), arm: p.arm };
     if (p.arm !== null && !arms.includes(p.arm)) unknownArm++;
-    examples.push({ id: p.id, x: responseFeatures(q, arms), y: recistLabel(q.diametersMm) });
+    examples.push({ id: p.id, x: responseFeatures(q, arms), y: recistLabel(q.diametersMm), atThird: recistLabel(q.diametersMm.slice(0, FIRST_N)) });
   }
   return { examples, excluded, unknownArm };
 }

@@ -51,6 +51,10 @@ export function compareRegimes(c: LogRegConfig, init: Float32Array, sites: reado
   }
   sites.forEach((s, i) => rows.push({ regime: 'local-only', evaluatedOn: s.name, eval: evaluateResponse(c, local[i], s.test) }));
   rows.push({ regime: 'local-only', evaluatedOn: 'pooled', eval: pooledLocal(c, local, sites) });
+  // No learning: the category already reached at the third measurement, carried forward (one-hot scores, so AUC has ties).
+  const carry = (ex: readonly ResponseExample[]) => evaluateProbs(ex.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), ex.map((e) => e.y), c.nClasses);
+  for (const s of sites) rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: s.name, eval: carry(s.test) });
+  rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: 'pooled', eval: carry(allTest) });
   const models: Record<string, Float32Array> = { federated: fed, centralised: central };
   sites.forEach((s, i) => (models[`local-${s.name}`] = local[i]));
   return { rows, models };

@@ -68,7 +68,7 @@ function synthetic(n: number, seed: number): ResponseExample[] {
     const y = (i % 3) as 0 | 1 | 2;
     // feature 0 carries the class, feature 1 is noise
     const x = Float64Array.from([y - 1 + 0.6 * (r() - 0.5), r() * 2 - 1]);
-    return { id: `s${i}`, x, y };
+    return { id: `s${i}`, x, y, atThird: y };
   });
 }
 
@@ -124,6 +124,9 @@ test('real Study1 patients: ≥5 measurements kept, features finite, arm one-hot
     const oneHot = Array.from(e.x.slice(NUMERIC_FEATURES.length));
     assert.ok(oneHot.reduce((s, v) => s + v, 0) <= 1);
   }
+  // the carry-forward category uses the first three diameters only
+  const p0 = pts.find((p) => p.id === examples[0].id)!;
+  assert.equal(examples[0].atThird, recistLabel(p0.diametersMm.slice(0, 3)));
   // all three classes occur in this trial
   assert.deepEqual(new Set(examples.map((e) => e.y)), new Set([0, 1, 2]));
 });
