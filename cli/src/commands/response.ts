@@ -115,7 +115,7 @@ export function compareResponse(opts: { dataDir: string; outDir: string; rounds:
     epochsTotal: opts.rounds * spec.training.epochsPerRound,
     federatedSource,
     sites: sites.map((s) => ({ name: s.name, train: s.train.length, heldOut: s.test.length })),
-    rows: rows.map((r) => ({ regime: r.regime, evaluatedOn: r.evaluatedOn, n: r.eval.n, auc: r.eval.auc, balancedAccuracy: r.eval.balancedAccuracy, perClassAuc: r.eval.perClassAuc, skippedClasses: r.eval.skippedClasses, classCounts: r.eval.classCounts })),
+    rows: rows.map((r) => ({ regime: r.regime, evaluatedOn: r.evaluatedOn, n: r.eval.n, auc: r.eval.auc, aucCi95: r.aucCi95 ?? null, balancedAccuracy: r.eval.balancedAccuracy, perClassAuc: r.eval.perClassAuc, skippedClasses: r.eval.skippedClasses, classCounts: r.eval.classCounts })),
     importance: { model: 'federated', patients: 'pooled held-out', method: 'permutation importance, drop of macro OvR AUC, 20 seeded shuffles', features: importance },
   };
   writeFileSync(join(opts.outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
@@ -126,9 +126,9 @@ export function formatResponseCompare(r: ReturnType<typeof compareResponse>): st
   const lines = [
     `sites: ${r.sites.map((s) => `${s.name} ${s.train} train / ${s.heldOut} held out`).join('; ')}; ${r.epochsTotal} epochs per regime`,
     '',
-    '| regime | held-out patients of | n | macro OvR AUC | balanced accuracy |',
+    '| regime | held-out patients of | n | macro OvR AUC (95% bootstrap CI) | balanced accuracy |',
     '|---|---|---|---|---|',
-    ...r.rows.map((x) => `| ${x.regime} | ${x.evaluatedOn} | ${x.n} | ${f3(x.auc)} | ${f3(x.balancedAccuracy)} |`),
+    ...r.rows.map((x) => `| ${x.regime} | ${x.evaluatedOn} | ${x.n} | ${f3(x.auc)}${x.aucCi95 ? ` (${f3(x.aucCi95[0])}–${f3(x.aucCi95[1])})` : ''} | ${f3(x.balancedAccuracy)} |`),
     '',
     `feature importances of the federated model on the pooled held-out patients (${r.importance.method}):`,
     ...r.importance.features.map((i) => `  ${i.feature.padEnd(22)} ${i.meanAucDrop >= 0 ? ' ' : ''}${i.meanAucDrop.toFixed(3)} (${i.sdAucDrop.toFixed(3)})`),

@@ -1,3 +1,5 @@
+import { deriveSeed, mulberry32 } from '../model/prng.js';
+
 /**
  * Discrimination metrics for the response model.
  *
@@ -73,4 +75,26 @@ export function argmax(p: ArrayLike<number>): number {
   let b = 0;
   for (let i = 1; i < p.length; i++) if (p[i] > p[b]) b = i;
   return b;
+}
+
+/**
+ * Percentile bootstrap 95 % interval of the macro one-vs-rest AUC over patients (Efron & Tibshirani,
+ * "An Introduction to the Bootstrap", 1993, ch. 13): resample patients with replacement, recompute,
+ * take the 2.5th and 97.5th percentiles. Seeded (mulberry32), so the interval is reproducible.
+ * Resamples in which no class can be scored are dropped.
+ */
+export function bootstrapMacroAucCi(probs: readonly ArrayLike<number>[], y: readonly number[], nClasses: number, opts: { resamples?: number; seed?: number } = {}): [number, number] | null {
+  const n = y.length;
+  if (n < 2) return null;
+  const rand = mulberry32(deriveSeed(opts.seed ?? 0, 'bootstrap-auc'));
+  const vals: number[] = [];
+  for (let b = 0; b < (opts.resamples ?? 1000); b++) {
+    const idx = Array.from({ length: n }, () => Math.floor(rand() * n));
+    const a = macroAucOvr(idx.map((i) => probs[i]), idx.map((i) => y[i]), nClasses).auc;
+    if (a !== null) vals.push(a);
+  }
+  if (vals.length === 0) return null;
+  vals.sort((a, b) => a - b);
+  const q = (p: number) => vals[Math.min(vals.length - 1, Math.max(0, Math.round(p * (vals.length - 1))))];
+  return [q(0.025), q(0.975)];
 }

@@ -1,6 +1,7 @@
 import { deriveSeed } from '../model/prng.js';
 import { evaluateProbs, evaluateResponse, weightedAverage, type ResponseEvaluation } from './evaluate.js';
 import type { ResponseExample } from './features.js';
+import { bootstrapMacroAucCi } from './metrics.js';
 import { predictProba, trainLogReg, type LogRegConfig, type TrainOptions } from './model.js';
 
 export interface SiteSplit {
@@ -14,6 +15,8 @@ export interface RegimeRow {
   /** Where the held-out patients come from: a site name or 'pooled'. */
   evaluatedOn: string;
   eval: ResponseEvaluation;
+  /** Percentile-bootstrap 95 % interval of the macro AUC (pooled rows only). */
+  aucCi95?: [number, number] | null;
 }
 
 /**
@@ -47,21 +50,22 @@ export function compareRegimes(c: LogRegConfig, init: Float32Array, sites: reado
   const rows: RegimeRow[] = [];
   for (const [regime, w] of [['federated', fed], ['centralised', central]] as const) {
     for (const s of sites) rows.push({ regime, evaluatedOn: s.name, eval: evaluateResponse(c, w, s.test) });
-    rows.push({ regime, evaluatedOn: 'pooled', eval: evaluateResponse(c, w, allTest) });
+    rows.push({ regime, evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => predictProba(c, w, e.x)), allTest) });
   }
   sites.forEach((s, i) => rows.push({ regime: 'local-only', evaluatedOn: s.name, eval: evaluateResponse(c, local[i], s.test) }));
-  rows.push({ regime: 'local-only', evaluatedOn: 'pooled', eval: pooledLocal(c, local, sites) });
+  const tagged = sites.flatMap((s, i) => s.test.map((e) => ({ e, w: local[i] })));
+  rows.push({ regime: 'local-only', evaluatedOn: 'pooled', ...pooledScore(tagged.map((t) => predictProba(c, t.w, t.e.x)), tagged.map((t) => t.e)) });
   // No learning: the category already reached at the third measurement, carried forward (one-hot scores, so AUC has ties).
   const carry = (ex: readonly ResponseExample[]) => evaluateProbs(ex.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), ex.map((e) => e.y), c.nClasses);
   for (const s of sites) rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: s.name, eval: carry(s.test) });
-  rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: 'pooled', eval: carry(allTest) });
+  rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), allTest) });
   const models: Record<string, Float32Array> = { federated: fed, centralised: central };
   sites.forEach((s, i) => (models[`local-${s.name}`] = local[i]));
   return { rows, models };
 }
 
-/** Each site's own model on its own held-out patients, scored as one set (AUC over the union). */
-function pooledLocal(c: LogRegConfig, local: Float32Array[], sites: readonly SiteSplit[]): ResponseEvaluation {
-  const tagged = sites.flatMap((s, i) => s.test.map((e) => ({ e, w: local[i] })));
-  return evaluateProbs(tagged.map((t) => predictProba(c, t.w, t.e.x)), tagged.map((t) => t.e.y), c.nClasses);
+/** Metrics of the pooled held-out patients with a seeded bootstrap interval of the macro AUC. */
+function pooledScore(probs: ArrayLike<number>[], ex: readonly ResponseExample[]): { eval: ResponseEvaluation; aucCi95: [number, number] | null } {
+  const y = ex.map((e) => e.y);
+  return { eval: evaluateProbs(probs, y, 3), aucCi95: bootstrapMacroAucCi(probs, y, 3, { resamples: 1000, seed: 1 }) };
 }

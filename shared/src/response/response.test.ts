@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseLalehCsv } from '../twin/laleh.js';
 import {
-  balancedAccuracy, binaryAuc, buildExamples, evaluateResponse, featureNames, initLogReg, lossAndGradient, macroAucOvr,
+  balancedAccuracy, binaryAuc, bootstrapMacroAucCi, buildExamples, evaluateResponse, featureNames, initLogReg, lossAndGradient, macroAucOvr,
   NUMERIC_FEATURES, permutationImportance, predictProba, recistLabel, responsePatientsFromLaleh, splitOf, trainLogReg,
   type ResponseExample,
 } from './index.js';
@@ -129,4 +129,16 @@ test('real Study1 patients: ≥5 measurements kept, features finite, arm one-hot
   assert.equal(examples[0].atThird, recistLabel(p0.diametersMm.slice(0, 3)));
   // all three classes occur in this trial
   assert.deepEqual(new Set(examples.map((e) => e.y)), new Set([0, 1, 2]));
+});
+
+test('bootstrap AUC interval: seeded, brackets the estimate, collapses for a perfect ranking', () => {
+  const r = mulberry32(4);
+  const y = Array.from({ length: 60 }, (_, i) => i % 3);
+  const probs = y.map((c) => [0, 1, 2].map((k) => (k === c ? 0.5 : 0) + r()));
+  const est = macroAucOvr(probs, y, 3).auc!;
+  const ci = bootstrapMacroAucCi(probs, y, 3, { resamples: 300, seed: 2 })!;
+  assert.deepEqual(ci, bootstrapMacroAucCi(probs, y, 3, { resamples: 300, seed: 2 }));
+  assert.ok(ci[0] < est && est < ci[1], `${ci} vs ${est}`);
+  const perfect = y.map((c) => [0, 1, 2].map((k) => (k === c ? 1 : 0)));
+  assert.deepEqual(bootstrapMacroAucCi(perfect, y, 3, { resamples: 100 }), [1, 1]);
 });
