@@ -50,22 +50,22 @@ export function compareRegimes(c: LogRegConfig, init: Float32Array, sites: reado
   const rows: RegimeRow[] = [];
   for (const [regime, w] of [['federated', fed], ['centralised', central]] as const) {
     for (const s of sites) rows.push({ regime, evaluatedOn: s.name, eval: evaluateResponse(c, w, s.test) });
-    rows.push({ regime, evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => predictProba(c, w, e.x)), allTest) });
+    rows.push({ regime, evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => predictProba(c, w, e.x)), allTest, c.nClasses) });
   }
   sites.forEach((s, i) => rows.push({ regime: 'local-only', evaluatedOn: s.name, eval: evaluateResponse(c, local[i], s.test) }));
   const tagged = sites.flatMap((s, i) => s.test.map((e) => ({ e, w: local[i] })));
-  rows.push({ regime: 'local-only', evaluatedOn: 'pooled', ...pooledScore(tagged.map((t) => predictProba(c, t.w, t.e.x)), tagged.map((t) => t.e)) });
+  rows.push({ regime: 'local-only', evaluatedOn: 'pooled', ...pooledScore(tagged.map((t) => predictProba(c, t.w, t.e.x)), tagged.map((t) => t.e), c.nClasses) });
   // No learning: the category already reached at the third measurement, carried forward (one-hot scores, so AUC has ties).
   const carry = (ex: readonly ResponseExample[]) => evaluateProbs(ex.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), ex.map((e) => e.y), c.nClasses);
   for (const s of sites) rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: s.name, eval: carry(s.test) });
-  rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), allTest) });
+  rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), allTest, c.nClasses) });
   const models: Record<string, Float32Array> = { federated: fed, centralised: central };
   sites.forEach((s, i) => (models[`local-${s.name}`] = local[i]));
   return { rows, models };
 }
 
 /** Metrics of the pooled held-out patients with a seeded bootstrap interval of the macro AUC. */
-function pooledScore(probs: ArrayLike<number>[], ex: readonly ResponseExample[]): { eval: ResponseEvaluation; aucCi95: [number, number] | null } {
+function pooledScore(probs: ArrayLike<number>[], ex: readonly ResponseExample[], nClasses: number): { eval: ResponseEvaluation; aucCi95: [number, number] | null } {
   const y = ex.map((e) => e.y);
-  return { eval: evaluateProbs(probs, y, 3), aucCi95: bootstrapMacroAucCi(probs, y, 3, { resamples: 1000, seed: 1 }) };
+  return { eval: evaluateProbs(probs, y, nClasses), aucCi95: bootstrapMacroAucCi(probs, y, nClasses, { resamples: 1000, seed: 1 }) };
 }
