@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
-import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
+import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 import { DEFAULT_STS_DIR, runDemo } from './demo.js';
@@ -11,6 +11,8 @@ import { compareSegmentation } from './commands/seg-compare.js';
 import { evaluateTwinCsv, formatTwinEvaluation } from './commands/twin.js';
 import { twinShow, twinSimulate } from './commands/site-twin.js';
 import { evaluateSegmentation } from './commands/seg.js';
+import { compareResponse, evaluateResponseModel, formatResponseCompare, formatResponseEvaluation } from './commands/response.js';
+import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
 
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
@@ -103,12 +105,13 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
   .option('--mapping <file>', 'CSV mapping file (JSON, see docs/twin.md)')
   .option('--patient <id>', 'patient id for image files that carry none (NIfTI, NRRD)')
   .option('--day <n>', 'day of those images relative to treatment start', (v) => Number(v))
+  .option('--no-refit', 'do not recalibrate the twins of patients whose measurements changed (faster bulk import)')
   .option('--json', 'print the per-file report as JSON')
-  .action(action(async (path: string, o: { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; json?: boolean }) => {
+  .action(action(async (path: string, o: { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; json?: boolean }) => {
     const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
     if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
     const store = await openSiteStore(resolve(o.dataDir));
-    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}) }).finally(store.close);
+    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}), refit: o.refit }).finally(store.close);
     print(!!o.json, report, () => [
       ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
       ...report.refits.filter((r) => r.selected).map((r) => `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`),
@@ -141,7 +144,10 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
   .option('--json-events', 'print one JSON line per event (for orchestration)')
   .action(action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
     const dir = resolve(o.dataDir);
-    const trainer = await createUNetTrainer(openSiteDb(join(dir, SITE_FILES.db)));
+    const siteDb = openSiteDb(join(dir, SITE_FILES.db));
+    const unet = await createUNetTrainer(siteDb);
+    // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response.
+    const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb) }), backendReason: unet.backendReason };
     const emit = (event: string, data: object) => {
       if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
     };
@@ -151,7 +157,7 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
       events: {
         onLog: (level, msg) => (o.jsonEvents ? emit('log', { level, msg }) : console.error(`[${level}] ${msg}`)),
         onUploaded: (r) => (o.jsonEvents ? emit('uploaded', r) : console.error(`round ${r.round}: uploaded ${r.uploadBytes} bytes in ${r.chunks} chunks (n=${r.nSamples}, train ${Math.round(r.trainMs)} ms, encrypt ${Math.round(r.encryptMs)} ms)`)),
-        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate applied, validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`)),
+        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate applied, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`)),
         onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
         onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
       },
@@ -273,7 +279,42 @@ seg.command('compare')
     for (const row of r.rows) console.log(`| ${row.regime} | ${row.n} | ${f(row.meanDice)} | ${f(row.medianDice)} | ${f(row.meanHd95Mm)} |`);
   }));
 
+// ---------------------------------------------------------------- response
+const response = program.command('response').description('Treatment-response models (RECIST-style category at the last measurement from the first three)');
+response.command('evaluate')
+  .description('Score a response model folder on a CSV: macro one-vs-rest AUC, balanced accuracy, permutation importances')
+  .requiredOption('--model <dir>', 'model folder (model.json + weights.bin), e.g. out/response/model')
+  .requiredOption('--csv <file>', 'longitudinal measurements')
+  .option('--format <name>', 'CSV layout (built in: laleh)', 'laleh')
+  .option('--held-out', "only the patients the model's study held out (salted id hash recorded in model.json)")
+  .option('--json', 'print { n, auc, balancedAccuracy, ... } as one JSON object on the last line')
+  .action(action(async (o: { model: string; csv: string; format: string; heldOut?: boolean; json?: boolean }) => {
+    const r = evaluateResponseModel(resolve(o.model), resolve(o.csv), o.format, { heldOutOnly: !!o.heldOut });
+    if (o.json) console.log(JSON.stringify({ n: r.n, auc: r.auc, balancedAccuracy: r.balancedAccuracy, perClassAuc: r.perClassAuc, skippedClasses: r.skippedClasses, classCounts: r.classCounts, confusion: r.confusion, excluded: r.excluded, unknownArm: r.unknownArm, importanceMethod: r.importanceMethod, importance: r.importance }));
+    else console.log(formatResponseEvaluation(r, o.csv));
+  }));
+response.command('compare')
+  .description('Federated vs local-only vs centralised on the held-out patients of Study1-3 (docs/response.md)')
+  .option('--data <dir>', 'folder with Study1.csv..Study3.csv (Laleh layout)', DEFAULT_LALEH_DIR)
+  .option('--rounds <n>', 'rounds (every regime trains rounds x epochs per round)', (v) => Number(v), 20)
+  .option('--federated-model <dir>', 'model decrypted by demo:response (plaintext FedAvg is simulated when absent)', 'out/response/model')
+  .option('--out <dir>', 'output folder', 'out/response-compare')
+  .option('--json', 'print the report as JSON')
+  .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
+    const r = compareResponse({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
+    console.log(o.json ? JSON.stringify(r) : formatResponseCompare(r));
+  }));
+
 // -------------------------------------------------------------------- demo
+program.command('demo-response')
+  .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated treatment-response study, then the 3-regime comparison')
+  .option('--rounds <n>', 'training rounds', (v) => Number(v), 20)
+  .option('--out <dir>', 'output folder', 'out/response')
+  .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
+  .action(action(async (o: { rounds: number; out: string; data: string }) => {
+    const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data) });
+    if (!ok) process.exitCode = 1;
+  }));
 program.command('demo')
   .description('A coordinator and three hospital sites on this machine: a real encrypted federated study on STS PET data')
   .option('--rounds <n>', 'training rounds', (v) => Number(v), 5)

@@ -5,12 +5,12 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { StudySpec } from '@twinfed/protocols';
+import type { SegmentationSpec } from '@twinfed/protocols';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 
-const BIN = fileURLToPath(new URL('./bin.js', import.meta.url));
-const REPO = resolve(dirname(BIN), '../..');
+export const BIN = fileURLToPath(new URL('./bin.js', import.meta.url));
+export const REPO = resolve(dirname(BIN), '../..');
 /** The project's copy of the STS PET data (see examples/sts-pet/README.md for source and licence). */
 export const DEFAULT_STS_DIR = join(REPO, 'examples', 'sts-pet');
 
@@ -29,7 +29,7 @@ function sts(i: number): string {
 }
 
 /** The demo study: the 2D U-Net on 48x48 PET slices, encrypted FedAvg. */
-export function demoStudySpec(rounds: number): StudySpec {
+export function demoStudySpec(rounds: number): SegmentationSpec {
   return {
     title: 'Soft-tissue sarcoma PET tumour segmentation (demo)',
     task: 'segmentation',
@@ -62,7 +62,7 @@ interface StudyStatusT {
   }[];
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {
@@ -72,7 +72,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-function run(args: string[], label: string): Promise<string> {
+export function run(args: string[], label: string): Promise<string> {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -83,7 +83,7 @@ function run(args: string[], label: string): Promise<string> {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (x: number | null | undefined, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? '  n/a' : x.toFixed(d));
 
 /**

@@ -437,7 +437,8 @@ export class CoordinatorEngine {
     this.db.transaction((tx) => {
       tx.insert(siteMetrics).values({ studyId: st.studyId, round: b.evaluatedRound, siteId: h.senderId, meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() })
         .onConflictDoUpdate({ target: [siteMetrics.studyId, siteMetrics.round, siteMetrics.siteId], set: { meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() } }).run();
-      this.received(env, `dice=${b.meanDice === null ? 'suppressed' : b.meanDice.toFixed(4)} round=${b.evaluatedRound}`);
+      const task = b.metricName ? ` ${b.metricName}=${b.metricValue === null || b.metricValue === undefined ? 'suppressed' : b.metricValue.toFixed(4)}` : '';
+      this.received(env, `dice=${b.meanDice === null ? 'suppressed' : b.meanDice.toFixed(4)}${task} round=${b.evaluatedRound}`);
     });
     return { stored: true };
   }

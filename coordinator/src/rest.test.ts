@@ -69,7 +69,10 @@ describe('coordinator REST API', () => {
   it('publishes OpenAPI generated from the same schemas, and Prometheus metrics', async () => {
     const doc = (await c.app.inject({ method: 'GET', url: '/openapi.json' })).json();
     assert.equal(doc.openapi, '3.1.0');
-    assert.ok(doc.paths['/api/studies'].post.requestBody.content['application/json'].schema.properties.minSites);
+    // One variant per task (discriminated by `task`), each with the common study fields.
+    const variants = doc.paths['/api/studies'].post.requestBody.content['application/json'].schema.oneOf as { properties: Record<string, { const?: string }> }[];
+    assert.deepEqual(variants.map((v) => v.properties.task.const).sort(), ['response', 'segmentation']);
+    for (const v of variants) assert.ok(v.properties.minSites);
     const m = await c.app.inject({ method: 'GET', url: '/metrics' });
     assert.match(m.body, /# TYPE twinfed_updates_accepted_total counter/);
   });

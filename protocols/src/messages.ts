@@ -40,6 +40,9 @@ export const MetricsReportBody = z.object({
   trainMs: z.number().min(0).nullable(),
   encryptMs: z.number().min(0).nullable(),
   uploadBytes: z.number().int().min(0).nullable(),
+  /** A task metric other than Dice (e.g. 'macroAucOvr' for response studies); absent for segmentation. */
+  metricName: z.string().min(1).max(40).optional(),
+  metricValue: z.number().nullable().optional(),
 });
 export const AggregateRequestBody = z.object({ fromRound: z.number().int().min(1) });
 

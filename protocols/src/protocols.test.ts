@@ -59,6 +59,22 @@ describe('study manifest', () => {
     assert.notEqual(manifestHash({ ...m, rounds: 4 }), h);
     assert.notEqual(manifestHash({ ...m, training: { ...m.training, learningRate: 0.002 } }), h);
   });
+  it('a segmentation manifest hashes as before the response task was added (approvals stay valid)', () => {
+    // Hash of this exact manifest computed with the schema of commit de5eca0 (segmentation only).
+    assert.equal(manifestHash(m), 'd779256fe60cadb249dab6dd8dce2f2b4e49a39b75d97fa4578ce2b2c1a88845');
+  });
+  it('accepts a response study and refuses a response task with a U-Net model', () => {
+    const r = StudyManifestSchema.parse({
+      ...m, task: 'response',
+      model: { arch: 'logreg', features: 'first3-v1', nClasses: 3, arms: ['A', 'B'], l2: 0.001, initSeed: 7 },
+      data: { source: 'twin-measurements', minMeasurements: 5, trainPercent: 70, splitSalt: 's', minTrainPatients: 5 },
+    });
+    assert.equal(r.task, 'response');
+    assert.notEqual(manifestHash(r), manifestHash(m));
+    const bad = StudyManifestSchema.safeParse({ ...m, task: 'response' });
+    assert.equal(bad.success, false);
+    assert.ok(bad.error!.issues.some((i) => i.path[0] === 'model' || i.path[0] === 'data'), JSON.stringify(bad.error!.issues));
+  });
   it('refuses out-of-range settings with the field named', () => {
     const r = StudyManifestSchema.safeParse({ ...m, minSites: 0 });
     assert.equal(r.success, false);

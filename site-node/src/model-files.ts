@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ModelConfigSchema, sha256Hex } from '@twinfed/protocols';
+import { AnyModelConfigSchema, sha256Hex } from '@twinfed/protocols';
 
 /** model.json beside weights.bin: the global model with its provenance. */
 export const ModelFileSchema = z.object({
@@ -9,12 +9,17 @@ export const ModelFileSchema = z.object({
   studyId: z.string(),
   title: z.string(),
   manifestHash: z.string(),
-  model: ModelConfigSchema,
+  /** The study's model config (U-Net or response model), discriminated by `arch`. */
+  model: AnyModelConfigSchema,
   version: z.number().int(),
   weightsFile: z.string(),
   weightsDtype: z.literal('float32'),
   weightsSha256: z.string(),
   meanDiceAtSite: z.number().nullable(),
+  /** The task's own validation metric at the exporting site (e.g. macro one-vs-rest AUC for response). */
+  metricAtSite: z.object({ name: z.string(), value: z.number().nullable() }).optional(),
+  /** Response models: the manifest's patient split, so an evaluation can keep to the held-out patients. */
+  split: z.object({ splitSalt: z.string(), trainPercent: z.number().int(), minMeasurements: z.number().int() }).optional(),
   decryptedAt: z.string(),
   createdAt: z.string(),
 });

@@ -18,7 +18,7 @@ import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
 import { writeModelDir } from './model-files.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
 import { approvals, meta, models, roundWork, studies, studyKeys } from './db/schema.js';
-import type { LocalTrainer } from './trainer.js';
+import type { LocalEvalResult, LocalTrainer } from './trainer.js';
 
 /** What the site reports about each round it took part in (for the demo, logs and tests). */
 export interface RoundReport {
@@ -34,7 +34,7 @@ export interface RoundReport {
 
 export interface SiteEvents {
   /** A round's aggregate was decrypted and applied; `meanDice` evaluated on local validation patients. */
-  onApplied?: (e: { studyId: string; round: number; meanDice: number | null; decryptMs: number }) => void;
+  onApplied?: (e: { studyId: string; round: number; meanDice: number | null; decryptMs: number; metric?: { name: string; value: number | null } }) => void;
   onUploaded?: (r: RoundReport) => void;
   onRejected?: (e: { code: string; detail: string; refType: string | null }) => void;
   onCompleted?: (e: { studyId: string; rounds: number; modelDir: string }) => void;
@@ -262,10 +262,11 @@ export class SiteNode {
       }
       if (st.status === 'joined') continue;
       const data = this.opts.trainer.dataSummary(manifest);
-      if (data.trainSlices < manifest.data.minTrainSlices) {
+      const need = manifest.task === 'segmentation' ? { n: manifest.data.minTrainSlices, what: 'training slices' } : { n: manifest.data.minTrainPatients, what: 'training patients' };
+      if (data.trainSlices < need.n) {
         if (st.declinedHash !== st.manifestHash) {
           this.db.update(studies).set({ declinedHash: st.manifestHash }).where(eq(studies.studyId, st.studyId)).run();
-          await this.send('study.decline', st.studyId, null, { manifestHash: st.manifestHash, code: 'TWF_E_NO_DATA', reason: `${data.trainSlices} training slices < ${manifest.data.minTrainSlices}` });
+          await this.send('study.decline', st.studyId, null, { manifestHash: st.manifestHash, code: 'TWF_E_NO_DATA', reason: `${data.trainSlices} ${need.what} < ${need.n}` });
         }
         continue;
       }
@@ -274,12 +275,12 @@ export class SiteNode {
       if (!ack.ok) continue;
       this.db.update(studies).set({ status: 'joined' }).where(eq(studies.studyId, st.studyId)).run();
       // Round 0: how the seeded initial model does here, the baseline every round is compared with.
-      if (baseline) await this.reportMetrics(st.studyId, 0, baseline.meanDice, baseline.valPatients, null);
+      if (baseline) await this.reportMetrics(st.studyId, 0, baseline, null);
     }
   }
 
   /** Version 0 of the global model: the seeded initialisation all sites share; its Dice is the baseline. */
-  private async ensureInitialModel(manifest: StudyManifest): Promise<{ meanDice: number | null; valPatients: number } | null> {
+  private async ensureInitialModel(manifest: StudyManifest): Promise<LocalEvalResult | null> {
     if (this.latestModel(manifest.studyId)) return null;
     const w = this.opts.trainer.initialWeights(manifest);
     const ev = await this.opts.trainer.evaluate(manifest, w);
@@ -409,8 +410,8 @@ export class SiteNode {
     this.storeModel(studyId, round, base, ev.meanDice);
     this.audit.append({ actor: this.config.siteId, action: 'aggregate.applied', studyId, round, digest: h.digest, detail: `sites=${m.sites} totalSamples=${m.totalSamples}` });
     const work = this.db.select().from(roundWork).where(and(eq(roundWork.studyId, studyId), eq(roundWork.round, round))).get();
-    await this.reportMetrics(studyId, round, ev.meanDice, ev.valPatients, work ?? null);
-    this.opts.events?.onApplied?.({ studyId, round, meanDice: ev.meanDice, decryptMs });
+    await this.reportMetrics(studyId, round, ev, work ?? null);
+    this.opts.events?.onApplied?.({ studyId, round, meanDice: ev.meanDice, decryptMs, ...(ev.metric ? { metric: ev.metric } : {}) });
     const p = this.pending.get(studyId);
     if (p && round >= p.version) {
       this.pending.delete(studyId);
@@ -418,13 +419,15 @@ export class SiteNode {
     }
   }
 
-  private async reportMetrics(studyId: string, round: number, meanDice: number | null, valPatients: number, work: typeof roundWork.$inferSelect | null): Promise<void> {
-    // Small-count suppression: a Dice over fewer than minReportPatients patients is not reported.
+  private async reportMetrics(studyId: string, round: number, ev: LocalEvalResult, work: typeof roundWork.$inferSelect | null): Promise<void> {
+    // Small-count suppression: a metric over fewer than minReportPatients patients is not reported.
+    const { valPatients } = ev;
     const suppress = valPatients < this.config.minReportPatients;
     await this.send('metrics.report', studyId, round, {
       evaluatedRound: round,
-      meanDice: suppress ? null : meanDice,
+      meanDice: suppress ? null : ev.meanDice,
       valPatients,
+      ...(ev.metric ? { metricName: ev.metric.name, metricValue: suppress ? null : ev.metric.value } : {}),
       trainLoss: work?.trainLoss ?? null,
       trainMs: work?.trainMs ?? null,
       encryptMs: work?.encryptMs ?? null,
@@ -456,6 +459,7 @@ export class SiteNode {
       model: manifest.model,
       version: m.version,
       meanDiceAtSite: m.meanDice,
+      ...(manifest.task === 'response' ? { split: { splitSalt: manifest.data.splitSalt, trainPercent: manifest.data.trainPercent, minMeasurements: manifest.data.minMeasurements } } : {}),
       decryptedAt: this.config.siteId,
       createdAt: new Date(m.createdAtMs).toISOString(),
     }, new Float32Array(new Uint8Array(m.weights).buffer.slice(0)));

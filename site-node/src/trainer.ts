@@ -14,6 +14,11 @@ export interface LocalEvalResult {
   meanDice: number | null;
   valPatients: number;
   perPatient: { patientId: string; dice: number }[];
+  /**
+   * The task's own metric when it is not Dice (response: macro one-vs-rest AUC on the site's
+   * held-out patients); meanDice is then null, never a relabelled AUC.
+   */
+  metric?: { name: string; value: number | null };
 }
 
 /**
@@ -24,6 +29,7 @@ export interface LocalEvalResult {
 export interface LocalTrainer {
   readonly backend: string;
   /** Counts of local data usable for this study (for the join message). */
+  /** trainSlices counts the training samples (slices for segmentation, patients for response). */
   dataSummary(manifest: StudyManifest): { trainSlices: number; valPatients: number };
   initialWeights(manifest: StudyManifest): Float32Array;
   train(manifest: StudyManifest, weights: Float32Array, round: number): Promise<LocalTrainResult>;

@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import type { StudyManifest } from '@twinfed/protocols';
+import { WireError, type SegmentationManifest, type StudyManifest } from '@twinfed/protocols';
 import { createUNet, deriveSeed, disposeUNet, getFlatWeights, initialWeights, setFlatWeights, type UNetConfig } from '@twinfed/shared/model/index';
 import type { SliceSet } from '@twinfed/shared/data/index';
 import { evaluateDice, selectBackend, trainLocal } from '@twinfed/shared/train/index';
@@ -7,7 +7,14 @@ import type { SiteDb } from './db/index.js';
 import { segSlices } from './db/schema.js';
 import type { LocalEvalResult, LocalTrainResult, LocalTrainer } from './trainer.js';
 
-function unetConfig(m: StudyManifest): UNetConfig {
+/** The manifest narrowed to segmentation; a response study handed to this trainer is a wiring bug. */
+function seg(m: StudyManifest): SegmentationManifest {
+  if (m.task !== 'segmentation') throw new WireError('TWF_E_BAD_REQUEST', `the U-Net trainer runs segmentation studies, study ${m.studyId} is task '${m.task}' (use the response trainer)`);
+  return m;
+}
+
+function unetConfig(mIn: StudyManifest): UNetConfig {
+  const m = seg(mIn);
   return { inChannels: m.model.inChannels, nClasses: m.model.nClasses, base: m.model.base, depth: m.model.depth, size: m.model.size };
 }
 
@@ -19,7 +26,8 @@ function unetConfig(m: StudyManifest): UNetConfig {
 export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflow' | 'wasm' | 'cpu' } = {}): Promise<LocalTrainer & { backendReason: string }> {
   const choice = await selectBackend(opts.backend);
 
-  const load = (split: 'train' | 'val', m: StudyManifest): SliceSet & { patientIds: string[] } => {
+  const load = (split: 'train' | 'val', mIn: StudyManifest): SliceSet & { patientIds: string[] } => {
+    const m = seg(mIn);
     const rows = db.select().from(segSlices).where(eq(segSlices.split, split)).all()
       .filter((r) => r.modality === m.data.modality && r.size === m.model.size)
       .sort((a, b) => a.patientId.localeCompare(b.patientId));
@@ -49,11 +57,11 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
       return { trainSlices: tr.n, valPatients: va.patientIds.length };
     },
     initialWeights(m) {
-      return initialWeights(unetConfig(m), m.model.initSeed);
+      return initialWeights(unetConfig(m), seg(m).model.initSeed);
     },
     async train(m, weights, round): Promise<LocalTrainResult> {
       const data = load('train', m);
-      const model = createUNet(unetConfig(m), m.model.initSeed);
+      const model = createUNet(unetConfig(m), seg(m).model.initSeed);
       try {
         setFlatWeights(model, weights);
         const r = await trainLocal(model, data, { epochs: m.training.epochsPerRound, batchSize: m.training.batchSize, learningRate: m.training.learningRate, seed: deriveSeed(m.training.seed, `round-${round}`) });
@@ -65,7 +73,7 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
     async evaluate(m, weights): Promise<LocalEvalResult> {
       const data = load('val', m);
       if (data.n === 0) return { meanDice: null, valPatients: 0, perPatient: [] };
-      const model = createUNet(unetConfig(m), m.model.initSeed);
+      const model = createUNet(unetConfig(m), seg(m).model.initSeed);
       try {
         setFlatWeights(model, weights);
         const r = await evaluateDice(model, data);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import {
-  PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type StudySpec,
+  PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type SegmentationSpec,
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
 import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer } from '@twinfed/site-node';
@@ -44,7 +44,7 @@ export async function enrolNewSite(url: string, dir: string, name: string) {
 }
 
 /** A tiny segmentation study (fast on CPU) for protocol tests. */
-export function tinySpec(over: Partial<StudySpec> = {}): StudySpec {
+export function tinySpec(over: Partial<SegmentationSpec> = {}): SegmentationSpec {
   return {
     title: 'test study',
     task: 'segmentation',
