@@ -44,6 +44,13 @@ export function fullRange(dims: [number, number, number]): SliceRange {
   return { k0: 0, k1: dims[2] };
 }
 
+/**
+ * Most grey levels the texture families accept. The GLCM is a dense nLevels x nLevels matrix and up to ~10 are
+ * alive at once (8 bytes per element): 2048 levels is ~34 MB each. IBSI texture features are meant for
+ * discretised images (IBSI 2.7: e.g. fixed bin number 32-64, or fixed bin size).
+ */
+export const MAX_TEXTURE_LEVELS = 2048;
+
 export function validateGrid(grid: LevelGrid): void {
   const [nx, ny, nz] = grid.dims;
   for (const n of grid.dims) {
@@ -53,6 +60,12 @@ export function validateGrid(grid: LevelGrid): void {
   }
   if (!Number.isInteger(grid.nLevels) || grid.nLevels < 1) {
     throw new TextureError('TWF_E_TEXTURE_INPUT', `nLevels must be a positive integer, got ${grid.nLevels}`);
+  }
+  if (grid.nLevels > MAX_TEXTURE_LEVELS) {
+    throw new TextureError(
+      'TWF_E_TEXTURE_INPUT',
+      `nLevels is ${grid.nLevels}, more than the ${MAX_TEXTURE_LEVELS} grey levels texture matrices accept; discretise the intensities first (fixed bin number or a larger fixed bin size)`,
+    );
   }
   if (grid.levels.length !== nx * ny * nz) {
     throw new TextureError('TWF_E_TEXTURE_INPUT', `levels has ${grid.levels.length} voxels but dims ${nx}x${ny}x${nz} need ${nx * ny * nz}`);

@@ -200,18 +200,32 @@ export function glcmFeatures(counts: Float64Array, nLevels: number): Record<stri
 export function glcmTextureFeatures(grid: LevelGrid, distance = 1): Record<string, number> {
   const nz = grid.dims[2];
   const nL = grid.nLevels;
-  const perSliceDir: Float64Array[][] = []; // [slice][direction]
+  // Slice by slice, so only 4 per-slice matrices and 4 running per-direction sums are alive at a time.
+  const perDir25 = DIRECTIONS_2D.map(() => new Float64Array(nL * nL));
+  const sliceDirFeatures: Array<Record<string, number> | null> = [];
+  const sliceFeatures: Array<Record<string, number> | null> = [];
   for (let k = 0; k < nz; k++) {
-    perSliceDir.push(DIRECTIONS_2D.map((d) => glcmMatrix(grid, d, distance, { k0: k, k1: k + 1 })));
+    const ms = DIRECTIONS_2D.map((d) => glcmMatrix(grid, d, distance, { k0: k, k1: k + 1 }));
+    for (let d = 0; d < ms.length; d++) {
+      sliceDirFeatures.push(glcmFeatures(ms[d], nL));
+      const acc = perDir25[d];
+      for (let e = 0; e < acc.length; e++) acc[e] += ms[d][e];
+    }
+    sliceFeatures.push(glcmFeatures(sumMatrices(ms), nL));
   }
-  const f2dAvg = averageFeatures(perSliceDir.flat().map((m) => glcmFeatures(m, nL)));
-  const f2dComb = averageFeatures(perSliceDir.map((ms) => glcmFeatures(sumMatrices(ms), nL)));
-  const perDir25 = DIRECTIONS_2D.map((_, d) => sumMatrices(perSliceDir.map((ms) => ms[d])));
+  const f2dAvg = averageFeatures(sliceDirFeatures);
+  const f2dComb = averageFeatures(sliceFeatures);
   const f25Avg = averageFeatures(perDir25.map((m) => glcmFeatures(m, nL)));
   const f25Comb = averageFeatures([glcmFeatures(sumMatrices(perDir25), nL)]);
-  const perDir3 = DIRECTIONS_3D.map((d) => glcmMatrix(grid, d, distance));
-  const f3Avg = averageFeatures(perDir3.map((m) => glcmFeatures(m, nL)));
-  const f3Comb = averageFeatures([glcmFeatures(sumMatrices(perDir3), nL)]);
+  const comb3 = new Float64Array(nL * nL);
+  const dirFeatures3: Array<Record<string, number> | null> = [];
+  for (const d of DIRECTIONS_3D) {
+    const m = glcmMatrix(grid, d, distance);
+    dirFeatures3.push(glcmFeatures(m, nL));
+    for (let e = 0; e < m.length; e++) comb3[e] += m[e];
+  }
+  const f3Avg = averageFeatures(dirFeatures3);
+  const f3Comb = averageFeatures([glcmFeatures(comb3, nL)]);
   return {
     ...tagged('cm_', f2dAvg, '_2D_avg'),
     ...tagged('cm_', f2dComb, '_2D_comb'),

@@ -3,7 +3,7 @@
  * section 3.9; Thibault et al., Proc. ICIT 2009.
  */
 import { type LevelGrid, type SizeMatrix, TextureError, renameSizeFeatures, sizeMatrixFeatures } from './common.js';
-import { type TextureMode, labelZones, zoneFamilyFeatures, zoneMatrix } from './glszm.js';
+import { type TextureMode, type Zones, labelZones, zoneFamilyFeatures, zoneMatrix } from './glszm.js';
 
 /**
  * Distance of each mask voxel to the ROI edge (IBSI 3.9): the least number of face-neighbour steps
@@ -60,8 +60,8 @@ export function zoneDistances(
   grid: LevelGrid,
   morphMask: Uint8Array,
   mode: TextureMode,
-): { zones: ReturnType<typeof labelZones>; distance: Int32Array } {
-  const zones = labelZones(grid, mode);
+  zones: Zones = labelZones(grid, mode),
+): { zones: Zones; distance: Int32Array } {
   const dmap = distanceToRoiEdge(morphMask, grid.dims, mode);
   const distance = new Int32Array(zones.count).fill(0x7fffffff);
   const lab = zones.label;
@@ -110,14 +110,21 @@ export function gldzmFeatures(m: SizeMatrix): Record<string, number> | null {
   });
 }
 
-/** GLDZM features with 2D, 2.5D and 3D aggregation (distances from the morphological mask). */
-export function gldzmTextureFeatures(grid: LevelGrid, morphMask: Uint8Array): Record<string, number> {
+/**
+ * GLDZM features with 2D, 2.5D and 3D aggregation (distances from the morphological mask). `zones` may hand
+ * in the zone labelling already made for the GLSZM (the same zones, IBSI 3.9) to save a pass.
+ */
+export function gldzmTextureFeatures(
+  grid: LevelGrid,
+  morphMask: Uint8Array,
+  zones?: Partial<Record<TextureMode, Zones>>,
+): Record<string, number> {
   return zoneFamilyFeatures(
     grid,
     'dzm_',
     (mode) => {
-      const { zones, distance } = zoneDistances(grid, morphMask, mode);
-      return { zones, value: (z) => distance[z] };
+      const { zones: z, distance } = zoneDistances(grid, morphMask, mode, zones?.[mode]);
+      return { zones: z, value: (i) => distance[i] };
     },
     gldzmFeatures,
   );

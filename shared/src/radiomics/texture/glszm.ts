@@ -157,13 +157,13 @@ export function zoneFamilyFeatures(
   return { ...tagged(prefix, f2d, '_2D'), ...tagged(prefix, f25, '_2_5D'), ...tagged(prefix, f3, '_3D') };
 }
 
-/** GLSZM features with 2D, 2.5D and 3D aggregation. */
-export function glszmTextureFeatures(grid: LevelGrid): Record<string, number> {
+/** GLSZM features with 2D, 2.5D and 3D aggregation; `zones` may hand in labellings made already. */
+export function glszmTextureFeatures(grid: LevelGrid, zonesIn?: Partial<Record<TextureMode, Zones>>): Record<string, number> {
   return zoneFamilyFeatures(
     grid,
     'szm_',
     (mode) => {
-      const zones = labelZones(grid, mode);
+      const zones = zonesIn?.[mode] ?? labelZones(grid, mode);
       return { zones, value: (z) => zones.size[z] };
     },
     glszmFeatures,

@@ -9,7 +9,7 @@ import { TextureError, validateGrid } from './common.js';
 import { glcmTextureFeatures } from './glcm.js';
 import { gldzmTextureFeatures } from './gldzm.js';
 import { glrlmTextureFeatures } from './glrlm.js';
-import { glszmTextureFeatures } from './glszm.js';
+import { glszmTextureFeatures, labelZones } from './glszm.js';
 import { ngldmTextureFeatures } from './ngldm.js';
 import { ngtdmTextureFeatures } from './ngtdm.js';
 
@@ -53,11 +53,13 @@ export function textureFeatures(roi: DiscretisedRoi, settings?: TextureSettings)
   if (!Number.isInteger(alpha) || alpha < 0) {
     throw new TextureError('TWF_E_TEXTURE_SETTINGS', `ngldmAlpha must be an integer >= 0 grey levels, got ${alpha}`);
   }
+  // GLSZM and GLDZM share their zones (IBSI 3.9: "zones are defined as for the GLSZM").
+  const zones = { '2D': labelZones(roi, '2D'), '3D': labelZones(roi, '3D') };
   return {
     ...glcmTextureFeatures(roi, distance),
     ...glrlmTextureFeatures(roi),
-    ...glszmTextureFeatures(roi),
-    ...gldzmTextureFeatures(roi, roi.morphMask),
+    ...glszmTextureFeatures(roi, zones),
+    ...gldzmTextureFeatures(roi, roi.morphMask, zones),
     ...ngtdmTextureFeatures(roi, distance),
     ...ngldmTextureFeatures(roi, distance, alpha),
   };

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { DIRECTIONS_3D, type LevelGrid, type SizeMatrix, TextureError } from './common.js';
+import { DIRECTIONS_3D, type LevelGrid, MAX_TEXTURE_LEVELS, type SizeMatrix, TextureError } from './common.js';
 import { glcmFeatures, glcmMatrix } from './glcm.js';
 import { distanceToRoiEdge, gldzmMatrix } from './gldzm.js';
 import { glrlmFeatures, glrlmMatrix } from './glrlm.js';
@@ -304,6 +304,7 @@ describe('textureFeatures', () => {
   });
   it('refuses grey levels out of range and bad settings with TextureError codes', () => {
     const roi = phantomRoi();
+    assert.throws(() => textureFeatures({ ...roi, nLevels: MAX_TEXTURE_LEVELS + 1 }), (e: unknown) => e instanceof TextureError && /discretise/.test(e.message));
     assert.throws(() => textureFeatures({ ...roi, nLevels: 5 }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT');
     assert.throws(() => textureFeatures(roi, { distance: 0 }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_SETTINGS');
     assert.throws(() => textureFeatures(roi, { ngldmAlpha: -1 }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_SETTINGS');
