@@ -99,15 +99,16 @@ export function ngtdmFeatures(m: Ngtdm): Record<string, number> | null {
     }
   }
   return {
-    // 3.10.1 coarseness 1 / sum p_i s_i; IBSI sets it to 10^6 when the sum is 0 (perfectly flat ROI).
+    // 3.10.1 coarseness 1 / sum p_i s_i. Undefined when the sum is 0 (flat ROI); 10^6 there, the value PyRadiomics
+    // returns (van Griethuysen et al., Cancer Res. 2017), so such ROIs stay comparable across tools.
     coarseness: sumPS > 0 ? 1 / sumPS : 1e6,
     // 3.10.2 contrast: (sum_ij p_i p_j (i-j)^2 / (N_g,p (N_g,p - 1))) * (sum_i s_i / N_v,c); 0 for one level.
     contrast: ngp > 1 ? (contrastSum / (ngp * (ngp - 1))) * (sumS / Nvc) : 0,
-    // 3.10.3 busyness: sum p_i s_i / sum_ij |i p_i - j p_j|; 0 when the denominator is 0 (one level).
+    // 3.10.3 busyness: sum p_i s_i / sum_ij |i p_i - j p_j|; 0 when the denominator is 0 (one level), as PyRadiomics.
     busyness: busyDen > 0 ? sumPS / busyDen : 0,
     // 3.10.4 complexity: sum_ij |i-j| (p_i s_i + p_j s_j) / (p_i + p_j) / N_v,c
     complexity: complexity / Nvc,
-    // 3.10.5 strength: sum_ij (p_i + p_j)(i-j)^2 / sum_i s_i; 0 when sum s_i = 0.
+    // 3.10.5 strength: sum_ij (p_i + p_j)(i-j)^2 / sum_i s_i; 0 when sum s_i = 0, as PyRadiomics.
     strength: sumS > 0 ? strengthNum / sumS : 0,
   };
 }

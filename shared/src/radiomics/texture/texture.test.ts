@@ -102,6 +102,9 @@ describe('IBSI digital phantom: every texture tag matches the consensus value', 
  */
 const IMG4 = grid([[[1, 2, 2, 3], [1, 2, 3, 3], [4, 2, 4, 1], [4, 1, 2, 3]]], 4);
 
+/** 2x2x2 cube: level 1 at (0,0,0) and (1,1,1), level 2 at the 6 other corners. */
+const CUBE = grid([[[1, 2], [2, 2]], [[2, 2], [2, 1]]], 2);
+
 describe('GLCM (IBSI 3.6) by hand', () => {
   it('direction (1,0): symmetric counts and features', () => {
     // Ordered horizontal pairs: row0 (1,2)(2,2)(2,3); row1 (1,2)(2,3)(3,3); row2 (4,2)(2,4)(4,1);
@@ -164,7 +167,7 @@ describe('GLRLM (IBSI 3.7) by hand', () => {
   it('3D diagonal direction (1,1,1)', () => {
     // 2x2x2 cube, level 1 at (0,0,0) and (1,1,1), level 2 elsewhere. Along (1,1,1) the two level-1 voxels form
     // one run of 2; each of the 6 others is alone on its diagonal line.
-    const g = grid([[[1, 2], [2, 2]], [[2, 2], [2, 1]]], 2);
+    const g = CUBE;
     assert.deepEqual(sparse(glrlmMatrix(g, [1, 1, 1])), { 1: { 2: 1 }, 2: { 1: 6 } });
     // Along x: every row of the cube is (1,2), (2,2), (2,2), (2,1) -> level 1 runs 1,1; level 2: 1, 2, 2, 1.
     assert.deepEqual(sparse(glrlmMatrix(g, [1, 0, 0])), { 1: { 1: 2 }, 2: { 1: 2, 2: 2 } });
@@ -186,7 +189,7 @@ describe('GLSZM (IBSI 3.8) by hand', () => {
     close(f.zsnu, (16 + 4 + 1 + 1) / 8, 'zsnu'); // zones per size: 1 -> 4, 2 -> 2, 3 -> 1, 5 -> 1
   });
   it('26-connectivity joins voxels touching at a corner across slices; 2D does not', () => {
-    const g = grid([[[1, 2], [2, 2]], [[2, 2], [2, 1]]], 2);
+    const g = CUBE;
     assert.deepEqual(sparse(glszmMatrix(g, '3D')), { 1: { 2: 1 }, 2: { 6: 1 } });
     // 2D: each slice has one level-1 voxel and a level-2 zone of 3.
     assert.deepEqual(sparse(glszmMatrix(g, '2D')), { 1: { 1: 2 }, 2: { 3: 2 } });
@@ -265,6 +268,28 @@ describe('NGTDM (IBSI 3.10) by hand', () => {
     assert.equal(f.coarseness, 1e6);
     assert.equal(f.contrast, 0);
     assert.equal(f.busyness, 0);
+  });
+});
+
+describe('3D neighbourhoods by hand (2x2x2 cube, every voxel touches the 7 others)', () => {
+  it('GLCM along (1,1,1): the one pair is the two level-1 voxels', () => {
+    assert.deepEqual([...glcmMatrix(CUBE, [1, 1, 1])], [2, 0, 0, 0]);
+  });
+  it('NGTDM 3D', () => {
+    // level 1: neighbours one 1 and six 2s -> mean 13/7, |1 - 13/7| = 6/7, two voxels -> s_1 = 12/7
+    // level 2: neighbours two 1s and five 2s -> mean 12/7, |2 - 12/7| = 2/7, six voxels -> s_2 = 12/7
+    const [m] = ngtdmMatrices(CUBE, '3D');
+    assert.deepEqual([...m.n], [2, 6]);
+    close(m.s[0], 12 / 7, 's_1');
+    close(m.s[1], 12 / 7, 's_2');
+  });
+  it('NGLDM 3D and 2D', () => {
+    // 3D, alpha 0: a level-1 voxel has one level-1 neighbour -> j = 2; a level-2 voxel five -> j = 6.
+    assert.deepEqual(sparse(ngldmMatrices(CUBE, '3D')[0]), { 1: { 2: 2 }, 2: { 6: 6 } });
+    // 2D: each slice has one level-1 voxel (j = 1) and three level-2 voxels that see each other (j = 3).
+    const perSlice = ngldmMatrices(CUBE, '2D');
+    assert.equal(perSlice.length, 2);
+    for (const m of perSlice) assert.deepEqual(sparse(m), { 1: { 1: 1 }, 2: { 3: 3 } });
   });
 });
 
