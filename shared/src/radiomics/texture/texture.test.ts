@@ -322,6 +322,17 @@ describe('textureFeatures', () => {
       else close(other, v, k, 1e-12);
     }
   });
+  it('an empty ROI gives no features instead of NaNs or a crash; a one-voxel ROI has no GLCM', () => {
+    const empty: DiscretisedRoi = { dims: [3, 3, 2], spacingMm: [1, 1, 1], levels: new Int32Array(18), morphMask: new Uint8Array(18), nLevels: 4 };
+    assert.deepEqual(textureFeatures(empty), {});
+    const one = { ...empty, levels: new Int32Array(18), morphMask: new Uint8Array(18) };
+    one.levels[4] = 2;
+    one.morphMask[4] = 1;
+    const f = textureFeatures(one);
+    assert.ok(!Object.keys(f).some((k) => k.startsWith('cm_')));
+    assert.equal(f.szm_sze_3D, 1); // one zone of one voxel
+    assert.equal(f.rlm_r_perc_3D_avg, 1); // every direction: one run over one voxel
+  });
   it('the 13 3D directions are distinct up to sign', () => {
     assert.equal(DIRECTIONS_3D.length, 13);
     const seen = new Set(DIRECTIONS_3D.map((d) => d.join(',')));
