@@ -333,6 +333,27 @@ describe('textureFeatures', () => {
     assert.equal(f.szm_sze_3D, 1); // one zone of one voxel
     assert.equal(f.rlm_r_perc_3D_avg, 1); // every direction: one run over one voxel
   });
+  it('all features are unchanged by a 90-degree in-plane rotation and a flip along z (direction sets are closed under both)', () => {
+    const roi = phantomRoi();
+    const [nx, ny, nz] = roi.dims;
+    const n = nx * ny * nz;
+    const rot = { ...roi, dims: [ny, nx, nz] as [number, number, number], levels: new Int32Array(n), morphMask: new Uint8Array(n) };
+    const flip = { ...roi, levels: new Int32Array(n), morphMask: new Uint8Array(n) };
+    for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
+      const v = i + nx * (j + ny * k);
+      const r = (ny - 1 - j) + ny * (i + nx * k); // (i, j) -> (ny-1-j, i)
+      rot.levels[r] = roi.levels[v];
+      rot.morphMask[r] = roi.morphMask[v];
+      const f = i + nx * (j + ny * (nz - 1 - k));
+      flip.levels[f] = roi.levels[v];
+      flip.morphMask[f] = roi.morphMask[v];
+    }
+    const a = textureFeatures(roi);
+    for (const other of [textureFeatures(rot), textureFeatures(flip)]) {
+      assert.deepEqual(Object.keys(other).sort(), Object.keys(a).sort());
+      for (const [k, v] of Object.entries(a)) close(other[k], v, k, 1e-10);
+    }
+  });
   it('the 13 3D directions are distinct up to sign', () => {
     assert.equal(DIRECTIONS_3D.length, 13);
     const seen = new Set(DIRECTIONS_3D.map((d) => d.join(',')));
