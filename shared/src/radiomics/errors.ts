@@ -6,6 +6,7 @@ export const RADIOMICS_ERRORS = {
   TWF_E_RADIOMICS_GRID: 'The mask must lie on the same voxel grid as the image (same dims, spacing, origin and direction); resample the mask onto the image grid first.',
   TWF_E_RADIOMICS_EMPTY_ROI: 'The region of interest has no voxel left; check the mask label, and the re-segmentation range if one is set.',
   TWF_E_RADIOMICS_SETTINGS: 'A radiomics setting is missing or out of range; see docs/radiomics.md for the settings file format.',
+  TWF_E_RADIOMICS_FILE: 'An input file (image, mask or settings) cannot be read or parsed; check the path and the file.',
   TWF_E_RADIOMICS_INTENSITY: 'The intensities cannot be used as they are with these settings; choose a discretisation (fbn or fbs) or check the image.',
 } as const;
 

@@ -15,7 +15,7 @@ import { FAMILIES, type Family, type RadiomicsSettings } from './settings.js';
 import { textureFeatures } from './texture/index.js';
 
 export { RadiomicsError, RADIOMICS_ERRORS, type RadiomicsErrorCode } from './errors.js';
-export { parseRadiomicsSettings, RadiomicsSettingsSchema, FAMILIES, type RadiomicsSettings, type Family } from './settings.js';
+export { parseRadiomicsSettings, RadiomicsSettingsSchema, FAMILIES, PYRADIOMICS_DEFAULT_SETTINGS, type RadiomicsSettings, type Family } from './settings.js';
 export { marchingCubes, meshVolumeMm3, meshAreaMm2, type Mesh } from './mesh.js';
 export { convexHull, type Hull } from './hull.js';
 export { discretise, resampleTrilinear, buildRois, checkSameGrid } from './preprocess.js';

@@ -46,6 +46,20 @@ export interface RadiomicsSettings {
 export const FAMILIES = ['morph', 'loc', 'stat', 'ih', 'ivh', 'texture'] as const;
 export type Family = (typeof FAMILIES)[number];
 
+/**
+ * Settings like PyRadiomics' default Params.yaml (van Griethuysen et al., Cancer Res 2017): no resampling, no
+ * re-segmentation, fixed bin width 25 with bin edges at multiples of the width, 3D texture, distance 1, NGLDM
+ * (PyRadiomics' GLDM) alpha 0. The same as fixtures/radiomics/pyradiomics-default.json.
+ */
+export const PYRADIOMICS_DEFAULT_SETTINGS: RadiomicsSettings = {
+  resampling: null,
+  resegmentation: null,
+  discretisation: { method: 'fbs', binWidth: 25, binOrigin: 'zero' },
+  textureDistance: 1,
+  ngldmAlpha: 0,
+  dimensions: ['3D'],
+};
+
 const vec3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
 export const RadiomicsSettingsSchema = z.object({
   resampling: z.object({
