@@ -123,15 +123,24 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
     warnings.push(`morph_moran_i and morph_geary_c left out: the intensity ROI has ${nInt} voxels, above maxVoxelsForPairwise = ${input.maxVoxelsForPairwise} (they take O(N^2) time); raise the setting to compute them.`);
   } else if (nInt > 1) {
     let sw = 0, num = 0, numG = 0, den = 0;
-    for (let p = 0; p < nInt; p++) den += (intVal[p] - mean) ** 2;
+    const pos = Float64Array.from(intPos);
+    const val = Float64Array.from(intVal);
+    for (let p = 0; p < nInt; p++) den += (val[p] - mean) ** 2;
+    // Each unordered pair once, counted twice (w_ij = w_ji).
     for (let p = 0; p < nInt; p++) {
-      const dp = intVal[p] - mean;
+      const dp = val[p] - mean, xp = pos[3 * p], yp = pos[3 * p + 1], zp = pos[3 * p + 2], vp = val[p];
+      let swp = 0, nump = 0, numGp = 0;
       for (let q = p + 1; q < nInt; q++) {
-        const w = 1 / Math.hypot(intPos[3 * p] - intPos[3 * q], intPos[3 * p + 1] - intPos[3 * q + 1], intPos[3 * p + 2] - intPos[3 * q + 2]);
-        sw += 2 * w;
-        num += 2 * w * dp * (intVal[q] - mean);
-        numG += 2 * w * (intVal[p] - intVal[q]) ** 2;
+        const dx = xp - pos[3 * q], dy = yp - pos[3 * q + 1], dz = zp - pos[3 * q + 2];
+        const w = 1 / Math.sqrt(dx * dx + dy * dy + dz * dz);
+        const vq = val[q];
+        swp += w;
+        nump += w * (vq - mean);
+        numGp += w * (vp - vq) * (vp - vq);
       }
+      sw += 2 * swp;
+      num += 2 * dp * nump;
+      numG += 2 * numGp;
     }
     if (den > 0) {
       f.morph_moran_i = ((nInt / sw) * num) / den;
