@@ -12,3 +12,4 @@ export * from './import/index.js';
 export * from './import/csv-mapping.js';
 export * from './twin/service.js';
 export * from './twin/plot-svg.js';
+export * from './import/radiomics.js';
