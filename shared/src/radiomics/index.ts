@@ -102,6 +102,13 @@ export function extractRadiomics(image: ImageVolume, mask: MaskVolume | ImageVol
       for (const [tag, v] of Object.entries(t)) if (wanted(tag)) features[tag] = v;
     }
   }
+  // Features IBSI leaves undefined for this ROI (e.g. PCA axes of a single voxel, ellipsoid densities of a
+  // line of voxels): NaN, said once.
+  const undefinedTags = Object.keys(features).filter((t) => !Number.isFinite(features[t]));
+  for (const t of undefinedTags) features[t] = NaN;
+  if (undefinedTags.length) {
+    warnings.push(`${undefinedTags.length} features are undefined for this ROI (NaN; null in JSON): ${undefinedTags.slice(0, 10).join(', ')}${undefinedTags.length > 10 ? ', ...' : ''}`);
+  }
   return { features, warnings };
 }
 

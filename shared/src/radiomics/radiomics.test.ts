@@ -198,6 +198,17 @@ describe('extractRadiomics input checks', () => {
     close(cut.stat_mean, (13 + 26) / 2);
     close(all.morph_vol_approx, 27);
   });
+  it('features undefined for the ROI are NaN with a warning, never infinite', () => {
+    // One voxel: PCA needs at least two positions; a line of three: its enclosing ellipsoid is flat.
+    const one = extractRadiomics(img, volume([3, 3, 3], Array.from({ length: 27 }, (_, i) => (i === 13 ? 1 : 0))), settings);
+    assert.ok(Number.isNaN(one.features.morph_pca_maj_axis));
+    close(one.features.morph_volume, 1 / 6);
+    const line = extractRadiomics(img, volume([3, 3, 3], Array.from({ length: 27 }, (_, i) => (i >= 12 && i <= 14 ? 1 : 0))), settings);
+    assert.ok(Number.isNaN(line.features.morph_vol_dens_aee));
+    close(line.features.morph_diam, 3, 1e-9, 'line of 3 voxels: end-cap vertices half a voxel beyond the end centres');
+    assert.ok(Object.values(line.features).every((v) => Number.isNaN(v) || Number.isFinite(v)));
+    assert.match(line.warnings.join('\n'), /undefined for this ROI.*morph_vol_dens_aee/);
+  });
   it('settings files are checked field by field', () => {
     assert.throws(() => parseRadiomicsSettings({ discretisation: { method: 'fbs' } }, 'x.json'), (e: unknown) => isCode('TWF_E_RADIOMICS_SETTINGS')(e) && /x\.json: discretisation/.test((e as Error).message));
     assert.throws(() => parseRadiomicsSettings({ discretisation: { method: 'none' }, resegmentation: { minIntensity: 5, maxIntensity: 1 } }), isCode('TWF_E_RADIOMICS_SETTINGS'));
