@@ -33,6 +33,7 @@ export function radiomicsExtract(opts: { image: string; mask: string; settings?:
   const mask = readImageFile(opts.mask, readBytes(opts.mask, 'mask'));
   if (opts.label !== undefined) {
     const label = opts.label;
+    if (!Number.isFinite(label)) throw new RadiomicsError('TWF_E_RADIOMICS_SETTINGS', `--label must be a number (a mask voxel value), got ${label}`);
     if (!mask.data.some((v) => v === label)) {
       throw new RadiomicsError('TWF_E_RADIOMICS_EMPTY_ROI', `the mask ${opts.mask} has no voxel with label ${label}`);
     }

@@ -36,7 +36,7 @@ export function checkSameGrid(image: Grid, mask: Grid): void {
  * edge value.
  */
 export function resampleTrilinear(g: Grid, spacingMm: [number, number, number]): Grid {
-  const [na, nb, nc] = g.dims;
+  const [na, nb] = g.dims;
   const n = [0, 1, 2].map((a) => Math.max(1, Math.ceil((g.dims[a] * g.spacingMm[a]) / spacingMm[a] - 1e-9))) as [number, number, number];
   const start = [0, 1, 2].map((a) => (g.spacingMm[a] * (g.dims[a] - 1) - spacingMm[a] * (n[a] - 1)) / (2 * g.spacingMm[a]));
   const step = [0, 1, 2].map((a) => spacingMm[a] / g.spacingMm[a]);
@@ -55,7 +55,6 @@ export function resampleTrilinear(g: Grid, spacingMm: [number, number, number]):
   const X = axis(0), Y = axis(1), Z = axis(2);
   const out = new Float32Array(n[0] * n[1] * n[2]);
   const at = (i: number, j: number, k: number) => g.data[i + na * (j + nb * k)];
-  void nc;
   for (let k = 0; k < n[2]; k++) for (let j = 0; j < n[1]; j++) for (let i = 0; i < n[0]; i++) {
     const x0 = X.lo[i], x1 = X.hi[i], wx = X.w[i];
     const y0 = Y.lo[j], y1 = Y.hi[j], wy = Y.w[j];
