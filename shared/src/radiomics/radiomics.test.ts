@@ -74,6 +74,36 @@ describe('marching cubes mesh', () => {
   });
 });
 
+describe('convex hull', () => {
+  it('random integer points: every point is inside or on every face, the hull is closed, and its vertices are input points', () => {
+    let seed = 777;
+    const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    for (let trial = 0; trial < 10; trial++) {
+      const n = 30 + rnd(200);
+      const pts = new Int32Array(3 * n).map(() => rnd(21) - 10);
+      const hull = convexHull(pts)!;
+      const t = hull.triangles;
+      const P = (i: number) => [pts[3 * i], pts[3 * i + 1], pts[3 * i + 2]];
+      for (let f = 0; f < t.length; f += 3) {
+        const [a, b, c] = [P(t[f]), P(t[f + 1]), P(t[f + 2])];
+        const u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]], v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        const nrm = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+        for (let p = 0; p < n; p++) {
+          const q = P(p);
+          const side = nrm[0] * (q[0] - a[0]) + nrm[1] * (q[1] - a[1]) + nrm[2] * (q[2] - a[2]);
+          assert.ok(side <= 0, `point ${p} outside face ${f / 3}`);
+        }
+      }
+      const edges = new Set<string>();
+      for (let f = 0; f < t.length; f += 3) for (let a = 0; a < 3; a++) edges.add(`${t[f + a]},${t[f + ((a + 1) % 3)]}`);
+      for (const e of edges) { const [x, y] = e.split(','); assert.ok(edges.has(`${y},${x}`), `open edge ${e}`); }
+    }
+  });
+  it('a single voxel with spacing 1 x 2 x 3 mm: the octahedron scales to volume 6/6 mm^3', () => {
+    close(meshVolumeMm3(marchingCubes(Uint8Array.from([1]), [1, 1, 1], [1, 2, 3])), 1);
+  });
+});
+
 describe('ellipsoid, eigenvalues', () => {
   it('ellipsoid area series of IBSI 3.1.23: exact for a sphere; for a spheroid P_v(1) = 1 leaves sum e^(2v) / (1 - 4v^2)', () => {
     close(ellipsoidArea(3, 3, 3), 4 * Math.PI * 9, 1e-12);
