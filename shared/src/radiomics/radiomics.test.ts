@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ImageVolume } from '../imaging/types.js';
-import { passesIbsi, parseReferenceTable, roundSignificant } from './ibsi.js';
+import { compareWithReference, formatCompliance, passesIbsi, parseReferenceTable, roundSignificant } from './ibsi.js';
 import {
   convexHull, discretise, ellipsoidArea, extractRadiomics, histogramFeatures, ivhFeatures, localIntensityFeatures, marchingCubes,
   meshAreaMm2, meshVolumeMm3, parseRadiomicsSettings, RadiomicsError, resampleTrilinear, statisticsFeatures, symmetricEigenvalues3,
@@ -254,6 +254,13 @@ describe('IBSI pass rule', () => {
     assert.ok(!passesIbsi(1186.05, 1200, 9));
     assert.ok(passesIbsi(2.1486, 2.15, 0));
     assert.ok(!passesIbsi(2.1449, 2.15, 0));
+  });
+  it('counts pass, fail, missing and no-consensus rows per family and lists the failing tags', () => {
+    const rows = parseReferenceTable('value;tolerance;tag\n556;4;morph_volume\n;;morph_vol_dens_ombb\n2.15;0;stat_mean\n1;0;stat_min\n');
+    const r = compareWithReference({ morph_volume: 559.6, stat_mean: 2.2, morph_vol_dens_ombb: 0.5 }, rows);
+    assert.deepEqual(r.families.map((f) => [f.family, f.pass, f.fail, f.missing, f.total, f.noConsensus]), [['morph', 1, 0, 0, 1, 1], ['stat', 0, 1, 1, 2, 0]]);
+    assert.deepEqual([r.total.pass, r.total.fail, r.total.missing, r.total.total], [1, 1, 1, 3]);
+    assert.match(formatCompliance(r, { listMissing: true }), /stat_mean: 2\.2 \(computed 2\.2\) vs 2\.15 \+\/- 0[\s\S]*missing tags[\s\S]*stat_min/);
   });
   it('parses value;tolerance;tag with empty no-consensus rows', () => {
     const rows = parseReferenceTable('reference value;tolerance;tag\n556;4;morph_volume\n;;morph_vol_dens_ombb\n');
