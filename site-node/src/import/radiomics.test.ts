@@ -10,6 +10,7 @@ import { initSodium } from '@twinfed/shared/crypto/sodium';
 import { readNiftiImage } from '@twinfed/shared/imaging/index';
 import { openSiteDb, type SiteDb } from '../db/index.js';
 import { importPath } from './index.js';
+import { radiomicsForMask } from './radiomics.js';
 
 // Real PET + tumour mask of one soft-tissue sarcoma patient, kept in the repository (examples/sts-pet, CC BY 3.0).
 const STS_010 = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../examples/sts-pet/STS_010');
@@ -52,6 +53,18 @@ describe('radiomics at import', () => {
     assert.ok(Math.abs(byTag.get('stat_max')! - max) < 1e-6 * Math.abs(max));
     // PET in SUV with bin width 0.25: more than one grey level, so texture is not degenerate.
     assert.ok(byTag.get('ih_max')! > 4, `ih_max ${byTag.get('ih_max')}`);
+  });
+
+  it('a ROI the features cannot handle gives a reason instead of an exception', () => {
+    const grid = { spacingMm: [1, 1, 1] as [number, number, number], originMm: [0, 0, 0] as [number, number, number], direction: [1, 0, 0, 0, 1, 0, 0, 0, 1], source: { format: 'nifti1' as const, files: [] } };
+    // MR-like intensities over 0..100000: bin width 25 gives 4000 grey levels, more than the texture matrices take.
+    const image = { ...grid, dims: [4, 4, 4] as [number, number, number], data: Float32Array.from({ length: 64 }, (_, i) => (i * 100000) / 63) };
+    const mask = { ...grid, dims: [4, 4, 4] as [number, number, number], data: new Float32Array(64).fill(1), labels: [] };
+    const r = radiomicsForMask(image, mask, 1, 'MR');
+    assert.equal(r.ok, false);
+    assert.match((r as { reason: string }).reason, /TWF_E_TEXTURE/);
+    const offGrid = radiomicsForMask(image, { ...mask, spacingMm: [2, 2, 2] }, 1, 'MR');
+    assert.match((offGrid as { reason: string }).reason, /TWF_E_RADIOMICS_GRID/);
   });
 
   it('re-importing the same bytes adds nothing; radiomics: false skips the features', async () => {

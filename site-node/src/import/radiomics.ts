@@ -1,5 +1,5 @@
 import type { ImageVolume, MaskVolume } from '@twinfed/shared/imaging/index';
-import { extractRadiomics, PYRADIOMICS_DEFAULT_SETTINGS, RadiomicsError, type RadiomicsSettings } from '@twinfed/shared/radiomics/index';
+import { extractRadiomics, PYRADIOMICS_DEFAULT_SETTINGS, type RadiomicsSettings } from '@twinfed/shared/radiomics/index';
 
 /**
  * Settings for the radiomics computed at import: PyRadiomics' defaults (fixed bin width 25, 3D, distance 1;
@@ -19,9 +19,9 @@ export type ImportRadiomics =
   | { ok: false; name: string; reason: string };
 
 /**
- * IBSI features of the voxels of `mask` equal to `label`, on `image`. Never throws for the ROI's own problems
- * (mask on another grid, empty ROI, non-finite intensities): the reason is returned so the import goes on and
- * says why features are missing.
+ * IBSI features of the voxels of `mask` equal to `label`, on `image`. Never throws: a problem of the ROI (mask
+ * on another grid, empty ROI, non-finite intensities, too many grey levels) is returned as the reason, so the
+ * import goes on and says why features are missing.
  */
 export function radiomicsForMask(image: ImageVolume, mask: MaskVolume, label: number, modality: string): ImportRadiomics {
   const { name, settings } = importRadiomicsSettings(modality);
@@ -30,7 +30,8 @@ export function radiomicsForMask(image: ImageVolume, mask: MaskVolume, label: nu
     const { features, warnings } = extractRadiomics(image, roi, settings);
     return { ok: true, name, features, warnings };
   } catch (e) {
-    if (e instanceof RadiomicsError) return { ok: false, name, reason: e.message };
-    throw e;
+    // RadiomicsError (grid, empty ROI, intensities) or TextureError (e.g. too many grey levels for the texture
+    // matrices): the mask is still imported, without features, and the import row says why.
+    return { ok: false, name, reason: e instanceof Error ? e.message : String(e) };
   }
 }
