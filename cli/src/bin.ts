@@ -13,6 +13,7 @@ import { twinShow, twinSimulate } from './commands/site-twin.js';
 import { evaluateSegmentation } from './commands/seg.js';
 import { compareResponse, evaluateResponseModel, formatResponseCompare, formatResponseEvaluation } from './commands/response.js';
 import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
+import { formatFeatures, radiomicsExtract } from './commands/radiomics.js';
 
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
@@ -303,6 +304,23 @@ response.command('compare')
   .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
     const r = compareResponse({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
     console.log(o.json ? JSON.stringify(r) : formatResponseCompare(r));
+  }));
+
+// ---------------------------------------------------------------- radiomics
+const radiomics = program.command('radiomics').description('IBSI radiomics features of a segmented lesion (docs/radiomics.md)');
+radiomics.command('extract')
+  .description('Features keyed by IBSI tag (morph_*, loc_*, stat_*, ih_*, ivh_*, cm_*, rlm_*, szm_*, dzm_*, ngt_*, ngl_*) of the ROI of a mask on an image')
+  .requiredOption('--image <file>', 'image (NIfTI, NRRD or DICOM file)')
+  .requiredOption('--mask <file>', 'mask on the same grid (non-zero voxels are the ROI)')
+  .option('--settings <file>', 'settings JSON (default: PyRadiomics-like, fixtures/radiomics/pyradiomics-default.json)')
+  .option('--label <n>', 'only mask voxels with this value are the ROI', (v) => Number(v))
+  .option('--json', 'print one JSON object, IBSI tag -> value')
+  .action(action((o: { image: string; mask: string; settings?: string; label?: number; json?: boolean }) => {
+    const r = radiomicsExtract({ image: resolve(o.image), mask: resolve(o.mask), settings: o.settings ? resolve(o.settings) : undefined, label: o.label });
+    if (o.json) {
+      for (const w of r.warnings) console.error(`warning: ${w}`);
+      console.log(JSON.stringify(r.features));
+    } else console.log(formatFeatures(r));
   }));
 
 // -------------------------------------------------------------------- demo

@@ -13,3 +13,4 @@ export * from './import/csv-mapping.js';
 export * from './twin/service.js';
 export * from './twin/plot-svg.js';
 export * from './response-trainer.js';
+export * from './import/radiomics.js';

@@ -145,6 +145,22 @@ export const masks = sqliteTable('masks', {
   fileDigest: text('file_digest').notNull(),
 });
 
+/**
+ * IBSI radiomics features of an imported mask (docs/radiomics.md), one row per feature, computed at import with
+ * the settings named in `settings` (see site-node/src/import/radiomics.ts). Never leaves the site.
+ */
+export const radiomicsFeatures = sqliteTable('radiomics_features', {
+  maskId: integer('mask_id').notNull(),
+  patientId: text('patient_id').notNull(),
+  lesionId: integer('lesion_id').notNull(),
+  /** Name of the extraction settings, e.g. pyradiomics-default or pyradiomics-default-pet. */
+  settings: text('settings').notNull(),
+  /** IBSI tag, e.g. morph_volume, cm_joint_max_3D_avg. */
+  tag: text('tag').notNull(),
+  /** Value in the feature's IBSI unit (mm, mm^2, mm^3, intensity units, grey levels); null when IBSI leaves it undefined for this ROI. */
+  value: real('value'),
+}, (t) => [primaryKey({ columns: [t.maskId, t.settings, t.tag] })]);
+
 /** Tumour burden at a time point: from a mask, or from a clinical measurement file. */
 export const measurements = sqliteTable('measurements', {
   id: integer('id').primaryKey({ autoIncrement: true }),

@@ -9,9 +9,10 @@ import {
   type ImageVolume, type ImportUnit, type MaskVolume,
 } from '@twinfed/shared/imaging/index';
 import type { SiteDb } from '../db/index.js';
-import { importedFiles, imagingSeries, lesions, masks, measurements, segSlices, timepoints, treatments, twinPatients } from '../db/schema.js';
+import { importedFiles, imagingSeries, lesions, masks, measurements, radiomicsFeatures, segSlices, timepoints, treatments, twinPatients } from '../db/schema.js';
 import { TwinService, type RefitResult } from '../twin/service.js';
 import { BUILTIN_MAPPINGS, mapMeasurementCsv, type CsvMapping } from './csv-mapping.js';
+import { radiomicsForMask, type ImportRadiomics } from './radiomics.js';
 
 export interface ImportOptions {
   /** Only these patients (ids as the importer derives them). */
@@ -27,6 +28,8 @@ export interface ImportOptions {
   day?: number;
   /** Refit the twins of patients whose measurements changed (default true). */
   refit?: boolean;
+  /** Compute IBSI radiomics features of every imported mask (default true; docs/radiomics.md). */
+  radiomics?: boolean;
 }
 
 export interface ImportRow {
@@ -153,6 +156,15 @@ async function importImageUnit(
   const patientId = patientOf(u, image);
   if (opts.patients && !opts.patients.includes(patientId)) return { unit: name, kind: u.kind, status: 'skipped', patientId, detail: 'patient not selected (--patients)' };
   const modality = modalityOf(image, u.files[0]);
+  // Radiomics of each mask label, computed before the transaction (pure, may take a second or two).
+  const radiomics = new Map<string, ImportRadiomics>();
+  if (opts.radiomics !== false) {
+    labelMasks.forEach((m, i) => {
+      for (const lab of m.labels.length ? m.labels : [{ value: 1, name: 'GTV' }]) {
+        if (maskVoxelCount(m, lab.value) > 0) radiomics.set(`${i}:${lab.value}`, radiomicsForMask(image, m, lab.value, modality));
+      }
+    });
+  }
   const studyDate = image.studyDate && /^\d{8}$/.test(image.studyDate) ? image.studyDate : null;
 
   try {
@@ -174,7 +186,7 @@ async function importImageUnit(
         fileDigest: digest, path: u.files[0],
       }).returning({ id: imagingSeries.id }).get();
       const notes: string[] = [`${modality} ${image.dims.join('x')} @ ${image.spacingMm.map((s) => s.toFixed(2)).join('x')} mm, day ${day}`];
-      for (const m of labelMasks) {
+      for (const [maskIndex, m] of labelMasks.entries()) {
         for (const lab of m.labels.length ? m.labels : [{ value: 1, name: 'GTV' }]) {
           const voxels = maskVoxelCount(m, lab.value);
           if (voxels === 0) continue;
@@ -182,7 +194,16 @@ async function importImageUnit(
           const lesion = tx.select().from(lesions).where(and(eq(lesions.patientId, patientId), eq(lesions.name, lab.name))).get()!;
           const volumeMm3 = maskVolumeMm3(m, lab.value);
           const diameter = longestDiameterMm(m, 'in-plane', lab.value);
-          tx.insert(masks).values({ seriesId: series.id, lesionId: lesion.id, origin: u.rtstructs?.length ? 'rtstruct' : 'manual', voxels, volumeMm3, longestDiameterMm: diameter, fileDigest: digest }).run();
+          const mask = tx.insert(masks).values({ seriesId: series.id, lesionId: lesion.id, origin: u.rtstructs?.length ? 'rtstruct' : 'manual', voxels, volumeMm3, longestDiameterMm: diameter, fileDigest: digest })
+            .returning({ id: masks.id }).get();
+          const rad = radiomics.get(`${maskIndex}:${lab.value}`);
+          if (rad?.ok) {
+            const rows = Object.entries(rad.features).map(([tag, value]) => ({
+              maskId: mask.id, patientId, lesionId: lesion.id, settings: rad.name, tag, value: Number.isFinite(value) ? value : null,
+            }));
+            for (let r = 0; r < rows.length; r += 200) tx.insert(radiomicsFeatures).values(rows.slice(r, r + 200)).run();
+            notes.push(`${lab.name}: ${rows.length} radiomics features (${rad.name})${rad.warnings.length ? ` [${rad.warnings.join('; ')}]` : ''}`);
+          } else if (rad) notes.push(`${lab.name}: no radiomics features: ${rad.reason}`);
           tx.insert(measurements).values({ patientId, lesionId: lesion.id, timepointId: tp.id, day, volumeMm3, longestDiameterMm: diameter, source: 'mask', sourceDigest: digest })
             .onConflictDoUpdate({ target: [measurements.patientId, measurements.lesionId, measurements.day, measurements.source], set: { volumeMm3, longestDiameterMm: diameter, sourceDigest: digest } }).run();
           changed.add(patientId);

@@ -1,0 +1,22 @@
+/**
+ * Errors of the radiomics feature extraction. `code` is stable (the CLI and UIs key on it); the message says
+ * what was wrong and what to do about it.
+ */
+export const RADIOMICS_ERRORS = {
+  TWF_E_RADIOMICS_GRID: 'The mask must lie on the same voxel grid as the image (same dims, spacing, origin and direction); resample the mask onto the image grid first.',
+  TWF_E_RADIOMICS_EMPTY_ROI: 'The region of interest has no voxel left; check the mask label, and the re-segmentation range if one is set.',
+  TWF_E_RADIOMICS_SETTINGS: 'A radiomics setting is missing or out of range; see docs/radiomics.md for the settings file format.',
+  TWF_E_RADIOMICS_FILE: 'An input file (image, mask or settings) cannot be read or parsed; check the path and the file.',
+  TWF_E_RADIOMICS_INTENSITY: 'The intensities cannot be used as they are with these settings; choose a discretisation (fbn or fbs) or check the image.',
+} as const;
+
+export type RadiomicsErrorCode = keyof typeof RADIOMICS_ERRORS;
+
+export class RadiomicsError extends Error {
+  readonly code: RadiomicsErrorCode;
+  constructor(code: RadiomicsErrorCode, detail: string) {
+    super(`${code}: ${detail} (${RADIOMICS_ERRORS[code]})`);
+    this.name = 'RadiomicsError';
+    this.code = code;
+  }
+}
