@@ -107,12 +107,13 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
   .option('--patient <id>', 'patient id for image files that carry none (NIfTI, NRRD)')
   .option('--day <n>', 'day of those images relative to treatment start', (v) => Number(v))
   .option('--no-refit', 'do not recalibrate the twins of patients whose measurements changed (faster bulk import)')
+  .option('--no-radiomics', 'do not compute IBSI radiomics features of imported masks (docs/radiomics.md)')
   .option('--json', 'print the per-file report as JSON')
-  .action(action(async (path: string, o: { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; json?: boolean }) => {
+  .action(action(async (path: string, o: { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; radiomics: boolean; json?: boolean }) => {
     const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
     if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
     const store = await openSiteStore(resolve(o.dataDir));
-    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}), refit: o.refit }).finally(store.close);
+    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}), refit: o.refit, radiomics: o.radiomics }).finally(store.close);
     print(!!o.json, report, () => [
       ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
       ...report.refits.filter((r) => r.selected).map((r) => `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`),

@@ -160,7 +160,7 @@ export type DeltaLog = Map<number, { delta: Float32Array; n: number }>;
 export async function realSite(url: string, dir: string, name: string, patients: string[], val: string[]): Promise<{ node: SiteNode; deltas: DeltaLog }> {
   await enrolNewSite(url, dir, name);
   const { db, audit } = await openSiteStore(dir);
-  const rep = await importPath(db, audit, STS_DIR, { patients, val, size: 16, refit: false });
+  const rep = await importPath(db, audit, STS_DIR, { patients, val, size: 16, refit: false, radiomics: false });
   const done = rep.rows.filter((r) => r.status === 'imported');
   if (done.length !== patients.length) throw new Error(`import: ${JSON.stringify(rep.rows.filter((r) => r.status !== 'skipped'))}`);
   const real = await createUNetTrainer(db, { backend: 'wasm' });
