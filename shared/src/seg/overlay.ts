@@ -82,7 +82,7 @@ const GLYPHS: Record<string, string> = {
   ' ': '...............', '_': '............###', '+': '....#.###.#....',
 };
 function glyph(ch: string): string {
-  return GLYPHS[ch.toUpperCase()] ?? GLYPHS['?'] ?? GLYPHS[' '];
+  return GLYPHS[ch.toUpperCase()] ?? GLYPHS[' ']; // characters without a glyph print as a space
 }
 
 /** Draws `text` with the 3 x 5 font at (x, y), each font cell `px` pixels; returns the end x. */
