@@ -14,6 +14,7 @@ import { evaluateSegmentation } from './commands/seg.js';
 import { compareResponse, evaluateResponseModel, formatResponseCompare, formatResponseEvaluation } from './commands/response.js';
 import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
 import { formatFeatures, radiomicsExtract } from './commands/radiomics.js';
+import { explainSegmentation, formatExplain } from './commands/seg-explain.js';
 
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
@@ -244,7 +245,7 @@ twin.command('evaluate')
   }));
 
 // -------------------------------------------------------------- segmentation
-const seg = program.command('seg').description('Segmentation models: evaluation');
+const seg = program.command('seg').description('Segmentation models: evaluation, comparison, explanations');
 seg.command('evaluate')
   .description('3D Dice and HD95 (mm) per patient of a model folder on DIR/PATIENT/{MOD}_image.nii.gz + {MOD}_mask.nii.gz, with the 40%-SUVmax baseline')
   .requiredOption('--model <dir>', 'model folder (model.json + weights.bin)')
@@ -264,6 +265,22 @@ seg.command('evaluate')
     for (const p of r.patients) console.log(`${p.patientId.padEnd(8)} ${f(p.dice)}  ${f(p.hd95Mm)}    |             ${f(p.thresholdDice)}  ${f(p.thresholdHd95Mm)}`);
     console.log(`mean     ${f(r.meanDice)}  ${f(r.meanHd95Mm)}    |             ${f(r.threshold.meanDice)}  ${f(r.threshold.meanHd95Mm)}`);
     console.log(`median   ${f(r.medianDice)}            |             ${f(r.threshold.medianDice)}\n${r.n} patients`);
+  }));
+
+seg.command('explain')
+  .description('Grad-CAM of the tumour prediction on one slice: writes an overlay PNG (PET, heat map, reference and predicted contours)')
+  .requiredOption('--model <dir>', 'model folder (model.json + weights.bin)')
+  .requiredOption('--data <dir>', 'folder of patient folders')
+  .requiredOption('--patient <id>', 'patient folder, e.g. STS_005')
+  .option('--slice <z>', 'axial index (default: the slice with the largest reference-mask area)', (v) => Number(v))
+  .option('--modality <mod>', 'file prefix / modality', 'PET')
+  .option('--layer <name>', 'layer explained: down0.., bottleneck (default), up{depth-1}..up0')
+  .option('--out <file>', 'PNG to write (default out/explain/PATIENT_zZ_LAYER.png)')
+  .option('--scale <k>', 'upscale factor of the picture', (v) => Number(v), 6)
+  .option('--json', 'print the result as one JSON object')
+  .action(action(async (o: { model: string; data: string; patient: string; slice?: number; modality: string; layer?: string; out?: string; scale: number; json?: boolean }) => {
+    const r = await explainSegmentation({ modelDir: resolve(o.model), dataDir: resolve(o.data), patient: o.patient, slice: o.slice, modality: o.modality, layer: o.layer, out: o.out ? resolve(o.out) : undefined, scale: o.scale });
+    print(!!o.json, r, () => formatExplain(r));
   }));
 
 seg.command('compare')

@@ -21,3 +21,4 @@ export {
 export { sniffFormat, type SniffedFormat } from './sniff.js';
 export { readImageFile } from './read.js';
 export { scanFolder, loadImportUnit, type ImportUnit, type FolderScan } from './folder.js';
+export { encodePngRgb, crc32, PNG_SIGNATURE, type RgbImage } from './png.js';

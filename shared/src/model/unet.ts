@@ -156,11 +156,51 @@ export function disposeUNet(model: UNet): void {
   for (const p of model.params) p.dispose();
 }
 
+/**
+ * Named intermediate activations of the forward pass (each after its block's last ReLU):
+ * `down0`..`down{depth-1}` (encoder blocks, before pooling; also the skip tensors),
+ * `bottleneck`, then `up{depth-1}`..`up0` (decoder blocks; `up0` feeds the 1x1 head).
+ */
+export function unetLayerNames(config: Pick<UNetConfig, 'depth'>): string[] {
+  const names: string[] = [];
+  for (let d = 0; d < config.depth; d++) names.push(`down${d}`);
+  names.push('bottleneck');
+  for (let d = config.depth - 1; d >= 0; d--) names.push(`up${d}`);
+  return names;
+}
+
+/** Shape [B, h, w, channels] of a named activation for a B x H x W input. */
+export function unetLayerShape(config: UNetConfig, layer: string, B: number, H: number, W: number): [number, number, number, number] {
+  const { depth, base } = config;
+  let level: number;
+  if (layer === 'bottleneck') level = depth;
+  else {
+    const m = /^(down|up)(\d+)$/.exec(layer);
+    level = m ? Number(m[2]) : NaN;
+    if (!(level >= 0 && level < depth)) {
+      throw new Error(`unknown U-Net layer '${layer}'; this model (depth ${depth}) has ${unetLayerNames(config).join(', ')}`);
+    }
+  }
+  const f = 2 ** level;
+  return [B, H / f, W / f, base * f];
+}
+
+export interface ForwardOptions {
+  /**
+   * Called with every named activation (see unetLayerNames) in forward order; the tensor it
+   * returns replaces the activation downstream (skip connection included). Used to read
+   * activations or inject a zero perturbation whose gradient equals the activation's gradient
+   * (Grad-CAM). Parameter order and the wire format are untouched.
+   */
+  tap?: (layer: string, h: tf.Tensor4D) => tf.Tensor4D;
+}
+
 /** Logits [B, H, W, nClasses] for images [B, H, W, inChannels]. Call inside tf.tidy. */
-export function unetLogits(model: UNet, x: tf.Tensor4D): tf.Tensor4D {
+export function unetLogits(model: UNet, x: tf.Tensor4D, opts: ForwardOptions = {}): tf.Tensor4D {
   const { depth } = model.config;
   const [, H, W] = x.shape;
   if (H % 2 ** depth !== 0 || W % 2 ** depth !== 0) throw new Error(`input ${H}x${W} not divisible by 2^${depth}`);
+  const tap = opts.tap ?? ((_: string, h: tf.Tensor4D) => h);
   let i = 0;
   const next = () => model.params[i++];
   const convRelu = (h: tf.Tensor4D) => {
@@ -174,11 +214,11 @@ export function unetLogits(model: UNet, x: tf.Tensor4D): tf.Tensor4D {
   let h = x;
   const skips: tf.Tensor4D[] = [];
   for (let d = 0; d < depth; d++) {
-    h = block(h);
+    h = tap(`down${d}`, block(h));
     skips.push(h);
     h = tf.maxPool(h, 2, 2, 'valid');
   }
-  h = block(h);
+  h = tap('bottleneck', block(h));
   for (let d = depth - 1; d >= 0; d--) {
     const k = next() as tf.Tensor4D;
     const b = next() as tf.Tensor1D;
@@ -196,7 +236,7 @@ export function unetLogits(model: UNet, x: tf.Tensor4D): tf.Tensor4D {
       tf.fused.conv2d({ x: skip, filter: tf.slice(k1, [0, 0, 0, 0], [kh, kw, c, cout]), strides: 1, pad: 'same', bias: b1 }),
       tf.conv2d(up, tf.slice(k1, [0, 0, c, 0], [kh, kw, k1.shape[2] - c, cout]), 1, 'same'),
     );
-    h = convRelu(tf.relu(pre) as tf.Tensor4D);
+    h = tap(`up${d}`, convRelu(tf.relu(pre) as tf.Tensor4D));
   }
   const k = next() as tf.Tensor4D;
   const b = next() as tf.Tensor1D;
