@@ -1,16 +1,8 @@
-import Database from 'better-sqlite3';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { SegmentationSpec } from '@twinfed/protocols';
-import { LeadClient } from './http.js';
-import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
-
-export const BIN = fileURLToPath(new URL('./bin.js', import.meta.url));
-export const REPO = resolve(dirname(BIN), '../..');
+import { formatCompare, formatVerify } from './commands/audit.js';
+import { DemoProcesses, REPO, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
 /** The project's copy of the STS PET data (see examples/sts-pet/README.md for source and licence). */
 export const DEFAULT_STS_DIR = join(REPO, 'examples', 'sts-pet');
 
@@ -62,28 +54,6 @@ interface StudyStatusT {
   }[];
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? res(a.port) : rej(new Error('no port'))));
-    });
-  });
-}
-
-export function run(args: string[], label: string): Promise<string> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => (code === 0 ? res(out) : rej(new Error(`${label} failed (exit ${code}): ${err || out}`))));
-  });
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (x: number | null | undefined, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? '  n/a' : x.toFixed(d));
 
 /**
@@ -98,28 +68,12 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
   const out = opts.outDir;
   for (const d of ['coordinator', 'site-a', 'site-b', 'site-c', 'model']) rmSync(join(out, d), { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
-  const adminToken = randomBytes(18).toString('base64url');
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const children: ChildProcess[] = [];
-  const stopAll = () => children.forEach((c) => c.exitCode === null && c.kill('SIGTERM'));
-  process.on('exit', stopAll);
+  const procs = new DemoProcesses();
   const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${s}`);
 
   try {
+    const { url, lead } = await procs.startCoordinator(join(out, 'coordinator'));
     say(`coordinator on ${url} (data in ${join(out, 'coordinator')})`);
-    const coordProc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', join(out, 'coordinator'), '--port', String(port), '--admin-token', adminToken, '--log-level', 'warn', '--tick-ms', '500'], { stdio: ['ignore', 'ignore', 'inherit'] });
-    children.push(coordProc);
-    const lead = new LeadClient(url, adminToken);
-    for (let i = 0; ; i++) {
-      try {
-        await lead.call('GET', '/healthz');
-        break;
-      } catch {
-        if (i > 100) throw new Error('coordinator did not start');
-        await sleep(200);
-      }
-    }
 
     const siteDirs = DEMO_SITES.map((_, i) => join(out, `site-${'abc'[i]}`));
     await Promise.all(DEMO_SITES.map(async (s, i) => {
@@ -136,47 +90,20 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
 
     const sitesInfo: { name: string; siteId: string; backend: string }[] = [];
     DEMO_SITES.forEach((s, i) => {
-      const cfg = JSON.parse(readFileSync(join(siteDirs[i], 'site.json'), 'utf8')) as { siteId: string };
-      const info = { name: s.name, siteId: cfg.siteId, backend: '?' };
+      const info = { name: s.name, siteId: siteIdOf(siteDirs[i]), backend: '?' };
       sitesInfo.push(info);
-      const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', siteDirs[i], '--json-events'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(p);
-      let buf = '';
-      p.stdout!.on('data', (d) => {
-        buf += d;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          try {
-            const e = JSON.parse(line) as { event: string; level?: string; msg?: string; code?: string; detail?: string };
-            if (e.event === 'log' && e.level === 'error') say(`${s.name}: ERROR ${e.msg}`);
-            if (e.event === 'rejected' && e.code !== 'TWF_E_STUDY_NOT_APPROVED') say(`${s.name}: refused ${e.code} ${e.detail}`);
-          } catch { /* not an event line */ }
-        }
-      });
-      p.stderr!.on('data', (d) => {
-        const m = /backend (\w+) \((.*)\)/.exec(String(d));
-        if (m) {
-          info.backend = m[1];
-          say(`${s.name} (${cfg.siteId}) running; ${m[2]}`);
-        }
+      procs.startSite(siteDirs[i], s.name, say, {
+        onStderr: (d) => {
+          const m = /backend (\w+) \((.*)\)/.exec(d);
+          if (m) {
+            info.backend = m[1];
+            say(`${s.name} (${info.siteId}) running; ${m[2]}`);
+          }
+        },
       });
     });
 
-    // Each site's privacy officer approves the study once it has been announced there.
-    await Promise.all(siteDirs.map(async (dir, i) => {
-      for (;;) {
-        const db = existsSync(join(dir, 'site.db')) ? new Database(join(dir, 'site.db'), { readonly: true, fileMustExist: true }) : null;
-        const row = db?.prepare('select manifest_hash from studies where study_id = ?').get(study.studyId) as { manifest_hash: string } | undefined;
-        db?.close();
-        if (row) {
-          await run(['site', 'approve', study.studyId, '--data-dir', dir, '--officer', `Privacy officer, ${DEMO_SITES[i].name}`, '--hash', row.manifest_hash], 'approve');
-          return;
-        }
-        await sleep(300);
-      }
-    }));
+    await approveWhenAnnounced(siteDirs, study.studyId, DEMO_SITES.map((s) => `Privacy officer, ${s.name}`));
     say('privacy officers approved the manifest at all three sites; sites join, key dealer seals the study key to each site');
 
     const nameOf = (id: string) => sitesInfo.find((s) => s.siteId === id)?.name ?? id;
@@ -205,26 +132,14 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     }
 
     // Wait until the first site has written the final model, then stop everything.
-    const modelSrc = join(siteDirs[0], 'models', study.studyId);
-    for (let i = 0; i < 100 && !existsSync(join(modelSrc, 'model.json')); i++) await sleep(200);
-    stopAll();
-    await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.on('exit', r)))));
+    const modelSrc = await finalModelDir(siteDirs[0], study.studyId);
+    await procs.stopAndWait();
     cpSync(modelSrc, join(out, 'model'), { recursive: true });
 
     console.log('\naudit logs');
-    const coordDb = join(out, 'coordinator', 'coordinator.db');
-    const coordKey = (JSON.parse(readFileSync(join(siteDirs[0], 'site.json'), 'utf8')) as { coordinatorPublicKey: string }).coordinatorPublicKey;
-    const cdb = new Database(coordDb, { readonly: true });
-    const siteKeys = new Map((cdb.prepare('select site_id, ed25519_public_key from sites').all() as { site_id: string; ed25519_public_key: string }[]).map((r) => [r.site_id, r.ed25519_public_key]));
-    cdb.close();
-    // Each log is verified with the key its counterpart pinned, not the key it records itself.
-    const verdicts = [await verifyAuditDb(coordDb, coordKey)];
-    for (let i = 0; i < siteDirs.length; i++) verdicts.push(await verifyAuditDb(join(siteDirs[i], 'site.db'), siteKeys.get(sitesInfo[i].siteId)));
+    const { verdicts, compares, ok: auditVerified } = await verifyDemoAudits(join(out, 'coordinator', 'coordinator.db'), siteDirs);
     for (const v of verdicts) console.log(formatVerify(v));
-    const compares = [];
-    for (const dir of siteDirs) compares.push(await compareAuditDbs(join(dir, 'site.db'), coordDb));
     for (const c of compares) console.log(formatCompare(c));
-    const auditVerified = verdicts.every((v) => v.ok) && compares.every((c) => c.ok);
 
     const closed = status.roundSummaries.filter((r) => r.state === 'closed');
     const r0 = roundZero(status) ?? [];
@@ -257,10 +172,8 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);
     return auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;
   } finally {
-    stopAll();
-    process.off('exit', stopAll);
+    procs.dispose();
   }
-
 }
 
 /** Validation Dice pooled over sites, weighted by each site's number of validation patients. */
