@@ -25,7 +25,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32 } from '../model/prng.js';
-import { countParams, createUNet, disposeUNet, segmentationLoss, unetLogits, type UNetConfig } from '../model/unet.js';
+import { countParams, createUNet, disposeUNet, getFlatWeights, segmentationLoss, unetLogits, type UNetConfig } from '../model/unet.js';
+import { FlatAdam } from '../train/adam.js';
 import { selectBackend, type BackendName } from '../train/backend.js';
 import { DataParallelTrainer } from '../train/parallel.js';
 import { ALL_WASM_KERNELS, registerWasmTrainingKernels, type WasmKernelSet } from '../train/wasm-kernels.js';
@@ -137,6 +138,8 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
   const y = tf.tensor4d(data.y, [B, size, size, nClasses]);
   const opt = tf.train.adam(LEARNING_RATE);
   const parallel = v.workers ? await DataParallelTrainer.start(REFERENCE_NET, { workers: v.workers, kernels: v.kernels }) : undefined;
+  const flat = parallel ? getFlatWeights(model) : undefined;
+  const flatAdam = flat ? new FlatAdam(flat.length, { learningRate: LEARNING_RATE, epsilon: tf.backend().epsilon() }) : undefined;
   const times: number[] = [];
   let loss = NaN;
   try {
@@ -144,7 +147,7 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
       if (i === warmup) timer?.clear();
       const t0 = performance.now();
       if (parallel) {
-        loss = await parallel.step(model, opt, data.x, data.y, B, 0);
+        loss = await parallel.step(flat!, flatAdam!, data.x, data.y, B, 0);
       } else {
         const cost = opt.minimize(() => segmentationLoss(unetLogits(model, x), y, { diceWeight: 0 }), true, model.params)!;
         loss = (await cost.data())[0];

@@ -9,3 +9,4 @@ export {
 } from './train.js';
 export { fedAvg } from './fedavg.js';
 export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
+export { FlatAdam, type FlatAdamOptions } from './adam.js';

@@ -5,16 +5,18 @@
  * backend (the wasm build runs one thread per instance, so this is how a second core
  * gets used); a batch is split into contiguous shards, every worker returns the
  * gradient of its share of the batch loss, the main thread adds them up and applies
- * the optimiser. The sum of the shard gradients is the batch gradient (parallel-shard.ts
+ * Adam (adam.ts, the tfjs formulation in one JavaScript loop). The sum of the shard gradients is the batch gradient (parallel-shard.ts
  * shows why that holds for the soft-Dice term too), so a step is the single-thread step
  * up to float summation order.
  *
  * The main thread only adds gradients and runs Adam, so its event loop stays free
- * (heartbeats flow) while the workers compute.
+ * (heartbeats flow) while the workers compute. Workers start in ~0.2-0.5 s (each loads
+ * its own wasm module), so trainLocal starts them once per call, not per step.
  */
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import { countParams, getFlatWeights, type UNet, type UNetConfig } from '../model/unet.js';
+import { countParams, type UNetConfig } from '../model/unet.js';
+import type { FlatAdam } from './adam.js';
 import type { BackendName } from './backend.js';
 import { addDiceSums, diceCoefficients, type DiceCoefficients, type DiceSums } from './parallel-shard.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './parallel-worker.js';
@@ -148,19 +150,15 @@ export class DataParallelTrainer {
     return { loss: ce + (coef?.diceLoss ?? 0), grads };
   }
 
-  /** One optimiser step of `model` on the batch; returns the batch loss before the step. */
-  async step(model: UNet, optimizer: tf.Optimizer, x: Float32Array, y: Float32Array, bs: number, diceWeight: number): Promise<number> {
-    const w = getFlatWeights(model);
-    if (w.length !== countParams(this.config)) throw new Error('DataParallelTrainer.step: model does not match the workers\' configuration');
+  /**
+   * One Adam step on the batch: updates the flat weights `w` (wire order) in place and
+   * returns the batch loss before the step. The caller owns `w` and `adam`, and copies
+   * `w` into its model when done (setFlatWeights), not every step.
+   */
+  async step(w: Float32Array, adam: FlatAdam, x: Float32Array, y: Float32Array, bs: number, diceWeight: number): Promise<number> {
+    if (w.length !== countParams(this.config)) throw new Error('DataParallelTrainer.step: weights do not match the workers\' U-Net configuration');
     const { loss, grads } = await this.gradient(w, x, y, bs, diceWeight);
-    const named: tf.NamedTensorMap = {};
-    let o = 0;
-    for (const p of model.params) {
-      named[p.name] = tf.tensor(grads.subarray(o, o + p.size), p.shape, 'float32');
-      o += p.size;
-    }
-    optimizer.applyGradients(named);
-    tf.dispose(Object.values(named));
+    adam.step(w, grads);
     return loss;
   }
 

@@ -16,7 +16,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SliceSet } from '../data/slices.js';
 import { deriveSeed, mulberry32, permutation } from '../model/prng.js';
-import { segmentationLoss, unetLogits, type UNet } from '../model/unet.js';
+import { getFlatWeights, segmentationLoss, setFlatWeights, unetLogits, type UNet } from '../model/unet.js';
+import { FlatAdam } from './adam.js';
 import { DataParallelTrainer, workersFromEnv } from './parallel.js';
 
 export interface TrainProgress {
@@ -101,6 +102,9 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   const nWorkers = opts.workers ?? workersFromEnv();
   if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new Error(`trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
   const parallel = nWorkers > 0 ? await DataParallelTrainer.start(model.config, { workers: nWorkers }) : undefined;
+  // Parallel: the main thread keeps the weights flat and runs Adam in JavaScript (same maths).
+  const flat = parallel ? getFlatWeights(model) : undefined;
+  const flatAdam = flat ? new FlatAdam(flat.length, { learningRate, epsilon: tf.backend().epsilon() }) : undefined;
   const optimizer = tf.train.adam(learningRate);
   let steps = 0;
   let epochLoss = 0;
@@ -123,7 +127,7 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
         }
         let loss: number;
         if (parallel) {
-          loss = await parallel.step(model, optimizer, xs, ys, bs, diceWeight);
+          loss = await parallel.step(flat!, flatAdam!, xs, ys, bs, diceWeight);
         } else {
           const x = tf.tensor4d(xs, [bs, s, s, 1]);
           const y = tf.tensor4d(ys, [bs, s, s, nClasses]);
@@ -143,6 +147,7 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
     optimizer.dispose();
     await parallel?.close();
   }
+  if (flat) setFlatWeights(model, flat);
   return { loss: epochSteps > 0 ? epochLoss / epochSteps : NaN, nSamples: data.n, steps, ms: performance.now() - t0 };
 }
 
