@@ -161,6 +161,23 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     });
   }
 
+  for (const [k, c] of [
+    { shape: [4, 5, 6, 3], axis: [0, 1, 2], keepDims: false }, // bias gradient
+    { shape: [4, 5, 6, 3], axis: [2, 0, 1], keepDims: true }, // same axes, any order, kept dims
+    { shape: [7, 5], axis: 0, keepDims: false }, // rank 2
+    { shape: [4, 5, 6, 3], axis: [1, 2], keepDims: false }, // not all leading axes: stock kernel
+    { shape: [4, 5, 6, 3], axis: [-1], keepDims: true }, // last axis: stock kernel
+  ].entries()) {
+    it(`Sum: shape ${c.shape} axis ${c.axis} keepDims ${c.keepDims}`, async () => {
+      const x = randn(size(c.shape), 900 + k);
+      const attrs = { axis: c.axis, keepDims: c.keepDims };
+      const w = await runOn('wasm', 'Sum', { x: { shape: c.shape, data: x } }, attrs);
+      const cpu = await runOn('cpu', 'Sum', { x: { shape: c.shape, data: x } }, attrs);
+      assert.deepEqual(w.shape, cpu.shape);
+      assertClose(w.data, cpu.data, 'wasm vs cpu', 1e-5);
+    });
+  }
+
   it('covers every Conv2DBackpropInput algorithm', () => {
     const paths = new Set(CASES.map((c) => backpropInputPath(c.x, c.f, c.strides, c.pad)));
     assert.deepEqual([...paths].sort(), ['conv', 'depth-to-space', 'stock', 'zero-insert']);

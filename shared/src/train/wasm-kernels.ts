@@ -397,9 +397,40 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------
+// Sum over every axis but the last (bias gradients)
+
+let stockSum: KernelConfig | undefined;
+
+/**
+ * The gradient of a per-channel bias is dy summed over batch, rows and columns. The stock
+ * wasm Sum first transposes the reduced axes innermost (a full copy of dy); summing rows
+ * of C channels in place is one pass. Other reductions go to the stock kernel.
+ */
+function sumLeadingAxes(args: KernelArgs): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const { x } = args.inputs as Record<string, TensorInfo>;
+  const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+  const r = x.shape.length;
+  const axes = [...new Set(tf.util.parseAxisParam(axis, x.shape))].sort((p, q) => p - q);
+  const leading = r >= 2 && axes.length === r - 1 && axes.every((a, i) => a === i);
+  if (!leading || x.dtype !== 'float32') return (stockSum as KernelConfig).kernelFunc(args) as TensorInfo;
+  const C = x.shape[r - 1];
+  const outShape = keepDims ? [...x.shape.slice(0, -1).map(() => 1), C] : [C];
+  const out = backend.makeOutput(outShape, 'float32');
+  const o = backend.typedArrayFromHeap(out) as Float32Array;
+  const v = backend.typedArrayFromHeap(x) as Float32Array;
+  const acc = new Float64Array(C);
+  for (let i = 0; i < v.length; i += C) {
+    for (let c = 0; c < C; c++) acc[c] += v[i + c];
+  }
+  o.set(acc);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 
 /** Kernels this module adds to or replaces in the wasm backend. */
-export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad'] as const;
+export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum'] as const;
 
 /**
  * Which Twinfed kernels to register; for benchmarks that compare against the stock
@@ -414,7 +445,7 @@ export interface WasmKernelSet {
   backpropFilterMatMul: boolean;
   /** Replace the stock scalar-loop Conv2DBackpropInput. */
   backpropInput: boolean;
-  /** Replace the stock MaxPoolGrad. */
+  /** Replace the stock MaxPoolGrad, and Sum over all axes but the last (bias gradients). */
   maxPoolGrad: boolean;
 }
 
@@ -442,6 +473,14 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = ALL_WASM_KERNEL
   if (set.maxPoolGrad) {
     if (tf.getKernel('MaxPoolGrad', WASM) != null) tf.unregisterKernel('MaxPoolGrad', WASM);
     tf.registerKernel({ kernelName: 'MaxPoolGrad', backendName: WASM, kernelFunc: maxPoolGrad as KernelFunc });
+    const sum = tf.getKernel('Sum', WASM);
+    if (sum == null) throw new Error('tfjs-backend-wasm has no Sum to fall back to');
+    stockSum = sum;
+    tf.unregisterKernel('Sum', WASM);
+    // The stock kernel binds its wasm export in setupFunc; keep it for the fallback.
+    tf.registerKernel({ kernelName: 'Sum', backendName: WASM, setupFunc: sum.setupFunc, kernelFunc: sumLeadingAxes as KernelFunc });
+    const active = tf.findBackend(WASM);
+    if (active != null && sum.setupFunc != null) sum.setupFunc(active);
   }
   if (!set.backpropInput) return wasmRegistered;
   const stock = tf.getKernel('Conv2DBackpropInput', WASM);
