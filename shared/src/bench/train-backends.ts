@@ -54,7 +54,7 @@ const TFJS_VARIANTS: TfjsVariant[] = [
     id: 'wasm-v1', label: 'tfjs wasm + Twinfed kernels v1 (dilated-conv dW, conv dx)', backend: 'wasm',
     kernels: { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: false },
   },
-  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (MatMul dW, MaxPoolGrad)', backend: 'wasm', kernels: ALL_WASM_KERNELS },
+  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (MatMul dW, MaxPoolGrad, bias Sum)', backend: 'wasm', kernels: ALL_WASM_KERNELS },
   { id: 'wasm-workers-2', label: 'tfjs wasm + Twinfed kernels, 2 data-parallel workers', backend: 'wasm', kernels: ALL_WASM_KERNELS, workers: 2 },
   { id: 'cpu', label: "tfjs cpu (pure JS, Twinfed's dW)", backend: 'cpu', slow: true },
 ];
