@@ -66,6 +66,12 @@ export interface StepResult {
   /** Why the variant did not run (ok = false). */
   why?: string;
   msPerStepMedian?: number;
+  /**
+   * Median CPU time per step of the whole process (all threads), ms. Less disturbed than
+   * wall time by other processes on a shared machine, so it shows kernel changes better;
+   * wall time is what a site waits.
+   */
+  cpuMsPerStepMedian?: number;
   msPerStepMin?: number;
   msPerStepMax?: number;
   steps?: number;
@@ -141,11 +147,13 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
   const flat = parallel ? getFlatWeights(model) : undefined;
   const flatAdam = flat ? new FlatAdam(flat.length, { learningRate: LEARNING_RATE, epsilon: tf.backend().epsilon() }) : undefined;
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   let loss = NaN;
   try {
     for (let i = 0; i < warmup + steps; i++) {
       if (i === warmup) timer?.clear();
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       if (parallel) {
         loss = await parallel.step(flat!, flatAdam!, data.x, data.y, B, 0);
       } else {
@@ -153,7 +161,11 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
         loss = (await cost.data())[0];
         cost.dispose();
       }
-      if (i >= warmup) times.push(performance.now() - t0);
+      if (i >= warmup) {
+        times.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpuTimes.push((c.user + c.system) / 1000);
+      }
     }
   } finally {
     await parallel?.close();
@@ -172,7 +184,7 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
     console.error(`  ${'all kernels'.padEnd(22)} ${total.toFixed(1).padStart(7)} ms`);
   }
   return {
-    ...base, ok: true, msPerStepMedian: median(times), msPerStepMin: Math.min(...times), msPerStepMax: Math.max(...times),
+    ...base, ok: true, msPerStepMedian: median(times), cpuMsPerStepMedian: median(cpuTimes), msPerStepMin: Math.min(...times), msPerStepMax: Math.max(...times),
     steps, params, finalLoss: loss,
   };
 }
@@ -195,18 +207,30 @@ function runTorch(python: string, threads: number[], steps: number, warmup: numb
       : `\`${python} -c 'import torch'\` failed (install Debian's python3-torch: apt-get install python3-torch)`;
     return { rows: threads.map((t) => ({ id: `torch-${t}${tag ? '-again' : ''}`, label: label(t), ok: false, why })) };
   }
-  const r = spawnSync(python, [torchScriptPath(), '--threads', ...threads.map(String), '--steps', String(steps), '--warmup', String(warmup)],
-    { encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) {
-    const why = `unet_torch.py exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').at(-1)}`;
-    return { rows: threads.map((t) => ({ id: `torch-${t}`, label: label(t), ok: false, why })) };
+  const args = ['--threads', ...threads.map(String), '--steps', String(steps), '--warmup', String(warmup)];
+  const script = torchScriptPath();
+  const runScript = (cpuClock: boolean) => {
+    // The script times steps with time.perf_counter; for CPU time it gets time.process_time
+    // (all threads of the process) in its place, the script itself unchanged.
+    const code = `import runpy, sys, time\n${cpuClock ? 'time.perf_counter = time.process_time\n' : ''}` +
+      `sys.argv = [${JSON.stringify(script)}] + ${JSON.stringify(args)}\nrunpy.run_path(${JSON.stringify(script)}, run_name='__main__')\n`;
+    const r = spawnSync(python, ['-c', code], { encoding: 'utf8', timeout: 600_000 });
+    if (r.status !== 0) throw new Error(`unet_torch.py exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').at(-1)}`);
+    return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | string | boolean>);
+  };
+  let lines, cpuLines;
+  try {
+    lines = runScript(false);
+    cpuLines = runScript(true);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    return { rows: threads.map((t) => ({ id: `torch-${t}${tag ? '-again' : ''}`, label: label(t), ok: false, why })) };
   }
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | string | boolean>);
   const version = String(lines[0].torch);
-  const rows = lines.slice(1).map((j): StepResult => ({
+  const rows = lines.slice(1).map((j, k): StepResult => ({
     id: `torch-${j.threads}${tag ? '-again' : ''}`, label: label(Number(j.threads)), ok: true,
     msPerStepMedian: Number(j.ms_per_step_median), msPerStepMin: Number(j.ms_per_step_min), msPerStepMax: Number(j.ms_per_step_max),
-    steps, params: Number(j.params), finalLoss: Number(j.final_loss),
+    cpuMsPerStepMedian: Number(cpuLines[k + 1]?.ms_per_step_median), steps, params: Number(j.params), finalLoss: Number(j.final_loss),
   }));
   return { version, rows };
 }
@@ -267,10 +291,11 @@ export function runTable(o: TableOptions): StepResult[] {
   }
   if (want('torch-1') && torchVersion != null) rows.push(...runTorch(o.python, [1], o.steps, o.warmup, ' (again, at the end)').rows);
 
-  const refMs = rows.find((r) => r.id === 'torch-1' && r.ok)?.msPerStepMedian;
-  const endMs = rows.find((r) => r.id === 'torch-1-again' && r.ok)?.msPerStepMedian;
-  console.log(`${'variant'.padEnd(68)} | ms/step median (min-max) | images/s | x PyTorch-1 time | (vs end run)`);
-  console.log(`${'-'.repeat(68)}-|--------------------------|----------|------------------|-------------`);
+  const ref = rows.find((r) => r.id === 'torch-1' && r.ok);
+  const end = rows.find((r) => r.id === 'torch-1-again' && r.ok);
+  const ratio = (x: number | undefined, y: number | undefined) => (x != null && y != null && y > 0 ? (x / y).toFixed(2) : '-');
+  console.log(`${'variant'.padEnd(68)} | wall ms/step median (min-max) | images/s | CPU ms/step | x PyTorch-1 wall (end run) | x PyTorch-1 CPU`);
+  console.log(`${'-'.repeat(68)}-|-------------------------------|----------|-------------|---------------------------|----------------`);
   for (const r of rows) {
     if (!r.ok) {
       console.log(`${r.label.padEnd(68)} | skipped: ${r.why}`);
@@ -278,15 +303,16 @@ export function runTable(o: TableOptions): StepResult[] {
     }
     const ms = r.msPerStepMedian!;
     const range = `${fmt(ms, 0)} (${fmt(r.msPerStepMin, 0)}-${fmt(r.msPerStepMax, 0)})`;
-    const ratio = refMs != null ? (ms / refMs).toFixed(2) : '-';
-    const ratioEnd = endMs != null ? (ms / endMs).toFixed(2) : '-';
-    console.log(`${r.label.padEnd(68)} | ${range.padStart(24)} | ${fmt((REFERENCE_BATCH * 1000) / ms, 1).padStart(8)} | ` +
-      `${ratio.padStart(16)} | ${ratioEnd.padStart(12)}`);
+    const wallRatio = `${ratio(ms, ref?.msPerStepMedian)} (${ratio(ms, end?.msPerStepMedian)})`;
+    console.log(`${r.label.padEnd(68)} | ${range.padStart(29)} | ${fmt((REFERENCE_BATCH * 1000) / ms, 1).padStart(8)} | ` +
+      `${fmt(r.cpuMsPerStepMedian, 0).padStart(11)} | ${wallRatio.padStart(25)} | ${ratio(r.cpuMsPerStepMedian, ref?.cpuMsPerStepMedian).padStart(15)}`);
   }
   console.log(`\nload average at end: ${load()}`);
-  if (torchVersion) console.log(`PyTorch ${torchVersion} via ${o.python}; x PyTorch-1 time = ms/step ÷ PyTorch 1-thread ms/step of the first torch run ` +
-    '(lower is better; "vs end run" divides by the last row, so the spread shows how much the load drifted)');
-  else if (refMs == null) console.log('no PyTorch reference in this run, so no ratios');
+  if (torchVersion) {
+    console.log(`PyTorch ${torchVersion} via ${o.python}. x PyTorch-1 = ms/step ÷ PyTorch 1-thread ms/step of the first torch run ` +
+      '(lower is better); in brackets ÷ the last row, so the spread shows how much the load drifted. CPU ms/step counts all ' +
+      'threads of the process (2 workers spend more CPU but less wall time).');
+  } else if (ref == null) console.log('no PyTorch reference in this run, so no ratios');
   for (const n of notes) console.log(`\n${n}`);
   return rows;
 }
