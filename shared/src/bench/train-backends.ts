@@ -29,7 +29,7 @@ import { countParams, createUNet, disposeUNet, getFlatWeights, segmentationLoss,
 import { FlatAdam } from '../train/adam.js';
 import { selectBackend, type BackendName } from '../train/backend.js';
 import { DataParallelTrainer } from '../train/parallel.js';
-import { ALL_WASM_KERNELS, registerWasmTrainingKernels, type WasmKernelSet } from '../train/wasm-kernels.js';
+import { DEFAULT_WASM_KERNELS, registerWasmTrainingKernels, type WasmKernelSet } from '../train/wasm-kernels.js';
 
 export const REFERENCE_NET: UNetConfig = { inChannels: 2, nClasses: 4, base: 8, depth: 2, size: 64 };
 export const REFERENCE_BATCH = 16;
@@ -54,8 +54,12 @@ const TFJS_VARIANTS: TfjsVariant[] = [
     id: 'wasm-v1', label: 'tfjs wasm + Twinfed kernels v1 (dilated-conv dW, conv dx)', backend: 'wasm',
     kernels: { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: false },
   },
-  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (MatMul dW, MaxPoolGrad, bias Sum)', backend: 'wasm', kernels: ALL_WASM_KERNELS },
-  { id: 'wasm-workers-2', label: 'tfjs wasm + Twinfed kernels, 2 data-parallel workers', backend: 'wasm', kernels: ALL_WASM_KERNELS, workers: 2 },
+  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (v1 + MaxPoolGrad, bias Sum): default', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS },
+  {
+    id: 'wasm-matmul-dw', label: 'tfjs wasm + Twinfed kernels, dW as im2col MatMul (opt-in)', backend: 'wasm',
+    kernels: { ...DEFAULT_WASM_KERNELS, backpropFilterMatMul: true },
+  },
+  { id: 'wasm-workers-2', label: 'tfjs wasm + Twinfed default kernels, 2 data-parallel workers', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS, workers: 2 },
   { id: 'cpu', label: "tfjs cpu (pure JS, Twinfed's dW)", backend: 'cpu', slow: true },
 ];
 

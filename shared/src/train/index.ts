@@ -1,6 +1,7 @@
 export { selectBackend, wasmBinaryDir, type BackendName, type BackendChoice, type BackendAttempt } from './backend.js';
 export {
-  registerWasmTrainingKernels, registerCpuTrainingKernels, backpropInputPath, backpropFilterPath, TWINFED_WASM_KERNELS, ALL_WASM_KERNELS,
+  registerWasmTrainingKernels, registerCpuTrainingKernels, backpropInputPath, backpropFilterPath, TWINFED_WASM_KERNELS, DEFAULT_WASM_KERNELS,
+  setBackpropFilterMatMul,
   type BackpropInputPath, type BackpropFilterPath, type WasmKernelSet,
 } from './wasm-kernels.js';
 export {

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32 } from '../model/prng.js';
 import { createUNet, segmentationLoss, setFlatWeights, getFlatWeights, unetLogits } from '../model/unet.js';
 import { selectBackend } from './backend.js';
-import { backpropFilterPath, backpropInputPath, registerCpuTrainingKernels } from './wasm-kernels.js';
+import { backpropFilterPath, backpropInputPath, registerCpuTrainingKernels, setBackpropFilterMatMul } from './wasm-kernels.js';
 
 type Pad = 'same' | 'valid' | number;
 
@@ -107,20 +107,24 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
   for (const [k, c] of CASES.entries()) {
     const label = `x ${c.x} filter ${c.f} strides ${c.strides} pad ${c.pad}`;
 
-    it(`Conv2DBackpropFilter: ${label}`, async () => {
-      const ys = outShape(c);
-      const x = randn(size(c.x), 100 + k), dy = randn(size(ys), 200 + k);
-      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
-      const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
-      const w = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
-      const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
-      assert.deepEqual(w.shape, c.f);
-      assertClose(w.data, cpu.data, 'wasm vs cpu');
-      const info = tf.backend_util.computeConv2DInfo(
-        c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
-      const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
-      assertClose(cpu.data, naive, 'stock cpu vs definition');
-    });
+    for (const matMul of [false, true]) {
+      it(`Conv2DBackpropFilter (${matMul ? backpropFilterPath(c.x, c.f, c.strides, c.pad) : 'dilated-conv'}): ${label}`, async () => {
+        const ys = outShape(c);
+        const x = randn(size(c.x), 100 + k), dy = randn(size(ys), 200 + k);
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
+        const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
+        setBackpropFilterMatMul(matMul);
+        const w = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
+        setBackpropFilterMatMul(false);
+        const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
+        assert.deepEqual(w.shape, c.f);
+        assertClose(w.data, cpu.data, 'wasm vs cpu');
+        const info = tf.backend_util.computeConv2DInfo(
+          c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+        const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
+        assertClose(cpu.data, naive, 'stock cpu vs definition');
+      });
+    }
 
     it(`Conv2DBackpropInput: ${label}`, async () => {
       const ys = outShape(c);
@@ -192,6 +196,13 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     for (let i = 0; i < 3; i++) {
       tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
         { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap));
+      setBackpropFilterMatMul(true);
+      for (const cc of [CASES[0], CASES[4]]) { // im2col and space-to-depth MatMul paths
+        const x2 = tf.tensor(randn(size(cc.x), 6), cc.x), y2 = tf.tensor(randn(size(outShape(cc)), 7), outShape(cc));
+        tf.dispose([x2, y2, tf.engine().runKernel('Conv2DBackpropFilter', { x: x2, dy: y2 },
+          { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', filterShape: cc.f } as unknown as tf.NamedAttrMap)]);
+      }
+      setBackpropFilterMatMul(false);
       for (const cc of [c, CASES[0], CASES[4]]) {
         const y2 = tf.tensor(randn(size(outShape(cc)), 4), outShape(cc));
         const f2 = tf.tensor(randn(size(cc.f), 5), cc.f);

@@ -20,10 +20,9 @@
  *    stride-1 formula (Dumoulin & Visin §4.5). Wastes s^2 multiply-adds on zeros,
  *    still much faster than the scalar loop.
  *
- * Since then dW goes through one MatMul where the shapes allow (see
- * conv2DBackpropFilterMatMul: ~1.5x faster than the dilated convolution, whose XNNPACK
- * operator walks a dy-sized kernel), and MaxPoolGrad and the bias-gradient Sum are
- * replaced by single passes (the stock ones were 5-8% of a profiled step).
+ * MaxPoolGrad and the bias-gradient Sum are replaced by single passes (the stock
+ * MaxPoolGrad took ~17 ms per [16,64,64,8] call, ours ~6 ms). dW can also go through one
+ * MatMul (conv2DBackpropFilterMatMul, opt-in: no measurable whole-step gain here).
  *
  * Only NHWC (channelsLast) is supported, as by the wasm Conv2D itself. The dW kernel
  * is backend-generic and also replaces the cpu backend's (see registerCpuTrainingKernels).
@@ -443,9 +442,12 @@ export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInpu
  */
 export interface WasmKernelSet {
   /**
-   * Conv2DBackpropFilter as one MatMul where the shapes allow (im2col / space-to-depth);
-   * false keeps only the dilated-convolution formulation. The wasm backend has no
-   * Conv2DBackpropFilter at all, so some version is always registered.
+   * Conv2DBackpropFilter as one MatMul where the shapes allow (im2col / space-to-depth)
+   * instead of the dilated convolution. Off by default: on the 2-core dev box a whole
+   * reference step was not measurably faster (best steps ~235-245 ms either way) and the
+   * im2col matrix costs kh·kw times the input's memory. Switchable at run time with
+   * setBackpropFilterMatMul. The wasm backend has no Conv2DBackpropFilter at all, so one
+   * version is always registered.
    */
   backpropFilterMatMul: boolean;
   /** Replace the stock scalar-loop Conv2DBackpropInput. */
@@ -454,9 +456,16 @@ export interface WasmKernelSet {
   maxPoolGrad: boolean;
 }
 
-export const ALL_WASM_KERNELS: WasmKernelSet = { backpropFilterMatMul: true, backpropInput: true, maxPoolGrad: true };
+/** What selectBackend registers. */
+export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: true };
 
 let wasmRegistered: WasmKernelSet | undefined;
+let useBackpropFilterMatMul = false;
+
+/** Switches the wasm Conv2DBackpropFilter between the MatMul and the dilated-conv algorithm. */
+export function setBackpropFilterMatMul(on: boolean): void {
+  useBackpropFilterMatMul = on;
+}
 
 /**
  * Registers Twinfed's training kernels on the wasm backend. Idempotent: the first
@@ -464,15 +473,14 @@ let wasmRegistered: WasmKernelSet | undefined;
  * `tf.setBackend('wasm')` (selectBackend does): setBackend runs the kernels' setup
  * functions; if wasm is already active we run the stock one here. Returns the set in force.
  */
-export function registerWasmTrainingKernels(set: WasmKernelSet = ALL_WASM_KERNELS): WasmKernelSet {
+export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KERNELS): WasmKernelSet {
   if (wasmRegistered) return wasmRegistered;
   wasmRegistered = { ...set };
+  useBackpropFilterMatMul = set.backpropFilterMatMul;
   if (tf.getKernel('Conv2DBackpropFilter', WASM) == null) {
     tf.registerKernel({
       kernelName: 'Conv2DBackpropFilter', backendName: WASM,
-      kernelFunc: (set.backpropFilterMatMul
-        ? (args) => conv2DBackpropFilterMatMul(args) ?? conv2DBackpropFilter(WASM, args)
-        : (args) => conv2DBackpropFilter(WASM, args)) as KernelFunc,
+      kernelFunc: ((args) => (useBackpropFilterMatMul ? conv2DBackpropFilterMatMul(args) : null) ?? conv2DBackpropFilter(WASM, args)) as KernelFunc,
     });
   }
   if (set.maxPoolGrad) {
