@@ -10,7 +10,7 @@
  * up to float summation order.
  *
  * The main thread only adds gradients and runs Adam, so its event loop stays free
- * (heartbeats flow) while the workers compute. Workers start in ~0.2-0.5 s (each loads
+ * (heartbeats flow) while the workers compute. Workers start in ~0.5 s (each loads
  * its own wasm module), so trainLocal starts them once per call, not per step.
  */
 import { Worker } from 'node:worker_threads';
