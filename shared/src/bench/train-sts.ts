@@ -9,17 +9,18 @@
  * Sites hold disjoint, contiguous blocks of patients (STS_001-012, 013-024, 025-035);
  * each site keeps its last 20% of patients for validation. Validation Dice is the
  * global model's 3D Dice on every slice of each validation patient (the whole cropped
- * volume, not just tumour slices), averaged over patients. --reference also times the
- * reference net of /work/shared/peers/unet_torch.py (64x64, batch 16, 2 in, 4 classes)
- * on wasm and on the pure-JS cpu backend.
+ * volume, not just tumour slices), averaged over patients. --reference also prints the
+ * backend table of train-backends.ts (the reference net of peers/unet_torch.py on every
+ * tfjs backend and PyTorch, `npm run bench:train`).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { concatSlices, extractSlices, listStsCases, loadStsCase, type SliceSet, type SuvNormalisation } from '../data/index.js';
-import { countParams, createUNet, disposeUNet, getFlatWeights, segmentationLoss, setFlatWeights, unetLogits } from '../model/index.js';
+import { countParams, createUNet, getFlatWeights, setFlatWeights } from '../model/index.js';
 import { evaluateDice, fedAvg, selectBackend, trainLocal, type BackendName } from '../train/index.js';
+import { runTable } from './train-backends.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -51,36 +52,9 @@ function findDataRoot(): string {
 
 const fmt = (x: number, d = 3) => x.toFixed(d);
 
-async function stepTimes(steps: number, warmup: number): Promise<{ median: number; params: number }> {
-  const B = 16, S = 64, cin = 2, C = 4;
-  const model = createUNet({ inChannels: cin, nClasses: C, base: 8, depth: 2, size: S }, 0);
-  const x = tf.randomNormal([B, S, S, cin]) as tf.Tensor4D;
-  const y = tf.tidy(() => tf.cast(tf.oneHot(tf.randomUniformInt([B, S, S], 0, C), C), 'float32')) as tf.Tensor4D;
-  const opt = tf.train.adam(1e-3);
-  const times: number[] = [];
-  for (let i = 0; i < warmup + steps; i++) {
-    const t0 = performance.now();
-    const cost = opt.minimize(() => segmentationLoss(unetLogits(model, x), y, { diceWeight: 0 }), true, model.params);
-    cost?.dataSync();
-    cost?.dispose();
-    if (i >= warmup) times.push(performance.now() - t0);
-  }
-  opt.dispose();
-  tf.dispose([x, y]);
-  const params = countParams(model);
-  disposeUNet(model);
-  times.sort((p, q) => p - q);
-  return { median: times[Math.floor(times.length / 2)], params };
-}
-
 async function reference(): Promise<void> {
-  console.log('\nReference net (unet_torch.py: 64x64, batch 16, 2 in, 4 classes, Adam, CE)');
-  console.log('backend | params | ms/step (median) | images/s');
-  for (const [name, steps, warmup] of [['wasm', 5, 2], ['cpu', 2, 1]] as const) {
-    await selectBackend(name);
-    const r = await stepTimes(steps, warmup);
-    console.log(`${tf.getBackend().padEnd(7)} | ${r.params} | ${fmt(r.median, 0).padStart(16)} | ${fmt(16000 / r.median, 1)}`);
-  }
+  console.log('');
+  runTable({ steps: 5, warmup: 2, cpuSteps: 2, profile: false, python: '/usr/bin/python3' });
 }
 
 interface Site {

@@ -1,7 +1,13 @@
 export { selectBackend, wasmBinaryDir, type BackendName, type BackendChoice, type BackendAttempt } from './backend.js';
-export { registerWasmTrainingKernels, registerCpuTrainingKernels, backpropInputPath, TWINFED_WASM_KERNELS, type BackpropInputPath } from './wasm-kernels.js';
+export {
+  registerWasmTrainingKernels, registerCpuTrainingKernels, backpropInputPath, backpropFilterPath, TWINFED_WASM_KERNELS, DEFAULT_WASM_KERNELS,
+  setBackpropFilterMatMul,
+  type BackpropInputPath, type BackpropFilterPath, type WasmKernelSet,
+} from './wasm-kernels.js';
 export {
   trainLocal, dice, evaluateDice, predictMasks,
   type TrainOptions, type TrainResult, type TrainProgress, type DiceReport,
 } from './train.js';
 export { fedAvg } from './fedavg.js';
+export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
+export { FlatAdam, type FlatAdamOptions } from './adam.js';

@@ -16,7 +16,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { SliceSet } from '../data/slices.js';
 import { deriveSeed, mulberry32, permutation } from '../model/prng.js';
-import { segmentationLoss, unetLogits, type UNet } from '../model/unet.js';
+import { getFlatWeights, segmentationLoss, setFlatWeights, unetLogits, type UNet } from '../model/unet.js';
+import { FlatAdam } from './adam.js';
+import { DataParallelTrainer, workersFromEnv } from './parallel.js';
 
 export interface TrainProgress {
   epoch: number;
@@ -44,6 +46,13 @@ export interface TrainOptions {
    */
   timeBudgetMs?: number;
   onProgress?: (p: TrainProgress) => void;
+  /**
+   * Data-parallel worker threads (parallel.ts): each batch is split across this many
+   * replicas and their gradients summed, the same step as single-thread training up to
+   * float summation order. 0 = train on the calling thread. Default: env
+   * TWINFED_TRAIN_WORKERS, else 0.
+   */
+  workers?: number;
 }
 
 export interface TrainResult {
@@ -90,6 +99,12 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   const augRand = mulberry32(deriveSeed(opts.seed, 'augment'));
   const stepsPerEpoch = Math.ceil(data.n / batchSize);
   const maxSteps = Math.min(opts.maxSteps ?? Infinity, epochs * stepsPerEpoch);
+  const nWorkers = opts.workers ?? workersFromEnv();
+  if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new Error(`trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
+  const parallel = nWorkers > 0 ? await DataParallelTrainer.start(model.config, { workers: nWorkers }) : undefined;
+  // Parallel: the main thread keeps the weights flat and runs Adam in JavaScript (same maths).
+  const flat = parallel ? getFlatWeights(model) : undefined;
+  const flatAdam = flat ? new FlatAdam(flat.length, { learningRate, epsilon: tf.backend().epsilon() }) : undefined;
   const optimizer = tf.train.adam(learningRate);
   let steps = 0;
   let epochLoss = 0;
@@ -110,11 +125,16 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
           const fy = augment && augRand() < 0.5;
           fillSample(data, order[b0 + j], j, fx, fy, nClasses, xs, ys);
         }
-        const x = tf.tensor4d(xs, [bs, s, s, 1]);
-        const y = tf.tensor4d(ys, [bs, s, s, nClasses]);
-        const cost = optimizer.minimize(() => segmentationLoss(unetLogits(model, x), y, { diceWeight }), true, model.params);
-        const loss = cost == null ? NaN : (await cost.data())[0];
-        tf.dispose([x, y, cost as tf.Scalar]);
+        let loss: number;
+        if (parallel) {
+          loss = await parallel.step(flat!, flatAdam!, xs, ys, bs, diceWeight);
+        } else {
+          const x = tf.tensor4d(xs, [bs, s, s, 1]);
+          const y = tf.tensor4d(ys, [bs, s, s, nClasses]);
+          const cost = optimizer.minimize(() => segmentationLoss(unetLogits(model, x), y, { diceWeight }), true, model.params);
+          loss = cost == null ? NaN : (await cost.data())[0];
+          tf.dispose([x, y, cost as tf.Scalar]);
+        }
         if (!Number.isFinite(loss)) throw new Error(`trainLocal: loss became ${loss} at step ${steps}`);
         steps++;
         epochSteps++;
@@ -125,7 +145,9 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
     }
   } finally {
     optimizer.dispose();
+    await parallel?.close();
   }
+  if (flat) setFlatWeights(model, flat);
   return { loss: epochSteps > 0 ? epochLoss / epochSteps : NaN, nSamples: data.n, steps, ms: performance.now() - t0 };
 }
 

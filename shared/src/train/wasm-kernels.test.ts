@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32 } from '../model/prng.js';
 import { createUNet, segmentationLoss, setFlatWeights, getFlatWeights, unetLogits } from '../model/unet.js';
 import { selectBackend } from './backend.js';
-import { backpropInputPath, registerCpuTrainingKernels } from './wasm-kernels.js';
+import { backpropFilterPath, backpropInputPath, registerCpuTrainingKernels, setBackpropFilterMatMul } from './wasm-kernels.js';
 
 type Pad = 'same' | 'valid' | number;
 
@@ -70,7 +70,27 @@ const CASES: Case[] = [
   { x: [2, 10, 11, 2], f: [5, 4, 2, 3], strides: [3, 2], pad: 'same' },
   { x: [1, 6, 7, 2], f: [3, 3, 2, 2], strides: [1, 1], pad: 1 },
   { x: [1, 6, 6, 2], f: [3, 3, 2, 2], strides: [1, 1], pad: 3 }, // padding > k-1: stock fallback for dx
+  { x: [2, 5, 6, 3], f: [2, 2, 3, 2], strides: [1, 1], pad: 'same' }, // even kernel: padding only bottom/right
+  { x: [2, 6, 4, 3], f: [3, 3, 3, 2], strides: [2, 2], pad: 'valid' }, // stride 2, rows/cols left unused
 ];
+
+/** Direct definition of 2D max pooling's input gradient: dy goes to each window's first maximum. */
+function naiveMaxPoolGrad(x: Float32Array, xs: number[], dy: Float32Array, k: number, s: number, top: number, left: number, ys: readonly number[]): Float32Array {
+  const [B, H, W, C] = xs;
+  const [, oh, ow] = ys;
+  const dx = new Float32Array(x.length);
+  for (let b = 0; b < B; b++) for (let p = 0; p < oh; p++) for (let q = 0; q < ow; q++) for (let c = 0; c < C; c++) {
+    let best = -Infinity, at = -1;
+    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
+      const h = p * s + i - top, w = q * s + j - left;
+      if (h < 0 || h >= H || w < 0 || w >= W) continue;
+      const v = x[((b * H + h) * W + w) * C + c];
+      if (v > best) { best = v; at = ((b * H + h) * W + w) * C + c; }
+    }
+    if (at >= 0) dx[at] += dy[((b * oh + p) * ow + q) * C + c];
+  }
+  return dx;
+}
 
 function outShape(c: Case): number[] {
   const info = tf.backend_util.computeConv2DInfo(
@@ -87,20 +107,24 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
   for (const [k, c] of CASES.entries()) {
     const label = `x ${c.x} filter ${c.f} strides ${c.strides} pad ${c.pad}`;
 
-    it(`Conv2DBackpropFilter: ${label}`, async () => {
-      const ys = outShape(c);
-      const x = randn(size(c.x), 100 + k), dy = randn(size(ys), 200 + k);
-      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
-      const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
-      const w = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
-      const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
-      assert.deepEqual(w.shape, c.f);
-      assertClose(w.data, cpu.data, 'wasm vs cpu');
-      const info = tf.backend_util.computeConv2DInfo(
-        c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
-      const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
-      assertClose(cpu.data, naive, 'stock cpu vs definition');
-    });
+    for (const matMul of [false, true]) {
+      it(`Conv2DBackpropFilter (${matMul ? backpropFilterPath(c.x, c.f, c.strides, c.pad) : 'dilated-conv'}): ${label}`, async () => {
+        const ys = outShape(c);
+        const x = randn(size(c.x), 100 + k), dy = randn(size(ys), 200 + k);
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
+        const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
+        setBackpropFilterMatMul(matMul);
+        const w = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
+        setBackpropFilterMatMul(false);
+        const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
+        assert.deepEqual(w.shape, c.f);
+        assertClose(w.data, cpu.data, 'wasm vs cpu');
+        const info = tf.backend_util.computeConv2DInfo(
+          c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+        const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
+        assertClose(cpu.data, naive, 'stock cpu vs definition');
+      });
+    }
 
     it(`Conv2DBackpropInput: ${label}`, async () => {
       const ys = outShape(c);
@@ -110,6 +134,51 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
       const cpu = await runOn('cpu', 'Conv2DBackpropInput', inputs, attrs);
       assert.deepEqual(w.shape, c.x);
       assertClose(w.data, cpu.data, `wasm (${backpropInputPath(c.x, c.f, c.strides, c.pad)}) vs cpu`);
+    });
+  }
+
+  it('covers every Conv2DBackpropFilter algorithm', () => {
+    const paths = new Set(CASES.map((c) => backpropFilterPath(c.x, c.f, c.strides, c.pad)));
+    assert.deepEqual([...paths].sort(), ['dilated-conv', 'im2col-matmul', 'space-to-depth-matmul']);
+  });
+
+  for (const [k, p] of [
+    { x: [2, 8, 6, 3], k: 2, s: 2, pad: 'valid' }, // the U-Net's pool
+    { x: [1, 7, 9, 2], k: 3, s: 2, pad: 'same' }, // overlapping windows, padding, odd sizes
+    { x: [2, 5, 5, 2], k: 2, s: 1, pad: 'valid' }, // stride 1: a pixel is in up to 4 windows
+  ].entries()) {
+    it(`MaxPoolGrad: x ${p.x} window ${p.k} stride ${p.s} pad ${p.pad}, with ties`, async () => {
+      // Values quantised to a few levels so windows hold equal maxima (first one wins).
+      const x = randn(size(p.x), 700 + k).map((v) => Math.round(v * 2) / 2);
+      const info = tf.backend_util.computePool2DInfo(p.x as [number, number, number, number], p.k, p.s, 1, p.pad as 'same' | 'valid');
+      const ys = info.outShape;
+      const dy = randn(size(ys), 800 + k);
+      await tf.setBackend('cpu');
+      const out = tf.tidy(() => tf.maxPool(tf.tensor4d(x, p.x as [number, number, number, number]), p.k, p.s, p.pad as 'same' | 'valid').dataSync() as Float32Array);
+      const attrs = { filterSize: p.k, strides: p.s, pad: p.pad, dimRoundingMode: undefined };
+      const inputs = { dy: { shape: ys, data: dy }, input: { shape: p.x, data: x }, output: { shape: ys, data: out } };
+      const w = await runOn('wasm', 'MaxPoolGrad', inputs, attrs);
+      const cpu = await runOn('cpu', 'MaxPoolGrad', inputs, attrs);
+      assert.deepEqual(w.shape, p.x);
+      assertClose(w.data, cpu.data, 'wasm vs cpu', 1e-6);
+      assertClose(w.data, naiveMaxPoolGrad(x, p.x, dy, p.k, p.s, info.padInfo.top, info.padInfo.left, ys), 'wasm vs definition', 1e-6);
+    });
+  }
+
+  for (const [k, c] of [
+    { shape: [4, 5, 6, 3], axis: [0, 1, 2], keepDims: false }, // bias gradient
+    { shape: [4, 5, 6, 3], axis: [2, 0, 1], keepDims: true }, // same axes, any order, kept dims
+    { shape: [7, 5], axis: 0, keepDims: false }, // rank 2
+    { shape: [4, 5, 6, 3], axis: [1, 2], keepDims: false }, // not all leading axes: stock kernel
+    { shape: [4, 5, 6, 3], axis: [-1], keepDims: true }, // last axis: stock kernel
+  ].entries()) {
+    it(`Sum: shape ${c.shape} axis ${c.axis} keepDims ${c.keepDims}`, async () => {
+      const x = randn(size(c.shape), 900 + k);
+      const attrs = { axis: c.axis, keepDims: c.keepDims };
+      const w = await runOn('wasm', 'Sum', { x: { shape: c.shape, data: x } }, attrs);
+      const cpu = await runOn('cpu', 'Sum', { x: { shape: c.shape, data: x } }, attrs);
+      assert.deepEqual(w.shape, cpu.shape);
+      assertClose(w.data, cpu.data, 'wasm vs cpu', 1e-5);
     });
   }
 
@@ -127,6 +196,13 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     for (let i = 0; i < 3; i++) {
       tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
         { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap));
+      setBackpropFilterMatMul(true);
+      for (const cc of [CASES[0], CASES[4]]) { // im2col and space-to-depth MatMul paths
+        const x2 = tf.tensor(randn(size(cc.x), 6), cc.x), y2 = tf.tensor(randn(size(outShape(cc)), 7), outShape(cc));
+        tf.dispose([x2, y2, tf.engine().runKernel('Conv2DBackpropFilter', { x: x2, dy: y2 },
+          { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', filterShape: cc.f } as unknown as tf.NamedAttrMap)]);
+      }
+      setBackpropFilterMatMul(false);
       for (const cc of [c, CASES[0], CASES[4]]) {
         const y2 = tf.tensor(randn(size(outShape(cc)), 4), outShape(cc));
         const f2 = tf.tensor(randn(size(cc.f), 5), cc.f);
