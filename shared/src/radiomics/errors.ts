@@ -1,5 +1,5 @@
 /**
- * Errors of the radiomics feature extraction. `code` is stable (the CLI and UIs key on it); the message says
+ * Errors of the radiomics feature extraction (the one catalogue of shared/src/radiomics, texture families included). `code` is stable (the CLI and UIs key on it); the message says
  * what was wrong and what to do about it.
  */
 export const RADIOMICS_ERRORS = {
@@ -8,6 +8,8 @@ export const RADIOMICS_ERRORS = {
   TWF_E_RADIOMICS_SETTINGS: 'A radiomics setting is missing or out of range; see docs/radiomics.md for the settings file format.',
   TWF_E_RADIOMICS_FILE: 'An input file (image, mask or settings) cannot be read or parsed; check the path and the file.',
   TWF_E_RADIOMICS_INTENSITY: 'The intensities cannot be used as they are with these settings; choose a discretisation (fbn or fbs) or check the image.',
+  TWF_E_TEXTURE_INPUT: 'The discretised ROI handed to the texture features is inconsistent; fix the caller (dims, array lengths, grey levels).',
+  TWF_E_TEXTURE_SETTINGS: 'A texture setting is out of range; use distance >= 1 (integer, voxels) and ngldmAlpha >= 0 (integer, grey levels).',
 } as const;
 
 export type RadiomicsErrorCode = keyof typeof RADIOMICS_ERRORS;

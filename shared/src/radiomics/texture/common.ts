@@ -10,19 +10,15 @@
  *  - "2D" means in-plane neighbourhoods (offsets with dz = 0) on one slice; "3D" means the full volume.
  */
 
-export const TEXTURE_ERRORS = {
-  TWF_E_TEXTURE_INPUT: 'The discretised ROI handed to the texture features is inconsistent; fix the caller (dims, array lengths, grey levels).',
-  TWF_E_TEXTURE_SETTINGS: 'A texture setting is out of range; use distance >= 1 (integer, voxels) and ngldmAlpha >= 0 (integer, grey levels).',
-} as const;
+import { RadiomicsError, type RadiomicsErrorCode } from '../errors.js';
 
-export type TextureErrorCode = keyof typeof TEXTURE_ERRORS;
+export type TextureErrorCode = Extract<RadiomicsErrorCode, `TWF_E_TEXTURE_${string}`>;
 
-export class TextureError extends Error {
-  readonly code: TextureErrorCode;
+/** A radiomics error raised by the texture families (codes in ../errors.ts, the package's one catalogue). */
+export class TextureError extends RadiomicsError {
   constructor(code: TextureErrorCode, detail: string) {
-    super(`${code}: ${detail} (${TEXTURE_ERRORS[code]})`);
+    super(code, detail);
     this.name = 'TextureError';
-    this.code = code;
   }
 }
 

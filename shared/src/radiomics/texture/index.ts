@@ -21,7 +21,6 @@ export {
   MAX_TEXTURE_LEVELS,
   type SizeMatrix,
   type SliceRange,
-  TEXTURE_ERRORS,
   TextureError,
   type TextureErrorCode,
 } from './common.js';
