@@ -16,6 +16,9 @@ import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
 import { formatFeatures, radiomicsExtract } from './commands/radiomics.js';
 import { explainSegmentation, formatExplain } from './commands/seg-explain.js';
 
+/** The radiomics features `site twin show` prints (all are in --json): size, shape, intensity, texture. */
+const RADIOMICS_HEADLINE = ['morph_volume', 'morph_sphericity', 'morph_diam', 'stat_mean', 'stat_max', 'ih_entropy', 'cm_contrast_3D_comb', 'szm_zs_entr_3D'];
+
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
 
@@ -196,6 +199,7 @@ dataDirOpt(siteTwin.command('show <patientId>').description('The record, the cal
       r.twin ? `twin: ${r.twin.model} (${r.twin.method}), ${r.twin.points} points, AIC ${r.twin.aic.toFixed(1)}\n${r.twin.parameters.map((p) => `  ${p.name} = ${f(p.estimate)} ${p.unit} (95% ${f(p.lower95)} to ${f(p.upper95)})`).join('\n')}` : 'twin: not calibrated (needs 2 measurements)',
       `scored forecasts: ${r.scoredForecasts.length ? r.scoredForecasts.map((s) => `day ${s.day}: predicted ${f(s.predictedMm3)}, observed ${f(s.observedMm3!)}, |error| ${s.absErrorNorm!.toFixed(3)} of max, ${s.inside90 ? 'inside' : 'outside'} 90% band`).join('; ') : 'none yet'}`,
       `pending forecasts: ${r.pendingForecasts.map((p) => `day ${p.day}: ${f(p.predictedMm3)} (${f(p.lower90Mm3)}-${f(p.upper90Mm3)})`).join('; ') || 'none'}`,
+      ...r.radiomics.map((m) => `radiomics, day ${m.day} ${m.modality} ${m.lesion} (${m.origin} mask, ${m.settings}, ${Object.keys(m.features).length} IBSI features; all with --json): ${RADIOMICS_HEADLINE.filter((t) => t in m.features).map((t) => `${t} ${m.features[t] === null ? 'n/a' : f(m.features[t]!)}`).join(', ')}`),
       ...(r.svg ? [`plot: ${r.svg}`] : []),
     ].join('\n'));
   }));

@@ -42,6 +42,20 @@ describe('site import and the patient twin', () => {
     const fromDicom = vols.find((x) => x.f === 'dicom')!.v;
     const fromNifti = vols.find((x) => x.f === 'nifti1')!.v;
     assert.ok(Math.abs(fromDicom - fromNifti) / fromNifti < 0.05, `RTSTRUCT ${fromDicom} mm³ vs NIfTI mask ${fromNifti} mm³`);
+
+    // Radiomics were computed at import for both masks and are part of the twin record; the
+    // two routes to the same tumour give close shape and intensity features.
+    const twin = new TwinService(store.db, store.audit);
+    const [rd] = twin.radiomics(imported[0].patientId!);
+    const [rn] = twin.radiomics('STS_002-nifti');
+    assert.ok(rd && rn, 'both imports carry radiomics');
+    assert.equal(rd.modality, 'PET');
+    assert.ok(Object.keys(rn.features).length > 150, `${Object.keys(rn.features).length} features`);
+    for (const tag of ['morph_volume', 'stat_mean', 'stat_max']) {
+      const a = rd.features[tag]!;
+      const b = rn.features[tag]!;
+      assert.ok(Math.abs(a - b) / Math.abs(b) < 0.1, `${tag}: DICOM/RTSTRUCT ${a} vs NIfTI ${b}`);
+    }
   });
 
   it('reports a truncated and a corrupted file, stores nothing of them, and imports the rest', async () => {

@@ -20,7 +20,7 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
   try {
     const twin = new TwinService(store.db, store.audit);
     const obs = twin.observations(patientId);
-    if (obs.days.length === 0) throw new Error(`TWF_E_NOT_FOUND: no measurements for patient ${patientId} at this site`);
+    if (obs.days.length === 0 && twin.radiomics(patientId).length === 0) throw new Error(`TWF_E_NOT_FOUND: no measurements for patient ${patientId} at this site`);
     const summary = twin.summary(patientId);
     const schedule = twin.schedule(patientId);
     const scored = twin.scoreSheet(patientId);
@@ -42,7 +42,8 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
       });
       writeFileSync(svgPath, svg);
     }
-    return { patientId, lesion: obs.lesion, measurements: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i] })), treatments: schedule ?? null, twin: summary, scoredForecasts: scored, pendingForecasts: pending, svg: svgPath ?? null };
+    const radiomics = twin.radiomics(patientId);
+    return { patientId, lesion: obs.lesion, radiomics, measurements: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i] })), treatments: schedule ?? null, twin: summary, scoredForecasts: scored, pendingForecasts: pending, svg: svgPath ?? null };
   } finally {
     store.close();
   }

@@ -5,7 +5,7 @@ import {
   type Fit, type ForecastBand, type GaussianPrior, type ModelName, type Schedule,
 } from '@twinfed/shared/twin/index';
 import type { SiteDb } from '../db/index.js';
-import { forecasts, lesions, measurements, treatments, twinFits, twinPatients } from '../db/schema.js';
+import { forecasts, imagingSeries, lesions, masks, measurements, radiomicsFeatures, timepoints, treatments, twinFits, twinPatients } from '../db/schema.js';
 
 /** Days after the last observation at which the twin records a forecast. */
 export const FORECAST_HORIZON_DAYS = [30, 60, 90];
@@ -176,6 +176,31 @@ export class TwinService {
       }
     }
     return { fit: f, current, alternatives: out };
+  }
+
+  /**
+   * The IBSI radiomics features computed at import for each of the patient's masks
+   * (docs/radiomics.md), oldest time point first: tag -> value (null where IBSI leaves the
+   * feature undefined for that ROI).
+   */
+  radiomics(patientId: string): { day: number; modality: string; lesion: string; origin: string; settings: string; features: Record<string, number | null> }[] {
+    const rows = this.db
+      .select({ maskId: radiomicsFeatures.maskId, settings: radiomicsFeatures.settings, tag: radiomicsFeatures.tag, value: radiomicsFeatures.value, day: timepoints.day, modality: imagingSeries.modality, lesion: lesions.name, origin: masks.origin })
+      .from(radiomicsFeatures)
+      .innerJoin(masks, eq(masks.id, radiomicsFeatures.maskId))
+      .innerJoin(imagingSeries, eq(imagingSeries.id, masks.seriesId))
+      .innerJoin(timepoints, eq(timepoints.id, imagingSeries.timepointId))
+      .innerJoin(lesions, eq(lesions.id, radiomicsFeatures.lesionId))
+      .where(eq(radiomicsFeatures.patientId, patientId))
+      .orderBy(asc(timepoints.day), asc(radiomicsFeatures.maskId), asc(radiomicsFeatures.tag))
+      .all();
+    const out = new Map<string, { day: number; modality: string; lesion: string; origin: string; settings: string; features: Record<string, number | null> }>();
+    for (const r of rows) {
+      const key = `${r.maskId}|${r.settings}`;
+      if (!out.has(key)) out.set(key, { day: r.day, modality: r.modality, lesion: r.lesion, origin: r.origin, settings: r.settings, features: {} });
+      out.get(key)!.features[r.tag] = r.value;
+    }
+    return [...out.values()];
   }
 
   summary(patientId: string) {
