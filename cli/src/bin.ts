@@ -181,7 +181,7 @@ dataDirOpt(site.command('doctor').description('Check the site: compute backend a
   .option('--json', 'print JSON')
   .action(action(async (o: { dataDir: string; json?: boolean }) => {
     const r = await runDoctor(resolve(o.dataDir));
-    print(!!o.json, r, () => r.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n'));
+    print(!!o.json, r, () => r.checks.map((c) => `${c.ok ? 'ok  ' : c.optional ? 'info' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n'));
     if (!r.checks.every((c) => c.ok || c.optional)) process.exitCode = 1;
   }));
 

@@ -55,6 +55,7 @@ describe('twinfed CLI', () => {
     assert.match(be.detail, /tfjs-node-gpu not installed.*setup:gpu/);
     assert.equal(j.checks.find((x) => x.name === 'local data')!.ok, false, 'nothing imported yet');
     assert.equal(j.checks.find((x) => x.name === 'coordinator')!.ok, true);
+    assert.match(j.checks.find((x) => x.name === 'training threads')!.detail, /cores/);
   });
 
   it('audit verify passes an intact log and reports the first broken link of an edited one', async () => {
