@@ -7,7 +7,7 @@ import { selectBackend } from '@twinfed/shared/train/backend';
 import { workersFromEnv } from '@twinfed/shared/train/parallel';
 import { SITE_FILES, loadSiteConfig } from './config.js';
 import { openSiteDb } from './db/index.js';
-import { approvals, segSlices, studies } from './db/schema.js';
+import { approvals, measurements, segSlices, studies } from './db/schema.js';
 
 export interface DoctorCheck {
   name: string;
@@ -63,7 +63,9 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
   try {
     const byS = db.select({ split: segSlices.split, n: count() }).from(segSlices).groupBy(segSlices.split).all();
     const n = (s: string) => byS.find((r) => r.split === s)?.n ?? 0;
-    checks.push({ name: 'local data', ok: n('train') > 0, detail: `${n('train')} training and ${n('val')} validation patients imported${n('train') === 0 ? ': run twinfed site import' : ''}` });
+    const measured = db.selectDistinct({ p: measurements.patientId }).from(measurements).all().length;
+    const any = n('train') > 0 || measured > 0;
+    checks.push({ name: 'local data', ok: any, detail: `segmentation: ${n('train')} training and ${n('val')} validation patients; twins: ${measured} patients with measurements${any ? '' : ': run twinfed site import'}` });
     const st = db.select().from(studies).all();
     const ap = db.select().from(approvals).all();
     checks.push({ name: 'studies', ok: true, detail: `${st.length} announced, ${ap.length} approvals`, optional: true });
