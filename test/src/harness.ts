@@ -163,7 +163,12 @@ export async function realSite(url: string, dir: string, name: string, patients:
   const rep = await importPath(db, audit, STS_DIR, { patients, val, size: 16, refit: false, radiomics: false });
   const done = rep.rows.filter((r) => r.status === 'imported');
   if (done.length !== patients.length) throw new Error(`import: ${JSON.stringify(rep.rows.filter((r) => r.status !== 'skipped'))}`);
-  const real = await createUNetTrainer(db, { backend: 'wasm' });
+  const { trainer, deltas } = recordingTrainer(await createUNetTrainer(db, { backend: 'wasm' }));
+  return { node: await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }), deltas };
+}
+
+/** Wraps a real trainer with a spy that records each round's plaintext update (weights after - before) and sample count. */
+export function recordingTrainer(real: LocalTrainer): { trainer: LocalTrainer; deltas: DeltaLog } {
   const deltas: DeltaLog = new Map();
   const trainer: LocalTrainer = {
     backend: real.backend,
@@ -176,7 +181,7 @@ export async function realSite(url: string, dir: string, name: string, patients:
       return r;
     },
   };
-  return { node: await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }), deltas };
+  return { trainer, deltas };
 }
 
 /** Largest |applied change - plaintext weighted average of the contributors' updates| for one round. */

@@ -7,10 +7,9 @@ import type { ResponseManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
 import {
   BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, loadResponsePatients, openSiteStore, readModelDir, responseModelConfig, siteResponseSplit,
-  type LocalTrainer,
 } from '@twinfed/site-node';
 import { evaluateResponse, federatedPlain, initLogReg, responseStudySpec } from '@twinfed/shared/response/index';
-import { aggregateError, enrolNewSite, lead, startCoordinator, tempDir, waitFor, type DeltaLog } from './harness.js';
+import { aggregateError, enrolNewSite, recordingTrainer, lead, startCoordinator, tempDir, waitFor, type DeltaLog } from './harness.js';
 
 const FIX = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../fixtures/growth-laleh2022');
 
@@ -37,21 +36,9 @@ describe('federated response model on three trial sites', () => {
       const { db, audit } = await openSiteStore(dir);
       const rep = await importPath(db, audit, join(FIX, `Study${s}.csv`), { mapping: BUILTIN_MAPPINGS.laleh, refit: false });
       assert.ok(rep.rows.some((r) => r.status === 'imported'), JSON.stringify(rep.rows));
-      const real = createResponseTrainer(db);
-      const log: DeltaLog = new Map();
-      const spy: LocalTrainer = {
-        backend: real.backend,
-        dataSummary: (m) => real.dataSummary(m),
-        initialWeights: (m) => real.initialWeights(m),
-        evaluate: (m, w) => real.evaluate(m, w),
-        async train(m, w, round) {
-          const r = await real.train(m, w, round);
-          log.set(round, { delta: r.weights.map((x, k) => x - w[k]), n: r.nSamples });
-          return r;
-        },
-      };
+      const { trainer, deltas: log } = recordingTrainer(createResponseTrainer(db));
       deltas.push(log);
-      nodes.push(await SiteNode.open({ dataDir: dir, trainer: spy, approvalPollMs: 100 }));
+      nodes.push(await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }));
     }
     const created = await lead<{ studyId: string; manifest: ResponseManifest; manifestHash: string }>(url, 'POST', '/api/studies', responseStudySpec(ROUNDS));
     assert.ok(created.status < 300, JSON.stringify(created.json));
