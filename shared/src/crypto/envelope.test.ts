@@ -53,3 +53,19 @@ describe('signed envelopes', () => {
     assert.throws(() => openSealed(box, other));
   });
 });
+
+describe('signed statements', () => {
+  it('verify only for the same kind, the same fields and the signer\'s key', async () => {
+    await initSodium();
+    const { signStatement, verifyStatement } = await import('./statement.js');
+    const a = generateIdentity();
+    const b = generateIdentity();
+    const fields = { studyId: 's1', round: 2, ids: ['x', 'y'] };
+    const sig = signStatement('twinfed.test.v1', fields, a.ed25519SecretKey);
+    assert.equal(verifyStatement('twinfed.test.v1', { round: 2, ids: ['x', 'y'], studyId: 's1' }, sig, a.ed25519PublicKey), true, 'key order does not matter');
+    assert.equal(verifyStatement('twinfed.other.v1', fields, sig, a.ed25519PublicKey), false, 'another kind');
+    assert.equal(verifyStatement('twinfed.test.v1', { ...fields, round: 3 }, sig, a.ed25519PublicKey), false, 'another field value');
+    assert.equal(verifyStatement('twinfed.test.v1', fields, sig, b.ed25519PublicKey), false, 'another key');
+    assert.equal(verifyStatement('twinfed.test.v1', fields, 'not base64!', a.ed25519PublicKey), false);
+  });
+});

@@ -1,3 +1,4 @@
 export * from './sodium.js';
 export * from './identity.js';
 export * from './envelope.js';
+export * from './statement.js';
