@@ -5,10 +5,9 @@
 import type { HeContext } from './context.js';
 import { HeError } from './errors.js';
 import { loadCiphertext } from './ciphertext-io.js';
-import { checkClipBound } from './encrypt.js';
 import { loadSecretKey } from './keys.js';
 import { maxTotalSamples } from './params.js';
-import { dequantizeInto } from './quantize.js';
+import { checkClipBound, dequantizeInto } from './quantize.js';
 import { sealErrorMessage, type SecretKey } from './seal-loader.js';
 
 function expectedChunks(ctx: HeContext, sums: Uint8Array[], length: number): void {
@@ -20,14 +19,19 @@ function expectedChunks(ctx: HeContext, sums: Uint8Array[], length: number): voi
 }
 
 /**
- * Decrypt each ciphertext and call `onSlots(index, centredValues, noiseBudgetBits)`.
- * Centred values are the plaintext slots lifted from Z_t to (-t/2, t/2].
+ * Decrypt each ciphertext and call `onSlots(index, values, noiseBudgetBits)`.
+ * With `centred` (the default) values are the plaintext slots lifted from Z_t
+ * to (-t/2, t/2] (BigInt64Array); without, the representatives in [0, t)
+ * (BigUint64Array).
  */
+function decryptEach(ctx: HeContext, sk: SecretKey, sums: Uint8Array[], onSlots: (index: number, values: BigInt64Array, budget: number) => void): void;
+function decryptEach(ctx: HeContext, sk: SecretKey, sums: Uint8Array[], onSlots: (index: number, values: BigUint64Array, budget: number) => void, centred: false): void;
 function decryptEach(
   ctx: HeContext,
   sk: SecretKey,
   sums: Uint8Array[],
-  onSlots: (index: number, values: BigInt64Array, budget: number) => void,
+  onSlots: ((index: number, values: BigInt64Array, budget: number) => void) | ((index: number, values: BigUint64Array, budget: number) => void),
+  centred = true,
 ): void {
   const decryptor = ctx.seal.Decryptor(ctx.context, sk);
   try {
@@ -37,8 +41,8 @@ function decryptEach(
         const budget = decryptor.invariantNoiseBudget(ct);
         const pt = decryptor.decrypt(ct) as ReturnType<typeof ctx.seal.PlainText>;
         try {
-          // decodeBigInt(pt, signed = true) centre-lifts mod t.
-          onSlots(index, ctx.encoder.decodeBigInt(pt, true) as BigInt64Array, budget);
+          // decodeBigInt(pt, signed = true) centre-lifts mod t; signed = false gives [0, t).
+          (onSlots as (i: number, v: BigInt64Array | BigUint64Array, b: number) => void)(index, ctx.encoder.decodeBigInt(pt, centred), budget);
         } finally {
           pt.delete();
         }
@@ -80,6 +84,35 @@ export function decryptAverage(
       const offset = index * ctx.slotCount;
       dequantizeInto(out, offset, values, Math.min(ctx.slotCount, length - offset), totalSamples, clipBound, ctx.params.precisionBits);
     });
+  } finally {
+    sk.delete();
+  }
+  return out;
+}
+
+/**
+ * Decrypts the coordinator's sums to their slot values in [0, t) (not
+ * centred), `length` values, as exact doubles (t < 2^53): the input of
+ * secure-aggregation unmasking. Throws TWF_E_HE_DECRYPT when a ciphertext has
+ * no noise budget (wrong key, or more additions than the parameters allow).
+ */
+export function decryptSlots(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number): Float64Array {
+  expectedChunks(ctx, sums, length);
+  const out = new Float64Array(length);
+  const sk = loadSecretKey(ctx, secretKey);
+  try {
+    decryptEach(
+      ctx,
+      sk,
+      sums,
+      (index, values, budget) => {
+        if (budget <= 0) throw new HeError('TWF_E_HE_DECRYPT', `ciphertext ${index} has no noise budget left: wrong key, or too many additions`);
+        const offset = index * ctx.slotCount;
+        const count = Math.min(ctx.slotCount, length - offset);
+        for (let i = 0; i < count; i++) out[offset + i] = Number(values[i]);
+      },
+      false,
+    );
   } finally {
     sk.delete();
   }

@@ -14,8 +14,10 @@ import type { HeContext } from './context.js';
 import { wrapCiphertext } from './envelope.js';
 import { loadSecretKey } from './keys.js';
 import { maxTotalSamples } from './params.js';
-import { quantizeChunk } from './quantize.js';
+import { checkClipBound, checkWeightedUpdate, quantizeChunk } from './quantize.js';
 import { sealErrorMessage } from './seal-loader.js';
+
+export { checkClipBound };
 
 export interface EncryptedUpdate {
   /** One envelope per slotCount parameters, in order. */
@@ -30,12 +32,6 @@ export interface EncryptedUpdate {
   clipped: number;
 }
 
-export function checkClipBound(clipBound: number): void {
-  if (!(typeof clipBound === 'number' && Number.isFinite(clipBound) && clipBound > 0)) {
-    throw new HeError('TWF_E_HE_BAD_UPDATE', `clipBound must be a positive finite number (got ${clipBound})`);
-  }
-}
-
 export function encryptWeightedUpdate(
   ctx: HeContext,
   secretKey: Uint8Array,
@@ -44,18 +40,76 @@ export function encryptWeightedUpdate(
   clipBound: number,
 ): EncryptedUpdate {
   const start = performance.now();
-  const { params, slotCount, seal } = ctx;
-  if (!(delta instanceof Float32Array) || delta.length === 0) throw new HeError('TWF_E_HE_BAD_UPDATE', 'delta must be a non-empty Float32Array');
-  if (!Number.isSafeInteger(nSamples) || nSamples < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `nSamples must be a positive integer (got ${nSamples})`);
-  checkClipBound(clipBound);
+  const { params, slotCount } = ctx;
+  checkWeightedUpdate(delta, nSamples, clipBound);
   const limit = maxTotalSamples(params);
   if (nSamples > limit) {
     throw new HeError('TWF_E_HE_OVERFLOW', `nSamples ${nSamples} exceeds ${limit}, the most this plain modulus can sum at ${params.precisionBits} precision bits`);
   }
-  for (let i = 0; i < delta.length; i++) {
-    if (!Number.isFinite(delta[i])) throw new HeError('TWF_E_HE_BAD_UPDATE', `delta[${i}] is not finite`);
-  }
+  let clipped = 0;
+  const { ciphertexts, bytes } = encryptChunks(ctx, secretKey, Math.ceil(delta.length / slotCount), (c) => {
+    const chunk = quantizeChunk(delta, c * slotCount, slotCount, nSamples, clipBound, params.precisionBits);
+    clipped += chunk.clipped;
+    return chunk.values;
+  });
+  return { ciphertexts, length: delta.length, nSamples, encryptMs: performance.now() - start, bytes, clipped };
+}
 
+/**
+ * Encrypt values in [0, t) (e.g. a masked input from shared/src/secagg), one
+ * seeded symmetric ciphertext per slotCount values (the last zero-padded),
+ * with the same wire framing as encryptWeightedUpdate. Refuses values that
+ * are not integers in [0, t) with TWF_E_HE_BAD_UPDATE: SEAL would reduce them
+ * mod t silently.
+ */
+export function encryptSlots(ctx: HeContext, secretKey: Uint8Array, values: Float64Array): { ciphertexts: Uint8Array[]; bytes: number; encryptMs: number } {
+  const start = performance.now();
+  const { slotCount } = ctx;
+  if (!(values instanceof Float64Array) || values.length === 0) throw new HeError('TWF_E_HE_BAD_UPDATE', 'values must be a non-empty Float64Array');
+  const t = Number(ctx.plainModulus); // < 2^61 by checkHeParams; exact comparisons below 2^53
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!(v >= 0 && v < t) || !Number.isSafeInteger(v)) throw new HeError('TWF_E_HE_BAD_UPDATE', `values[${i}] = ${v} is not an integer in [0, t)`);
+  }
+  const { ciphertexts, bytes } = encryptChunks(ctx, secretKey, Math.ceil(values.length / slotCount), (c) => toUint64Slots(values, c * slotCount, slotCount));
+  return { ciphertexts, bytes, encryptMs: performance.now() - start };
+}
+
+const littleEndian = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/**
+ * values[offset .. offset+count) (zero-padded) as a BigUint64Array for
+ * BatchEncoder.encode, written as two 32-bit halves through a Uint32Array
+ * view: no BigInt per value on little-endian machines.
+ */
+function toUint64Slots(values: Float64Array, offset: number, count: number): BigUint64Array {
+  const out = new BigUint64Array(count);
+  const end = Math.min(values.length, offset + count);
+  if (!littleEndian) {
+    for (let i = offset; i < end; i++) out[i - offset] = BigInt(values[i]);
+    return out;
+  }
+  const words = new Uint32Array(out.buffer);
+  for (let i = offset; i < end; i++) {
+    const v = values[i];
+    const hi = Math.floor(v / 4294967296);
+    words[2 * (i - offset)] = v - hi * 4294967296;
+    words[2 * (i - offset) + 1] = hi;
+  }
+  return out;
+}
+
+/**
+ * One seeded symmetric ciphertext per chunk(c), c = 0 .. chunks-1, each in
+ * our envelope. The one place that owns the SEAL encryptor's life cycle.
+ */
+function encryptChunks(
+  ctx: HeContext,
+  secretKey: Uint8Array,
+  chunks: number,
+  chunk: (c: number) => Int32Array | BigInt64Array | BigUint64Array,
+): { ciphertexts: Uint8Array[]; bytes: number } {
+  const { seal } = ctx;
   const sk = loadSecretKey(ctx, secretKey);
   // node-seal's Encryptor constructor requires a public key even for
   // symmetric encryption; derive one from the secret key (≈ 5 ms at N = 4096).
@@ -64,12 +118,9 @@ export function encryptWeightedUpdate(
   const encryptor = seal.Encryptor(ctx.context, pk, sk);
   const ciphertexts: Uint8Array[] = [];
   let bytes = 0;
-  let clipped = 0;
   try {
-    for (let offset = 0; offset < delta.length; offset += slotCount) {
-      const chunk = quantizeChunk(delta, offset, slotCount, nSamples, clipBound, params.precisionBits);
-      clipped += chunk.clipped;
-      const pt = ctx.encoder.encode(chunk.values) as ReturnType<typeof seal.PlainText>;
+    for (let c = 0; c < chunks; c++) {
+      const pt = ctx.encoder.encode(chunk(c)) as ReturnType<typeof seal.PlainText>;
       try {
         const ser = encryptor.encryptSymmetricSerializable(pt);
         try {
@@ -92,6 +143,5 @@ export function encryptWeightedUpdate(
     kg.delete();
     sk.delete();
   }
-  return { ciphertexts, length: delta.length, nSamples, encryptMs: performance.now() - start, bytes, clipped };
+  return { ciphertexts, bytes };
 }
-

@@ -11,13 +11,17 @@ import {
   DEFAULT_HE_PARAMS,
   HeError,
   addCiphertexts,
+  averageFromCentred,
   createHeContext,
   decryptAverage,
+  decryptSlots,
+  encryptSlots,
   encryptWeightedUpdate,
   generateSecretKey,
   heParamsDigest,
   maxTotalSamples,
   noiseBudgetBits,
+  quantizeToZt,
   subtractCiphertext,
   validateCiphertext,
   type EncryptedUpdate,
@@ -27,6 +31,7 @@ import {
 import { decryptSlotSums } from './decrypt.js';
 import { wrapCiphertext, ENVELOPE_HEADER_BYTES } from './envelope.js';
 import { isPrime64, largestBatchingPrime } from './primes.js';
+import { quantizeChunk } from './quantize.js';
 
 const LENGTH = 30000;
 const B = 0.05; // clip bound, in the range of real weight deltas
@@ -277,4 +282,117 @@ test('1000 additions: noise budget stays positive, memory does not grow', async 
   // one leaked ciphertext per add would be 64 KiB x 800 ≈ 50 MB
   assert.ok(growth < 256 * 1024, `native memory grew by ${growth} bytes over 800 additions`);
   process.stderr.write(`# noise budget fresh ${fresh} bits, after 1000 additions ${budget} bits; native memory growth over 800 additions ${growth} bytes\n`);
+});
+
+// ---- slot-level helpers for secure aggregation (shared/src/secagg) ----
+
+/** Centred lift (-t/2, t/2], written out here so this file does not depend on secagg. */
+function centre(values: Float64Array, t: bigint): Float64Array {
+  const tn = Number(t);
+  return values.map((v) => (v > tn / 2 ? v - tn : v));
+}
+
+test('quantizeToZt is quantizeChunk mapped to Z_t (negative + t), with the same clip count', () => {
+  const t = ctx.plainModulus;
+  const tn = Number(t);
+  for (const [k, s] of SITES.entries()) {
+    const z = quantizeToZt(deltas[k], s.n, B, P, t);
+    assert.equal(z.values.length, LENGTH);
+    let clipped = 0;
+    for (let off = 0; off < LENGTH; off += 4096) {
+      const c = quantizeChunk(deltas[k], off, 4096, s.n, B, P);
+      clipped += c.clipped;
+      for (let i = 0; i < Math.min(4096, LENGTH - off); i++) {
+        const q = Number(c.values[i]);
+        assert.equal(z.values[off + i], q < 0 ? q + tn : q);
+      }
+    }
+    assert.equal(z.clipped, clipped);
+    assert.equal(z.clipped, updates[k].clipped);
+  }
+  // edges (a clip bound exact in float32): ±B map to n·2^p and t - n·2^p; a tiny negative rounds to 0, not -0
+  const b = 0.5;
+  const e = quantizeToZt(Float32Array.from([b, -b, 0, -1e-12, 2 * b, -2 * b]), 3, b, P, t);
+  assert.deepEqual(Array.from(e.values), [3 * 2 ** P, tn - 3 * 2 ** P, 0, 0, 3 * 2 ** P, tn - 3 * 2 ** P]);
+  assert.ok(Object.is(e.values[3], 0));
+  assert.equal(e.clipped, 2);
+});
+
+test('quantizeToZt refuses what encryptWeightedUpdate refuses, and a site range beyond (t-1)/2', () => {
+  const t = ctx.plainModulus;
+  const d = new Float32Array(4).fill(0.01);
+  assertHeError(() => quantizeToZt(Float32Array.from([0, NaN]), 1, B, P, t), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => quantizeToZt(Float32Array.from([Infinity]), 1, B, P, t), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => quantizeToZt(new Float32Array(0), 1, B, P, t), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => quantizeToZt(d, 0, B, P, t), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => quantizeToZt(d, 2.5, B, P, t), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => quantizeToZt(d, 1, -1, P, t), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => quantizeToZt(d, 1, B, 0, t), 'TWF_E_HE_PARAMS');
+  assertHeError(() => quantizeToZt(d, 1, B, P, 2n ** 51n), 'TWF_E_HE_PARAMS');
+  const max = maxTotalSamples(DEFAULT_HE_PARAMS);
+  quantizeToZt(d, max, B, P, t); // n·2^p <= (t-1)/2 exactly at the limit
+  assertHeError(() => quantizeToZt(d, max + 1, B, P, t), 'TWF_E_HE_OVERFLOW');
+});
+
+test('encryptSlots / decryptSlots round-trip values in [0, t) exactly, edges included', () => {
+  const t = ctx.plainModulus;
+  const tn = Number(t);
+  const r = rng(9);
+  const values = Float64Array.from({ length: 5000 }, () => Math.floor(r() * tn) % tn);
+  const edges = [0, 1, tn - 1, (tn - 1) / 2, (tn + 1) / 2, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1];
+  values.set(edges, 0);
+  values.set(edges, 4096 - 4); // across the ciphertext boundary
+  const enc = encryptSlots(ctx, key, values);
+  assert.equal(enc.ciphertexts.length, 2);
+  assert.equal(enc.bytes, enc.ciphertexts.reduce((n, c) => n + c.length, 0));
+  assert.ok(enc.encryptMs > 0);
+  // same framing and size as encryptWeightedUpdate: masking costs no upload bytes
+  assert.equal(enc.ciphertexts[0].length, updates[0].ciphertexts[0].length);
+  for (const c of enc.ciphertexts) validateCiphertext(ctx, c);
+  const sumsOne = enc.ciphertexts.map((c) => addCiphertexts(ctx, null, c));
+  assert.deepEqual(decryptSlots(ctx, key, sumsOne, values.length), values);
+  // two copies add mod t
+  const twice = sumsOne.map((acc, i) => addCiphertexts(ctx, acc, enc.ciphertexts[i]));
+  const got = decryptSlots(ctx, key, twice, values.length);
+  for (let i = 0; i < values.length; i++) assert.equal(got[i], (values[i] * 2) % tn, `slot ${i}`);
+});
+
+test('encryptSlots refuses values outside [0, t) and non-integers; decryptSlots refuses a wrong key', () => {
+  const tn = Number(ctx.plainModulus);
+  for (const bad of [-1, tn, tn + 1, 0.5, NaN, Infinity, 2 ** 53]) {
+    assertHeError(() => encryptSlots(ctx, key, Float64Array.from([0, bad])), 'TWF_E_HE_BAD_UPDATE');
+  }
+  assertHeError(() => encryptSlots(ctx, key, new Float64Array(0)), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => encryptSlots(ctx, new Uint8Array(100), Float64Array.from([1])), 'TWF_E_HE_BAD_KEY');
+  const wrong = generateSecretKey(ctx);
+  assertHeError(() => decryptSlots(ctx, wrong, sums, LENGTH), 'TWF_E_HE_DECRYPT');
+  assertHeError(() => decryptSlots(ctx, key, sums.slice(1), LENGTH), 'TWF_E_HE_BAD_UPDATE');
+});
+
+test('quantizeToZt + encryptSlots + decryptSlots + centre + averageFromCentred = decryptAverage, bit for bit', () => {
+  const t = ctx.plainModulus;
+  const slotUpdates = SITES.map((s, k) => encryptSlots(ctx, key, quantizeToZt(deltas[k], s.n, B, P, t).values));
+  const slotSums = slotUpdates[0].ciphertexts.map((_, c) => {
+    let acc: Uint8Array | null = null;
+    for (const u of slotUpdates) acc = addCiphertexts(ctx, acc, u.ciphertexts[c]);
+    return acc!;
+  });
+  const avg = averageFromCentred(centre(decryptSlots(ctx, key, slotSums, LENGTH), t), TOTAL, B, P, t);
+  assert.deepEqual(avg, decryptAverage(ctx, key, sums, LENGTH, TOTAL, B));
+});
+
+test('averageFromCentred: known values, and the overflow checks', () => {
+  const S = 2 ** P / B;
+  const sumsIn = Float64Array.from([0, 10 * S * B, -10 * S * B, 3 * S * 0.01]);
+  assert.deepEqual(Array.from(averageFromCentred(sumsIn, 10, B, P)), Array.from(Float32Array.from([0, B, -B, 0.003])));
+  // a slot beyond ±totalSamples·2^p cannot be a correct sum (wrapped, or masks left in)
+  assertHeError(() => averageFromCentred(Float64Array.from([10 * 2 ** P + 1]), 10, B, P), 'TWF_E_HE_OVERFLOW');
+  assertHeError(() => averageFromCentred(Float64Array.from([NaN]), 10, B, P), 'TWF_E_HE_OVERFLOW');
+  const max = maxTotalSamples(DEFAULT_HE_PARAMS);
+  averageFromCentred(Float64Array.from([1]), max, B, P, ctx.plainModulus);
+  assertHeError(() => averageFromCentred(Float64Array.from([1]), max + 1, B, P, ctx.plainModulus), 'TWF_E_HE_OVERFLOW');
+  assertHeError(() => averageFromCentred(Float64Array.from([1]), 0, B, P), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => averageFromCentred(Float64Array.from([1]), 1.5, B, P), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => averageFromCentred(Float64Array.from([1]), 1, 0, P), 'TWF_E_HE_BAD_UPDATE');
+  assertHeError(() => averageFromCentred(Float64Array.from([1]), 2 ** 40, B, P), 'TWF_E_HE_OVERFLOW'); // 2^60 > 2^53
 });
