@@ -8,16 +8,65 @@
  * Two sites (n = 1 each) send deltas uniform in [-1, 1] (clip bound B = 1);
  * the error column is max |decrypted mean - exact mean| in units of B.
  * Progress goes to stderr; with --json the last stdout line is one JSON object.
+ *
+ * Second table, same run: our BFV scheme with secure-aggregation masks
+ * (shared/src/secagg, Bonawitz et al. 2017) for rounds of 3 and 10 sites,
+ * against the unmasked row above. Every site of the round quantises
+ * (quantizeToZt), masks with its n-1 peers (maskInput) and encrypts
+ * (encryptSlots); for 10 sites two drop after the key set-up, so the
+ * decrypting site also removes their pairwise masks. Columns:
+ *  - encrypt ms/1M: quantise + mask + encrypt, mean over the sites that
+ *    upload; the unmasked row times encryptWeightedUpdate (which quantises
+ *    too) on the same sites' deltas, interleaved with the masked runs
+ *    (alternating which goes first), so the ratio compares like with like
+ *    on a machine whose speed drifts;
+ *  - mask ms/1M: the maskInput part of it (n masks of P slots);
+ *  - unmask ms/1M: unmaskSum at the decrypting site;
+ *  - bytes/param: uploaded ciphertext bytes (masking leaves them unchanged);
+ *  - setup B/site: what one site sends once per round for the key set-up,
+ *    independent of the model size: its n-1 share boxes (sealShares, base64
+ *    as sent in JSON) plus its signed keys statement (canonical JSON of the
+ *    keysStatementFields, the kind and the base64 Ed25519 signature), UTF-8;
+ *  - max abs err: of the unmasked FedAvg of the survivors, in units of B.
+ *
+ * --json fields (besides the first table's):
+ *   unmaskedEncryptMsPerMParams: number   (the interleaved unmasked runs; encryptMsPer1M is the first table's)
+ *   maskedEncryptMsPerMParams:   { "3": number, "10": number }   keyed by sites per round
+ *   maskedBytesPerParam:         { "3": number, "10": number }
+ *   setupBytesPerSite:           { "3": number, "10": number }
+ *   maskMsPerMParams, unmaskMsPerMParams, maskedMaxAbsError: same shape
  */
+import { canonicalJson, utf8 } from '@twinfed/protocols';
+import { generateIdentity } from '../crypto/identity.js';
+import { initSodium, toB64 } from '../crypto/sodium.js';
+import { signStatement } from '../crypto/statement.js';
 import { createCkksDefault } from '../he/ckks-default.js';
 import {
   DEFAULT_HE_PARAMS,
   addCiphertexts,
+  averageFromCentred,
   createHeContext,
   decryptAverage,
+  decryptSlots,
+  encryptSlots,
   encryptWeightedUpdate,
   generateSecretKey,
+  quantizeToZt,
+  type HeContext,
 } from '../he/index.js';
+import {
+  SECAGG_KEYS_KIND,
+  centreZt,
+  generateRoundSecrets,
+  keysStatementFields,
+  maskInput,
+  sealShares,
+  secaggThreshold,
+  selfMaskCommitment,
+  splitSecret,
+  unmaskSum,
+  type RoundContext,
+} from '../secagg/index.js';
 
 interface Row {
   name: string;
@@ -58,6 +107,106 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 const sumBytes = (cts: Uint8Array[]): number => cts.reduce((s, c) => s + c.length, 0);
+
+interface MaskedRow {
+  sites: number;
+  /** encryptWeightedUpdate times (ms) of the same sites on the same deltas, interleaved with the masked runs. */
+  unmaskedMs: number[];
+  dropped: number;
+  bytesPerParam: number;
+  encryptMsPer1M: number;
+  maskMsPer1M: number;
+  unmaskMsPer1M: number;
+  maxAbsError: number;
+  setupBytesPerSite: number;
+}
+
+/**
+ * One secure-aggregation round of n sites (n = 1 sample each, B = 1) over P
+ * parameters, `dropIdx` dropping after the key set-up; costs as in the header.
+ */
+async function maskedRound(ctx: HeContext, sk: Uint8Array, P: number, n: number, dropIdx: number[]): Promise<MaskedRow> {
+  const per1M = (ms: number): number => (ms * 1e6) / P;
+  const t = ctx.plainModulus;
+  const p = ctx.params.precisionBits;
+  const round: RoundContext = { studyId: 'bench-study', manifestHash: '0'.repeat(64), round: 1 };
+  const ids = Array.from({ length: n }, (_, i) => `site-${String(i).padStart(2, '0')}`);
+  const secrets = ids.map(() => generateRoundSecrets());
+  const identities = ids.map(() => generateIdentity());
+  const survivors = ids.map((_, i) => i).filter((i) => !dropIdx.includes(i));
+
+  // key set-up bytes of site 0: n - 1 share boxes + its signed keys statement
+  const thr = secaggThreshold(n);
+  const bShares = await splitSecret(secrets[0].b, n, thr);
+  const sShares = await splitSecret(secrets[0].sSk, n, thr);
+  let setupBytes = 0;
+  for (let j = 1; j < n; j++) {
+    setupBytes += sealShares(round, ids[0], ids[j], { bShare: bShares[j], sShare: sShares[j] }, identities[0].x25519SecretKey, identities[j].x25519PublicKey).length;
+  }
+  const fields = keysStatementFields(round, ids[0], toB64(secrets[0].sPk), selfMaskCommitment(round, ids[0], secrets[0].b));
+  const signature = signStatement(SECAGG_KEYS_KIND, fields, identities[0].ed25519SecretKey);
+  setupBytes += utf8(canonicalJson({ ...fields, kind: SECAGG_KEYS_KIND, signature })).length;
+
+  // every surviving site: quantise + mask + encrypt
+  const deltas = survivors.map((i) => uniformDelta(P, 100 + i));
+  // and, interleaved (alternating which goes first), the unmasked path on the same delta
+  let encMs = 0;
+  let maskMs = 0;
+  let bytes = 0;
+  const unmaskedMs: number[] = [];
+  const uploads: Uint8Array[][] = [];
+  survivors.forEach((i, k) => {
+    const peers = ids.flatMap((id, j) => (j === i ? [] : [{ siteId: id, sPk: secrets[j].sPk }]));
+    const unmasked = (): void => {
+      unmaskedMs.push(encryptWeightedUpdate(ctx, sk, deltas[k], 1, 1).encryptMs);
+    };
+    if (k % 2 === 0) unmasked();
+    const t0 = performance.now();
+    const q = quantizeToZt(deltas[k], 1, 1, p, t).values;
+    const t1 = performance.now();
+    const y = maskInput(round, t, ids[i], secrets[i], q, peers);
+    const t2 = performance.now();
+    const enc = encryptSlots(ctx, sk, y);
+    encMs += performance.now() - t0;
+    maskMs += t2 - t1;
+    bytes += enc.bytes;
+    uploads.push(enc.ciphertexts);
+    if (k % 2 === 1) unmasked();
+  });
+
+  // coordinator: sums (adding costs what it costs unmasked: same ciphertexts)
+  let sums = uploads[0].map((c) => addCiphertexts(ctx, null, c));
+  for (let k = 1; k < uploads.length; k++) sums = sums.map((acc, c) => addCiphertexts(ctx, acc, uploads[k][c]));
+
+  // a site: decrypt, unmask, average
+  const slots = decryptSlots(ctx, sk, sums, P);
+  const tUnmask = performance.now();
+  unmaskSum(
+    round,
+    t,
+    slots,
+    survivors.map((i) => ({ siteId: ids[i], b: secrets[i].b })),
+    dropIdx.map((i) => ({ siteId: ids[i], sSk: secrets[i].sSk })),
+    new Map(survivors.map((i) => [ids[i], secrets[i].sPk])),
+  );
+  const unmaskMs = performance.now() - tUnmask;
+  const avg = averageFromCentred(centreZt(slots, t), survivors.length, 1, p, t);
+  const exact = new Float64Array(P);
+  for (const d of deltas) for (let i = 0; i < P; i++) exact[i] += d[i] / survivors.length;
+
+  const s = survivors.length;
+  return {
+    sites: n,
+    unmaskedMs,
+    dropped: dropIdx.length,
+    bytesPerParam: bytes / s / P,
+    encryptMsPer1M: per1M(encMs / s),
+    maskMsPer1M: per1M(maskMs / s),
+    unmaskMsPer1M: per1M(unmaskMs),
+    maxAbsError: maxAbsDiff(avg, exact),
+    setupBytesPerSite: setupBytes,
+  };
+}
 
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
@@ -124,6 +273,18 @@ async function main(): Promise<void> {
   const plainAvg = acc.map((x) => x / 2);
   rows.push({ name: 'plain float32', bytesPerParam: 4, encryptMsPer1M: 0, addMsPer1M: per1M(plainAddMs), maxAbsError: maxAbsDiff(plainAvg, exact) });
 
+  // Ours with secure-aggregation masks, rounds of 3 and 10 sites (2 of 10 drop).
+  await initSodium();
+  await maskedRound(ctx, sk, 4 * ctx.slotCount, 3, []); // warm-up of every path
+  const masked: MaskedRow[] = [];
+  for (const [n, drop] of [
+    [3, []],
+    [10, [3, 7]],
+  ] as [number, number[]][]) {
+    log(`bfv-sym-seeded + secagg masks: round of ${n} sites, ${drop.length} dropped`);
+    masked.push(await maskedRound(ctx, sk, P, n, drop));
+  }
+
   // Ratios against the common default (row 2), measured in this same run.
   const def0 = rows[1];
   const header = ['scheme', 'bytes/param', 'vs default', 'encrypt ms/1M', 'vs default', 'add ms/1M', 'max abs err (xB)'];
@@ -133,8 +294,37 @@ async function main(): Promise<void> {
   console.log(`HE update cost, ${P} parameters, 2 sites, deltas U[-1,1], B = 1 (node ${process.version}, ${process.arch})`);
   console.log(line(header));
   for (const c of cells) console.log(line(c));
+
+  // Masked rows, ratios against the unmasked path timed on the same sites and deltas, interleaved.
+  const unmaskedRuns = masked.flatMap((m) => m.unmaskedMs);
+  const unmaskedEncryptMsPer1M = per1M(unmaskedRuns.reduce((a, x) => a + x, 0) / unmaskedRuns.length);
+  const ours0 = { ...rows[0], name: `${rows[0].name}, unmasked`, encryptMsPer1M: unmaskedEncryptMsPer1M };
+  console.log('');
+  console.log(`Secure-aggregation masks: one site's cost, mean over the uploading sites (2 of 10 sites drop), ${P} parameters;`);
+  console.log(`unmasked row: encryptWeightedUpdate on the same ${unmaskedRuns.length} site deltas, interleaved with the masked runs`);
+  const mHeader = ['scheme', 'bytes/param', 'vs unmasked', 'encrypt ms/1M', 'vs unmasked', 'mask ms/1M', 'unmask ms/1M', 'max abs err (xB)', 'setup B/site'];
+  const mCells = [
+    [ours0.name, ours0.bytesPerParam.toFixed(3), '1.000x', ours0.encryptMsPer1M.toFixed(0), '1.00x', '0', '0', ours0.maxAbsError.toExponential(2), '0'],
+    ...masked.map((m) => [
+      `  + secagg masks, ${m.sites} sites${m.dropped ? ` (${m.dropped} dropped)` : ''}`,
+      m.bytesPerParam.toFixed(3),
+      `${(m.bytesPerParam / ours0.bytesPerParam).toFixed(3)}x`,
+      m.encryptMsPer1M.toFixed(0),
+      `${(m.encryptMsPer1M / ours0.encryptMsPer1M).toFixed(2)}x`,
+      m.maskMsPer1M.toFixed(0),
+      m.unmaskMsPer1M.toFixed(0),
+      m.maxAbsError.toExponential(2),
+      String(m.setupBytesPerSite),
+    ]),
+  ];
+  const mWidths = mHeader.map((h, i) => Math.max(h.length, ...mCells.map((c) => c[i].length)));
+  const mLine = (c: string[]): string => c.map((x, i) => (i === 0 ? x.padEnd(mWidths[i]) : x.padStart(mWidths[i]))).join('  ');
+  console.log(mLine(mHeader));
+  for (const c of mCells) console.log(mLine(c));
+
   if (json) {
     const [ours, def] = rows;
+    const bySites = (f: (m: MaskedRow) => number): Record<string, number> => Object.fromEntries(masked.map((m) => [String(m.sites), f(m)]));
     console.log(
       JSON.stringify({
         bytesPerParam: ours.bytesPerParam,
@@ -145,6 +335,13 @@ async function main(): Promise<void> {
         addMsPer1M: ours.addMsPer1M,
         defaultAddMsPer1M: def.addMsPer1M,
         defaultMaxAbsError: def.maxAbsError,
+        unmaskedEncryptMsPerMParams: unmaskedEncryptMsPer1M,
+        maskedEncryptMsPerMParams: bySites((m) => m.encryptMsPer1M),
+        maskedBytesPerParam: bySites((m) => m.bytesPerParam),
+        setupBytesPerSite: bySites((m) => m.setupBytesPerSite),
+        maskMsPerMParams: bySites((m) => m.maskMsPer1M),
+        unmaskMsPerMParams: bySites((m) => m.unmaskMsPer1M),
+        maskedMaxAbsError: bySites((m) => m.maxAbsError),
         params: P,
       }),
     );
