@@ -7,7 +7,7 @@ import { HeError } from './errors.js';
 import { loadCiphertext } from './ciphertext-io.js';
 import { loadSecretKey } from './keys.js';
 import { maxTotalSamples } from './params.js';
-import { checkClipBound, dequantizeInto } from './quantize.js';
+import { checkClipBound, checkPlainModulusForFloat, dequantizeInto } from './quantize.js';
 import { sealErrorMessage, type SecretKey } from './seal-loader.js';
 
 function expectedChunks(ctx: HeContext, sums: Uint8Array[], length: number): void {
@@ -92,12 +92,13 @@ export function decryptAverage(
 
 /**
  * Decrypts the coordinator's sums to their slot values in [0, t) (not
- * centred), `length` values, as exact doubles (t < 2^53): the input of
+ * centred), `length` values, as exact doubles (t < 2^51 required): the input of
  * secure-aggregation unmasking. Throws TWF_E_HE_DECRYPT when a ciphertext has
  * no noise budget (wrong key, or more additions than the parameters allow).
  */
 export function decryptSlots(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number): Float64Array {
   expectedChunks(ctx, sums, length);
+  checkPlainModulusForFloat(ctx.plainModulus); // values as exact doubles
   const out = new Float64Array(length);
   const sk = loadSecretKey(ctx, secretKey);
   try {

@@ -14,10 +14,10 @@ import type { HeContext } from './context.js';
 import { wrapCiphertext } from './envelope.js';
 import { loadSecretKey } from './keys.js';
 import { maxTotalSamples } from './params.js';
-import { checkClipBound, checkWeightedUpdate, quantizeChunk } from './quantize.js';
+import { checkClipBound, checkPlainModulusForFloat, checkWeightedUpdate, quantizeChunk } from './quantize.js';
 import { sealErrorMessage } from './seal-loader.js';
 
-export { checkClipBound };
+export { checkClipBound }; // moved to quantize.ts; still exported here for existing importers
 
 export interface EncryptedUpdate {
   /** One envelope per slotCount parameters, in order. */
@@ -60,13 +60,13 @@ export function encryptWeightedUpdate(
  * seeded symmetric ciphertext per slotCount values (the last zero-padded),
  * with the same wire framing as encryptWeightedUpdate. Refuses values that
  * are not integers in [0, t) with TWF_E_HE_BAD_UPDATE: SEAL would reduce them
- * mod t silently.
+ * mod t silently. Needs t < 2^51 (values are doubles; TWF_E_HE_PARAMS otherwise).
  */
 export function encryptSlots(ctx: HeContext, secretKey: Uint8Array, values: Float64Array): { ciphertexts: Uint8Array[]; bytes: number; encryptMs: number } {
   const start = performance.now();
   const { slotCount } = ctx;
   if (!(values instanceof Float64Array) || values.length === 0) throw new HeError('TWF_E_HE_BAD_UPDATE', 'values must be a non-empty Float64Array');
-  const t = Number(ctx.plainModulus); // < 2^61 by checkHeParams; exact comparisons below 2^53
+  const t = checkPlainModulusForFloat(ctx.plainModulus); // values as exact doubles
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!(v >= 0 && v < t) || !Number.isSafeInteger(v)) throw new HeError('TWF_E_HE_BAD_UPDATE', `values[${i}] = ${v} is not an integer in [0, t)`);

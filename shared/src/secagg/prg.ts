@@ -45,28 +45,40 @@ function blockKey(seed: Uint8Array, block: number): Uint8Array {
   return sodium().crypto_generichash(32, concatBytes(seed, blockDomain, index));
 }
 
+const littleEndian = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/** The keystream as little-endian 16-bit words (a view on little-endian machines, a copy otherwise). */
+function words16(stream: Uint8Array): Uint16Array {
+  if (littleEndian && stream.byteOffset % 2 === 0) return new Uint16Array(stream.buffer, stream.byteOffset, stream.length >> 1);
+  const w = new Uint16Array(stream.length >> 1);
+  for (let i = 0; i < w.length; i++) w[i] = stream[2 * i] | (stream[2 * i + 1] << 8);
+  return w;
+}
+
 /** The first `count` values of block `block` of PRG(seed), into out[0 .. count). */
 function expandBlock(seed: Uint8Array, block: number, count: number, t: number, bits: number, out: Float64Array): void {
   const s = sodium();
   const key = blockKey(seed, block);
-  // keep the high word's low (bits - 32) bits, or the low word's low `bits` bits
-  const hiMask = bits > 32 ? 2 ** (bits - 32) - 1 : 0;
-  const loMod = bits >= 32 ? TWO_32 : 2 ** bits;
+  // a draw is w0 + 2^16·w1 + 2^32·w2 (6 bytes, little-endian); keep its low `bits` bits
+  const m0 = bits >= 16 ? 0xffff : 2 ** bits - 1;
+  const m1 = bits >= 32 ? 0xffff : bits > 16 ? 2 ** (bits - 16) - 1 : 0;
+  const m2 = bits > 32 ? 2 ** (bits - 32) - 1 : 0;
   let stream = s.randombytes_buf_deterministic(count * BYTES_PER_DRAW, key);
-  let pos = 0;
+  let w = words16(stream);
+  let pos = 0; // in 16-bit words
   let k = 0;
   while (k < count) {
-    if (pos + BYTES_PER_DRAW > stream.length) {
+    if (pos + 3 > w.length) {
       // rejections used up the stream: same key, longer keystream, same prefix
       stream = s.randombytes_buf_deterministic(stream.length + Math.max(count - k, 64) * BYTES_PER_DRAW, key);
+      w = words16(stream);
     }
-    const lo = (stream[pos] | (stream[pos + 1] << 8) | (stream[pos + 2] << 16) | (stream[pos + 3] << 24)) >>> 0;
-    const hi = (stream[pos + 4] | (stream[pos + 5] << 8)) & hiMask;
-    pos += BYTES_PER_DRAW;
-    const v = hi * TWO_32 + (lo % loMod);
+    const v = (w[pos + 2] & m2) * TWO_32 + (w[pos + 1] & m1) * 65536 + (w[pos] & m0);
+    pos += 3;
     if (v < t) out[k++] = v;
   }
   key.fill(0);
+  stream.fill(0);
 }
 
 function checkSeed(seed: Uint8Array): void {
