@@ -70,9 +70,10 @@ export class AuditExchange {
   private lastSeenSiteSeq = 0;
   private clock = Date.UTC(2026, 0, 5, 9);
 
-  private constructor(readonly site: Party, readonly coordinator: Party) {}
+  private constructor(readonly site: Party, readonly coordinator: Party, private readonly statementTables: boolean) {}
 
   /** Creates `dir/site/site.db` (with site.json and identity.json beside it) and `dir/coordinator/coordinator.db`. */
+  /** `statementTables: false`: a site database from before receipts and checkpoints (the coordinator signs them, the site keeps none). */
   static async create(dir: string, opts: { siteId?: string; coordinatorId?: string; statementTables?: boolean } = {}): Promise<AuditExchange> {
     await initSodium();
     const siteId = opts.siteId ?? 'site-a';
@@ -83,7 +84,7 @@ export class AuditExchange {
     const coordinator = openParty(join(dir, 'coordinator'), 'coordinator.db', coordinatorId, coordinatorIdentity, AUDIT_TABLES_DDL);
     saveIdentity(join(site.dir, 'identity.json'), siteIdentity);
     writeFileSync(join(site.dir, 'site.json'), JSON.stringify({ coordinatorUrl: 'http://127.0.0.1:1', siteId, siteName: 'Test Hospital', coordinatorId, coordinatorPublicKey: toB64(coordinatorIdentity.ed25519PublicKey) }, null, 2) + '\n');
-    return new AuditExchange(site, coordinator);
+    return new AuditExchange(site, coordinator, opts.statementTables !== false);
   }
 
   private tick(): number {
@@ -120,6 +121,7 @@ export class AuditExchange {
 
   /** Stores a receipt at the site as the site node does (tests also use it to plant forged ones). */
   storeReceipt(r: Receipt): void {
+    if (!this.statementTables) return; // a site from before receipts
     this.site.sqlite
       .prepare('insert into receipts (seq, msg_type, study_id, round, digest, entry_id, entry_hash, coordinator_id, signature, received_at_ms) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(r.seq, r.msgType, r.studyId, r.round, r.digest, r.entryId, r.entryHash, r.coordinatorId, r.signature, this.clock);
@@ -146,7 +148,7 @@ export class AuditExchange {
     const unsigned = { coordinatorId: this.coordinator.id, entryId: head.id, entryHash: head.hash, tsMs: this.tick() };
     const c = { ...unsigned, signature: signStatement(CHECKPOINT_KIND, checkpointFields(unsigned), this.coordinator.identity.ed25519SecretKey) };
     this.coordinatorSends('audit.checkpoint', { round });
-    this.site.sqlite.prepare('insert into audit_checkpoints (entry_id, entry_hash, coordinator_id, ts_ms, signature, received_at_ms) values (?, ?, ?, ?, ?, ?)').run(c.entryId, c.entryHash, c.coordinatorId, c.tsMs, c.signature, this.clock);
+    if (this.statementTables) this.site.sqlite.prepare('insert into audit_checkpoints (entry_id, entry_hash, coordinator_id, ts_ms, signature, received_at_ms) values (?, ?, ?, ?, ?, ?)').run(c.entryId, c.entryHash, c.coordinatorId, c.tsMs, c.signature, this.clock);
     return c;
   }
 
