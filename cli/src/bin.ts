@@ -224,12 +224,14 @@ audit.command('verify <db>')
     if (!v.ok) process.exitCode = 2;
   }));
 audit.command('compare')
-  .description("Match a site's log of what it sent against the coordinator's log of what it received")
+  .description("Cross-check a site against the coordinator: both chains under pinned keys, what each logged sending and receiving, and the coordinator's signed receipts and checkpoints the site kept")
   .requiredOption('--site-db <file>', 'the site database (site.db)')
   .requiredOption('--coordinator-db <file>', 'the coordinator database (coordinator.db)')
+  .option('--coordinator-key <b64>', "the coordinator's Ed25519 public key (default: coordinatorPublicKey of site.json beside the site database, pinned at enrolment)")
+  .option('--site-key <b64>', "the site's Ed25519 public key (default: ed25519PublicKey of identity.json beside the site database)")
   .option('--json', 'print JSON')
-  .action(action(async (o: { siteDb: string; coordinatorDb: string; json?: boolean }) => {
-    const r = await compareAuditDbs(o.siteDb, o.coordinatorDb);
+  .action(action(async (o: { siteDb: string; coordinatorDb: string; coordinatorKey?: string; siteKey?: string; json?: boolean }) => {
+    const r = await compareAuditDbs(o.siteDb, o.coordinatorDb, { coordinatorKey: o.coordinatorKey, siteKey: o.siteKey });
     print(!!o.json, r, () => formatCompare(r));
     if (!r.ok) process.exitCode = 2;
   }));

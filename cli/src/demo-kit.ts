@@ -159,6 +159,6 @@ export async function verifyDemoAudits(coordDb: string, siteDirs: string[]) {
   const verdicts = [await verifyAuditDb(coordDb, coordKey)];
   for (const dir of siteDirs) verdicts.push(await verifyAuditDb(join(dir, 'site.db'), siteKeys.get(siteIdOf(dir))));
   const compares = [];
-  for (const dir of siteDirs) compares.push(await compareAuditDbs(join(dir, 'site.db'), coordDb));
+  for (const dir of siteDirs) compares.push(await compareAuditDbs(join(dir, 'site.db'), coordDb, { coordinatorKey: coordKey, siteKey: siteKeys.get(siteIdOf(dir)) }));
   return { verdicts, compares, ok: verdicts.every((v) => v.ok) && compares.every((c) => c.ok) };
 }

@@ -59,10 +59,14 @@ describe('twinfed CLI', () => {
   });
 
   it('audit verify passes an intact log and reports the first broken link of an edited one', async () => {
-    const db = join(site, 'site.db');
-    const ok = await twinfed('audit', 'verify', db);
+    const ok = await twinfed('audit', 'verify', join(site, 'site.db'));
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /^OK .* chain intact/);
+    // Edit a copy: the site's own log stays intact for audit compare below.
+    const db = join(tmp.dir, 'site-copy.db');
+    const original = new Database(join(site, 'site.db'), { readonly: true });
+    await original.backup(db);
+    original.close();
     const sqlite = new Database(db);
     sqlite.exec("drop trigger audit_log_no_update; update audit_log set actor = 'someone else' where id = 1");
     sqlite.close();
@@ -102,10 +106,17 @@ describe('twinfed CLI', () => {
     assert.match(bad.err, /TWF_E_BAD_REQUEST: unknown --format other/);
   });
 
-  it('audit compare matches a site log against the coordinator log', async () => {
-    const r = await twinfed('audit', 'compare', '--site-db', join(site, 'site.db'), '--coordinator-db', join(tmp.dir, 'coordinator', 'coordinator.db'), '--json');
-    const j = JSON.parse(r.out) as { ok: boolean; matched: number };
+  it('audit compare cross-checks the site against the coordinator with the keys pinned in the site folder', async () => {
+    const coordDb = join(tmp.dir, 'coordinator', 'coordinator.db');
+    const r = await twinfed('audit', 'compare', '--site-db', join(site, 'site.db'), '--coordinator-db', coordDb, '--json');
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out) as { ok: boolean; matched: number; keySources: { coordinator: string; site: string }; coordinatorChain: { ok: boolean } };
     assert.equal(j.ok, true);
-    assert.equal(r.code, 0);
+    assert.deepEqual(j.keySources, { coordinator: 'site.json', site: 'identity.json' });
+    assert.equal(j.coordinatorChain.ok, true);
+    // The edited copy of site.db has no site.json beside it: no pinned key, and the message names the flag.
+    const nokey = await twinfed('audit', 'compare', '--site-db', join(tmp.dir, 'site-copy.db'), '--coordinator-db', coordDb);
+    assert.equal(nokey.code, 1);
+    assert.match(nokey.err, /TWF_E_AUDIT: no pinned coordinator key .*pass --coordinator-key/);
   });
 });

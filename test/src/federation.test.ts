@@ -6,7 +6,7 @@ import { drizzle } from 'drizzle-orm/better-sqlite3';
 import type { StudyManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
 import { SITE_FILES, SiteNode } from '@twinfed/site-node';
-import { compareAuditLogs, readAuditLog, verifyAuditChain } from '@twinfed/shared/audit/index';
+import { compareAuditLogs, readAuditLog, readSiteStatements, verifyAuditChain } from '@twinfed/shared/audit/index';
 import { fromB64, initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
 import { aggregateError, lead, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
 
@@ -105,10 +105,15 @@ describe('encrypted federation of three sites', () => {
     const coordEntries = c.engine.audit.entries();
     assert.equal(verifyAuditChain(coordEntries, c.engine.identity.ed25519PublicKey).ok, true);
     for (const n of nodes) {
-      const v = verifyAuditChain(n.audit.entries(), loadIdentity(join(dir(nodes.indexOf(n)), SITE_FILES.identity)).ed25519PublicKey);
+      const siteKey = loadIdentity(join(dir(nodes.indexOf(n)), SITE_FILES.identity)).ed25519PublicKey;
+      const v = verifyAuditChain(n.audit.entries(), siteKey);
       assert.equal(v.ok, true, JSON.stringify(v.firstBroken));
-      const cmp = compareAuditLogs(n.siteId, n.audit.entries(), coordEntries, c.engine.coordinatorId);
-      assert.equal(cmp.ok, true, JSON.stringify(cmp));
+      const statements = readSiteStatements(n.db, n.siteId);
+      const cmp = compareAuditLogs({
+        siteId: n.siteId, coordinatorId: c.engine.coordinatorId, site: n.audit.entries(), coordinator: coordEntries,
+        siteKey, coordinatorKey: c.engine.identity.ed25519PublicKey, receipts: statements.receipts ?? [], checkpoints: statements.checkpoints ?? [],
+      });
+      assert.equal(cmp.ok, true, JSON.stringify(cmp.problems));
       assert.ok(cmp.matched > 0 && cmp.matchedDownstream > 0);
     }
   });

@@ -1,9 +1,8 @@
-import { asc, desc, gt } from 'drizzle-orm';
+import { asc, desc, gt, sql } from 'drizzle-orm';
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
-import { utf8 } from '@twinfed/protocols';
-import { sign } from '../crypto/identity.js';
 import { toB64 } from '../crypto/sodium.js';
-import { GENESIS_HASH, entryHash, type AuditEntry, type AuditFields } from './chain.js';
+import { GENESIS_HASH, signEntry, type AuditEntry, type AuditFields } from './chain.js';
+import type { Checkpoint, Receipt } from './receipts.js';
 import { auditLog, auditOwner } from './table.js';
 
 export type AuditInput = Omit<AuditFields, 'id' | 'tsMs' | 'peer' | 'msgType' | 'seq' | 'studyId' | 'round' | 'digest' | 'sizeBytes' | 'detail'> &
@@ -44,9 +43,7 @@ export class AuditLog {
         sizeBytes: input.sizeBytes ?? null,
         detail: input.detail ?? null,
       };
-      const prevHash = last?.hash ?? GENESIS_HASH;
-      const hash = entryHash(fields, prevHash);
-      const entry: AuditEntry = { ...fields, prevHash, hash, sig: toB64(sign(utf8(hash), this.ed25519SecretKey)) };
+      const entry = signEntry(fields, last?.hash ?? GENESIS_HASH, this.ed25519SecretKey);
       tx.insert(auditLog).values(entry).run();
       return entry;
     });
@@ -61,4 +58,30 @@ export class AuditLog {
 export function readAuditLog(db: AnyDb): { owner: { ownerId: string; ed25519PublicKey: string } | null; entries: AuditEntry[] } {
   const owner = db.select().from(auditOwner).get() ?? null;
   return { owner, entries: db.select().from(auditLog).orderBy(asc(auditLog.id)).all() };
+}
+
+function hasTable(db: AnyDb, name: string): boolean {
+  return db.get<{ n: number }>(sql`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`)!.n > 0;
+}
+
+/**
+ * Reads the coordinator's receipts and checkpoints a site keeps (tables
+ * `receipts` and `audit_checkpoints` of site.db); null where the table is
+ * absent (a database from before receipts). A receipt row has no site id: it
+ * is the site's own, `siteId`.
+ */
+export function readSiteStatements(db: AnyDb, siteId: string): { receipts: Receipt[] | null; checkpoints: Checkpoint[] | null } {
+  type ReceiptRow = { seq: number; msg_type: string; study_id: string | null; round: number | null; digest: string; entry_id: number; entry_hash: string; coordinator_id: string; signature: string };
+  type CheckpointRow = { entry_id: number; entry_hash: string; coordinator_id: string; ts_ms: number; signature: string };
+  const receipts = hasTable(db, 'receipts')
+    ? db.all<ReceiptRow>(sql`select seq, msg_type, study_id, round, digest, entry_id, entry_hash, coordinator_id, signature from receipts order by seq`).map((x): Receipt => ({
+        coordinatorId: x.coordinator_id, siteId, seq: x.seq, msgType: x.msg_type, studyId: x.study_id, round: x.round, digest: x.digest, entryId: x.entry_id, entryHash: x.entry_hash, signature: x.signature,
+      }))
+    : null;
+  const checkpoints = hasTable(db, 'audit_checkpoints')
+    ? db.all<CheckpointRow>(sql`select entry_id, entry_hash, coordinator_id, ts_ms, signature from audit_checkpoints order by entry_id`).map((x): Checkpoint => ({
+        coordinatorId: x.coordinator_id, entryId: x.entry_id, entryHash: x.entry_hash, tsMs: x.ts_ms, signature: x.signature,
+      }))
+    : null;
+  return { receipts, checkpoints };
 }
