@@ -3,9 +3,10 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
-import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
+import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, loadSiteConfig, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
+import { formatManifestForOfficer } from './commands/manifest-view.js';
 import { DEFAULT_STS_DIR, runDemo } from './demo.js';
 import { compareSegmentation } from './commands/seg-compare.js';
 import { evaluateTwinCsv, formatTwinEvaluation } from './commands/twin.js';
@@ -68,28 +69,60 @@ leadOpts(lead.command('token <siteName>').description('Issue a one-time enrolmen
     const r = await new LeadClient(o.url, o.adminToken).call<{ token: string; expiresAt: string }>('POST', '/api/enrolment-tokens', { siteName });
     print(!!o.json, r, () => `token for ${siteName} (valid until ${r.expiresAt}):\n${r.token}`);
   }));
-leadOpts(lead.command('create-study <specFile>').description('Create a study from a JSON spec (see docs/protocol.md)'))
+leadOpts(lead.command('create-study <specFile>').description('Create a draft study from a JSON spec (see docs/protocol.md); its roster is fixed at start'))
   .action(action(async (file: string, o: { url: string; adminToken: string; json?: boolean }) => {
-    const r = await new LeadClient(o.url, o.adminToken).call<{ studyId: string; manifestHash: string }>('POST', '/api/studies', JSON.parse(readFileSync(file, 'utf8')));
-    print(!!o.json, r, () => `created ${r.studyId}\nmanifest hash ${r.manifestHash}`);
+    const r = await new LeadClient(o.url, o.adminToken).call<{ studyId: string }>('POST', '/api/studies', JSON.parse(readFileSync(file, 'utf8')));
+    print(!!o.json, r, () => `created draft ${r.studyId}\nstart it to fix the roster: twinfed lead start ${r.studyId} [--sites A,B,C]`);
   }));
-for (const verb of ['start', 'stop'] as const) {
-  leadOpts(lead.command(`${verb} <studyId>`).description(`${verb === 'start' ? 'Start' : 'Stop'} a study`))
-    .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
-      const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/${verb}`);
-      print(!!o.json, r, () => `${id}: ${(r as { state: string }).state}`);
-    }));
-}
+leadOpts(lead.command('start <studyId>').description('Start a draft: the roster (default every enrolled site) and key-dealer order go into the manifest officers approve; or resume a stopped study'))
+  .option('--sites <ids>', 'comma-separated site ids of the roster (default: every enrolled, non-revoked site)')
+  .option('--dealers <ids>', 'comma-separated key-dealer order (default: roster order)')
+  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; sites?: string; dealers?: string }) => {
+    const body = { ...(o.sites ? { sites: o.sites.split(',') } : {}), ...(o.dealers ? { keyDealers: o.dealers.split(',') } : {}) };
+    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>('POST', `/api/studies/${id}/start`, body);
+    print(!!o.json, r, () => [`${id}: ${r.state}; manifest ${r.manifestHash}`, 'roster (officers compare these fingerprints with each site out of band):', ...r.participants.map((p) => `  ${p.siteId}  ${p.siteName}  ${p.fingerprint}`)].join('\n'));
+  }));
+leadOpts(lead.command('stop <studyId>').description('Stop a running study (its open round fails)'))
+  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string }>('POST', `/api/studies/${id}/stop`);
+    print(!!o.json, r, () => `${id}: ${r.state}`);
+  }));
+leadOpts(lead.command('roster <studyId>').description('Add or remove roster sites: a new manifest version every officer must approve again'))
+  .option('--add <ids>', 'comma-separated site ids to add')
+  .option('--remove <ids>', 'comma-separated site ids to remove')
+  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; add?: string; remove?: string }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ manifestVersion: number; manifestHash: string }>('POST', `/api/studies/${id}/roster`, { add: o.add?.split(',') ?? [], remove: o.remove?.split(',') ?? [] });
+    print(!!o.json, r, () => `${id}: manifest version ${r.manifestVersion} (${r.manifestHash}); every site's officer must approve it again`);
+  }));
+leadOpts(lead.command('abort <studyId>').description('Abort the open round (it fails, audited; a fresh round opens when sites are ready)'))
+  .option('--reason <text>', 'why (audited)')
+  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{ round: number }>('POST', `/api/studies/${id}/rounds/current/abort`, o.reason ? { reason: o.reason } : {});
+    print(!!o.json, r, () => `${id}: round ${r.round} aborted`);
+  }));
+leadOpts(lead.command('evict <studyId> <siteId>').description('Evict a participant: no further rounds, a new study key without it'))
+  .option('--reason <text>', 'why (audited)')
+  .action(action(async (id: string, siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/sites/${siteId}/evict`, o.reason ? { reason: o.reason } : {});
+    print(!!o.json, r, () => `${siteId} evicted from ${id}; a new study key is dealt to the remaining sites`);
+  }));
+leadOpts(lead.command('revoke <siteId>').description("Revoke a site's enrolment: disconnected, refused at connect, excluded from every study"))
+  .option('--reason <text>', 'why (audited)')
+  .action(action(async (siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/sites/${siteId}/revoke`, o.reason ? { reason: o.reason } : {});
+    print(!!o.json, r, () => `${siteId} revoked`);
+  }));
 leadOpts(lead.command('status <studyId>').description('Study and round status'))
   .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
-    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; currentRound: number; rounds: number; joined: string[]; roundSummaries: { round: number; state: string; completed: string[]; stragglers: string[] }[] }>('GET', `/api/studies/${id}`);
-    print(!!o.json, r, () => [`${id}: ${r.state}, round ${r.currentRound}/${r.rounds}, sites ${r.joined.join(', ')}`,
-      ...r.roundSummaries.map((s) => `  round ${s.round} ${s.state}: done ${s.completed.join(',') || '-'}; waiting ${s.stragglers.join(',') || '-'}`)].join('\n'));
+    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; currentRound: number; closedRounds: number; rounds: number; joined: string[]; keyEpoch: number; participants: { siteId: string; joined: boolean; connected: boolean; excluded: string | null }[]; roundSummaries: { round: number; state: string; phase: string; survivors: string[]; keySet: string[]; stragglers: string[]; failReason: string | null }[] }>('GET', `/api/studies/${id}`);
+    print(!!o.json, r, () => [`${id}: ${r.state}, ${r.closedRounds}/${r.rounds} rounds closed (current ${r.currentRound}), key epoch ${r.keyEpoch}`,
+      `  sites: ${r.participants.map((p) => `${p.siteId}${p.excluded ? ` (${p.excluded})` : p.joined ? (p.connected ? '' : ' (offline)') : ' (not joined)'}`).join(', ')}`,
+      ...r.roundSummaries.map((s) => `  round ${s.round} ${s.phase}: contributors ${s.survivors.join(',') || '-'}; dropped ${s.keySet.filter((k) => !s.survivors.includes(k)).join(',') || '-'}; waiting ${s.state === 'open' ? s.stragglers.join(',') || '-' : '-'}${s.failReason ? `; ${s.failReason}` : ''}`)].join('\n'));
   }));
 leadOpts(lead.command('sites').description('Enrolled sites'))
   .action(action(async (o: { url: string; adminToken: string; json?: boolean }) => {
-    const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean }[]>('GET', '/api/sites');
-    print(!!o.json, r, () => r.map((s) => `${s.siteId}  ${s.siteName}  ${s.connected ? 'connected' : 'offline'}`).join('\n'));
+    const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]>('GET', '/api/sites');
+    print(!!o.json, r, () => r.map((s) => `${s.siteId}  ${s.siteName}  ${s.revokedAt ? 'revoked' : s.connected ? 'connected' : 'offline'}  ${s.fingerprint}${s.lastSeenAt ? `  last seen ${s.lastSeenAt}` : ''}`).join('\n'));
   }));
 
 // -------------------------------------------------------------------- site
@@ -126,14 +159,24 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
     if (report.rows.some((r) => r.status === 'failed')) process.exitCode = 3;
   }));
 dataDirOpt(site.command('studies').description('Studies announced to this site and their approval state'))
+  .option('--show <studyId>', 'the manifest in human terms: participants and their key fingerprints, what leaves the site, the hash to approve')
   .option('--json', 'print JSON')
-  .action(action(async (o: { dataDir: string; json?: boolean }) => {
-    const db = openSiteDb(join(resolve(o.dataDir), SITE_FILES.db));
+  .action(action(async (o: { dataDir: string; show?: string; json?: boolean }) => {
+    const dir = resolve(o.dataDir);
+    const db = openSiteDb(join(dir, SITE_FILES.db));
     const rows = SiteNode.listStudies(db);
     db.$client.close();
-    print(!!o.json, rows, () => rows.map((r) => `${r.studyId}  ${r.status.padEnd(9)} ${r.title}\n  manifest ${r.manifestHash}`).join('\n') || 'no studies announced yet');
+    if (o.show) {
+      const r = rows.find((x) => x.studyId === o.show);
+      if (!r || !r.manifest) throw new Error(`TWF_E_UNKNOWN_STUDY: ${o.show} has not been announced to this site`);
+      const { siteId } = loadSiteConfig(dir);
+      print(!!o.json, r, () => '');
+      if (!o.json) console.log(`${await formatManifestForOfficer(r.manifest, r.manifestHash, siteId)}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`);
+      return;
+    }
+    print(!!o.json, rows.map(({ manifest: _m, ...x }) => x), () => rows.map((r) => `${r.studyId}  ${r.status.padEnd(9)} ${r.title}\n  manifest ${r.manifestHash}  (details: twinfed site studies --show ${r.studyId})`).join('\n') || 'no studies announced yet');
   }));
-dataDirOpt(site.command('approve <studyId>').description('Privacy officer: approve a study; the approval is bound to the manifest hash'))
+dataDirOpt(site.command('approve <studyId>').description('Privacy officer: approve a study; the approval is bound to the manifest hash (which covers the roster)'))
   .requiredOption('--officer <name>', 'name of the approving privacy officer')
   .option('--hash <sha256>', 'the manifest hash the officer reviewed (refuses if the manifest differs)')
   .action(action(async (studyId: string, o: { dataDir: string; officer: string; hash?: string }) => {
@@ -144,7 +187,19 @@ dataDirOpt(site.command('approve <studyId>').description('Privacy officer: appro
     } finally {
       store.close();
     }
-    console.log(`approved ${studyId} "${r.manifest.title}" by ${o.officer}\nmanifest hash ${r.manifestHash}\n(a changed manifest needs a new approval)`);
+    console.log(`approved ${studyId} "${r.manifest.title}" by ${o.officer}\nmanifest hash ${r.manifestHash}\nroster: ${r.manifest.participants.map((p) => p.siteId).join(', ')}\n(a changed manifest, e.g. another roster, needs a new approval)`);
+  }));
+dataDirOpt(site.command('withdraw <studyId>').description('Privacy officer: withdraw the approval; the site leaves after the round it is in (audited at both ends)'))
+  .requiredOption('--officer <name>', 'name of the privacy officer')
+  .option('--reason <text>', 'why', 'approval withdrawn by the privacy officer')
+  .action(action(async (studyId: string, o: { dataDir: string; officer: string; reason: string }) => {
+    const store = await openSiteStore(resolve(o.dataDir));
+    try {
+      SiteNode.withdraw(store.db, store.audit, studyId, o.officer, o.reason);
+    } finally {
+      store.close();
+    }
+    console.log(`approval of ${studyId} withdrawn by ${o.officer}; the running site node tells the coordinator and takes part in no further round`);
   }));
 dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies'))
   .option('--json-events', 'print one JSON line per event (for orchestration)')
@@ -163,9 +218,15 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
       events: {
         onLog: (level, msg) => (o.jsonEvents ? emit('log', { level, msg }) : console.error(`[${level}] ${msg}`)),
         onUploaded: (r) => (o.jsonEvents ? emit('uploaded', r) : console.error(`round ${r.round}: uploaded ${r.uploadBytes} bytes in ${r.chunks} chunks (n=${r.nSamples}, train ${Math.round(r.trainMs)} ms, encrypt ${Math.round(r.encryptMs)} ms)`)),
-        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate applied, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`)),
+        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate of ${e.contributors} sites applied${e.dropped.length ? ` (${e.dropped.length} dropped out; their masks removed)` : ''}, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`)),
         onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
         onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
+        onRefusedAggregate: (e) => (o.jsonEvents ? emit('aggregate-refused', e) : console.error(`round ${e.round}: aggregate refused: ${e.code} ${e.detail}`)),
+        onFatal: (e) => {
+          // Reconnecting cannot help (revoked, unknown site, other protocol): exit non-zero so a supervisor (systemd) shows it.
+          console.error(`fatal: ${e.code}: ${e.detail}`);
+          void node.close().finally(() => process.exit(3));
+        },
       },
     });
     console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);

@@ -42,9 +42,10 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
     }));
 
     const spec = responseStudySpec(opts.rounds);
-    const study = await lead.call<{ studyId: string; manifestHash: string }>('POST', '/api/studies', spec);
-    say(`study ${study.studyId} (task response, softmax regression, ${spec.model.arms.length} arm columns) created, manifest ${study.manifestHash.slice(0, 16)}…`);
-    await lead.call('POST', `/api/studies/${study.studyId}/start`);
+    const created = await lead.call<{ studyId: string }>('POST', '/api/studies', spec);
+    const started = await lead.call<{ manifestHash: string }>('POST', `/api/studies/${created.studyId}/start`);
+    const study = { studyId: created.studyId, manifestHash: started.manifestHash };
+    say(`study ${study.studyId} (task response, softmax regression, ${spec.model.arms.length} arm columns) started, manifest ${study.manifestHash.slice(0, 16)}… (roster of 3, secure aggregation threshold 3)`);
 
     // Each site's held-out macro AUC per round, from its 'applied' events (the coordinator keeps Dice columns only).
     const auc = new Map<number, (number | null)[]>();

@@ -29,7 +29,9 @@ export function demoStudySpec(rounds: number): SegmentationSpec {
     training: { epochsPerRound: 2, batchSize: 16, learningRate: 3e-3, clipBound: 1, seed: 11 },
     data: { modality: 'PET', labels: ['background', 'tumour'], minTrainSlices: 10 },
     rounds,
-    minSites: 2,
+    // Secure aggregation: t = max(3, floor(n/2)+1) of the roster; with three sites every site must
+    // contribute (a 4-site consortium would survive one dropout).
+    minSites: 3,
     roundDeadlineS: 180,
   };
 }
@@ -49,8 +51,8 @@ interface StudyStatusT {
   currentRound: number;
   joined: string[];
   roundSummaries: {
-    round: number; state: string; completed: string[]; aggregateMs: number; bytesIn: number; totalSamples: number;
-    metrics: MetricT[];
+    round: number; state: string; completed: string[]; keySet: string[]; survivors: string[]; threshold: number; failReason: string | null;
+    aggregateMs: number; bytesIn: number; totalSamples: number; metrics: MetricT[];
   }[];
 }
 
@@ -84,9 +86,11 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       say(`${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.seg!.split === 'train').length} train / ${ok.filter((r) => r.seg!.split === 'val').length} validation, ${ok.reduce((a, r) => a + r.seg!.nSlices, 0)} slices)`);
     }));
 
-    const study = await lead.call<{ studyId: string; manifestHash: string }>('POST', '/api/studies', demoStudySpec(opts.rounds));
-    say(`study ${study.studyId} created, manifest ${study.manifestHash.slice(0, 16)}…; starting it`);
-    await lead.call('POST', `/api/studies/${study.studyId}/start`);
+    const created = await lead.call<{ studyId: string }>('POST', '/api/studies', demoStudySpec(opts.rounds));
+    const started = await lead.call<{ manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>('POST', `/api/studies/${created.studyId}/start`);
+    const study = { studyId: created.studyId, manifestHash: started.manifestHash };
+    say(`study ${study.studyId} started; its manifest ${study.manifestHash.slice(0, 16)}… lists the roster officers approve: ${started.participants.map((p) => `${p.siteName} (${p.fingerprint.slice(0, 8)}…)`).join(', ')}`);
+    say('secure aggregation: each update is masked (pairwise + self masks, Bonawitz et al. 2017) inside its encryption; threshold 3 of 3, so this 3-site demo cannot survive a dropout (a round with a missing site fails cleanly; 4+ sites tolerate dropouts)');
 
     const sitesInfo: { name: string; siteId: string; backend: string }[] = [];
     DEMO_SITES.forEach((s, i) => {
@@ -104,27 +108,33 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     });
 
     await approveWhenAnnounced(siteDirs, study.studyId, DEMO_SITES.map((s) => `Privacy officer, ${s.name}`));
-    say('privacy officers approved the manifest at all three sites; sites join, key dealer seals the study key to each site');
+    say('privacy officers approved the manifest (roster included) at all three sites; sites join; the first key dealer of the roster seals the study key to the roster\'s keys and signs the handout');
 
     const nameOf = (id: string) => sitesInfo.find((s) => s.siteId === id)?.name ?? id;
     const byName = <T extends { siteId: string }>(ms: T[]) => [...ms].sort((a, b) => nameOf(a.siteId).localeCompare(nameOf(b.siteId)));
     const printed = new Set<number>();
     const deadline = Date.now() + (opts.timeoutS ?? 900) * 1000;
     let status: StudyStatusT;
-    console.log('\nround  sites  upload bytes  encrypt ms  aggregate ms  Dice per site (validation patients)                mean Dice');
+    console.log('\nround  sites  dropped  upload bytes  encrypt ms  aggregate ms  Dice per site (validation patients)                mean Dice');
     for (;;) {
       status = await lead.call<StudyStatusT>('GET', `/api/studies/${study.studyId}`);
       const r0 = roundZero(status);
       if (r0 && !printed.has(0)) {
         printed.add(0);
-        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
+        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(7)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
       }
       for (const r of status.roundSummaries) {
-        if (printed.has(r.round) || r.state !== 'closed' || r.metrics.length < r.completed.length) continue;
+        if (printed.has(r.round)) continue;
+        if (r.state === 'failed') {
+          printed.add(r.round);
+          console.log(`${String(r.round).padStart(5)}  failed: ${r.failReason} (nothing aggregated, no update exposed)`);
+          continue;
+        }
+        if (r.state !== 'closed' || r.metrics.length < r.completed.length) continue;
         printed.add(r.round);
         const up = r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0);
         const enc = r.metrics.filter((m) => m.encryptMs !== null);
-        console.log(`${String(r.round).padStart(5)}  ${String(r.completed.length).padStart(5)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(r.metrics).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
+        console.log(`${String(r.round).padStart(5)}  ${`${r.survivors.length}/${r.keySet.length}`.padStart(5)}  ${String(r.keySet.length - r.survivors.length).padStart(7)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(r.metrics).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
       }
       if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
       if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 900} s (state ${status.state}, round ${status.currentRound})`);
@@ -153,6 +163,9 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       rounds: closed.map((r) => ({
         round: r.round,
         sites: r.completed.map(nameOf),
+        contributors: r.survivors.length,
+        dropped: r.keySet.filter((k) => !r.survivors.includes(k)).map(nameOf),
+        threshold: r.threshold,
         meanDice: meanDice(r.metrics),
         uploadBytes: r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0),
         encryptMs: r.metrics.reduce((a, m) => a + (m.encryptMs ?? 0), 0) / Math.max(1, r.metrics.length),
@@ -168,6 +181,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     };
     writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
     console.log(`\nglobal model Dice on the sites' validation patients: round 0 ${fmt(initialDice)} -> round ${closed.length} ${fmt(finalDice)}`);
+    console.log(`secure aggregation: ${closed.length} rounds, each the sum of ${closed.map((r) => r.survivors.length).join('/')} masked updates; dropouts: ${closed.reduce((a, r) => a + r.keySet.length - r.survivors.length, 0)} (a dropped site's masks are removed with t shares; its update is never in a sum, and no single update was ever decryptable: each was masked)`);
     console.log(`audit: ${auditVerified ? 'all chains intact and cross-checked' : 'PROBLEMS FOUND (see above)'}`);
     console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);
     return auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;

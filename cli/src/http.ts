@@ -16,8 +16,8 @@ export class LeadClient {
       json = text;
     }
     if (!res.ok) {
-      const e = json as { code?: string; message?: string };
-      throw new Error(`${method} ${path} -> ${res.status} ${e?.code ?? ''} ${e?.message ?? text}`);
+      const e = json as { code?: string; message?: string; detail?: string };
+      throw new Error(`${method} ${path} -> ${res.status} ${e?.code ?? ''} ${e?.message ?? text}${e?.detail && !(e.message ?? '').includes(e.detail) ? ` (${e.detail})` : ''}`);
     }
     return json as T;
   }

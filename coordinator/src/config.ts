@@ -13,6 +13,18 @@ export const CoordinatorConfigSchema = z.object({
   clockSkewMs: z.number().int().min(1000).default(5 * 60 * 1000),
   /** A round opens only when no site joined in this many ms, so sites approved together start together. */
   joinSettleMs: z.number().int().min(0).default(2000),
+  /** Deadline of each secure-aggregation phase after setup (upload, consistency, unmask), seconds. */
+  phaseTimeoutS: z.number().positive().max(24 * 3600).default(120),
+  /** How long a round phase short of its quorum waits past its deadline before the round fails, seconds. */
+  quorumGraceS: z.number().min(0).max(24 * 3600).default(60),
+  /** A key dealer that has not dealt within this time is replaced by the next in the manifest's order, seconds. */
+  dealerTimeoutS: z.number().positive().max(3600).default(30),
+  /**
+   * Per-address limit before authentication (handshake nonces, socket connections, enrolment):
+   * a burst of `burst`, then `perS` per second. Several hospitals may share one outbound
+   * address (a regional network), so the default is generous.
+   */
+  preAuthRateLimit: z.object({ burst: z.number().int().min(1).default(120), perS: z.number().positive().default(4) }).default({ burst: 120, perS: 4 }),
   /** How often open rounds are checked against their deadline, ms. */
   tickMs: z.number().int().min(50).default(1000),
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */

@@ -1,73 +1,103 @@
-import { and, asc, eq, gte } from 'drizzle-orm';
+import { and, asc, eq } from 'drizzle-orm';
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
-  PROTOCOL_VERSION, StudyManifestSchema, WireError, isCompatibleVersion, isWireErrorCode, manifestHash, packFrames, sha256Hex,
-  type Ack, type CoordinatorMessageType, type Envelope, type StudyManifest, type StudySpec, type UpdateChunkMetaT,
+  CHECKPOINT_KIND, HANDSHAKE_KIND, RECEIPT_KIND, checkpointFields, receiptFields, HandshakeAuthSchema, MIN_CONTRIBUTORS, PROTOCOL_VERSION, StudyDraftSchema, StudyManifestSchema, StudySpecSchema,
+  WireError, handshakeFields, isCompatibleVersion, isWireErrorCode, manifestHash, secaggThresholdFor, sha256Hex,
+  type Ack, type CoordinatorMessageType, type Envelope, type RosterEntry, type StudyDraft, type StudyManifest,
 } from '@twinfed/protocols';
-import { AuditLog } from '@twinfed/shared/audit/index';
+import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
 import {
-  decodeBody, decodeMeta, fromB64, parseEnvelope, sealEnvelope, toB64, verifyEnvelope, type Identity, type Signer,
+  decodeBody, fingerprint, fromB64, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement,
+  type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
+import { DEFAULT_HE_PARAMS, checkHeParams, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
+import { updateLength } from '@twinfed/shared/model/update-length';
 import {
-  DEFAULT_HE_PARAMS, addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext,
-  type HeParams,
-} from '@twinfed/shared/he/index';
+  activeJoined, draftOfRow, manifestOfRow, parseList, requireStudyId, roundRow, siteRow, studyRow, studySiteRows,
+  type EngineContext, type EngineOptions, type HandlerResult, type Meta, type StudyRow,
+} from './context.js';
 import type { CoordinatorDb } from './db/index.js';
-import {
-  accumulators, enrolmentTokens, meta, rounds, siteMetrics, sites, studies, studySites, updateChunks, updates,
-} from './db/schema.js';
+import { aggregateRefusals, enrolmentTokens, meta, siteMetrics, sites, studies, studySites } from './db/schema.js';
+import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
+import { Rounds } from './rounds.js';
+
+export type { EngineOptions } from './context.js';
 
 /** How the engine reaches connected sites; the socket.io layer implements it. */
 export interface SiteTransport {
   send(siteId: string, env: Envelope): boolean;
   isConnected(siteId: string): boolean;
+  /** Closes the site's connection (revoked, rate-limited). */
+  disconnect(siteId: string): void;
 }
 
-export interface EngineOptions {
-  clockSkewMs: number;
-  /** A round opens only when no site joined in the last joinSettleMs (default 2000). */
-  joinSettleMs?: number;
-  now?: () => number;
-  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
-}
-
-type StudyRow = typeof studies.$inferSelect;
-
-/** Errors of the core (e.g. HeError TWF_E_BAD_CIPHERTEXT) keep their code on the wire when it is catalogued. */
+/**
+ * Errors of the core keep their code on the wire when it is catalogued. Internal errors never
+ * leave the process with their message: the peer gets a reference to the log line.
+ */
 function toWireError(e: unknown): WireError {
   if (e instanceof WireError) return e;
   const code = (e as { code?: unknown })?.code;
   const msg = e instanceof Error ? e.message : String(e);
-  return typeof code === 'string' && isWireErrorCode(code) ? new WireError(code, msg) : new WireError('TWF_E_INTERNAL', msg);
+  return typeof code === 'string' && isWireErrorCode(code) && code !== 'TWF_E_INTERNAL' ? new WireError(code, msg) : new WireError('TWF_E_INTERNAL', '');
 }
-type RoundRow = typeof rounds.$inferSelect;
+
+/** Handshake nonces live this long (ms); a site asks for one right before it connects. */
+const NONCE_TTL_MS = 60_000;
+const MAX_NONCES = 10_000;
 
 /**
- * The coordinator's round state machine. Every state change is a SQLite
- * transaction, so a coordinator killed at any instant restarts into a
- * consistent state: each accepted chunk is in the running sum exactly once.
- * The engine holds no secret key: it validates, adds and relays ciphertexts.
+ * The coordinator: lead API, connections, and one handler per site message type. Round life
+ * cycle in rounds.ts (+ the pure round-policy.ts), study-key epochs in keys.ts. Every state change
+ * is a SQLite transaction that re-reads what it depends on, so a coordinator killed at any instant
+ * restarts consistent. The engine holds no secret key: it validates, adds and relays ciphertexts.
  */
 export class CoordinatorEngine {
   readonly coordinatorId: string;
   private transport: SiteTransport | null = null;
-  private readonly authenticated = new Set<string>();
-  /** When keys were last requested from the dealer, per study (throttles re-requests). */
-  private readonly keysRequestedAt = new Map<string, { ids: string; atMs: number }>();
-  private readonly now: () => number;
+  /** Sites whose authenticated connection said hello. */
+  private readonly ready = new Set<string>();
+  private readonly nonces = new Map<string, { siteId: string; expiresAtMs: number }>();
+  /** Per-site budget of refused messages: a site that keeps sending refused messages is disconnected. */
+  private readonly refusals: RateLimiter;
   private readonly signer: Signer;
+  private readonly ctx: EngineContext;
+  readonly keys: StudyKeys;
+  readonly rounds: Rounds;
+  private readonly stepping = new Map<string, Promise<void>>();
+  private readonly now: () => number;
 
   constructor(
     private readonly db: CoordinatorDb,
     readonly audit: AuditLog,
     readonly identity: Identity,
     private readonly metrics: CoordinatorMetrics,
-    private readonly opts: EngineOptions,
+    opts: EngineOptions,
   ) {
     this.coordinatorId = audit.ownerId;
     this.now = opts.now ?? Date.now;
     this.signer = { id: this.coordinatorId, ed25519SecretKey: identity.ed25519SecretKey, nextSeq: () => this.nextSeq() };
+    this.refusals = new RateLimiter(60, 1, this.now);
+    const options = {
+      clockSkewMs: opts.clockSkewMs,
+      joinSettleMs: opts.joinSettleMs ?? 2000,
+      phaseTimeoutMs: opts.phaseTimeoutMs ?? 120_000,
+      quorumGraceMs: opts.quorumGraceMs ?? 60_000,
+      dealerTimeoutMs: opts.dealerTimeoutMs ?? 30_000,
+    };
+    this.ctx = {
+      db, audit, metrics, coordinatorId: this.coordinatorId, opts: options,
+      now: this.now,
+      log: (level, msg) => opts.log?.(level, msg),
+      send: (siteId, type, studyId, round, body, m) => this.sendTo(siteId, type, studyId, round, body, m),
+      online: (siteId) => this.isOnline(siteId),
+      checkpoint: (studyId) => this.sendCheckpoint(studyId),
+    };
+    const received = (env: Envelope, detail?: string) => this.received(env, detail);
+    this.keys = new StudyKeys(this.ctx, received);
+    this.rounds = new Rounds(this.ctx, this.keys, received);
   }
 
   attach(t: SiteTransport): void {
@@ -75,26 +105,186 @@ export class CoordinatorEngine {
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string): void {
-    this.opts.log?.(level, msg);
+    this.ctx.log(level, msg);
+  }
+
+  private isOnline(siteId: string): boolean {
+    return this.ready.has(siteId) && (this.transport?.isConnected(siteId) ?? false);
   }
 
   // ---------------------------------------------------------------- lead API
 
-  createStudy(spec: StudySpec): { studyId: string; manifest: StudyManifest; manifestHash: string } {
+  /**
+   * Creates a draft study from a lead's spec. minSites below 3 is refused with
+   * TWF_E_TOO_FEW_CONTRIBUTORS: with two contributors each learns the other's update.
+   */
+  createStudy(spec: unknown): { studyId: string; draft: StudyDraft } {
+    const ms = (spec as { minSites?: unknown } | null)?.minSites;
+    if (typeof ms === 'number' && ms < MIN_CONTRIBUTORS) {
+      throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${ms}: at least ${MIN_CONTRIBUTORS} contributors are needed, or each could learn another's update from the aggregate`);
+    }
+    const p = StudySpecSchema.safeParse(spec);
+    if (!p.success) throw new WireError('TWF_E_BAD_REQUEST', p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
+    const encryption = (p.data.encryption ?? DEFAULT_HE_PARAMS) as HeParams;
+    try {
+      checkHeParams(encryption);
+    } catch (e) {
+      throw new WireError('TWF_E_BAD_REQUEST', `encryption: ${(e as Error).message}`);
+    }
+    if (encryption.plainModulusBits > 50) throw new WireError('TWF_E_BAD_REQUEST', 'encryption.plainModulusBits: secure aggregation computes masks mod t exactly in float64; at most 50 bits');
     const studyId = `study-${randomUUID().slice(0, 8)}`;
-    const manifest = StudyManifestSchema.parse({
-      ...spec,
-      studyId,
-      encryption: spec.encryption ?? DEFAULT_HE_PARAMS,
-      coordinatorId: this.coordinatorId,
-      createdAt: new Date(this.now()).toISOString(),
+    const draft = StudyDraftSchema.parse({
+      ...p.data, studyId, encryption, coordinatorId: this.coordinatorId, createdAt: new Date(this.now()).toISOString(),
+      updateLength: updateLength(p.data.model), secureAggregation: 'double-mask-v1',
     });
+    this.db.transaction((tx) => {
+      tx.insert(studies).values({ studyId, manifestJson: JSON.stringify(draft), manifestHash: '', state: 'draft', createdAtMs: this.now() }).run();
+      this.audit.append({ actor: 'lead', action: 'study.created', studyId, digest: sha256Hex(JSON.stringify(draft)), detail: draft.title });
+    });
+    return { studyId, draft };
+  }
+
+  /** Checks a roster against the study's settings; returns its entries (keys from enrolment). */
+  private buildRoster(draft: StudyDraft, siteIds: string[], keyDealers: string[]): { participants: RosterEntry[]; keyDealers: string[] } {
+    if (new Set(siteIds).size !== siteIds.length) throw new WireError('TWF_E_BAD_REQUEST', 'a site is listed twice in the roster');
+    const participants = siteIds.map((id) => {
+      const s = siteRow(this.db, id);
+      if (!s) throw new WireError('TWF_E_UNKNOWN_SITE', `${id} is not enrolled`);
+      if (s.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', `${id} was revoked`);
+      return { siteId: s.siteId, siteName: s.siteName, ed25519PublicKey: s.ed25519PublicKey, x25519PublicKey: s.x25519PublicKey };
+    });
+    const n = participants.length;
+    if (n < MIN_CONTRIBUTORS) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `the roster has ${n} sites; at least ${MIN_CONTRIBUTORS}`);
+    if (n > 255) throw new WireError('TWF_E_BAD_REQUEST', `the roster has ${n} sites; secure aggregation shares secrets among at most 255`);
+    if (draft.minSites > n) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${draft.minSites} is more than the ${n} sites of the roster`);
+    const t = secaggThresholdFor(n);
+    if (draft.minSites < t) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${draft.minSites} is below the secure-aggregation threshold t = ${t} of a ${n}-site roster (a majority, at least 3): raise minSites to ${t}`);
+    const maxTotal = maxTotalSamples(draft.encryption as HeParams);
+    if (n * draft.training.maxSamplesPerSite > maxTotal) {
+      throw new WireError('TWF_E_BAD_REQUEST', `training.maxSamplesPerSite ${draft.training.maxSamplesPerSite} × ${n} sites exceeds ${maxTotal}, the most samples one encrypted sum can hold; lower it to ${Math.floor(maxTotal / n)}`);
+    }
+    for (const d of keyDealers) if (!siteIds.includes(d)) throw new WireError('TWF_E_BAD_REQUEST', `key dealer ${d} is not in the roster`);
+    return { participants, keyDealers };
+  }
+
+  /**
+   * Starts a draft: writes the roster (participants with their public keys, key-dealer order)
+   * into the manifest the officers approve, then announces it to the roster only. A stopped
+   * study resumes with its manifest unchanged.
+   */
+  startStudy(studyId: string, req: { sites?: string[]; keyDealers?: string[] } = {}): void {
+    const st = studyRow(this.db, studyId);
+    if (st.state === 'stopped') {
+      this.db.transaction((tx) => {
+        tx.update(studies).set({ state: 'running' }).where(eq(studies.studyId, studyId)).run();
+        this.audit.append({ actor: 'lead', action: 'study.resumed', studyId, digest: st.manifestHash });
+      });
+      this.broadcastState(studyId, 'running');
+      this.announceToRoster(studyId);
+      void this.advance(studyId);
+      return;
+    }
+    if (st.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
+    const draft = draftOfRow(st);
+    const siteIds = req.sites ?? this.db.select().from(sites).orderBy(asc(sites.enrolledAtMs)).all().filter((s) => s.revokedAtMs === null).map((s) => s.siteId);
+    const roster = this.buildRoster(draft, siteIds, req.keyDealers ?? siteIds);
+    const manifest = StudyManifestSchema.parse({ ...draft, manifestVersion: 1, ...roster });
     const hash = manifestHash(manifest);
     this.db.transaction((tx) => {
-      tx.insert(studies).values({ studyId, manifestJson: JSON.stringify(manifest), manifestHash: hash, state: 'draft', createdAtMs: this.now() }).run();
-      this.audit.append({ actor: 'lead', action: 'study.created', studyId, digest: hash, detail: manifest.title });
+      const again = tx.select().from(studies).where(eq(studies.studyId, studyId)).get()!;
+      if (again.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${again.state}`);
+      tx.update(studies).set({ state: 'running', manifestJson: JSON.stringify(manifest), manifestHash: hash }).where(eq(studies.studyId, studyId)).run();
+      for (const p of roster.participants) tx.insert(studySites).values({ studyId, siteId: p.siteId, manifestHash: '' }).onConflictDoNothing().run();
+      this.audit.append({ actor: 'lead', action: 'study.started', studyId, digest: hash, detail: `roster ${roster.participants.map((p) => `${p.siteId}=${fingerprint(fromB64(p.ed25519PublicKey))}`).join(',')}; dealers ${roster.keyDealers.join(',')}` });
     });
-    return { studyId, manifest, manifestHash: hash };
+    this.announceToRoster(studyId);
+    void this.advance(studyId);
+  }
+
+  /**
+   * A new manifest version with sites added or removed. Every officer must approve it again
+   * (until then no site is joined with it); the open round fails; a new study key is dealt.
+   */
+  changeRoster(studyId: string, req: { add?: string[]; remove?: string[] }): void {
+    const st = studyRow(this.db, studyId);
+    if (st.state !== 'running' && st.state !== 'stopped') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
+    const m = manifestOfRow(st);
+    const remove = new Set(req.remove ?? []);
+    for (const r of remove) if (!m.participants.some((p) => p.siteId === r)) throw new WireError('TWF_E_BAD_REQUEST', `${r} is not in the roster`);
+    const ids = [...m.participants.map((p) => p.siteId).filter((id) => !remove.has(id)), ...(req.add ?? []).filter((id) => !m.participants.some((p) => p.siteId === id))];
+    const dealers = [...m.keyDealers.filter((d) => ids.includes(d)), ...ids.filter((id) => !m.keyDealers.includes(id))];
+    const { manifestVersion: _v, participants: _p, keyDealers: _k, ...draftPart } = m;
+    const roster = this.buildRoster(StudyDraftSchema.parse(draftPart), ids, dealers);
+    const next = StudyManifestSchema.parse({ ...draftPart, manifestVersion: m.manifestVersion + 1, ...roster });
+    const hash = manifestHash(next);
+    const open = this.rounds.openRound(st);
+    if (open) this.rounds.fail(studyId, open.round, `aborted: the roster changed (manifest version ${next.manifestVersion})`);
+    this.db.transaction((tx) => {
+      tx.update(studies).set({ manifestJson: JSON.stringify(next), manifestHash: hash }).where(eq(studies.studyId, studyId)).run();
+      for (const p of roster.participants) tx.insert(studySites).values({ studyId, siteId: p.siteId, manifestHash: '' }).onConflictDoNothing().run();
+      for (const r of remove) tx.update(studySites).set({ excluded: 'removed', excludedAtMs: this.now() }).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, r))).run();
+      this.audit.append({ actor: 'lead', action: 'study.roster_changed', studyId, digest: hash, detail: `version ${next.manifestVersion}: added ${(req.add ?? []).join(',') || 'none'}, removed ${[...remove].join(',') || 'none'}; new approvals needed` });
+    });
+    this.announceToRoster(studyId);
+    void this.advance(studyId);
+  }
+
+  stopStudy(studyId: string): void {
+    const st = studyRow(this.db, studyId);
+    if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
+    const open = this.rounds.openRound(st);
+    if (open) this.rounds.fail(studyId, open.round, 'the lead stopped the study');
+    this.db.transaction((tx) => {
+      tx.update(studies).set({ state: 'stopped' }).where(eq(studies.studyId, studyId)).run();
+      this.audit.append({ actor: 'lead', action: 'study.stopped', studyId, round: st.currentRound });
+    });
+    this.broadcastState(studyId, 'stopped');
+  }
+
+  /** Fails the open round (audited); the study opens a fresh one when sites are ready. */
+  abortRound(studyId: string, reason = 'no reason given'): { round: number } {
+    const st = studyRow(this.db, studyId);
+    const open = this.rounds.openRound(st);
+    if (!open) throw new WireError('TWF_E_STUDY_STATE', `${studyId} has no open round`);
+    this.audit.append({ actor: 'lead', action: 'round.aborted', studyId, round: open.round, detail: reason });
+    this.rounds.fail(studyId, open.round, `aborted by the lead: ${reason}`);
+    void this.advance(studyId);
+    return { round: open.round };
+  }
+
+  /** Excludes a roster site from later rounds and key epochs (a new key is dealt without it). */
+  evictSite(studyId: string, siteId: string, reason = 'no reason given'): void {
+    const st = studyRow(this.db, studyId);
+    const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId))).get();
+    if (!row) throw new WireError('TWF_E_NOT_FOUND', `${siteId} is not in the roster of ${studyId}`);
+    if (row.excluded) throw new WireError('TWF_E_STUDY_STATE', `${siteId} is already ${row.excluded}`);
+    this.exclude(st, siteId, 'evicted', `by the lead: ${reason}`);
+    void this.advance(studyId);
+  }
+
+  private exclude(st: StudyRow, siteId: string, how: 'evicted' | 'withdrawn' | 'revoked', detail: string): void {
+    this.db.transaction((tx) => {
+      tx.update(studySites).set({ excluded: how, excludedAtMs: this.now() }).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, siteId))).run();
+      this.audit.append({ actor: this.coordinatorId, action: `site.${how}`, studyId: st.studyId, peer: siteId, detail });
+    });
+    if (st.state !== 'draft') this.sendTo(siteId, 'study.state', st.studyId, null, { manifestHash: st.manifestHash, state: 'excluded' });
+  }
+
+  /** Revokes a site's enrolment: its connection is closed, it cannot connect again, it leaves every study. */
+  revokeSite(siteId: string, reason = 'no reason given'): void {
+    const s = siteRow(this.db, siteId);
+    if (!s) throw new WireError('TWF_E_NOT_FOUND', `${siteId} is not enrolled`);
+    if (s.revokedAtMs !== null) throw new WireError('TWF_E_STUDY_STATE', `${siteId} is already revoked`);
+    this.db.transaction((tx) => {
+      tx.update(sites).set({ revokedAtMs: this.now() }).where(eq(sites.siteId, siteId)).run();
+      this.audit.append({ actor: 'lead', action: 'site.revoked', peer: siteId, detail: reason });
+    });
+    for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) {
+      if (!row.excluded) this.exclude(studyRow(this.db, row.studyId), siteId, 'revoked', reason);
+    }
+    this.ready.delete(siteId);
+    this.transport?.disconnect(siteId);
+    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) void this.advance(st.studyId);
   }
 
   issueEnrolmentToken(siteName: string, expiresInS: number): { token: string; siteName: string; expiresAt: string } {
@@ -107,20 +297,22 @@ export class CoordinatorEngine {
     return { token, siteName, expiresAt: new Date(expiresAtMs).toISOString() };
   }
 
-  /** Registers a site's public keys against a one-time token. */
+  /** Registers a site's public keys against a one-time token. A refusal is audited (outside the refused transaction). */
   enrol(req: { token: string; protocolVersion: string; ed25519PublicKey: string; x25519PublicKey: string }) {
-    if (!isCompatibleVersion(req.protocolVersion)) {
-      this.audit.append({ actor: 'unknown', action: 'enrolment.refused', detail: `TWF_E_PROTOCOL_VERSION: ${req.protocolVersion}` });
-      throw new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${req.protocolVersion}, coordinator ${PROTOCOL_VERSION}`);
-    }
+    const refuse = (err: WireError): never => {
+      this.audit.append({ actor: 'unknown', action: 'enrolment.refused', digest: sha256Hex(req.token), detail: `${err.code}: ${err.detail}` });
+      throw err;
+    };
+    if (!isCompatibleVersion(req.protocolVersion)) refuse(new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${req.protocolVersion}, coordinator ${PROTOCOL_VERSION}`));
     for (const k of [req.ed25519PublicKey, req.x25519PublicKey]) {
-      if (fromB64(k).length !== 32) throw new WireError('TWF_E_BAD_REQUEST', 'public keys must be 32 bytes, base64');
+      if (fromB64(k).length !== 32) refuse(new WireError('TWF_E_BAD_REQUEST', 'public keys must be 32 bytes, base64'));
     }
-    return this.db.transaction((tx) => {
+    let refusal: WireError | null = null;
+    const r = this.db.transaction((tx) => {
       const tok = tx.select().from(enrolmentTokens).where(eq(enrolmentTokens.tokenHash, sha256Hex(req.token))).get();
       if (!tok || tok.usedAtMs !== null || tok.expiresAtMs < this.now()) {
-        this.audit.append({ actor: 'unknown', action: 'enrolment.refused', detail: 'TWF_E_ENROLMENT_TOKEN: unknown, used or expired' });
-        throw new WireError('TWF_E_ENROLMENT_TOKEN', !tok ? 'unknown token' : tok.usedAtMs !== null ? 'already used' : 'expired');
+        refusal = new WireError('TWF_E_ENROLMENT_TOKEN', !tok ? 'unknown token' : tok.usedAtMs !== null ? 'already used' : 'expired');
+        return null;
       }
       const siteId = `site-${randomUUID().slice(0, 8)}`;
       tx.insert(sites).values({ siteId, siteName: tok.siteName, ed25519PublicKey: req.ed25519PublicKey, x25519PublicKey: req.x25519PublicKey, enrolledAtMs: this.now() }).run();
@@ -128,6 +320,8 @@ export class CoordinatorEngine {
       this.audit.append({ actor: siteId, action: 'site.enrolled', digest: sha256Hex(req.ed25519PublicKey + req.x25519PublicKey), detail: tok.siteName });
       return { siteId, siteName: tok.siteName, coordinatorId: this.coordinatorId, coordinatorPublicKey: toB64(this.identity.ed25519PublicKey), protocolVersion: PROTOCOL_VERSION };
     });
+    if (!r) return refuse(refusal!);
+    return r;
   }
 
   listSites() {
@@ -135,74 +329,73 @@ export class CoordinatorEngine {
       siteId: s.siteId,
       siteName: s.siteName,
       enrolledAt: new Date(s.enrolledAtMs).toISOString(),
-      connected: this.transport?.isConnected(s.siteId) ?? false,
+      connected: this.isOnline(s.siteId),
       lastSeenAt: s.lastSeenAtMs === null ? null : new Date(s.lastSeenAtMs).toISOString(),
+      revokedAt: s.revokedAtMs === null ? null : new Date(s.revokedAtMs).toISOString(),
       ed25519PublicKey: s.ed25519PublicKey,
+      x25519PublicKey: s.x25519PublicKey,
+      fingerprint: keyFingerprint(s.ed25519PublicKey, s.x25519PublicKey),
     }));
   }
 
-  startStudy(studyId: string): void {
-    const st = this.study(studyId);
-    if (st.state !== 'draft' && st.state !== 'stopped') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
-    this.db.transaction((tx) => {
-      tx.update(studies).set({ state: 'running' }).where(eq(studies.studyId, studyId)).run();
-      this.audit.append({ actor: 'lead', action: 'study.started', studyId, digest: st.manifestHash });
-    });
-    for (const siteId of this.connectedSites()) this.announce(studyId, siteId);
-    this.advance(studyId);
-  }
-
-  stopStudy(studyId: string): void {
-    const st = this.study(studyId);
-    if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
-    this.db.transaction((tx) => {
-      tx.update(studies).set({ state: 'stopped' }).where(eq(studies.studyId, studyId)).run();
-      this.audit.append({ actor: 'lead', action: 'study.stopped', studyId, round: st.currentRound });
-    });
-  }
-
   listStudies() {
-    return this.db.select().from(studies).orderBy(asc(studies.createdAtMs)).all().map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyManifest).title }));
+    return this.db.select().from(studies).orderBy(asc(studies.createdAtMs)).all().map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
   }
 
-  manifestOf(studyId: string): { manifest: StudyManifest; manifestHash: string } {
-    const st = this.study(studyId);
-    return { manifest: StudyManifestSchema.parse(JSON.parse(st.manifestJson)), manifestHash: st.manifestHash };
+  /** The manifest (with its hash) of a started study, or the draft of one not started yet. */
+  manifestOf(studyId: string): { manifest: StudyManifest | StudyDraft; manifestHash: string; draft: boolean } {
+    const st = studyRow(this.db, studyId);
+    return st.state === 'draft' ? { manifest: draftOfRow(st), manifestHash: '', draft: true } : { manifest: manifestOfRow(st), manifestHash: st.manifestHash, draft: false };
   }
 
   studyStatus(studyId: string) {
-    const st = this.study(studyId);
-    const m = this.manifestOf(studyId).manifest;
-    const joined = this.db.select().from(studySites).where(eq(studySites.studyId, studyId)).all();
-    const rs = this.db.select().from(rounds).where(eq(rounds.studyId, studyId)).orderBy(asc(rounds.round)).all();
+    const st = studyRow(this.db, studyId);
+    const draft = st.state === 'draft';
+    const m = draft ? null : manifestOfRow(st);
+    const d = draft ? draftOfRow(st) : m!;
+    const rows = studySiteRows(this.db, studyId);
+    const joined = draft ? [] : activeJoined(this.db, st).map((r) => r.siteId);
     return {
       studyId,
-      title: m.title,
+      title: d.title,
       state: st.state as 'draft' | 'running' | 'completed' | 'stopped',
       manifestHash: st.manifestHash,
+      manifestVersion: m?.manifestVersion ?? 0,
       currentRound: st.currentRound,
-      rounds: m.rounds,
-      joined: joined.map((j) => j.siteId),
+      closedRounds: this.rounds.closedCount(studyId),
+      rounds: d.rounds,
+      participants: (m?.participants ?? []).map((p) => {
+        const r = rows.find((x) => x.siteId === p.siteId);
+        return { siteId: p.siteId, siteName: p.siteName, fingerprint: keyFingerprint(p.ed25519PublicKey, p.x25519PublicKey), joined: joined.includes(p.siteId), connected: this.isOnline(p.siteId), excluded: r?.excluded ?? null };
+      }),
+      joined,
+      keyEpoch: st.keyEpoch,
       keyDealer: st.keyDealer,
-      roundSummaries: rs.map((r) => this.roundSummary(r)),
+      roundSummaries: this.rounds.summaries(studyId).map((r) => this.roundSummary(r)),
       baselineMetrics: this.metricsOf(studyId, 0),
     };
   }
 
   roundStatus(studyId: string, round: number) {
-    const r = this.db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
+    const r = roundRow(this.db, studyId, round);
     if (!r) throw new WireError('TWF_E_NOT_FOUND', `study ${studyId} has no round ${round}`);
     return this.roundSummary(r);
   }
 
-  private roundSummary(r: RoundRow) {
-    const ups = this.db.select().from(updates).where(and(eq(updates.studyId, r.studyId), eq(updates.round, r.round))).all();
-    const completed = ups.filter((u) => u.state === 'complete').map((u) => u.siteId);
-    const participants = JSON.parse(r.participantsJson) as string[];
-    const metrics = this.metricsOf(r.studyId, r.round);
+  private roundSummary(r: ReturnType<Rounds['summaries']>[number]) {
+    const participants = parseList(r.participantsJson);
+    const survivors = parseList(r.survivorsJson);
+    const completed = r.survivorsJson ? survivors : [];
     return {
       round: r.round,
-      state: r.state as 'open' | 'closed' | 'failed',
+      state: r.state as 'open' | 'closed' | 'failed' | 'refused',
+      phase: r.state === 'open' ? r.phase : r.state,
+      keyEpoch: r.keyEpoch,
+      baseVersion: r.baseVersion,
+      threshold: r.threshold,
+      keySet: parseList(r.keySetJson),
+      survivors,
+      failReason: r.failReason,
       openedAt: new Date(r.openedAtMs).toISOString(),
       closedAt: r.closedAtMs === null ? null : new Date(r.closedAtMs).toISOString(),
       deadlineAt: new Date(r.deadlineAtMs).toISOString(),
@@ -212,7 +405,7 @@ export class CoordinatorEngine {
       totalSamples: r.totalSamples,
       bytesIn: r.bytesIn,
       aggregateMs: r.aggregateMs,
-      metrics,
+      metrics: this.metricsOf(r.studyId, r.round),
     };
   }
 
@@ -224,414 +417,345 @@ export class CoordinatorEngine {
 
   // ------------------------------------------------------------ connections
 
-  /** Called by the socket layer before accepting a connection. */
-  checkHandshake(siteId: string, protocolVersion: string): void {
-    if (!isCompatibleVersion(protocolVersion)) {
-      this.audit.append({ actor: siteId, action: 'connect.refused', detail: `TWF_E_PROTOCOL_VERSION: site=${protocolVersion} coordinator=${PROTOCOL_VERSION}` });
-      this.metrics.messagesRejected.inc({ code: 'TWF_E_PROTOCOL_VERSION' });
-      throw new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${protocolVersion}, coordinator ${PROTOCOL_VERSION}`);
-    }
-    if (!this.site(siteId)) {
-      this.audit.append({ actor: siteId, action: 'connect.refused', detail: 'TWF_E_UNKNOWN_SITE: not enrolled' });
-      this.metrics.messagesRejected.inc({ code: 'TWF_E_UNKNOWN_SITE' });
-      throw new WireError('TWF_E_UNKNOWN_SITE', siteId);
+  /** POST /api/handshake: a single-use nonce the site signs to open its socket. */
+  issueChallenge(siteId: string): { nonce: string; coordinatorId: string; expiresAtMs: number; lastSeqSeen: number } {
+    const now = this.now();
+    if (this.nonces.size >= MAX_NONCES) for (const [k, v] of this.nonces) if (v.expiresAtMs < now || this.nonces.size >= MAX_NONCES) this.nonces.delete(k);
+    const nonce = randomBytes(24).toString('base64url');
+    const expiresAtMs = now + NONCE_TTL_MS;
+    this.nonces.set(nonce, { siteId, expiresAtMs });
+    return { nonce, coordinatorId: this.coordinatorId, expiresAtMs, lastSeqSeen: siteRow(this.db, siteId)?.lastSeq ?? 0 };
+  }
+
+  /**
+   * Checks a socket handshake: protocol version, a fresh nonce of ours (single use), an enrolled,
+   * non-revoked site, and its Ed25519 signature over { coordinatorId, siteId, nonce }. Returns
+   * the site id. Refusals are counted in metrics, not written to the audit log row by row.
+   */
+  authenticateHandshake(auth: unknown): string {
+    try {
+      const p = HandshakeAuthSchema.safeParse(auth);
+      if (!p.success) {
+        const v = (auth as { protocolVersion?: unknown } | null)?.protocolVersion;
+        if (typeof v === 'string' && !isCompatibleVersion(v)) throw new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${v}, coordinator ${PROTOCOL_VERSION}`);
+        throw new WireError('TWF_E_HANDSHAKE', 'auth needs siteId, protocolVersion, nonce and signature');
+      }
+      const a = p.data;
+      if (!isCompatibleVersion(a.protocolVersion)) throw new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${a.protocolVersion}, coordinator ${PROTOCOL_VERSION}`);
+      const n = this.nonces.get(a.nonce);
+      this.nonces.delete(a.nonce);
+      if (!n || n.siteId !== a.siteId || n.expiresAtMs < this.now()) throw new WireError('TWF_E_HANDSHAKE', 'unknown, used or expired nonce');
+      const site = siteRow(this.db, a.siteId);
+      if (!site) throw new WireError('TWF_E_UNKNOWN_SITE', 'not enrolled');
+      if (!verifyStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: this.coordinatorId, siteId: a.siteId, nonce: a.nonce }), a.signature, fromB64(site.ed25519PublicKey))) {
+        throw new WireError('TWF_E_HANDSHAKE', 'signature does not verify with the site\'s enrolled key');
+      }
+      if (site.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', a.siteId);
+      return a.siteId;
+    } catch (e) {
+      const we = toWireError(e);
+      this.metrics.connectionsRefused.inc({ code: we.code });
+      throw we;
     }
   }
 
-  onDisconnect(siteId: string): void {
-    this.authenticated.delete(siteId);
-    this.audit.append({ actor: siteId, action: 'site.disconnected' });
+  onConnected(siteId: string): void {
+    this.ready.delete(siteId); // a new connection says hello again
+    this.metrics.connectedSites.set(this.ready.size);
   }
 
-  private connectedSites(): string[] {
-    return [...this.authenticated].filter((s) => this.transport?.isConnected(s));
+  /** The site's connection closed; `unattributable` = messages refused on it before their signature could be checked. */
+  onDisconnect(siteId: string, unattributable = 0): void {
+    this.ready.delete(siteId);
+    this.metrics.connectedSites.set(this.ready.size);
+    this.audit.append({ actor: siteId, action: 'site.disconnected', ...(unattributable ? { detail: `${unattributable} unattributable messages refused on this connection` } : {}) });
   }
 
   // --------------------------------------------------------- site messages
 
   /**
-   * Handles one envelope from a connected site. Every outcome is audited:
-   * accepted messages as msg.received, refusals as msg.rejected with their code.
+   * Handles one envelope from an authenticated connection. Accepted messages are audited as
+   * msg.received and answered with a signed receipt naming that audit entry; refusals of
+   * messages whose signature verified are audited as msg.rejected; the rest (malformed, bad
+   * signature) are only counted. A site that keeps sending refused messages is disconnected.
    */
-  async handle(connSiteId: string, raw: unknown): Promise<Ack> {
+  async handle(connSiteId: string, raw: unknown): Promise<Ack & { unattributable?: boolean }> {
     let env: Envelope | null = null;
     let sigOk = false;
     try {
       env = parseEnvelope(raw);
       const h = env.header;
       if (h.senderId !== connSiteId) throw new WireError('TWF_E_UNKNOWN_SITE', `envelope sender ${h.senderId} on the connection of ${connSiteId}`);
-      const site = this.site(h.senderId);
+      const site = siteRow(this.db, h.senderId);
       if (!site) throw new WireError('TWF_E_UNKNOWN_SITE', h.senderId);
       verifyEnvelope(env, fromB64(site.ed25519PublicKey));
       sigOk = true;
+      if (site.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', h.senderId);
+      if (h.to !== this.coordinatorId) throw new WireError('TWF_E_WRONG_RECIPIENT', `addressed to ${h.to}`);
       if (!isCompatibleVersion(h.v)) throw new WireError('TWF_E_PROTOCOL_VERSION', h.v);
       if (h.seq <= site.lastSeq) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${site.lastSeq}`);
       // Advance the sequence number first: a replay of this message is a replay even if it is refused below.
       this.db.update(sites).set({ lastSeq: h.seq, lastSeenAtMs: this.now() }).where(eq(sites.siteId, h.senderId)).run();
-      if (Math.abs(h.tsMs - this.now()) > this.opts.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `timestamp ${new Date(h.tsMs).toISOString()}`);
-      if (h.type !== 'hello' && !this.authenticated.has(h.senderId)) throw new WireError('TWF_E_HELLO_FIRST', h.type);
-      let info: Record<string, unknown> | undefined;
-      switch (h.type) {
-        case 'hello': info = this.onHello(env); break;
-        case 'study.join': info = this.onJoin(env); break;
-        case 'study.decline': this.received(env, 'decline recorded'); break;
-        case 'keys.sealed': info = this.onKeysSealed(env); break;
-        case 'update.chunk': info = await this.onChunk(env); break;
-        case 'metrics.report': info = this.onMetrics(env); break;
-        case 'aggregate.request': info = this.onAggregateRequest(env); break;
-        default: throw new WireError('TWF_E_MALFORMED', `${h.type} is not a site message`);
-      }
+      if (Math.abs(h.tsMs - this.now()) > this.ctx.opts.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `timestamp ${new Date(h.tsMs).toISOString()}`);
+      if (h.type !== 'hello' && !this.ready.has(h.senderId)) throw new WireError('TWF_E_HELLO_FIRST', h.type);
+      const r = await this.dispatch(env);
       this.metrics.messagesAccepted.inc({ type: h.type });
       this.metrics.bytesIn.inc(env.body.length);
-      return info ? { ok: true, info } : { ok: true };
+      const receipt = this.receipt(env, r.entry);
+      return { ok: true, ...(r.info ? { info: r.info } : {}), receipt };
     } catch (e) {
-      const err = toWireError(e);
-      if (err.code === 'TWF_E_INTERNAL') this.log('error', `internal error handling a message from ${connSiteId}: ${(e as Error).stack ?? e}`);
+      let err = toWireError(e);
       const h = env?.header;
-      this.audit.append({
-        actor: h?.senderId ?? connSiteId,
-        action: 'msg.rejected',
-        msgType: h?.type ?? null,
-        // Only a verified sequence number is attributable to the sender.
-        seq: sigOk ? h?.seq ?? null : null,
-        studyId: h?.studyId ?? null,
-        round: h?.round ?? null,
-        digest: h?.digest ?? null,
-        sizeBytes: env?.body.length ?? null,
-        detail: `${err.code}: ${err.detail}`,
-      });
+      if (err.code === 'TWF_E_INTERNAL') {
+        const ref = randomBytes(4).toString('hex');
+        this.log('error', `internal error [${ref}] handling ${h?.type ?? 'a message'} from ${connSiteId}: ${(e as Error).stack ?? e}`);
+        err = new WireError('TWF_E_INTERNAL', `reference ${ref} in the coordinator log`);
+      }
       this.metrics.messagesRejected.inc({ code: err.code });
-      if (sigOk && h) this.sendTo(h.senderId, 'reject', h.studyId, h.round, { code: err.code, detail: err.detail, refType: h.type, refSeq: h.seq });
-      return { ok: false, code: err.code, detail: err.detail };
+      const overBudget = !this.refusals.take(connSiteId);
+      if (sigOk && h) {
+        this.audit.append({
+          actor: h.senderId, action: 'msg.rejected', msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round,
+          digest: h.digest, sizeBytes: env!.body.length, detail: `${err.code}: ${err.detail}`,
+        });
+        this.sendTo(h.senderId, 'reject', h.studyId, h.round, { code: err.code, detail: err.detail, refType: h.type, refSeq: h.seq });
+      }
+      if (overBudget) {
+        this.audit.append({ actor: connSiteId, action: 'site.rate_limited', detail: 'too many refused messages; connection closed' });
+        this.transport?.disconnect(connSiteId);
+      }
+      return { ok: false, code: err.code, detail: err.detail, ...(sigOk ? {} : { unattributable: true }) };
     }
   }
 
-  private received(env: Envelope, detail?: string): void {
+  private async dispatch(env: Envelope): Promise<HandlerResult> {
     const h = env.header;
-    this.audit.append({ actor: h.senderId, action: 'msg.received', peer: this.coordinatorId, msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round, digest: h.digest, sizeBytes: env.body.length, detail: detail ?? null });
+    switch (h.type) {
+      case 'hello': return this.onHello(env);
+      case 'study.join': return this.onJoin(env);
+      case 'study.decline': return { entry: this.received(env, `declined: ${decodeBody(env, 'study.decline').code}`) };
+      case 'study.withdraw': return this.onWithdraw(env);
+      case 'keys.sealed': {
+        const r = this.keys.onSealed(env);
+        void this.advance(h.studyId!);
+        return r;
+      }
+      case 'mask.setup': return this.stepAfter(h.studyId!, this.rounds.onSetup(env));
+      case 'update.chunk': {
+        const r = await this.rounds.onChunk(env);
+        if (r.complete) await this.advance(h.studyId!);
+        return r;
+      }
+      case 'mask.consistency': return this.stepAfter(h.studyId!, this.rounds.onConsistency(env));
+      case 'mask.unmask': return this.stepAfter(h.studyId!, this.rounds.onUnmask(env));
+      case 'metrics.report': return this.onMetrics(env);
+      case 'aggregate.request': return this.rounds.onAggregateRequest(env, this.isJoined(requireStudyId(h.studyId), h.senderId));
+      case 'aggregate.refused': {
+        const r = this.rounds.onRefused(env);
+        void this.advance(h.studyId!);
+        return r;
+      }
+      default: throw new WireError('TWF_E_MALFORMED', `${h.type} is not a site message`);
+    }
   }
 
-  private onHello(env: Envelope) {
+  private stepAfter(studyId: string, r: HandlerResult): HandlerResult {
+    void this.advance(studyId);
+    return r;
+  }
+
+  /** msg.received audit entry of an accepted message (returned for its receipt). */
+  private received(env: Envelope, detail?: string): AuditEntry {
+    const h = env.header;
+    return this.audit.append({ actor: h.senderId, action: 'msg.received', peer: this.coordinatorId, msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round, digest: h.digest, sizeBytes: env.body.length, detail: detail ?? null });
+  }
+
+  private receipt(env: Envelope, entry: AuditEntry) {
+    const h = env.header;
+    const r = { coordinatorId: this.coordinatorId, siteId: h.senderId, seq: h.seq, msgType: h.type, studyId: h.studyId, round: h.round, digest: h.digest, entryId: entry.id, entryHash: entry.hash };
+    return { entryId: entry.id, entryHash: entry.hash, signature: signStatement(RECEIPT_KIND, receiptFields(r), this.identity.ed25519SecretKey) };
+  }
+
+  private onHello(env: Envelope): HandlerResult {
     const body = decodeBody(env, 'hello');
     const siteId = env.header.senderId;
-    this.authenticated.add(siteId);
-    this.received(env, `backend=${body.backend}`);
-    const site = this.site(siteId)!;
+    this.ready.add(siteId);
+    this.metrics.connectedSites.set(this.ready.size);
+    const entry = this.received(env, `backend=${body.backend}`);
+    const site = siteRow(this.db, siteId)!;
     this.sendTo(siteId, 'welcome', null, null, { coordinatorId: this.coordinatorId, protocolVersion: PROTOCOL_VERSION, serverTimeMs: this.now(), lastSeqSeen: site.lastSeq });
-    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) {
+    for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) {
+      const st = studyRow(this.db, row.studyId);
+      if (st.state === 'draft' || row.excluded) continue;
       this.announce(st.studyId, siteId);
-      // A site that joined before (e.g. before a coordinator restart) picks up where it was.
-      if (this.isJoined(st.studyId, siteId)) this.syncSite(st.studyId, siteId);
+      this.syncSite(st.studyId, siteId);
     }
-    return { authenticated: true };
+    for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) void this.advance(row.studyId);
+    return { entry, info: { authenticated: true } };
   }
 
   private announce(studyId: string, siteId: string): void {
-    const { manifest, manifestHash: hash } = this.manifestOf(studyId);
-    const st = this.study(studyId);
-    this.sendTo(siteId, 'study.announce', studyId, null, { manifest, manifestHash: hash, status: st.state });
+    const st = studyRow(this.db, studyId);
+    this.sendTo(siteId, 'study.announce', studyId, null, { manifest: manifestOfRow(st), manifestHash: st.manifestHash, status: st.state });
   }
 
-  private onJoin(env: Envelope) {
+  private announceToRoster(studyId: string): void {
+    const st = studyRow(this.db, studyId);
+    for (const p of manifestOfRow(st).participants) {
+      const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, p.siteId))).get();
+      if (row?.excluded) continue;
+      this.announce(studyId, p.siteId);
+    }
+  }
+
+  private broadcastState(studyId: string, state: 'running' | 'stopped' | 'completed' | 'excluded'): void {
+    const st = studyRow(this.db, studyId);
+    for (const r of studySiteRows(this.db, studyId)) if (!r.excluded) this.sendTo(r.siteId, 'study.state', studyId, null, { manifestHash: st.manifestHash, state });
+  }
+
+  /** study.join: only roster sites, with the current manifest hash their officer approved, while the study runs. */
+  private onJoin(env: Envelope): HandlerResult {
     const h = env.header;
     const body = decodeBody(env, 'study.join');
-    const st = this.requireStudy(h.studyId);
+    const st = studyRow(this.db, requireStudyId(h.studyId));
+    if (st.state === 'draft') throw new WireError('TWF_E_UNKNOWN_STUDY', st.studyId);
     if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study ${st.studyId} is ${st.state}`);
+    const m = manifestOfRow(st);
+    if (!m.participants.some((p) => p.siteId === h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in the roster the officers approved; the lead must add it (a new manifest version every officer approves again)`);
+    const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
+    if (row?.excluded) throw new WireError('TWF_E_EVICTED', `${h.senderId} is ${row.excluded} from ${st.studyId}`);
     if (body.manifestHash !== st.manifestHash) throw new WireError('TWF_E_MANIFEST_MISMATCH', `site approved ${body.manifestHash.slice(0, 12)}, study is ${st.manifestHash.slice(0, 12)}`);
-    this.db.transaction((tx) => {
-      tx.insert(studySites).values({ studyId: st.studyId, siteId: h.senderId, manifestHash: body.manifestHash, joinedAtMs: this.now() }).onConflictDoNothing().run();
-      this.received(env, `trainSlices=${body.trainSlices} valPatients=${body.valPatients}`);
+    const entry = this.db.transaction((tx) => {
+      const prev = tx.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
+      const rejoin = prev?.manifestHash === st.manifestHash;
+      tx.update(studySites).set({ manifestHash: body.manifestHash, joinedAtMs: rejoin && prev?.joinedAtMs ? prev.joinedAtMs : this.now(), trainSamples: body.trainSlices, valPatients: body.valPatients })
+        .where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).run();
+      return this.received(env, `trainSamples=${body.trainSlices} valPatients=${body.valPatients}`);
     });
-    this.advance(st.studyId);
     this.syncSite(st.studyId, h.senderId);
-    return { joined: true };
+    void this.advance(st.studyId);
+    return { entry, info: { joined: true } };
   }
 
-  private onKeysSealed(env: Envelope) {
+  /** study.withdraw: the site's officer withdrew the approval; it takes part in no round opened afterwards. */
+  private onWithdraw(env: Envelope): HandlerResult {
     const h = env.header;
-    const body = decodeBody(env, 'keys.sealed');
-    const st = this.requireStudy(h.studyId);
-    if (st.keyDealer !== h.senderId) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not the key dealer of ${st.studyId}`);
-    const params = this.manifestOf(st.studyId).manifest.encryption;
-    if (body.heParamsDigest !== heParamsDigest(params as HeParams)) throw new WireError('TWF_E_UPDATE_SHAPE', 'sealed key is for other encryption parameters');
-    const joined = new Set(this.joinedSites(st.studyId));
-    this.db.transaction((tx) => {
-      for (const r of body.recipients) {
-        if (!joined.has(r.siteId)) continue; // only participants of this study receive key material
-        tx.update(studySites).set({ sealedKey: r.sealedKey }).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, r.siteId))).run();
-      }
-      this.received(env, `sealed for ${body.recipients.map((r) => r.siteId).join(',')}`);
-    });
-    for (const r of body.recipients) if (joined.has(r.siteId)) this.syncSite(st.studyId, r.siteId);
-    this.advance(st.studyId);
-    return { stored: body.recipients.length };
+    const b = decodeBody(env, 'study.withdraw');
+    const st = studyRow(this.db, requireStudyId(h.studyId));
+    const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
+    if (!row) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in the roster of ${st.studyId}`);
+    const entry = this.received(env, `withdrawn by ${b.officer}: ${b.reason}`);
+    if (!row.excluded) this.exclude(st, h.senderId, 'withdrawn', `officer ${b.officer}: ${b.reason}`);
+    void this.advance(st.studyId);
+    return { entry };
   }
 
-  private async onChunk(env: Envelope) {
-    const h = env.header;
-    const m = decodeMeta<UpdateChunkMetaT>(env);
-    const st = this.requireStudy(h.studyId);
-    const manifest = this.manifestOf(st.studyId).manifest;
-    if (!this.isKeyed(st.studyId, h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
-    if (h.round === null) throw new WireError('TWF_E_WRONG_ROUND', 'update without a round');
-    const round = this.roundRow(st.studyId, h.round);
-    if (round && round.state !== 'open') throw new WireError('TWF_E_ROUND_CLOSED', `round ${h.round} is ${round.state}`);
-    if (!round || st.state !== 'running' || h.round !== st.currentRound) throw new WireError('TWF_E_WRONG_ROUND', `round ${h.round}; open round is ${st.state === 'running' ? st.currentRound : 'none'}`);
-    if (this.now() > round.deadlineAtMs && this.completedCount(st.studyId, h.round) >= manifest.minSites) {
-      // Past the deadline with quorum: the round closes now; this update is late.
-      await this.tryClose(st.studyId);
-      throw new WireError('TWF_E_ROUND_CLOSED', `round ${h.round} passed its deadline`);
-    }
-    const params = manifest.encryption as HeParams;
-    if (m.heParamsDigest !== heParamsDigest(params)) throw new WireError('TWF_E_UPDATE_SHAPE', 'ciphertext for other encryption parameters');
-    const ctx = await createHeContext(params);
-    const expectedCount = Math.ceil(m.length / ctx.slotCount);
-    if (m.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${m.count} for length ${m.length}; expected ${expectedCount}`);
-    if (m.index >= m.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${m.index} of ${m.count}`);
-    if (round.length !== null && round.length !== m.length) throw new WireError('TWF_E_UPDATE_SHAPE', `length ${m.length}; this round's updates have ${round.length}`);
-    validateCiphertext(ctx, env.body); // throws TWF_E_BAD_CIPHERTEXT
-
-    // One transaction: chunk stored, added into the running sum, update progress,
-    // audit entry. A crash leaves either all of it or none of it.
-    const t0 = performance.now();
-    const result = this.db.transaction((tx) => {
-      const key = and(eq(updates.studyId, st.studyId), eq(updates.round, h.round!), eq(updates.siteId, h.senderId));
-      let up = tx.select().from(updates).where(key).get();
-      if (up && up.state !== 'receiving') throw new WireError('TWF_E_DUPLICATE_CHUNK', `update of ${h.senderId} for round ${h.round} is ${up.state}`);
-      if (up && (up.count !== m.count || up.nSamples !== m.nSamples || up.length !== m.length)) throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
-      const dup = tx.select({ i: updateChunks.index }).from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, h.round!), eq(updateChunks.siteId, h.senderId), eq(updateChunks.index, m.index))).get();
-      if (dup) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${m.index} of round ${h.round}`);
-      if (!up) {
-        tx.insert(updates).values({ studyId: st.studyId, round: h.round!, siteId: h.senderId, state: 'receiving', count: m.count, nSamples: m.nSamples, length: m.length, startedAtMs: this.now() }).run();
-        up = tx.select().from(updates).where(key).get()!;
-      }
-      tx.insert(updateChunks).values({ studyId: st.studyId, round: h.round!, siteId: h.senderId, index: m.index, ct: Buffer.from(env.body), digest: h.digest }).run();
-      const accKey = and(eq(accumulators.studyId, st.studyId), eq(accumulators.round, h.round!), eq(accumulators.index, m.index));
-      const acc = tx.select().from(accumulators).where(accKey).get();
-      const sum = addCiphertexts(ctx, acc ? new Uint8Array(acc.ct) : null, env.body);
-      if (acc) tx.update(accumulators).set({ ct: Buffer.from(sum), contributions: acc.contributions + 1 }).where(accKey).run();
-      else tx.insert(accumulators).values({ studyId: st.studyId, round: h.round!, index: m.index, ct: Buffer.from(sum), contributions: 1 }).run();
-      const receivedNow = up.received + 1;
-      const complete = receivedNow === up.count;
-      tx.update(updates).set({ received: receivedNow, bytes: up.bytes + env.body.length, state: complete ? 'complete' : 'receiving', completedAtMs: complete ? this.now() : null }).where(key).run();
-      const ms = performance.now() - t0;
-      tx.update(rounds).set({ bytesIn: round.bytesIn + env.body.length, aggregateMs: round.aggregateMs + ms, length: m.length, ciphertexts: m.count })
-        .where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, h.round!))).run();
-      this.received(env, `chunk ${m.index + 1}/${m.count} n=${m.nSamples}${complete ? ' complete' : ''}`);
-      return { complete, received: receivedNow, count: up.count, ms };
-    });
-    this.metrics.aggregationSeconds.observe(result.ms / 1000);
-    if (result.complete) {
-      this.metrics.updatesAccepted.inc();
-      this.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round: h.round, detail: `n=${m.nSamples} chunks=${m.count}` });
-      await this.tryClose(st.studyId);
-    }
-    return { received: result.received, count: result.count, complete: result.complete };
-  }
-
-  private onMetrics(env: Envelope) {
+  private onMetrics(env: Envelope): HandlerResult {
     const h = env.header;
     const b = decodeBody(env, 'metrics.report');
-    const st = this.requireStudy(h.studyId);
-    if (!this.isJoined(st.studyId, h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
-    this.db.transaction((tx) => {
-      tx.insert(siteMetrics).values({ studyId: st.studyId, round: b.evaluatedRound, siteId: h.senderId, meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() })
+    const studyId = requireStudyId(h.studyId);
+    if (!this.isJoined(studyId, h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${studyId}`);
+    const entry = this.db.transaction((tx) => {
+      tx.insert(siteMetrics).values({ studyId, round: b.evaluatedRound, siteId: h.senderId, meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() })
         .onConflictDoUpdate({ target: [siteMetrics.studyId, siteMetrics.round, siteMetrics.siteId], set: { meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() } }).run();
       const task = b.metricName ? ` ${b.metricName}=${b.metricValue === null || b.metricValue === undefined ? 'suppressed' : b.metricValue.toFixed(4)}` : '';
-      this.received(env, `dice=${b.meanDice === null ? 'suppressed' : b.meanDice.toFixed(4)}${task} round=${b.evaluatedRound}`);
+      return this.received(env, `dice=${b.meanDice === null ? 'suppressed' : b.meanDice.toFixed(4)}${task} round=${b.evaluatedRound}`);
     });
-    return { stored: true };
+    return { entry };
   }
 
-  private onAggregateRequest(env: Envelope) {
-    const h = env.header;
-    const b = decodeBody(env, 'aggregate.request');
-    const st = this.requireStudy(h.studyId);
-    if (!this.isKeyed(st.studyId, h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
-    this.received(env);
-    const closed = this.db.select().from(rounds).where(and(eq(rounds.studyId, st.studyId), gte(rounds.round, b.fromRound), eq(rounds.state, 'closed'))).orderBy(asc(rounds.round)).all();
-    for (const r of closed) this.publishAggregate(st.studyId, r.round, [h.senderId]);
-    return { sent: closed.map((r) => r.round) };
+  /** Brings one site up to date with a study: its key (or a pending key request), the open round, completion. */
+  private syncSite(studyId: string, siteId: string): void {
+    if (!this.isOnline(siteId)) return;
+    const st = studyRow(this.db, studyId);
+    if (st.state === 'draft') return;
+    const m = manifestOfRow(st);
+    if (st.state === 'completed') {
+      this.sendTo(siteId, 'study.completed', studyId, null, { rounds: this.rounds.closedCount(studyId), finalVersion: this.rounds.lastClosed(studyId) });
+      return;
+    }
+    if (st.state === 'stopped') {
+      this.sendTo(siteId, 'study.state', studyId, null, { manifestHash: st.manifestHash, state: 'stopped' });
+      return;
+    }
+    if (!this.isJoined(studyId, siteId)) return;
+    this.keys.resendTo(st, m, siteId);
+    this.keys.deliver(st, m, siteId);
+    this.rounds.sync(st, siteId);
   }
 
   // ----------------------------------------------------- state transitions
 
-  /** Moves a running study forward: key set-up, opening and closing rounds. */
-  advance(...studyIds: string[]): void {
-    for (const id of studyIds) this.advanceOne(id);
-  }
-
-  private advanceOne(studyId: string): void {
-    const st = this.study(studyId);
-    if (st.state !== 'running') return;
-    const manifest = this.manifestOf(studyId).manifest;
-    const joined = this.joinedSites(studyId);
-    // Key set-up: the first connected joined site deals the secret key.
-    if (!st.keyDealer) {
-      const dealer = joined.find((s) => this.transport?.isConnected(s) && this.authenticated.has(s));
-      if (!dealer) return;
-      this.db.transaction((tx) => {
-        tx.update(studies).set({ keyDealer: dealer }).where(eq(studies.studyId, studyId)).run();
-        this.audit.append({ actor: this.coordinatorId, action: 'keys.dealer_chosen', studyId, peer: dealer });
-      });
-      this.requestKeys(studyId);
-      return;
-    }
-    this.requestKeys(studyId);
-    if (st.currentRound === 0 || this.roundRow(studyId, st.currentRound)?.state === 'closed') {
-      if (st.currentRound >= manifest.rounds) return this.complete(studyId);
-      const keyed = joined.filter((s) => this.isKeyed(studyId, s));
-      // Open when quorum holds, every joined site has its key, and no site
-      // joined in the last few seconds: sites approved together start together.
-      const lastJoinMs = Math.max(0, ...this.db.select({ t: studySites.joinedAtMs }).from(studySites).where(eq(studySites.studyId, studyId)).all().map((r) => r.t));
-      const settled = this.now() - lastJoinMs >= (this.opts.joinSettleMs ?? 2000);
-      if (keyed.length >= manifest.minSites && keyed.length === joined.length && settled) this.openRound(studyId, st.currentRound + 1, keyed, manifest);
-    } else {
-      void this.tryClose(studyId).catch((e) => this.log('error', `${studyId}: closing round: ${(e as Error).stack ?? e}`));
-    }
-  }
-
-  /** Asks the dealer to seal the study key for joined sites that lack it. */
-  private requestKeys(studyId: string): void {
-    const st = this.study(studyId);
-    if (!st.keyDealer || !this.transport?.isConnected(st.keyDealer) || !this.authenticated.has(st.keyDealer)) return;
-    const pending = this.db.select().from(studySites).where(eq(studySites.studyId, studyId)).all().filter((r) => r.sealedKey === null && r.siteId !== st.keyDealer);
-    const dealerRow = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, st.keyDealer))).get();
-    if (pending.length === 0 && dealerRow?.sealedKey) return;
-    const ids = [...pending.map((p) => p.siteId), ...(dealerRow?.sealedKey ? [] : [st.keyDealer])];
-    // Ask again for the same recipients only after a pause (the dealer may be busy training).
-    const last = this.keysRequestedAt.get(studyId);
-    if (last && last.ids === ids.join(',') && this.now() - last.atMs < 5000) return;
-    this.keysRequestedAt.set(studyId, { ids: ids.join(','), atMs: this.now() });
-    const recipients = ids.map((siteId) => ({ siteId, x25519PublicKey: this.site(siteId)!.x25519PublicKey }));
-    this.sendTo(st.keyDealer, 'keys.request', studyId, null, { encryption: this.manifestOf(studyId).manifest.encryption, recipients });
-  }
-
-  private openRound(studyId: string, round: number, participants: string[], manifest: StudyManifest): void {
-    const deadlineAtMs = this.now() + manifest.roundDeadlineS * 1000;
-    this.db.transaction((tx) => {
-      tx.insert(rounds).values({ studyId, round, state: 'open', openedAtMs: this.now(), deadlineAtMs, participantsJson: JSON.stringify(participants) }).run();
-      tx.update(studies).set({ currentRound: round }).where(eq(studies.studyId, studyId)).run();
-      this.audit.append({ actor: this.coordinatorId, action: 'round.opened', studyId, round, detail: `participants=${participants.join(',')}` });
+  /**
+   * Moves a running study forward: key epochs, opening a round, its phases, completion.
+   * Serialised per study; every step re-reads state inside its transaction.
+   */
+  advance(studyId: string): Promise<void> {
+    const prev = this.stepping.get(studyId) ?? Promise.resolve();
+    const next = prev.then(() => this.advanceOnce(studyId)).catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? e}`));
+    this.stepping.set(studyId, next);
+    void next.then(() => {
+      if (this.stepping.get(studyId) === next) this.stepping.delete(studyId);
     });
-    this.metrics.roundsOpened.inc();
-    this.metrics.currentRound.set({ study: studyId }, round);
-    this.log('info', `${studyId}: round ${round} opened with ${participants.length} sites`);
-    for (const s of participants) this.syncSite(studyId, s);
+    return next;
   }
 
-  /** Closes the open round if every participant is done, or the deadline passed with quorum. */
-  async tryClose(studyId: string): Promise<void> {
-    const manifest = this.manifestOf(studyId).manifest;
-    // Loaded before any check: everything after this await runs without interleaving.
-    const ctx = await createHeContext(manifest.encryption as HeParams);
-    const st = this.study(studyId);
+  private async advanceOnce(studyId: string): Promise<void> {
+    let st = studyRow(this.db, studyId);
     if (st.state !== 'running') return;
-    const round = this.roundRow(studyId, st.currentRound);
-    if (!round || round.state !== 'open') return;
-    const participants = JSON.parse(round.participantsJson) as string[];
-    const ups = this.db.select().from(updates).where(and(eq(updates.studyId, studyId), eq(updates.round, round.round))).all();
-    const complete = ups.filter((u) => u.state === 'complete');
-    const allDone = participants.every((p) => complete.some((u) => u.siteId === p));
-    const deadlinePassed = this.now() >= round.deadlineAtMs;
-    if (!(allDone || (deadlinePassed && complete.length >= manifest.minSites))) return;
-    if (complete.length < manifest.minSites) return;
-    const partial = ups.filter((u) => u.state === 'receiving');
-    {
-      this.db.transaction((tx) => {
-        // Remove abandoned partial uploads from the running sums: late updates are refused, not mixed.
-        for (const u of partial) {
-          const chunks = tx.select().from(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round.round), eq(updateChunks.siteId, u.siteId))).all();
-          for (const c of chunks) {
-            const accKey = and(eq(accumulators.studyId, studyId), eq(accumulators.round, round.round), eq(accumulators.index, c.index));
-            const acc = tx.select().from(accumulators).where(accKey).get()!;
-            if (acc.contributions === 1) tx.delete(accumulators).where(accKey).run();
-            else tx.update(accumulators).set({ ct: Buffer.from(subtractCiphertext(ctx, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 }).where(accKey).run();
-          }
-          tx.update(updates).set({ state: 'abandoned' }).where(and(eq(updates.studyId, studyId), eq(updates.round, round.round), eq(updates.siteId, u.siteId))).run();
-          this.audit.append({ actor: this.coordinatorId, action: 'update.abandoned', studyId, round: round.round, peer: u.siteId, detail: `${u.received}/${u.count} chunks removed from the aggregate` });
-        }
-        tx.delete(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round.round))).run();
-        const totalSamples = complete.reduce((s, u) => s + u.nSamples, 0);
-        tx.update(rounds).set({ state: 'closed', closedAtMs: this.now(), totalSamples, contributorsJson: JSON.stringify(complete.map((u) => u.siteId)) })
-          .where(and(eq(rounds.studyId, studyId), eq(rounds.round, round.round))).run();
-        this.audit.append({ actor: this.coordinatorId, action: 'round.closed', studyId, round: round.round, detail: `contributors=${complete.map((u) => u.siteId).join(',')} totalSamples=${totalSamples}${deadlinePassed && !allDone ? ' (deadline, quorum met)' : ''}` });
-      });
-      this.metrics.roundsClosed.inc();
-      this.metrics.updatesAbandoned.inc(partial.length);
-      this.log('info', `${studyId}: round ${round.round} closed with ${complete.length} updates`);
-      this.publishAggregate(studyId, round.round, this.joinedSites(studyId).filter((s) => this.isKeyed(studyId, s)));
-      this.advance(studyId);
-    }
+    const m = manifestOfRow(st);
+    this.keys.ensure(st, m);
+    this.keys.deliver(st, m);
+    await this.rounds.step(studyId);
+    st = studyRow(this.db, studyId);
+    if (st.state !== 'running' || this.rounds.openRound(st)) return;
+    if (this.rounds.closedCount(studyId) >= m.rounds) return this.complete(studyId);
+    this.rounds.maybeOpen(st, m);
+    if (this.rounds.openRound(studyRow(this.db, studyId))) await this.rounds.step(studyId);
   }
 
   private complete(studyId: string): void {
-    const st = this.study(studyId);
+    const st = studyRow(this.db, studyId);
+    const finalVersion = this.rounds.lastClosed(studyId);
     this.db.transaction((tx) => {
       tx.update(studies).set({ state: 'completed' }).where(eq(studies.studyId, studyId)).run();
-      this.audit.append({ actor: this.coordinatorId, action: 'study.completed', studyId, round: st.currentRound });
+      this.audit.append({ actor: this.coordinatorId, action: 'study.completed', studyId, round: st.currentRound, detail: `final model version ${finalVersion}` });
     });
-    for (const s of this.joinedSites(studyId)) this.sendTo(s, 'study.completed', studyId, null, { rounds: st.currentRound });
-  }
-
-  private publishAggregate(studyId: string, round: number, to: string[]): void {
-    const r = this.roundRow(studyId, round)!;
-    const accs = this.db.select().from(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))).orderBy(asc(accumulators.index)).all();
-    if (accs.length !== r.ciphertexts) {
-      this.log('error', `${studyId}: aggregate of round ${round} has ${accs.length}/${r.ciphertexts} ciphertexts`);
-      return;
-    }
-    const body = packFrames(accs.map((a) => new Uint8Array(a.ct)));
-    const contributors = JSON.parse(r.contributorsJson ?? '[]') as string[];
-    const params = this.manifestOf(studyId).manifest.encryption as HeParams;
-    for (const s of to) {
-      this.sendTo(s, 'round.aggregate', studyId, round, body, { count: accs.length, length: r.length!, totalSamples: r.totalSamples, sites: contributors.join(','), heParamsDigest: heParamsDigest(params) });
-    }
-  }
-
-  /** Brings one site up to date with a study: its key, and the open round. */
-  private syncSite(studyId: string, siteId: string): void {
-    if (!this.transport?.isConnected(siteId) || !this.authenticated.has(siteId)) return;
-    const st = this.study(studyId);
-    const ss = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId))).get();
-    if (!ss) return;
-    if (ss.sealedKey && st.keyDealer) {
-      const params = this.manifestOf(studyId).manifest.encryption as HeParams;
-      this.sendTo(siteId, 'keys.deliver', studyId, null, { dealerSiteId: st.keyDealer, sealedKey: ss.sealedKey, heParamsDigest: heParamsDigest(params) });
-      if (ss.keyDeliveredAtMs === null) this.db.update(studySites).set({ keyDeliveredAtMs: this.now() }).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId))).run();
-    }
-    if (st.state === 'completed') {
-      this.sendTo(siteId, 'study.completed', studyId, null, { rounds: st.currentRound });
-      return;
-    }
-    const round = this.roundRow(studyId, st.currentRound);
-    if (st.state !== 'running' || !round || round.state !== 'open') return;
-    const participants = JSON.parse(round.participantsJson) as string[];
-    if (!participants.includes(siteId)) return;
-    const up = this.db.select().from(updates).where(and(eq(updates.studyId, studyId), eq(updates.round, round.round), eq(updates.siteId, siteId))).get();
-    if (up?.state === 'complete') return;
-    const have = this.db.select({ i: updateChunks.index }).from(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round.round), eq(updateChunks.siteId, siteId))).all().map((r) => r.i);
-    this.sendTo(siteId, 'round.start', studyId, round.round, { deadlineMs: round.deadlineAtMs, modelVersion: round.round - 1, participants, alreadyReceived: have });
+    for (const s of activeJoined(this.db, st)) this.sendTo(s.siteId, 'study.completed', studyId, null, { rounds: this.rounds.closedCount(studyId), finalVersion });
+    this.sendCheckpoint(studyId);
   }
 
   /** Periodic check of deadlines (and anything a restart left pending). */
   tick(): void {
-    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) {
-      try {
-        this.advance(st.studyId);
-      } catch (e) {
-        this.log('error', `${st.studyId}: ${(e as Error).stack ?? e}`);
-      }
-    }
+    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) void this.advance(st.studyId);
+  }
+
+  /** Resolves when no study is being advanced (tests). */
+  async idle(): Promise<void> {
+    while (this.stepping.size) await Promise.all([...this.stepping.values()]);
   }
 
   // ---------------------------------------------------------------- helpers
 
-  private sendTo(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>): void {
-    if (!this.transport?.isConnected(siteId)) return;
-    const env = sealEnvelope(this.signer, { type, studyId, round, body, ...(meta ? { meta } : {}), nowMs: this.now() });
+  private sendTo(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, m?: Meta): boolean {
+    if (!this.transport?.isConnected(siteId)) return false;
+    const env = sealEnvelope(this.signer, { to: siteId, type, studyId, round, body, ...(m ? { meta: m } : {}), nowMs: this.now() });
     this.audit.append({ actor: this.coordinatorId, action: 'msg.sent', peer: siteId, msgType: type, seq: env.header.seq, studyId, round, digest: env.header.digest, sizeBytes: env.body.length });
-    if (this.transport.send(siteId, env)) this.metrics.bytesOut.inc(env.body.length);
+    const ok = this.transport.send(siteId, env);
+    if (ok) this.metrics.bytesOut.inc(env.body.length);
+    return ok;
+  }
+
+  /** A signed checkpoint of the audit chain head, to every connected joined site of the study. */
+  private sendCheckpoint(studyId: string): void {
+    const st = studyRow(this.db, studyId);
+    if (st.state === 'draft') return;
+    for (const s of activeJoined(this.db, st)) {
+      const head = this.audit.head();
+      if (!head || !this.isOnline(s.siteId)) continue;
+      const c = { coordinatorId: this.coordinatorId, entryId: head.id, entryHash: head.hash, tsMs: this.now() };
+      this.sendTo(s.siteId, 'audit.checkpoint', studyId, null, { entryId: c.entryId, entryHash: c.entryHash, tsMs: c.tsMs, signature: signStatement(CHECKPOINT_KIND, checkpointFields(c), this.identity.ed25519SecretKey) });
+    }
   }
 
   private nextSeq(): number {
@@ -643,40 +767,19 @@ export class CoordinatorEngine {
     });
   }
 
-
-  private site(siteId: string) {
-    return this.db.select().from(sites).where(eq(sites.siteId, siteId)).get();
-  }
-
-  private study(studyId: string): StudyRow {
-    const st = this.db.select().from(studies).where(eq(studies.studyId, studyId)).get();
-    if (!st) throw new WireError('TWF_E_UNKNOWN_STUDY', studyId);
-    return st;
-  }
-
-  private requireStudy(studyId: string | null): StudyRow {
-    if (!studyId) throw new WireError('TWF_E_MALFORMED', 'studyId missing');
-    return this.study(studyId);
-  }
-
-  private roundRow(studyId: string, round: number): RoundRow | undefined {
-    return this.db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
-  }
-
-  private joinedSites(studyId: string): string[] {
-    return this.db.select().from(studySites).where(eq(studySites.studyId, studyId)).orderBy(asc(studySites.joinedAtMs)).all().map((r) => r.siteId);
-  }
-
   private isJoined(studyId: string, siteId: string): boolean {
-    return !!this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId))).get();
+    const st = studyRow(this.db, studyId);
+    return activeJoined(this.db, st).some((r) => r.siteId === siteId);
   }
 
-  private isKeyed(studyId: string, siteId: string): boolean {
-    const r = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId))).get();
-    return !!r && r.sealedKey !== null;
-  }
-
-  private completedCount(studyId: string, round: number): number {
-    return this.db.select().from(updates).where(and(eq(updates.studyId, studyId), eq(updates.round, round), eq(updates.state, 'complete'))).all().length;
+  /** Refusals of a round's aggregate (for the lead). */
+  refusalsOf(studyId: string, round: number) {
+    return this.db.select().from(aggregateRefusals).where(and(eq(aggregateRefusals.studyId, studyId), eq(aggregateRefusals.round, round))).all();
   }
 }
+
+/** Fingerprint of a site's two public keys, as officers compare it (16 hex digits each). */
+export function keyFingerprint(ed25519B64: string, x25519B64: string): string {
+  return `${fingerprint(fromB64(ed25519B64))}:${fingerprint(fromB64(x25519B64))}`;
+}
+

@@ -1,19 +1,23 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { randomBytes } from 'node:crypto';
 import {
-  AuditEntryWire, EnrolRequest, EnrolResponse, EnrolmentTokenRequest, EnrolmentTokenResponse, ErrorReply, RoundSummary,
-  SiteSummary, StudySpecSchema, StudyStatus, WireError,
+  ActionReason, AuditEntryWire, EnrolRequest, EnrolResponse, EnrolmentTokenRequest, EnrolmentTokenResponse, ErrorReply, HandshakeChallengeRequest,
+  HandshakeChallengeResponse, RosterChangeRequest, RoundSummary, SiteIdSchema, SiteSummary, StartStudyRequest, StudyIdSchema, StudySpecSchema, StudyStatus, WireError,
 } from '@twinfed/protocols';
 import type { CoordinatorConfig } from './config.js';
 import type { CoordinatorEngine } from './engine.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
 
 interface RouteDoc {
   method: 'GET' | 'POST';
   url: string;
   summary: string;
   auth: boolean;
+  /** Unauthenticated routes a stranger can call: limited per client address. */
+  preAuthLimited?: boolean;
   body?: z.ZodType;
   response?: z.ZodType;
 }
@@ -30,8 +34,12 @@ function sameToken(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** REST API for consortium leads (+ the enrolment call sites make with their one-time token). */
-export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngine, metrics: CoordinatorMetrics, config: CoordinatorConfig): void {
+/**
+ * REST API for consortium leads (+ the enrolment and handshake calls sites make). Client errors
+ * stay 4xx with their catalogue code; internal errors answer 500 with a log reference only, never
+ * the internal message.
+ */
+export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngine, metrics: CoordinatorMetrics, config: CoordinatorConfig, preAuth: RateLimiter): void {
   const docs: RouteDoc[] = [];
   const route = (d: RouteDoc, handler: (req: FastifyRequest, reply: FastifyReply) => unknown) => {
     docs.push(d);
@@ -39,6 +47,10 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
       method: d.method,
       url: d.url,
       handler: async (req, reply) => {
+        if (d.preAuthLimited && !preAuth.take(req.ip)) {
+          metrics.requestsRateLimited.inc({ route: d.url });
+          throw new WireError('TWF_E_RATE_LIMITED', 'too many requests from this address');
+        }
         if (d.auth) {
           const h = req.headers.authorization ?? '';
           if (!h.startsWith('Bearer ') || !sameToken(h.slice(7), config.adminToken)) throw new WireError('TWF_E_NOT_AUTHORISED');
@@ -48,31 +60,55 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     });
   };
 
-  app.setErrorHandler((err, _req, reply) => {
-    const e = err instanceof WireError ? err : (err as { validation?: unknown }).validation || (err as { statusCode?: number }).statusCode === 400
-      ? new WireError('TWF_E_BAD_REQUEST', (err as Error).message)
-      : new WireError('TWF_E_INTERNAL', (err as Error).message);
+  app.setErrorHandler((err, req, reply) => {
+    let e: WireError;
+    const status = (err as { statusCode?: number }).statusCode;
+    if (err instanceof WireError) e = err;
+    else if (status === 413) e = new WireError('TWF_E_TOO_LARGE', `at most ${app.initialConfig.bodyLimit} bytes`);
+    else if ((err as { validation?: unknown }).validation || (status !== undefined && status >= 400 && status < 500)) e = new WireError('TWF_E_BAD_REQUEST', (err as Error).message);
+    else {
+      const ref = randomBytes(4).toString('hex');
+      req.log.error(err);
+      console.error(`[coordinator] error: internal error [${ref}] on ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+      e = new WireError('TWF_E_INTERNAL', `reference ${ref} in the coordinator log`);
+    }
     void reply.status(e.status).send({ code: e.code, message: e.message, detail: e.detail });
   });
+  app.setNotFoundHandler((req, reply) => {
+    const e = new WireError('TWF_E_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}`);
+    void reply.status(404).send({ code: e.code, message: e.message, detail: e.detail });
+  });
 
-  const studyId = (req: FastifyRequest) => (req.params as { id: string }).id;
+  const studyId = (req: FastifyRequest) => parse(StudyIdSchema, (req.params as { id: string }).id);
+  const siteParam = (req: FastifyRequest) => parse(SiteIdSchema, (req.params as { siteId: string }).siteId);
 
-  route({ method: 'POST', url: '/api/studies', summary: 'Create a study (draft) and its manifest', auth: true, body: StudySpecSchema }, (req, reply) => {
-    const r = engine.createStudy(parse(StudySpecSchema, req.body));
+  route({ method: 'POST', url: '/api/studies', summary: 'Create a draft study from a spec (minSites >= 3); its roster is fixed at start', auth: true, body: StudySpecSchema }, (req, reply) => {
+    const r = engine.createStudy(req.body);
     return reply.status(201).send(r);
   });
   route({ method: 'GET', url: '/api/studies', summary: 'List studies', auth: true }, () => engine.listStudies());
-  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status with per-round summaries', auth: true, response: StudyStatus }, (req) => engine.studyStatus(studyId(req)));
-  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve, with its hash', auth: true }, (req) => engine.manifestOf(studyId(req)));
-  route({ method: 'POST', url: '/api/studies/:id/start', summary: 'Start a study: announce it to sites', auth: true }, (req) => {
-    engine.startStudy(studyId(req));
+  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status: roster, joined sites, key epoch, per-round summaries', auth: true, response: StudyStatus }, (req) => engine.studyStatus(studyId(req)));
+  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve (with its roster), with its hash; the draft before start', auth: true }, (req) => engine.manifestOf(studyId(req)));
+  route({ method: 'POST', url: '/api/studies/:id/start', summary: 'Start a draft: write the roster (default every enrolled site) and key-dealer order into the manifest, announce it to the roster; or resume a stopped study', auth: true, body: StartStudyRequest }, (req) => {
+    engine.startStudy(studyId(req), parse(StartStudyRequest, req.body ?? {}));
     return engine.studyStatus(studyId(req));
   });
-  route({ method: 'POST', url: '/api/studies/:id/stop', summary: 'Stop a running study', auth: true }, (req) => {
+  route({ method: 'POST', url: '/api/studies/:id/stop', summary: 'Stop a running study (its open round fails)', auth: true }, (req) => {
     engine.stopStudy(studyId(req));
     return engine.studyStatus(studyId(req));
   });
-  route({ method: 'GET', url: '/api/studies/:id/rounds/:round', summary: 'One round: participants, stragglers, bytes, metrics', auth: true, response: RoundSummary }, (req) => {
+  route({ method: 'POST', url: '/api/studies/:id/roster', summary: 'Add or remove sites: a new manifest version every officer must approve again', auth: true, body: RosterChangeRequest }, (req) => {
+    engine.changeRoster(studyId(req), parse(RosterChangeRequest, req.body ?? {}));
+    return engine.studyStatus(studyId(req));
+  });
+  route({ method: 'POST', url: '/api/studies/:id/rounds/current/abort', summary: 'Abort the open round (it fails, audited; a fresh round opens)', auth: true, body: ActionReason }, (req) => {
+    return engine.abortRound(studyId(req), parse(ActionReason, req.body ?? {}).reason);
+  });
+  route({ method: 'POST', url: '/api/studies/:id/sites/:siteId/evict', summary: 'Evict a participant: no further rounds, a new study key without it', auth: true, body: ActionReason }, (req) => {
+    engine.evictSite(studyId(req), siteParam(req), parse(ActionReason, req.body ?? {}).reason);
+    return engine.studyStatus(studyId(req));
+  });
+  route({ method: 'GET', url: '/api/studies/:id/rounds/:round', summary: 'One round: phase, key set, survivors, stragglers, bytes, metrics', auth: true, response: RoundSummary }, (req) => {
     const round = Number((req.params as { round: string }).round);
     if (!Number.isInteger(round) || round < 1) throw new WireError('TWF_E_BAD_REQUEST', 'round must be a positive integer');
     return engine.roundStatus(studyId(req), round);
@@ -81,10 +117,17 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     const b = parse(EnrolmentTokenRequest, req.body ?? {});
     return reply.status(201).send(engine.issueEnrolmentToken(b.siteName, b.expiresInS));
   });
-  route({ method: 'POST', url: '/api/enrol', summary: 'Site enrolment with a one-time token (called by twinfed site enrol)', auth: false, body: EnrolRequest, response: EnrolResponse }, (req, reply) => {
+  route({ method: 'POST', url: '/api/enrol', summary: 'Site enrolment with a one-time token (called by twinfed site enrol)', auth: false, preAuthLimited: true, body: EnrolRequest, response: EnrolResponse }, (req, reply) => {
     return reply.status(201).send(engine.enrol(parse(EnrolRequest, req.body)));
   });
-  route({ method: 'GET', url: '/api/sites', summary: 'Enrolled sites and whether they are connected', auth: true, response: z.array(SiteSummary) }, () => engine.listSites());
+  route({ method: 'POST', url: '/api/handshake', summary: 'A single-use nonce a site signs to open its socket connection', auth: false, preAuthLimited: true, body: HandshakeChallengeRequest, response: HandshakeChallengeResponse }, (req) => {
+    return engine.issueChallenge(parse(HandshakeChallengeRequest, req.body ?? {}).siteId);
+  });
+  route({ method: 'GET', url: '/api/sites', summary: 'Enrolled sites: authenticated connection state, last seen, key fingerprints, revocation', auth: true, response: z.array(SiteSummary) }, () => engine.listSites());
+  route({ method: 'POST', url: '/api/sites/:siteId/revoke', summary: 'Revoke a site\'s enrolment: disconnected, refused at connect, excluded from every study', auth: true, body: ActionReason }, (req) => {
+    engine.revokeSite(siteParam(req), parse(ActionReason, req.body ?? {}).reason);
+    return engine.listSites().find((s) => s.siteId === siteParam(req));
+  });
   route({ method: 'GET', url: '/api/audit', summary: 'Coordinator audit log entries after ?after=ID (limit ?limit=N)', auth: true, response: z.array(AuditEntryWire) }, (req) => {
     const q = parse(z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(100000).default(1000) }), req.query);
     return engine.audit.entries(q.after, q.limit);

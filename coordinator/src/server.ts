@@ -3,7 +3,7 @@ import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server as IoServer, type Socket } from 'socket.io';
 import {
-  HandshakeAuthSchema, WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents,
+  WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents,
 } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
 import { fingerprint, generateIdentity, initSodium, loadIdentity, saveIdentity, type Identity } from '@twinfed/shared/crypto/index';
@@ -11,6 +11,7 @@ import { parseCoordinatorConfig, type CoordinatorConfig, type CoordinatorConfigI
 import { openCoordinatorDb, type CoordinatorDb } from './db/index.js';
 import { CoordinatorEngine } from './engine.js';
 import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
 import { registerRestRoutes } from './rest.js';
 
 export interface Coordinator {
@@ -52,10 +53,15 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const log = (level: 'info' | 'warn' | 'error', msg: string) => {
     if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
   };
-  const engine = new CoordinatorEngine(db, audit, identity, metrics, { clockSkewMs: config.clockSkewMs, joinSettleMs: config.joinSettleMs, log });
+  const engine = new CoordinatorEngine(db, audit, identity, metrics, {
+    clockSkewMs: config.clockSkewMs, joinSettleMs: config.joinSettleMs, log,
+    phaseTimeoutMs: config.phaseTimeoutS * 1000, quorumGraceMs: config.quorumGraceS * 1000, dealerTimeoutMs: config.dealerTimeoutS * 1000,
+  });
+  // One budget per client address for everything before authentication (nonces, sockets, enrolment).
+  const preAuth = new RateLimiter(config.preAuthRateLimit.burst, config.preAuthRateLimit.perS);
 
   const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
-  registerRestRoutes(app, engine, metrics, config);
+  registerRestRoutes(app, engine, metrics, config, preAuth);
 
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
     maxHttpBufferSize: config.maxMessageBytes,
@@ -72,16 +78,22 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
       return true;
     },
     isConnected: (siteId) => sockets.get(siteId)?.connected ?? false,
+    disconnect: (siteId) => sockets.get(siteId)?.disconnect(true),
   });
 
+  // A socket is accepted only with a signed handshake (engine.authenticateHandshake): a site id
+  // alone neither connects nor pushes the real site off its connection. Refusals are counted in
+  // metrics, never written to the audit log one by one.
   io.use((socket, next) => {
-    const p = HandshakeAuthSchema.safeParse(socket.handshake.auth);
     try {
-      if (!p.success) throw new WireError('TWF_E_MALFORMED', 'handshake auth needs siteId and protocolVersion');
-      engine.checkHandshake(p.data.siteId, p.data.protocolVersion);
+      if (!preAuth.take(socket.handshake.address || 'unknown')) {
+        metrics.requestsRateLimited.inc({ route: 'socket' });
+        throw new WireError('TWF_E_RATE_LIMITED', 'too many connection attempts from this address');
+      }
+      (socket.data as { siteId?: string }).siteId = engine.authenticateHandshake(socket.handshake.auth);
       next();
     } catch (e) {
-      const we = e instanceof WireError ? e : new WireError('TWF_E_INTERNAL', String(e));
+      const we = e instanceof WireError ? e : new WireError('TWF_E_INTERNAL', '');
       const err = new Error(we.message) as Error & { data?: unknown };
       err.data = { code: we.code, detail: we.detail };
       next(err);
@@ -89,26 +101,28 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   });
 
   io.on('connection', (socket) => {
-    const { siteId } = HandshakeAuthSchema.parse(socket.handshake.auth);
+    const siteId = (socket.data as { siteId: string }).siteId;
     const previous = sockets.get(siteId);
-    if (previous && previous.id !== socket.id) previous.disconnect(true);
     sockets.set(siteId, socket);
-    metrics.connectedSites.set([...sockets.values()].filter((s) => s.connected).length);
+    // The newer authenticated connection wins (a site that reconnects before its old socket timed out).
+    if (previous && previous.id !== socket.id) previous.disconnect(true);
+    engine.onConnected(siteId);
     log('info', `site ${siteId} connected`);
+    let unattributable = 0;
     // Messages of one site are handled one at a time, in order.
     let chain: Promise<unknown> = Promise.resolve();
     socket.on('envelope', (raw, ack) => {
       chain = chain.then(async () => {
-        const a = await engine.handle(siteId, raw);
+        const { unattributable: u, ...a } = await engine.handle(siteId, raw);
+        if (u) unattributable++;
         if (typeof ack === 'function') ack(a);
       });
     });
     socket.on('disconnect', () => {
       if (sockets.get(siteId) === socket) {
         sockets.delete(siteId);
-        engine.onDisconnect(siteId);
+        engine.onDisconnect(siteId, unattributable);
       }
-      metrics.connectedSites.set([...sockets.values()].filter((s) => s.connected).length);
       log('info', `site ${siteId} disconnected`);
     });
   });

@@ -1,21 +1,33 @@
 import { z } from 'zod';
+import { PartyIdSchema, SiteIdSchema, StudyIdSchema } from './ids.js';
 
 export const SITE_MESSAGE_TYPES = [
   'hello',
   'study.join',
   'study.decline',
+  'study.withdraw',
   'keys.sealed',
+  'mask.setup',
   'update.chunk',
+  'mask.consistency',
+  'mask.unmask',
   'metrics.report',
   'aggregate.request',
+  'aggregate.refused',
 ] as const;
 export const COORDINATOR_MESSAGE_TYPES = [
   'welcome',
   'study.announce',
+  'study.state',
   'keys.request',
   'keys.deliver',
   'round.start',
+  'mask.peers',
+  'mask.survivors',
+  'mask.reveal',
   'round.aggregate',
+  'round.failed',
+  'audit.checkpoint',
   'study.completed',
   'reject',
 ] as const;
@@ -34,8 +46,10 @@ const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex char
 export const EnvelopeHeaderSchema = z.object({
   v: z.string().max(16),
   type: MessageTypeSchema,
-  senderId: z.string().min(1).max(64),
-  studyId: z.string().min(1).max(64).nullable(),
+  senderId: PartyIdSchema,
+  /** The one party this message is for (a site id, or the coordinator id): a message for site A does not verify as a message for site B. */
+  to: PartyIdSchema,
+  studyId: StudyIdSchema.nullable(),
   round: z.number().int().min(0).nullable(),
   /** Strictly increasing per sender, persisted across restarts: replay protection. */
   seq: z.number().int().min(1),
@@ -59,17 +73,36 @@ export const EnvelopeSchema = z.object({
 });
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
+/**
+ * The coordinator's signed receipt of an accepted site message: the id and hash of the audit
+ * entry in which it logged the message, signed (statement 'twinfed.receipt.v1', fields in
+ * shared/src/audit). The site keeps it; `twinfed audit compare` later proves the coordinator's
+ * log still holds that entry unchanged.
+ */
+export const ReceiptSchema = z.object({ entryId: z.number().int().min(1), entryHash: hex64, signature: z.string().max(200) });
+export type ReceiptWire = z.infer<typeof ReceiptSchema>;
+
 /** What the receiver answers through the socket.io acknowledgement. */
 export const AckSchema = z.union([
-  z.object({ ok: z.literal(true), info: z.record(z.string(), z.unknown()).optional() }),
+  z.object({ ok: z.literal(true), info: z.record(z.string(), z.unknown()).optional(), receipt: ReceiptSchema.optional() }),
   z.object({ ok: z.literal(false), code: z.string(), detail: z.string() }),
 ]);
 export type Ack = z.infer<typeof AckSchema>;
 
-/** socket.io handshake `auth` of a site. */
+/** Statement kind a site signs to open a connection (see HandshakeAuthSchema). */
+export const HANDSHAKE_KIND = 'twinfed.handshake.v1';
+
+/**
+ * socket.io handshake `auth` of a site: a fresh single-use nonce from the coordinator
+ * (POST /api/handshake) signed with the site's enrolled Ed25519 key over the statement
+ * { kind: 'twinfed.handshake.v1', coordinatorId, siteId, nonce }. Knowing a site id is not
+ * enough to connect as that site, nor to push it off its connection.
+ */
 export const HandshakeAuthSchema = z.object({
-  siteId: z.string().min(1).max(64),
+  siteId: SiteIdSchema,
   protocolVersion: z.string().max(16),
+  nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+  signature: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(200),
 });
 export type HandshakeAuth = z.infer<typeof HandshakeAuthSchema>;
 

@@ -27,6 +27,18 @@ export const WIRE_ERRORS = {
   TWF_E_BAD_REQUEST: { status: 400, message: 'Request body or parameters are invalid.' },
   TWF_E_STUDY_STATE: { status: 409, message: 'The study is not in a state that allows this action.' },
   TWF_E_NOT_FOUND: { status: 404, message: 'Not found.' },
+  TWF_E_TOO_FEW_CONTRIBUTORS: { status: 422, message: 'Fewer than 3 contributors (or fewer than minSites, or than the secure-aggregation threshold): an aggregate of so few sites would expose an individual update. Raise minSites to at least 3, or the roster.' },
+  TWF_E_SAMPLES_BOUND: { status: 422, message: 'Declared sample count is above the manifest\'s maxSamplesPerSite or above the counts the site joined with; it would give the site an outsized weight in the average.' },
+  TWF_E_HANDSHAKE: { status: 401, message: 'Connection refused: the handshake needs a fresh nonce from POST /api/handshake signed with the site\'s enrolled Ed25519 key.' },
+  TWF_E_SITE_REVOKED: { status: 403, message: 'This site\'s enrolment was revoked by the consortium lead; it can no longer connect. Ask the lead for a new enrolment.' },
+  TWF_E_EVICTED: { status: 403, message: 'The lead evicted this site from the study (or its officer withdrew); it takes part in no further round.' },
+  TWF_E_RATE_LIMITED: { status: 429, message: 'Too many requests or refused messages from this address or site; slow down and retry later.' },
+  TWF_E_KEY_HANDOUT: { status: 422, message: 'A study-key handout is not signed by a key dealer of the approved roster, names a recipient outside the roster, or does not match its key commitment; the key was not accepted.' },
+  TWF_E_SECAGG: { status: 409, message: 'Secure-aggregation message out of order or inconsistent (unsigned mask key, survivor sets that differ, a share for a site that is not in the round); nothing was revealed.' },
+  TWF_E_AGGREGATE_BOUNDS: { status: 422, message: 'The decrypted average has an element outside the clip bound [-B, B]: some contribution was not a valid clipped update. The aggregate was not applied.' },
+  TWF_E_WRONG_RECIPIENT: { status: 400, message: 'The envelope is addressed to another party; it was not accepted.' },
+  TWF_E_TOO_LARGE: { status: 413, message: 'Request body too large.' },
+  TWF_E_ROUND_FAILED: { status: 409, message: 'The round failed (quorum not reached in time, too many sites dropped, or the lead aborted it); nothing was aggregated. The study opens a fresh round.' },
   TWF_E_INTERNAL: { status: 500, message: 'Internal error; see the coordinator log.' },
 } as const;
 

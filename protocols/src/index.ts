@@ -5,3 +5,5 @@ export * from './envelope.js';
 export * from './manifest.js';
 export * from './messages.js';
 export * from './rest.js';
+export * from './ids.js';
+export * from './statements.js';

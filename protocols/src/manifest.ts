@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from './canonical.js';
+import { SiteIdSchema, StudyIdSchema, PartyIdSchema } from './ids.js';
 
 /** Parameters of the additively homomorphic scheme a study uses (see docs/security.md). */
 export const HeParamsSchema = z.object({
@@ -30,6 +31,12 @@ export const TrainingConfigSchema = z.object({
   /** Elementwise clip bound B of a weight update before quantisation. */
   clipBound: z.number().positive().max(100),
   seed: z.number().int().min(0),
+  /**
+   * Most training samples (FedAvg weight n) one site may declare in one round. The coordinator
+   * refuses a larger n, or one above the counts the site joined with; with the roster size it
+   * bounds the round's total so the encrypted sum can never overflow (checked at start).
+   */
+  maxSamplesPerSite: z.number().int().min(1).max(10_000_000).default(10_000),
 });
 
 export const DataCriteriaSchema = z.object({
@@ -71,12 +78,17 @@ export const ResponseDataCriteriaSchema = z.object({
   minTrainPatients: z.number().int().min(1),
 });
 
+/** Fewest sites whose updates may form an aggregate: with 2, each learns the other's update from it. */
+export const MIN_CONTRIBUTORS = 3;
+
 const studyCommon = {
   title: z.string().min(1).max(200),
   training: TrainingConfigSchema,
+  /** Rounds that must close (aborted or failed rounds do not count). */
   rounds: z.number().int().min(1).max(1000),
-  minSites: z.number().int().min(1).max(1000),
-  /** Seconds after a round opens at which it closes if quorum (minSites) is met. */
+  /** Quorum: fewest contributors of a round, at least 3 (TWF_E_TOO_FEW_CONTRIBUTORS), and at least the secure-aggregation threshold of the roster. */
+  minSites: z.number().int().min(MIN_CONTRIBUTORS, `minSites must be at least ${MIN_CONTRIBUTORS} (TWF_E_TOO_FEW_CONTRIBUTORS)`).max(255),
+  /** Seconds after a round opens by which sites must have trained and sent their mask keys; with quorum the round goes on without the rest. */
   roundDeadlineS: z.number().positive().max(7 * 24 * 3600),
   encryption: HeParamsSchema.optional(),
 };
@@ -97,19 +109,63 @@ export const ResponseSpecSchema = z.object({
 
 /** What a lead asks for (REST body of POST /api/studies); discriminated by `task`. */
 export const StudySpecSchema = z.discriminatedUnion('task', [SegmentationSpecSchema, ResponseSpecSchema]);
-export type StudySpec = z.infer<typeof StudySpecSchema>;
-export type SegmentationSpec = z.infer<typeof SegmentationSpecSchema>;
-export type ResponseSpec = z.infer<typeof ResponseSpecSchema>;
+/** A study spec as a lead writes it (defaults may be left out). */
+export type StudySpec = z.input<typeof StudySpecSchema>;
+export type SegmentationSpec = z.input<typeof SegmentationSpecSchema>;
+export type ResponseSpec = z.input<typeof ResponseSpecSchema>;
 
-const manifestExtra = {
-  studyId: z.string().min(1).max(64),
+const b64Key32 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'expected a 32-byte key in base64');
+
+/** One participating site as the officers approve it: its id, name and the public keys its messages, key handouts and mask keys are checked against. */
+export const RosterEntrySchema = z.object({
+  siteId: SiteIdSchema,
+  siteName: z.string().min(1).max(200),
+  /** Ed25519 (RFC 8032) key the site signs with; its fingerprint is what officers compare out of band. */
+  ed25519PublicKey: b64Key32,
+  /** X25519 (RFC 7748) key sealed study keys and mask-key shares are encrypted to. */
+  x25519PublicKey: b64Key32,
+});
+export type RosterEntry = z.infer<typeof RosterEntrySchema>;
+
+/** Secure aggregation of the study: pairwise + self masks inside the HE plaintexts (Bonawitz et al., CCS 2017), t-of-n shared. */
+export const SECURE_AGGREGATION = 'double-mask-v1' as const;
+
+const draftExtra = {
+  studyId: StudyIdSchema,
   encryption: HeParamsSchema,
-  coordinatorId: z.string().min(1),
-  createdAt: z.string(),
+  coordinatorId: PartyIdSchema,
+  createdAt: z.string().max(40),
+  /** Parameters in every update, from the model config: what leaves each site per round, and the only length the coordinator accepts. */
+  updateLength: z.number().int().min(1).max(100_000_000),
+  secureAggregation: z.literal(SECURE_AGGREGATION),
+};
+const rosterExtra = {
+  /** 1 when the lead starts the study; +1 for every roster change (each needs new approvals). */
+  manifestVersion: z.number().int().min(1),
+  /** The sites that take part: nobody else can join, receive the study key or contribute. */
+  participants: z.array(RosterEntrySchema).min(MIN_CONTRIBUTORS).max(255),
+  /** Order in which sites act as key dealer (the first connected one deals; a missing dealer is replaced by the next). */
+  keyDealers: z.array(SiteIdSchema).min(1).max(255),
 };
 
-/** The manifest a privacy officer approves; its hash binds the approval. */
-export const StudyManifestSchema = z.discriminatedUnion('task', [SegmentationSpecSchema.extend(manifestExtra), ResponseSpecSchema.extend(manifestExtra)]);
+/** A created study before the lead starts it: no roster yet, never shown to officers. */
+export const StudyDraftSchema = z.discriminatedUnion('task', [SegmentationSpecSchema.extend(draftExtra), ResponseSpecSchema.extend(draftExtra)]);
+export type StudyDraft = z.infer<typeof StudyDraftSchema>;
+
+/**
+ * The manifest a privacy officer approves; its hash binds the approval. It includes the roster:
+ * who takes part, with which keys, and who deals the study key.
+ */
+export const StudyManifestSchema = z.discriminatedUnion('task', [
+  SegmentationSpecSchema.extend({ ...draftExtra, ...rosterExtra }),
+  ResponseSpecSchema.extend({ ...draftExtra, ...rosterExtra }),
+]).superRefine((m, ctx) => {
+  const ids = m.participants.map((p) => p.siteId);
+  if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', path: ['participants'], message: 'a site is listed twice' });
+  for (const d of m.keyDealers) if (!ids.includes(d)) ctx.addIssue({ code: 'custom', path: ['keyDealers'], message: `key dealer ${d} is not a participant` });
+  if (new Set(m.keyDealers).size !== m.keyDealers.length) ctx.addIssue({ code: 'custom', path: ['keyDealers'], message: 'a key dealer is listed twice' });
+  if (m.minSites > ids.length) ctx.addIssue({ code: 'custom', path: ['minSites'], message: `minSites ${m.minSites} exceeds the ${ids.length} participants` });
+});
 export type StudyManifest = z.infer<typeof StudyManifestSchema>;
 export type SegmentationManifest = Extract<StudyManifest, { task: 'segmentation' }>;
 export type ResponseManifest = Extract<StudyManifest, { task: 'response' }>;
@@ -117,4 +173,18 @@ export type ResponseManifest = Extract<StudyManifest, { task: 'response' }>;
 /** SHA-256 of the canonical JSON of a manifest: what an approval is bound to. */
 export function manifestHash(m: StudyManifest): string {
   return sha256Hex(canonicalJson(m));
+}
+
+/**
+ * Secure-aggregation threshold t for a round of n participants: a strict majority, never fewer
+ * than 3 (Bonawitz et al. 2017 take t > n/2 against an active server). Shares of each site's mask
+ * secrets are t-of-n; a round needs t sites to unmask.
+ */
+export function secaggThresholdFor(n: number): number {
+  return Math.max(MIN_CONTRIBUTORS, Math.floor(n / 2) + 1);
+}
+
+/** Fewest contributors a round of this manifest needs: minSites, and never fewer than 3. */
+export function quorumOf(m: Pick<StudyManifest, 'minSites'>): number {
+  return Math.max(MIN_CONTRIBUTORS, m.minSites);
 }

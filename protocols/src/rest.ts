@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SiteIdSchema, StudyIdSchema } from './ids.js';
 
 /** REST bodies of the coordinator API (leads, and site enrolment). */
 export const EnrolmentTokenRequest = z.object({
@@ -26,16 +27,56 @@ export const SiteSummary = z.object({
   siteId: z.string(),
   siteName: z.string(),
   enrolledAt: z.string(),
+  /** True only while an authenticated connection (signed handshake + hello) is open. */
   connected: z.boolean(),
   lastSeenAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
   ed25519PublicKey: z.string(),
+  x25519PublicKey: z.string(),
+  /** Short fingerprints of the two keys, for officers to compare out of band. */
+  fingerprint: z.string(),
 });
+
+/** POST /api/handshake: a single-use nonce a site signs to open its socket (see HandshakeAuthSchema). */
+export const HandshakeChallengeRequest = z.object({ siteId: SiteIdSchema });
+export const HandshakeChallengeResponse = z.object({
+  nonce: z.string(),
+  coordinatorId: z.string(),
+  expiresAtMs: z.number().int(),
+  /** Highest sequence number the coordinator accepted from this site: a site restored from a backup resumes above it. */
+  lastSeqSeen: z.number().int().min(0),
+});
+
+/** POST /api/studies/:id/start: the roster (default: every enrolled, non-revoked site) and the key-dealer order (default: roster order). */
+export const StartStudyRequest = z.object({
+  sites: z.array(SiteIdSchema).min(3).max(255).optional(),
+  keyDealers: z.array(SiteIdSchema).min(1).max(255).optional(),
+});
+/** POST /api/studies/:id/roster: a new manifest version with sites added or removed; every officer must approve it again. */
+export const RosterChangeRequest = z.object({
+  add: z.array(SiteIdSchema).max(255).default([]),
+  remove: z.array(SiteIdSchema).max(255).default([]),
+});
+export const ActionReason = z.object({ reason: z.string().min(1).max(500).optional() });
+export const StudyIdParam = StudyIdSchema;
 
 const SiteMetric = z.object({ siteId: z.string(), meanDice: z.number().nullable(), valPatients: z.number().int(), encryptMs: z.number().nullable(), uploadBytes: z.number().int().nullable() });
 
 export const RoundSummary = z.object({
   round: z.number().int(),
-  state: z.enum(['open', 'closed', 'failed']),
+  /** open → closed (aggregate published) | failed (quorum lost, aborted) ; closed → refused when a majority of contributors refused the aggregate. */
+  state: z.enum(['open', 'closed', 'failed', 'refused']),
+  /** Secure-aggregation phase of an open round: setup (training, mask keys) → upload → consistency → unmask. */
+  phase: z.string(),
+  keyEpoch: z.number().int(),
+  baseVersion: z.number().int(),
+  threshold: z.number().int(),
+  /** Sites that sent mask keys in time (their masks are in every other site's update). */
+  keySet: z.array(z.string()),
+  /** Sites whose complete update is in the aggregate. */
+  survivors: z.array(z.string()),
+  /** Why the round failed or was refused. */
+  failReason: z.string().nullable(),
   openedAt: z.string(),
   closedAt: z.string().nullable(),
   deadlineAt: z.string(),
@@ -52,10 +93,20 @@ export const StudyStatus = z.object({
   studyId: z.string(),
   title: z.string(),
   state: z.enum(['draft', 'running', 'completed', 'stopped']),
+  /** Empty for a draft (no roster yet). */
   manifestHash: z.string(),
+  manifestVersion: z.number().int(),
   currentRound: z.number().int(),
+  /** Rounds that closed with a published aggregate (the study completes at `rounds`). */
+  closedRounds: z.number().int(),
   rounds: z.number().int(),
+  /** Every roster site: joined with the current manifest, evicted, withdrawn; key fingerprints. */
+  participants: z.array(z.object({
+    siteId: z.string(), siteName: z.string(), fingerprint: z.string(), joined: z.boolean(), connected: z.boolean(),
+    excluded: z.string().nullable(),
+  })),
   joined: z.array(z.string()),
+  keyEpoch: z.number().int(),
   keyDealer: z.string().nullable(),
   roundSummaries: z.array(RoundSummary),
   /** Evaluation of the seeded initial model (round 0) at each site. */

@@ -1,8 +1,12 @@
 /**
  * Wire protocol version. Sites and coordinator negotiate on connect: the major
  * versions must match; the minor version only adds optional fields.
+ *
+ * 2.0 (2026-11): participant-bound keys (the roster is part of the manifest), secure
+ * aggregation inside the HE plaintexts, signed handshakes, recipients in every envelope,
+ * receipts and audit checkpoints. 1.x sites cannot talk to a 2.x coordinator.
  */
-export const PROTOCOL_VERSION = '1.0';
+export const PROTOCOL_VERSION = '2.0';
 
 export function parseVersion(v: string): { major: number; minor: number } | null {
   const m = /^(\d+)\.(\d+)$/.exec(v);

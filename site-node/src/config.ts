@@ -11,6 +11,8 @@ export const SiteConfigSchema = z.object({
   coordinatorId: z.string().min(1),
   /** Coordinator's Ed25519 key (base64), pinned at enrolment: every coordinator message must verify with it. */
   coordinatorPublicKey: z.string().min(40),
+  /** Accepted difference between a coordinator message's timestamp and this site's clock, ms. */
+  clockSkewMs: z.number().int().min(1000).default(5 * 60 * 1000),
   /** Minimum number of validation patients below which per-site metrics are suppressed (small counts). */
   minReportPatients: z.number().int().min(1).default(2),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('info'),

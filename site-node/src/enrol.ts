@@ -40,6 +40,7 @@ export async function enrolSite(opts: { dataDir: string; coordinatorUrl: string;
     siteName: r.siteName,
     coordinatorId: r.coordinatorId,
     coordinatorPublicKey: r.coordinatorPublicKey,
+    clockSkewMs: 5 * 60 * 1000,
     minReportPatients: 2,
     logLevel: 'info',
   };

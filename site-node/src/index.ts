@@ -14,3 +14,5 @@ export * from './twin/service.js';
 export * from './twin/plot-svg.js';
 export * from './response-trainer.js';
 export * from './import/radiomics.js';
+export { studyKeyCommitment, dealStudyKey, acceptStudyKey } from './keys.js';
+export type { RoundStepEvent } from './site-rounds.js';

@@ -3,17 +3,17 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
-import type { StudyManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
 import { SITE_FILES, SiteNode } from '@twinfed/site-node';
 import { compareAuditLogs, readAuditLog, readSiteStatements, verifyAuditChain } from '@twinfed/shared/audit/index';
 import { fromB64, initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
-import { aggregateError, lead, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
+import { aggregateError, createAndStart, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
 
 /**
  * Three site nodes and a coordinator on loopback, each with its own SQLite
- * file, real SEAL, real training of a test-sized U-Net on real PET slices.
- * A fourth enrolled site whose officer never approves takes no part.
+ * file, real SEAL, real training of a test-sized U-Net on real PET slices,
+ * secure aggregation (masks inside the encrypted updates). A fourth roster
+ * site whose officer never approves takes no part.
  */
 describe('encrypted federation of three sites', () => {
   const tmp = tempDir('fed');
@@ -39,9 +39,7 @@ describe('encrypted federation of three sites', () => {
       nodes.push(r.node);
       deltas.set(String(i), r.deltas);
     }
-    const created = await lead<{ studyId: string; manifest: StudyManifest; manifestHash: string }>(url, 'POST', '/api/studies', tinySpec({ rounds: 2, minSites: 2, roundDeadlineS: 120 }));
-    ({ studyId, manifestHash } = created.json);
-    await lead(url, 'POST', `/api/studies/${studyId}/start`);
+    ({ studyId, manifestHash } = await createAndStart(url, tinySpec({ rounds: 2, minSites: 3, roundDeadlineS: 120 })));
     for (const n of nodes) n.connect();
     // The officers of A, B and C approve the manifest they were shown; D's never does.
     await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);

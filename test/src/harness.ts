@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import {
-  PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type SegmentationSpec,
+  HANDSHAKE_KIND, PROTOCOL_VERSION, handshakeFields,
+  type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type SegmentationSpec, type StudyManifest, type StudySpec,
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
-import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer } from '@twinfed/site-node';
+import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer, type SiteEvents } from '@twinfed/site-node';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
-import { fromB64, initSodium, loadIdentity, parseEnvelope, sealEnvelope, sealTo, toB64, type Identity } from '@twinfed/shared/crypto/index';
+import { initSodium, loadIdentity, parseEnvelope, sealEnvelope, signStatement, type Identity } from '@twinfed/shared/crypto/index';
 
 /** The project's copy of the STS PET data. */
 export const STS_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../examples/sts-pet');
@@ -22,7 +23,7 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
 }
 
 export async function startCoordinator(dataDir: string, extra: Record<string, unknown> = {}): Promise<{ c: Coordinator; url: string }> {
-  const c = await buildCoordinator({ dataDir, port: 0, adminToken: ADMIN_TOKEN, logLevel: 'silent', tickMs: 100, ...extra });
+  const c = await buildCoordinator({ dataDir, port: 0, adminToken: ADMIN_TOKEN, logLevel: process.env.TWINFED_TEST_LOG ? 'info' : 'silent', tickMs: 100, ...extra });
   const url = await c.listen();
   return { c, url };
 }
@@ -43,6 +44,19 @@ export async function enrolNewSite(url: string, dir: string, name: string) {
   return enrolSite({ dataDir: dir, coordinatorUrl: url, token: tok.json.token });
 }
 
+/**
+ * Creates a draft study and starts it with a roster (default: every enrolled site), as a lead
+ * would; returns the manifest officers approve and its hash.
+ */
+export async function createAndStart(url: string, spec: StudySpec, body: { sites?: string[]; keyDealers?: string[] } = {}): Promise<{ studyId: string; manifest: StudyManifest; manifestHash: string }> {
+  const created = await lead<{ studyId: string }>(url, 'POST', '/api/studies', spec);
+  if (created.status !== 201) throw new Error(`create: ${created.status} ${JSON.stringify(created.json)}`);
+  const started = await lead<{ manifestHash: string }>(url, 'POST', `/api/studies/${created.json.studyId}/start`, body);
+  if (started.status !== 200) throw new Error(`start: ${started.status} ${JSON.stringify(started.json)}`);
+  const m = await lead<{ manifest: StudyManifest; manifestHash: string }>(url, 'GET', `/api/studies/${created.json.studyId}/manifest`);
+  return { studyId: created.json.studyId, manifest: m.json.manifest, manifestHash: m.json.manifestHash };
+}
+
 /** A tiny segmentation study (fast on CPU) for protocol tests. */
 export function tinySpec(over: Partial<SegmentationSpec> = {}): SegmentationSpec {
   return {
@@ -52,34 +66,64 @@ export function tinySpec(over: Partial<SegmentationSpec> = {}): SegmentationSpec
     training: { epochsPerRound: 1, batchSize: 8, learningRate: 1e-2, clipBound: 1, seed: 5 },
     data: { modality: 'PET', labels: ['background', 'tumour'], minTrainSlices: 1 },
     rounds: 2,
-    minSites: 1,
+    minSites: 3,
     roundDeadlineS: 30,
     ...over,
   };
 }
 
+export interface RawSiteOptions {
+  protocolVersion?: string;
+  /** Connect claiming another site's id (with our key: the signature will not verify). */
+  siteId?: string;
+  /** Sign the handshake with this Ed25519 secret key instead of the site's own. */
+  signWith?: Uint8Array;
+  /** Use this nonce instead of fetching one (e.g. a replayed or made-up nonce). */
+  nonce?: string;
+  /** Send only { siteId, protocolVersion }: the 1.x handshake, which knowing an id was enough for. */
+  bareAuth?: boolean;
+}
+
 /**
- * A hand-driven site: a real socket.io connection and real signatures, with
- * full control over what is sent — to play an attacker or a faulty site.
+ * A hand-driven site: a real socket.io connection opened with the real signed handshake (nonce
+ * from POST /api/handshake), real signatures, with full control over what is sent — to play an
+ * attacker or a faulty site.
  */
 export class RawSite {
   readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
   readonly inbox: Envelope[] = [];
   readonly siteId: string;
+  readonly coordinatorId: string;
   readonly identity: Identity;
   seq = 0;
 
-  constructor(url: string, readonly dataDir: string, opts: { protocolVersion?: string; siteId?: string } = {}) {
-    const cfg = loadSiteConfig(dataDir);
-    this.siteId = opts.siteId ?? cfg.siteId;
-    this.identity = loadIdentity(join(dataDir, SITE_FILES.identity));
-    this.socket = io(url, { auth: { siteId: this.siteId, protocolVersion: opts.protocolVersion ?? PROTOCOL_VERSION }, transports: ['websocket'], reconnection: false });
+  private constructor(url: string, readonly dataDir: string, auth: object, siteId: string, coordinatorId: string, identity: Identity) {
+    this.siteId = siteId;
+    this.coordinatorId = coordinatorId;
+    this.identity = identity;
+    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false });
     this.socket.on('envelope', (raw) => this.inbox.push(parseEnvelope(raw)));
   }
 
-  static async create(url: string, dataDir: string, opts: { protocolVersion?: string; siteId?: string } = {}): Promise<RawSite> {
+  static async create(url: string, dataDir: string, opts: RawSiteOptions = {}): Promise<RawSite> {
     await initSodium();
-    return new RawSite(url, dataDir, opts);
+    const cfg = loadSiteConfig(dataDir);
+    const identity = loadIdentity(join(dataDir, SITE_FILES.identity));
+    const siteId = opts.siteId ?? cfg.siteId;
+    const protocolVersion = opts.protocolVersion ?? PROTOCOL_VERSION;
+    let auth: object = { siteId, protocolVersion };
+    let seq = 0;
+    if (!opts.bareAuth) {
+      const ch = await fetch(new URL('/api/handshake', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ siteId }) });
+      const j = (await ch.json()) as { nonce: string; lastSeqSeen: number };
+      seq = j.lastSeqSeen ?? 0;
+      const nonce = opts.nonce ?? j.nonce;
+      const signature = signStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: cfg.coordinatorId, siteId, nonce }), opts.signWith ?? identity.ed25519SecretKey);
+      auth = { siteId, protocolVersion, nonce, signature };
+    }
+    const s = new RawSite(url, dataDir, auth, siteId, cfg.coordinatorId, identity);
+    s.seq = seq;
+    return s;
   }
 
   connected(): Promise<void> {
@@ -95,8 +139,8 @@ export class RawSite {
     return new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
   }
 
-  envelope(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>, opts: { secretKey?: Uint8Array; nowMs?: number } = {}): Envelope {
-    return sealEnvelope({ id: this.siteId, ed25519SecretKey: opts.secretKey ?? this.identity.ed25519SecretKey, nextSeq: () => ++this.seq }, { type, studyId, round, body, ...(meta ? { meta } : {}), ...(opts.nowMs ? { nowMs: opts.nowMs } : {}) });
+  envelope(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>, opts: { secretKey?: Uint8Array; nowMs?: number; to?: string } = {}): Envelope {
+    return sealEnvelope({ id: this.siteId, ed25519SecretKey: opts.secretKey ?? this.identity.ed25519SecretKey, nextSeq: () => ++this.seq }, { to: opts.to ?? this.coordinatorId, type, studyId, round, body, ...(meta ? { meta } : {}), ...(opts.nowMs ? { nowMs: opts.nowMs } : {}) });
   }
 
   emit(env: unknown): Promise<Ack> {
@@ -119,19 +163,6 @@ export class RawSite {
       if (Date.now() - t0 > timeoutMs) throw new Error(`no ${type} within ${timeoutMs} ms (inbox: ${this.inbox.map((e) => e.header.type).join(',')})`);
       await new Promise((r) => setTimeout(r, 20));
     }
-  }
-
-  /** Plays the key dealer: answers every pending keys.request by sealing `secretKey` to each recipient. */
-  async dealKeys(studyId: string, heParamsDigest: string, secretKey: Uint8Array): Promise<string[]> {
-    const sealedFor: string[] = [];
-    for (const env of this.inbox.filter((e) => e.header.type === 'keys.request')) {
-      this.inbox.splice(this.inbox.indexOf(env), 1);
-      const req = JSON.parse(Buffer.from(env.body).toString()) as { recipients: { siteId: string; x25519PublicKey: string }[] };
-      const ack = await this.send('keys.sealed', studyId, null, { heParamsDigest, recipients: req.recipients.map((r) => ({ siteId: r.siteId, sealedKey: toB64(sealTo(fromB64(r.x25519PublicKey), secretKey)) })) });
-      if (!ack.ok) throw new Error(`keys.sealed refused: ${ack.code}`);
-      sealedFor.push(...req.recipients.map((r) => r.siteId));
-    }
-    return sealedFor;
   }
 
   close(): void {
@@ -157,14 +188,15 @@ export type DeltaLog = Map<number, { delta: Float32Array; n: number }>;
  * into its own SQLite file at 16x16, the real U-Net trainer (wasm), with a spy
  * that records each round's plaintext update for the test to compare against.
  */
-export async function realSite(url: string, dir: string, name: string, patients: string[], val: string[]): Promise<{ node: SiteNode; deltas: DeltaLog }> {
+export async function realSite(url: string, dir: string, name: string, patients: string[], val: string[], events?: SiteEvents): Promise<{ node: SiteNode; deltas: DeltaLog }> {
   await enrolNewSite(url, dir, name);
   const { db, audit } = await openSiteStore(dir);
   const rep = await importPath(db, audit, STS_DIR, { patients, val, size: 16, refit: false, radiomics: false });
   const done = rep.rows.filter((r) => r.status === 'imported');
   if (done.length !== patients.length) throw new Error(`import: ${JSON.stringify(rep.rows.filter((r) => r.status !== 'skipped'))}`);
   const { trainer, deltas } = recordingTrainer(await createUNetTrainer(db, { backend: 'wasm' }));
-  return { node: await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }), deltas };
+  const debug = process.env.TWINFED_TEST_LOG ? { onLog: (level: string, msg: string) => console.error(`[${name}] ${level}: ${msg}`) } : {};
+  return { node: await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100, events: { ...debug, ...(events ?? {}) } }), deltas };
 }
 
 /** Wraps a real trainer with a spy that records each round's plaintext update (weights after - before) and sample count. */

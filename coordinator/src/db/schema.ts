@@ -25,41 +25,90 @@ export const sites = sqliteTable('sites', {
   /** Highest envelope sequence number accepted from this site (replay protection). */
   lastSeq: integer('last_seq').notNull().default(0),
   lastSeenAtMs: integer('last_seen_at_ms'),
+  /** Set when the lead revoked the enrolment: the site can no longer connect and is excluded from every study. */
+  revokedAtMs: integer('revoked_at_ms'),
 });
 
 export const studies = sqliteTable('studies', {
   studyId: text('study_id').primaryKey(),
+  /** The draft (before start) or the manifest with its roster (after start). */
   manifestJson: text('manifest_json').notNull(),
+  /** Empty for a draft. */
   manifestHash: text('manifest_hash').notNull(),
   /** draft | running | completed | stopped */
   state: text('state').notNull(),
   /** Number of the open or last round; 0 before the first round opens. */
   currentRound: integer('current_round').notNull().default(0),
+  /** The latest study-key epoch requested (0: none yet). */
+  keyEpoch: integer('key_epoch').notNull().default(0),
   keyDealer: text('key_dealer'),
   createdAtMs: integer('created_at_ms').notNull(),
+  /** When the last round failed: the next one opens after a pause, not in a tight loop. */
+  lastFailedAtMs: integer('last_failed_at_ms'),
 });
 
+/** Roster sites of a study and their state; joined with the current manifest iff manifestHash equals the study's. */
 export const studySites = sqliteTable('study_sites', {
   studyId: text('study_id').notNull(),
   siteId: text('site_id').notNull(),
+  /** The manifest hash the site last joined with ('' until it joins). */
   manifestHash: text('manifest_hash').notNull(),
-  joinedAtMs: integer('joined_at_ms').notNull(),
-  /** SEAL secret key sealed to this site's X25519 key by the key dealer: opaque to the coordinator. */
-  sealedKey: text('sealed_key'),
-  keyDeliveredAtMs: integer('key_delivered_at_ms'),
+  joinedAtMs: integer('joined_at_ms'),
+  /** Local data counts the site joined with: the upper bound of the sample count it may declare. */
+  trainSamples: integer('train_samples').notNull().default(0),
+  valPatients: integer('val_patients').notNull().default(0),
+  /** evicted | withdrawn | revoked | removed: excluded from rounds opened afterwards, and from new key epochs. */
+  excluded: text('excluded'),
+  excludedAtMs: integer('excluded_at_ms'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.siteId] })]);
+
+/** One study-key epoch: requested from a dealer, then its signed handout. A new epoch after every roster change or exclusion. */
+export const keyEpochs = sqliteTable('key_epochs', {
+  studyId: text('study_id').notNull(),
+  epoch: integer('epoch').notNull(),
+  manifestHash: text('manifest_hash').notNull(),
+  dealer: text('dealer').notNull(),
+  recipientsJson: text('recipients_json').notNull(),
+  requestedAtMs: integer('requested_at_ms').notNull(),
+  /** The dealer's signed handout fields (commitment, signature, heParamsDigest) once it answered. */
+  handoutJson: text('handout_json'),
+  dealtAtMs: integer('dealt_at_ms'),
+}, (t) => [primaryKey({ columns: [t.studyId, t.epoch] })]);
+
+/** The study key of an epoch sealed to one site (crypto_box_seal): opaque bytes to the coordinator. */
+export const sealedKeys = sqliteTable('sealed_keys', {
+  studyId: text('study_id').notNull(),
+  epoch: integer('epoch').notNull(),
+  siteId: text('site_id').notNull(),
+  sealedKey: text('sealed_key').notNull(),
+  deliveredAtMs: integer('delivered_at_ms'),
+}, (t) => [primaryKey({ columns: [t.studyId, t.epoch, t.siteId] })]);
 
 export const rounds = sqliteTable('rounds', {
   studyId: text('study_id').notNull(),
   round: integer('round').notNull(),
-  /** open | closed | failed */
+  /** open | closed | failed | refused */
   state: text('state').notNull(),
+  /** Secure-aggregation phase while open: setup | upload | consistency | unmask. */
+  phase: text('phase').notNull().default('setup'),
+  keyEpoch: integer('key_epoch').notNull().default(0),
+  /** The model version (last closed round) this round trains from. */
+  baseVersion: integer('base_version').notNull().default(0),
+  threshold: integer('threshold').notNull().default(0),
   openedAtMs: integer('opened_at_ms').notNull(),
+  /** Setup deadline: sites train and send their mask keys by then. */
   deadlineAtMs: integer('deadline_at_ms').notNull(),
+  /** Deadline of the current later phase (upload, consistency, unmask). */
+  phaseDeadlineAtMs: integer('phase_deadline_at_ms'),
   closedAtMs: integer('closed_at_ms'),
   participantsJson: text('participants_json').notNull(),
-  /** Sites whose complete update is in the aggregate (set at close). */
-  contributorsJson: text('contributors_json'),
+  /** U2: sites whose mask keys were distributed (fixed when the upload phase starts). */
+  keySetJson: text('key_set_json'),
+  /** U3: sites whose complete update is in the sum (fixed when the consistency phase starts). */
+  survivorsJson: text('survivors_json'),
+  /** U4: survivors that signed the survivor set and are asked to reveal shares. */
+  revealersJson: text('revealers_json'),
+  failReason: text('fail_reason'),
   totalSamples: integer('total_samples').notNull().default(0),
   /** Model parameter count and ciphertext count of this round's updates. */
   length: integer('length'),
@@ -102,6 +151,45 @@ export const accumulators = sqliteTable('accumulators', {
   ct: blob('ct', { mode: 'buffer' }).notNull(),
   contributions: integer('contributions').notNull(),
 }, (t) => [primaryKey({ columns: [t.studyId, t.round, t.index] })]);
+
+/** A site's secure-aggregation set-up for a round: signed mask keys and its share boxes for the others. */
+export const maskSetups = sqliteTable('mask_setups', {
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  siteId: text('site_id').notNull(),
+  sPk: text('s_pk').notNull(),
+  bCommit: text('b_commit').notNull(),
+  signature: text('signature').notNull(),
+  /** [{ to, box }]: opaque crypto_box ciphertexts the coordinator relays. */
+  boxesJson: text('boxes_json').notNull(),
+  receivedAtMs: integer('received_at_ms').notNull(),
+}, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
+
+/** A survivor's signature of (key set, survivors) — the consistency step before any share is revealed. */
+export const maskSignatures = sqliteTable('mask_signatures', {
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  siteId: text('site_id').notNull(),
+  signature: text('signature').notNull(),
+}, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
+
+/** Shares a revealer sent for unmasking (JSON of the mask.unmask body). */
+export const maskReveals = sqliteTable('mask_reveals', {
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  siteId: text('site_id').notNull(),
+  bodyJson: text('body_json').notNull(),
+}, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
+
+/** A site that refused a round's aggregate after decrypting it (e.g. out of bounds). */
+export const aggregateRefusals = sqliteTable('aggregate_refusals', {
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  siteId: text('site_id').notNull(),
+  code: text('code').notNull(),
+  detail: text('detail').notNull(),
+  atMs: integer('at_ms').notNull(),
+}, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
 
 /** Per-site federated evaluation reported after applying a round's aggregate. */
 export const siteMetrics = sqliteTable('site_metrics', {

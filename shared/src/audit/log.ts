@@ -49,6 +49,11 @@ export class AuditLog {
     });
   }
 
+  /** The last entry (the chain head), or undefined for an empty log. */
+  head(): AuditEntry | undefined {
+    return this.db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(1).get();
+  }
+
   entries(afterId = 0, limit = 1_000_000): AuditEntry[] {
     return this.db.select().from(auditLog).where(gt(auditLog.id, afterId)).orderBy(asc(auditLog.id)).limit(limit).all();
   }

@@ -1,4 +1,4 @@
-import type { StatementFields } from '../crypto/statement.js';
+import { CHECKPOINT_KIND, RECEIPT_KIND, checkpointFields, receiptFields } from '@twinfed/protocols';
 
 /**
  * What the coordinator signs for a site to keep: a receipt for each accepted
@@ -8,8 +8,8 @@ import type { StatementFields } from '../crypto/statement.js';
  * own key) without contradicting a statement it signed (`compareAuditLogs`).
  * Signed with `signStatement(KIND, xxxFields(s), sk)` (crypto/statement.ts).
  */
-export const RECEIPT_KIND = 'twinfed.receipt.v1';
-export const CHECKPOINT_KIND = 'twinfed.checkpoint.v1';
+// The kinds and the signed field lists are defined once, in protocols (the coordinator signs with them).
+export { CHECKPOINT_KIND, RECEIPT_KIND, checkpointFields, receiptFields };
 
 /** Coordinator's receipt for one accepted site message (kept at the site). Signed fields: all but `signature`. */
 export interface Receipt {
@@ -33,16 +33,4 @@ export interface Checkpoint {
   entryHash: string;
   tsMs: number;
   signature: string;
-}
-
-/** The fields a receipt's signature covers (listed one by one: an extra property never slips into the signature). */
-export function receiptFields(r: Omit<Receipt, 'signature'>): StatementFields {
-  const { coordinatorId, siteId, seq, msgType, studyId, round, digest, entryId, entryHash } = r;
-  return { coordinatorId, siteId, seq, msgType, studyId, round, digest, entryId, entryHash };
-}
-
-/** The fields a checkpoint's signature covers. */
-export function checkpointFields(c: Omit<Checkpoint, 'signature'>): StatementFields {
-  const { coordinatorId, entryId, entryHash, tsMs } = c;
-  return { coordinatorId, entryId, entryHash, tsMs };
 }

@@ -26,14 +26,14 @@ describe('signed envelopes', () => {
   });
 
   it('verifies an untouched envelope and decodes its body', () => {
-    const env = sealEnvelope(signer(), { type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
+    const env = sealEnvelope(signer(), { to: 'coordinator-x', type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
     verifyEnvelope(parseEnvelope(env), id.ed25519PublicKey);
     assert.deepEqual(decodeBody(env, 'aggregate.request'), { fromRound: 2 });
     assert.equal(env.header.sizeBytes, utf8(canonicalJson({ fromRound: 2 })).length);
   });
 
   it('detects a changed header field, a changed body, and the wrong key', () => {
-    const env = sealEnvelope(signer(), { type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
+    const env = sealEnvelope(signer(), { to: 'coordinator-x', type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
     assert.equal(code(() => verifyEnvelope({ ...env, header: { ...env.header, round: 3 } }, id.ed25519PublicKey)), 'TWF_E_BAD_SIGNATURE');
     assert.equal(code(() => verifyEnvelope({ ...env, body: utf8('{"fromRound":1}') }, id.ed25519PublicKey)), 'TWF_E_DIGEST_MISMATCH');
     assert.equal(code(() => verifyEnvelope(env, other.ed25519PublicKey)), 'TWF_E_BAD_SIGNATURE');
@@ -41,9 +41,9 @@ describe('signed envelopes', () => {
 
   it('refuses malformed envelopes, bodies and chunk metadata', () => {
     assert.equal(code(() => parseEnvelope({ header: {}, signature: 'x', body: new Uint8Array() })), 'TWF_E_MALFORMED');
-    const env = sealEnvelope(signer(), { type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: -1 } });
+    const env = sealEnvelope(signer(), { to: 'coordinator-x', type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: -1 } });
     assert.equal(code(() => decodeBody(env, 'aggregate.request')), 'TWF_E_MALFORMED');
-    const chunk = sealEnvelope(signer(), { type: 'update.chunk', studyId: 's', round: 1, body: new Uint8Array([1, 2]), meta: { index: 0 } });
+    const chunk = sealEnvelope(signer(), { to: 'coordinator-x', type: 'update.chunk', studyId: 's', round: 1, body: new Uint8Array([1, 2]), meta: { index: 0 } });
     assert.equal(code(() => decodeMeta(chunk)), 'TWF_E_MALFORMED');
   });
 

@@ -14,6 +14,8 @@ export interface Signer {
 
 export interface Outgoing {
   type: MessageType;
+  /** The recipient (a site id or the coordinator id); receivers refuse envelopes addressed to someone else. */
+  to: string;
   studyId: string | null;
   round: number | null;
   /** JSON body (serialised as canonical JSON) or binary body. */
@@ -37,6 +39,7 @@ export function sealEnvelope(signer: Signer, out: Outgoing): Envelope {
     v: PROTOCOL_VERSION,
     type: out.type,
     senderId: signer.id,
+    to: out.to,
     studyId: out.studyId,
     round: out.round,
     seq: signer.nextSeq(),

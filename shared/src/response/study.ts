@@ -25,7 +25,7 @@ export function responseStudySpec(rounds = 20, arms: readonly string[] = LALEH_S
     training: { epochsPerRound: 20, batchSize: 1024, learningRate: 0.5, clipBound: 2, seed: 11 },
     data: { source: 'twin-measurements', minMeasurements: 5, trainPercent: 70, splitSalt: 'twinfed-response-v1', minTrainPatients: 10 },
     rounds,
-    minSites: 2,
+    minSites: 3,
     roundDeadlineS: 120,
   };
 }

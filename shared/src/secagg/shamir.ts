@@ -9,6 +9,7 @@
  * The package insists on `secret.constructor === Uint8Array` (a Node Buffer
  * is refused), so inputs are copied into plain Uint8Arrays first.
  */
+import { secaggThresholdFor } from '@twinfed/protocols';
 import { combine, split } from 'shamir-secret-sharing';
 import { SecaggError } from './errors.js';
 
@@ -28,7 +29,7 @@ export function secaggThreshold(n: number): number {
   if (!Number.isSafeInteger(n) || n < 3 || n > MAX_SITES) {
     throw new SecaggError('TWF_E_SECAGG_PARAMS', `a secure-aggregation round needs 3..${MAX_SITES} sites (got ${n})`);
   }
-  return Math.max(3, Math.floor(n / 2) + 1);
+  return secaggThresholdFor(n);
 }
 
 const plain = (u: Uint8Array): Uint8Array => new Uint8Array(u);

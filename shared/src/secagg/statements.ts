@@ -11,14 +11,16 @@
  *    reveals a share (the consistency check of the active variant), so no
  *    site is "survivor" for some and "dropped" for others.
  */
+import { MASK_KEYS_KIND, MASK_SURVIVORS_KIND, maskKeysFields, maskSurvivorsFields } from '@twinfed/protocols';
 import type { StatementFields } from '../crypto/statement.js';
 import { fromB64 } from '../crypto/sodium.js';
 import { checkRoundContext, checkSiteId, type RoundContext } from './context.js';
 import { SecaggError } from './errors.js';
 import { KEY_BYTES } from './keys.js';
 
-export const SECAGG_KEYS_KIND = 'twinfed.secagg.keys.v1';
-export const SECAGG_SURVIVORS_KIND = 'twinfed.secagg.survivors.v1';
+// Kinds and field lists are the wire's (protocols/src/statements.ts); these builders add the checks.
+export const SECAGG_KEYS_KIND = MASK_KEYS_KIND;
+export const SECAGG_SURVIVORS_KIND = MASK_SURVIVORS_KIND;
 
 /** { studyId, manifestHash, round, siteId, sPk, bCommit } for a SECAGG_KEYS_KIND statement. */
 export function keysStatementFields(ctx: RoundContext, siteId: string, sPkB64: string, bCommit: string): StatementFields {
@@ -26,7 +28,7 @@ export function keysStatementFields(ctx: RoundContext, siteId: string, sPkB64: s
   checkSiteId(siteId);
   if (typeof sPkB64 !== 'string' || fromB64(sPkB64).length !== KEY_BYTES) throw new SecaggError('TWF_E_SECAGG_KEY', `sPk of ${siteId} is not ${KEY_BYTES} bytes of base64`);
   if (typeof bCommit !== 'string' || !/^[0-9a-f]{64}$/.test(bCommit)) throw new SecaggError('TWF_E_SECAGG_KEY', `bCommit of ${siteId} is not 64 lowercase hex digits`);
-  return { studyId: ctx.studyId, manifestHash: ctx.manifestHash, round: ctx.round, siteId, sPk: sPkB64, bCommit };
+  return maskKeysFields(ctx, siteId, sPkB64, bCommit);
 }
 
 function sortedUnique(what: string, ids: string[]): string[] {
@@ -44,5 +46,5 @@ export function survivorsStatementFields(ctx: RoundContext, keySet: string[], su
   const alive = sortedUnique('survivors', survivors);
   const inKeySet = new Set(keys);
   for (const s of alive) if (!inKeySet.has(s)) throw new SecaggError('TWF_E_SECAGG_PEERS', `survivor ${s} is not in the key set`);
-  return { studyId: ctx.studyId, manifestHash: ctx.manifestHash, round: ctx.round, keySet: keys, survivors: alive };
+  return maskSurvivorsFields(ctx, keys, alive);
 }

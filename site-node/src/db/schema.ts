@@ -12,7 +12,7 @@ export const studies = sqliteTable('studies', {
   studyId: text('study_id').primaryKey(),
   manifestJson: text('manifest_json').notNull(),
   manifestHash: text('manifest_hash').notNull(),
-  /** pending (awaiting the officer) | approved | joined | completed */
+  /** pending (awaiting the officer) | approved | joined | completed | stopped (by the lead) | excluded (evicted, removed, revoked) | withdrawn (by this site's officer) | legacy (announced under protocol 1.x) */
   status: text('status').notNull(),
   announcedAtMs: integer('announced_at_ms').notNull(),
   /** Manifest hash a decline was last sent for (one decline per manifest). */
@@ -26,16 +26,26 @@ export const approvals = sqliteTable('approvals', {
   officer: text('officer').notNull(),
   approvedAtMs: integer('approved_at_ms').notNull(),
   note: text('note'),
+  /** Set when the officer withdrew this approval (the site leaves after the round it is in). */
+  withdrawnAtMs: integer('withdrawn_at_ms'),
+  withdrawnBy: text('withdrawn_by'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.manifestHash] })]);
 
-/** The study's SEAL secret key (never leaves the site except sealed to another approved site). */
+/**
+ * The study's SEAL secret key of one epoch (never leaves the site except sealed, by a dealer, to the
+ * roster's other sites). A new epoch after each roster change or exclusion.
+ */
 export const studyKeys = sqliteTable('study_keys', {
-  studyId: text('study_id').primaryKey(),
+  studyId: text('study_id').notNull(),
+  epoch: integer('epoch').notNull(),
   secretKey: blob('secret_key', { mode: 'buffer' }).notNull(),
   dealerSiteId: text('dealer_site_id').notNull(),
   heParamsDigest: text('he_params_digest').notNull(),
+  /** SHA-256 commitment the dealer signed; what a recipient checked its opened key against. */
+  keyCommitment: text('key_commitment').notNull(),
+  manifestHash: text('manifest_hash').notNull(),
   receivedAtMs: integer('received_at_ms').notNull(),
-});
+}, (t) => [primaryKey({ columns: [t.studyId, t.epoch] })]);
 
 /** Global model after applying `version` aggregates (version 0 = seeded initialisation). */
 export const models = sqliteTable('models', {
@@ -47,20 +57,71 @@ export const models = sqliteTable('models', {
   meanDice: real('mean_dice'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.version] })]);
 
-/** This site's encrypted update per round, kept so an interrupted upload resumes with the same bytes. */
+/**
+ * This site's part in one round, kept so that every step survives a restart and is repeated with the
+ * same bytes: the trained update (plaintext, never leaves the site), the round's secure-aggregation
+ * secrets (wiped once the round is over), the shares received from the others, the ciphertexts,
+ * and what was signed and revealed (a site never reveals both shares of one site).
+ */
 export const roundWork = sqliteTable('round_work', {
   studyId: text('study_id').notNull(),
   round: integer('round').notNull(),
-  /** Framed ciphertexts (protocols packFrames). */
-  ciphertexts: blob('ciphertexts', { mode: 'buffer' }).notNull(),
+  /** trained | setup-sent | uploaded | signed | revealed | applied | failed */
+  state: text('state').notNull(),
+  keyEpoch: integer('key_epoch').notNull(),
+  baseVersion: integer('base_version').notNull(),
+  participantsJson: text('participants_json').notNull(),
+  threshold: integer('threshold').notNull(),
+  /** Float32 little-endian weight change (weights after training − base), never sent anywhere. */
+  delta: blob('delta', { mode: 'buffer' }),
   nSamples: integer('n_samples').notNull(),
   length: integer('length').notNull(),
   trainLoss: real('train_loss'),
   trainMs: real('train_ms'),
+  /** Round secrets: X25519 mask key pair and the self-mask seed (null once the round is over). */
+  sSk: blob('s_sk', { mode: 'buffer' }),
+  sPk: blob('s_pk', { mode: 'buffer' }),
+  b: blob('b', { mode: 'buffer' }),
+  /** The mask.setup body sent (resent identically after a reconnect). */
+  setupJson: text('setup_json'),
+  /** The key set as received (mask.peers entries without boxes). */
+  keySetJson: text('key_set_json'),
+  /** Shares received from the key set: { siteId: { b, s } } base64 (null once the round is over). */
+  sharesJson: text('shares_json'),
+  /** Framed ciphertexts of the masked update (protocols packFrames). */
+  ciphertexts: blob('ciphertexts', { mode: 'buffer' }),
   encryptMs: real('encrypt_ms'),
-  uploadBytes: integer('upload_bytes').notNull(),
+  uploadBytes: integer('upload_bytes'),
   uploadedAtMs: integer('uploaded_at_ms'),
+  /** The survivor set this site signed: { keySet, survivors }. */
+  signedJson: text('signed_json'),
+  /** Whose shares were revealed: { b: [...], s: [...] }. */
+  revealedJson: text('revealed_json'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.round] })]);
+
+/** The coordinator's signed receipts of this site's accepted messages (statement twinfed.receipt.v1; checked by `twinfed audit compare`). */
+export const receipts = sqliteTable('receipts', {
+  seq: integer('seq').primaryKey(),
+  msgType: text('msg_type').notNull(),
+  studyId: text('study_id'),
+  round: integer('round'),
+  digest: text('digest').notNull(),
+  entryId: integer('entry_id').notNull(),
+  entryHash: text('entry_hash').notNull(),
+  coordinatorId: text('coordinator_id').notNull(),
+  signature: text('signature').notNull(),
+  receivedAtMs: integer('received_at_ms').notNull(),
+});
+
+/** Signed checkpoints of the coordinator's audit chain head (statement twinfed.checkpoint.v1). */
+export const auditCheckpoints = sqliteTable('audit_checkpoints', {
+  entryId: integer('entry_id').primaryKey(),
+  entryHash: text('entry_hash').notNull(),
+  coordinatorId: text('coordinator_id').notNull(),
+  tsMs: integer('ts_ms').notNull(),
+  signature: text('signature').notNull(),
+  receivedAtMs: integer('received_at_ms').notNull(),
+});
 
 /** Segmentation training data: fixed-size slices of one patient's image + mask (never leaves the site). */
 export const segSlices = sqliteTable('seg_slices', {

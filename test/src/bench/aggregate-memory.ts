@@ -1,9 +1,9 @@
 /**
  * npm run bench:aggregate — does coordinator memory grow with the number of sites?
  *
- * For each N, a fresh coordinator process runs one round in which N sites
- * (real socket.io connections, real signatures, real SEAL ciphertexts of a
- * 29k-parameter update) upload concurrently. The coordinator's resident memory
+ * For each N, a fresh coordinator process runs one secure-aggregation round in
+ * which N sites (real socket.io connections, signed handshakes, real SEAL
+ * ciphertexts of a masked 29k-parameter update) upload concurrently. The coordinator's resident memory
  * is sampled from its own /metrics during the round. Printed as a table with
  * each row's peak growth as a ratio of the smallest N's, measured in the same run.
  * `--json` prints one JSON line at the end.
@@ -12,16 +12,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { io } from 'socket.io-client';
-import { PROTOCOL_VERSION, type Ack, type StudyManifest } from '@twinfed/protocols';
-import { fromB64, generateIdentity, initSodium, parseEnvelope, sealEnvelope, sealTo, toB64, type Identity } from '@twinfed/shared/crypto/index';
-import { createHeContext, encryptWeightedUpdate, generateSecretKey, heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
-import { tempDir, tinySpec, ADMIN_TOKEN } from '../harness.js';
+import { secaggThresholdFor } from '@twinfed/protocols';
+import { initSodium } from '@twinfed/shared/crypto/index';
+import { RawSite, createAndStart, enrolNewSite, tempDir, tinySpec, ADMIN_TOKEN } from '../harness.js';
+import { RawParticipant } from '../raw-protocol.js';
 
 const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../cli/dist/bin.js');
 const json = process.argv.includes('--json');
-const SIZES = [2, 8, 32];
-const PARAMS = 29_000;
+const SIZES = [3, 8, 32];
 
 async function freePort(): Promise<number> {
   return new Promise((res) => {
@@ -57,45 +55,26 @@ async function runOnce(n: number): Promise<{ sites: number; baselineMiB: number;
       if (i > 100) throw new Error('coordinator did not start');
       await sleep(100);
     }
-    // N enrolled identities, each with its own connection.
-    const sites: { id: string; key: Identity; seq: number; sock: ReturnType<typeof io>; inbox: ReturnType<typeof parseEnvelope>[] }[] = [];
-    for (let i = 0; i < n; i++) {
-      const key = generateIdentity();
-      const { token } = await api<{ token: string }>(url, 'POST', '/api/enrolment-tokens', { siteName: `bench ${i}` });
-      const r = await api<{ siteId: string }>(url, 'POST', '/api/enrol', { token, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: toB64(key.ed25519PublicKey), x25519PublicKey: toB64(key.x25519PublicKey) });
-      const sock = io(url, { auth: { siteId: r.siteId, protocolVersion: PROTOCOL_VERSION }, transports: ['websocket'], reconnection: false });
-      const s = { id: r.siteId, key, seq: 0, sock, inbox: [] as ReturnType<typeof parseEnvelope>[] };
-      sock.on('envelope', (raw: unknown) => s.inbox.push(parseEnvelope(raw)));
-      sites.push(s);
-    }
-    const send = (s: (typeof sites)[number], type: Parameters<typeof sealEnvelope>[1]['type'], studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>) =>
-      new Promise<Ack>((res) => s.sock.emit('envelope', sealEnvelope({ id: s.id, ed25519SecretKey: s.key.ed25519SecretKey, nextSeq: () => ++s.seq }, { type, studyId, round, body, ...(meta ? { meta } : {}) }), (a: Ack) => res(a)));
-    const waitMsg = async (s: (typeof sites)[number], type: string) => {
-      for (let i = 0; i < 600; i++) {
-        const k = s.inbox.findIndex((e) => e.header.type === type);
-        if (k >= 0) return s.inbox.splice(k, 1)[0];
-        await sleep(50);
-      }
-      throw new Error(`${s.id}: no ${type}`);
-    };
-    const spec = tinySpec({ rounds: 1, minSites: n, roundDeadlineS: 600 });
-    const created = await api<{ studyId: string; manifest: StudyManifest; manifestHash: string }>(url, 'POST', '/api/studies', spec);
-    await api(url, 'POST', `/api/studies/${created.studyId}/start`);
-    for (const s of sites) await send(s, 'hello', null, null, { siteName: s.id, backend: 'bench', approved: [] });
-    for (const s of sites) await send(s, 'study.join', created.studyId, null, { manifestHash: created.manifestHash, trainSlices: 100, valPatients: 2 });
-    const params = created.manifest.encryption as HeParams;
-    const ctx = await createHeContext(params);
-    const sk = generateSecretKey(ctx);
-    // The first site deals the key to every recipient the coordinator asks for.
-    const dealt = new Set<string>();
-    while (dealt.size < n) {
-      const req = await waitMsg(sites[0], 'keys.request');
-      const recips = (JSON.parse(Buffer.from(req.body).toString()) as { recipients: { siteId: string; x25519PublicKey: string }[] }).recipients;
-      await send(sites[0], 'keys.sealed', created.studyId, null, { heParamsDigest: heParamsDigest(params), recipients: recips.map((r) => ({ siteId: r.siteId, sealedKey: toB64(sealTo(fromB64(r.x25519PublicKey), sk)) })) });
-      recips.forEach((r) => dealt.add(r.siteId));
-    }
-    await Promise.all(sites.map((s) => waitMsg(s, 'round.start')));
-    const updates = sites.map((_, i) => encryptWeightedUpdate(ctx, sk, Float32Array.from({ length: PARAMS }, (_, k) => Math.sin(i + k) * 0.01), 10, 1));
+    // N enrolled sites (real one-time tokens, real signed handshakes), each with its own connection,
+    // speaking the whole protocol: the first deals the study key, all run secure aggregation.
+    for (let i = 0; i < n; i++) await enrolNewSite(url, join(tmp.dir, `s${i}`), `bench ${i}`);
+    const spec = tinySpec({ rounds: 1, minSites: secaggThresholdFor(n), roundDeadlineS: 600 });
+    spec.model = { ...spec.model, base: 8, depth: 2, size: 48 }; // the demo U-Net: 29,330 parameters, 8 ciphertexts
+    const { manifest, manifestHash } = await createAndStart(url, spec);
+    const sites = await Promise.all(Array.from({ length: n }, async (_, i) => {
+      const raw = await RawSite.create(url, join(tmp.dir, `s${i}`));
+      await raw.connected();
+      await raw.hello();
+      await raw.next('study.announce', 30_000);
+      return new RawParticipant(raw, manifest, manifestHash).init();
+    }));
+    for (const s of sites) await s.join(100);
+    await sites[0].deal(60_000);
+    await Promise.all(sites.slice(1).map((s) => s.acceptKey(60_000)));
+    await Promise.all(sites.map((s) => s.setup(60_000)));
+    const PARAMS = manifest.updateLength;
+    const deltas = sites.map((_, i) => Float32Array.from({ length: PARAMS }, (_, k) => Math.sin(i + k) * 0.01));
+    const prepared = await Promise.all(sites.map((s, i) => s.prepareUpload(1, deltas[i], 10, 120_000)));
     const baseline = await memory(url);
     let peak = baseline.rss;
     let peakHeap = baseline.heap;
@@ -110,17 +89,19 @@ async function runOnce(n: number): Promise<{ sites: number; baselineMiB: number;
     })();
     const t0 = performance.now();
     await Promise.all(sites.map(async (s, i) => {
-      const cts = updates[i].ciphertexts;
+      const cts = prepared[i].ciphertexts;
       for (let k = 0; k < cts.length; k++) {
-        const a = await send(s, 'update.chunk', created.studyId, 1, cts[k], { index: k, count: cts.length, nSamples: 10, length: PARAMS, heParamsDigest: heParamsDigest(params) });
+        const a = await s.raw.send('update.chunk', manifest.studyId, 1, cts[k], s.chunkMeta(1, k, cts.length, 10));
         if (!a.ok) throw new Error(`${a.code} ${a.detail}`);
       }
     }));
-    await Promise.all(sites.map((s) => waitMsg(s, 'round.aggregate')));
+    await Promise.all(sites.map((s) => s.sign(1, 120_000)));
+    await Promise.all(sites.map((s) => s.reveal(1, 120_000)));
+    await Promise.all(sites.map((s) => s.raw.next('round.aggregate', 120_000)));
     const roundS = (performance.now() - t0) / 1000;
     sampling = false;
     await sampler;
-    for (const s of sites) s.sock.disconnect();
+    for (const s of sites) s.raw.close();
     const mib = (b: number) => b / 2 ** 20;
     return { sites: n, baselineMiB: mib(baseline.rss), peakMiB: mib(peak), growthMiB: mib(peak - baseline.rss), heapGrowthMiB: mib(peakHeap - baseline.heap), roundS };
   } finally {
@@ -136,8 +117,8 @@ for (const n of SIZES) {
   rows.push(await runOnce(n));
 }
 const ref = Math.max(rows[0].growthMiB, 1);
-console.log(`coordinator resident memory during one round (${PARAMS} parameters per update, 8 ciphertexts each, concurrent uploads)`);
-console.log('sites  RSS before MiB  RSS peak MiB  RSS growth MiB  growth / growth(2 sites)  JS heap growth MiB  round s');
+console.log('coordinator resident memory during one secure-aggregation round (29,330 parameters per update, 8 ciphertexts each, concurrent uploads; round s = first chunk to aggregate)');
+console.log('sites  RSS before MiB  RSS peak MiB  RSS growth MiB  growth / growth(3 sites)  JS heap growth MiB  round s');
 for (const r of rows) console.log(`${String(r.sites).padStart(5)}  ${r.baselineMiB.toFixed(1).padStart(14)}  ${r.peakMiB.toFixed(1).padStart(12)}  ${r.growthMiB.toFixed(1).padStart(14)}  ${(r.growthMiB / ref).toFixed(2).padStart(24)}  ${r.heapGrowthMiB.toFixed(1).padStart(18)}  ${r.roundS.toFixed(1).padStart(7)}`);
 if (json) console.log(JSON.stringify({ rows }));
 process.exit(0);

@@ -1,0 +1,103 @@
+import { and, asc, eq } from 'drizzle-orm';
+import {
+  StudyDraftSchema, StudyManifestSchema, WireError, type CoordinatorMessageType, type StudyDraft, type StudyManifest,
+} from '@twinfed/protocols';
+import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
+import type { CoordinatorDb } from './db/index.js';
+import { rounds, sites, studies, studySites } from './db/schema.js';
+import type { CoordinatorMetrics } from './metrics.js';
+
+export interface EngineOptions {
+  clockSkewMs: number;
+  /** A round opens only when no site joined in the last joinSettleMs (default 2000). */
+  joinSettleMs?: number;
+  /** Deadline of each secure-aggregation phase after setup (upload, consistency, unmask), ms. */
+  phaseTimeoutMs?: number;
+  /** How long a phase short of its minimum waits past its deadline before the round fails, ms. */
+  quorumGraceMs?: number;
+  /** A key dealer that has not answered within this time is replaced by the next in the manifest's order, ms. */
+  dealerTimeoutMs?: number;
+  now?: () => number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export type StudyRow = typeof studies.$inferSelect;
+export type RoundRow = typeof rounds.$inferSelect;
+export type StudySiteRow = typeof studySites.$inferSelect;
+export type Meta = Record<string, string | number | boolean>;
+
+/**
+ * What the parts of the coordinator (keys, rounds, message handlers) share: the database, the
+ * audit log, metrics, the clock, and a way to send a signed envelope to a connected site.
+ */
+export interface EngineContext {
+  readonly db: CoordinatorDb;
+  readonly audit: AuditLog;
+  readonly metrics: CoordinatorMetrics;
+  readonly coordinatorId: string;
+  readonly opts: Required<Omit<EngineOptions, 'log' | 'now'>>;
+  now(): number;
+  log(level: 'info' | 'warn' | 'error', msg: string): void;
+  /** Signs, audits (msg.sent) and sends one envelope; false when the site is not connected. */
+  send(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Meta): boolean;
+  /** True while the site has an authenticated connection on which it said hello. */
+  online(siteId: string): boolean;
+  /** Sends a signed checkpoint of the audit chain head to the study's connected sites. */
+  checkpoint(studyId: string): void;
+}
+
+export function studyRow(db: CoordinatorDb, studyId: string): StudyRow {
+  const st = db.select().from(studies).where(eq(studies.studyId, studyId)).get();
+  if (!st) throw new WireError('TWF_E_UNKNOWN_STUDY', studyId);
+  return st;
+}
+
+export function requireStudyId(studyId: string | null): string {
+  if (!studyId) throw new WireError('TWF_E_MALFORMED', 'studyId missing');
+  return studyId;
+}
+
+/** The study's manifest (with roster); throws TWF_E_STUDY_STATE for a draft. */
+export function manifestOfRow(st: StudyRow): StudyManifest {
+  if (st.state === 'draft') throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} is a draft: start it to fix its roster`);
+  const p = StudyManifestSchema.safeParse(JSON.parse(st.manifestJson));
+  if (!p.success) throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} has a manifest of protocol 1.x (no roster); create the study again`);
+  return p.data;
+}
+
+export function draftOfRow(st: StudyRow): StudyDraft {
+  return StudyDraftSchema.parse(JSON.parse(st.manifestJson));
+}
+
+export function roundRow(db: CoordinatorDb, studyId: string, round: number): RoundRow | undefined {
+  return db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
+}
+
+export function siteRow(db: CoordinatorDb, siteId: string) {
+  return db.select().from(sites).where(eq(sites.siteId, siteId)).get();
+}
+
+export function studySiteRows(db: CoordinatorDb, studyId: string): StudySiteRow[] {
+  return db.select().from(studySites).where(eq(studySites.studyId, studyId)).orderBy(asc(studySites.siteId)).all();
+}
+
+/** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). */
+export function activeJoined(db: CoordinatorDb, st: StudyRow): StudySiteRow[] {
+  return studySiteRows(db, st.studyId).filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
+}
+
+/** Roster sites not excluded (joined or not). */
+export function activeRoster(db: CoordinatorDb, st: StudyRow, m: StudyManifest): string[] {
+  const rows = new Map(studySiteRows(db, st.studyId).map((r) => [r.siteId, r]));
+  return m.participants.map((p) => p.siteId).filter((id) => rows.get(id)?.excluded === null || rows.get(id)?.excluded === undefined);
+}
+
+export function parseList(json: string | null): string[] {
+  return json ? (JSON.parse(json) as string[]) : [];
+}
+
+/** The entry `received` returns, for receipts. */
+export interface HandlerResult {
+  entry: AuditEntry;
+  info?: Record<string, unknown>;
+}

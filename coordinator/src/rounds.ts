@@ -1,0 +1,533 @@
+import { and, asc, desc, eq } from 'drizzle-orm';
+import {
+  AggregateInfo, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, WireError, canonicalJson, maskKeysFields, maskSurvivorsFields, packFrames,
+  quorumOf, secaggThresholdFor, utf8, type AggregateInfoT, type BodyOf, type Envelope, type StudyManifest, type UpdateChunkMetaT,
+} from '@twinfed/protocols';
+import { decodeBody, decodeMeta, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
+import {
+  addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams,
+} from '@twinfed/shared/he/index';
+import {
+  activeJoined, manifestOfRow, parseList, requireStudyId, roundRow, studyRow, studySiteRows,
+  type EngineContext, type HandlerResult, type RoundRow, type StudyRow,
+} from './context.js';
+import {
+  accumulators, aggregateRefusals, maskReveals, maskSetups, maskSignatures, rounds, studies, studySites, updateChunks, updates,
+} from './db/schema.js';
+import type { StudyKeys } from './keys.js';
+import { decideRound, type RoundDecision, type RoundPhase, type RoundSnapshot } from './round-policy.js';
+
+type Tx = Parameters<Parameters<EngineContext['db']['transaction']>[0]>[0];
+
+/**
+ * Rounds of a running study: opening, the secure-aggregation phases (round-policy.ts decides,
+ * this applies), adding ciphertexts as they stream in, closing, failing, publishing.
+ */
+export class Rounds {
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly keys: StudyKeys,
+    private readonly received: (env: Envelope, detail?: string) => HandlerResult['entry'],
+  ) {}
+
+  // ------------------------------------------------------------------ queries
+
+  lastClosed(studyId: string): number {
+    return this.ctx.db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.state, 'closed'))).orderBy(desc(rounds.round)).limit(1).get()?.round ?? 0;
+  }
+
+  closedCount(studyId: string): number {
+    return this.ctx.db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.state, 'closed'))).all().length;
+  }
+
+  openRound(st: StudyRow): RoundRow | null {
+    const r = roundRow(this.ctx.db, st.studyId, st.currentRound);
+    return r && r.state === 'open' ? r : null;
+  }
+
+  private requireOpen(st: StudyRow, round: number | null): RoundRow {
+    if (round === null) throw new WireError('TWF_E_WRONG_ROUND', 'message without a round');
+    const r = roundRow(this.ctx.db, st.studyId, round);
+    if (r && r.state !== 'open') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is ${r.state}`);
+    if (!r || st.state !== 'running' || round !== st.currentRound) throw new WireError('TWF_E_WRONG_ROUND', `round ${round}; open round is ${st.state === 'running' && this.openRound(st) ? st.currentRound : 'none'}`);
+    return r;
+  }
+
+  private requireActiveParticipant(st: StudyRow, r: RoundRow, siteId: string): void {
+    const row = this.ctx.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, siteId))).get();
+    if (row?.excluded) throw new WireError('TWF_E_EVICTED', `${siteId} is ${row.excluded} from ${st.studyId}`);
+    if (!parseList(r.participantsJson).includes(siteId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${siteId} is not a participant of round ${r.round}`);
+  }
+
+  // ------------------------------------------------------------------ opening
+
+  /** Opens the next round when the current key has reached every joined, connected site and they are at least a quorum. */
+  maybeOpen(st: StudyRow, m: StudyManifest): void {
+    if (st.state !== 'running' || this.openRound(st)) return;
+    if (this.closedCount(st.studyId) >= m.rounds) return;
+    const now = this.ctx.now();
+    if (st.lastFailedAtMs !== null && now - st.lastFailedAtMs < this.ctx.opts.joinSettleMs) return;
+    const epoch = this.keys.current(st, m);
+    if (!epoch) return;
+    const joined = activeJoined(this.ctx.db, st);
+    const order = m.participants.map((p) => p.siteId);
+    const candidates = order.filter((id) => joined.some((j) => j.siteId === id) && this.ctx.online(id));
+    const delivered = this.keys.delivered(st.studyId, epoch.epoch);
+    delivered.add(epoch.dealer);
+    const keyed = candidates.filter((id) => delivered.has(id));
+    const lastJoinMs = Math.max(0, ...joined.map((j) => j.joinedAtMs ?? 0));
+    const settled = now - lastJoinMs >= this.ctx.opts.joinSettleMs;
+    if (keyed.length < quorumOf(m) || keyed.length !== candidates.length || !settled) return;
+    const round = st.currentRound + 1;
+    const base = this.lastClosed(st.studyId);
+    const threshold = secaggThresholdFor(keyed.length);
+    const deadlineAtMs = now + m.roundDeadlineS * 1000;
+    this.ctx.db.transaction((tx) => {
+      const again = tx.select().from(studies).where(eq(studies.studyId, st.studyId)).get()!;
+      if (again.currentRound !== st.currentRound || again.state !== 'running') return;
+      tx.insert(rounds).values({ studyId: st.studyId, round, state: 'open', phase: 'setup', keyEpoch: epoch.epoch, baseVersion: base, threshold, openedAtMs: now, deadlineAtMs, participantsJson: JSON.stringify(keyed) }).run();
+      tx.update(studies).set({ currentRound: round }).where(eq(studies.studyId, st.studyId)).run();
+      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.opened', studyId: st.studyId, round, detail: `participants=${keyed.join(',')} threshold=${threshold} keyEpoch=${epoch.epoch} base=${base}` });
+    });
+    this.ctx.metrics.roundsOpened.inc();
+    this.ctx.metrics.currentRound.set({ study: st.studyId }, round);
+    this.ctx.log('info', `${st.studyId}: round ${round} opened with ${keyed.length} sites (t=${threshold})`);
+    for (const s of keyed) this.sendStart(st.studyId, roundRow(this.ctx.db, st.studyId, round)!, s);
+    this.ctx.checkpoint(st.studyId);
+  }
+
+  private sendStart(studyId: string, r: RoundRow, siteId: string): void {
+    this.ctx.send(siteId, 'round.start', studyId, r.round, { deadlineMs: r.deadlineAtMs, modelVersion: r.baseVersion, keyEpoch: r.keyEpoch, participants: parseList(r.participantsJson), threshold: r.threshold });
+  }
+
+  // ----------------------------------------------------------- site messages
+
+  /** mask.setup: signed mask keys and one share box per other participant, during the setup phase. */
+  onSetup(env: Envelope): HandlerResult {
+    const h = env.header;
+    const b: BodyOf['mask.setup'] = decodeBody(env, 'mask.setup');
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const m = manifestOfRow(st);
+    const r = this.requireOpen(st, h.round);
+    this.requireActiveParticipant(st, r, h.senderId);
+    const key = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
+    const fields = maskKeysFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, h.senderId, b.sPk, b.bCommit);
+    if (!verifyStatement(MASK_KEYS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', 'mask keys not signed with the site\'s roster key');
+    const others = parseList(r.participantsJson).filter((p) => p !== h.senderId).sort();
+    const to = b.boxes.map((x) => x.to).sort();
+    if (to.join(',') !== others.join(',')) throw new WireError('TWF_E_SECAGG', `share boxes for ${to.join(',') || 'nobody'}; the round's other participants are ${others.join(',')}`);
+    const entry = this.ctx.db.transaction((tx) => {
+      const again = this.requireOpenTx(tx, st.studyId, r.round);
+      const prev = tx.select().from(maskSetups).where(and(eq(maskSetups.studyId, st.studyId), eq(maskSetups.round, r.round), eq(maskSetups.siteId, h.senderId))).get();
+      if (prev) {
+        if (prev.sPk === b.sPk && prev.bCommit === b.bCommit && prev.signature === b.signature) return this.received(env, 'mask keys (again, identical)');
+        throw new WireError('TWF_E_SECAGG', `a different mask set-up of ${h.senderId} for round ${r.round} was already received`);
+      }
+      if (again.phase !== 'setup') throw new WireError('TWF_E_SECAGG', `round ${r.round}'s key set is fixed; ${h.senderId} sent its mask keys too late and takes no part in this round`);
+      tx.insert(maskSetups).values({ studyId: st.studyId, round: r.round, siteId: h.senderId, sPk: b.sPk, bCommit: b.bCommit, signature: b.signature, boxesJson: JSON.stringify(b.boxes), receivedAtMs: this.ctx.now() }).run();
+      return this.received(env, `mask keys, ${b.boxes.length} share boxes`);
+    });
+    return { entry };
+  }
+
+  private requireOpenTx(tx: Tx, studyId: string, round: number): RoundRow {
+    const again = tx.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
+    if (!again || again.state !== 'open') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is ${again?.state ?? 'unknown'}`);
+    return again;
+  }
+
+  /**
+   * update.chunk: one ciphertext of a masked update, from a site of the key set, during the upload
+   * phase. Its length, chunk count and key epoch must be the round's, its sample count within the
+   * manifest's cap and the counts the site joined with. Stored and added to the running sum in one
+   * transaction, so a coordinator killed at any instant holds each chunk in the sum exactly once.
+   */
+  async onChunk(env: Envelope): Promise<HandlerResult & { complete: boolean }> {
+    const h = env.header;
+    const meta = decodeMeta<UpdateChunkMetaT>(env);
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const m = manifestOfRow(st);
+    const r = this.requireOpen(st, h.round);
+    this.requireActiveParticipant(st, r, h.senderId);
+    if (r.phase === 'setup') throw new WireError('TWF_E_SECAGG', `round ${r.round} is still collecting mask keys; upload after mask.peers`);
+    if (r.phase !== 'upload') throw new WireError('TWF_E_ROUND_CLOSED', `round ${r.round}'s upload phase is over`);
+    if (!parseList(r.keySetJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in round ${r.round}'s key set (no mask keys in time)`);
+    const params = m.encryption as HeParams;
+    if (meta.heParamsDigest !== heParamsDigest(params)) throw new WireError('TWF_E_UPDATE_SHAPE', 'ciphertext for other encryption parameters');
+    if (meta.keyEpoch !== r.keyEpoch) throw new WireError('TWF_E_UPDATE_SHAPE', `encrypted under key epoch ${meta.keyEpoch}; round ${r.round} uses ${r.keyEpoch}`);
+    const he = await createHeContext(params);
+    if (meta.length !== m.updateLength) throw new WireError('TWF_E_UPDATE_SHAPE', `length ${meta.length}; the manifest fixes ${m.updateLength} parameters`);
+    const expectedCount = Math.ceil(m.updateLength / he.slotCount);
+    if (meta.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${meta.count}; ${m.updateLength} parameters take ${expectedCount} ciphertexts`);
+    if (meta.index >= meta.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${meta.index} of ${meta.count}`);
+    if (meta.nSamples > m.training.maxSamplesPerSite) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
+    const ss = this.ctx.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
+    if (!ss || meta.nSamples > ss.trainSamples) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > the ${ss?.trainSamples ?? 0} training samples ${h.senderId} joined with`);
+    validateCiphertext(he, env.body); // throws TWF_E_BAD_CIPHERTEXT
+    const t0 = performance.now();
+    const round = r.round;
+    const result = this.ctx.db.transaction((tx) => {
+      const again = this.requireOpenTx(tx, st.studyId, round);
+      if (again.phase !== 'upload') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round}'s upload phase is over`);
+      const key = and(eq(updates.studyId, st.studyId), eq(updates.round, round), eq(updates.siteId, h.senderId));
+      let up = tx.select().from(updates).where(key).get();
+      if (up && up.state !== 'receiving') throw new WireError('TWF_E_DUPLICATE_CHUNK', `update of ${h.senderId} for round ${round} is ${up.state}`);
+      if (up && (up.count !== meta.count || up.nSamples !== meta.nSamples || up.length !== meta.length)) throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
+      const dup = tx.select({ i: updateChunks.index }).from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, h.senderId), eq(updateChunks.index, meta.index))).get();
+      if (dup) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
+      if (!up) {
+        tx.insert(updates).values({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() }).run();
+        up = tx.select().from(updates).where(key).get()!;
+      }
+      tx.insert(updateChunks).values({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body), digest: h.digest }).run();
+      const accKey = and(eq(accumulators.studyId, st.studyId), eq(accumulators.round, round), eq(accumulators.index, meta.index));
+      const acc = tx.select().from(accumulators).where(accKey).get();
+      const sum = addCiphertexts(he, acc ? new Uint8Array(acc.ct) : null, env.body);
+      if (acc) tx.update(accumulators).set({ ct: Buffer.from(sum), contributions: acc.contributions + 1 }).where(accKey).run();
+      else tx.insert(accumulators).values({ studyId: st.studyId, round, index: meta.index, ct: Buffer.from(sum), contributions: 1 }).run();
+      const receivedNow = up.received + 1;
+      const complete = receivedNow === up.count;
+      tx.update(updates).set({ received: receivedNow, bytes: up.bytes + env.body.length, state: complete ? 'complete' : 'receiving', completedAtMs: complete ? this.ctx.now() : null }).where(key).run();
+      const ms = performance.now() - t0;
+      tx.update(rounds).set({ bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count })
+        .where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, round))).run();
+      const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
+      return { complete, received: receivedNow, count: up.count, ms, entry };
+    });
+    this.ctx.metrics.aggregationSeconds.observe(result.ms / 1000);
+    if (result.complete) {
+      this.ctx.metrics.updatesAccepted.inc();
+      this.ctx.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round, detail: `n=${meta.nSamples} chunks=${meta.count}` });
+    }
+    return { entry: result.entry, info: { received: result.received, count: result.count, complete: result.complete }, complete: result.complete };
+  }
+
+  /** mask.consistency: a survivor's signature of (key set, survivors), checked against its roster key before it is relayed. */
+  onConsistency(env: Envelope): HandlerResult {
+    const h = env.header;
+    const b: BodyOf['mask.consistency'] = decodeBody(env, 'mask.consistency');
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const m = manifestOfRow(st);
+    const r = this.requireOpen(st, h.round);
+    this.requireActiveParticipant(st, r, h.senderId);
+    if (r.phase !== 'consistency' && r.phase !== 'unmask') throw new WireError('TWF_E_SECAGG', `round ${r.round} is in its ${r.phase} phase`);
+    if (!parseList(r.survivorsJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not a survivor of round ${r.round}`);
+    const fields = maskSurvivorsFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, parseList(r.keySetJson), parseList(r.survivorsJson));
+    const key = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
+    if (!verifyStatement(MASK_SURVIVORS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', 'survivor-set signature does not verify (the site saw another key set or survivor set)');
+    const entry = this.ctx.db.transaction((tx) => {
+      const again = this.requireOpenTx(tx, st.studyId, r.round);
+      const prev = tx.select().from(maskSignatures).where(and(eq(maskSignatures.studyId, st.studyId), eq(maskSignatures.round, r.round), eq(maskSignatures.siteId, h.senderId))).get();
+      if (prev) return this.received(env, 'survivor-set signature (again)');
+      if (again.phase !== 'consistency') throw new WireError('TWF_E_SECAGG', `round ${r.round}'s revealers are fixed; this signature came too late`);
+      tx.insert(maskSignatures).values({ studyId: st.studyId, round: r.round, siteId: h.senderId, signature: b.signature }).run();
+      return this.received(env, 'survivor-set signature');
+    });
+    return { entry };
+  }
+
+  /** mask.unmask: shares of every survivor's self-mask seed and of every dropped site's mask key; never both for one site. */
+  onUnmask(env: Envelope): HandlerResult {
+    const h = env.header;
+    const b: BodyOf['mask.unmask'] = decodeBody(env, 'mask.unmask');
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const r = this.requireOpen(st, h.round);
+    this.requireActiveParticipant(st, r, h.senderId);
+    if (r.phase !== 'unmask') throw new WireError('TWF_E_SECAGG', `round ${r.round} is in its ${r.phase} phase`);
+    if (!parseList(r.revealersJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not asked to reveal in round ${r.round}`);
+    const survivors = parseList(r.survivorsJson).sort();
+    const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s)).sort();
+    const bOf = b.bShares.map((x) => x.of).sort();
+    const sOf = b.sShares.map((x) => x.of).sort();
+    if (bOf.join(',') !== survivors.join(',')) throw new WireError('TWF_E_SECAGG', `self-mask shares for ${bOf.join(',')}; survivors are ${survivors.join(',')}`);
+    if (sOf.join(',') !== dropped.join(',')) throw new WireError('TWF_E_SECAGG', `mask-key shares for ${sOf.join(',') || 'none'}; dropped sites are ${dropped.join(',') || 'none'}`);
+    const entry = this.ctx.db.transaction((tx) => {
+      this.requireOpenTx(tx, st.studyId, r.round);
+      const prev = tx.select().from(maskReveals).where(and(eq(maskReveals.studyId, st.studyId), eq(maskReveals.round, r.round), eq(maskReveals.siteId, h.senderId))).get();
+      if (prev) return this.received(env, 'unmasking shares (again)');
+      tx.insert(maskReveals).values({ studyId: st.studyId, round: r.round, siteId: h.senderId, bodyJson: JSON.stringify(b) }).run();
+      return this.received(env, `unmasking shares: ${b.bShares.length} self-mask, ${b.sShares.length} dropped-site`);
+    });
+    return { entry };
+  }
+
+  /**
+   * aggregate.refused: a site decrypted a round's aggregate and found it invalid (out of bounds).
+   * A majority of the round's contributors refusing marks the round refused: it no longer counts
+   * and the next round trains from the last good model. One site alone cannot undo a round.
+   */
+  onRefused(env: Envelope): HandlerResult {
+    const h = env.header;
+    const b: BodyOf['aggregate.refused'] = decodeBody(env, 'aggregate.refused');
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const r = roundRow(this.ctx.db, st.studyId, b.round);
+    if (!r || (r.state !== 'closed' && r.state !== 'refused')) throw new WireError('TWF_E_WRONG_ROUND', `round ${b.round} has no published aggregate`);
+    const survivors = parseList(r.survivorsJson);
+    let refusedNow = false;
+    const entry = this.ctx.db.transaction((tx) => {
+      tx.insert(aggregateRefusals).values({ studyId: st.studyId, round: b.round, siteId: h.senderId, code: b.code, detail: b.detail, atMs: this.ctx.now() }).onConflictDoNothing().run();
+      const e = this.received(env, `refused the aggregate of round ${b.round}: ${b.code} ${b.detail}`);
+      const byContributors = tx.select().from(aggregateRefusals).where(and(eq(aggregateRefusals.studyId, st.studyId), eq(aggregateRefusals.round, b.round))).all().filter((x) => survivors.includes(x.siteId));
+      const again = tx.select().from(rounds).where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, b.round))).get()!;
+      if (again.state === 'closed' && byContributors.length >= Math.floor(survivors.length / 2) + 1) {
+        tx.update(rounds).set({ state: 'refused', failReason: `${byContributors.length} of ${survivors.length} contributors refused the aggregate: ${b.code}` }).where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, b.round))).run();
+        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.refused', studyId: st.studyId, round: b.round, detail: `refused by ${byContributors.map((x) => x.siteId).join(',')}: ${b.code}` });
+        refusedNow = true;
+      }
+      return e;
+    });
+    if (refusedNow) {
+      const open = this.openRound(studyRow(this.ctx.db, st.studyId));
+      if (open && open.baseVersion === b.round) this.fail(st.studyId, open.round, `its base model (round ${b.round}) was refused by the sites`);
+    }
+    return { entry };
+  }
+
+  // ----------------------------------------------------------------- stepping
+
+  private snapshot(tx: Tx, st: StudyRow, m: StudyManifest, r: RoundRow): RoundSnapshot {
+    const ids = <T extends { siteId: string }>(rows: T[]) => rows.map((x) => x.siteId);
+    const where = <T extends typeof maskSetups | typeof maskSignatures | typeof maskReveals>(t: T) => and(eq(t.studyId, st.studyId), eq(t.round, r.round));
+    return {
+      phase: r.phase as RoundPhase,
+      participants: parseList(r.participantsJson),
+      setups: ids(tx.select().from(maskSetups).where(where(maskSetups)).all()),
+      keySet: r.keySetJson ? parseList(r.keySetJson) : null,
+      complete: ids(tx.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.state, 'complete'))).all()),
+      survivors: r.survivorsJson ? parseList(r.survivorsJson) : null,
+      signed: ids(tx.select().from(maskSignatures).where(where(maskSignatures)).all()),
+      revealers: r.revealersJson ? parseList(r.revealersJson) : null,
+      revealed: ids(tx.select().from(maskReveals).where(where(maskReveals)).all()),
+      deadlineAtMs: r.deadlineAtMs,
+      phaseDeadlineAtMs: r.phaseDeadlineAtMs,
+      quorum: quorumOf(m),
+      threshold: r.threshold,
+      graceMs: this.ctx.opts.quorumGraceMs,
+    };
+  }
+
+  /**
+   * Moves the open round on as far as what has been received allows: reads a snapshot and applies
+   * decideRound() in one transaction (state re-read inside it), then sends what the new phase needs.
+   */
+  async step(studyId: string): Promise<void> {
+    let st = studyRow(this.ctx.db, studyId);
+    if (st.state !== 'running' || !this.openRound(st)) return;
+    const m = manifestOfRow(st);
+    const he = await createHeContext(m.encryption as HeParams);
+    for (let guard = 0; guard < 8; guard++) {
+      st = studyRow(this.ctx.db, studyId);
+      const applied = this.ctx.db.transaction((tx) => {
+        const r = tx.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, st.currentRound))).get();
+        if (!r || r.state !== 'open') return null;
+        const d = decideRound(this.snapshot(tx, st, m, r), this.ctx.now());
+        if (d.kind !== 'wait') this.apply(tx, he, st, r, d);
+        return { d, round: r.round };
+      });
+      if (!applied || applied.d.kind === 'wait') return;
+      this.afterApply(st, m, applied.round, applied.d);
+      if (applied.d.kind === 'close' || applied.d.kind === 'fail') return;
+    }
+  }
+
+  private apply(tx: Tx, he: HeContext, st: StudyRow, r: RoundRow, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
+    const now = this.ctx.now();
+    const key = and(eq(rounds.studyId, st.studyId), eq(rounds.round, r.round));
+    const phaseDeadlineAtMs = now + this.ctx.opts.phaseTimeoutMs;
+    switch (d.kind) {
+      case 'fix-key-set':
+        tx.update(rounds).set({ phase: 'upload', keySetJson: JSON.stringify(d.keySet), phaseDeadlineAtMs }).where(key).run();
+        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.key_set', studyId: st.studyId, round: r.round, detail: `keySet=${d.keySet.join(',')}${d.keySet.length < parseList(r.participantsJson).length ? ` (without ${parseList(r.participantsJson).filter((p) => !d.keySet.includes(p)).join(',')})` : ''}` });
+        return;
+      case 'fix-survivors': {
+        const partial = tx.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.state, 'receiving'))).all();
+        for (const u of partial) {
+          // Partial uploads leave the sum: late chunks are refused, never mixed in.
+          const chunks = tx.select().from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, r.round), eq(updateChunks.siteId, u.siteId))).all();
+          for (const c of chunks) {
+            const accKey = and(eq(accumulators.studyId, st.studyId), eq(accumulators.round, r.round), eq(accumulators.index, c.index));
+            const acc = tx.select().from(accumulators).where(accKey).get()!;
+            if (acc.contributions === 1) tx.delete(accumulators).where(accKey).run();
+            else tx.update(accumulators).set({ ct: Buffer.from(subtractCiphertext(he, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 }).where(accKey).run();
+          }
+          tx.update(updates).set({ state: 'abandoned' }).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.siteId, u.siteId))).run();
+          this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'update.abandoned', studyId: st.studyId, round: r.round, peer: u.siteId, detail: `${u.received}/${u.count} chunks removed from the aggregate` });
+        }
+        tx.delete(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, r.round))).run();
+        const complete = tx.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.state, 'complete'))).all();
+        const totalSamples = complete.filter((u) => d.survivors.includes(u.siteId)).reduce((a, u) => a + u.nSamples, 0);
+        tx.update(rounds).set({ phase: 'consistency', survivorsJson: JSON.stringify(d.survivors), totalSamples, phaseDeadlineAtMs }).where(key).run();
+        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.survivors', studyId: st.studyId, round: r.round, detail: `survivors=${d.survivors.join(',')} totalSamples=${totalSamples}` });
+        this.ctx.metrics.updatesAbandoned.inc(partial.length);
+        return;
+      }
+      case 'fix-revealers':
+        tx.update(rounds).set({ phase: 'unmask', revealersJson: JSON.stringify(d.revealers), phaseDeadlineAtMs }).where(key).run();
+        return;
+      case 'close': {
+        const survivors = parseList(r.survivorsJson);
+        if (survivors.length < Math.max(3, r.threshold)) throw new Error(`refusing to publish round ${r.round} with ${survivors.length} contributors`);
+        tx.update(rounds).set({ state: 'closed', closedAtMs: now }).where(key).run();
+        const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s));
+        const revealed = tx.select().from(maskReveals).where(and(eq(maskReveals.studyId, st.studyId), eq(maskReveals.round, r.round))).all().map((x) => x.siteId);
+        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.closed', studyId: st.studyId, round: r.round, detail: `contributors=${survivors.join(',')} totalSamples=${r.totalSamples} dropped=${dropped.join(',') || 'none'} revealers=${revealed.join(',')}` });
+        return;
+      }
+      case 'fail':
+        this.failTx(tx, st.studyId, r.round, d.reason);
+        return;
+    }
+  }
+
+  private afterApply(st: StudyRow, m: StudyManifest, round: number, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
+    const r = roundRow(this.ctx.db, st.studyId, round)!;
+    switch (d.kind) {
+      case 'fix-key-set':
+        for (const s of d.keySet) this.sendPeers(st, r, s);
+        return;
+      case 'fix-survivors':
+        for (const s of d.survivors) this.ctx.send(s, 'mask.survivors', st.studyId, round, { keySet: parseList(r.keySetJson), survivors: d.survivors });
+        return;
+      case 'fix-revealers': {
+        const sigs = this.ctx.db.select().from(maskSignatures).where(and(eq(maskSignatures.studyId, st.studyId), eq(maskSignatures.round, round))).all();
+        for (const s of d.revealers) this.ctx.send(s, 'mask.reveal', st.studyId, round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) });
+        return;
+      }
+      case 'close': {
+        this.ctx.metrics.roundsClosed.inc();
+        this.ctx.log('info', `${st.studyId}: round ${round} closed with ${parseList(r.survivorsJson).length} contributors`);
+        const receivers = activeJoined(this.ctx.db, st).map((x) => x.siteId).filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch) || s === this.keys.latest(st.studyId)?.dealer);
+        this.publish(st.studyId, round, receivers);
+        this.ctx.checkpoint(st.studyId);
+        return;
+      }
+      case 'fail':
+        this.afterFail(st.studyId, r);
+        return;
+    }
+  }
+
+  private sendPeers(st: StudyRow, r: RoundRow, siteId: string): void {
+    const setups = this.ctx.db.select().from(maskSetups).where(and(eq(maskSetups.studyId, st.studyId), eq(maskSetups.round, r.round))).all();
+    const keySet = parseList(r.keySetJson);
+    const have = this.ctx.db.select({ i: updateChunks.index }).from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, r.round), eq(updateChunks.siteId, siteId))).all().map((x) => x.i);
+    const entries = keySet.map((id) => {
+      const s = setups.find((x) => x.siteId === id)!;
+      const box = id === siteId ? null : (JSON.parse(s.boxesJson) as { to: string; box: string }[]).find((x) => x.to === siteId)?.box ?? null;
+      return { siteId: id, sPk: s.sPk, bCommit: s.bCommit, signature: s.signature, box };
+    });
+    this.ctx.send(siteId, 'mask.peers', st.studyId, r.round, { keySet: entries, alreadyReceived: have });
+  }
+
+  // ---------------------------------------------------------------- failing
+
+  /** Fails the open round (lead abort, stop, roster change, refused base); no-op when none is open. */
+  fail(studyId: string, round: number, reason: string): boolean {
+    const done = this.ctx.db.transaction((tx) => {
+      const r = tx.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
+      if (!r || r.state !== 'open') return false;
+      this.failTx(tx, studyId, round, reason);
+      return true;
+    });
+    if (done) this.afterFail(studyId, roundRow(this.ctx.db, studyId, round)!);
+    return done;
+  }
+
+  private failTx(tx: Tx, studyId: string, round: number, reason: string): void {
+    tx.update(rounds).set({ state: 'failed', failReason: reason, closedAtMs: this.ctx.now() }).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).run();
+    tx.delete(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round))).run();
+    tx.delete(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))).run();
+    tx.update(studies).set({ lastFailedAtMs: this.ctx.now() }).where(eq(studies.studyId, studyId)).run();
+    this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.failed', studyId, round, detail: reason });
+  }
+
+  private afterFail(studyId: string, r: RoundRow): void {
+    this.ctx.metrics.roundsFailed.inc();
+    this.ctx.log('warn', `${studyId}: round ${r.round} failed: ${r.failReason}`);
+    for (const s of parseList(r.participantsJson)) this.ctx.send(s, 'round.failed', studyId, r.round, { reason: r.failReason ?? 'failed', code: 'TWF_E_ROUND_FAILED' });
+    this.ctx.checkpoint(studyId);
+  }
+
+  // -------------------------------------------------------------- publishing
+
+  /** The aggregate info (first frame) of a closed round. */
+  aggregateInfo(st: StudyRow, m: StudyManifest, r: RoundRow): AggregateInfoT {
+    const keySet = parseList(r.keySetJson);
+    const setups = this.ctx.db.select().from(maskSetups).where(and(eq(maskSetups.studyId, st.studyId), eq(maskSetups.round, r.round))).all();
+    const reveals = this.ctx.db.select().from(maskReveals).where(and(eq(maskReveals.studyId, st.studyId), eq(maskReveals.round, r.round))).orderBy(asc(maskReveals.siteId)).all();
+    return AggregateInfo.parse({
+      round: r.round,
+      baseVersion: r.baseVersion,
+      keyEpoch: r.keyEpoch,
+      length: m.updateLength,
+      totalSamples: r.totalSamples,
+      threshold: r.threshold,
+      keySet: keySet.map((id) => {
+        const s = setups.find((x) => x.siteId === id)!;
+        return { siteId: id, sPk: s.sPk, bCommit: s.bCommit, signature: s.signature };
+      }),
+      survivors: parseList(r.survivorsJson),
+      reveals: reveals.map((x) => ({ siteId: x.siteId, ...(JSON.parse(x.bodyJson) as BodyOf['mask.unmask']) })),
+      heParamsDigest: heParamsDigest(m.encryption as HeParams),
+    });
+  }
+
+  publish(studyId: string, round: number, to: string[]): void {
+    const st = studyRow(this.ctx.db, studyId);
+    const m = manifestOfRow(st);
+    const r = roundRow(this.ctx.db, studyId, round)!;
+    const accs = this.ctx.db.select().from(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))).orderBy(asc(accumulators.index)).all();
+    if (accs.length !== r.ciphertexts) {
+      this.ctx.log('error', `${studyId}: aggregate of round ${round} has ${accs.length}/${r.ciphertexts} ciphertexts`);
+      return;
+    }
+    const info = utf8(canonicalJson(this.aggregateInfo(st, m, r)));
+    const body = packFrames([info, ...accs.map((a) => new Uint8Array(a.ct))]);
+    for (const s of to) this.ctx.send(s, 'round.aggregate', studyId, round, body, { count: accs.length, infoBytes: info.length });
+  }
+
+  /** aggregate.request: every closed round from `fromRound` on whose key the site holds, in order. */
+  onAggregateRequest(env: Envelope, isJoined: boolean): HandlerResult {
+    const h = env.header;
+    const b: BodyOf['aggregate.request'] = decodeBody(env, 'aggregate.request');
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    if (!isJoined) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
+    const entry = this.received(env);
+    const epochs = this.keys.epochsOf(st.studyId, h.senderId);
+    const closed = this.ctx.db.select().from(rounds).where(and(eq(rounds.studyId, st.studyId), eq(rounds.state, 'closed'))).orderBy(asc(rounds.round)).all()
+      .filter((r) => r.round >= b.fromRound && epochs.has(r.keyEpoch));
+    for (const r of closed) this.publish(st.studyId, r.round, [h.senderId]);
+    return { entry, info: { sent: closed.map((r) => r.round) } };
+  }
+
+  // ------------------------------------------------------------ reconnection
+
+  /** Re-sends what a participant of the open round needs after (re)connecting. */
+  sync(st: StudyRow, siteId: string): void {
+    const r = this.openRound(st);
+    if (!r || !parseList(r.participantsJson).includes(siteId)) return;
+    const has = (t: typeof maskSetups | typeof maskSignatures | typeof maskReveals) => !!this.ctx.db.select().from(t).where(and(eq(t.studyId, st.studyId), eq(t.round, r.round), eq(t.siteId, siteId))).get();
+    this.sendStart(st.studyId, r, siteId);
+    if (r.phase === 'upload' && parseList(r.keySetJson).includes(siteId)) {
+      const up = this.ctx.db.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.siteId, siteId))).get();
+      if (up?.state !== 'complete') this.sendPeers(st, r, siteId);
+    }
+    if (r.phase === 'consistency' && parseList(r.survivorsJson).includes(siteId) && !has(maskSignatures)) {
+      this.ctx.send(siteId, 'mask.survivors', st.studyId, r.round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson) });
+    }
+    if (r.phase === 'unmask' && parseList(r.revealersJson).includes(siteId) && !has(maskReveals)) {
+      const sigs = this.ctx.db.select().from(maskSignatures).where(and(eq(maskSignatures.studyId, st.studyId), eq(maskSignatures.round, r.round))).all();
+      this.ctx.send(siteId, 'mask.reveal', st.studyId, r.round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) });
+    }
+  }
+
+  /** Round summaries for the lead. */
+  summaries(studyId: string) {
+    return this.ctx.db.select().from(rounds).where(eq(rounds.studyId, studyId)).orderBy(asc(rounds.round)).all();
+  }
+
+  /** Sites of the study's roster rows (for status). */
+  rosterRows(studyId: string) {
+    return studySiteRows(this.ctx.db, studyId);
+  }
+}
