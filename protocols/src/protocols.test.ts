@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import { isCompatibleVersion } from './version.js';
 import { packFrames, unpackFrames } from './messages.js';
-import { StudyManifestSchema, manifestHash, type StudyManifest } from './manifest.js';
+import { StudyManifestSchema, manifestHash, secaggThresholdFor, type StudyManifest } from './manifest.js';
+import { isSafeId } from './ids.js';
 
 describe('canonical JSON', () => {
   it('sorts keys at every depth and drops undefined members', () => {
@@ -43,26 +44,40 @@ describe('binary frames', () => {
 });
 
 describe('study manifest', () => {
+  const key = (n: number) => Buffer.alloc(32, n).toString('base64');
+  const roster = ['site-a', 'site-b', 'site-c'].map((siteId, i) => ({ siteId, siteName: `Hospital ${i}`, ed25519PublicKey: key(i + 1), x25519PublicKey: key(i + 11) }));
   const m: StudyManifest = StudyManifestSchema.parse({
     title: 't', task: 'segmentation',
     model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 8, depth: 2, size: 48, initSeed: 1 },
     training: { epochsPerRound: 1, batchSize: 8, learningRate: 0.001, clipBound: 1, seed: 1 },
     data: { modality: 'PET', labels: ['bg', 'tumour'] },
-    rounds: 3, minSites: 2, roundDeadlineS: 60,
+    rounds: 3, minSites: 3, roundDeadlineS: 60,
     encryption: { scheme: 'bfv-sym-seeded', polyModulusDegree: 4096, coeffModulusBits: [60], plainModulusBits: 42, precisionBits: 20 },
     studyId: 's1', coordinatorId: 'c', createdAt: '2026-01-01T00:00:00.000Z',
+    updateLength: 29330, secureAggregation: 'double-mask-v1',
+    manifestVersion: 1, participants: roster, keyDealers: ['site-a', 'site-b', 'site-c'],
   });
-  it('hash changes with any field, so a changed manifest needs a new approval', () => {
+
+  it('hash changes with any field, the roster included, so a changed manifest needs a new approval', () => {
     const h = manifestHash(m);
     assert.match(h, /^[0-9a-f]{64}$/);
     assert.equal(manifestHash(StudyManifestSchema.parse(JSON.parse(JSON.stringify(m)))), h);
     assert.notEqual(manifestHash({ ...m, rounds: 4 }), h);
     assert.notEqual(manifestHash({ ...m, training: { ...m.training, learningRate: 0.002 } }), h);
+    assert.notEqual(manifestHash({ ...m, participants: [...m.participants, { ...roster[0], siteId: 'site-d' }] }), h, 'another site');
+    assert.notEqual(manifestHash({ ...m, participants: [{ ...roster[0], x25519PublicKey: key(99) }, ...roster.slice(1)] }), h, 'another key for a site');
+    assert.notEqual(manifestHash({ ...m, keyDealers: ['site-b', 'site-a', 'site-c'] }), h, 'another dealer order');
   });
-  it('a segmentation manifest hashes as before the response task was added (approvals stay valid)', () => {
-    // Hash of this exact manifest computed with the schema of commit de5eca0 (segmentation only).
-    assert.equal(manifestHash(m), 'd779256fe60cadb249dab6dd8dce2f2b4e49a39b75d97fa4578ce2b2c1a88845');
+
+  it('hashes a protocol-2.0 manifest as pinned here (approvals stay valid across releases)', () => {
+    // Hash of this exact manifest computed when protocol 2.0 was introduced; a change here breaks every existing approval.
+    assert.equal(manifestHash(m), PINNED_V2_HASH);
   });
+
+  it('applies the documented defaults (maxSamplesPerSite)', () => {
+    assert.equal(m.training.maxSamplesPerSite, 10_000);
+  });
+
   it('accepts a response study and refuses a response task with a U-Net model', () => {
     const r = StudyManifestSchema.parse({
       ...m, task: 'response',
@@ -75,9 +90,35 @@ describe('study manifest', () => {
     assert.equal(bad.success, false);
     assert.ok(bad.error!.issues.some((i) => i.path[0] === 'model' || i.path[0] === 'data'), JSON.stringify(bad.error!.issues));
   });
-  it('refuses out-of-range settings with the field named', () => {
-    const r = StudyManifestSchema.safeParse({ ...m, minSites: 0 });
-    assert.equal(r.success, false);
-    assert.equal(r.error!.issues[0].path[0], 'minSites');
+
+  it('refuses out-of-range settings with the field named: minSites below 3, a roster under 3 sites or above minSites, a dealer outside it', () => {
+    for (const [over, field] of [
+      [{ minSites: 2 }, 'minSites'],
+      [{ participants: roster.slice(0, 2) }, 'participants'],
+      [{ minSites: 4 }, 'minSites'],
+      [{ keyDealers: ['site-x'] }, 'keyDealers'],
+      [{ participants: [roster[0], roster[0], roster[1]] }, 'participants'],
+    ] as const) {
+      const r = StudyManifestSchema.safeParse({ ...m, ...over });
+      assert.equal(r.success, false, JSON.stringify(over));
+      assert.ok(r.error!.issues.some((i) => i.path[0] === field), `${field}: ${JSON.stringify(r.error!.issues)}`);
+    }
+    const low = StudyManifestSchema.safeParse({ ...m, minSites: 1 });
+    assert.match(low.error!.issues[0].message, /TWF_E_TOO_FEW_CONTRIBUTORS/);
+  });
+
+  it('refuses ids that could name a path: study and site ids have a fixed pattern', () => {
+    for (const bad of ['../etc', 'a/b', '.hidden', 'x'.repeat(65), 'a b', '']) {
+      assert.equal(isSafeId(bad), false, bad);
+      assert.equal(StudyManifestSchema.safeParse({ ...m, studyId: bad }).success, false, bad);
+    }
+    assert.equal(isSafeId('study-1a2b3c4d'), true);
+  });
+
+  it('secure-aggregation threshold: a strict majority, at least 3', () => {
+    assert.deepEqual([3, 4, 5, 6, 7, 10, 100].map(secaggThresholdFor), [3, 3, 3, 4, 4, 6, 51]);
   });
 });
+
+// Cross-checked when pinned: Python's json.dumps(m, sort_keys=True, separators=(',', ':')) hashes to the same value.
+const PINNED_V2_HASH = 'b790771dc695dca6f4cc11f351d3abd5044e8c9b585061cd1594c37f77ab66ed';

@@ -102,6 +102,7 @@ export class RawSite {
     this.coordinatorId = coordinatorId;
     this.identity = identity;
     this.socket = io(url, { auth, transports: ['websocket'], reconnection: false });
+    this.refusal = new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
     this.socket.on('envelope', (raw) => this.inbox.push(parseEnvelope(raw)));
   }
 
@@ -134,9 +135,11 @@ export class RawSite {
     });
   }
 
-  /** Resolves with the coordinator's refusal of the handshake. */
+  private refusal: Promise<{ message: string; code?: string }> | null = null;
+
+  /** Resolves with the coordinator's refusal of the handshake (listening from the start, so an early refusal is not missed). */
   refused(): Promise<{ message: string; code?: string }> {
-    return new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
+    return this.refusal!;
   }
 
   envelope(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>, opts: { secretKey?: Uint8Array; nowMs?: number; to?: string } = {}): Envelope {

@@ -9,7 +9,7 @@ import {
   BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, loadResponsePatients, openSiteStore, readModelDir, responseModelConfig, siteResponseSplit,
 } from '@twinfed/site-node';
 import { evaluateResponse, federatedPlain, initLogReg, responseStudySpec } from '@twinfed/shared/response/index';
-import { aggregateError, enrolNewSite, recordingTrainer, lead, startCoordinator, tempDir, waitFor, type DeltaLog } from './harness.js';
+import { aggregateError, createAndStart, enrolNewSite, recordingTrainer, startCoordinator, tempDir, waitFor, type DeltaLog } from './harness.js';
 
 const FIX = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../fixtures/growth-laleh2022');
 
@@ -40,13 +40,12 @@ describe('federated response model on three trial sites', () => {
       deltas.push(log);
       nodes.push(await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }));
     }
-    const created = await lead<{ studyId: string; manifest: ResponseManifest; manifestHash: string }>(url, 'POST', '/api/studies', responseStudySpec(ROUNDS));
-    assert.ok(created.status < 300, JSON.stringify(created.json));
-    ({ studyId, manifest } = created.json);
-    await lead(url, 'POST', `/api/studies/${studyId}/start`);
+    const started = await createAndStart(url, responseStudySpec(ROUNDS));
+    studyId = started.studyId;
+    manifest = started.manifest as ResponseManifest;
     for (const n of nodes) n.connect();
     await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, created.json.manifestHash));
+    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, started.manifestHash));
   });
 
   after(async () => {
