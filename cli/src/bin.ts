@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
 import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, loadSiteConfig, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
+import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/index';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
 import { formatManifestForOfficer } from './commands/manifest-view.js';
@@ -35,6 +36,23 @@ function action<A extends unknown[]>(fn: (...a: A) => Promise<void> | void) {
   };
 }
 const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value) : text());
+/** Parser of a `--max-...` import limit: a positive number (0 too where it means "off"). */
+const limitArg = (zeroIsOff = false) => (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0) && !(zeroIsOff && n === 0)) throw new InvalidArgumentError(zeroIsOff ? 'expected a number >= 0 (0: off)' : 'expected a positive number');
+  return n;
+};
+interface LimitFlags { maxVoxels?: number; maxDecompressedMib?: number; maxCompressionRatio?: number; maxContourPoints?: number; maxMaskVoxels?: number }
+/** ImportLimits from the `--max-...` flags given (the rest keep their defaults). */
+function importLimitsFrom(o: LimitFlags): Partial<ImportLimits> {
+  const l: Partial<ImportLimits> = {};
+  if (o.maxVoxels !== undefined) l.maxVoxels = o.maxVoxels;
+  if (o.maxDecompressedMib !== undefined) l.maxDecompressedBytes = Math.round(o.maxDecompressedMib * 2 ** 20);
+  if (o.maxCompressionRatio !== undefined) l.maxCompressionRatio = o.maxCompressionRatio;
+  if (o.maxContourPoints !== undefined) l.maxContourPoints = o.maxContourPoints;
+  if (o.maxMaskVoxels !== undefined) l.maxMaskVoxels = o.maxMaskVoxels;
+  return l;
+}
 
 // ------------------------------------------------------------- coordinator
 const coord = program.command('coordinator').description('Run the coordinator (aggregates ciphertexts; holds no secret key)');
@@ -145,12 +163,17 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
   .option('--day <n>', 'day of those images relative to treatment start', (v) => Number(v))
   .option('--no-refit', 'do not recalibrate the twins of patients whose measurements changed (faster bulk import)')
   .option('--no-radiomics', 'do not compute IBSI radiomics features of imported masks (docs/radiomics.md)')
+  .option('--max-voxels <n>', `refuse a volume of more voxels (TWF_E_IMPORT_TOO_LARGE; default ${DEFAULT_IMPORT_LIMITS.maxVoxels} = 2^28)`, limitArg())
+  .option('--max-decompressed-mib <n>', `refuse a file whose data decompresses to more MiB (default ${DEFAULT_IMPORT_LIMITS.maxDecompressedBytes / 2 ** 20})`, limitArg())
+  .option('--max-compression-ratio <r>', `refuse gzip/deflate data inflating more than r:1 past the first ${DEFAULT_IMPORT_LIMITS.compressionRatioFloorBytes / 2 ** 20} MiB (default ${DEFAULT_IMPORT_LIMITS.maxCompressionRatio}; 0: off)`, limitArg(true))
+  .option('--max-contour-points <n>', `refuse an RTSTRUCT with more contour points (default ${DEFAULT_IMPORT_LIMITS.maxContourPoints} = 2^24)`, limitArg())
+  .option('--max-mask-voxels <n>', `refuse RTSTRUCTs whose ROIs x series voxels exceed this (default ${DEFAULT_IMPORT_LIMITS.maxMaskVoxels} = 2^30)`, limitArg())
   .option('--json', 'print the per-file report as JSON')
-  .action(action(async (path: string, o: { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; radiomics: boolean; json?: boolean }) => {
+  .action(action(async (path: string, o: LimitFlags & { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; radiomics: boolean; json?: boolean }) => {
     const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
     if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
     const store = await openSiteStore(resolve(o.dataDir));
-    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}), refit: o.refit, radiomics: o.radiomics }).finally(store.close);
+    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}), refit: o.refit, radiomics: o.radiomics, limits: importLimitsFrom(o) }).finally(store.close);
     print(!!o.json, report, () => [
       ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
       ...report.refits.filter((r) => r.selected).map((r) => `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`),

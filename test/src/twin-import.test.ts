@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,11 @@ import { TwinService, importPath, openSiteStore } from '@twinfed/site-node';
 import { enrolNewSite, startCoordinator, tempDir } from './harness.js';
 
 const FIX = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../fixtures');
+const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
+const twinfed = (...args: string[]) =>
+  new Promise<{ code: number | null; out: string; err: string }>((res) => {
+    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 }, (e, out, err) => res({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, out, err }));
+  });
 
 /**
  * The site's twin store: real files in, one transaction per file, a per-file
@@ -79,6 +85,20 @@ describe('site import and the patient twin', () => {
     const again = await importPath(store.db, store.audit, dir, { refit: false });
     assert.equal(again.rows.find((x) => x.unit.includes('good_nifti2'))?.status, 'unchanged');
     assert.equal(count('imaging_series'), before + 1, 're-import is idempotent');
+  });
+
+  it('site import --max-voxels: a file over the flag fails with TWF_E_IMPORT_TOO_LARGE naming it (exit 3); a bad value is a usage error', async () => {
+    const file = join(FIX, 'formats/nibabel/anatomical.nii'); // 33 x 41 x 25 = 33825 voxels
+    const before = count('imaging_series');
+    const r = await twinfed('site', 'import', file, '--data-dir', join(tmp.dir, 'site'), '--max-voxels', '33824', '--no-refit', '--json');
+    assert.equal(r.code, 3, r.err);
+    const rows = (JSON.parse(r.out.trim().split('\n').pop()!) as { rows: { status: string; detail: string }[] }).rows;
+    assert.equal(rows[0].status, 'failed');
+    assert.match(rows[0].detail, /^TWF_E_IMPORT_TOO_LARGE: .*voxels: dims 33x41x25 = 33825 voxels, more than the limit of 33824 voxels.*--max-voxels/);
+    assert.equal(count('imaging_series'), before, 'nothing stored');
+    const bad = await twinfed('site', 'import', file, '--data-dir', join(tmp.dir, 'site'), '--max-decompressed-mib', '0');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /--max-decompressed-mib.*expected a positive number/);
   });
 
   it('refits the twin when a new time point arrives and records how its forecast for that day did', async () => {

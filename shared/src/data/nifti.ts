@@ -2,10 +2,14 @@
  * NIfTI-1/2 volumes as plain typed arrays.
  *
  * Format: NIfTI-1 (nifti.nimh.nih.gov/nifti-1, 2004) and NIfTI-2 (2011). Parsing of
- * the header and gunzip come from nifti-reader-js; we convert the voxel payload
- * ourselves because readImage returns raw bytes in the file's byte order.
+ * the header comes from nifti-reader-js; we convert the voxel payload ourselves because
+ * readImage returns raw bytes in the file's byte order. gunzip and the size checks are the
+ * importer's (imaging/gzip.ts, imaging/limits.ts): the header's sizes are checked before the
+ * rest is inflated, and inflation is capped, so a gzip bomb is refused (TWF_E_IMPORT_TOO_LARGE).
  */
 import * as nifti from 'nifti-reader-js';
+import { importLimits, type ImportLimits } from '../imaging/limits.js';
+import { niftiBytesWithin } from '../imaging/nifti.js';
 
 export interface NiftiVolume {
   /** Voxels per axis [nx, ny, nz] (a 2D image has nz = 1). Later axes (time, ...) are dropped: volume 0 only. */
@@ -35,12 +39,15 @@ const READERS: Record<number, { bytes: number; read: Reader }> = {
   1280: { bytes: 8, read: (v, o, le) => Number(v.getBigUint64(o, le)) }, // UINT64
 };
 
-/** Parses a .nii or .nii.gz file held in memory. */
-export function readNifti(bytes: Uint8Array): NiftiVolume {
-  // Own, exactly-sized buffer: Node Buffers are often views into a shared pool.
-  // A real copy: on a Node Buffer, .slice() is a view into a shared pool.
-  let buf: ArrayBuffer = Uint8Array.prototype.slice.call(bytes).buffer;
-  if (nifti.isCompressed(buf)) buf = nifti.decompress(buf) as ArrayBuffer;
+/** Parses a .nii or .nii.gz file held in memory; sizes are checked against `limits` (imaging/limits.ts). */
+export function readNifti(bytes: Uint8Array, limits: Partial<ImportLimits> = {}): NiftiVolume {
+  const whole = niftiBytesWithin(bytes, undefined, importLimits(limits));
+  // Own, exactly-sized buffer (nifti-reader-js wants a whole ArrayBuffer): a Node Buffer is often a
+  // view into a shared pool, and .slice() of one is a view too, so copy with Uint8Array's slice
+  // unless the bytes already own their buffer.
+  const buf = (whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength
+    ? whole.buffer
+    : Uint8Array.prototype.slice.call(whole).buffer) as ArrayBuffer;
   if (!nifti.isNIFTI(buf)) throw new Error('readNifti: not a NIfTI-1/2 file');
   const h = nifti.readHeader(buf);
   const reader = READERS[h.datatypeCode];

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deflateRawSync } from 'node:zlib';
 import { describe, it } from 'node:test';
+import { deflatedDicom } from './bombs.js';
 import {
   ImagingError, dicomSeriesToVolume, parseDicomFile, readDicomSeries, readImageFile, readNiftiImage, type FileBytes,
 } from './index.js';
@@ -60,17 +60,7 @@ describe('DICOM', () => {
 
   it('Deflated Explicit VR Little Endian (made here from MR_small) gives the same pixels', () => {
     const b = read('formats/pydicom/MR_small.dcm');
-    // Meta header: rewrite (0002,0010) to the deflate UID, fix (0002,0000), deflate the data set after it.
-    const tsAt = b.indexOf(Buffer.from([0x02, 0x00, 0x10, 0x00, 0x55, 0x49]));
-    const oldLen = b.readUInt16LE(tsAt + 6);
-    const uid = Buffer.from('1.2.840.10008.1.2.1.99', 'latin1');
-    const metaEnd = tsAt + 8 + oldLen;
-    let end = metaEnd;
-    while (b.readUInt16LE(end) === 0x0002) end += 8 + b.readUInt16LE(end + 6); // remaining short-form meta elements
-    const head = Buffer.concat([b.subarray(0, tsAt + 6), Buffer.from([uid.length, 0]), uid, b.subarray(metaEnd, end)]);
-    const glAt = head.indexOf(Buffer.from([0x02, 0x00, 0x00, 0x00, 0x55, 0x4c]));
-    head.writeUInt32LE(head.readUInt32LE(glAt + 8) + uid.length - oldLen, glAt + 8);
-    const deflated = Buffer.concat([head, deflateRawSync(b.subarray(end))]);
+    const deflated = deflatedDicom(b);
     const v = readImageFile('MR_small_deflated.dcm', deflated);
     assert.equal(v.source.transferSyntaxUid, '1.2.840.10008.1.2.1.99');
     assert.deepEqual(Array.from(v.data), Array.from(readImageFile('MR_small.dcm', b).data));
@@ -133,5 +123,51 @@ describe('DICOM', () => {
     // Pixel data cut short by a damaged length field must not yield a partial image.
     assert.throws(() => readImageFile('CT_small-cut.dcm', b.subarray(0, b.length - 1000)), isImagingError('TWF_E_IMPORT_CORRUPT'));
     assert.throws(() => readImageFile('noise.dcm', Buffer.alloc(300, 7)), isImagingError('TWF_E_IMPORT_UNKNOWN_FORMAT'));
+  });
+});
+
+describe('DICOM import limits (sizes from the header checked before allocation)', () => {
+  const tooLarge = (what: RegExp) => (e: unknown) => isImagingError('TWF_E_IMPORT_TOO_LARGE')(e) && what.test((e as Error).message);
+  const US = (elem: number) => Buffer.from([0x28, 0x00, elem, 0x00, 0x55, 0x53, 0x02, 0x00]); // (0028,elem) US, explicit VR LE
+  /** A fixture with Rows (0028,0010), Columns (0028,0011) and optionally BitsAllocated (0028,0100) overwritten. */
+  const withSize = (rel: string, rows: number, cols: number, bitsAllocated?: number) => {
+    const b = Buffer.from(read(rel));
+    b.writeUInt16LE(rows, b.indexOf(US(0x10)) + 8);
+    b.writeUInt16LE(cols, b.indexOf(US(0x11)) + 8);
+    if (bitsAllocated !== undefined) b.writeUInt16LE(bitsAllocated, b.indexOf(Buffer.from([0x28, 0x00, 0x00, 0x01, 0x55, 0x53])) + 8);
+    return b;
+  };
+
+  it('Rows x Columns, x frames, x bits beyond the caps: TWF_E_IMPORT_TOO_LARGE naming the limit', () => {
+    assert.throws(() => readImageFile('huge.dcm', withSize('formats/pydicom/CT_small.dcm', 65535, 65535)), tooLarge(/voxels: Columns x Rows x slices 65535x65535x1 = 4294836225 voxels.*--max-voxels/));
+    // NumberOfFrames (0028,0008) IS "20000" inserted before Rows: 128 x 128 x 20000 voxels.
+    const ct = read('formats/pydicom/CT_small.dcm');
+    const at = ct.indexOf(US(0x10));
+    const frames = Buffer.concat([ct.subarray(0, at), Buffer.from([0x28, 0x00, 0x08, 0x00, 0x49, 0x53, 0x06, 0x00]), Buffer.from('20000 ', 'latin1'), ct.subarray(at)]);
+    assert.throws(() => readImageFile('frames.dcm', frames), tooLarge(/voxels: Columns x Rows x frames 128x128x20000 = 327680000 voxels/));
+    // 16384 x 16384 is 2^28 voxels (at the cap); at 64 bits allocated that is 2 GiB of pixel data.
+    assert.throws(() => readImageFile('bits.dcm', withSize('formats/pydicom/CT_small.dcm', 16384, 16384, 64)), tooLarge(/decompressed bytes: Columns x Rows x frames 16384x16384x1 at 64 bits is 2\.00 GiB.*--max-decompressed-mib/));
+    // A lowered limit applies to a real series.
+    const files = series('formats/ibsi_sts_dicom/STS_002/PET/image');
+    assert.throws(() => readDicomSeries(files, { limits: { maxVoxels: 30 * 27 * 47 } }), tooLarge(/voxels: Columns x Rows x slices 30x27x48 = 38880 voxels/));
+  });
+
+  it('RLE: a frame too small for its Rows x Columns is refused before the planes are allocated; a run past the frame is damage', () => {
+    const t0 = performance.now();
+    // 16000 x 16000 pixels pass the voxel cap, but 64 bytes of PackBits decode to at most 4096.
+    assert.throws(() => readImageFile('rle-big.dcm', withSize('formats/pydicom/MR_small_RLE.dcm', 16000, 16000)),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /segment 0 holds \d+ bytes, which decode to at most \d+; the image needs 256000000/.test((e as Error).message));
+    assert.ok(performance.now() - t0 < 1000, 'no 1 GiB of planes was allocated and filled');
+    // 63 x 63 = 3969 pixels: the encoded 64-pixel rows do not end there, so a run would write past the frame.
+    assert.throws(() => readImageFile('rle-over.dcm', withSize('formats/pydicom/MR_small_RLE.dcm', 63, 63)),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /run of segment 0 would expand past the frame \(\d+ of 3969 bytes\)/.test((e as Error).message));
+  });
+
+  it('a deflated data set that inflates 1000:1 past the ratio floor is refused: compression ratio', () => {
+    const bomb = deflatedDicom(read('formats/pydicom/MR_small.dcm'), 24 * 2 ** 20);
+    assert.ok(bomb.length < 100_000, `${bomb.length} bytes`);
+    assert.throws(() => parseDicomFile(bomb, 'deflate-bomb.dcm', { limits: { compressionRatioFloorBytes: 8 * 2 ** 20 } }),
+      tooLarge(/compression ratio: .* of deflated data inflate to more than 8\.0 MiB/));
+    assert.equal(parseDicomFile(bomb, 'deflate-bomb.dcm').kind, 'image', 'under the default 320 MiB floor it parses');
   });
 });

@@ -16,10 +16,10 @@
  */
 import dicomParser from 'dicom-parser';
 import type { DataSet } from 'dicom-parser';
-import { inflateRawSync } from 'node:zlib';
 import { ImagingError, describeThrown } from './errors.js';
 import { assertValidGeometry, cross, dot, norm, type Vec3 } from './geometry.js';
-import { MAX_DECOMPRESSED_BYTES, gunzipIfNeeded } from './gzip.js';
+import { gunzipIfNeeded, inflateLimited, isGzip } from './gzip.js';
+import { checkDecompressedBytes, checkVoxels, importLimits, type ImportLimits } from './limits.js';
 import { decodeRleFrame } from './rle.js';
 import type { FileBytes, ImageVolume } from './types.js';
 
@@ -90,8 +90,10 @@ function rawDataSetSyntax(b: Uint8Array): string | null {
   return len < b.length ? TS.implicitLE : null;
 }
 
-const inflater = (arr: Uint8Array, position: number): Uint8Array => {
-  const inflated = inflateRawSync(arr.subarray(position), { maxOutputLength: MAX_DECOMPRESSED_BYTES });
+/** dicom-parser's inflater for Deflated Explicit VR Little Endian, capped by the import limits. */
+const inflaterFor = (name: string, limits: ImportLimits) => (arr: Uint8Array, position: number): Uint8Array => {
+  const inflated = inflateLimited(arr.subarray(position), name, limits, { format: 'deflate-raw' });
+  checkDecompressedBytes(name, 'the inflated data set with its meta header is', position + inflated.length, limits);
   const out = new Uint8Array(position + inflated.length);
   out.set(arr.subarray(0, position));
   out.set(inflated, position);
@@ -105,22 +107,26 @@ const str = (ds: DataSet, tag: string): string | undefined => {
 
 /**
  * Parses one DICOM file. `headerOnly` stops before PixelData (for fast folder scans).
- * Throws TWF_E_IMPORT_CORRUPT for truncated/damaged files, TWF_E_IMPORT_UNKNOWN_FORMAT for non-DICOM bytes.
+ * Throws TWF_E_IMPORT_CORRUPT for truncated/damaged files, TWF_E_IMPORT_UNKNOWN_FORMAT for non-DICOM bytes,
+ * TWF_E_IMPORT_TOO_LARGE when a gzipped file or a deflated data set inflates beyond `opts.limits`.
  */
-export function parseDicomFile(bytes: Uint8Array, name = '<dicom>', opts: { headerOnly?: boolean } = {}): DicomFile {
-  const b = gunzipIfNeeded(bytes, name);
+export function parseDicomFile(bytes: Uint8Array, name = '<dicom>', opts: { headerOnly?: boolean; limits?: Partial<ImportLimits> } = {}): DicomFile {
+  const limits = importLimits(opts.limits);
+  if (!isGzip(bytes)) checkDecompressedBytes(name, 'the uncompressed file is', bytes.length, limits);
+  const b = gunzipIfNeeded(bytes, name, limits);
   const part10 = b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
   const rawTs = part10 ? null : rawDataSetSyntax(b);
   if (!part10 && rawTs == null) {
     throw new ImagingError('TWF_E_IMPORT_UNKNOWN_FORMAT', name, 'not a DICOM file (no "DICM" at byte 128 and no data set at byte 0)');
   }
-  const options: Record<string, unknown> = { inflater };
+  const options: Record<string, unknown> = { inflater: inflaterFor(name, limits) };
   if (rawTs) options.TransferSyntaxUID = rawTs;
   if (opts.headerOnly) options.untilTag = 'x7fe00010';
   let ds: DataSet;
   try {
     ds = dicomParser.parseDicom(b, options as Parameters<typeof dicomParser.parseDicom>[1]);
   } catch (e) {
+    if (e instanceof ImagingError) throw e; // from the inflater
     const msg = describeThrown(e);
     const truncated = /overrun|past end|outside|beyond/i.test(msg);
     throw new ImagingError('TWF_E_IMPORT_CORRUPT', name,
@@ -180,7 +186,7 @@ export function dsNumbers(f: DicomFile, tag: string, what: string, count?: numbe
 
 interface PixelInfo { rows: number; cols: number; bitsAllocated: number; bitsStored: number; signed: boolean; slope: number; inter: number; warnings: string[] }
 
-function pixelInfo(f: DicomFile): PixelInfo {
+function pixelInfo(f: DicomFile, limits: ImportLimits): PixelInfo {
   const ds = f.dataSet;
   const unsupported = (why: string): never => {
     throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', f.name, why);
@@ -189,11 +195,16 @@ function pixelInfo(f: DicomFile): PixelInfo {
   const cols = ds.uint16('x00280011') ?? 0;
   if (rows < 1 || cols < 1) throw new ImagingError('TWF_E_IMPORT_CORRUPT', f.name, `Rows/Columns are ${rows}x${cols}: not an image`);
   const spp = ds.uint16('x00280002') ?? 1;
+  const frames = ds.intString('x00280008') ?? 1;
+  const bitsAllocated = ds.uint16('x00280100') ?? 16;
+  // What the header would have us allocate, checked before anything else (a refusal that names the limit beats "unsupported").
+  const voxels = cols * rows * Math.max(1, frames) * Math.max(1, spp);
+  const shown = `Columns x Rows x frames${spp > 1 ? ' x samples' : ''} ${cols}x${rows}x${frames}${spp > 1 ? `x${spp}` : ''}`;
+  checkVoxels(f.name, shown, voxels, limits);
+  checkDecompressedBytes(f.name, `${shown} at ${bitsAllocated} bits is`, (voxels * bitsAllocated) / 8, limits);
   const photometric = str(ds, 'x00280004') ?? 'MONOCHROME2';
   if (spp !== 1 || !photometric.startsWith('MONOCHROME')) unsupported(`colour image (SamplesPerPixel ${spp}, ${photometric}): only greyscale images are read`);
-  const frames = ds.intString('x00280008') ?? 1;
   if (frames > 1) unsupported(`multi-frame image (${frames} frames): only single-frame series are read; export one file per slice`);
-  const bitsAllocated = ds.uint16('x00280100') ?? 16;
   if (![8, 16, 32].includes(bitsAllocated)) unsupported(`BitsAllocated ${bitsAllocated}: only 8, 16 or 32 are read`);
   const bitsStored = ds.uint16('x00280101') ?? bitsAllocated;
   const highBit = ds.uint16('x00280102') ?? bitsStored - 1;
@@ -209,10 +220,10 @@ function pixelInfo(f: DicomFile): PixelInfo {
   return { rows, cols, bitsAllocated, bitsStored, signed, slope, inter, warnings };
 }
 
-/** Pixel values of one single-frame greyscale image, rescale applied, x (column) fastest. */
-export function dicomPixels(f: DicomFile): { data: Float32Array; rows: number; cols: number; warnings: string[] } {
+/** Pixel values of one single-frame greyscale image, rescale applied, x (column) fastest. Sizes are checked against `limits` first. */
+export function dicomPixels(f: DicomFile, limits: Partial<ImportLimits> = {}): { data: Float32Array; rows: number; cols: number; warnings: string[] } {
   if (f.headerOnly) throw new Error(`dicomPixels: ${f.name} was parsed with headerOnly; parse the whole file`);
-  const info = pixelInfo(f);
+  const info = pixelInfo(f, importLimits(limits));
   const { rows, cols, bitsAllocated, bitsStored, signed, slope, inter } = info;
   const ts = f.transferSyntaxUid;
   const ds = f.dataSet;
@@ -311,6 +322,8 @@ export function groupDicomSeries(files: DicomFile[]): {
 export interface DicomSeriesOptions {
   /** Accept slice spacing that varies by more than 1% (or 0.01 mm): the mean is used and a warning added. */
   allowNonUniformSpacing?: boolean;
+  /** Import limits (limits.ts); the defaults when absent. */
+  limits?: Partial<ImportLimits>;
 }
 
 /** Builds one volume from the files of one image series (fully parsed, any order). */
@@ -395,10 +408,12 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
 
   const [rows, cols] = [s0.rows, s0.cols];
   const per = rows * cols;
+  const limits = importLimits(opts.limits);
+  checkVoxels(label, `Columns x Rows x slices ${cols}x${rows}x${slices.length}`, per * slices.length, limits);
   const data = new Float32Array(per * slices.length);
   const tsSet = new Set<string>();
   slices.forEach((s, k) => {
-    const px = dicomPixels(s.f);
+    const px = dicomPixels(s.f, limits);
     data.set(px.data, k * per);
     warnings.push(...px.warnings);
     tsSet.add(s.f.transferSyntaxUid);
@@ -433,7 +448,7 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
  * are ignored). With several image series, `seriesUid` picks one; otherwise TWF_E_IMPORT_REFERENCE.
  */
 export function readDicomSeries(inputs: FileBytes[], opts: DicomSeriesOptions & { seriesUid?: string } = {}): ImageVolume {
-  const { series } = groupDicomSeries(inputs.map((i) => parseDicomFile(i.bytes, i.name)));
+  const { series } = groupDicomSeries(inputs.map((i) => parseDicomFile(i.bytes, i.name, opts.limits ? { limits: opts.limits } : {})));
   const pick = opts.seriesUid ? series.filter((s) => s.seriesUid === opts.seriesUid) : series;
   if (pick.length !== 1) {
     throw new ImagingError('TWF_E_IMPORT_REFERENCE', inputs[0]?.name,

@@ -4,14 +4,15 @@
  * whose header is longer, e.g. an RTSTRUCT, is read whole), so pixel data is read only once, by
  * loadImportUnit.
  */
-import { open, readFile, readdir } from 'node:fs/promises';
+import { open, readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ImagingError, describeThrown } from './errors.js';
+import { ImagingError, describeThrown, type ImagingErrorCode } from './errors.js';
 import { dicomSeriesToVolume, groupDicomSeries, parseDicomFile, type DicomFile, type DicomSeriesOptions } from './dicom.js';
 import { gunzipPrefix, isGzip } from './gzip.js';
+import { checkFileSize, importLimits, type ImportLimits } from './limits.js';
 import { niftiMagicProblem, readNiftiImage } from './nifti.js';
 import { readNrrdImage } from './nrrd.js';
-import { parseRtStruct, rtReferencedSeriesUids, rtStructToMasks } from './rtstruct.js';
+import { checkMaskVoxels, parseRtStruct, rtReferencedSeriesUids, rtStructToMasks } from './rtstruct.js';
 import { sniffFormat } from './sniff.js';
 import type { ImageVolume, MaskVolume } from './types.js';
 
@@ -33,8 +34,8 @@ export interface FolderScan {
   units: ImportUnit[];
   /** RTSTRUCTs whose referenced series is not in the folder. */
   unattachedRtstructs: string[];
-  /** Files that are not images/tables, or could not be read, with the reason. */
-  skipped: { file: string; reason: string }[];
+  /** Files that are not images/tables, or could not be read, with the reason (and its code when an ImagingError said it). */
+  skipped: { file: string; reason: string; code?: ImagingErrorCode }[];
 }
 
 const PREFIX = 64 * 1024;
@@ -49,6 +50,12 @@ async function readPrefix(file: string, n: number): Promise<Uint8Array> {
   } finally {
     await fh.close();
   }
+}
+
+/** The whole file, once its size is known to be within the limits (TWF_E_IMPORT_TOO_LARGE otherwise). */
+async function readFileWithin(file: string, limits: ImportLimits): Promise<Uint8Array> {
+  checkFileSize(file, (await stat(file)).size, limits);
+  return readFile(file);
 }
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -66,8 +73,9 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Lists `root` recursively and groups its files into import units (see ImportUnit). */
-export async function scanFolder(root: string): Promise<FolderScan> {
+/** Lists `root` recursively and groups its files into import units (see ImportUnit). `limits` cap the files read whole (DICOM headers longer than 64 KiB). */
+export async function scanFolder(root: string, limits: Partial<ImportLimits> = {}): Promise<FolderScan> {
+  const lim = importLimits(limits);
   const files = await listFiles(root);
   const units: ImportUnit[] = [];
   const skipped: FolderScan['skipped'] = [];
@@ -84,15 +92,15 @@ export async function scanFolder(root: string): Promise<FolderScan> {
         else if (kind === 'dicom') {
           let f: DicomFile;
           try {
-            f = parseDicomFile(head, file, { headerOnly: true });
+            f = parseDicomFile(head, file, { headerOnly: true, limits: lim });
           } catch {
-            f = parseDicomFile(await readFile(file), file, { headerOnly: true });
+            f = parseDicomFile(await readFileWithin(file, lim), file, { headerOnly: true, limits: lim });
           }
           if (f.kind === 'other') skipped.push({ file, reason: `DICOM object without image (SOP class ${f.sopClassUid ?? '?'})` });
           else dicom.push(f);
         } else skipped.push({ file, reason: 'not a NIfTI, NRRD, DICOM or CSV file' });
       } catch (e) {
-        skipped.push({ file, reason: describeThrown(e) });
+        skipped.push({ file, reason: describeThrown(e), ...(e instanceof ImagingError ? { code: e.code } : {}) });
       }
     }));
   }
@@ -135,16 +143,23 @@ export async function scanFolder(root: string): Promise<FolderScan> {
 /**
  * Reads a unit: the image volume, plus for a DICOM series one mask per ROI of each attached
  * RTSTRUCT, rasterised on the series' grid. CSV units are not images (TWF_E_IMPORT_UNKNOWN_FORMAT).
+ * Every file's size, and what its header declares, is checked against `opts.limits` before it is
+ * read or allocated from (TWF_E_IMPORT_TOO_LARGE).
  */
 export async function loadImportUnit(unit: ImportUnit, opts: DicomSeriesOptions = {}): Promise<{ image: ImageVolume; masks: MaskVolume[] }> {
+  const limits = importLimits(opts.limits);
+  const file = unit.files[0];
   switch (unit.kind) {
-    case 'nifti': return { image: readNiftiImage(await readFile(unit.files[0]), unit.files[0]), masks: [] };
-    case 'nrrd': return { image: readNrrdImage(await readFile(unit.files[0]), unit.files[0]), masks: [] };
+    case 'nifti': return { image: readNiftiImage(await readFileWithin(file, limits), file, limits), masks: [] };
+    case 'nrrd': return { image: readNrrdImage(await readFileWithin(file, limits), file, limits), masks: [] };
     case 'dicom-series': {
-      const parsed = await Promise.all(unit.files.map(async (f) => parseDicomFile(await readFile(f), f)));
-      const image = dicomSeriesToVolume(parsed, opts);
+      for (const f of [...unit.files, ...(unit.rtstructs ?? [])]) checkFileSize(f, (await stat(f)).size, limits);
+      const parsed = await Promise.all(unit.files.map(async (f) => parseDicomFile(await readFile(f), f, { limits })));
+      const image = dicomSeriesToVolume(parsed, { ...opts, limits });
+      const rts = await Promise.all((unit.rtstructs ?? []).map(async (f) => parseRtStruct(await readFile(f), f, limits)));
+      checkMaskVoxels(rts, image, limits);
       const masks: MaskVolume[] = [];
-      for (const rtFile of unit.rtstructs ?? []) masks.push(...rtStructToMasks(parseRtStruct(await readFile(rtFile), rtFile), image));
+      for (const rt of rts) masks.push(...rtStructToMasks(rt, image, { limits }));
       return { image, masks };
     }
     default:

@@ -16,8 +16,9 @@
 import * as nifti from 'nifti-reader-js';
 import { ImagingError, wrapThrown } from './errors.js';
 import { assertValidGeometry, splitColumns, type Vec3 } from './geometry.js';
-import { gunzipIfNeeded } from './gzip.js';
-import { copyBytes, decodeSamples, type SampleType } from './pixels.js';
+import { gunzipPrefix, inflateLimited, isGzip } from './gzip.js';
+import { checkDecompressedBytes, checkVoxels, importLimits, type ImportLimits } from './limits.js';
+import { SAMPLE_BYTES, copyBytes, decodeSamples, type SampleType } from './pixels.js';
 import type { ImageVolume } from './types.js';
 
 const DATATYPES: Record<number, SampleType> = {
@@ -60,9 +61,58 @@ export function niftiMagicProblem(raw: Uint8Array): string | null {
   return null;
 }
 
-/** Reads a .nii or .nii.gz held in memory. `name` is used in error messages and `source.files`. */
-export function readNiftiImage(bytes: Uint8Array, name = '<nifti>'): ImageVolume {
-  const raw = gunzipIfNeeded(bytes, name);
+/**
+ * Sizes a NIfTI header declares, read straight from its bytes (`head`: at least the 348/540-byte
+ * header, already gunzipped): the voxels of volume 0 (what the reader allocates) and the bytes
+ * of the whole file (vox_offset + every volume). Null when the header is not readable enough to
+ * tell; the reader then reports what is wrong with it.
+ */
+export function niftiDeclaredSize(head: Uint8Array): { dims: number[]; voxels: number; bytes: number } | null {
+  const kind = niftiHeaderKind(head);
+  if (kind == null) return null;
+  const { version, littleEndian: le } = kind;
+  if (head.length < (version === 1 ? 348 : 540)) return null;
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const dim = (i: number) => (version === 1 ? v.getInt16(40 + 2 * i, le) : Number(v.getBigInt64(16 + 8 * i, le)));
+  const nd = dim(0);
+  if (!Number.isInteger(nd) || nd < 1 || nd > 7) return null;
+  const dims = Array.from({ length: nd }, (_, i) => dim(i + 1));
+  if (dims.some((d) => !Number.isSafeInteger(d) || d < 1)) return null;
+  const datatype = version === 1 ? v.getInt16(70, le) : v.getInt16(12, le);
+  const bitpix = version === 1 ? v.getInt16(72, le) : v.getInt16(14, le);
+  const type = DATATYPES[datatype];
+  const sampleBytes = type ? SAMPLE_BYTES[type] : Math.max(1, bitpix / 8);
+  const voxOffset = version === 1 ? v.getFloat32(108, le) : Number(v.getBigInt64(168, le));
+  const voxels = dims.slice(0, 3).reduce((p, d) => p * d, 1);
+  const all = dims.reduce((p, d) => p * d, 1);
+  return { dims, voxels, bytes: (Number.isFinite(voxOffset) && voxOffset > 0 ? Math.floor(voxOffset) : 0) + all * sampleBytes };
+}
+
+/**
+ * The bytes of a .nii, or of a .nii.gz inflated, once the sizes its header declares are within
+ * `limits`: the header is read from the first few KiB of the stream, so a bomb is refused
+ * (TWF_E_IMPORT_TOO_LARGE) before the rest is inflated. Inflation itself is capped as well.
+ */
+export function niftiBytesWithin(bytes: Uint8Array, name: string | undefined, limits: ImportLimits): Uint8Array {
+  const gz = isGzip(bytes);
+  if (!gz) checkDecompressedBytes(name, 'the uncompressed file is', bytes.length, limits);
+  const head = gz ? gunzipPrefix(bytes, 544) : bytes;
+  const declared = head ? niftiDeclaredSize(head) : null;
+  if (declared) {
+    const shown = declared.dims.slice(0, 3).join('x');
+    checkVoxels(name, `dims ${shown}${declared.dims.length > 3 ? ` (volume 0 of ${declared.dims.slice(3).join('x')})` : ''}`, declared.voxels, limits);
+    checkDecompressedBytes(name, `the header declares dims ${declared.dims.join('x')}:`, declared.bytes, limits);
+  }
+  return gz ? inflateLimited(bytes, name, limits, declared ? { expectedBytes: declared.bytes } : {}) : bytes;
+}
+
+/**
+ * Reads a .nii or .nii.gz held in memory. `name` is used in error messages and `source.files`.
+ * The header's sizes are checked against `limits` (limits.ts) before anything else is inflated or
+ * allocated: TWF_E_IMPORT_TOO_LARGE.
+ */
+export function readNiftiImage(bytes: Uint8Array, name = '<nifti>', limits: Partial<ImportLimits> = {}): ImageVolume {
+  const raw = niftiBytesWithin(bytes, name, importLimits(limits));
   const kind = niftiHeaderKind(raw);
   if (kind == null) {
     throw new ImagingError('TWF_E_IMPORT_UNKNOWN_FORMAT', name, 'not a NIfTI file (sizeof_hdr is neither 348 nor 540 in either byte order)');

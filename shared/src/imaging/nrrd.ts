@@ -14,7 +14,8 @@
 import nrrdJs, { type NrrdParsed } from 'nrrd-js';
 import { ImagingError, describeThrown } from './errors.js';
 import { IDENTITY3, assertValidGeometry, cross, splitColumns, type Vec3 } from './geometry.js';
-import { gunzipIfNeeded, gunzipOrThrow } from './gzip.js';
+import { gunzipIfNeeded, inflateLimited, isGzip } from './gzip.js';
+import { checkDecompressedBytes, checkVoxels, importLimits, type ImportLimits } from './limits.js';
 import { SAMPLE_BYTES, decodeSamples, type SampleType } from './pixels.js';
 import type { ImageVolume } from './types.js';
 
@@ -53,9 +54,14 @@ function parseQuotedList(s: string): string[] {
   return [...s.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1].replace(/\\"/g, '"'));
 }
 
-/** Reads a .nrrd file held in memory. */
-export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>'): ImageVolume {
-  const b = gunzipIfNeeded(bytes, name);
+/**
+ * Reads a .nrrd file held in memory. The sizes in the header are checked against `limits`
+ * (limits.ts) before the data is inflated or decoded: TWF_E_IMPORT_TOO_LARGE.
+ */
+export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>', limits: Partial<ImportLimits> = {}): ImageVolume {
+  const lim = importLimits(limits);
+  if (!isGzip(bytes)) checkDecompressedBytes(name, 'the uncompressed file is', bytes.length, lim);
+  const b = gunzipIfNeeded(bytes, name, lim);
   if (!isNrrd(b)) throw new ImagingError('TWF_E_IMPORT_UNKNOWN_FORMAT', name, 'not a NRRD file (no "NRRD000x" magic line)');
   const end = headerEnd(b, 4 << 20);
   if (end < 0) {
@@ -126,6 +132,8 @@ export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>'): ImageVolume {
   const dims: Vec3 = [spatial[0].s, spatial[1]?.s ?? 1, spatial[2]?.s ?? 1];
   const n = dims[0] * dims[1] * dims[2];
   const total = sizes.reduce((p, s) => p * s, 1);
+  checkVoxels(name, `sizes ${dims.join('x')}${extraVolumes > 1 ? ` (volume 0 of ${extraVolumes})` : ''}`, n, lim);
+  checkDecompressedBytes(name, `the header declares sizes ${sizes.join('x')} of ${type}:`, total * SAMPLE_BYTES[type], lim);
 
   // Voxel data.
   const le = h.endian !== 'big';
@@ -154,7 +162,8 @@ export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>'): ImageVolume {
       break;
     }
     case 'gzip': {
-      const p = gunzipOrThrow(skipLines(payload), name);
+      const simple = !h.lineSkip && !h.byteSkip;
+      const p = inflateLimited(skipLines(payload), name, lim, simple ? { expectedBytes: need } : {});
       data = decodeSamples(p, atSkip(p), n, type, le, name);
       break;
     }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import {
-  fillPolygonEvenOdd, longestDiameter, longestDiameterMm, maskVolumeMm3, maskVoxelCount, parseRtStruct, readDicomSeries,
+  ImagingError, checkMaskVoxels, importLimits, fillPolygonEvenOdd, longestDiameter, longestDiameterMm, maskVolumeMm3, maskVoxelCount, parseRtStruct, readDicomSeries,
   readNiftiImage, rtStructToMasks, type ImageVolume,
 } from './index.js';
 
@@ -53,6 +53,30 @@ describe('RTSTRUCT', () => {
     assert.equal(masks.length, 1);
     // Contour 1 is the rectangle x -200..200, y -150..150: all 40x30 centres inside.
     assert.equal(maskVoxelCount({ ...masks[0], data: masks[0].data.subarray(0, 1200) }), 1200);
+  });
+});
+
+describe('RTSTRUCT import limits', () => {
+  const tooLarge = (what: RegExp) => (e: unknown) => e instanceof ImagingError && e.code === 'TWF_E_IMPORT_TOO_LARGE' && what.test(e.message);
+  const dir = 'formats/ibsi_sts_dicom/STS_002/PET';
+  const rs = () => read(`${dir}/mask/RS.dcm`);
+
+  it('contour points are counted before any is parsed: one over maxContourPoints is refused', () => {
+    const rt = parseRtStruct(rs(), 'RS.dcm');
+    const points = rt.rois.reduce((n, r) => n + r.contours.reduce((m, c) => m + c.points.length / 3, 0), 0);
+    assert.ok(points > 100, `${points} points`);
+    assert.equal(parseRtStruct(rs(), 'RS.dcm', { maxContourPoints: points }).rois[0].contours.length, 16);
+    assert.throws(() => parseRtStruct(rs(), 'RS.dcm', { maxContourPoints: points - 1 }),
+      tooLarge(new RegExp(`contour points: ${points} contour points, more than the limit of ${points - 1} per RTSTRUCT.*--max-contour-points`)));
+  });
+
+  it('ROIs x grid voxels beyond maxMaskVoxels is refused before the first mask is made, across the RTSTRUCTs of a series', () => {
+    const image = readDicomSeries(readdirSync(path.join(DATA!, dir, 'image')).map((n) => ({ name: n, bytes: read(`${dir}/image/${n}`) })));
+    const rt = parseRtStruct(rs(), 'RS.dcm');
+    const grid = image.dims[0] * image.dims[1] * image.dims[2];
+    assert.equal(rtStructToMasks(rt, image, { limits: { maxMaskVoxels: grid } }).length, 1);
+    assert.throws(() => rtStructToMasks(rt, image, { limits: { maxMaskVoxels: grid - 1 } }), tooLarge(/mask voxels: 1 ROIs x 30x27x48 grid = 38880 mask voxels.*--max-mask-voxels/));
+    assert.throws(() => checkMaskVoxels([rt, rt], image, importLimits({ maxMaskVoxels: grid })), tooLarge(/2 ROIs x 30x27x48 grid/));
   });
 });
 

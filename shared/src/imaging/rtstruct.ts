@@ -13,6 +13,7 @@ import type { DataSet } from 'dicom-parser';
 import { ImagingError } from './errors.js';
 import { worldToVoxelFn } from './geometry.js';
 import { parseDicomFile, type DicomFile } from './dicom.js';
+import { importLimits, tooLarge, type ImportLimits } from './limits.js';
 import type { ImageVolume, MaskVolume } from './types.js';
 
 export interface RtContour {
@@ -61,14 +62,45 @@ export function rtReferencedSeriesUids(ds: DataSet): string[] {
   return out;
 }
 
-/** Parses an RTSTRUCT from bytes or an already parsed DicomFile. */
-export function parseRtStruct(input: Uint8Array | DicomFile, name = '<rtstruct>'): RtStruct {
-  const f = input instanceof Uint8Array ? parseDicomFile(input, name) : input;
+/** Count of backslash-separated values in a DS list (points = values / 3), without splitting it. */
+function valueCount(text: string): number {
+  let n = 1;
+  for (let i = text.indexOf('\\'); i >= 0; i = text.indexOf('\\', i + 1)) n++;
+  return n;
+}
+
+/** A DS list as numbers, straight into a Float64Array (no array of substrings: ContourData can be large). */
+function parseDsList(text: string, count: number): Float64Array {
+  const out = new Float64Array(count);
+  let start = 0;
+  for (let k = 0; k < count; k++) {
+    const end = text.indexOf('\\', start);
+    out[k] = Number(text.slice(start, end < 0 ? text.length : end));
+    start = end + 1;
+  }
+  return out;
+}
+
+/**
+ * Parses an RTSTRUCT from bytes or an already parsed DicomFile. The contour points of all ROIs
+ * are counted before any is parsed: more than `limits.maxContourPoints` is TWF_E_IMPORT_TOO_LARGE.
+ */
+export function parseRtStruct(input: Uint8Array | DicomFile, name = '<rtstruct>', limits: Partial<ImportLimits> = {}): RtStruct {
+  const lim = importLimits(limits);
+  const f = input instanceof Uint8Array ? parseDicomFile(input, name, { limits: lim }) : input;
   const file = f.name;
   if (f.kind !== 'rtstruct') {
     throw new ImagingError('TWF_E_IMPORT_REFERENCE', file, `is not an RT Structure Set (SOP class ${f.sopClassUid ?? '?'}, modality ${f.modality ?? '?'})`);
   }
   const ds = f.dataSet;
+  let points = 0;
+  for (const rc of items(ds, 'x30060039')) {
+    for (const c of items(rc, 'x30060040')) {
+      const text = s(c, 'x30060050');
+      if (text) points += valueCount(text) / 3;
+    }
+  }
+  if (points > lim.maxContourPoints) throw tooLarge(file, 'maxContourPoints', `${Math.floor(points)} contour points`, `${lim.maxContourPoints} per RTSTRUCT`);
   const rois = new Map<number, RtRoi>();
   for (const r of items(ds, 'x30060020')) {
     const num = Number(s(r, 'x30060022'));
@@ -88,13 +120,13 @@ export function parseRtStruct(input: Uint8Array | DicomFile, name = '<rtstruct>'
     for (const c of items(rc, 'x30060040')) {
       const text = s(c, 'x30060050');
       if (!text) continue;
-      const vals = text.split('\\').map(Number);
+      const vals = parseDsList(text, valueCount(text));
       const npts = Number(s(c, 'x30060046') ?? vals.length / 3);
       if (vals.length % 3 !== 0 || vals.some((v) => !Number.isFinite(v)) || (Number.isFinite(npts) && npts * 3 !== vals.length)) {
         throw new ImagingError('TWF_E_IMPORT_CORRUPT', file,
           `ContourData of ROI ${num} (${roi.name}) has ${vals.length} values for ${npts} points, or values that are not numbers`);
       }
-      const contour: RtContour = { geometricType: s(c, 'x30060042') ?? 'CLOSED_PLANAR', points: Float64Array.from(vals) };
+      const contour: RtContour = { geometricType: s(c, 'x30060042') ?? 'CLOSED_PLANAR', points: vals };
       const ref = items(c, 'x30060016')[0];
       const refUid = ref ? s(ref, 'x00081155') : undefined;
       if (refUid) contour.referencedSopInstanceUid = refUid;
@@ -114,6 +146,8 @@ export interface RasteriseOptions {
   ignoreFrameOfReference?: boolean;
   /** Voxel value written for the ROI (default 1). */
   value?: number;
+  /** Import limits (limits.ts): rtStructToMasks refuses ROIs × grid voxels beyond maxMaskVoxels. */
+  limits?: Partial<ImportLimits>;
 }
 
 /**
@@ -174,10 +208,29 @@ export function rasteriseRoi(roi: RtRoi, image: ImageVolume, opts: RasteriseOpti
   return out;
 }
 
-/** One mask per ROI that has at least one closed polygon, each on the grid of `image`. */
+const hasClosedContour = (r: RtRoi) => r.contours.some((c) => c.geometricType === 'CLOSED_PLANAR');
+
+/**
+ * Refuses (TWF_E_IMPORT_TOO_LARGE) the masks `rts` would make on `image` when their voxels
+ * (one grid per ROI with a closed contour) exceed limits.maxMaskVoxels; pass every RTSTRUCT of a
+ * series to check them together.
+ */
+export function checkMaskVoxels(rts: RtStruct[], image: ImageVolume, limits: ImportLimits): void {
+  const rois = rts.reduce((n, rt) => n + rt.rois.filter(hasClosedContour).length, 0);
+  const grid = image.dims[0] * image.dims[1] * image.dims[2];
+  if (rois * grid > limits.maxMaskVoxels) {
+    throw tooLarge(rts[0]?.file, 'maxMaskVoxels', `${rois} ROIs x ${image.dims.join('x')} grid = ${rois * grid} mask voxels`, `${limits.maxMaskVoxels} mask voxels per series`);
+  }
+}
+
+/**
+ * One mask per ROI that has at least one closed polygon, each on the grid of `image`. ROIs ×
+ * grid voxels beyond `opts.limits.maxMaskVoxels` is refused before the first mask is made.
+ */
 export function rtStructToMasks(rt: RtStruct, image: ImageVolume, opts: RasteriseOptions = {}): MaskVolume[] {
+  checkMaskVoxels([rt], image, importLimits(opts.limits));
   return rt.rois
-    .filter((r) => r.contours.some((c) => c.geometricType === 'CLOSED_PLANAR'))
+    .filter(hasClosedContour)
     .map((r) => {
       const m = rasteriseRoi(r, image, opts);
       m.source = { ...m.source, files: [rt.file] };

@@ -1,12 +1,12 @@
 import { and, eq, isNotNull } from 'drizzle-orm';
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { sha256Hex } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { extractSlices, type NiftiVolume } from '@twinfed/shared/data/index';
 import {
-  ImagingError, fileDigest, loadImportUnit, longestDiameterMm, maskVolumeMm3, maskVoxelCount, scanFolder, sniffFormat,
-  type ImageVolume, type ImportUnit, type MaskVolume,
+  ImagingError, checkFileSize, fileDigest, importLimits, loadImportUnit, longestDiameterMm, maskVolumeMm3, maskVoxelCount, scanFolder, sniffFormat,
+  type ImageVolume, type ImportLimits, type ImportUnit, type MaskVolume,
 } from '@twinfed/shared/imaging/index';
 import type { SiteDb } from '../db/index.js';
 import { importedFiles, imagingSeries, lesions, masks, measurements, radiomicsFeatures, segSlices, timepoints, treatments, twinPatients } from '../db/schema.js';
@@ -30,6 +30,12 @@ export interface ImportOptions {
   refit?: boolean;
   /** Compute IBSI radiomics features of every imported mask (default true; docs/radiomics.md). */
   radiomics?: boolean;
+  /**
+   * Caps on what one file may make the importer allocate (voxels, decompressed bytes, compression
+   * ratio, RTSTRUCT points and masks); the defaults of DEFAULT_IMPORT_LIMITS for those not given.
+   * A file beyond one is reported `failed` with TWF_E_IMPORT_TOO_LARGE and nothing of it is stored.
+   */
+  limits?: Partial<ImportLimits>;
 }
 
 export interface ImportRow {
@@ -48,6 +54,17 @@ export interface ImportReport {
 }
 
 const MASK_RE = /([_-]?)(mask|label|labels|seg|segmentation)$/i;
+
+/** The first `n` bytes of a file (format sniffing reads no more, whatever the file's size). */
+function readHead(file: string, n: number): Uint8Array {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = new Uint8Array(n);
+    return buf.subarray(0, readSync(fd, buf, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
 const stem = (f: string) => basename(f).replace(/\.(nii\.gz|nii|nrrd|nhdr|csv|gz)$/i, '');
 
 function modalityOf(image: ImageVolume, file: string): string {
@@ -72,15 +89,18 @@ function daysBetween(a: string, b: string): number {
 export async function importPath(db: SiteDb, audit: AuditLog, path: string, opts: ImportOptions = {}): Promise<ImportReport> {
   const root = resolve(path);
   const isDir = statSync(root).isDirectory();
+  const limits = importLimits(opts.limits);
+  opts = { ...opts, limits };
   let units: ImportUnit[];
   const rows: ImportRow[] = [];
   if (isDir) {
-    const scan = await scanFolder(root);
+    const scan = await scanFolder(root, limits);
     units = scan.units;
-    for (const s of scan.skipped) rows.push({ unit: s.file, kind: 'unknown', status: 'skipped', detail: s.reason });
+    // A file refused by an import limit while scanning (a gzipped DICOM bomb) failed; the rest are not for us.
+    for (const s of scan.skipped) rows.push({ unit: s.file, kind: 'unknown', status: s.code === 'TWF_E_IMPORT_TOO_LARGE' ? 'failed' : 'skipped', detail: s.reason });
     for (const r of scan.unattachedRtstructs) rows.push({ unit: r, kind: 'rtstruct', status: 'skipped', detail: 'its referenced image series is not in this folder; import them together' });
   } else {
-    const kind = sniffFormat(root, readFileSync(root).subarray(0, 65536));
+    const kind = sniffFormat(root, readHead(root, 65536));
     if (kind === 'unknown') return { rows: [{ unit: root, kind, status: 'skipped', detail: 'not NIfTI, NRRD, DICOM or CSV' }], refits: [] };
     units = [{ kind: kind === 'dicom' ? 'dicom-series' : kind, files: [root] }];
   }
@@ -134,6 +154,7 @@ async function importImageUnit(
   const allFiles = [...u.files, ...(u.rtstructs ?? []), ...labelUnits.flatMap((l) => l.files)];
   let digest: string;
   try {
+    for (const f of allFiles) checkFileSize(f, statSync(f).size, opts.limits);
     digest = sha256Hex(allFiles.map((f) => fileDigest(new Uint8Array(readFileSync(f)))).join(''));
   } catch (e) {
     return { unit: name, kind: u.kind, status: 'failed', detail: (e as Error).message };
@@ -142,11 +163,11 @@ async function importImageUnit(
   let image: ImageVolume;
   let labelMasks: MaskVolume[];
   try {
-    const loaded = await loadImportUnit(u);
+    const loaded = await loadImportUnit(u, { limits: opts.limits ?? {} });
     image = loaded.image;
     labelMasks = loaded.masks;
     for (const l of labelUnits) {
-      const m = (await loadImportUnit(l)).image;
+      const m = (await loadImportUnit(l, { limits: opts.limits ?? {} })).image;
       if (m.dims.join() !== image.dims.join()) throw new ImagingError('TWF_E_IMPORT_GEOMETRY', l.files[0], `has dims ${m.dims.join('x')}, its image ${image.dims.join('x')}`);
       labelMasks.push({ ...m, labels: [{ value: 1, name: 'GTV' }] });
     }
@@ -242,6 +263,7 @@ async function importImageUnit(
 function importCsv(db: SiteDb, audit: AuditLog, file: string, opts: ImportOptions, changed: Set<string>): ImportRow {
   let text: string;
   try {
+    checkFileSize(file, statSync(file).size, opts.limits);
     text = readFileSync(file, 'utf8');
   } catch (e) {
     return { unit: file, kind: 'csv', status: 'failed', detail: (e as Error).message };
