@@ -772,6 +772,15 @@ export class CoordinatorEngine {
     return activeJoined(this.db, st).some((r) => r.siteId === siteId);
   }
 
+  /**
+   * Signs and sends an arbitrary coordinator message. The protocol never needs this; the red-team
+   * suite uses it to play a malicious coordinator operator (who holds the coordinator's key and
+   * can send anything), so that the sites' own checks are what is tested.
+   */
+  sendAsCoordinator(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, m?: Meta): boolean {
+    return this.sendTo(siteId, type, studyId, round, body, m);
+  }
+
   /** Refusals of a round's aggregate (for the lead). */
   refusalsOf(studyId: string, round: number) {
     return this.db.select().from(aggregateRefusals).where(and(eq(aggregateRefusals.studyId, studyId), eq(aggregateRefusals.round, round))).all();
