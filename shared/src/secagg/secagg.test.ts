@@ -23,6 +23,7 @@ import {
   quantizeToZt,
   type HeContext,
 } from '../he/index.js';
+import { mulberry32 } from '../model/prng.js';
 import {
   MASK_BLOCK_SLOTS,
   SECAGG_ERRORS,
@@ -64,17 +65,8 @@ async function assertSecaggAsync(fn: () => Promise<unknown>, code: string): Prom
   await assert.rejects(fn, (e: unknown) => e instanceof SecaggError && e.code === code, `expected SecaggError ${code}`);
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0xffffffff;
-  };
-}
+/** Seeded test data (the project's one PRNG for tests and seeded inits). */
+const rng = mulberry32;
 
 const seedOf = (byte: number): Uint8Array => new Uint8Array(32).fill(byte);
 
