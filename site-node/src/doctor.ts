@@ -53,7 +53,7 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
   try {
     const id = loadIdentity(idPath);
     const mode = (statSync(idPath).mode & 0o777).toString(8);
-    checks.push({ name: 'identity keys', ok: true, detail: `${idPath} mode ${mode}; Ed25519 fingerprint ${fingerprint(id.ed25519PublicKey)}, X25519 ${fingerprint(id.x25519PublicKey)}` });
+    checks.push({ name: 'identity keys', ok: true, detail: `${idPath} mode ${mode}; fingerprint ${fingerprint(id.ed25519PublicKey)}:${fingerprint(id.x25519PublicKey)} (Ed25519:X25519, as other sites' officers see this site in a study roster: read it to them out of band)` });
   } catch (e) {
     checks.push({ name: 'identity keys', ok: false, detail: (e as Error).message });
   }
