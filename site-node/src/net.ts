@@ -156,7 +156,8 @@ export class CoordinatorLink {
         s.destroy();
         reject(e);
       };
-      const onError = (e: Error) => done(e instanceof SiteError ? e : new SiteError('TWF_E_TLS', `${where}: ${e.message}`));
+      // A refused or reset TCP connection (coordinator down, restarting) is not a TLS problem: passed on as it is.
+      const onError = (e: Error) => done(e instanceof SiteError || (e as NodeJS.ErrnoException).syscall ? e : new SiteError('TWF_E_TLS', `${where}: ${e.message}`));
       const onSecure = () => {
         const cert = s.getPeerX509Certificate();
         if (!cert) return done(new SiteError('TWF_E_TLS', `${where}: the server sent no certificate`));
@@ -220,7 +221,8 @@ class CheckedProxyAgent extends HttpsProxyAgent<string> {
     }
     if (!(s instanceof tls.TLSSocket)) {
       s.destroy(); // the proxy's refusal, which https-proxy-agent would replay as the coordinator's answer
-      throw new SiteError('TWF_E_PROXY', `${this.link.via.trim()} answered ${status ?? 'without a status'} to CONNECT ${host}:${port}`);
+      const down = status !== null && status >= 502 && status <= 504 ? ': it could not reach the coordinator (down, or not allowed by the proxy)' : '';
+      throw new SiteError('TWF_E_PROXY', `${this.link.via.trim()} answered ${status ?? 'without a status'} to CONNECT ${host}:${port}${down}`);
     }
     await this.link.checked(s, host, port);
     return s;
