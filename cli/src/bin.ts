@@ -64,10 +64,16 @@ coord.command('start')
   .addOption(new Option('--admin-token <token>', 'bearer token for the lead API (min 16 chars)').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
   .option('--tick-ms <ms>', 'deadline check interval', (v) => Number(v), 1000)
   .option('--log-level <level>', 'silent|error|warn|info|debug', 'info')
-  .action(action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info' }) => {
-    const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel });
+  .option('--tls-cert <file>', 'serve HTTPS and WSS with this PEM certificate (default: plain HTTP, e.g. behind a TLS proxy)')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--tls-next-cert <file>', 'certificate of the next key: its pin is sent to every site, signed, so a renewal does not lock them out')
+  .action(action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
+    if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
+    const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
+    const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel, ...(tls ? { tls } : {}) });
     const url = await c.listen();
     console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
+    if (c.tls) console.log(`TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`);
     const stop = async () => {
       await c.close();
       process.exit(0);
@@ -149,9 +155,13 @@ const dataDirOpt = (c: Command) => c.option('--data-dir <dir>', 'site data folde
 dataDirOpt(site.command('enrol').description('Create identity keys and register them with the coordinator using a one-time token'))
   .requiredOption('--coordinator <url>', 'coordinator URL')
   .requiredOption('--token <token>', 'one-time enrolment token from the lead')
-  .action(action(async (o: { dataDir: string; coordinator: string; token: string }) => {
-    const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token });
+  .option('--tls-pin <pin>', "the coordinator's TLS pin from the lead (sha256/BASE64); another key is refused before the token is sent")
+  .option('--tls-ca', 'do not pin: trust certificate authorities and the host name (a coordinator behind a reverse proxy with a public certificate)')
+  .action(action(async (o: { dataDir: string; coordinator: string; token: string; tlsPin?: string; tlsCa?: boolean }) => {
+    if (o.tlsPin && o.tlsCa) throw new InvalidArgumentError('--tls-pin and --tls-ca exclude each other');
+    const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token, tls: o.tlsPin ? { pin: o.tlsPin } : o.tlsCa ? 'ca' : 'first-use' });
     console.log(`enrolled as ${c.siteId} (${c.siteName}) with ${c.coordinatorId}; keys in ${join(o.dataDir, SITE_FILES.identity)} (mode 0600)`);
+    if (c.tlsPins.length) console.log(o.tlsPin ? `TLS key pinned: ${c.tlsPins[0]} (as given)` : `TLS key pinned on first use: ${c.tlsPins[0]}\ncompare it with the pin the consortium lead gives you out of band; if they differ, delete ${resolve(o.dataDir)} and ask IT about TLS inspection`);
   }));
 dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM series (+RTSTRUCT) and measurement CSVs into the site; each file in one transaction; twins refit'))
   .option('--patients <ids>', 'comma-separated patient ids to import (default: all)')

@@ -30,6 +30,12 @@ export const CoordinatorConfigSchema = z.object({
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */
   maxMessageBytes: z.number().int().min(1 << 16).default(64 << 20),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('info'),
+  /**
+   * Serve HTTPS and WSS on `port` from these PEM files (default: plain HTTP, for loopback and a
+   * TLS-terminating proxy). `nextCertFile`: the certificate of the next key; its pin is sent to
+   * every site, signed, after hello, so sites accept it when the coordinator restarts on it.
+   */
+  tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1), nextCertFile: z.string().min(1).optional() }).optional(),
 });
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
 export type CoordinatorConfigInput = z.input<typeof CoordinatorConfigSchema>;

@@ -19,6 +19,8 @@ export interface EngineOptions {
   dealerTimeoutMs?: number;
   now?: () => number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** The TLS pin served now and the next one: each site gets a signed tls.rollover after hello. */
+  tlsRollover?: { pin: string; nextPin: string };
 }
 
 export type StudyRow = typeof studies.$inferSelect;
@@ -35,7 +37,7 @@ export interface EngineContext {
   readonly audit: AuditLog;
   readonly metrics: CoordinatorMetrics;
   readonly coordinatorId: string;
-  readonly opts: Required<Omit<EngineOptions, 'log' | 'now'>>;
+  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover'>>;
   now(): number;
   log(level: 'info' | 'warn' | 'error', msg: string): void;
   /** Signs, audits (msg.sent) and sends one envelope; false when the site is not connected. */

@@ -22,6 +22,7 @@ import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { Rounds } from './rounds.js';
+import { tlsRolloverBody } from './tls.js';
 
 export type { EngineOptions } from './context.js';
 
@@ -68,6 +69,7 @@ export class CoordinatorEngine {
   readonly rounds: Rounds;
   private readonly stepping = new Map<string, Promise<void>>();
   private readonly now: () => number;
+  private readonly tlsRollover: EngineOptions['tlsRollover'];
 
   constructor(
     private readonly db: CoordinatorDb,
@@ -78,6 +80,7 @@ export class CoordinatorEngine {
   ) {
     this.coordinatorId = audit.ownerId;
     this.now = opts.now ?? Date.now;
+    this.tlsRollover = opts.tlsRollover;
     this.signer = { id: this.coordinatorId, ed25519SecretKey: identity.ed25519SecretKey, nextSeq: () => this.nextSeq() };
     this.refusals = new RateLimiter(60, 1, this.now);
     const options = {
@@ -584,6 +587,8 @@ export class CoordinatorEngine {
     const entry = this.received(env, `backend=${body.backend}`);
     const site = siteRow(this.db, siteId)!;
     this.sendTo(siteId, 'welcome', null, null, { coordinatorId: this.coordinatorId, protocolVersion: PROTOCOL_VERSION, serverTimeMs: this.now(), lastSeqSeen: site.lastSeq });
+    // Before any study traffic, so a site that connects once during the renewal window learns the next key.
+    if (this.tlsRollover) this.sendTo(siteId, 'tls.rollover', null, null, tlsRolloverBody(this.coordinatorId, this.tlsRollover, this.identity.ed25519SecretKey, this.now()));
     for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) {
       const st = studyRow(this.db, row.studyId);
       if (st.state === 'draft' || row.excluded) continue;

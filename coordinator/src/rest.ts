@@ -4,12 +4,13 @@ import { z } from 'zod';
 import { randomBytes } from 'node:crypto';
 import {
   ActionReason, AuditEntryWire, EnrolRequest, EnrolResponse, EnrolmentTokenRequest, EnrolmentTokenResponse, ErrorReply, HandshakeChallengeRequest,
-  HandshakeChallengeResponse, RosterChangeRequest, RoundSummary, SiteIdSchema, SiteSummary, StartStudyRequest, StudyIdSchema, StudySpecSchema, StudyStatus, WireError,
+  HandshakeChallengeResponse, RosterChangeRequest, RoundSummary, SiteIdSchema, SiteSummary, StartStudyRequest, StudyIdSchema, StudySpecSchema, StudyStatus, TlsInfoResponse, WireError,
 } from '@twinfed/protocols';
 import type { CoordinatorConfig } from './config.js';
 import type { CoordinatorEngine } from './engine.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import type { RateLimiter } from './rate-limit.js';
+import type { TlsPins } from './tls.js';
 
 interface RouteDoc {
   method: 'GET' | 'POST';
@@ -39,7 +40,7 @@ function sameToken(a: string, b: string): boolean {
  * stay 4xx with their catalogue code; internal errors answer 500 with a log reference only, never
  * the internal message.
  */
-export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngine, metrics: CoordinatorMetrics, config: CoordinatorConfig, preAuth: RateLimiter): void {
+export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngine, metrics: CoordinatorMetrics, config: CoordinatorConfig, preAuth: RateLimiter, tls: TlsPins | null = null): void {
   const docs: RouteDoc[] = [];
   const route = (d: RouteDoc, handler: (req: FastifyRequest, reply: FastifyReply) => unknown) => {
     docs.push(d);
@@ -137,6 +138,9 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     ed25519PublicKey: Buffer.from(engine.identity.ed25519PublicKey).toString('base64'),
   }));
   route({ method: 'GET', url: '/healthz', summary: 'Liveness', auth: false }, () => ({ ok: true, coordinatorId: engine.coordinatorId }));
+  route({ method: 'GET', url: '/api/tls', summary: 'TLS pins served now and next (sha256/BASE64, RFC 7469); for the lead to hand out: sites must get the pin out of band', auth: false, response: TlsInfoResponse }, () => ({
+    tls: tls !== null, pin: tls?.pin ?? null, nextPin: tls?.nextPin ?? null,
+  }));
   route({ method: 'GET', url: '/metrics', summary: 'Prometheus metrics', auth: false }, async (_req, reply) => {
     void reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();

@@ -13,6 +13,7 @@ import { CoordinatorEngine } from './engine.js';
 import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { registerRestRoutes } from './rest.js';
+import { loadCoordinatorTls, type TlsPins } from './tls.js';
 
 export interface Coordinator {
   config: CoordinatorConfig;
@@ -21,7 +22,9 @@ export interface Coordinator {
   engine: CoordinatorEngine;
   db: CoordinatorDb;
   metrics: CoordinatorMetrics;
-  /** Starts listening; resolves to the base URL (http://host:port). */
+  /** The TLS pins served now and next, when the coordinator serves HTTPS itself (config.tls); else null. */
+  tls: TlsPins | null;
+  /** Starts listening; resolves to the base URL (http://host:port, or https:// with config.tls). */
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -42,6 +45,7 @@ export function loadOrCreateIdentity(dataDir: string, file: string): Identity {
  */
 export async function buildCoordinator(input: CoordinatorConfigInput): Promise<Coordinator> {
   const config = parseCoordinatorConfig(input);
+  const tls = config.tls ? loadCoordinatorTls(config.tls) : null;
   await initSodium();
   mkdirSync(config.dataDir, { recursive: true });
   const identity = loadOrCreateIdentity(config.dataDir, 'coordinator-identity.json');
@@ -56,12 +60,14 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const engine = new CoordinatorEngine(db, audit, identity, metrics, {
     clockSkewMs: config.clockSkewMs, joinSettleMs: config.joinSettleMs, log,
     phaseTimeoutMs: config.phaseTimeoutS * 1000, quorumGraceMs: config.quorumGraceS * 1000, dealerTimeoutMs: config.dealerTimeoutS * 1000,
+    ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });
   // One budget per client address for everything before authentication (nonces, sockets, enrolment).
   const preAuth = new RateLimiter(config.preAuthRateLimit.burst, config.preAuthRateLimit.perS);
 
-  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
-  registerRestRoutes(app, engine, metrics, config, preAuth);
+  // With TLS, REST and the socket.io WebSocket share one HTTPS server on the same port.
+  const app = (tls ? Fastify({ logger: false, bodyLimit: 1 << 20, https: { cert: tls.cert, key: tls.key } }) : Fastify({ logger: false, bodyLimit: 1 << 20 })) as FastifyInstance;
+  registerRestRoutes(app, engine, metrics, config, preAuth, tls && { pin: tls.pin, nextPin: tls.nextPin });
 
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
     maxHttpBufferSize: config.maxMessageBytes,
@@ -130,14 +136,17 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   let timer: NodeJS.Timeout | null = null;
   return {
     config, app, io, engine, db, metrics,
+    tls: tls && { pin: tls.pin, nextPin: tls.nextPin },
     async listen() {
       await app.listen({ host: config.host, port: config.port });
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : config.port;
       timer = setInterval(() => engine.tick(), config.tickMs);
       engine.tick();
-      log('info', `listening on http://${config.host}:${port} as ${coordinatorId}`);
-      return `http://${config.host}:${port}`;
+      const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
+      log('info', `listening on ${url} as ${coordinatorId}`);
+      if (tls) log('info', `TLS pin ${tls.pin}${tls.nextPin ? `; next pin ${tls.nextPin} (sent to each site, signed, after hello)` : ''}`);
+      return url;
     },
     async close() {
       if (timer) clearInterval(timer);

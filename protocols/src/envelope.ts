@@ -29,6 +29,7 @@ export const COORDINATOR_MESSAGE_TYPES = [
   'round.failed',
   'audit.checkpoint',
   'study.completed',
+  'tls.rollover',
   'reject',
 ] as const;
 export const MessageTypeSchema = z.enum([...SITE_MESSAGE_TYPES, ...COORDINATOR_MESSAGE_TYPES]);

@@ -165,6 +165,14 @@ export const AggregateInfo = z.object({
 export const RoundFailedBody = z.object({ reason: z.string().max(500), code: z.string().max(40) });
 export const AuditCheckpointBody = z.object({ entryId: z.number().int().min(1), entryHash: hex64, tsMs: z.number().int().min(0), signature: sig64 });
 export const StudyCompletedBody = z.object({ rounds: z.number().int().min(0), finalVersion: z.number().int().min(0) });
+/** A TLS public-key pin, `sha256/` + base64 of the SHA-256 of the certificate's SubjectPublicKeyInfo (RFC 7469). */
+export const TlsPinSchema = z.string().regex(/^sha256\/[A-Za-z0-9+/]{43}=$/, 'expected sha256/ and 44 base64 characters');
+/**
+ * The coordinator will move to another TLS key: sites that pin the current one add the next one.
+ * `signature` is the coordinator's statement TLS_ROLLOVER_KIND over tlsRolloverFields (coordinator
+ * id, both pins, issuedAtMs), checked against the coordinator key pinned at enrolment.
+ */
+export const TlsRolloverBody = z.object({ currentPin: TlsPinSchema, nextPin: TlsPinSchema, issuedAtMs: z.number().int().min(0), signature: sig64 });
 export const RejectBody = z.object({ code: z.string(), detail: z.string(), refType: z.string().nullable(), refSeq: z.number().int().nullable() });
 
 /** Body schema of each JSON message; `null` marks a binary body with meta. */
@@ -194,6 +202,7 @@ export const BODY_SCHEMAS: Record<MessageType, z.ZodType | null> = {
   'round.failed': RoundFailedBody,
   'audit.checkpoint': AuditCheckpointBody,
   'study.completed': StudyCompletedBody,
+  'tls.rollover': TlsRolloverBody,
   reject: RejectBody,
 };
 
@@ -227,6 +236,7 @@ export type BodyOf = {
   'round.failed': z.infer<typeof RoundFailedBody>;
   'audit.checkpoint': z.infer<typeof AuditCheckpointBody>;
   'study.completed': z.infer<typeof StudyCompletedBody>;
+  'tls.rollover': z.infer<typeof TlsRolloverBody>;
   reject: z.infer<typeof RejectBody>;
 };
 export type JsonMessageType = keyof BodyOf;

@@ -47,6 +47,17 @@ export const HandshakeChallengeResponse = z.object({
   lastSeqSeen: z.number().int().min(0),
 });
 
+/**
+ * GET /api/tls (no authentication): the TLS pins the coordinator serves now and will serve next.
+ * For the lead's convenience only: a site must get the pin out of band (over this connection it
+ * proves nothing), and learns the next pin from the signed tls.rollover message.
+ */
+export const TlsInfoResponse = z.object({
+  tls: z.boolean(),
+  pin: z.string().nullable(),
+  nextPin: z.string().nullable(),
+});
+
 /** POST /api/studies/:id/start: the roster (default: every enrolled, non-revoked site) and the key-dealer order (default: roster order). */
 export const StartStudyRequest = z.object({
   sites: z.array(SiteIdSchema).min(3).max(255).optional(),

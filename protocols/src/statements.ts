@@ -45,3 +45,11 @@ export function receiptFields(r: { coordinatorId: string; siteId: string; seq: n
 export function checkpointFields(c: { coordinatorId: string; entryId: number; entryHash: string; tsMs: number }) {
   return { coordinatorId: c.coordinatorId, entryId: c.entryId, entryHash: c.entryHash, tsMs: c.tsMs };
 }
+
+/** Statement kind of the coordinator's announcement of its next TLS key (certificate renewal). */
+export const TLS_ROLLOVER_KIND = 'twinfed.tls.rollover.v1';
+
+/** A TLS rollover's signed fields: the coordinator, the pin it serves now, the pin it will serve next, when it said so. */
+export function tlsRolloverFields(r: { coordinatorId: string; currentPin: string; nextPin: string; issuedAtMs: number }) {
+  return { coordinatorId: r.coordinatorId, currentPin: r.currentPin, nextPin: r.nextPin, issuedAtMs: r.issuedAtMs };
+}

@@ -5,8 +5,10 @@
  * 2.0 (2026-11): participant-bound keys (the roster is part of the manifest), secure
  * aggregation inside the HE plaintexts, signed handshakes, recipients in every envelope,
  * receipts and audit checkpoints. 1.x sites cannot talk to a 2.x coordinator.
+ * 2.1: `tls.rollover` (the coordinator's signed next TLS pin); a 2.0 site refuses it as malformed
+ * and keeps working until the coordinator changes its TLS key.
  */
-export const PROTOCOL_VERSION = '2.0';
+export const PROTOCOL_VERSION = '2.1';
 
 export function parseVersion(v: string): { major: number; minor: number } | null {
   const m = /^(\d+)\.(\d+)$/.exec(v);

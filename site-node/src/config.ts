@@ -11,6 +11,14 @@ export const SiteConfigSchema = z.object({
   coordinatorId: z.string().min(1),
   /** Coordinator's Ed25519 key (base64), pinned at enrolment: every coordinator message must verify with it. */
   coordinatorPublicKey: z.string().min(40),
+  /**
+   * SPKI SHA-256 pins (sha256/BASE64, RFC 7469) of the coordinator's TLS keys, set at enrolment
+   * and extended by the coordinator's signed rollover. With pins, every connection to an https://
+   * coordinator must present one of these keys (certificate authorities and host names are not
+   * used); empty: Node's certificate authorities and the host name decide (a coordinator behind a
+   * reverse proxy with a public certificate, enrolled with --tls-ca).
+   */
+  tlsPins: z.array(z.string().regex(/^sha256\/[A-Za-z0-9+/]{43}=$/)).max(32).default([]),
   /** Accepted difference between a coordinator message's timestamp and this site's clock, ms. */
   clockSkewMs: z.number().int().min(1000).default(5 * 60 * 1000),
   /** Minimum number of validation patients below which per-site metrics are suppressed (small counts). */

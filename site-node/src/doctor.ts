@@ -8,6 +8,7 @@ import { workersFromEnv } from '@twinfed/shared/train/parallel';
 import { SITE_FILES, loadSiteConfig } from './config.js';
 import { openSiteDb } from './db/index.js';
 import { approvals, measurements, segSlices, studies } from './db/schema.js';
+import { CoordinatorLink } from './net.js';
 
 export interface DoctorCheck {
   name: string;
@@ -80,12 +81,21 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
     /* statfs unsupported */
   }
   try {
-    const res = await fetch(new URL('/healthz', cfg.coordinatorUrl), { signal: AbortSignal.timeout(opts.fetchTimeoutMs ?? 3000) });
-    const j = (await res.json()) as { coordinatorId?: string };
-    const same = j.coordinatorId === cfg.coordinatorId;
-    checks.push({ name: 'coordinator', ok: res.ok && same, detail: `${cfg.coordinatorUrl} answers as ${j.coordinatorId}${same ? '' : ` (expected ${cfg.coordinatorId}!)`}` });
+    // The same link the node uses: pins and HTTPS_PROXY apply, so a TLS-inspecting proxy shows here.
+    const link = new CoordinatorLink({ coordinatorUrl: cfg.coordinatorUrl, tlsPins: cfg.tlsPins });
+    const tlsDetail = link.trust === 'pins' ? `pins ${link.pinned.join(', ')}` : link.trust === 'ca' ? 'certificate authorities and host name (no pin)' : 'none: plain http (loopback and demos only)';
+    checks.push({ name: 'TLS', ok: true, detail: `${tlsDetail}${link.proxy ? `; through proxy ${link.proxy.protocol}//${link.proxy.host} (HTTPS_PROXY)` : ''}` });
+    try {
+      const res = await link.request('GET', '/healthz', { timeoutMs: opts.fetchTimeoutMs ?? 3000 });
+      const j = (res.json ?? {}) as { coordinatorId?: string };
+      const same = j.coordinatorId === cfg.coordinatorId;
+      checks.push({ name: 'coordinator', ok: res.status === 200 && same, detail: `${cfg.coordinatorUrl} answers as ${j.coordinatorId}${same ? '' : ` (expected ${cfg.coordinatorId}!)`}${link.presentedPin ? ` with TLS key ${link.presentedPin}` : ''}` });
+    } catch (e) {
+      const pinRefused = (e as { code?: string }).code === 'TWF_E_TLS_PIN';
+      checks.push({ name: 'coordinator', ok: false, optional: !pinRefused, detail: pinRefused ? (e as Error).message : `${cfg.coordinatorUrl} unreachable now (${(e as Error).message}); the site reconnects by itself` });
+    }
   } catch (e) {
-    checks.push({ name: 'coordinator', ok: false, optional: true, detail: `${cfg.coordinatorUrl} unreachable now (${(e as Error).message}); the site reconnects by itself` });
+    checks.push({ name: 'TLS', ok: false, detail: (e as Error).message });
   }
   return { checks, backend: choice.name };
 }

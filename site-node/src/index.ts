@@ -1,6 +1,7 @@
 export * from './config.js';
 export * from './errors.js';
 export * from './enrol.js';
+export { CoordinatorLink, proxyFor, type CoordinatorLinkOptions, type TlsRefusal, type TlsTrust } from './net.js';
 export * from './node.js';
 export * from './trainer.js';
 export { openSiteDb, type SiteDb } from './db/index.js';

@@ -16,7 +16,8 @@ import { writeModelDir } from './model-files.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
 import { approvals, auditCheckpoints, meta, models, receipts, roundWork, studies } from './db/schema.js';
 import { acceptStudyKey, dealStudyKey } from './keys.js';
-import { fetchHandshakeChallenge } from './net.js';
+import { fetchHandshakeChallenge, linkErrorOf } from './net.js';
+import { SiteTls } from './tls-trust.js';
 import { SiteRounds, type RoundStepEvent, type RoundWorkRow } from './site-rounds.js';
 import type { LocalEvalResult, LocalTrainer } from './trainer.js';
 
@@ -86,6 +87,8 @@ export class SiteNode {
   private readonly joinBackoff = new Map<string, { atMs: number; delayMs: number }>();
   private closed = false;
   private readonly rounds: SiteRounds;
+  /** TLS pins, proxy and the link every connection to the coordinator goes through. */
+  private readonly tls: SiteTls;
 
   private constructor(private readonly opts: SiteNodeOptions) {
     this.config = loadSiteConfig(opts.dataDir);
@@ -95,6 +98,10 @@ export class SiteNode {
     this.audit = new AuditLog(this.db, this.config.siteId, this.identity.ed25519SecretKey, this.identity.ed25519PublicKey);
     this.signer = { id: this.config.siteId, ed25519SecretKey: this.identity.ed25519SecretKey, nextSeq: () => this.bumpMeta('seq') };
     const ev = opts.events ?? {};
+    this.tls = new SiteTls({
+      dataDir: opts.dataDir, config: this.config, audit: this.audit, coordinatorKey: this.coordinatorKey, log: (level, msg) => this.log(level, msg),
+      closed: () => this.closed,
+    });
     this.rounds = new SiteRounds({
       db: this.db, audit: this.audit, identity: this.identity, siteId: this.config.siteId, trainer: opts.trainer,
       send: (type, studyId, round, body, m) => this.send(type, studyId, round, body, m),
@@ -139,6 +146,7 @@ export class SiteNode {
   connect(): void {
     this.closed = false;
     this.socket = io(this.config.coordinatorUrl, {
+      ...this.tls.link.socketOptions(),
       auth: (cb: (auth: object) => void) => {
         this.handshakeAuth().then(cb, (e: Error) => {
           this.log('warn', `handshake: ${e.message}`);
@@ -160,9 +168,10 @@ export class SiteNode {
       });
     });
     this.socket.on('connect_error', (err: Error & { data?: { code?: string; detail?: string } }) => {
-      const code = err.data?.code ?? 'TWF_E_CONNECT';
-      this.log('warn', `connection refused: ${err.message}`);
-      this.opts.events?.onRejected?.({ code, detail: err.data?.detail ?? err.message, refType: 'connect' });
+      const mine = linkErrorOf(err); // refused by this site's own checks: TWF_E_TLS_PIN, TWF_E_TLS, TWF_E_PROXY
+      const code = err.data?.code ?? mine?.code ?? 'TWF_E_CONNECT';
+      this.log(mine ? 'error' : 'warn', `connection refused: ${mine?.message ?? err.message}`);
+      this.opts.events?.onRejected?.({ code, detail: err.data?.detail ?? mine?.message ?? err.message, refType: 'connect' });
       if (FATAL_CONNECT_CODES.has(code)) {
         this.audit.append({ actor: this.config.siteId, action: 'connect.failed', peer: this.config.coordinatorId, detail: `${code}: ${err.data?.detail ?? err.message}` });
         this.socket?.disconnect(); // retrying cannot help
@@ -193,7 +202,7 @@ export class SiteNode {
 
   /** Fetches a nonce, resynchronises the sequence counter after a restore from backup, signs. */
   private async handshakeAuth(): Promise<object> {
-    const ch = await fetchHandshakeChallenge(this.config);
+    const ch = await fetchHandshakeChallenge(this.tls.link, this.config.siteId);
     if (ch.coordinatorId !== this.config.coordinatorId) throw new Error(`the server is ${ch.coordinatorId}, this site enrolled with ${this.config.coordinatorId}`);
     const local = Number(this.getMeta('seq') ?? '0');
     if (ch.lastSeqSeen > local) {
@@ -297,6 +306,7 @@ export class SiteNode {
         case 'round.aggregate': await this.rounds.onAggregate(env); break;
         case 'round.failed': this.rounds.onFailed(h.studyId!, h.round!, decodeBody(env, 'round.failed')); break;
         case 'audit.checkpoint': this.onCheckpoint(decodeBody(env, 'audit.checkpoint')); break;
+        case 'tls.rollover': this.tls.onRollover(decodeBody(env, 'tls.rollover')); break;
         case 'study.completed': await this.onCompleted(h.studyId!, decodeBody(env, 'study.completed')); break;
         case 'reject': {
           const r = decodeBody(env, 'reject');

@@ -7,7 +7,7 @@ import {
   type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type SegmentationSpec, type StudyManifest, type StudySpec,
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
-import { SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer, type SiteEvents } from '@twinfed/site-node';
+import { CoordinatorLink, SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer, type SiteEvents } from '@twinfed/site-node';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
 import { initSodium, loadIdentity, parseEnvelope, sealEnvelope, signStatement, type Identity } from '@twinfed/shared/crypto/index';
@@ -22,13 +22,24 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** TLS pin of each https:// coordinator the tests started (by origin): lead calls and enrolments pin it. */
+const TLS_PINS = new Map<string, string>();
+
 export async function startCoordinator(dataDir: string, extra: Record<string, unknown> = {}): Promise<{ c: Coordinator; url: string }> {
   const c = await buildCoordinator({ dataDir, port: 0, adminToken: ADMIN_TOKEN, logLevel: process.env.TWINFED_TEST_LOG ? 'info' : 'silent', tickMs: 100, ...extra });
   const url = await c.listen();
+  if (c.tls) TLS_PINS.set(new URL(url).origin, c.tls.pin);
   return { c, url };
 }
 
 export async function lead<T = unknown>(url: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: T }> {
+  const pin = TLS_PINS.get(new URL(url).origin);
+  if (pin) {
+    // A self-signed coordinator: the lead pins it like a site does (never through a test's HTTPS_PROXY).
+    const link = new CoordinatorLink({ coordinatorUrl: url, tlsPins: [pin], env: {} });
+    const r = await link.request(method, path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, ...(body !== undefined ? { body } : {}) });
+    return { status: r.status, json: r.json as T };
+  }
   const res = await fetch(new URL(path, url), {
     method,
     headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
@@ -41,7 +52,8 @@ export async function lead<T = unknown>(url: string, method: 'GET' | 'POST', pat
 /** Enrols a site folder with a fresh one-time token (the real enrolment path). */
 export async function enrolNewSite(url: string, dir: string, name: string) {
   const tok = await lead<{ token: string }>(url, 'POST', '/api/enrolment-tokens', { siteName: name });
-  return enrolSite({ dataDir: dir, coordinatorUrl: url, token: tok.json.token });
+  const pin = TLS_PINS.get(new URL(url).origin);
+  return enrolSite({ dataDir: dir, coordinatorUrl: url, token: tok.json.token, ...(pin ? { tls: { pin } } : {}) });
 }
 
 /**
