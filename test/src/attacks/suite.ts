@@ -3,9 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Attack, AttackOutcome } from './types.js';
 import { STUDY_SETUP_ATTACKS } from './study-setup.js';
+import { PROTOCOL_ATTACKS } from './protocol.js';
+import { SECAGG_ATTACKS } from './secagg.js';
 
 /** Every attack of the suite, in the order the table lists them. */
-export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS];
+export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS, ...PROTOCOL_ATTACKS, ...SECAGG_ATTACKS];
 
 export interface AttackResult extends AttackOutcome {
   name: string;
