@@ -100,6 +100,8 @@ const outsider: Attack = {
         const same = Buffer.from(opened).equals(keyOf(dealer, studyId, 1)!.secretKey);
         return failed(`after the roster change the dealer re-sealed the epoch-1 key (dealt under manifest version 1, before the outsider was approved) to the outsider${same ? ', which opened it: it can decrypt every round of version 1' : ''}`);
       }
+      const why = audited(dealer, 'keys.refused', 'TWF_E_KEY_HANDOUT').at(-1)!.detail ?? '';
+      expect(/dealt under manifest/.test(why), `the dealer refused the epoch-1 request for another reason: ${why}`);
       return refused(`join and aggregate.request -> TWF_E_NOT_PARTICIPANT, no announce or key; the dealer refused 2 requests naming it (keys.refused) and sealed nothing; after the roster change all 3 sites were pending and the dealer refused (TWF_E_STUDY_NOT_APPROVED) until approved; approved, it got epoch 2 only; a request to re-seal epoch 1 to it -> TWF_E_KEY_HANDOUT`, 'TWF_E_NOT_PARTICIPANT');
     }, () => o?.close());
   },
