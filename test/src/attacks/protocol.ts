@@ -208,8 +208,10 @@ const hugeEncodedN: Attack = {
     await waitFor(() => lab.nodes.every((n) => n.modelAt(studyId, final)), `model version ${final} at every honest site`, 20_000, 20);
     const err = aggregateError(lab.nodes[0].modelAt(studyId, 0)!, lab.nodes[0].modelAt(studyId, final)!, lab.deltas.map((d) => d.get(final)!));
     expect(err < 3 * 2 ** -21 + 1e-6, `the final round's model differs from the honest FedAvg by ${err}`);
+    await waitFor(() => lab.nodes.every((n) => SiteNode.listStudies(n.db)[0]?.status === 'completed'), 'the final model exported at every honest site', 20_000, 20);
+    const reopened = c.engine.audit.entries().some((e) => e.action === 'study.reopened' && e.round === 1);
     const others = st.roundSummaries.filter((r) => r.round !== 1 && r.round !== final).map((r) => `${r.round} ${r.state}`);
-    return refused(`round 1: 3/3 honest sites refused (${v[0].replace('aggregate.refused ', '').slice(0, 60)}…), round 1 marked refused${others.length ? `; rounds ${others.join(', ')}` : ''}; after the eviction round ${final} from model 0 (the last good one) closed with the 3 honest sites (FedAvg error ${err.toExponential(1)}) and the study completed`, 'TWF_E_AGGREGATE_BOUNDS');
+    return refused(`round 1: 3/3 honest sites refused (${v[0].replace('aggregate.refused ', '').slice(0, 60)}…), round 1 marked refused${reopened ? ' and the study it had completed reopened' : ''}${others.length ? `; round ${others.join(', ')}` : ''}; after the eviction round ${final} from model 0 (the last good one) closed with the 3 honest sites (FedAvg error ${err.toExponential(1)}), the study completed and each site exported model ${final}`, 'TWF_E_AGGREGATE_BOUNDS');
   }),
 };
 
