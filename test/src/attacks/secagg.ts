@@ -141,7 +141,7 @@ const lateUpload: Attack = {
   name: 'late-upload-after-survivors',
   finding: null,
   expected: 'chunks of a site that dropped are refused once the survivors are fixed (TWF_E_ROUND_CLOSED); its partial upload leaves the sum and the aggregate excludes it',
-  run: (ctx) => inLab(() => openLab(ctx.dir, { raw: 4, modelBase: 8, coordinator: { phaseTimeoutS: 2, quorumGraceS: 1 } }), async (lab) => {
+  run: (ctx) => inLab(() => openLab(ctx.dir, { raw: 4, modelBase: 8, coordinator: { phaseTimeoutS: 3, quorumGraceS: 1 } }), async (lab) => {
     const { c, url, studyId, manifest: m } = lab;
     await joinAll(lab);
     const [a, , , d] = lab.raws;
