@@ -442,7 +442,7 @@ const nonParticipant: Attack = {
   name: 'upload-from-non-participant',
   finding: 6,
   expected: 'a roster site that joined after the round opened, and a participant that sent no mask keys in time, are refused (TWF_E_NOT_PARTICIPANT / TWF_E_SECAGG); the round closes without them',
-  run: (ctx) => inLab(() => openLab(ctx.dir, { raw: 5, spec: { roundDeadlineS: 2 } }), async (lab) => {
+  run: (ctx) => inLab(() => openLab(ctx.dir, { raw: 5, spec: { roundDeadlineS: 3 } }), async (lab) => {
     const { c, studyId, manifest: m } = lab;
     const [a, b, cc, slow, late] = lab.raws;
     const four = [a, b, cc, slow];
