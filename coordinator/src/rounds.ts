@@ -254,7 +254,8 @@ export class Rounds {
   /**
    * aggregate.refused: a site decrypted a round's aggregate and found it invalid (out of bounds).
    * A majority of the round's contributors refusing marks the round refused: it no longer counts
-   * and the next round trains from the last good model. One site alone cannot undo a round.
+   * and the next round trains from the last good model (a study that this round completed runs
+   * again). One site alone cannot undo a round.
    */
   onRefused(env: Envelope): HandlerResult {
     const h = env.header;
@@ -272,6 +273,13 @@ export class Rounds {
       if (again.state === 'closed' && byContributors.length >= Math.floor(survivors.length / 2) + 1) {
         tx.update(rounds).set({ state: 'refused', failReason: `${byContributors.length} of ${survivors.length} contributors refused the aggregate: ${b.code}` }).where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, b.round))).run();
         this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.refused', studyId: st.studyId, round: b.round, detail: `refused by ${byContributors.map((x) => x.siteId).join(',')}: ${b.code}` });
+        // The round that completed the study no longer counts: the study goes on with a fresh round
+        // from the last good model, instead of ending on an aggregate its sites refused.
+        const study = tx.select().from(studies).where(eq(studies.studyId, st.studyId)).get()!;
+        if (study.state === 'completed') {
+          tx.update(studies).set({ state: 'running' }).where(eq(studies.studyId, st.studyId)).run();
+          this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'study.reopened', studyId: st.studyId, round: b.round, detail: `round ${b.round} completed the study but its contributors refused its aggregate; a fresh round replaces it` });
+        }
         refusedNow = true;
       }
       return e;

@@ -28,7 +28,8 @@ export function studyKey(db: SiteDb, studyId: string, epoch: number): StudyKeyRo
 /**
  * The dealer's side of keys.request: the site deals only for the manifest its officer approved,
  * only if that manifest names it a dealer, and seals only to roster sites — with the keys written
- * in the manifest, never keys the coordinator sends. Returns the keys.sealed body.
+ * in the manifest, never keys the coordinator sends — and re-seals a key only under the manifest
+ * it was dealt for. Returns the keys.sealed body.
  */
 export async function dealStudyKey(
   db: SiteDb, audit: AuditLog, identity: Identity, siteId: string, m: StudyManifest, approvedHash: string, req: BodyOf['keys.request'],
@@ -45,6 +46,13 @@ export async function dealStudyKey(
   }
   let key = studyKey(db, m.studyId, req.epoch);
   if (key && key.dealerSiteId !== siteId) throw new WireError('TWF_E_KEY_HANDOUT', `epoch ${req.epoch} was already dealt by ${key.dealerSiteId}`);
+  if (key && key.manifestHash !== approvedHash) {
+    // A key is re-sealed only under the manifest it was dealt for: a site added by a later roster
+    // change gets that change's new epoch, never a key that opens the rounds before its approval.
+    const why = `epoch ${req.epoch} was dealt under manifest ${key.manifestHash.slice(0, 12)}; asked to re-seal it under ${approvedHash.slice(0, 12)} (a new manifest gets a new epoch)`;
+    audit.append({ actor: siteId, action: 'keys.refused', studyId: m.studyId, detail: `TWF_E_KEY_HANDOUT: ${why}` });
+    throw new WireError('TWF_E_KEY_HANDOUT', why);
+  }
   if (!key) {
     const ctx = await createHeContext(params);
     const sk = generateSecretKey(ctx);

@@ -6,7 +6,7 @@ import {
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { fromB64, signStatement, toB64, verifyStatement, type Identity } from '@twinfed/shared/crypto/index';
 import {
-  averageFromCentred, createHeContext, decryptSlots, encryptSlots, heParamsDigest, quantizeToZt, type HeParams,
+  HeError, averageFromCentred, createHeContext, decryptSlots, encryptSlots, heParamsDigest, quantizeToZt, type HeParams,
 } from '@twinfed/shared/he/index';
 import {
   centreZt, generateRoundSecrets, isKeyPair, maskInput, openShares, reconstructChecked, sealShares, selfMaskCommitment, splitSecret, unmaskSum,
@@ -342,7 +342,16 @@ export class SiteRounds {
     const t0 = performance.now();
     const sums = decryptSlots(he, new Uint8Array(key.secretKey), cts, info.length);
     unmaskSum(ctx, he.plainModulus, sums, survivorsB, droppedSk, new Map(info.survivors.map((s) => [s, fromB64(entry.get(s)!.sPk)])));
-    const avg = averageFromCentred(centreZt(sums, he.plainModulus), info.totalSamples, m.training.clipBound, params.precisionBits);
+    let avg: Float32Array;
+    try {
+      avg = averageFromCentred(centreZt(sums, he.plainModulus), info.totalSamples, m.training.clipBound, params.precisionBits);
+    } catch (e) {
+      // A sum beyond ±N·2^p is an average beyond ±B: some site encoded more weight than it declared
+      // (or the sum wrapped modulo t). Refused like any out-of-bounds aggregate, so the coordinator
+      // hears of it and the study goes on from the last good model instead of waiting on this one.
+      if (e instanceof HeError && e.code === 'TWF_E_HE_OVERFLOW') return refuse('TWF_E_AGGREGATE_BOUNDS', `the unmasked sum leaves ±N·2^p (an average outside [-B, B] = ±${m.training.clipBound}): ${e.message}`);
+      throw e;
+    }
     const decryptMs = performance.now() - t0;
     // Each averaged element of clipped updates lies in [-B, B]; quantisation adds at most
     // (contributors / N) · 2^-(p+1) · B, below 2^-p · B.
