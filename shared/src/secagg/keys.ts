@@ -25,7 +25,21 @@ export interface RoundSecrets {
 export function generateRoundSecrets(): RoundSecrets {
   const s = sodium();
   const kp = s.crypto_box_keypair();
-  return { sPk: kp.publicKey, sSk: kp.privateKey, b: s.randombytes_buf(KEY_BYTES) };
+  return { sPk: kp.publicKey, sSk: clampScalar(kp.privateKey), b: s.randombytes_buf(KEY_BYTES) };
+}
+
+/**
+ * The canonical form of an X25519 secret key: RFC 7748 sec. 5 (decodeScalar25519) clears bits
+ * 0-2 and 255 and sets bit 254 before use, so keys differing only in those bits are the same key.
+ * Round keys are stored clamped, and isKeyPair accepts only the clamped form, so a wrongly
+ * reconstructed key that differs only in those bits is not mistaken for the real one.
+ */
+export function clampScalar(sk: Uint8Array): Uint8Array {
+  const c = Uint8Array.from(sk);
+  c[0] &= 248;
+  c[31] &= 127;
+  c[31] |= 64;
+  return c;
 }
 
 export function checkKeyBytes(what: string, k: Uint8Array): void {
@@ -49,6 +63,7 @@ export function selfMaskCommitment(ctx: RoundContext, siteId: string, b: Uint8Ar
 /** True when sSk is the secret key of sPk (crypto_scalarmult_base, RFC 7748 sec. 6.1). Never throws. */
 export function isKeyPair(sSk: Uint8Array, sPk: Uint8Array): boolean {
   if (!(sSk instanceof Uint8Array) || !(sPk instanceof Uint8Array) || sSk.length !== KEY_BYTES || sPk.length !== KEY_BYTES) return false;
+  if ((sSk[0] & 7) !== 0 || (sSk[31] & 0xc0) !== 0x40) return false; // only the canonical (clamped) form
   const s = sodium();
   return s.memcmp(s.crypto_scalarmult_base(sSk), sPk);
 }

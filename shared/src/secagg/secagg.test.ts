@@ -662,3 +662,18 @@ test('end to end: 5 sites, real SEAL, one dropped after key set-up, one rogue sh
     `# e2e: ${survivorsIdx.length}/${N} survivors, t = ${thr}, max error ${maxErr.toExponential(2)} (bound ${bound.toExponential(2)}); single ciphertext: mean ${(mean / TN).toFixed(4)} t, corr(q) ${rho.toFixed(4)}, ${inRange} slots in ±n·2^p\n`,
   );
 });
+
+test('round keys are clamped (RFC 7748 sec. 5) and isKeyPair accepts only that canonical form', () => {
+  for (let i = 0; i < 20; i++) {
+    const k = generateRoundSecrets();
+    assert.equal(k.sSk[0] & 7, 0);
+    assert.equal(k.sSk[31] & 0xc0, 0x40);
+    assert.equal(isKeyPair(k.sSk, k.sPk), true);
+    // Same X25519 key after clamping, but not the secret that was shared: refused.
+    for (const [byte, bit] of [[0, 1], [0, 4], [31, 128], [31, 64]] as const) {
+      const other = Uint8Array.from(k.sSk);
+      other[byte] ^= bit;
+      assert.equal(isKeyPair(other, k.sPk), false, `byte ${byte} bit ${bit}`);
+    }
+  }
+});
