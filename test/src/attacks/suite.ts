@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Attack, AttackOutcome } from './types.js';
 import { STUDY_SETUP_ATTACKS } from './study-setup.js';
+import { OPERATIONS_ATTACKS } from './operations.js';
 
 /** Every attack of the suite, in the order the table lists them. */
-export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS];
+export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS, ...OPERATIONS_ATTACKS];
 
 export interface AttackResult extends AttackOutcome {
   name: string;
