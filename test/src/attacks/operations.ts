@@ -17,7 +17,7 @@ import {
   connectedAt, coordinatorProcess, dbBytes, emitToSite, enrolledSite, freePort, metricSum, metrics, openSite, operatorSigner, pool, serverSocket,
   sleep, tableCounts, tree, twinfed, type OpenSite,
 } from './ops-kit.js';
-import { failed, refused, type Attack, type AttackContext } from './types.js';
+import { contained, failed, refused, type Attack, type AttackContext } from './types.js';
 
 const MiB = 2 ** 20;
 const DATA = [
@@ -351,6 +351,44 @@ const refusedEnrolment: Attack = {
       if (tries.some(([, t]) => text.includes(t))) return failed('a token appears in clear in the audit log');
       if (c.engine.listSites().length !== 1) return failed(`${c.engine.listSites().length} sites enrolled; only the first use of the token should have`);
       return refused(`${answers.join(', ')} tokens answered 401 TWF_E_ENROLMENT_TOKEN; ${logged.length} enrolment.refused entries in GET /api/audit with the reason and the token's SHA-256 only; one site enrolled`, 'TWF_E_ENROLMENT_TOKEN');
+    } finally {
+      await c.close();
+    }
+  },
+};
+
+/**
+ * The other side of finding 11: a refused enrolment is audited, and enrolment is reachable before
+ * authentication, so a stranger adds audit rows. Only the per-address limit bounds it.
+ */
+const enrolmentJunk: Attack = {
+  name: 'enrolment-junk-audit-growth',
+  finding: null,
+  expected: 'refused enrolments are audited (finding 11), so a stranger adds audit rows without authenticating; the per-address limit must bound it (burst, then perS rows a second)',
+  async run(ctx) {
+    const limit = { burst: 120, perS: 4 };
+    const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'), { preAuthRateLimit: limit });
+    try {
+      const dbPath = join(c.config.dataDir, 'coordinator.db');
+      const rows0 = c.engine.audit.entries().length;
+      const bytes0 = dbBytes(dbPath);
+      const key = Buffer.alloc(32, 7).toString('base64');
+      const t0 = performance.now();
+      const answers = await pool(Array.from({ length: 200 }, (_, i) => i), 10, async (i) => {
+        const res = await fetch(new URL('/api/enrol', url), {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token: `junk-token-${String(i).padStart(8, '0')}-0123456789`, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: key, x25519PublicKey: key }),
+        });
+        return res.status;
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      const rows = c.engine.audit.entries().length - rows0;
+      const kib = (dbBytes(dbPath) - bytes0) / 1024;
+      const n401 = answers.filter((x) => x === 401).length;
+      const n429 = answers.filter((x) => x === 429).length;
+      const bound = limit.burst + Math.ceil(seconds * limit.perS) + 1;
+      if (answers.some((x) => x === 201) || rows > bound) return failed(`200 junk enrolments: ${n401} audited refusals (+${rows} rows, bound ${bound}), ${n429} rate-limited, ${answers.filter((x) => x === 201).length} enrolled`);
+      return contained(`200 junk enrolments from one address in ${seconds.toFixed(1)} s: ${n401} refused and audited (+${rows} rows, +${kib.toFixed(0)} KiB), then ${n429} answered 429 TWF_E_RATE_LIMITED and not audited. Bound: ${limit.burst} rows at once, then ${limit.perS}/s (~${Math.round(limit.perS * 86_400 / 1000)}k rows a day) per address; many addresses multiply it`, 'TWF_E_RATE_LIMITED');
     } finally {
       await c.close();
     }
@@ -806,7 +844,7 @@ const evictedSite: Attack = {
 
 /** Operations and audit findings of the 2026-11-27 review (8-15), plus revocation and eviction. */
 export const OPERATIONS_ATTACKS: Attack[] = [
-  auditTampering, connectionFlood, decompressionBombs, refusedEnrolment, pathStudyIds, errorHygiene,
+  auditTampering, connectionFlood, decompressionBombs, refusedEnrolment, enrolmentJunk, pathStudyIds, errorHygiene,
   restartReconnect, stoppedStudyJoins, wrongHashApproval, staleMessage, wrongRecipient, restoredFromBackup,
   revokedSite, evictedSite,
 ];
