@@ -238,7 +238,8 @@ const connectionFlood: Attack = {
       const rows1 = c.engine.audit.entries().length;
       const bytes1 = dbBytes(dbPath);
       const m1 = await metrics(url);
-      const added = c.engine.audit.entries(rows0).map((e) => e.action);
+      const actions = c.engine.audit.entries(rows0).map((e) => e.action);
+      const added = [...new Set(actions)].map((x) => `${actions.filter((y) => y === x).length}x ${x}`);
       const refusedCounted = metricSum(m1, 'twinfed_connections_refused_total') - metricSum(m0, 'twinfed_connections_refused_total');
       const limitedCounted = metricSum(m1, 'twinfed_requests_rate_limited_total') - metricSum(m0, 'twinfed_requests_rate_limited_total');
       const limitedSeen = http.filter((x) => x === '429 TWF_E_RATE_LIMITED').length + sockets.filter((x) => x === 'TWF_E_RATE_LIMITED').length;
@@ -345,7 +346,7 @@ const refusedEnrolment: Attack = {
       const audit = await lead<{ action: string; detail: string | null; digest: string | null }[]>(url, 'GET', '/api/audit?limit=1000');
       const logged = audit.json.filter((e) => e.action === 'enrolment.refused');
       for (const [what, token] of tries) {
-        if (!logged.some((e) => e.detail === `TWF_E_ENROLMENT_TOKEN: ${what}` && e.digest === sha256Hex(token))) return failed(`no audit entry for the ${what} token (${JSON.stringify(logged)})`);
+        if (!logged.some((e) => e.detail === `TWF_E_ENROLMENT_TOKEN: ${what}` && e.digest === sha256Hex(token))) return failed(`no audit entry "TWF_E_ENROLMENT_TOKEN: ${what}" with the token's hash (${logged.length} enrolment.refused entries)`);
       }
       const text = JSON.stringify(audit.json);
       if (tries.some(([, t]) => text.includes(t))) return failed('a token appears in clear in the audit log');
@@ -599,9 +600,10 @@ const stoppedStudyJoins: Attack = {
       await sleep(10_000);
       const rows1 = rows();
       const joins = nodes.map((s) => s.node.audit.entries().filter((e) => e.action === 'msg.sent' && e.msgType === 'study.join').length);
-      const refusedJoins = r.c.engine.audit.entries().filter((e) => e.action === 'msg.rejected' && e.msgType === 'study.join').map((e) => e.detail?.split(':')[0]);
+      const refusedJoins = r.c.engine.audit.entries().filter((e) => e.action === 'msg.rejected' && e.msgType === 'study.join').map((e) => e.detail?.split(':')[0] ?? '');
+      const refusedSummary = [...new Set(refusedJoins)].map((code) => `${refusedJoins.filter((x) => x === code).length}x ${code}`).join(', ');
       const growth = `audit growth over 10 s: coordinator +${rows1[0] - rows0[0]}, A +${rows1[1] - rows0[1]}, B +${rows1[2] - rows0[2]}, C +${rows1[3] - rows0[3]} rows`;
-      const said = `study.join sent by A ${joins[0]}, B ${joins[1]}, C ${joins[2]} times (refused: ${refusedJoins.join(', ') || 'none'}); statuses ${nodes.map((s) => studyStatus(s, r.studyId)).join('/')}; ${growth}`;
+      const said = `study.join sent by A ${joins[0]}, B ${joins[1]}, C ${joins[2]} times (refused: ${refusedSummary || 'none'}); statuses ${nodes.map((s) => studyStatus(s, r.studyId)).join('/')}; ${growth}`;
       if (joins.some((n) => n > 1)) return failed(said);
       if (rows1.some((n, i) => n - rows0[i] > 20)) return failed(said);
       if (joins[1] !== 1 || refusedJoins[0] !== 'TWF_E_STUDY_STATE') return failed(`B, which missed the stop, should have tried once and been refused: ${said}`);
