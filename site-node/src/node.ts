@@ -496,8 +496,11 @@ export class SiteNode {
   }
 
   private refuseJoin(studyId: string, hash: string, code: 'TWF_E_NO_DATA' | 'TWF_E_UPDATE_SHAPE', reason: string): void {
-    const st = this.db.select().from(studies).where(eq(studies.studyId, studyId)).get()!;
-    if (st.declinedHash === hash) return;
+    // Once per manifest and reason: the "awaiting approval" decline sent before the officer approved
+    // must not silence this one, or the coordinator would keep the wrong reason and the site no record.
+    const key = `declined:${studyId}:${code}`;
+    if (this.getMeta(key) === hash) return;
+    this.setMeta(key, hash);
     this.db.update(studies).set({ declinedHash: hash }).where(eq(studies.studyId, studyId)).run();
     this.audit.append({ actor: this.config.siteId, action: 'study.declined', studyId, digest: hash, detail: `${code}: ${reason}` });
     void this.send('study.decline', studyId, null, { manifestHash: hash, code, reason });

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import type { Attack, AttackOutcome } from './types.js';
 import { STUDY_SETUP_ATTACKS } from './study-setup.js';
 import { NETWORK_ATTACKS } from './network.js';
+import { OPERATIONS_ATTACKS } from './operations.js';
 import { PROTOCOL_ATTACKS } from './protocol.js';
 import { SECAGG_ATTACKS } from './secagg.js';
 
 /** Every attack of the suite, in the order the table lists them. */
-export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS, ...PROTOCOL_ATTACKS, ...SECAGG_ATTACKS, ...NETWORK_ATTACKS];
+export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS, ...PROTOCOL_ATTACKS, ...SECAGG_ATTACKS, ...OPERATIONS_ATTACKS, ...NETWORK_ATTACKS];
 
 export interface AttackResult extends AttackOutcome {
   name: string;
