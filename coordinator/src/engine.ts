@@ -61,6 +61,8 @@ export class CoordinatorEngine {
   /** Sites whose authenticated connection said hello. */
   private readonly ready = new Set<string>();
   private readonly nonces = new Map<string, { siteId: string; expiresAtMs: number }>();
+  /** Coalescing windows of audited enrolment refusals (see auditEnrolmentRefusal). */
+  private readonly enrolmentRefusals = new Map<string, { windowStartMs: number; suppressed: number }>();
   /** Per-site budget of refused messages: a site that keeps sending refused messages is disconnected. */
   private readonly refusals: RateLimiter;
   private readonly signer: Signer;
@@ -300,10 +302,33 @@ export class CoordinatorEngine {
     return { token, siteName, expiresAt: new Date(expiresAtMs).toISOString() };
   }
 
+  /**
+   * Writes an enrolment refusal to the audit log, coalesced: the first refusal of a kind (code and
+   * reason, per issued token; all unknown tokens share one kind) in a minute is a row, the rest
+   * are counted and summed into the next row of that kind. A stranger cannot grow the audit log
+   * by one row per junk request, and every refusal is still accounted for (and in
+   * twinfed_enrolments_refused_total).
+   */
+  private auditEnrolmentRefusal(err: WireError, tokenHash: string, issued: boolean): void {
+    this.metrics.enrolmentsRefused.inc({ code: err.code });
+    const key = `${err.code}:${err.detail}:${issued ? tokenHash : 'unknown'}`;
+    const now = this.now();
+    const w = this.enrolmentRefusals.get(key);
+    if (w && now - w.windowStartMs < 60_000) {
+      w.suppressed++;
+      return;
+    }
+    const more = w?.suppressed ? ` (+${w.suppressed} more like it in the minute before, not written one by one)` : '';
+    this.audit.append({ actor: 'unknown', action: 'enrolment.refused', digest: tokenHash, detail: `${err.code}: ${err.detail}${more}` });
+    if (this.enrolmentRefusals.size >= 1000) this.enrolmentRefusals.delete(this.enrolmentRefusals.keys().next().value!);
+    this.enrolmentRefusals.set(key, { windowStartMs: now, suppressed: 0 });
+  }
+
   /** Registers a site's public keys against a one-time token. A refusal is audited (outside the refused transaction). */
   enrol(req: { token: string; protocolVersion: string; ed25519PublicKey: string; x25519PublicKey: string }) {
+    let issued = false;
     const refuse = (err: WireError): never => {
-      this.audit.append({ actor: 'unknown', action: 'enrolment.refused', digest: sha256Hex(req.token), detail: `${err.code}: ${err.detail}` });
+      this.auditEnrolmentRefusal(err, sha256Hex(req.token), issued);
       throw err;
     };
     if (!isCompatibleVersion(req.protocolVersion)) refuse(new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${req.protocolVersion}, coordinator ${PROTOCOL_VERSION}`));
@@ -313,6 +338,7 @@ export class CoordinatorEngine {
     let refusal: WireError | null = null;
     const r = this.db.transaction((tx) => {
       const tok = tx.select().from(enrolmentTokens).where(eq(enrolmentTokens.tokenHash, sha256Hex(req.token))).get();
+      issued = !!tok;
       if (!tok || tok.usedAtMs !== null || tok.expiresAtMs < this.now()) {
         refusal = new WireError('TWF_E_ENROLMENT_TOKEN', !tok ? 'unknown token' : tok.usedAtMs !== null ? 'already used' : 'expired');
         return null;

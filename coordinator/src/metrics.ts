@@ -9,6 +9,8 @@ export function createCoordinatorMetrics() {
     roundsOpened: new Counter({ name: 'twinfed_rounds_opened_total', help: 'Training rounds opened', registers: [registry] }),
     roundsFailed: new Counter({ name: 'twinfed_rounds_failed_total', help: 'Training rounds failed (quorum lost, too many dropouts, aborted by the lead)', registers: [registry] }),
     connectionsRefused: new Counter({ name: 'twinfed_connections_refused_total', help: 'Socket handshakes refused before authentication, by error code (not written to the audit log)', labelNames: ['code'], registers: [registry] }),
+    enrolmentsRefused: new Counter({ name: 'twinfed_enrolments_refused_total', help: 'Enrolment attempts refused (unknown, used or expired token, bad keys, other protocol), by code', labelNames: ['code'], registers: [registry] }),
+    preAuthRefused: new Counter({ name: 'twinfed_preauth_requests_refused_total', help: 'Unauthenticated REST requests (enrolment, handshake nonces) refused, by route and code', labelNames: ['route', 'code'], registers: [registry] }),
     requestsRateLimited: new Counter({ name: 'twinfed_requests_rate_limited_total', help: 'Unauthenticated requests refused by the per-address rate limit', labelNames: ['route'], registers: [registry] }),
     roundsClosed: new Counter({ name: 'twinfed_rounds_closed_total', help: 'Training rounds closed with a published aggregate', registers: [registry] }),
     updatesAccepted: new Counter({ name: 'twinfed_updates_accepted_total', help: 'Complete encrypted updates accepted into an aggregate', registers: [registry] }),

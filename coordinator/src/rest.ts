@@ -42,8 +42,10 @@ function sameToken(a: string, b: string): boolean {
  */
 export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngine, metrics: CoordinatorMetrics, config: CoordinatorConfig, preAuth: RateLimiter, tls: TlsPins | null = null): void {
   const docs: RouteDoc[] = [];
+  const preAuthRoutes = new Set<string>();
   const route = (d: RouteDoc, handler: (req: FastifyRequest, reply: FastifyReply) => unknown) => {
     docs.push(d);
+    if (d.preAuthLimited) preAuthRoutes.add(d.url);
     app.route({
       method: d.method,
       url: d.url,
@@ -73,6 +75,8 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
       console.error(`[coordinator] error: internal error [${ref}] on ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
       e = new WireError('TWF_E_INTERNAL', `reference ${ref} in the coordinator log`);
     }
+    const url = req.routeOptions?.url;
+    if (url && preAuthRoutes.has(url)) metrics.preAuthRefused.inc({ route: url, code: e.code });
     void reply.status(e.status).send({ code: e.code, message: e.message, detail: e.detail });
   });
   app.setNotFoundHandler((req, reply) => {
