@@ -90,8 +90,8 @@ export function activeJoined(db: CoordinatorDb, st: StudyRow): StudySiteRow[] {
 
 /** Roster sites not excluded (joined or not). */
 export function activeRoster(db: CoordinatorDb, st: StudyRow, m: StudyManifest): string[] {
-  const rows = new Map(studySiteRows(db, st.studyId).map((r) => [r.siteId, r]));
-  return m.participants.map((p) => p.siteId).filter((id) => rows.get(id)?.excluded === null || rows.get(id)?.excluded === undefined);
+  const excluded = new Set(studySiteRows(db, st.studyId).filter((r) => r.excluded !== null).map((r) => r.siteId));
+  return m.participants.map((p) => p.siteId).filter((id) => !excluded.has(id));
 }
 
 export function parseList(json: string | null): string[] {

@@ -14,7 +14,7 @@ import {
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
 import { writeModelDir } from './model-files.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
-import { approvals, auditCheckpoints, meta, models, receipts, roundWork, studies } from './db/schema.js';
+import { approvals, auditCheckpoints, meta, models, receipts, studies } from './db/schema.js';
 import { acceptStudyKey, dealStudyKey } from './keys.js';
 import { fetchHandshakeChallenge, linkErrorOf } from './net.js';
 import { SiteTls } from './tls-trust.js';

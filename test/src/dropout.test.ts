@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { Coordinator } from '@twinfed/coordinator';
 import { SiteNode } from '@twinfed/site-node';
 import { aggregateError, createAndStart, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
 

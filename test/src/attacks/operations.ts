@@ -6,7 +6,6 @@ import { io } from 'socket.io-client';
 import {
   PROTOCOL_VERSION, WIRE_ERRORS, manifestHash as hashOf, sha256Hex, type Ack, type Envelope, type StudyManifest,
 } from '@twinfed/protocols';
-import type { Coordinator } from '@twinfed/coordinator';
 import { SITE_FILES, SiteNode, enrolSite, openSiteStore } from '@twinfed/site-node';
 import { dropTail, rewriteAndResign } from '@twinfed/shared/audit/testing';
 import { loadIdentity, sealEnvelope } from '@twinfed/shared/crypto/index';
@@ -17,7 +16,7 @@ import {
   connectedAt, coordinatorProcess, dbBytes, emitToSite, enrolledSite, freePort, metricSum, metrics, openSite, operatorSigner, pool, serverSocket,
   sleep, tableCounts, tree, twinfed, type OpenSite,
 } from './ops-kit.js';
-import { contained, failed, refused, type Attack, type AttackContext } from './types.js';
+import { failed, refused, type Attack, type AttackContext } from './types.js';
 
 const MiB = 2 ** 20;
 const DATA = [

@@ -31,12 +31,6 @@ async function freePort(): Promise<number> {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function api<T>(url: string, method: string, path: string, body?: unknown): Promise<T> {
-  const r = await fetch(new URL(path, url), { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
-  return (await r.json()) as T;
-}
-
 async function memory(url: string): Promise<{ rss: number; heap: number }> {
   const t = await (await fetch(new URL('/metrics', url))).text();
   const rss = /twinfed_coordinator_process_resident_memory_bytes (\d+)/.exec(t);
