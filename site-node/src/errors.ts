@@ -13,6 +13,7 @@ export const SITE_ERRORS = {
   TWF_E_NO_DATA: 'The site has no imported data matching the study; import it with twinfed site import.',
   TWF_E_IMPORT: 'A file could not be imported; the message names the file and the reason.',
   TWF_E_NO_KEY: 'The study key has not reached this site yet; it arrives sealed from the key dealer once the study starts.',
+  TWF_E_APPROVAL_HASH: 'The hash given to approve is not the hash of the manifest announced for this study; nothing was approved. Review the manifest (twinfed site studies --show STUDY) and approve the hash it shows once you have checked it.',
   TWF_E_TLS_PIN: 'The server at the coordinator\'s address presented a TLS key this site has not pinned, so nothing was sent. Either a TLS-inspecting proxy or firewall re-encrypts the traffic with its own certificate (ask IT to exempt the coordinator host from TLS inspection), or another server answers at that address (compare the pin below with the one the consortium lead gives you out of band; after a certificate renewal without rollover, the lead can send the new pin and you re-enrol or add it to tlsPins in site.json).',
   TWF_E_TLS: 'The TLS connection to the coordinator failed (handshake, certificate authority, host name); the detail says why. A site that pins the coordinator\'s key does not use certificate authorities.',
   TWF_E_PROXY: 'The HTTPS proxy (HTTPS_PROXY) could not be reached or refused to open a tunnel (CONNECT) to the coordinator; ask IT to allow the coordinator host and port, or list the host in NO_PROXY.',

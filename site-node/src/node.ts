@@ -12,6 +12,7 @@ import {
   type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
+import { SiteError } from './errors.js';
 import { writeModelDir } from './model-files.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
 import { approvals, auditCheckpoints, meta, models, receipts, studies } from './db/schema.js';
@@ -342,7 +343,7 @@ export class SiteNode {
     const hash = manifestHash(manifest);
     if (hash !== st.manifestHash) throw new WireError('TWF_E_MANIFEST_MISMATCH', 'stored manifest does not match its hash');
     if (expectedHash && expectedHash !== hash) {
-      throw new WireError('TWF_E_MANIFEST_MISMATCH', `the hash given (${expectedHash.slice(0, 16)}…) is not the hash of the manifest announced for ${studyId}; review the manifest (twinfed site studies --show ${studyId}) and pass the hash it prints; nothing was approved`);
+      throw new SiteError('TWF_E_APPROVAL_HASH', `${studyId}: the hash given begins ${expectedHash.slice(0, 16)}; review the manifest before approving`);
     }
     if (st.status === 'completed' || st.status === 'excluded') throw new WireError('TWF_E_STUDY_STATE', `${studyId} is ${st.status}`);
     db.transaction((tx) => {

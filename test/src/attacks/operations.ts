@@ -620,7 +620,7 @@ const stoppedStudyJoins: Attack = {
 const wrongHashApproval: Attack = {
   name: 'approve-with-wrong-hash',
   finding: 14,
-  expected: '`twinfed site approve STUDY --hash WRONG` is refused (TWF_E_MANIFEST_MISMATCH), says to review the manifest, does not print the right hash to paste, approves nothing',
+  expected: '`twinfed site approve STUDY --hash WRONG` is refused (TWF_E_APPROVAL_HASH, not "the manifest changed"), says to review the manifest, does not print the right hash to paste, approves nothing',
   async run(ctx) {
     const r = await rosterOfThree(ctx, 1);
     try {
@@ -629,13 +629,13 @@ const wrongHashApproval: Attack = {
       const bad = await twinfed(ctx.dir, ['site', 'approve', r.studyId, '--data-dir', a.dir, '--officer', 'Officer A', '--hash', wrong]);
       const said = bad.out + bad.err;
       const approvals = tableCounts(join(a.dir, SITE_FILES.db)).approvals;
-      if (bad.code === 0 || !said.includes('TWF_E_MANIFEST_MISMATCH') || approvals !== 0) return failed(`exit ${bad.code}, ${approvals} approvals: ${said.slice(0, 300)}`);
+      if (bad.code === 0 || !said.includes('TWF_E_APPROVAL_HASH') || /manifest changed/.test(said) || approvals !== 0) return failed(`exit ${bad.code}, ${approvals} approvals: ${said.slice(0, 300)}`);
       if (said.includes(r.manifestHash.slice(0, 12))) return failed(`the refusal prints the announced manifest's hash: ${said.slice(0, 300)}`);
       if (!/review the manifest/.test(said)) return failed(`the refusal does not send the officer to the manifest: ${said.slice(0, 300)}`);
       // The same command with the hash the officer reviewed works: the refusal is about the hash alone.
       const good = await twinfed(ctx.dir, ['site', 'approve', r.studyId, '--data-dir', a.dir, '--officer', 'Officer A', '--hash', r.manifestHash]);
       if (good.code !== 0) return failed(`the right hash was refused too: ${good.err.slice(0, 200)}`);
-      return refused(`exit ${bad.code}: "${firstLine(bad.err).slice(0, 150)}…"; no hash of the announced manifest in the output, nothing approved; with the reviewed hash the same command approves (exit 0)`, 'TWF_E_MANIFEST_MISMATCH');
+      return refused(`exit ${bad.code}: "${firstLine(bad.err).slice(0, 150)}…"; no hash of the announced manifest in the output, nothing approved; with the reviewed hash the same command approves (exit 0)`, 'TWF_E_APPROVAL_HASH');
     } finally {
       await r.close();
     }
