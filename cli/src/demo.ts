@@ -181,7 +181,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     };
     writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
     console.log(`\nglobal model Dice on the sites' validation patients: round 0 ${fmt(initialDice)} -> round ${closed.length} ${fmt(finalDice)}`);
-    console.log(`secure aggregation: ${closed.length} rounds, each the sum of ${closed.map((r) => r.survivors.length).join('/')} masked updates; dropouts: ${closed.reduce((a, r) => a + r.keySet.length - r.survivors.length, 0)} (a dropped site's masks are removed with t shares; its update is never in a sum, and no single update was ever decryptable: each was masked)`);
+    console.log(`secure aggregation: ${closed.length} rounds, each the sum of ${closed.map((r) => r.survivors.length).join('/')} masked updates; dropouts: ${closed.reduce((a, r) => a + r.keySet.length - r.survivors.length, 0)} (a dropped site's masks would be removed with t shares of its keys; every update was masked inside its encryption, so no single update could be read, not even by a site holding the study key)`);
     console.log(`audit: ${auditVerified ? 'all chains intact and cross-checked' : 'PROBLEMS FOUND (see above)'}`);
     console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);
     return auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;
