@@ -53,6 +53,16 @@ export class Rounds {
     return r;
   }
 
+  /** The study, manifest and open round a round message is for; its sender must be an active participant of that round. */
+  private roundMessage(env: Envelope): { st: StudyRow; m: StudyManifest; r: RoundRow } {
+    const h = env.header;
+    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const m = manifestOfRow(st);
+    const r = this.requireOpen(st, h.round);
+    this.requireActiveParticipant(st, r, h.senderId);
+    return { st, m, r };
+  }
+
   private requireActiveParticipant(st: StudyRow, r: RoundRow, siteId: string): void {
     const row = this.ctx.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, siteId))).get();
     if (row?.excluded) throw new WireError('TWF_E_EVICTED', `${siteId} is ${row.excluded} from ${st.studyId}`);
@@ -106,10 +116,7 @@ export class Rounds {
   onSetup(env: Envelope): HandlerResult {
     const h = env.header;
     const b: BodyOf['mask.setup'] = decodeBody(env, 'mask.setup');
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
-    const m = manifestOfRow(st);
-    const r = this.requireOpen(st, h.round);
-    this.requireActiveParticipant(st, r, h.senderId);
+    const { st, m, r } = this.roundMessage(env);
     const key = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
     const fields = maskKeysFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, h.senderId, b.sPk, b.bCommit);
     if (!verifyStatement(MASK_KEYS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', 'mask keys not signed with the site\'s roster key');
@@ -145,10 +152,7 @@ export class Rounds {
   async onChunk(env: Envelope): Promise<HandlerResult & { complete: boolean }> {
     const h = env.header;
     const meta = decodeMeta<UpdateChunkMetaT>(env);
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
-    const m = manifestOfRow(st);
-    const r = this.requireOpen(st, h.round);
-    this.requireActiveParticipant(st, r, h.senderId);
+    const { st, m, r } = this.roundMessage(env);
     if (r.phase === 'setup') throw new WireError('TWF_E_SECAGG', `round ${r.round} is still collecting mask keys; upload after mask.peers`);
     if (r.phase !== 'upload') throw new WireError('TWF_E_ROUND_CLOSED', `round ${r.round}'s upload phase is over`);
     if (!parseList(r.keySetJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in round ${r.round}'s key set (no mask keys in time)`);
@@ -206,10 +210,7 @@ export class Rounds {
   onConsistency(env: Envelope): HandlerResult {
     const h = env.header;
     const b: BodyOf['mask.consistency'] = decodeBody(env, 'mask.consistency');
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
-    const m = manifestOfRow(st);
-    const r = this.requireOpen(st, h.round);
-    this.requireActiveParticipant(st, r, h.senderId);
+    const { st, m, r } = this.roundMessage(env);
     if (r.phase !== 'consistency' && r.phase !== 'unmask') throw new WireError('TWF_E_SECAGG', `round ${r.round} is in its ${r.phase} phase`);
     if (!parseList(r.survivorsJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not a survivor of round ${r.round}`);
     const fields = maskSurvivorsFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, parseList(r.keySetJson), parseList(r.survivorsJson));
@@ -230,9 +231,7 @@ export class Rounds {
   onUnmask(env: Envelope): HandlerResult {
     const h = env.header;
     const b: BodyOf['mask.unmask'] = decodeBody(env, 'mask.unmask');
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
-    const r = this.requireOpen(st, h.round);
-    this.requireActiveParticipant(st, r, h.senderId);
+    const { st, r } = this.roundMessage(env);
     if (r.phase !== 'unmask') throw new WireError('TWF_E_SECAGG', `round ${r.round} is in its ${r.phase} phase`);
     if (!parseList(r.revealersJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not asked to reveal in round ${r.round}`);
     const survivors = parseList(r.survivorsJson).sort();
