@@ -203,8 +203,8 @@ dataDirOpt(site.command('studies').description('Studies announced to this site a
       const r = rows.find((x) => x.studyId === o.show);
       if (!r || !r.manifest) throw new Error(`TWF_E_UNKNOWN_STUDY: ${o.show} has not been announced to this site`);
       const { siteId } = loadSiteConfig(dir);
-      print(!!o.json, r, () => '');
-      if (!o.json) console.log(`${await formatManifestForOfficer(r.manifest, r.manifestHash, siteId)}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`);
+      const text = `${await formatManifestForOfficer(r.manifest, r.manifestHash, siteId)}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`;
+      print(!!o.json, r, () => text);
       return;
     }
     print(!!o.json, rows.map(({ manifest: _m, ...x }) => x), () => rows.map((r) => `${r.studyId}  ${r.status.padEnd(9)} ${r.title}\n  manifest ${r.manifestHash}  (details: twinfed site studies --show ${r.studyId})`).join('\n') || 'no studies announced yet');

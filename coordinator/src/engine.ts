@@ -7,7 +7,7 @@ import {
 } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
 import {
-  decodeBody, fingerprint, fromB64, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement,
+  decodeBody, fromB64, siteFingerprint, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement,
   type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
 import { DEFAULT_HE_PARAMS, checkHeParams, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
@@ -200,7 +200,7 @@ export class CoordinatorEngine {
       if (again.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${again.state}`);
       tx.update(studies).set({ state: 'running', manifestJson: JSON.stringify(manifest), manifestHash: hash }).where(eq(studies.studyId, studyId)).run();
       for (const p of roster.participants) tx.insert(studySites).values({ studyId, siteId: p.siteId, manifestHash: '' }).onConflictDoNothing().run();
-      this.audit.append({ actor: 'lead', action: 'study.started', studyId, digest: hash, detail: `roster ${roster.participants.map((p) => `${p.siteId}=${fingerprint(fromB64(p.ed25519PublicKey))}`).join(',')}; dealers ${roster.keyDealers.join(',')}` });
+      this.audit.append({ actor: 'lead', action: 'study.started', studyId, digest: hash, detail: `roster ${roster.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}; dealers ${roster.keyDealers.join(',')}` });
     });
     this.announceToRoster(studyId);
     void this.advance(studyId);
@@ -363,7 +363,7 @@ export class CoordinatorEngine {
       revokedAt: s.revokedAtMs === null ? null : new Date(s.revokedAtMs).toISOString(),
       ed25519PublicKey: s.ed25519PublicKey,
       x25519PublicKey: s.x25519PublicKey,
-      fingerprint: keyFingerprint(s.ed25519PublicKey, s.x25519PublicKey),
+      fingerprint: siteFingerprint(s.ed25519PublicKey, s.x25519PublicKey),
     }));
   }
 
@@ -395,7 +395,7 @@ export class CoordinatorEngine {
       rounds: d.rounds,
       participants: (m?.participants ?? []).map((p) => {
         const r = rows.find((x) => x.siteId === p.siteId);
-        return { siteId: p.siteId, siteName: p.siteName, fingerprint: keyFingerprint(p.ed25519PublicKey, p.x25519PublicKey), joined: joined.includes(p.siteId), connected: this.isOnline(p.siteId), excluded: r?.excluded ?? null };
+        return { siteId: p.siteId, siteName: p.siteName, fingerprint: siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey), joined: joined.includes(p.siteId), connected: this.isOnline(p.siteId), excluded: r?.excluded ?? null };
       }),
       joined,
       keyEpoch: st.keyEpoch,
@@ -818,8 +818,4 @@ export class CoordinatorEngine {
   }
 }
 
-/** Fingerprint of a site's two public keys, as officers compare it (16 hex digits each). */
-export function keyFingerprint(ed25519B64: string, x25519B64: string): string {
-  return `${fingerprint(fromB64(ed25519B64))}:${fingerprint(fromB64(x25519B64))}`;
-}
 

@@ -8,7 +8,7 @@ import {
   addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams,
 } from '@twinfed/shared/he/index';
 import {
-  activeJoined, manifestOfRow, parseList, requireStudyId, roundRow, studyRow, studySiteRows,
+  activeJoined, manifestOfRow, parseList, requireStudyId, roundRow, studyRow,
   type EngineContext, type HandlerResult, type RoundRow, type StudyRow,
 } from './context.js';
 import {
@@ -82,8 +82,8 @@ export class Rounds {
     const joined = activeJoined(this.ctx.db, st);
     const order = m.participants.map((p) => p.siteId);
     const candidates = order.filter((id) => joined.some((j) => j.siteId === id) && this.ctx.online(id));
+    // The dealer's own row is marked delivered when it deals.
     const delivered = this.keys.delivered(st.studyId, epoch.epoch);
-    delivered.add(epoch.dealer);
     const keyed = candidates.filter((id) => delivered.has(id));
     const lastJoinMs = Math.max(0, ...joined.map((j) => j.joinedAtMs ?? 0));
     const settled = now - lastJoinMs >= this.ctx.opts.joinSettleMs;
@@ -403,7 +403,7 @@ export class Rounds {
       case 'close': {
         this.ctx.metrics.roundsClosed.inc();
         this.ctx.log('info', `${st.studyId}: round ${round} closed with ${parseList(r.survivorsJson).length} contributors`);
-        const receivers = activeJoined(this.ctx.db, st).map((x) => x.siteId).filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch) || s === this.keys.latest(st.studyId)?.dealer);
+        const receivers = activeJoined(this.ctx.db, st).map((x) => x.siteId).filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch));
         this.publish(st.studyId, round, receivers);
         this.ctx.checkpoint(st.studyId);
         return;
@@ -531,10 +531,5 @@ export class Rounds {
   /** Round summaries for the lead. */
   summaries(studyId: string) {
     return this.ctx.db.select().from(rounds).where(eq(rounds.studyId, studyId)).orderBy(asc(rounds.round)).all();
-  }
-
-  /** Sites of the study's roster rows (for status). */
-  rosterRows(studyId: string) {
-    return studySiteRows(this.ctx.db, studyId);
   }
 }

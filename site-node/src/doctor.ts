@@ -1,7 +1,7 @@
 import { existsSync, statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { count } from 'drizzle-orm';
-import { fingerprint, fromB64, initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
+import { fingerprint, fromB64, initSodium, loadIdentity, siteFingerprint } from '@twinfed/shared/crypto/index';
 import { availableParallelism } from 'node:os';
 import { selectBackend } from '@twinfed/shared/train/backend';
 import { workersFromEnv } from '@twinfed/shared/train/parallel';
@@ -54,7 +54,7 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
   try {
     const id = loadIdentity(idPath);
     const mode = (statSync(idPath).mode & 0o777).toString(8);
-    checks.push({ name: 'identity keys', ok: true, detail: `${idPath} mode ${mode}; fingerprint ${fingerprint(id.ed25519PublicKey)}:${fingerprint(id.x25519PublicKey)} (Ed25519:X25519, as other sites' officers see this site in a study roster: read it to them out of band)` });
+    checks.push({ name: 'identity keys', ok: true, detail: `${idPath} mode ${mode}; fingerprint ${siteFingerprint(id.ed25519PublicKey, id.x25519PublicKey)} (Ed25519:X25519, as other sites' officers see this site in a study roster: read it to them out of band)` });
   } catch (e) {
     checks.push({ name: 'identity keys', ok: false, detail: (e as Error).message });
   }

@@ -8,7 +8,7 @@ import {
 } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
 import {
-  decodeBody, fingerprint, fromB64, initSodium, loadIdentity, parseEnvelope, sealEnvelope, signStatement, verifyEnvelope, verifyStatement,
+  decodeBody, fromB64, siteFingerprint, initSodium, loadIdentity, parseEnvelope, sealEnvelope, signStatement, verifyEnvelope, verifyStatement,
   type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
@@ -350,7 +350,7 @@ export class SiteNode {
       tx.insert(approvals).values({ studyId, manifestHash: hash, officer, approvedAtMs: Date.now() })
         .onConflictDoUpdate({ target: [approvals.studyId, approvals.manifestHash], set: { officer, approvedAtMs: Date.now(), withdrawnAtMs: null, withdrawnBy: null } }).run();
       if (st.status === 'pending' || st.status === 'withdrawn') tx.update(studies).set({ status: 'approved' }).where(eq(studies.studyId, studyId)).run();
-      audit.append({ actor: officer, action: 'study.approved', studyId, digest: hash, detail: `${manifest.title}; roster ${manifest.participants.map((p) => `${p.siteId}=${fingerprint(fromB64(p.ed25519PublicKey))}`).join(',')}` });
+      audit.append({ actor: officer, action: 'study.approved', studyId, digest: hash, detail: `${manifest.title}; roster ${manifest.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}` });
     });
     return { manifest, manifestHash: hash };
   }

@@ -1,6 +1,6 @@
 import type { StudyManifest } from '@twinfed/protocols';
 import { secaggThresholdFor, quorumOf } from '@twinfed/protocols';
-import { fingerprint, fromB64, initSodium } from '@twinfed/shared/crypto/index';
+import { initSodium, siteFingerprint } from '@twinfed/shared/crypto/index';
 
 /**
  * A manifest in the terms a privacy officer approves it: what is trained, who takes part (with the
@@ -20,7 +20,7 @@ export async function formatManifestForOfficer(m: StudyManifest, hash: string, s
     `  task            ${m.task}; model ${m.model.arch} (${m.updateLength.toLocaleString('en')} parameters)`,
     `  rounds          ${m.rounds}; each round needs at least ${quorumOf(m)} contributing sites (minSites ${m.minSites})`,
     `  participants    ${n} sites (manifest version ${m.manifestVersion}); compare each fingerprint with the site itself before approving:`,
-    ...m.participants.map((p) => `    ${p.siteId === selfId ? '*' : ' '} ${p.siteId.padEnd(16)} ${p.siteName.padEnd(28)} ${fingerprint(fromB64(p.ed25519PublicKey))}:${fingerprint(fromB64(p.x25519PublicKey))}`),
+    ...m.participants.map((p) => `    ${p.siteId === selfId ? '*' : ' '} ${p.siteId.padEnd(16)} ${p.siteName.padEnd(28)} ${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`),
     `  key dealers     ${m.keyDealers.join(' -> ')} (the first connected one creates the study key and seals it to the sites above only)`,
     `  leaves the site once per round: one update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples,`,
     `                  masked (secure aggregation ${m.secureAggregation}, threshold ${secaggThresholdFor(n)} of ${n}) and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts, about ${(ciphertexts * bytesPerCiphertext / 1024).toFixed(0)} KiB);`,

@@ -76,6 +76,15 @@ export function openSealed(sealed: Uint8Array, id: Pick<Identity, 'x25519PublicK
   return sodium().crypto_box_seal_open(sealed, id.x25519PublicKey, id.x25519SecretKey);
 }
 
+/**
+ * A site's fingerprint as officers compare it out of band: the fingerprints of its Ed25519 and
+ * X25519 public keys, `ed:x`. One format everywhere it is shown (study roster, lead API, site doctor).
+ */
+export function siteFingerprint(ed25519PublicKey: Uint8Array | string, x25519PublicKey: Uint8Array | string): string {
+  const bytes = (k: Uint8Array | string) => (typeof k === 'string' ? fromB64(k) : k);
+  return `${fingerprint(bytes(ed25519PublicKey))}:${fingerprint(bytes(x25519PublicKey))}`;
+}
+
 /** Short human-checkable fingerprint of a public key (first 16 hex of its SHA-256-based generic hash). */
 export function fingerprint(publicKey: Uint8Array): string {
   return Buffer.from(sodium().crypto_generichash(8, publicKey)).toString('hex');
