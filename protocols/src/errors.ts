@@ -37,6 +37,8 @@ export const WIRE_ERRORS = {
   TWF_E_SECAGG: { status: 409, message: 'Secure-aggregation message out of order or inconsistent (unsigned mask key, survivor sets that differ, a share for a site that is not in the round); nothing was revealed.' },
   TWF_E_AGGREGATE_BOUNDS: { status: 422, message: 'The decrypted average has an element outside the clip bound [-B, B]: some contribution was not a valid clipped update. The aggregate was not applied.' },
   TWF_E_WRONG_RECIPIENT: { status: 400, message: 'The envelope is addressed to another party; it was not accepted.' },
+  TWF_E_STRATEGY_NOT_LINEAR: { status: 422, message: 'The aggregation strategy needs individual updates (trimmed mean, median, Krum, ...), which additive encryption never reveals; choose a linear strategy (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad; docs/strategies.md).' },
+  TWF_E_DP_PARAMS: { status: 422, message: 'The differential-privacy parameters cannot be met (no noise multiplier reaches the budget, or the sampling rate leaves no patient per step); the message names the field.' },
   TWF_E_TOO_LARGE: { status: 413, message: 'Request body too large.' },
   TWF_E_ROUND_FAILED: { status: 409, message: 'The round failed (quorum not reached in time, too many sites dropped, or the lead aborted it); nothing was aggregated. The study opens a fresh round.' },
   TWF_E_INTERNAL: { status: 500, message: 'Internal error; see the coordinator log.' },

@@ -78,6 +78,95 @@ export const ResponseDataCriteriaSchema = z.object({
   minTrainPatients: z.number().int().min(1),
 });
 
+/**
+ * Aggregation strategies that cannot run under additive encryption: each needs the individual
+ * updates (order statistics, pairwise distances), which the coordinator never sees and the sites
+ * never exchange. A spec naming one is refused with TWF_E_STRATEGY_NOT_LINEAR (docs/strategies.md).
+ */
+export const NON_LINEAR_STRATEGIES = ['trimmed-mean', 'median', 'krum', 'multi-krum', 'bulyan', 'geometric-median'] as const;
+
+const serverLearningRate = z.number().positive().max(10);
+const beta = z.number().min(0).max(0.9999);
+/** Adaptivity / numerical floor tau of FedOpt's server optimisers (Reddi et al., ICLR 2021, Alg. 2). */
+const tau = z.number().positive().max(1);
+
+/**
+ * How the round's aggregate becomes the next global model; the officer approves it with its
+ * parameters. Every strategy here is linear in the site updates, so the coordinator only sums
+ * ciphertexts; server-side optimisers run identically at every site after decryption.
+ * Absent = FedAvg (McMahan et al., AISTATS 2017).
+ */
+export const StrategySchema = z.discriminatedUnion('name', [
+  z.object({ name: z.literal('fedavg') }).strict(),
+  /** FedProx (Li et al., MLSys 2020): local objective + (mu/2)·||w − w_global||². */
+  z.object({ name: z.literal('fedprox'), mu: z.number().min(0).max(100) }).strict(),
+  /** FedAvgM (Hsu, Qi & Brown 2019): server momentum on the averaged update. */
+  z.object({ name: z.literal('fedavgm'), serverLearningRate: serverLearningRate.default(1), momentum: beta.default(0.9) }).strict(),
+  /** FedAdam (Reddi et al., ICLR 2021). */
+  z.object({ name: z.literal('fedadam'), serverLearningRate: serverLearningRate.default(0.01), beta1: beta.default(0.9), beta2: beta.default(0.99), tau: tau.default(1e-3) }).strict(),
+  /** FedYogi (Reddi et al., ICLR 2021; Zaheer et al., NeurIPS 2018). */
+  z.object({ name: z.literal('fedyogi'), serverLearningRate: serverLearningRate.default(0.01), beta1: beta.default(0.9), beta2: beta.default(0.99), tau: tau.default(1e-3) }).strict(),
+  /** FedAdagrad (Reddi et al., ICLR 2021). */
+  z.object({ name: z.literal('fedadagrad'), serverLearningRate: serverLearningRate.default(0.01), beta1: beta.default(0), tau: tau.default(1e-3) }).strict(),
+  z.object({ name: z.enum(NON_LINEAR_STRATEGIES) }).passthrough().superRefine((s, ctx) => {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['name'],
+      message: `strategy '${s.name}' is not linear in the site updates (TWF_E_STRATEGY_NOT_LINEAR): under additive encryption the coordinator only ever holds the encrypted sum, so order statistics and distances between individual updates cannot be computed; use fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad (docs/strategies.md)`,
+    });
+  }).transform((s): never => s as never),
+]);
+export type StrategyConfig = z.infer<typeof StrategySchema>;
+export type StrategyName = StrategyConfig['name'];
+
+const dpBudget = {
+  /** Epsilon this study may spend on one site's dataset over all its rounds (with `delta`). */
+  epsilon: z.number().positive().max(100),
+  /** Delta of the (epsilon, delta) guarantee; well below 1/patients (1e-5 is usual). */
+  delta: z.number().positive().max(1e-3),
+  /**
+   * Noise multiplier sigma: Gaussian noise of standard deviation sigma·clipNorm. When a spec leaves
+   * it out, the coordinator derives the smallest sigma meeting the budget at creation, so the
+   * approved manifest always names it.
+   */
+  noiseMultiplier: z.number().min(0.3).max(1000).optional(),
+};
+
+/**
+ * Patient-level DP-SGD at each site (Abadi et al., CCS 2016): every local step samples patients
+ * with probability `samplingRate` (Poisson), clips the summed gradient of each sampled patient
+ * (all of that patient's slices or rows) to L2 norm `clipNorm`, adds N(0, (sigma·clipNorm)²) to
+ * the sum. Steps per round = max(1, round(epochsPerRound / samplingRate)). The site's RDP
+ * accountant composes over steps, rounds and studies; the guarantee holds against the
+ * coordinator, the other sites and whoever uses the model.
+ */
+export const PatientDpSchema = z.object({
+  level: z.literal('patient'),
+  ...dpBudget,
+  /** C: L2 bound of one patient's gradient contribution per step. */
+  clipNorm: z.number().positive().max(1000),
+  /** q: probability that a patient takes part in one local step. */
+  samplingRate: z.number().gt(0).max(1),
+}).strict();
+
+/**
+ * Site-level DP with the distributed discrete Gaussian (Kairouz, Liu & Steinke, ICML 2021): each
+ * site clips its whole update to L2 norm `clipNorm`, contributes with weight 1, and adds integer
+ * noise of variance (sigma·clipNorm·scale)²/minSites in the quantised domain, so the sum of at
+ * least minSites contributions carries noise of standard deviation ≥ sigma·clipNorm. One
+ * composition per round. For large consortia; at 3 sites it drowns the signal (docs/privacy.md).
+ */
+export const SiteDpSchema = z.object({
+  level: z.literal('site'),
+  ...dpBudget,
+  /** C: L2 bound of a site's whole update. */
+  clipNorm: z.number().positive().max(1000),
+}).strict();
+
+/** Differential privacy of a study; absent = none (training.clipBound still bounds each element). */
+export const DpSchema = z.discriminatedUnion('level', [PatientDpSchema, SiteDpSchema]);
+export type DpConfig = z.infer<typeof DpSchema>;
+
 /** Fewest sites whose updates may form an aggregate: with 2, each learns the other's update from it. */
 export const MIN_CONTRIBUTORS = 3;
 
@@ -91,6 +180,10 @@ const studyCommon = {
   /** Seconds after a round opens by which sites must have trained and sent their mask keys; with quorum the round goes on without the rest. */
   roundDeadlineS: z.number().positive().max(7 * 24 * 3600),
   encryption: HeParamsSchema.optional(),
+  /** Aggregation strategy; absent = FedAvg. */
+  strategy: StrategySchema.optional(),
+  /** Differential privacy; absent = none. */
+  dp: DpSchema.optional(),
 };
 
 export const SegmentationSpecSchema = z.object({

@@ -24,6 +24,16 @@ export const SiteConfigSchema = z.object({
   /** Minimum number of validation patients below which per-site metrics are suppressed (small counts). */
   minReportPatients: z.number().int().min(1).default(2),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('info'),
+  /**
+   * The site's own differential-privacy policy, per dataset across all studies (dp_ledger): a round
+   * that would take a dataset's epsilon (at `delta`) above `maxEpsilon` is refused, even when the
+   * study's manifest would allow it. `requireDp`: refuse to train studies without DP.
+   */
+  privacy: z.object({
+    maxEpsilon: z.number().positive().max(1000).default(10),
+    delta: z.number().positive().max(1e-3).default(1e-5),
+    requireDp: z.boolean().default(false),
+  }).default({ maxEpsilon: 10, delta: 1e-5, requireDp: false }),
 });
 export type SiteConfig = z.infer<typeof SiteConfigSchema>;
 

@@ -7,6 +7,11 @@ export interface LocalTrainResult {
   nSamples: number;
   loss: number;
   ms: number;
+  /**
+   * Set when the round ran patient-level DP-SGD (manifest.dp.level 'patient'): what the site's
+   * accountant composes. `steps` is the number of noisy steps actually taken.
+   */
+  dp?: { steps: number; samplingRate: number; noiseMultiplier: number; clipNorm: number };
 }
 
 export interface LocalEvalResult {

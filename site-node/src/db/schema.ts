@@ -99,6 +99,47 @@ export const roundWork = sqliteTable('round_work', {
   revealedJson: text('revealed_json'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.round] })]);
 
+/**
+ * Server-optimiser state of a stateful strategy (FedAvgM's momentum, FedAdam/FedYogi/FedAdagrad's
+ * moments; shared/src/strategy) after applying aggregate `version`. Every site computes it with the
+ * same float64 JavaScript, so `stateHash` (SHA-256 of `state`) is the same at every site.
+ */
+export const strategyState = sqliteTable('strategy_state', {
+  studyId: text('study_id').notNull(),
+  version: integer('version').notNull(),
+  /** Serialised float64 vectors (shared/src/strategy serialiseState). */
+  state: blob('state', { mode: 'buffer' }).notNull(),
+  stateHash: text('state_hash').notNull(),
+  createdAtMs: integer('created_at_ms').notNull(),
+}, (t) => [primaryKey({ columns: [t.studyId, t.version] })]);
+
+/**
+ * The site's privacy ledger: one row per round in which one of its datasets was used under
+ * differential privacy. RDP composes additively over rounds and studies (Mironov, CSF 2017), so
+ * the dataset's spend is the sum of `rdp` over its rows, converted to epsilon at the site's delta.
+ */
+export const dpLedger = sqliteTable('dp_ledger', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  /** Which data the round used: 'segmentation:<modality>' or 'response:twin-measurements'. */
+  datasetKey: text('dataset_key').notNull(),
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  /** 'patient' (DP-SGD at this site) or 'site' (distributed discrete Gaussian). */
+  level: text('level').notNull(),
+  /** Compositions of the round (DP-SGD steps; 1 for site level). */
+  steps: integer('steps').notNull(),
+  samplingRate: real('sampling_rate').notNull(),
+  noiseMultiplier: real('noise_multiplier').notNull(),
+  /** RDP of the round at the accountant's orders (float64 little-endian, shared/src/dp/accountant RDP_ORDERS). */
+  rdp: blob('rdp', { mode: 'buffer' }).notNull(),
+  /** Epsilon of this study on this dataset after the round, at the manifest's delta. */
+  epsilonStudy: real('epsilon_study').notNull(),
+  /** Epsilon of all studies on this dataset after the round, at `deltaDataset` (the site's delta). */
+  epsilonDataset: real('epsilon_dataset').notNull(),
+  deltaDataset: real('delta_dataset').notNull(),
+  recordedAtMs: integer('recorded_at_ms').notNull(),
+}, (t) => [uniqueIndex('dp_ledger_study_round').on(t.studyId, t.round, t.datasetKey)]);
+
 /** The coordinator's signed receipts of this site's accepted messages (statement twinfed.receipt.v1; checked by `twinfed audit compare`). */
 export const receipts = sqliteTable('receipts', {
   seq: integer('seq').primaryKey(),
