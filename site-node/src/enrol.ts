@@ -61,6 +61,7 @@ export async function enrolSite(opts: { dataDir: string; coordinatorUrl: string;
     clockSkewMs: 5 * 60 * 1000,
     minReportPatients: 2,
     logLevel: 'info',
+    privacy: { maxEpsilon: 10, delta: 1e-5, requireDp: false },
   };
   saveSiteConfig(opts.dataDir, config);
   const db = openSiteDb(join(opts.dataDir, SITE_FILES.db));
