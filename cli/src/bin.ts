@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCoordinator } from '@twinfed/coordinator';
-import { BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, loadSiteConfig, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
+import { budgetView, formatBudget, BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, loadSiteConfig, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/index';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
@@ -198,12 +198,19 @@ dataDirOpt(site.command('studies').description('Studies announced to this site a
     const dir = resolve(o.dataDir);
     const db = openSiteDb(join(dir, SITE_FILES.db));
     const rows = SiteNode.listStudies(db);
+    const shown = o.show ? rows.find((x) => x.studyId === o.show) : undefined;
+    const cfg = shown ? loadSiteConfig(dir) : null;
+    // The officer sees the projected epsilon of the whole study and this site's ledger before approving.
+    const budget = shown?.manifest && cfg ? budgetView(db, shown.manifest, cfg.privacy) : null;
     db.$client.close();
     if (o.show) {
-      const r = rows.find((x) => x.studyId === o.show);
+      const r = shown;
       if (!r || !r.manifest) throw new Error(`TWF_E_UNKNOWN_STUDY: ${o.show} has not been announced to this site`);
-      const { siteId } = loadSiteConfig(dir);
-      const text = `${await formatManifestForOfficer(r.manifest, r.manifestHash, siteId)}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`;
+      const text = `${await formatManifestForOfficer(r.manifest, r.manifestHash, cfg!.siteId, formatBudget(budget!, r.manifest, cfg!.privacy))}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`;
+      if (o.json) {
+        print(true, { ...r, privacy: budget }, () => text);
+        return;
+      }
       print(!!o.json, r, () => text);
       return;
     }

@@ -17,3 +17,4 @@ export * from './response-trainer.js';
 export * from './import/radiomics.js';
 export { studyKeyCommitment, dealStudyKey, acceptStudyKey } from './keys.js';
 export type { RoundStepEvent } from './site-rounds.js';
+export * from './privacy.js';

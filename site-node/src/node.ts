@@ -104,7 +104,7 @@ export class SiteNode {
       closed: () => this.closed,
     });
     this.rounds = new SiteRounds({
-      db: this.db, audit: this.audit, identity: this.identity, siteId: this.config.siteId, trainer: opts.trainer,
+      db: this.db, audit: this.audit, identity: this.identity, siteId: this.config.siteId, trainer: opts.trainer, privacy: this.config.privacy,
       send: (type, studyId, round, body, m) => this.send(type, studyId, round, body, m),
       manifest: (studyId, forNewRound) => this.participatingManifest(studyId, forNewRound),
       modelAt: (studyId, v) => this.modelAt(studyId, v),

@@ -15,6 +15,7 @@ import {
 import type { SiteDb } from './db/index.js';
 import { roundWork } from './db/schema.js';
 import { studyKey } from './keys.js';
+import { budgetView, recordRound, type PrivacyPolicy } from './privacy.js';
 import type { LocalEvalResult, LocalTrainer } from './trainer.js';
 
 export type RoundWorkRow = typeof roundWork.$inferSelect;
@@ -26,6 +27,8 @@ export interface SiteRoundHost {
   readonly identity: Identity;
   readonly siteId: string;
   readonly trainer: LocalTrainer;
+  /** The site's differential-privacy policy (site.json `privacy`). */
+  readonly privacy: PrivacyPolicy;
   send(type: SiteMessageType, studyId: string, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>): Promise<Ack>;
   /** The manifest this site takes part under (approved; `forNewRound` false lets a withdrawn site finish the round it is in). */
   manifest(studyId: string, forNewRound: boolean): { manifest: StudyManifest; hash: string };
@@ -91,9 +94,19 @@ export class SiteRounds {
     }
     if (!studyKey(this.host.db, studyId, b.keyEpoch)) throw new WireError('TWF_E_NOT_PARTICIPANT', `no study key of epoch ${b.keyEpoch} yet`);
     if (!(await this.host.caughtUp(studyId, b.modelVersion, () => this.onStart(studyId, round, b)))) return;
+    // The privacy budget is checked before any training: a refused round never touches the data.
+    const budget = budgetView(this.host.db, m, this.host.privacy);
+    if (budget.refusal) {
+      this.host.audit.append({ actor: this.host.siteId, action: 'dp.refused', studyId, round, detail: `TWF_E_DP_BUDGET: ${budget.refusal}` });
+      this.host.log('warn', `${studyId} round ${round}: refused, ${budget.refusal}`);
+      await this.host.send('round.decline', studyId, round, { code: 'TWF_E_DP_BUDGET', detail: budget.refusal.slice(0, 500) });
+      return;
+    }
     const base = this.host.modelAt(studyId, b.modelVersion)!;
     this.host.audit.append({ actor: this.host.siteId, action: 'training.started', studyId, round, detail: `from model version ${b.modelVersion}` });
     const tr = await this.host.trainer.train(m, base, round);
+    const spent = recordRound(this.host.db, m, round, this.host.privacy, tr.dp);
+    if (spent) this.host.audit.append({ actor: this.host.siteId, action: 'dp.spent', studyId, round, detail: `epsilon of this study ${spent.epsilonStudy.toFixed(4)} (budget ${m.dp!.epsilon}, delta ${m.dp!.delta}); of all studies on ${budget.datasetKey} ${spent.epsilonDataset.toFixed(4)} (site maxEpsilon ${this.host.privacy.maxEpsilon}, delta ${this.host.privacy.delta})` });
     if (tr.weights.length !== m.updateLength) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `the local model has ${tr.weights.length} parameters, the manifest ${m.updateLength}`);
     if (tr.nSamples > m.training.maxSamplesPerSite) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `n=${tr.nSamples} exceeds the manifest's maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
     const delta = new Float32Array(tr.weights.length);

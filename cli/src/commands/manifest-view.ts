@@ -8,7 +8,7 @@ import { initSodium, siteFingerprint } from '@twinfed/shared/crypto/index';
  * key, what leaves the hospital and how often, and the privacy settings. The hash at the end is what
  * `twinfed site approve --hash` binds the approval to.
  */
-export async function formatManifestForOfficer(m: StudyManifest, hash: string, selfId?: string): Promise<string> {
+export async function formatManifestForOfficer(m: StudyManifest, hash: string, selfId?: string, privacyLines?: string[]): Promise<string> {
   await initSodium();
   const slots = m.encryption.polyModulusDegree;
   const ciphertexts = Math.ceil(m.updateLength / slots);
@@ -27,8 +27,17 @@ export async function formatManifestForOfficer(m: StudyManifest, hash: string, s
     `                  plus the per-round mask keys and encrypted key shares for the other sites, and validation metrics (suppressed below the site's minimum patient count)`,
     `  never leaves    images, masks, clinical data, the plaintext update; the coordinator cannot decrypt anything it relays`,
     `  training        ${m.training.epochsPerRound} epochs per round, batch ${m.training.batchSize}, learning rate ${m.training.learningRate}, seed ${m.training.seed}`,
-    `  differential privacy: not enabled in this manifest`,
+    `  strategy        ${strategyLine(m)}`,
+    ...(privacyLines ?? [m.dp ? `  differential privacy: ${m.dp.level}-level, budget (epsilon ${m.dp.epsilon}, delta ${m.dp.delta}), clip norm ${m.dp.clipNorm}, noise multiplier ${m.dp.noiseMultiplier ?? '(derived by the coordinator)'}` : `  differential privacy: not enabled in this manifest`]),
     `  manifest hash   ${hash}`,
   ];
   return lines.join('\n');
+}
+
+/** The aggregation strategy and its parameters, as approved (absent = FedAvg). */
+function strategyLine(m: StudyManifest): string {
+  const s = m.strategy ?? { name: 'fedavg' as const };
+  const { name, ...params } = s;
+  const p = Object.entries(params).map(([k, v]) => `${k} ${v}`).join(', ');
+  return `${name}${p ? ` (${p})` : ''}${m.strategy ? '' : ' (none named: FedAvg)'}; the coordinator only sums encrypted updates, the rule runs at every site after decryption`;
 }
