@@ -1,5 +1,5 @@
 import {
-  AggregateInfo, MASK_KEYS_KIND, isWireErrorCode, MASK_SURVIVORS_KIND, WireError, canonicalJson, maskKeysFields, maskSurvivorsFields, packFrames,
+  AggregateInfo, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, WireError, canonicalJson, maskKeysFields, maskSurvivorsFields, packFrames,
   quorumOf, secaggThresholdFor, utf8, type AggregateInfoT, type BodyOf, type Envelope, type StudyManifest, type UpdateChunkMetaT,
 } from '@twinfed/protocols';
 import { decodeBody, decodeMeta, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
@@ -133,7 +133,6 @@ export class Rounds {
   onDecline(env: Envelope): HandlerResult {
     const h = env.header;
     const b: BodyOf['round.decline'] = decodeBody(env, 'round.decline');
-    if (!isWireErrorCode(b.code)) throw new WireError('TWF_E_MALFORMED', `code ${b.code} is not a catalogued TWF_E_ code`);
     const { st, r } = this.roundMessage(env);
     const now = this.ctx.now();
     const exhausted = b.code === 'TWF_E_DP_BUDGET';
