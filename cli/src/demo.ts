@@ -172,7 +172,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         uploadBytes: r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0),
         encryptMs: r.metrics.reduce((a, m) => a + (m.encryptMs ?? 0), 0) / Math.max(1, r.metrics.length),
         aggregateMs: r.aggregateMs,
-        perSite: r.metrics.map((m) => ({ site: nameOf(m.siteId), dice: m.meanDice, valPatients: m.valPatients, uploadBytes: m.uploadBytes, encryptMs: m.encryptMs })),
+        perSite: r.metrics.map((m) => ({ site: nameOf(m.siteId), dice: diceOf(m), valPatients: m.valPatients, uploadBytes: m.uploadBytes, encryptMs: m.encryptMs })),
       })),
       initialDice,
       finalDice,
@@ -193,7 +193,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
 }
 
 /** Validation Dice pooled over sites, weighted by each site's number of validation patients. */
-function meanDice(ms: { meanDice: number | null; valPatients: number }[]): number | null {
+function meanDice(ms: MetricT[]): number | null {
   const ok = ms.filter((m) => diceOf(m) !== null && m.valPatients > 0);
   const n = ok.reduce((a, m) => a + m.valPatients, 0);
   return n === 0 ? null : ok.reduce((a, m) => a + diceOf(m)! * m.valPatients, 0) / n;
