@@ -479,7 +479,7 @@ export class SiteNode {
         continue;
       }
       const baseline = await this.ensureInitialModel(manifest);
-      const ack = await this.send('study.join', st.studyId, null, { manifestHash: st.manifestHash, ...data });
+      const ack = await this.send('study.join', st.studyId, null, { manifestHash: st.manifestHash, trainSamples: data.trainSlices, valPatients: data.valPatients });
       if (!ack.ok) {
         if (ack.code === 'TWF_E_STUDY_STATE') this.setStatus(st.studyId, 'stopped', `join refused: ${ack.detail}`);
         else if (ack.code === 'TWF_E_NOT_PARTICIPANT' || ack.code === 'TWF_E_EVICTED') this.setStatus(st.studyId, 'excluded', `join refused: ${ack.code} ${ack.detail}`);
@@ -564,9 +564,11 @@ export class SiteNode {
     const suppress = valPatients < this.config.minReportPatients;
     await this.send('metrics.report', studyId, round, {
       evaluatedRound: round,
-      meanDice: suppress ? null : ev.meanDice,
+      metrics: [
+        ...(ev.metric ? [] : [{ name: 'meanDice', value: suppress ? null : ev.meanDice }]),
+        ...(ev.metric ? [{ name: ev.metric.name, value: suppress ? null : ev.metric.value }] : []),
+      ],
       valPatients,
-      ...(ev.metric ? { metricName: ev.metric.name, metricValue: suppress ? null : ev.metric.value } : {}),
       trainLoss: work?.trainLoss ?? null,
       trainMs: work?.trainMs ?? null,
       encryptMs: work?.encryptMs ?? null,
