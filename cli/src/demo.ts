@@ -44,7 +44,9 @@ interface RunOpts {
   timeoutS?: number;
 }
 
-type MetricT = { siteId: string; meanDice: number | null; valPatients: number; encryptMs: number | null; uploadBytes: number | null };
+type MetricT = { siteId: string; metrics: { name: string; value: number | null }[]; valPatients: number; encryptMs: number | null; uploadBytes: number | null };
+/** The site's Dice (the demo is a segmentation study), null when suppressed or not reported. */
+const diceOf = (m: MetricT): number | null => m.metrics.find((x) => x.name === 'meanDice')?.value ?? null;
 interface StudyStatusT {
   state: string;
   baselineMetrics: MetricT[];
@@ -121,7 +123,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       const r0 = roundZero(status);
       if (r0 && !printed.has(0)) {
         printed.add(0);
-        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(7)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
+        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(7)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(diceOf(m))} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
       }
       for (const r of status.roundSummaries) {
         if (printed.has(r.round)) continue;
@@ -134,7 +136,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         printed.add(r.round);
         const up = r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0);
         const enc = r.metrics.filter((m) => m.encryptMs !== null);
-        console.log(`${String(r.round).padStart(5)}  ${`${r.survivors.length}/${r.keySet.length}`.padStart(5)}  ${String(r.keySet.length - r.survivors.length).padStart(7)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(r.metrics).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(m.meanDice)} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
+        console.log(`${String(r.round).padStart(5)}  ${`${r.survivors.length}/${r.keySet.length}`.padStart(5)}  ${String(r.keySet.length - r.survivors.length).padStart(7)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(r.metrics).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(diceOf(m))} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
       }
       if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
       if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 900} s (state ${status.state}, round ${status.currentRound})`);
@@ -170,7 +172,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         uploadBytes: r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0),
         encryptMs: r.metrics.reduce((a, m) => a + (m.encryptMs ?? 0), 0) / Math.max(1, r.metrics.length),
         aggregateMs: r.aggregateMs,
-        perSite: r.metrics.map((m) => ({ site: nameOf(m.siteId), dice: m.meanDice, valPatients: m.valPatients, uploadBytes: m.uploadBytes, encryptMs: m.encryptMs })),
+        perSite: r.metrics.map((m) => ({ site: nameOf(m.siteId), dice: diceOf(m), valPatients: m.valPatients, uploadBytes: m.uploadBytes, encryptMs: m.encryptMs })),
       })),
       initialDice,
       finalDice,
@@ -191,10 +193,10 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
 }
 
 /** Validation Dice pooled over sites, weighted by each site's number of validation patients. */
-function meanDice(ms: { meanDice: number | null; valPatients: number }[]): number | null {
-  const ok = ms.filter((m) => m.meanDice !== null && m.valPatients > 0);
+function meanDice(ms: MetricT[]): number | null {
+  const ok = ms.filter((m) => diceOf(m) !== null && m.valPatients > 0);
   const n = ok.reduce((a, m) => a + m.valPatients, 0);
-  return n === 0 ? null : ok.reduce((a, m) => a + m.meanDice! * m.valPatients, 0) / n;
+  return n === 0 ? null : ok.reduce((a, m) => a + diceOf(m)! * m.valPatients, 0) / n;
 }
 
 /** Round 0 (the seeded initial model every site starts from), once all three sites reported it. */

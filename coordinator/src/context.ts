@@ -1,10 +1,8 @@
-import { and, asc, eq } from 'drizzle-orm';
 import {
   StudyDraftSchema, StudyManifestSchema, WireError, type CoordinatorMessageType, type StudyDraft, type StudyManifest,
 } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
-import type { CoordinatorDb } from './db/index.js';
-import { rounds, sites, studies, studySites } from './db/schema.js';
+import type { CoordinatorStore, RoundRow, StudyRow, StudySiteRow } from './store/index.js';
 import type { CoordinatorMetrics } from './metrics.js';
 
 export interface EngineOptions {
@@ -23,9 +21,7 @@ export interface EngineOptions {
   tlsRollover?: { pin: string; nextPin: string };
 }
 
-export type StudyRow = typeof studies.$inferSelect;
-export type RoundRow = typeof rounds.$inferSelect;
-export type StudySiteRow = typeof studySites.$inferSelect;
+export type { RoundRow, StudyRow, StudySiteRow } from './store/index.js';
 export type Meta = Record<string, string | number | boolean>;
 
 /**
@@ -33,7 +29,7 @@ export type Meta = Record<string, string | number | boolean>;
  * audit log, metrics, the clock, and a way to send a signed envelope to a connected site.
  */
 export interface EngineContext {
-  readonly db: CoordinatorDb;
+  readonly store: CoordinatorStore;
   readonly audit: AuditLog;
   readonly metrics: CoordinatorMetrics;
   readonly coordinatorId: string;
@@ -48,8 +44,8 @@ export interface EngineContext {
   checkpoint(studyId: string): void;
 }
 
-export function studyRow(db: CoordinatorDb, studyId: string): StudyRow {
-  const st = db.select().from(studies).where(eq(studies.studyId, studyId)).get();
+export function studyRow(store: CoordinatorStore, studyId: string): StudyRow {
+  const st = store.study(studyId);
   if (!st) throw new WireError('TWF_E_UNKNOWN_STUDY', studyId);
   return st;
 }
@@ -71,31 +67,26 @@ export function draftOfRow(st: StudyRow): StudyDraft {
   return StudyDraftSchema.parse(JSON.parse(st.manifestJson));
 }
 
-export function roundRow(db: CoordinatorDb, studyId: string, round: number): RoundRow | undefined {
-  return db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
-}
-
-export function siteRow(db: CoordinatorDb, siteId: string) {
-  return db.select().from(sites).where(eq(sites.siteId, siteId)).get();
-}
-
-export function studySiteRows(db: CoordinatorDb, studyId: string): StudySiteRow[] {
-  return db.select().from(studySites).where(eq(studySites.studyId, studyId)).orderBy(asc(studySites.siteId)).all();
-}
 
 /** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). */
-export function activeJoined(db: CoordinatorDb, st: StudyRow): StudySiteRow[] {
-  return studySiteRows(db, st.studyId).filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
+export function activeJoined(store: CoordinatorStore, st: StudyRow): StudySiteRow[] {
+  return store.studySites(st.studyId).filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
 }
 
 /** Roster sites not excluded (joined or not). */
-export function activeRoster(db: CoordinatorDb, st: StudyRow, m: StudyManifest): string[] {
-  const excluded = new Set(studySiteRows(db, st.studyId).filter((r) => r.excluded !== null).map((r) => r.siteId));
+export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
+  const excluded = new Set(store.studySites(st.studyId).filter((r) => r.excluded !== null).map((r) => r.siteId));
   return m.participants.map((p) => p.siteId).filter((id) => !excluded.has(id));
 }
 
 export function parseList(json: string | null): string[] {
   return json ? (JSON.parse(json) as string[]) : [];
+}
+
+/** Roster sites not excluded whose privacy budget is not spent (they can still be asked to a round). */
+export function budgetLeft(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
+  const rows = new Map(store.studySites(st.studyId).map((r) => [r.siteId, r]));
+  return activeRoster(store, st, m).filter((id) => rows.get(id)?.dpExhaustedAtMs == null);
 }
 
 /** The entry `received` returns, for receipts. */

@@ -1,8 +1,7 @@
-import { and, asc, eq } from 'drizzle-orm';
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
   CHECKPOINT_KIND, HANDSHAKE_KIND, RECEIPT_KIND, checkpointFields, receiptFields, HandshakeAuthSchema, MIN_CONTRIBUTORS, PROTOCOL_VERSION, StudyDraftSchema, StudyManifestSchema, StudySpecSchema,
-  WireError, handshakeFields, isCompatibleVersion, isWireErrorCode, manifestHash, secaggThresholdFor, sha256Hex,
+  WireError, handshakeFields, isCompatibleVersion, isWireErrorCode, manifestHash, quorumOf, secaggThresholdFor, sha256Hex,
   type Ack, type CoordinatorMessageType, type Envelope, type RosterEntry, type StudyDraft, type StudyManifest,
 } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
@@ -10,18 +9,20 @@ import {
   decodeBody, fromB64, siteFingerprint, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement,
   type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
-import { DEFAULT_HE_PARAMS, checkHeParams, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
+import { DEFAULT_HE_PARAMS, checkHeParams, createHeContext, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
 import {
-  activeJoined, draftOfRow, manifestOfRow, parseList, requireStudyId, roundRow, siteRow, studyRow, studySiteRows,
+  activeJoined, activeRoster, budgetLeft, draftOfRow, manifestOfRow, parseList, studyRow,
   type EngineContext, type EngineOptions, type HandlerResult, type Meta, type StudyRow,
 } from './context.js';
-import type { CoordinatorDb } from './db/index.js';
-import { aggregateRefusals, enrolmentTokens, meta, siteMetrics, sites, studies, studySites } from './db/schema.js';
+import { HANDLERS, type HandlerDeps } from './handlers/index.js';
 import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
+import { nextAction, type StudySnapshot } from './round-policy.js';
 import { Rounds } from './rounds.js';
+import type { Exclusion, StudyState } from './states.js';
+import type { CoordinatorStore } from './store/index.js';
 import { tlsRolloverBody } from './tls.js';
 
 export type { EngineOptions } from './context.js';
@@ -73,8 +74,10 @@ export class CoordinatorEngine {
   private readonly now: () => number;
   private readonly tlsRollover: EngineOptions['tlsRollover'];
 
+  private readonly deps: HandlerDeps;
+
   constructor(
-    private readonly db: CoordinatorDb,
+    private readonly store: CoordinatorStore,
     readonly audit: AuditLog,
     readonly identity: Identity,
     private readonly metrics: CoordinatorMetrics,
@@ -93,7 +96,7 @@ export class CoordinatorEngine {
       dealerTimeoutMs: opts.dealerTimeoutMs ?? 30_000,
     };
     this.ctx = {
-      db, audit, metrics, coordinatorId: this.coordinatorId, opts: options,
+      store, audit, metrics, coordinatorId: this.coordinatorId, opts: options,
       now: this.now,
       log: (level, msg) => opts.log?.(level, msg),
       send: (siteId, type, studyId, round, body, m) => this.sendTo(siteId, type, studyId, round, body, m),
@@ -103,6 +106,15 @@ export class CoordinatorEngine {
     const received = (env: Envelope, detail?: string) => this.received(env, detail);
     this.keys = new StudyKeys(this.ctx, received);
     this.rounds = new Rounds(this.ctx, this.keys, received);
+    this.deps = {
+      ctx: this.ctx, keys: this.keys, rounds: this.rounds, received,
+      greet: (siteId) => this.greet(siteId),
+      announce: (studyId, siteId) => this.announce(studyId, siteId),
+      syncSite: (studyId, siteId) => this.syncSite(studyId, siteId),
+      exclude: (st, siteId, how, detail) => this.exclude(st, siteId, how, detail),
+      isJoined: (studyId, siteId) => this.isJoined(studyId, siteId),
+      advance: (studyId) => this.advance(studyId),
+    };
   }
 
   attach(t: SiteTransport): void {
@@ -123,7 +135,7 @@ export class CoordinatorEngine {
    * Creates a draft study from a lead's spec. minSites below 3 is refused with
    * TWF_E_TOO_FEW_CONTRIBUTORS: with two contributors each learns the other's update.
    */
-  createStudy(spec: unknown): { studyId: string; draft: StudyDraft } {
+  async createStudy(spec: unknown): Promise<{ studyId: string; draft: StudyDraft }> {
     const ms = (spec as { minSites?: unknown } | null)?.minSites;
     if (typeof ms === 'number' && ms < MIN_CONTRIBUTORS) {
       throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${ms}: at least ${MIN_CONTRIBUTORS} contributors are needed, or each could learn another's update from the aggregate`);
@@ -131,19 +143,14 @@ export class CoordinatorEngine {
     const p = StudySpecSchema.safeParse(spec);
     if (!p.success) throw new WireError('TWF_E_BAD_REQUEST', p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
     const encryption = (p.data.encryption ?? DEFAULT_HE_PARAMS) as HeParams;
-    try {
-      checkHeParams(encryption);
-    } catch (e) {
-      throw new WireError('TWF_E_BAD_REQUEST', `encryption: ${(e as Error).message}`);
-    }
-    if (encryption.plainModulusBits > 50) throw new WireError('TWF_E_BAD_REQUEST', 'encryption.plainModulusBits: secure aggregation computes masks mod t exactly in float64; at most 50 bits');
+    await validateHeParams(encryption);
     const studyId = `study-${randomUUID().slice(0, 8)}`;
     const draft = StudyDraftSchema.parse({
       ...p.data, studyId, encryption, coordinatorId: this.coordinatorId, createdAt: new Date(this.now()).toISOString(),
       updateLength: updateLength(p.data.model), secureAggregation: 'double-mask-v1',
     });
-    this.db.transaction((tx) => {
-      tx.insert(studies).values({ studyId, manifestJson: JSON.stringify(draft), manifestHash: '', state: 'draft', createdAtMs: this.now() }).run();
+    this.store.transaction((tx) => {
+      tx.insertStudy({ studyId, manifestJson: JSON.stringify(draft), manifestHash: '', state: 'draft', createdAtMs: this.now() });
       this.audit.append({ actor: 'lead', action: 'study.created', studyId, digest: sha256Hex(JSON.stringify(draft)), detail: draft.title });
     });
     return { studyId, draft };
@@ -153,7 +160,7 @@ export class CoordinatorEngine {
   private buildRoster(draft: StudyDraft, siteIds: string[], keyDealers: string[]): { participants: RosterEntry[]; keyDealers: string[] } {
     if (new Set(siteIds).size !== siteIds.length) throw new WireError('TWF_E_BAD_REQUEST', 'a site is listed twice in the roster');
     const participants = siteIds.map((id) => {
-      const s = siteRow(this.db, id);
+      const s = this.store.site(id);
       if (!s) throw new WireError('TWF_E_UNKNOWN_SITE', `${id} is not enrolled`);
       if (s.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', `${id} was revoked`);
       return { siteId: s.siteId, siteName: s.siteName, ed25519PublicKey: s.ed25519PublicKey, x25519PublicKey: s.x25519PublicKey };
@@ -178,10 +185,11 @@ export class CoordinatorEngine {
    * study resumes with its manifest unchanged.
    */
   startStudy(studyId: string, req: { sites?: string[]; keyDealers?: string[] } = {}): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     if (st.state === 'stopped') {
-      this.db.transaction((tx) => {
-        tx.update(studies).set({ state: 'running' }).where(eq(studies.studyId, studyId)).run();
+      this.store.transaction((tx) => {
+        if (studyRow(tx, studyId).state !== 'stopped') throw new WireError('TWF_E_STUDY_STATE', `study ${studyId} is no longer stopped`);
+        tx.updateStudy(studyId, { state: 'running', stopReason: null });
         this.audit.append({ actor: 'lead', action: 'study.resumed', studyId, digest: st.manifestHash });
       });
       this.broadcastState(studyId, 'running');
@@ -191,15 +199,15 @@ export class CoordinatorEngine {
     }
     if (st.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
     const draft = draftOfRow(st);
-    const siteIds = req.sites ?? this.db.select().from(sites).orderBy(asc(sites.enrolledAtMs)).all().filter((s) => s.revokedAtMs === null).map((s) => s.siteId);
+    const siteIds = req.sites ?? this.store.sites().filter((s) => s.revokedAtMs === null).map((s) => s.siteId);
     const roster = this.buildRoster(draft, siteIds, req.keyDealers ?? siteIds);
     const manifest = StudyManifestSchema.parse({ ...draft, manifestVersion: 1, ...roster });
     const hash = manifestHash(manifest);
-    this.db.transaction((tx) => {
-      const again = tx.select().from(studies).where(eq(studies.studyId, studyId)).get()!;
+    this.store.transaction((tx) => {
+      const again = studyRow(tx, studyId);
       if (again.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${again.state}`);
-      tx.update(studies).set({ state: 'running', manifestJson: JSON.stringify(manifest), manifestHash: hash }).where(eq(studies.studyId, studyId)).run();
-      for (const p of roster.participants) tx.insert(studySites).values({ studyId, siteId: p.siteId, manifestHash: '' }).onConflictDoNothing().run();
+      tx.updateStudy(studyId, { state: 'running', manifestJson: JSON.stringify(manifest), manifestHash: hash });
+      for (const p of roster.participants) tx.addStudySite(studyId, p.siteId);
       this.audit.append({ actor: 'lead', action: 'study.started', studyId, digest: hash, detail: `roster ${roster.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}; dealers ${roster.keyDealers.join(',')}` });
     });
     this.announceToRoster(studyId);
@@ -211,7 +219,7 @@ export class CoordinatorEngine {
    * (until then no site is joined with it); the open round fails; a new study key is dealt.
    */
   changeRoster(studyId: string, req: { add?: string[]; remove?: string[] }): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     if (st.state !== 'running' && st.state !== 'stopped') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
     const m = manifestOfRow(st);
     const remove = new Set(req.remove ?? []);
@@ -224,10 +232,11 @@ export class CoordinatorEngine {
     const hash = manifestHash(next);
     const open = this.rounds.openRound(st);
     if (open) this.rounds.fail(studyId, open.round, `aborted: the roster changed (manifest version ${next.manifestVersion})`);
-    this.db.transaction((tx) => {
-      tx.update(studies).set({ manifestJson: JSON.stringify(next), manifestHash: hash }).where(eq(studies.studyId, studyId)).run();
-      for (const p of roster.participants) tx.insert(studySites).values({ studyId, siteId: p.siteId, manifestHash: '' }).onConflictDoNothing().run();
-      for (const r of remove) tx.update(studySites).set({ excluded: 'removed', excludedAtMs: this.now() }).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, r))).run();
+    this.store.transaction((tx) => {
+      if (studyRow(tx, studyId).manifestHash !== st.manifestHash) throw new WireError('TWF_E_STUDY_STATE', `the roster of ${studyId} changed meanwhile; retry`);
+      tx.updateStudy(studyId, { manifestJson: JSON.stringify(next), manifestHash: hash });
+      for (const p of roster.participants) tx.addStudySite(studyId, p.siteId);
+      for (const r of remove) tx.updateStudySite(studyId, r, { excluded: 'removed', excludedAtMs: this.now() });
       this.audit.append({ actor: 'lead', action: 'study.roster_changed', studyId, digest: hash, detail: `version ${next.manifestVersion}: added ${(req.add ?? []).join(',') || 'none'}, removed ${[...remove].join(',') || 'none'}; new approvals needed` });
     });
     this.announceToRoster(studyId);
@@ -235,20 +244,29 @@ export class CoordinatorEngine {
   }
 
   stopStudy(studyId: string): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
+    this.stop(studyId, 'lead', 'the lead stopped the study');
+  }
+
+  /** Stops a running study (the open round fails first), audited with its reason; the sites are told. */
+  private stop(studyId: string, actor: string, reason: string): void {
+    const st = studyRow(this.store, studyId);
     const open = this.rounds.openRound(st);
-    if (open) this.rounds.fail(studyId, open.round, 'the lead stopped the study');
-    this.db.transaction((tx) => {
-      tx.update(studies).set({ state: 'stopped' }).where(eq(studies.studyId, studyId)).run();
-      this.audit.append({ actor: 'lead', action: 'study.stopped', studyId, round: st.currentRound });
+    if (open) this.rounds.fail(studyId, open.round, reason);
+    const stopped = this.store.transaction((tx) => {
+      const again = studyRow(tx, studyId);
+      if (again.state !== 'running') return false;
+      tx.updateStudy(studyId, { state: 'stopped', stopReason: reason });
+      this.audit.append({ actor, action: 'study.stopped', studyId, round: again.currentRound, detail: reason });
+      return true;
     });
-    this.broadcastState(studyId, 'stopped');
+    if (stopped) this.broadcastState(studyId, 'stopped');
   }
 
   /** Fails the open round (audited); the study opens a fresh one when sites are ready. */
   abortRound(studyId: string, reason = 'no reason given'): { round: number } {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     const open = this.rounds.openRound(st);
     if (!open) throw new WireError('TWF_E_STUDY_STATE', `${studyId} has no open round`);
     this.audit.append({ actor: 'lead', action: 'round.aborted', studyId, round: open.round, detail: reason });
@@ -259,17 +277,17 @@ export class CoordinatorEngine {
 
   /** Excludes a roster site from later rounds and key epochs (a new key is dealt without it). */
   evictSite(studyId: string, siteId: string, reason = 'no reason given'): void {
-    const st = studyRow(this.db, studyId);
-    const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId))).get();
+    const st = studyRow(this.store, studyId);
+    const row = this.store.studySite(studyId, siteId);
     if (!row) throw new WireError('TWF_E_NOT_FOUND', `${siteId} is not in the roster of ${studyId}`);
     if (row.excluded) throw new WireError('TWF_E_STUDY_STATE', `${siteId} is already ${row.excluded}`);
     this.exclude(st, siteId, 'evicted', `by the lead: ${reason}`);
     void this.advance(studyId);
   }
 
-  private exclude(st: StudyRow, siteId: string, how: 'evicted' | 'withdrawn' | 'revoked', detail: string): void {
-    this.db.transaction((tx) => {
-      tx.update(studySites).set({ excluded: how, excludedAtMs: this.now() }).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, siteId))).run();
+  private exclude(st: StudyRow, siteId: string, how: Exclusion, detail: string): void {
+    this.store.transaction((tx) => {
+      tx.updateStudySite(st.studyId, siteId, { excluded: how, excludedAtMs: this.now() });
       this.audit.append({ actor: this.coordinatorId, action: `site.${how}`, studyId: st.studyId, peer: siteId, detail });
     });
     if (st.state !== 'draft') this.sendTo(siteId, 'study.state', st.studyId, null, { manifestHash: st.manifestHash, state: 'excluded' });
@@ -277,26 +295,26 @@ export class CoordinatorEngine {
 
   /** Revokes a site's enrolment: its connection is closed, it cannot connect again, it leaves every study. */
   revokeSite(siteId: string, reason = 'no reason given'): void {
-    const s = siteRow(this.db, siteId);
+    const s = this.store.site(siteId);
     if (!s) throw new WireError('TWF_E_NOT_FOUND', `${siteId} is not enrolled`);
     if (s.revokedAtMs !== null) throw new WireError('TWF_E_STUDY_STATE', `${siteId} is already revoked`);
-    this.db.transaction((tx) => {
-      tx.update(sites).set({ revokedAtMs: this.now() }).where(eq(sites.siteId, siteId)).run();
+    this.store.transaction((tx) => {
+      tx.revokeSite(siteId, this.now());
       this.audit.append({ actor: 'lead', action: 'site.revoked', peer: siteId, detail: reason });
     });
-    for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) {
-      if (!row.excluded) this.exclude(studyRow(this.db, row.studyId), siteId, 'revoked', reason);
+    for (const row of this.store.studiesOfSite(siteId)) {
+      if (!row.excluded) this.exclude(studyRow(this.store, row.studyId), siteId, 'revoked', reason);
     }
     this.ready.delete(siteId);
     this.transport?.disconnect(siteId);
-    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) void this.advance(st.studyId);
+    for (const st of this.store.studies('running')) void this.advance(st.studyId);
   }
 
   issueEnrolmentToken(siteName: string, expiresInS: number): { token: string; siteName: string; expiresAt: string } {
     const token = randomBytes(24).toString('base64url');
     const expiresAtMs = this.now() + expiresInS * 1000;
-    this.db.transaction((tx) => {
-      tx.insert(enrolmentTokens).values({ tokenHash: sha256Hex(token), siteName, expiresAtMs }).run();
+    this.store.transaction((tx) => {
+      tx.insertToken({ tokenHash: sha256Hex(token), siteName, expiresAtMs });
       this.audit.append({ actor: 'lead', action: 'enrolment.token_issued', detail: siteName });
     });
     return { token, siteName, expiresAt: new Date(expiresAtMs).toISOString() };
@@ -336,16 +354,16 @@ export class CoordinatorEngine {
       if (fromB64(k).length !== 32) refuse(new WireError('TWF_E_BAD_REQUEST', 'public keys must be 32 bytes, base64'));
     }
     let refusal: WireError | null = null;
-    const r = this.db.transaction((tx) => {
-      const tok = tx.select().from(enrolmentTokens).where(eq(enrolmentTokens.tokenHash, sha256Hex(req.token))).get();
+    const r = this.store.transaction((tx) => {
+      const tok = tx.token(sha256Hex(req.token));
       issued = !!tok;
       if (!tok || tok.usedAtMs !== null || tok.expiresAtMs < this.now()) {
         refusal = new WireError('TWF_E_ENROLMENT_TOKEN', !tok ? 'unknown token' : tok.usedAtMs !== null ? 'already used' : 'expired');
         return null;
       }
       const siteId = `site-${randomUUID().slice(0, 8)}`;
-      tx.insert(sites).values({ siteId, siteName: tok.siteName, ed25519PublicKey: req.ed25519PublicKey, x25519PublicKey: req.x25519PublicKey, enrolledAtMs: this.now() }).run();
-      tx.update(enrolmentTokens).set({ usedAtMs: this.now(), siteId }).where(eq(enrolmentTokens.tokenHash, tok.tokenHash)).run();
+      tx.insertSite({ siteId, siteName: tok.siteName, ed25519PublicKey: req.ed25519PublicKey, x25519PublicKey: req.x25519PublicKey, enrolledAtMs: this.now() });
+      tx.useToken(tok.tokenHash, siteId, this.now());
       this.audit.append({ actor: siteId, action: 'site.enrolled', digest: sha256Hex(req.ed25519PublicKey + req.x25519PublicKey), detail: tok.siteName });
       return { siteId, siteName: tok.siteName, coordinatorId: this.coordinatorId, coordinatorPublicKey: toB64(this.identity.ed25519PublicKey), protocolVersion: PROTOCOL_VERSION };
     });
@@ -354,7 +372,7 @@ export class CoordinatorEngine {
   }
 
   listSites() {
-    return this.db.select().from(sites).orderBy(asc(sites.enrolledAtMs)).all().map((s) => ({
+    return this.store.sites().map((s) => ({
       siteId: s.siteId,
       siteName: s.siteName,
       enrolledAt: new Date(s.enrolledAtMs).toISOString(),
@@ -368,26 +386,27 @@ export class CoordinatorEngine {
   }
 
   listStudies() {
-    return this.db.select().from(studies).orderBy(asc(studies.createdAtMs)).all().map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
+    return this.store.studies().map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
   }
 
   /** The manifest (with its hash) of a started study, or the draft of one not started yet. */
   manifestOf(studyId: string): { manifest: StudyManifest | StudyDraft; manifestHash: string; draft: boolean } {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     return st.state === 'draft' ? { manifest: draftOfRow(st), manifestHash: '', draft: true } : { manifest: manifestOfRow(st), manifestHash: st.manifestHash, draft: false };
   }
 
   studyStatus(studyId: string) {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     const draft = st.state === 'draft';
     const m = draft ? null : manifestOfRow(st);
     const d = draft ? draftOfRow(st) : m!;
-    const rows = studySiteRows(this.db, studyId);
-    const joined = draft ? [] : activeJoined(this.db, st).map((r) => r.siteId);
+    const rows = this.store.studySites(studyId);
+    const joined = draft ? [] : activeJoined(this.store, st).map((r) => r.siteId);
     return {
       studyId,
       title: d.title,
-      state: st.state as 'draft' | 'running' | 'completed' | 'stopped',
+      state: st.state,
+      stopReason: st.stopReason,
       manifestHash: st.manifestHash,
       manifestVersion: m?.manifestVersion ?? 0,
       currentRound: st.currentRound,
@@ -395,7 +414,7 @@ export class CoordinatorEngine {
       rounds: d.rounds,
       participants: (m?.participants ?? []).map((p) => {
         const r = rows.find((x) => x.siteId === p.siteId);
-        return { siteId: p.siteId, siteName: p.siteName, fingerprint: siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey), joined: joined.includes(p.siteId), connected: this.isOnline(p.siteId), excluded: r?.excluded ?? null };
+        return { siteId: p.siteId, siteName: p.siteName, fingerprint: siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey), joined: joined.includes(p.siteId), connected: this.isOnline(p.siteId), excluded: r?.excluded ?? null, dpExhausted: r?.dpExhaustedAtMs != null };
       }),
       joined,
       keyEpoch: st.keyEpoch,
@@ -406,7 +425,7 @@ export class CoordinatorEngine {
   }
 
   roundStatus(studyId: string, round: number) {
-    const r = roundRow(this.db, studyId, round);
+    const r = this.store.round(studyId, round);
     if (!r) throw new WireError('TWF_E_NOT_FOUND', `study ${studyId} has no round ${round}`);
     return this.roundSummary(r);
   }
@@ -417,11 +436,12 @@ export class CoordinatorEngine {
     const completed = r.survivorsJson ? survivors : [];
     return {
       round: r.round,
-      state: r.state as 'open' | 'closed' | 'failed' | 'refused',
+      state: r.state,
       phase: r.state === 'open' ? r.phase : r.state,
       keyEpoch: r.keyEpoch,
       baseVersion: r.baseVersion,
       threshold: r.threshold,
+      declined: this.store.declines(r.studyId, r.round).map((x) => ({ siteId: x.siteId, code: x.code, detail: x.detail })),
       keySet: parseList(r.keySetJson),
       survivors,
       failReason: r.failReason,
@@ -440,8 +460,7 @@ export class CoordinatorEngine {
 
   /** Per-site evaluation of the global model after `round` aggregates (0 = initial model). */
   private metricsOf(studyId: string, round: number) {
-    return this.db.select().from(siteMetrics).where(and(eq(siteMetrics.studyId, studyId), eq(siteMetrics.round, round))).orderBy(asc(siteMetrics.siteId)).all()
-      .map((x) => ({ siteId: x.siteId, meanDice: x.meanDice, valPatients: x.valPatients, encryptMs: x.encryptMs, uploadBytes: x.uploadBytes }));
+    return this.store.metrics(studyId, round).map((x) => ({ siteId: x.siteId, metrics: x.metrics, valPatients: x.valPatients, encryptMs: x.encryptMs, uploadBytes: x.uploadBytes }));
   }
 
   // ------------------------------------------------------------ connections
@@ -453,7 +472,7 @@ export class CoordinatorEngine {
     const nonce = randomBytes(24).toString('base64url');
     const expiresAtMs = now + NONCE_TTL_MS;
     this.nonces.set(nonce, { siteId, expiresAtMs });
-    return { nonce, coordinatorId: this.coordinatorId, expiresAtMs, lastSeqSeen: siteRow(this.db, siteId)?.lastSeq ?? 0 };
+    return { nonce, coordinatorId: this.coordinatorId, expiresAtMs, lastSeqSeen: this.store.site(siteId)?.lastSeq ?? 0 };
   }
 
   /**
@@ -474,7 +493,7 @@ export class CoordinatorEngine {
       const n = this.nonces.get(a.nonce);
       this.nonces.delete(a.nonce);
       if (!n || n.siteId !== a.siteId || n.expiresAtMs < this.now()) throw new WireError('TWF_E_HANDSHAKE', 'unknown, used or expired nonce');
-      const site = siteRow(this.db, a.siteId);
+      const site = this.store.site(a.siteId);
       if (!site) throw new WireError('TWF_E_UNKNOWN_SITE', 'not enrolled');
       if (!verifyStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: this.coordinatorId, siteId: a.siteId, nonce: a.nonce }), a.signature, fromB64(site.ed25519PublicKey))) {
         throw new WireError('TWF_E_HANDSHAKE', 'signature does not verify with the site\'s enrolled key');
@@ -515,7 +534,7 @@ export class CoordinatorEngine {
       env = parseEnvelope(raw);
       const h = env.header;
       if (h.senderId !== connSiteId) throw new WireError('TWF_E_UNKNOWN_SITE', `envelope sender ${h.senderId} on the connection of ${connSiteId}`);
-      const site = siteRow(this.db, h.senderId);
+      const site = this.store.site(h.senderId);
       if (!site) throw new WireError('TWF_E_UNKNOWN_SITE', h.senderId);
       verifyEnvelope(env, fromB64(site.ed25519PublicKey));
       sigOk = true;
@@ -524,10 +543,11 @@ export class CoordinatorEngine {
       if (!isCompatibleVersion(h.v)) throw new WireError('TWF_E_PROTOCOL_VERSION', h.v);
       if (h.seq <= site.lastSeq) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${site.lastSeq}`);
       // Advance the sequence number first: a replay of this message is a replay even if it is refused below.
-      this.db.update(sites).set({ lastSeq: h.seq, lastSeenAtMs: this.now() }).where(eq(sites.siteId, h.senderId)).run();
+      this.store.setSiteSeq(h.senderId, h.seq, this.now());
       if (Math.abs(h.tsMs - this.now()) > this.ctx.opts.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `timestamp ${new Date(h.tsMs).toISOString()}`);
       if (h.type !== 'hello' && !this.ready.has(h.senderId)) throw new WireError('TWF_E_HELLO_FIRST', h.type);
-      const r = await this.dispatch(env);
+      const r = await HANDLERS[h.type as keyof typeof HANDLERS]?.(this.deps, env);
+      if (!r) throw new WireError('TWF_E_MALFORMED', `${h.type} is not a site message`);
       this.metrics.messagesAccepted.inc({ type: h.type });
       this.metrics.bytesIn.inc(env.body.length);
       const receipt = this.receipt(env, r.entry);
@@ -557,42 +577,6 @@ export class CoordinatorEngine {
     }
   }
 
-  private async dispatch(env: Envelope): Promise<HandlerResult> {
-    const h = env.header;
-    switch (h.type) {
-      case 'hello': return this.onHello(env);
-      case 'study.join': return this.onJoin(env);
-      case 'study.decline': return { entry: this.received(env, `declined: ${decodeBody(env, 'study.decline').code}`) };
-      case 'study.withdraw': return this.onWithdraw(env);
-      case 'keys.sealed': {
-        const r = this.keys.onSealed(env);
-        void this.advance(h.studyId!);
-        return r;
-      }
-      case 'mask.setup': return this.stepAfter(h.studyId!, this.rounds.onSetup(env));
-      case 'update.chunk': {
-        const r = await this.rounds.onChunk(env);
-        if (r.complete) await this.advance(h.studyId!);
-        return r;
-      }
-      case 'mask.consistency': return this.stepAfter(h.studyId!, this.rounds.onConsistency(env));
-      case 'mask.unmask': return this.stepAfter(h.studyId!, this.rounds.onUnmask(env));
-      case 'metrics.report': return this.onMetrics(env);
-      case 'aggregate.request': return this.rounds.onAggregateRequest(env, this.isJoined(requireStudyId(h.studyId), h.senderId));
-      case 'aggregate.refused': {
-        const r = this.rounds.onRefused(env);
-        void this.advance(h.studyId!);
-        return r;
-      }
-      default: throw new WireError('TWF_E_MALFORMED', `${h.type} is not a site message`);
-    }
-  }
-
-  private stepAfter(studyId: string, r: HandlerResult): HandlerResult {
-    void this.advance(studyId);
-    return r;
-  }
-
   /** msg.received audit entry of an accepted message (returned for its receipt). */
   private received(env: Envelope, detail?: string): AuditEntry {
     const h = env.header;
@@ -605,100 +589,39 @@ export class CoordinatorEngine {
     return { entryId: entry.id, entryHash: entry.hash, signature: signStatement(RECEIPT_KIND, receiptFields(r), this.identity.ed25519SecretKey) };
   }
 
-  private onHello(env: Envelope): HandlerResult {
-    const body = decodeBody(env, 'hello');
-    const siteId = env.header.senderId;
+  /** Welcome (and TLS rollover notice) for a site that said hello on its authenticated connection. */
+  private greet(siteId: string): void {
     this.ready.add(siteId);
     this.metrics.connectedSites.set(this.ready.size);
-    const entry = this.received(env, `backend=${body.backend}`);
-    const site = siteRow(this.db, siteId)!;
+    const site = this.store.site(siteId)!;
     this.sendTo(siteId, 'welcome', null, null, { coordinatorId: this.coordinatorId, protocolVersion: PROTOCOL_VERSION, serverTimeMs: this.now(), lastSeqSeen: site.lastSeq });
     // Before any study traffic, so a site that connects once during the renewal window learns the next key.
     if (this.tlsRollover) this.sendTo(siteId, 'tls.rollover', null, null, tlsRolloverBody(this.coordinatorId, this.tlsRollover, this.identity.ed25519SecretKey, this.now()));
-    for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) {
-      const st = studyRow(this.db, row.studyId);
-      if (st.state === 'draft' || row.excluded) continue;
-      this.announce(st.studyId, siteId);
-      this.syncSite(st.studyId, siteId);
-    }
-    for (const row of this.db.select().from(studySites).where(eq(studySites.siteId, siteId)).all()) void this.advance(row.studyId);
-    return { entry, info: { authenticated: true } };
   }
 
   private announce(studyId: string, siteId: string): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     this.sendTo(siteId, 'study.announce', studyId, null, { manifest: manifestOfRow(st), manifestHash: st.manifestHash, status: st.state });
   }
 
   private announceToRoster(studyId: string): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     for (const p of manifestOfRow(st).participants) {
-      const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, p.siteId))).get();
+      const row = this.store.studySite(studyId, p.siteId);
       if (row?.excluded) continue;
       this.announce(studyId, p.siteId);
     }
   }
 
-  private broadcastState(studyId: string, state: 'running' | 'stopped' | 'completed' | 'excluded'): void {
-    const st = studyRow(this.db, studyId);
-    for (const r of studySiteRows(this.db, studyId)) if (!r.excluded) this.sendTo(r.siteId, 'study.state', studyId, null, { manifestHash: st.manifestHash, state });
-  }
-
-  /** study.join: only roster sites, with the current manifest hash their officer approved, while the study runs. */
-  private onJoin(env: Envelope): HandlerResult {
-    const h = env.header;
-    const body = decodeBody(env, 'study.join');
-    const st = studyRow(this.db, requireStudyId(h.studyId));
-    if (st.state === 'draft') throw new WireError('TWF_E_UNKNOWN_STUDY', st.studyId);
-    if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study ${st.studyId} is ${st.state}`);
-    const m = manifestOfRow(st);
-    if (!m.participants.some((p) => p.siteId === h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in the roster the officers approved; the lead must add it (a new manifest version every officer approves again)`);
-    const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
-    if (row?.excluded) throw new WireError('TWF_E_EVICTED', `${h.senderId} is ${row.excluded} from ${st.studyId}`);
-    if (body.manifestHash !== st.manifestHash) throw new WireError('TWF_E_MANIFEST_MISMATCH', `site approved ${body.manifestHash.slice(0, 12)}, study is ${st.manifestHash.slice(0, 12)}`);
-    const entry = this.db.transaction((tx) => {
-      const prev = tx.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
-      const rejoin = prev?.manifestHash === st.manifestHash;
-      tx.update(studySites).set({ manifestHash: body.manifestHash, joinedAtMs: rejoin && prev?.joinedAtMs ? prev.joinedAtMs : this.now(), trainSamples: body.trainSlices, valPatients: body.valPatients })
-        .where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).run();
-      return this.received(env, `trainSamples=${body.trainSlices} valPatients=${body.valPatients}`);
-    });
-    this.syncSite(st.studyId, h.senderId);
-    void this.advance(st.studyId);
-    return { entry, info: { joined: true } };
-  }
-
-  /** study.withdraw: the site's officer withdrew the approval; it takes part in no round opened afterwards. */
-  private onWithdraw(env: Envelope): HandlerResult {
-    const h = env.header;
-    const b = decodeBody(env, 'study.withdraw');
-    const st = studyRow(this.db, requireStudyId(h.studyId));
-    const row = this.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
-    if (!row) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in the roster of ${st.studyId}`);
-    const entry = this.received(env, `withdrawn by ${b.officer}: ${b.reason}`);
-    if (!row.excluded) this.exclude(st, h.senderId, 'withdrawn', `officer ${b.officer}: ${b.reason}`);
-    void this.advance(st.studyId);
-    return { entry };
-  }
-
-  private onMetrics(env: Envelope): HandlerResult {
-    const h = env.header;
-    const b = decodeBody(env, 'metrics.report');
-    const studyId = requireStudyId(h.studyId);
-    if (!this.isJoined(studyId, h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${studyId}`);
-    const entry = this.db.transaction((tx) => {
-      tx.insert(siteMetrics).values({ studyId, round: b.evaluatedRound, siteId: h.senderId, meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() })
-        .onConflictDoUpdate({ target: [siteMetrics.studyId, siteMetrics.round, siteMetrics.siteId], set: { meanDice: b.meanDice, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: this.now() } }).run();
-      const task = b.metricName ? ` ${b.metricName}=${b.metricValue === null || b.metricValue === undefined ? 'suppressed' : b.metricValue.toFixed(4)}` : '';
-      return this.received(env, `dice=${b.meanDice === null ? 'suppressed' : b.meanDice.toFixed(4)}${task} round=${b.evaluatedRound}`);
-    });
-    return { entry };
+  private broadcastState(studyId: string, state: Exclude<StudyState, 'draft'>): void {
+    const st = studyRow(this.store, studyId);
+    for (const r of this.store.studySites(studyId)) if (!r.excluded) this.sendTo(r.siteId, 'study.state', studyId, null, { manifestHash: st.manifestHash, state });
   }
 
   /** Brings one site up to date with a study: its key (or a pending key request), the open round, completion. */
   private syncSite(studyId: string, siteId: string): void {
     if (!this.isOnline(siteId)) return;
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     if (st.state === 'draft') return;
     const m = manifestOfRow(st);
     if (st.state === 'completed') {
@@ -731,34 +654,64 @@ export class CoordinatorEngine {
     return next;
   }
 
+  /** What nextAction() reads, from the store and the connection table. */
+  private snapshot(st: StudyRow, m: StudyManifest): StudySnapshot {
+    const key = this.keys.state(st, m);
+    const rows = this.store.studySites(st.studyId);
+    const joined = activeJoined(this.store, st);
+    const ready = new Set(joined.filter((j) => j.dpExhaustedAtMs === null && this.isOnline(j.siteId)).map((j) => j.siteId));
+    return {
+      state: st.state,
+      roundsPlanned: m.rounds,
+      closedRounds: this.rounds.closedCount(st.studyId),
+      openRound: this.rounds.roundSnapshot(this.store, st, m),
+      quorum: quorumOf(m),
+      budgetLeft: budgetLeft(this.store, st, m),
+      exhausted: rows.filter((r) => r.dpExhaustedAtMs !== null && activeRoster(this.store, st, m).includes(r.siteId)).map((r) => r.siteId),
+      key,
+      nextDealer: this.keys.nextDealer(st, m),
+      dealerTimeoutMs: this.ctx.opts.dealerTimeoutMs,
+      candidates: m.participants.map((p) => p.siteId).filter((id) => ready.has(id)),
+      lastJoinAtMs: Math.max(0, ...joined.map((j) => j.joinedAtMs ?? 0)),
+      lastFailedAtMs: st.lastFailedAtMs,
+      joinSettleMs: this.ctx.opts.joinSettleMs,
+    };
+  }
+
+  /** Applies nextAction() until it says wait (bounded: each action changes what the next snapshot reads). */
   private async advanceOnce(studyId: string): Promise<void> {
-    let st = studyRow(this.db, studyId);
-    if (st.state !== 'running') return;
-    const m = manifestOfRow(st);
-    this.keys.ensure(st, m);
-    this.keys.deliver(st, m);
-    await this.rounds.step(studyId);
-    st = studyRow(this.db, studyId);
-    if (st.state !== 'running' || this.rounds.openRound(st)) return;
-    if (this.rounds.closedCount(studyId) >= m.rounds) return this.complete(studyId);
-    this.rounds.maybeOpen(st, m);
-    if (this.rounds.openRound(studyRow(this.db, studyId))) await this.rounds.step(studyId);
+    for (let guard = 0; guard < 16; guard++) {
+      const st = studyRow(this.store, studyId);
+      if (st.state !== 'running') return;
+      const m = manifestOfRow(st);
+      this.keys.deliver(st, m);
+      const a = nextAction(this.snapshot(st, m), this.now());
+      switch (a.kind) {
+        case 'wait': return;
+        case 'request-keys': this.keys.requestEpoch(st, m, a.dealer); break;
+        case 'replace-dealer': this.keys.replaceDealer(st, m, a.dealer); break;
+        case 'round': if (!(await this.rounds.step(studyId))) return; break;
+        case 'complete': return this.complete(studyId);
+        case 'stop': return this.stop(studyId, this.coordinatorId, a.reason);
+        case 'open': this.rounds.open(st, m, a.participants, this.keys.latest(studyId)!.epoch); break;
+      }
+    }
   }
 
   private complete(studyId: string): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     const finalVersion = this.rounds.lastClosed(studyId);
-    this.db.transaction((tx) => {
-      tx.update(studies).set({ state: 'completed' }).where(eq(studies.studyId, studyId)).run();
+    this.store.transaction((tx) => {
+      tx.updateStudy(studyId, { state: 'completed' });
       this.audit.append({ actor: this.coordinatorId, action: 'study.completed', studyId, round: st.currentRound, detail: `final model version ${finalVersion}` });
     });
-    for (const s of activeJoined(this.db, st)) this.sendTo(s.siteId, 'study.completed', studyId, null, { rounds: this.rounds.closedCount(studyId), finalVersion });
+    for (const s of activeJoined(this.store, st)) this.sendTo(s.siteId, 'study.completed', studyId, null, { rounds: this.rounds.closedCount(studyId), finalVersion });
     this.sendCheckpoint(studyId);
   }
 
   /** Periodic check of deadlines (and anything a restart left pending). */
   tick(): void {
-    for (const st of this.db.select().from(studies).where(eq(studies.state, 'running')).all()) void this.advance(st.studyId);
+    for (const st of this.store.studies('running')) void this.advance(st.studyId);
   }
 
   /** Resolves when no study is being advanced (tests). */
@@ -779,9 +732,9 @@ export class CoordinatorEngine {
 
   /** A signed checkpoint of the audit chain head, to every connected joined site of the study. */
   private sendCheckpoint(studyId: string): void {
-    const st = studyRow(this.db, studyId);
+    const st = studyRow(this.store, studyId);
     if (st.state === 'draft') return;
-    for (const s of activeJoined(this.db, st)) {
+    for (const s of activeJoined(this.store, st)) {
       const head = this.audit.head();
       if (!head || !this.isOnline(s.siteId)) continue;
       const c = { coordinatorId: this.coordinatorId, entryId: head.id, entryHash: head.hash, tsMs: this.now() };
@@ -790,17 +743,12 @@ export class CoordinatorEngine {
   }
 
   private nextSeq(): number {
-    return this.db.transaction((tx) => {
-      const row = tx.select().from(meta).where(eq(meta.key, 'seq')).get();
-      const next = (row ? Number(row.value) : 0) + 1;
-      tx.insert(meta).values({ key: 'seq', value: String(next) }).onConflictDoUpdate({ target: meta.key, set: { value: String(next) } }).run();
-      return next;
-    });
+    return this.store.nextSeq();
   }
 
   private isJoined(studyId: string, siteId: string): boolean {
-    const st = studyRow(this.db, studyId);
-    return activeJoined(this.db, st).some((r) => r.siteId === siteId);
+    const st = studyRow(this.store, studyId);
+    return activeJoined(this.store, st).some((r) => r.siteId === siteId);
   }
 
   /**
@@ -814,8 +762,29 @@ export class CoordinatorEngine {
 
   /** Refusals of a round's aggregate (for the lead). */
   refusalsOf(studyId: string, round: number) {
-    return this.db.select().from(aggregateRefusals).where(and(eq(aggregateRefusals.studyId, studyId), eq(aggregateRefusals.round, round))).all();
+    return this.store.refusals(studyId, round);
   }
 }
 
 
+
+/**
+ * Rejects, at study creation, encryption parameters the HE layer would reject later (when a
+ * dealer or the coordinator builds the context): TWF_E_HE_PARAMS (422) naming the field.
+ */
+async function validateHeParams(p: HeParams): Promise<void> {
+  const bad = (why: string): never => {
+    throw new WireError('TWF_E_HE_PARAMS', `encryption: ${why}`);
+  };
+  try {
+    checkHeParams(p);
+  } catch (e) {
+    bad((e as Error).message);
+  }
+  if (p.plainModulusBits > 50) bad('plainModulusBits: secure aggregation computes masks mod t exactly in float64; at most 50 bits');
+  try {
+    await createHeContext(p);
+  } catch (e) {
+    bad(`the HE library rejects these parameters: ${(e as Error).message}`);
+  }
+}

@@ -1,13 +1,12 @@
-import { and, desc, eq, isNull } from 'drizzle-orm';
 import { KEY_HANDOUT_KIND, WireError, keyHandoutFields, type BodyOf, type Envelope, type StudyManifest } from '@twinfed/protocols';
 import { decodeBody, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
 import { heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
 import {
   activeJoined, activeRoster, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type StudyRow,
 } from './context.js';
-import { keyEpochs, sealedKeys, studies } from './db/schema.js';
+import type { KeyEpochRow } from './store/index.js';
 
-export type KeyEpochRow = typeof keyEpochs.$inferSelect;
+export type { KeyEpochRow } from './store/index.js';
 
 /**
  * Study-key epochs. The coordinator never holds a study key: it asks a key dealer — the first
@@ -21,7 +20,7 @@ export class StudyKeys {
   constructor(private readonly ctx: EngineContext, private readonly received: (env: Envelope, detail?: string) => HandlerResult['entry']) {}
 
   latest(studyId: string): KeyEpochRow | undefined {
-    return this.ctx.db.select().from(keyEpochs).where(eq(keyEpochs.studyId, studyId)).orderBy(desc(keyEpochs.epoch)).limit(1).get();
+    return this.ctx.store.latestEpoch(studyId);
   }
 
   /** The current epoch when its key has been dealt and still fits the study (manifest, active roster). */
@@ -33,13 +32,13 @@ export class StudyKeys {
 
   private needsNewEpoch(st: StudyRow, m: StudyManifest, e: KeyEpochRow): boolean {
     if (e.manifestHash !== st.manifestHash) return true;
-    const active = new Set(activeRoster(this.ctx.db, st, m));
+    const active = new Set(activeRoster(this.ctx.store, st, m));
     return parseList(e.recipientsJson).some((id) => !active.has(id));
   }
 
   /** First dealer in the manifest's order that is joined, active and connected, after `after` (wrapping) when given. */
   private pickDealer(st: StudyRow, m: StudyManifest, after: string | null): string | null {
-    const ready = new Set(activeJoined(this.ctx.db, st).map((r) => r.siteId).filter((id) => this.ctx.online(id)));
+    const ready = new Set(activeJoined(this.ctx.store, st).map((r) => r.siteId).filter((id) => this.ctx.online(id)));
     const order = m.keyDealers;
     const start = after === null ? 0 : order.indexOf(after) + 1;
     for (let k = 0; k < order.length; k++) {
@@ -49,34 +48,52 @@ export class StudyKeys {
     return null;
   }
 
-  /** Requests a new epoch when needed, replaces a dealer that went away or does not answer, re-asks one that reconnected. */
-  ensure(st: StudyRow, m: StudyManifest): void {
+  /** The key state nextAction() reads: no fitting epoch, one requested, or one dealt. */
+  state(st: StudyRow, m: StudyManifest): { state: 'new' } | { state: 'pending'; dealer: string; dealerOnline: boolean; requestedAtMs: number } | { state: 'current'; delivered: string[] } {
     const e = this.latest(st.studyId);
-    const now = this.ctx.now();
-    if (!e || this.needsNewEpoch(st, m, e)) {
-      const dealer = this.pickDealer(st, m, null);
-      if (!dealer) return;
-      const epoch = (e?.epoch ?? 0) + 1;
-      const recipients = activeRoster(this.ctx.db, st, m);
-      this.ctx.db.transaction((tx) => {
-        tx.insert(keyEpochs).values({ studyId: st.studyId, epoch, manifestHash: st.manifestHash, dealer, recipientsJson: JSON.stringify(recipients), requestedAtMs: now }).run();
-        tx.update(studies).set({ keyEpoch: epoch }).where(eq(studies.studyId, st.studyId)).run();
-        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'keys.requested', studyId: st.studyId, peer: dealer, detail: `epoch ${epoch} for ${recipients.join(',')}${e ? ` (replaces epoch ${e.epoch})` : ''}` });
-      });
-      this.request(st, m, epoch, dealer, recipients);
-      return;
-    }
-    if (e.dealtAtMs !== null) return;
-    const stale = !this.ctx.online(e.dealer) || now - e.requestedAtMs > this.ctx.opts.dealerTimeoutMs;
-    if (!stale) return;
+    if (!e || this.needsNewEpoch(st, m, e)) return { state: 'new' };
+    if (e.dealtAtMs === null) return { state: 'pending', dealer: e.dealer, dealerOnline: this.ctx.online(e.dealer), requestedAtMs: e.requestedAtMs };
+    return { state: 'current', delivered: [...this.delivered(st.studyId, e.epoch)] };
+  }
+
+  /** The dealer nextAction() would ask: first joined, connected site in the dealer order (after the pending dealer, if any). */
+  nextDealer(st: StudyRow, m: StudyManifest): string | null {
+    const e = this.latest(st.studyId);
+    if (!e || this.needsNewEpoch(st, m, e)) return this.pickDealer(st, m, null);
+    if (e.dealtAtMs !== null) return null;
     const next = this.pickDealer(st, m, e.dealer);
-    if (!next) return;
-    if (next === e.dealer && !this.ctx.online(e.dealer)) return;
-    this.ctx.db.transaction((tx) => {
-      tx.update(keyEpochs).set({ dealer: next, requestedAtMs: now }).where(and(eq(keyEpochs.studyId, st.studyId), eq(keyEpochs.epoch, e.epoch))).run();
-      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'keys.dealer_replaced', studyId: st.studyId, peer: next, detail: `epoch ${e.epoch}: ${e.dealer} did not deal within ${Math.round(this.ctx.opts.dealerTimeoutMs / 1000)} s or went offline` });
+    return next === e.dealer && !this.ctx.online(e.dealer) ? null : next;
+  }
+
+  /** Requests a new epoch from `dealer` (the check that one is needed is repeated inside the transaction). */
+  requestEpoch(st: StudyRow, m: StudyManifest, dealer: string): void {
+    const now = this.ctx.now();
+    const recipients = activeRoster(this.ctx.store, st, m);
+    const epoch = this.ctx.store.transaction((tx) => {
+      const e = tx.latestEpoch(st.studyId);
+      const study = tx.study(st.studyId);
+      if (!study || study.state !== 'running' || study.manifestHash !== st.manifestHash) return null;
+      if (e && !this.needsNewEpoch(st, m, e)) return null;
+      const next = (e?.epoch ?? 0) + 1;
+      tx.insertEpoch({ studyId: st.studyId, epoch: next, manifestHash: st.manifestHash, dealer, recipientsJson: JSON.stringify(recipients), requestedAtMs: now });
+      tx.updateStudy(st.studyId, { keyEpoch: next });
+      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'keys.requested', studyId: st.studyId, peer: dealer, detail: `epoch ${next} for ${recipients.join(',')}${e ? ` (replaces epoch ${e.epoch})` : ''}` });
+      return next;
     });
-    this.request(st, m, e.epoch, next, parseList(e.recipientsJson));
+    if (epoch !== null) this.request(st, m, epoch, dealer, recipients);
+  }
+
+  /** Gives the pending epoch to another dealer (the previous one went away or did not answer in time). */
+  replaceDealer(st: StudyRow, m: StudyManifest, next: string): void {
+    const now = this.ctx.now();
+    const e = this.ctx.store.transaction((tx) => {
+      const e = tx.latestEpoch(st.studyId);
+      if (!e || e.dealtAtMs !== null) return null;
+      tx.updateEpoch(st.studyId, e.epoch, { dealer: next, requestedAtMs: now });
+      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'keys.dealer_replaced', studyId: st.studyId, peer: next, detail: `epoch ${e.epoch}: ${e.dealer} did not deal within ${Math.round(this.ctx.opts.dealerTimeoutMs / 1000)} s or went offline` });
+      return e;
+    });
+    if (e) this.request(st, m, e.epoch, next, parseList(e.recipientsJson));
   }
 
   /** Re-sends a pending request to a dealer that just (re)connected. */
@@ -93,9 +110,9 @@ export class StudyKeys {
   onSealed(env: Envelope): HandlerResult {
     const h = env.header;
     const b: BodyOf['keys.sealed'] = decodeBody(env, 'keys.sealed');
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const st = studyRow(this.ctx.store, requireStudyId(h.studyId));
     const m = manifestOfRow(st);
-    const e = this.ctx.db.select().from(keyEpochs).where(and(eq(keyEpochs.studyId, st.studyId), eq(keyEpochs.epoch, b.epoch))).get();
+    const e = this.ctx.store.epoch(st.studyId, b.epoch);
     if (!e || e.dealer !== h.senderId) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} was not asked to deal epoch ${b.epoch} of ${st.studyId}`);
     if (e.dealtAtMs !== null) throw new WireError('TWF_E_DUPLICATE_CHUNK', `epoch ${b.epoch} was already dealt`);
     if (b.manifestHash !== st.manifestHash || e.manifestHash !== st.manifestHash) throw new WireError('TWF_E_MANIFEST_MISMATCH', 'handout for another manifest version');
@@ -107,13 +124,14 @@ export class StudyKeys {
     const fields = keyHandoutFields({ studyId: st.studyId, manifestHash: b.manifestHash, epoch: b.epoch, dealerSiteId: h.senderId, recipients: got, keyCommitment: b.keyCommitment });
     if (!verifyStatement(KEY_HANDOUT_KIND, fields, b.signature, fromB64(dealerKey))) throw new WireError('TWF_E_KEY_HANDOUT', 'handout signature does not verify under the dealer\'s roster key');
     const now = this.ctx.now();
-    const entry = this.ctx.db.transaction((tx) => {
+    const entry = this.ctx.store.transaction((tx) => {
+      const again = tx.epoch(st.studyId, b.epoch);
+      if (!again || again.dealer !== h.senderId || again.dealtAtMs !== null) throw new WireError('TWF_E_DUPLICATE_CHUNK', `epoch ${b.epoch} was already dealt or reassigned`);
       for (const r of b.recipients) {
-        tx.insert(sealedKeys).values({ studyId: st.studyId, epoch: b.epoch, siteId: r.siteId, sealedKey: r.sealedKey, deliveredAtMs: r.siteId === h.senderId ? now : null }).onConflictDoNothing().run();
+        tx.insertSealedKey({ studyId: st.studyId, epoch: b.epoch, siteId: r.siteId, sealedKey: r.sealedKey, deliveredAtMs: r.siteId === h.senderId ? now : null });
       }
-      tx.update(keyEpochs).set({ handoutJson: JSON.stringify({ keyCommitment: b.keyCommitment, signature: b.signature, heParamsDigest: b.heParamsDigest }), dealtAtMs: now })
-        .where(and(eq(keyEpochs.studyId, st.studyId), eq(keyEpochs.epoch, b.epoch))).run();
-      tx.update(studies).set({ keyDealer: h.senderId }).where(eq(studies.studyId, st.studyId)).run();
+      tx.updateEpoch(st.studyId, b.epoch, { handoutJson: JSON.stringify({ keyCommitment: b.keyCommitment, signature: b.signature, heParamsDigest: b.heParamsDigest }), dealtAtMs: now });
+      tx.updateStudy(st.studyId, { keyDealer: h.senderId });
       return this.received(env, `epoch ${b.epoch} sealed for ${got.join(',')}, commitment ${b.keyCommitment.slice(0, 16)}`);
     });
     return { entry, info: { stored: got.length } };
@@ -125,8 +143,8 @@ export class StudyKeys {
     if (!e) return;
     const handout = JSON.parse(e.handoutJson!) as { keyCommitment: string; signature: string; heParamsDigest: string };
     const recipients = parseList(e.recipientsJson);
-    const joined = new Set(activeJoined(this.ctx.db, st).map((r) => r.siteId));
-    const rows = this.ctx.db.select().from(sealedKeys).where(and(eq(sealedKeys.studyId, st.studyId), eq(sealedKeys.epoch, e.epoch), ...(only ? [eq(sealedKeys.siteId, only)] : [isNull(sealedKeys.deliveredAtMs)]))).all();
+    const joined = new Set(activeJoined(this.ctx.store, st).map((r) => r.siteId));
+    const rows = this.ctx.store.sealedKeys(st.studyId, e.epoch, only ? { siteId: only } : 'undelivered');
     for (const r of rows) {
       if (!joined.has(r.siteId) || !this.ctx.online(r.siteId) || r.siteId === e.dealer) continue;
       const sent = this.ctx.send(r.siteId, 'keys.deliver', st.studyId, null, {
@@ -134,18 +152,18 @@ export class StudyKeys {
         keyCommitment: handout.keyCommitment, recipients: [...recipients].sort(), signature: handout.signature, sealedKey: r.sealedKey,
       });
       if (sent && r.deliveredAtMs === null) {
-        this.ctx.db.update(sealedKeys).set({ deliveredAtMs: this.ctx.now() }).where(and(eq(sealedKeys.studyId, st.studyId), eq(sealedKeys.epoch, e.epoch), eq(sealedKeys.siteId, r.siteId))).run();
+        this.ctx.store.markDelivered(st.studyId, e.epoch, r.siteId, this.ctx.now());
       }
     }
   }
 
   /** Sites that were sent the key of `epoch`. */
   delivered(studyId: string, epoch: number): Set<string> {
-    return new Set(this.ctx.db.select().from(sealedKeys).where(and(eq(sealedKeys.studyId, studyId), eq(sealedKeys.epoch, epoch))).all().filter((r) => r.deliveredAtMs !== null).map((r) => r.siteId));
+    return new Set(this.ctx.store.sealedKeys(studyId, epoch, 'all').filter((r) => r.deliveredAtMs !== null).map((r) => r.siteId));
   }
 
   /** Epochs whose key a site was given (it may ask for those rounds' aggregates). */
   epochsOf(studyId: string, siteId: string): Set<number> {
-    return new Set(this.ctx.db.select().from(sealedKeys).where(and(eq(sealedKeys.studyId, studyId), eq(sealedKeys.siteId, siteId))).all().map((r) => r.epoch));
+    return new Set(this.ctx.store.sealedKeysOfSite(studyId, siteId).map((r) => r.epoch));
   }
 }

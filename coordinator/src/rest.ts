@@ -87,8 +87,8 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
   const studyId = (req: FastifyRequest) => parse(StudyIdSchema, (req.params as { id: string }).id);
   const siteParam = (req: FastifyRequest) => parse(SiteIdSchema, (req.params as { siteId: string }).siteId);
 
-  route({ method: 'POST', url: '/api/studies', summary: 'Create a draft study from a spec (minSites >= 3); its roster is fixed at start', auth: true, body: StudySpecSchema }, (req, reply) => {
-    const r = engine.createStudy(req.body);
+  route({ method: 'POST', url: '/api/studies', summary: 'Create a draft study from a spec (minSites >= 3); its roster is fixed at start', auth: true, body: StudySpecSchema }, async (req, reply) => {
+    const r = await engine.createStudy(req.body);
     return reply.status(201).send(r);
   });
   route({ method: 'GET', url: '/api/studies', summary: 'List studies', auth: true }, () => engine.listStudies());

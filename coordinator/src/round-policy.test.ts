@@ -55,3 +55,60 @@ describe('decideRound', () => {
     assert.match((d as { reason: string }).reason, /only 2 sites could answer, 3 needed/);
   });
 });
+
+import { nextAction, type StudySnapshot } from './round-policy.js';
+
+const study: StudySnapshot = {
+  state: 'running', roundsPlanned: 2, closedRounds: 0, openRound: null, quorum: 3, budgetLeft: ['a', 'b', 'c', 'd'], exhausted: [],
+  key: { state: 'current', delivered: ['a', 'b', 'c', 'd'] }, nextDealer: 'a', dealerTimeoutMs: 100, candidates: ['a', 'b', 'c'],
+  lastJoinAtMs: 0, lastFailedAtMs: null, joinSettleMs: 50,
+};
+const next = (over: Partial<StudySnapshot>, now = 1000) => nextAction({ ...study, ...over }, now);
+
+/** The study life cycle, every branch of nextAction. */
+describe('nextAction', () => {
+  it('waits while the study is not running', () => {
+    for (const state of ['draft', 'stopped', 'completed'] as const) assert.deepEqual(next({ state }), { kind: 'wait', untilMs: null });
+  });
+  it('requests a key epoch when none fits and a dealer is online; waits without a dealer', () => {
+    assert.deepEqual(next({ key: { state: 'new' } }), { kind: 'request-keys', dealer: 'a' });
+    assert.deepEqual(next({ key: { state: 'new' }, nextDealer: null }), { kind: 'wait', untilMs: null });
+  });
+  it('replaces a dealer that went offline or is too slow; waits for one in time', () => {
+    assert.deepEqual(next({ key: { state: 'pending', dealerOnline: false, requestedAtMs: 990 }, nextDealer: 'b' }), { kind: 'replace-dealer', dealer: 'b' });
+    assert.deepEqual(next({ key: { state: 'pending', dealerOnline: true, requestedAtMs: 800 }, nextDealer: 'b' }), { kind: 'replace-dealer', dealer: 'b' });
+    assert.deepEqual(next({ key: { state: 'pending', dealerOnline: true, requestedAtMs: 950 }, nextDealer: 'b' }), { kind: 'wait', untilMs: 1051 });
+    assert.deepEqual(next({ key: { state: 'pending', dealerOnline: false, requestedAtMs: 950 }, nextDealer: null }), { kind: 'wait', untilMs: null });
+  });
+  it('steps the open round, or waits for its earliest deadline', () => {
+    assert.deepEqual(next({ openRound: { ...base, setups: P } }), { kind: 'round', decision: { kind: 'fix-key-set', keySet: P } });
+    assert.deepEqual(next({ openRound: { ...base, deadlineAtMs: 5000 } }), { kind: 'wait', untilMs: 5000 });
+    assert.deepEqual(next({ openRound: { ...base, deadlineAtMs: 5000 }, key: { state: 'pending', dealerOnline: true, requestedAtMs: 950 } }), { kind: 'wait', untilMs: 1051 });
+  });
+  it('completes when every planned round closed', () => {
+    assert.deepEqual(next({ closedRounds: 2 }), { kind: 'complete' });
+  });
+  it('stops, naming the exhausted sites, when fewer than the quorum have privacy budget left', () => {
+    const a = next({ budgetLeft: ['a', 'b'], exhausted: ['c', 'd'] });
+    assert.equal(a.kind, 'stop');
+    assert.match((a as { reason: string }).reason, /only 2 .* 3 needed; exhausted \(TWF_E_DP_BUDGET\): c,d/);
+    assert.match((next({ budgetLeft: [] }) as { reason: string }).reason, /exhausted .*: none/);
+  });
+  it('pauses after a failed round', () => {
+    assert.deepEqual(next({ lastFailedAtMs: 980 }), { kind: 'wait', untilMs: 1030 });
+    assert.deepEqual(next({ lastFailedAtMs: 900 }), { kind: 'open', participants: ['a', 'b', 'c'] });
+  });
+  it('waits without a dealt key, or until it reached every candidate and they are a quorum', () => {
+    assert.deepEqual(next({ key: { state: 'pending', dealerOnline: true, requestedAtMs: 990 }, nextDealer: null }), { kind: 'wait', untilMs: 1091 });
+    assert.deepEqual(next({ key: { state: 'current', delivered: ['a', 'b'] } }), { kind: 'wait', untilMs: null });
+    assert.deepEqual(next({ candidates: ['a', 'b'] }), { kind: 'wait', untilMs: null });
+  });
+  it('waits for joins to settle, then opens with the keyed candidates in order', () => {
+    assert.deepEqual(next({ lastJoinAtMs: 990 }), { kind: 'wait', untilMs: 1040 });
+    assert.deepEqual(next({}), { kind: 'open', participants: ['a', 'b', 'c'] });
+  });
+  it('decideRound: a site that declined in the upload phase is not waited for', () => {
+    const up = { phase: 'upload' as const, keySet: P, declined: ['d'], phaseDeadlineAtMs: 2000 };
+    assert.deepEqual(at({ ...up, complete: ['a', 'b', 'c'] }, 1500), { kind: 'fix-survivors', survivors: ['a', 'b', 'c'] });
+  });
+});

@@ -1,4 +1,3 @@
-import { and, asc, desc, eq } from 'drizzle-orm';
 import {
   AggregateInfo, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, WireError, canonicalJson, maskKeysFields, maskSurvivorsFields, packFrames,
   quorumOf, secaggThresholdFor, utf8, type AggregateInfoT, type BodyOf, type Envelope, type StudyManifest, type UpdateChunkMetaT,
@@ -8,16 +7,14 @@ import {
   addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams,
 } from '@twinfed/shared/he/index';
 import {
-  activeJoined, manifestOfRow, parseList, requireStudyId, roundRow, studyRow,
+  activeJoined, manifestOfRow, parseList, requireStudyId, studyRow,
   type EngineContext, type HandlerResult, type RoundRow, type StudyRow,
 } from './context.js';
-import {
-  accumulators, aggregateRefusals, maskReveals, maskSetups, maskSignatures, rounds, studies, studySites, updateChunks, updates,
-} from './db/schema.js';
 import type { StudyKeys } from './keys.js';
-import { decideRound, type RoundDecision, type RoundPhase, type RoundSnapshot } from './round-policy.js';
+import { decideRound, type RoundDecision, type RoundSnapshot } from './round-policy.js';
+import type { CoordinatorStore } from './store/index.js';
 
-type Tx = Parameters<Parameters<EngineContext['db']['transaction']>[0]>[0];
+type Tx = CoordinatorStore;
 
 /**
  * Rounds of a running study: opening, the secure-aggregation phases (round-policy.ts decides,
@@ -33,21 +30,21 @@ export class Rounds {
   // ------------------------------------------------------------------ queries
 
   lastClosed(studyId: string): number {
-    return this.ctx.db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.state, 'closed'))).orderBy(desc(rounds.round)).limit(1).get()?.round ?? 0;
+    return this.ctx.store.rounds(studyId, 'closed').at(-1)?.round ?? 0;
   }
 
   closedCount(studyId: string): number {
-    return this.ctx.db.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.state, 'closed'))).all().length;
+    return this.ctx.store.rounds(studyId, 'closed').length;
   }
 
   openRound(st: StudyRow): RoundRow | null {
-    const r = roundRow(this.ctx.db, st.studyId, st.currentRound);
+    const r = this.ctx.store.round(st.studyId, st.currentRound);
     return r && r.state === 'open' ? r : null;
   }
 
   private requireOpen(st: StudyRow, round: number | null): RoundRow {
     if (round === null) throw new WireError('TWF_E_WRONG_ROUND', 'message without a round');
-    const r = roundRow(this.ctx.db, st.studyId, round);
+    const r = this.ctx.store.round(st.studyId, round);
     if (r && r.state !== 'open') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is ${r.state}`);
     if (!r || st.state !== 'running' || round !== st.currentRound) throw new WireError('TWF_E_WRONG_ROUND', `round ${round}; open round is ${st.state === 'running' && this.openRound(st) ? st.currentRound : 'none'}`);
     return r;
@@ -56,53 +53,42 @@ export class Rounds {
   /** The study, manifest and open round a round message is for; its sender must be an active participant of that round. */
   private roundMessage(env: Envelope): { st: StudyRow; m: StudyManifest; r: RoundRow } {
     const h = env.header;
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const st = studyRow(this.ctx.store, requireStudyId(h.studyId));
     const m = manifestOfRow(st);
     const r = this.requireOpen(st, h.round);
     this.requireActiveParticipant(st, r, h.senderId);
     return { st, m, r };
   }
 
-  private requireActiveParticipant(st: StudyRow, r: RoundRow, siteId: string): void {
-    const row = this.ctx.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, siteId))).get();
+  private requireActiveParticipant(st: StudyRow, r: RoundRow, siteId: string, store: CoordinatorStore = this.ctx.store): void {
+    const row = store.studySite(st.studyId, siteId);
     if (row?.excluded) throw new WireError('TWF_E_EVICTED', `${siteId} is ${row.excluded} from ${st.studyId}`);
     if (!parseList(r.participantsJson).includes(siteId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${siteId} is not a participant of round ${r.round}`);
+    if (store.declines(st.studyId, r.round).some((d) => d.siteId === siteId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${siteId} declined round ${r.round}`);
   }
 
   // ------------------------------------------------------------------ opening
 
-  /** Opens the next round when the current key has reached every joined, connected site and they are at least a quorum. */
-  maybeOpen(st: StudyRow, m: StudyManifest): void {
-    if (st.state !== 'running' || this.openRound(st)) return;
-    if (this.closedCount(st.studyId) >= m.rounds) return;
+  /** Opens the next round with `participants` (nextAction decided; the study's round counter is re-checked in the transaction). */
+  open(st: StudyRow, m: StudyManifest, participants: string[], keyEpoch: number): void {
     const now = this.ctx.now();
-    if (st.lastFailedAtMs !== null && now - st.lastFailedAtMs < this.ctx.opts.joinSettleMs) return;
-    const epoch = this.keys.current(st, m);
-    if (!epoch) return;
-    const joined = activeJoined(this.ctx.db, st);
-    const order = m.participants.map((p) => p.siteId);
-    const candidates = order.filter((id) => joined.some((j) => j.siteId === id) && this.ctx.online(id));
-    // The dealer's own row is marked delivered when it deals.
-    const delivered = this.keys.delivered(st.studyId, epoch.epoch);
-    const keyed = candidates.filter((id) => delivered.has(id));
-    const lastJoinMs = Math.max(0, ...joined.map((j) => j.joinedAtMs ?? 0));
-    const settled = now - lastJoinMs >= this.ctx.opts.joinSettleMs;
-    if (keyed.length < quorumOf(m) || keyed.length !== candidates.length || !settled) return;
     const round = st.currentRound + 1;
     const base = this.lastClosed(st.studyId);
-    const threshold = secaggThresholdFor(keyed.length);
+    const threshold = secaggThresholdFor(participants.length);
     const deadlineAtMs = now + m.roundDeadlineS * 1000;
-    this.ctx.db.transaction((tx) => {
-      const again = tx.select().from(studies).where(eq(studies.studyId, st.studyId)).get()!;
-      if (again.currentRound !== st.currentRound || again.state !== 'running') return;
-      tx.insert(rounds).values({ studyId: st.studyId, round, state: 'open', phase: 'setup', keyEpoch: epoch.epoch, baseVersion: base, threshold, openedAtMs: now, deadlineAtMs, participantsJson: JSON.stringify(keyed) }).run();
-      tx.update(studies).set({ currentRound: round }).where(eq(studies.studyId, st.studyId)).run();
-      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.opened', studyId: st.studyId, round, detail: `participants=${keyed.join(',')} threshold=${threshold} keyEpoch=${epoch.epoch} base=${base}` });
+    const opened = this.ctx.store.transaction((tx) => {
+      const again = tx.study(st.studyId)!;
+      if (again.currentRound !== st.currentRound || again.state !== 'running') return false;
+      tx.insertRound({ studyId: st.studyId, round, state: 'open', phase: 'setup', keyEpoch, baseVersion: base, threshold, openedAtMs: now, deadlineAtMs, participantsJson: JSON.stringify(participants) });
+      tx.updateStudy(st.studyId, { currentRound: round });
+      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.opened', studyId: st.studyId, round, detail: `participants=${participants.join(',')} threshold=${threshold} keyEpoch=${keyEpoch} base=${base}` });
+      return true;
     });
+    if (!opened) return;
     this.ctx.metrics.roundsOpened.inc();
     this.ctx.metrics.currentRound.set({ study: st.studyId }, round);
-    this.ctx.log('info', `${st.studyId}: round ${round} opened with ${keyed.length} sites (t=${threshold})`);
-    for (const s of keyed) this.sendStart(st.studyId, roundRow(this.ctx.db, st.studyId, round)!, s);
+    this.ctx.log('info', `${st.studyId}: round ${round} opened with ${participants.length} sites (t=${threshold})`);
+    for (const s of participants) this.sendStart(st.studyId, this.ctx.store.round(st.studyId, round)!, s);
     this.ctx.checkpoint(st.studyId);
   }
 
@@ -123,22 +109,56 @@ export class Rounds {
     const others = parseList(r.participantsJson).filter((p) => p !== h.senderId).sort();
     const to = b.boxes.map((x) => x.to).sort();
     if (to.join(',') !== others.join(',')) throw new WireError('TWF_E_SECAGG', `share boxes for ${to.join(',') || 'nobody'}; the round's other participants are ${others.join(',')}`);
-    const entry = this.ctx.db.transaction((tx) => {
+    const entry = this.ctx.store.transaction((tx) => {
       const again = this.requireOpenTx(tx, st.studyId, r.round);
-      const prev = tx.select().from(maskSetups).where(and(eq(maskSetups.studyId, st.studyId), eq(maskSetups.round, r.round), eq(maskSetups.siteId, h.senderId))).get();
+      this.requireActiveParticipant(st, again, h.senderId, tx);
+      const prev = tx.roundSiteRow('maskSetups', st.studyId, r.round, h.senderId);
       if (prev) {
         if (prev.sPk === b.sPk && prev.bCommit === b.bCommit && prev.signature === b.signature) return this.received(env, 'mask keys (again, identical)');
         throw new WireError('TWF_E_SECAGG', `a different mask set-up of ${h.senderId} for round ${r.round} was already received`);
       }
       if (again.phase !== 'setup') throw new WireError('TWF_E_SECAGG', `round ${r.round}'s key set is fixed; ${h.senderId} sent its mask keys too late and takes no part in this round`);
-      tx.insert(maskSetups).values({ studyId: st.studyId, round: r.round, siteId: h.senderId, sPk: b.sPk, bCommit: b.bCommit, signature: b.signature, boxesJson: JSON.stringify(b.boxes), receivedAtMs: this.ctx.now() }).run();
+      tx.insertRoundSiteRow('maskSetups', { studyId: st.studyId, round: r.round, siteId: h.senderId, sPk: b.sPk, bCommit: b.bCommit, signature: b.signature, boxesJson: JSON.stringify(b.boxes), receivedAtMs: this.ctx.now() });
       return this.received(env, `mask keys, ${b.boxes.length} share boxes`);
     });
     return { entry };
   }
 
+  /**
+   * round.decline: the site takes no part in the open round, as if it had never set up (its mask
+   * set-up, if any, is forgotten; in the upload phase it counts as a dropout whose masks are
+   * removed). Too late once its update is complete or the survivors are fixed. TWF_E_DP_BUDGET also
+   * marks the site exhausted for the study. Returns whether the round or the study may have to move.
+   */
+  onDecline(env: Envelope): HandlerResult {
+    const h = env.header;
+    const b: BodyOf['round.decline'] = decodeBody(env, 'round.decline');
+    const { st, r } = this.roundMessage(env);
+    const now = this.ctx.now();
+    const exhausted = b.code === 'TWF_E_DP_BUDGET';
+    const entry = this.ctx.store.transaction((tx) => {
+      const again = this.requireOpenTx(tx, st.studyId, r.round);
+      this.requireActiveParticipant(st, again, h.senderId, tx);
+      if (again.phase === 'upload') {
+        if (!parseList(again.keySetJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in round ${r.round}'s key set; it takes no part already`);
+        if (tx.update(st.studyId, r.round, h.senderId)?.state === 'complete') throw new WireError('TWF_E_ROUND_CLOSED', `${h.senderId}'s update for round ${r.round} is complete; too late to decline`);
+      } else if (again.phase !== 'setup') {
+        throw new WireError('TWF_E_ROUND_CLOSED', `round ${r.round}'s survivors are fixed (${again.phase} phase); too late to decline`);
+      } else {
+        tx.deleteMaskSetup(st.studyId, r.round, h.senderId);
+      }
+      tx.insertDecline({ studyId: st.studyId, round: r.round, siteId: h.senderId, code: b.code, detail: b.detail, atMs: now });
+      if (exhausted) {
+        tx.updateStudySite(st.studyId, h.senderId, { dpExhaustedAtMs: now });
+        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'site.dp_exhausted', studyId: st.studyId, round: r.round, peer: h.senderId, detail: `${h.senderId} is asked to no later round of ${st.studyId}: ${b.detail}` });
+      }
+      return this.received(env, `declined round ${r.round} (${again.phase} phase): ${b.code} ${b.detail}`);
+    });
+    return { entry, info: { declined: r.round, exhausted } };
+  }
+
   private requireOpenTx(tx: Tx, studyId: string, round: number): RoundRow {
-    const again = tx.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
+    const again = tx.round(studyId, round);
     if (!again || again.state !== 'open') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is ${again?.state ?? 'unknown'}`);
     return again;
   }
@@ -165,36 +185,38 @@ export class Rounds {
     if (meta.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${meta.count}; ${m.updateLength} parameters take ${expectedCount} ciphertexts`);
     if (meta.index >= meta.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${meta.index} of ${meta.count}`);
     if (meta.nSamples > m.training.maxSamplesPerSite) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
-    const ss = this.ctx.db.select().from(studySites).where(and(eq(studySites.studyId, st.studyId), eq(studySites.siteId, h.senderId))).get();
-    if (!ss || meta.nSamples > ss.trainSamples) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > the ${ss?.trainSamples ?? 0} training samples ${h.senderId} joined with`);
     validateCiphertext(he, env.body); // throws TWF_E_BAD_CIPHERTEXT
     const t0 = performance.now();
     const round = r.round;
-    const result = this.ctx.db.transaction((tx) => {
+    // Everything checked before the await above is checked again here, where the chunk is stored:
+    // the round may have moved on (survivors fixed, failed), the study stopped, the site been
+    // excluded or declined while the HE context loaded.
+    const result = this.ctx.store.transaction((tx) => {
+      const study = tx.study(st.studyId);
+      if (!study || study.state !== 'running' || study.currentRound !== round) throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is no longer the open round of ${st.studyId}`);
       const again = this.requireOpenTx(tx, st.studyId, round);
       if (again.phase !== 'upload') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round}'s upload phase is over`);
-      const key = and(eq(updates.studyId, st.studyId), eq(updates.round, round), eq(updates.siteId, h.senderId));
-      let up = tx.select().from(updates).where(key).get();
+      this.requireActiveParticipant(st, again, h.senderId, tx);
+      if (!parseList(again.keySetJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in round ${round}'s key set`);
+      const ss = tx.studySite(st.studyId, h.senderId);
+      if (!ss || meta.nSamples > ss.trainSamples) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > the ${ss?.trainSamples ?? 0} training samples ${h.senderId} joined with`);
+      let up = tx.update(st.studyId, round, h.senderId);
       if (up && up.state !== 'receiving') throw new WireError('TWF_E_DUPLICATE_CHUNK', `update of ${h.senderId} for round ${round} is ${up.state}`);
       if (up && (up.count !== meta.count || up.nSamples !== meta.nSamples || up.length !== meta.length)) throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
-      const dup = tx.select({ i: updateChunks.index }).from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, h.senderId), eq(updateChunks.index, meta.index))).get();
-      if (dup) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
+      if (tx.hasChunk(st.studyId, round, h.senderId, meta.index)) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
       if (!up) {
-        tx.insert(updates).values({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() }).run();
-        up = tx.select().from(updates).where(key).get()!;
+        tx.insertUpdate({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() });
+        up = tx.update(st.studyId, round, h.senderId)!;
       }
-      tx.insert(updateChunks).values({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body), digest: h.digest }).run();
-      const accKey = and(eq(accumulators.studyId, st.studyId), eq(accumulators.round, round), eq(accumulators.index, meta.index));
-      const acc = tx.select().from(accumulators).where(accKey).get();
+      tx.insertChunk({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body), digest: h.digest });
+      const acc = tx.accumulator(st.studyId, round, meta.index);
       const sum = addCiphertexts(he, acc ? new Uint8Array(acc.ct) : null, env.body);
-      if (acc) tx.update(accumulators).set({ ct: Buffer.from(sum), contributions: acc.contributions + 1 }).where(accKey).run();
-      else tx.insert(accumulators).values({ studyId: st.studyId, round, index: meta.index, ct: Buffer.from(sum), contributions: 1 }).run();
+      tx.putAccumulator({ studyId: st.studyId, round, index: meta.index, ct: Buffer.from(sum), contributions: (acc?.contributions ?? 0) + 1 });
       const receivedNow = up.received + 1;
       const complete = receivedNow === up.count;
-      tx.update(updates).set({ received: receivedNow, bytes: up.bytes + env.body.length, state: complete ? 'complete' : 'receiving', completedAtMs: complete ? this.ctx.now() : null }).where(key).run();
+      tx.setUpdate(st.studyId, round, h.senderId, { received: receivedNow, bytes: up.bytes + env.body.length, state: complete ? 'complete' : 'receiving', completedAtMs: complete ? this.ctx.now() : null });
       const ms = performance.now() - t0;
-      tx.update(rounds).set({ bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count })
-        .where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, round))).run();
+      tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count });
       const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
       return { complete, received: receivedNow, count: up.count, ms, entry };
     });
@@ -216,12 +238,12 @@ export class Rounds {
     const fields = maskSurvivorsFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, parseList(r.keySetJson), parseList(r.survivorsJson));
     const key = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
     if (!verifyStatement(MASK_SURVIVORS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', 'survivor-set signature does not verify (the site saw another key set or survivor set)');
-    const entry = this.ctx.db.transaction((tx) => {
+    const entry = this.ctx.store.transaction((tx) => {
       const again = this.requireOpenTx(tx, st.studyId, r.round);
-      const prev = tx.select().from(maskSignatures).where(and(eq(maskSignatures.studyId, st.studyId), eq(maskSignatures.round, r.round), eq(maskSignatures.siteId, h.senderId))).get();
+      const prev = tx.roundSiteRow('maskSignatures', st.studyId, r.round, h.senderId);
       if (prev) return this.received(env, 'survivor-set signature (again)');
       if (again.phase !== 'consistency') throw new WireError('TWF_E_SECAGG', `round ${r.round}'s revealers are fixed; this signature came too late`);
-      tx.insert(maskSignatures).values({ studyId: st.studyId, round: r.round, siteId: h.senderId, signature: b.signature }).run();
+      tx.insertRoundSiteRow('maskSignatures', { studyId: st.studyId, round: r.round, siteId: h.senderId, signature: b.signature });
       return this.received(env, 'survivor-set signature');
     });
     return { entry };
@@ -240,11 +262,12 @@ export class Rounds {
     const sOf = b.sShares.map((x) => x.of).sort();
     if (bOf.join(',') !== survivors.join(',')) throw new WireError('TWF_E_SECAGG', `self-mask shares for ${bOf.join(',')}; survivors are ${survivors.join(',')}`);
     if (sOf.join(',') !== dropped.join(',')) throw new WireError('TWF_E_SECAGG', `mask-key shares for ${sOf.join(',') || 'none'}; dropped sites are ${dropped.join(',') || 'none'}`);
-    const entry = this.ctx.db.transaction((tx) => {
-      this.requireOpenTx(tx, st.studyId, r.round);
-      const prev = tx.select().from(maskReveals).where(and(eq(maskReveals.studyId, st.studyId), eq(maskReveals.round, r.round), eq(maskReveals.siteId, h.senderId))).get();
+    const entry = this.ctx.store.transaction((tx) => {
+      const again = this.requireOpenTx(tx, st.studyId, r.round);
+      if (again.phase !== 'unmask') throw new WireError('TWF_E_SECAGG', `round ${r.round} is in its ${again.phase} phase`);
+      const prev = tx.roundSiteRow('maskReveals', st.studyId, r.round, h.senderId);
       if (prev) return this.received(env, 'unmasking shares (again)');
-      tx.insert(maskReveals).values({ studyId: st.studyId, round: r.round, siteId: h.senderId, bodyJson: JSON.stringify(b) }).run();
+      tx.insertRoundSiteRow('maskReveals', { studyId: st.studyId, round: r.round, siteId: h.senderId, bodyJson: JSON.stringify(b) });
       return this.received(env, `unmasking shares: ${b.bShares.length} self-mask, ${b.sShares.length} dropped-site`);
     });
     return { entry };
@@ -259,24 +282,24 @@ export class Rounds {
   onRefused(env: Envelope): HandlerResult {
     const h = env.header;
     const b: BodyOf['aggregate.refused'] = decodeBody(env, 'aggregate.refused');
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
-    const r = roundRow(this.ctx.db, st.studyId, b.round);
+    const st = studyRow(this.ctx.store, requireStudyId(h.studyId));
+    const r = this.ctx.store.round(st.studyId, b.round);
     if (!r || (r.state !== 'closed' && r.state !== 'refused')) throw new WireError('TWF_E_WRONG_ROUND', `round ${b.round} has no published aggregate`);
     const survivors = parseList(r.survivorsJson);
     let refusedNow = false;
-    const entry = this.ctx.db.transaction((tx) => {
-      tx.insert(aggregateRefusals).values({ studyId: st.studyId, round: b.round, siteId: h.senderId, code: b.code, detail: b.detail, atMs: this.ctx.now() }).onConflictDoNothing().run();
+    const entry = this.ctx.store.transaction((tx) => {
+      tx.insertRefusal({ studyId: st.studyId, round: b.round, siteId: h.senderId, code: b.code, detail: b.detail, atMs: this.ctx.now() });
       const e = this.received(env, `refused the aggregate of round ${b.round}: ${b.code} ${b.detail}`);
-      const byContributors = tx.select().from(aggregateRefusals).where(and(eq(aggregateRefusals.studyId, st.studyId), eq(aggregateRefusals.round, b.round))).all().filter((x) => survivors.includes(x.siteId));
-      const again = tx.select().from(rounds).where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, b.round))).get()!;
+      const byContributors = tx.refusals(st.studyId, b.round).filter((x) => survivors.includes(x.siteId));
+      const again = tx.round(st.studyId, b.round)!;
       if (again.state === 'closed' && byContributors.length >= Math.floor(survivors.length / 2) + 1) {
-        tx.update(rounds).set({ state: 'refused', failReason: `${byContributors.length} of ${survivors.length} contributors refused the aggregate: ${b.code}` }).where(and(eq(rounds.studyId, st.studyId), eq(rounds.round, b.round))).run();
+        tx.updateRound(st.studyId, b.round, { state: 'refused', failReason: `${byContributors.length} of ${survivors.length} contributors refused the aggregate: ${b.code}` });
         this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.refused', studyId: st.studyId, round: b.round, detail: `refused by ${byContributors.map((x) => x.siteId).join(',')}: ${b.code}` });
         // The round that completed the study no longer counts: the study goes on with a fresh round
         // from the last good model, instead of ending on an aggregate its sites refused.
-        const study = tx.select().from(studies).where(eq(studies.studyId, st.studyId)).get()!;
+        const study = tx.study(st.studyId)!;
         if (study.state === 'completed') {
-          tx.update(studies).set({ state: 'running' }).where(eq(studies.studyId, st.studyId)).run();
+          tx.updateStudy(st.studyId, { state: 'running' });
           this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'study.reopened', studyId: st.studyId, round: b.round, detail: `round ${b.round} completed the study but its contributors refused its aggregate; a fresh round replaces it` });
         }
         refusedNow = true;
@@ -284,7 +307,7 @@ export class Rounds {
       return e;
     });
     if (refusedNow) {
-      const open = this.openRound(studyRow(this.ctx.db, st.studyId));
+      const open = this.openRound(studyRow(this.ctx.store, st.studyId));
       if (open && open.baseVersion === b.round) this.fail(st.studyId, open.round, `its base model (round ${b.round}) was refused by the sites`);
     }
     return { entry };
@@ -294,17 +317,18 @@ export class Rounds {
 
   private snapshot(tx: Tx, st: StudyRow, m: StudyManifest, r: RoundRow): RoundSnapshot {
     const ids = <T extends { siteId: string }>(rows: T[]) => rows.map((x) => x.siteId);
-    const where = <T extends typeof maskSetups | typeof maskSignatures | typeof maskReveals>(t: T) => and(eq(t.studyId, st.studyId), eq(t.round, r.round));
+    const declined = new Set(ids(tx.declines(st.studyId, r.round)));
     return {
-      phase: r.phase as RoundPhase,
-      participants: parseList(r.participantsJson),
-      setups: ids(tx.select().from(maskSetups).where(where(maskSetups)).all()),
+      phase: r.phase,
+      participants: parseList(r.participantsJson).filter((p) => !declined.has(p)),
+      declined: [...declined],
+      setups: ids(tx.roundSiteRows('maskSetups', st.studyId, r.round)),
       keySet: r.keySetJson ? parseList(r.keySetJson) : null,
-      complete: ids(tx.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.state, 'complete'))).all()),
+      complete: ids(tx.updates(st.studyId, r.round, 'complete')),
       survivors: r.survivorsJson ? parseList(r.survivorsJson) : null,
-      signed: ids(tx.select().from(maskSignatures).where(where(maskSignatures)).all()),
+      signed: ids(tx.roundSiteRows('maskSignatures', st.studyId, r.round)),
       revealers: r.revealersJson ? parseList(r.revealersJson) : null,
-      revealed: ids(tx.select().from(maskReveals).where(where(maskReveals)).all()),
+      revealed: ids(tx.roundSiteRows('maskReveals', st.studyId, r.round)),
       deadlineAtMs: r.deadlineAtMs,
       phaseDeadlineAtMs: r.phaseDeadlineAtMs,
       quorum: quorumOf(m),
@@ -313,70 +337,71 @@ export class Rounds {
     };
   }
 
+  /** The open round's snapshot for the policy (read with `store`, a transaction when deciding). */
+  roundSnapshot(store: CoordinatorStore, st: StudyRow, m: StudyManifest): RoundSnapshot | null {
+    const r = store.round(st.studyId, st.currentRound);
+    return r && r.state === 'open' ? this.snapshot(store, st, m, r) : null;
+  }
+
   /**
-   * Moves the open round on as far as what has been received allows: reads a snapshot and applies
-   * decideRound() in one transaction (state re-read inside it), then sends what the new phase needs.
+   * Applies one step of the open round: decideRound() on a snapshot read inside the transaction
+   * that applies it, then sends what the new phase needs. Returns false when there was nothing to do.
    */
-  async step(studyId: string): Promise<void> {
-    let st = studyRow(this.ctx.db, studyId);
-    if (st.state !== 'running' || !this.openRound(st)) return;
+  async step(studyId: string): Promise<boolean> {
+    const st = studyRow(this.ctx.store, studyId);
+    if (st.state !== 'running' || !this.openRound(st)) return false;
     const m = manifestOfRow(st);
     const he = await createHeContext(m.encryption as HeParams);
-    for (let guard = 0; guard < 8; guard++) {
-      st = studyRow(this.ctx.db, studyId);
-      const applied = this.ctx.db.transaction((tx) => {
-        const r = tx.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, st.currentRound))).get();
-        if (!r || r.state !== 'open') return null;
-        const d = decideRound(this.snapshot(tx, st, m, r), this.ctx.now());
-        if (d.kind !== 'wait') this.apply(tx, he, st, r, d);
-        return { d, round: r.round };
-      });
-      if (!applied || applied.d.kind === 'wait') return;
-      this.afterApply(st, m, applied.round, applied.d);
-      if (applied.d.kind === 'close' || applied.d.kind === 'fail') return;
-    }
+    const applied = this.ctx.store.transaction((tx) => {
+      const study = tx.study(studyId)!;
+      const r = tx.round(studyId, study.currentRound);
+      if (study.state !== 'running' || !r || r.state !== 'open') return null;
+      const d = decideRound(this.snapshot(tx, study, m, r), this.ctx.now());
+      if (d.kind !== 'wait') this.apply(tx, he, study, r, d);
+      return { d, round: r.round };
+    });
+    if (!applied || applied.d.kind === 'wait') return false;
+    this.afterApply(st, m, applied.round, applied.d);
+    return true;
   }
 
   private apply(tx: Tx, he: HeContext, st: StudyRow, r: RoundRow, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
     const now = this.ctx.now();
-    const key = and(eq(rounds.studyId, st.studyId), eq(rounds.round, r.round));
     const phaseDeadlineAtMs = now + this.ctx.opts.phaseTimeoutMs;
     switch (d.kind) {
       case 'fix-key-set':
-        tx.update(rounds).set({ phase: 'upload', keySetJson: JSON.stringify(d.keySet), phaseDeadlineAtMs }).where(key).run();
+        tx.updateRound(st.studyId, r.round, { phase: 'upload', keySetJson: JSON.stringify(d.keySet), phaseDeadlineAtMs });
         this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.key_set', studyId: st.studyId, round: r.round, detail: `keySet=${d.keySet.join(',')}${d.keySet.length < parseList(r.participantsJson).length ? ` (without ${parseList(r.participantsJson).filter((p) => !d.keySet.includes(p)).join(',')})` : ''}` });
         return;
       case 'fix-survivors': {
-        const partial = tx.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.state, 'receiving'))).all();
+        const partial = tx.updates(st.studyId, r.round, 'receiving');
         for (const u of partial) {
           // Partial uploads leave the sum: late chunks are refused, never mixed in.
-          const chunks = tx.select().from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, r.round), eq(updateChunks.siteId, u.siteId))).all();
-          for (const c of chunks) {
-            const accKey = and(eq(accumulators.studyId, st.studyId), eq(accumulators.round, r.round), eq(accumulators.index, c.index));
-            const acc = tx.select().from(accumulators).where(accKey).get()!;
-            if (acc.contributions === 1) tx.delete(accumulators).where(accKey).run();
-            else tx.update(accumulators).set({ ct: Buffer.from(subtractCiphertext(he, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 }).where(accKey).run();
+          for (const c of tx.chunks(st.studyId, r.round, u.siteId)) {
+            const acc = tx.accumulator(st.studyId, r.round, c.index)!;
+            if (acc.contributions === 1) tx.deleteAccumulator(st.studyId, r.round, c.index);
+            else tx.putAccumulator({ ...acc, ct: Buffer.from(subtractCiphertext(he, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 });
           }
-          tx.update(updates).set({ state: 'abandoned' }).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.siteId, u.siteId))).run();
+          tx.setUpdate(st.studyId, r.round, u.siteId, { state: 'abandoned' });
           this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'update.abandoned', studyId: st.studyId, round: r.round, peer: u.siteId, detail: `${u.received}/${u.count} chunks removed from the aggregate` });
         }
-        tx.delete(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, r.round))).run();
-        const complete = tx.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.state, 'complete'))).all();
+        tx.deleteChunks(st.studyId, r.round);
+        const complete = tx.updates(st.studyId, r.round, 'complete');
         const totalSamples = complete.filter((u) => d.survivors.includes(u.siteId)).reduce((a, u) => a + u.nSamples, 0);
-        tx.update(rounds).set({ phase: 'consistency', survivorsJson: JSON.stringify(d.survivors), totalSamples, phaseDeadlineAtMs }).where(key).run();
+        tx.updateRound(st.studyId, r.round, { phase: 'consistency', survivorsJson: JSON.stringify(d.survivors), totalSamples, phaseDeadlineAtMs });
         this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.survivors', studyId: st.studyId, round: r.round, detail: `survivors=${d.survivors.join(',')} totalSamples=${totalSamples}` });
         this.ctx.metrics.updatesAbandoned.inc(partial.length);
         return;
       }
       case 'fix-revealers':
-        tx.update(rounds).set({ phase: 'unmask', revealersJson: JSON.stringify(d.revealers), phaseDeadlineAtMs }).where(key).run();
+        tx.updateRound(st.studyId, r.round, { phase: 'unmask', revealersJson: JSON.stringify(d.revealers), phaseDeadlineAtMs });
         return;
       case 'close': {
         const survivors = parseList(r.survivorsJson);
         if (survivors.length < Math.max(3, r.threshold)) throw new Error(`refusing to publish round ${r.round} with ${survivors.length} contributors`);
-        tx.update(rounds).set({ state: 'closed', closedAtMs: now }).where(key).run();
+        tx.updateRound(st.studyId, r.round, { state: 'closed', closedAtMs: now });
         const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s));
-        const revealed = tx.select().from(maskReveals).where(and(eq(maskReveals.studyId, st.studyId), eq(maskReveals.round, r.round))).all().map((x) => x.siteId);
+        const revealed = tx.roundSiteRows('maskReveals', st.studyId, r.round).map((x) => x.siteId);
         this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.closed', studyId: st.studyId, round: r.round, detail: `contributors=${survivors.join(',')} totalSamples=${r.totalSamples} dropped=${dropped.join(',') || 'none'} revealers=${revealed.join(',')}` });
         return;
       }
@@ -387,7 +412,7 @@ export class Rounds {
   }
 
   private afterApply(st: StudyRow, m: StudyManifest, round: number, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
-    const r = roundRow(this.ctx.db, st.studyId, round)!;
+    const r = this.ctx.store.round(st.studyId, round)!;
     switch (d.kind) {
       case 'fix-key-set':
         for (const s of d.keySet) this.sendPeers(st, r, s);
@@ -396,14 +421,14 @@ export class Rounds {
         for (const s of d.survivors) this.ctx.send(s, 'mask.survivors', st.studyId, round, { keySet: parseList(r.keySetJson), survivors: d.survivors });
         return;
       case 'fix-revealers': {
-        const sigs = this.ctx.db.select().from(maskSignatures).where(and(eq(maskSignatures.studyId, st.studyId), eq(maskSignatures.round, round))).all();
+        const sigs = this.ctx.store.roundSiteRows('maskSignatures', st.studyId, round);
         for (const s of d.revealers) this.ctx.send(s, 'mask.reveal', st.studyId, round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) });
         return;
       }
       case 'close': {
         this.ctx.metrics.roundsClosed.inc();
         this.ctx.log('info', `${st.studyId}: round ${round} closed with ${parseList(r.survivorsJson).length} contributors`);
-        const receivers = activeJoined(this.ctx.db, st).map((x) => x.siteId).filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch));
+        const receivers = activeJoined(this.ctx.store, st).map((x) => x.siteId).filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch));
         this.publish(st.studyId, round, receivers);
         this.ctx.checkpoint(st.studyId);
         return;
@@ -415,9 +440,9 @@ export class Rounds {
   }
 
   private sendPeers(st: StudyRow, r: RoundRow, siteId: string): void {
-    const setups = this.ctx.db.select().from(maskSetups).where(and(eq(maskSetups.studyId, st.studyId), eq(maskSetups.round, r.round))).all();
+    const setups = this.ctx.store.roundSiteRows('maskSetups', st.studyId, r.round);
     const keySet = parseList(r.keySetJson);
-    const have = this.ctx.db.select({ i: updateChunks.index }).from(updateChunks).where(and(eq(updateChunks.studyId, st.studyId), eq(updateChunks.round, r.round), eq(updateChunks.siteId, siteId))).all().map((x) => x.i);
+    const have = this.ctx.store.chunks(st.studyId, r.round, siteId).map((x) => x.index);
     const entries = keySet.map((id) => {
       const s = setups.find((x) => x.siteId === id)!;
       const box = id === siteId ? null : (JSON.parse(s.boxesJson) as { to: string; box: string }[]).find((x) => x.to === siteId)?.box ?? null;
@@ -430,21 +455,21 @@ export class Rounds {
 
   /** Fails the open round (lead abort, stop, roster change, refused base); no-op when none is open. */
   fail(studyId: string, round: number, reason: string): boolean {
-    const done = this.ctx.db.transaction((tx) => {
-      const r = tx.select().from(rounds).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).get();
+    const done = this.ctx.store.transaction((tx) => {
+      const r = tx.round(studyId, round);
       if (!r || r.state !== 'open') return false;
       this.failTx(tx, studyId, round, reason);
       return true;
     });
-    if (done) this.afterFail(studyId, roundRow(this.ctx.db, studyId, round)!);
+    if (done) this.afterFail(studyId, this.ctx.store.round(studyId, round)!);
     return done;
   }
 
   private failTx(tx: Tx, studyId: string, round: number, reason: string): void {
-    tx.update(rounds).set({ state: 'failed', failReason: reason, closedAtMs: this.ctx.now() }).where(and(eq(rounds.studyId, studyId), eq(rounds.round, round))).run();
-    tx.delete(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round))).run();
-    tx.delete(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))).run();
-    tx.update(studies).set({ lastFailedAtMs: this.ctx.now() }).where(eq(studies.studyId, studyId)).run();
+    tx.updateRound(studyId, round, { state: 'failed', failReason: reason, closedAtMs: this.ctx.now() });
+    tx.deleteChunks(studyId, round);
+    tx.deleteAccumulators(studyId, round);
+    tx.updateStudy(studyId, { lastFailedAtMs: this.ctx.now() });
     this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.failed', studyId, round, detail: reason });
   }
 
@@ -460,8 +485,8 @@ export class Rounds {
   /** The aggregate info (first frame) of a closed round. */
   aggregateInfo(st: StudyRow, m: StudyManifest, r: RoundRow): AggregateInfoT {
     const keySet = parseList(r.keySetJson);
-    const setups = this.ctx.db.select().from(maskSetups).where(and(eq(maskSetups.studyId, st.studyId), eq(maskSetups.round, r.round))).all();
-    const reveals = this.ctx.db.select().from(maskReveals).where(and(eq(maskReveals.studyId, st.studyId), eq(maskReveals.round, r.round))).orderBy(asc(maskReveals.siteId)).all();
+    const setups = this.ctx.store.roundSiteRows('maskSetups', st.studyId, r.round);
+    const reveals = this.ctx.store.roundSiteRows('maskReveals', st.studyId, r.round);
     return AggregateInfo.parse({
       round: r.round,
       baseVersion: r.baseVersion,
@@ -480,10 +505,10 @@ export class Rounds {
   }
 
   publish(studyId: string, round: number, to: string[]): void {
-    const st = studyRow(this.ctx.db, studyId);
+    const st = studyRow(this.ctx.store, studyId);
     const m = manifestOfRow(st);
-    const r = roundRow(this.ctx.db, studyId, round)!;
-    const accs = this.ctx.db.select().from(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))).orderBy(asc(accumulators.index)).all();
+    const r = this.ctx.store.round(studyId, round)!;
+    const accs = this.ctx.store.accumulators(studyId, round);
     if (accs.length !== r.ciphertexts) {
       this.ctx.log('error', `${studyId}: aggregate of round ${round} has ${accs.length}/${r.ciphertexts} ciphertexts`);
       return;
@@ -497,11 +522,11 @@ export class Rounds {
   onAggregateRequest(env: Envelope, isJoined: boolean): HandlerResult {
     const h = env.header;
     const b: BodyOf['aggregate.request'] = decodeBody(env, 'aggregate.request');
-    const st = studyRow(this.ctx.db, requireStudyId(h.studyId));
+    const st = studyRow(this.ctx.store, requireStudyId(h.studyId));
     if (!isJoined) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
     const entry = this.received(env);
     const epochs = this.keys.epochsOf(st.studyId, h.senderId);
-    const closed = this.ctx.db.select().from(rounds).where(and(eq(rounds.studyId, st.studyId), eq(rounds.state, 'closed'))).orderBy(asc(rounds.round)).all()
+    const closed = this.ctx.store.rounds(st.studyId, 'closed')
       .filter((r) => r.round >= b.fromRound && epochs.has(r.keyEpoch));
     for (const r of closed) this.publish(st.studyId, r.round, [h.senderId]);
     return { entry, info: { sent: closed.map((r) => r.round) } };
@@ -513,23 +538,23 @@ export class Rounds {
   sync(st: StudyRow, siteId: string): void {
     const r = this.openRound(st);
     if (!r || !parseList(r.participantsJson).includes(siteId)) return;
-    const has = (t: typeof maskSetups | typeof maskSignatures | typeof maskReveals) => !!this.ctx.db.select().from(t).where(and(eq(t.studyId, st.studyId), eq(t.round, r.round), eq(t.siteId, siteId))).get();
+    const has = (t: 'maskSignatures' | 'maskReveals') => !!this.ctx.store.roundSiteRow(t, st.studyId, r.round, siteId);
     this.sendStart(st.studyId, r, siteId);
     if (r.phase === 'upload' && parseList(r.keySetJson).includes(siteId)) {
-      const up = this.ctx.db.select().from(updates).where(and(eq(updates.studyId, st.studyId), eq(updates.round, r.round), eq(updates.siteId, siteId))).get();
+      const up = this.ctx.store.update(st.studyId, r.round, siteId);
       if (up?.state !== 'complete') this.sendPeers(st, r, siteId);
     }
-    if (r.phase === 'consistency' && parseList(r.survivorsJson).includes(siteId) && !has(maskSignatures)) {
+    if (r.phase === 'consistency' && parseList(r.survivorsJson).includes(siteId) && !has('maskSignatures')) {
       this.ctx.send(siteId, 'mask.survivors', st.studyId, r.round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson) });
     }
-    if (r.phase === 'unmask' && parseList(r.revealersJson).includes(siteId) && !has(maskReveals)) {
-      const sigs = this.ctx.db.select().from(maskSignatures).where(and(eq(maskSignatures.studyId, st.studyId), eq(maskSignatures.round, r.round))).all();
+    if (r.phase === 'unmask' && parseList(r.revealersJson).includes(siteId) && !has('maskReveals')) {
+      const sigs = this.ctx.store.roundSiteRows('maskSignatures', st.studyId, r.round);
       this.ctx.send(siteId, 'mask.reveal', st.studyId, r.round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) });
     }
   }
 
   /** Round summaries for the lead. */
   summaries(studyId: string) {
-    return this.ctx.db.select().from(rounds).where(eq(rounds.studyId, studyId)).orderBy(asc(rounds.round)).all();
+    return this.ctx.store.rounds(studyId);
   }
 }

@@ -12,6 +12,7 @@ import { openCoordinatorDb, type CoordinatorDb } from './db/index.js';
 import { CoordinatorEngine } from './engine.js';
 import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
+import { SqliteStore } from './store/sqlite.js';
 import { registerRestRoutes } from './rest.js';
 import { loadCoordinatorTls, type TlsPins } from './tls.js';
 
@@ -57,7 +58,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const log = (level: 'info' | 'warn' | 'error', msg: string) => {
     if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
   };
-  const engine = new CoordinatorEngine(db, audit, identity, metrics, {
+  const engine = new CoordinatorEngine(new SqliteStore(db), audit, identity, metrics, {
     clockSkewMs: config.clockSkewMs, joinSettleMs: config.joinSettleMs, log,
     phaseTimeoutMs: config.phaseTimeoutS * 1000, quorumGraceMs: config.quorumGraceS * 1000, dealerTimeoutMs: config.dealerTimeoutS * 1000,
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),

@@ -6,6 +6,7 @@ export const SITE_MESSAGE_TYPES = [
   'study.join',
   'study.decline',
   'study.withdraw',
+  'round.decline',
   'keys.sealed',
   'mask.setup',
   'update.chunk',

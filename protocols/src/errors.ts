@@ -41,6 +41,8 @@ export const WIRE_ERRORS = {
   TWF_E_DP_PARAMS: { status: 422, message: 'The differential-privacy parameters cannot be met (no noise multiplier reaches the budget, or the sampling rate leaves no patient per step); the message names the field.' },
   TWF_E_TOO_LARGE: { status: 413, message: 'Request body too large.' },
   TWF_E_ROUND_FAILED: { status: 409, message: 'The round failed (quorum not reached in time, too many sites dropped, or the lead aborted it); nothing was aggregated. The study opens a fresh round.' },
+  TWF_E_DP_BUDGET: { status: 409, message: 'The site\'s differential-privacy budget would be exceeded by this round; the site declines it and is asked to no later round of the study.' },
+  TWF_E_HE_PARAMS: { status: 422, message: 'The encryption parameters are not supported by the HE layer (scheme, ring degree, modulus sizes, precision); choose parameters it accepts, e.g. the defaults.' },
   TWF_E_INTERNAL: { status: 500, message: 'Internal error; see the coordinator log.' },
 } as const;
 

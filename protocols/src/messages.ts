@@ -19,8 +19,17 @@ export const HelloBody = z.object({
   /** Studies this site has approved (id + manifest hash), so the coordinator re-announces them. */
   approved: z.array(z.object({ studyId: StudyIdSchema, manifestHash: hex64 })).max(1000),
 });
-export const StudyJoinBody = z.object({ manifestHash: hex64, trainSlices: z.number().int().min(0), valPatients: z.number().int().min(0) });
+/** trainSamples: the site's training samples for this study's task (slices for segmentation, patients for response); the cap of the sample count it may declare in a round. */
+export const StudyJoinBody = z.object({ manifestHash: hex64, trainSamples: z.number().int().min(0), valPatients: z.number().int().min(0) });
 export const StudyDeclineBody = z.object({ manifestHash: hex64, code: z.string().max(40), reason: z.string().max(500) });
+/**
+ * The site declines the open round (sent for round `header.round`, before its mask set-up or, at
+ * the latest, before its upload): the coordinator audits it and removes the site from the round's
+ * participants as if it had never set up. `code` is a TWF_E_ code; TWF_E_DP_BUDGET (the site's
+ * differential-privacy budget would be exceeded) also marks the site exhausted for the study: it
+ * is asked to no later round.
+ */
+export const RoundDeclineBody = z.object({ code: z.string().regex(/^TWF_E_[A-Z0-9_]{1,33}$/, 'expected a TWF_E_ code'), detail: z.string().max(500) });
 /** The site's officer withdrew the approval: the site leaves the study after the round it is in. */
 export const StudyWithdrawBody = z.object({ manifestHash: hex64, officer: z.string().min(1).max(200), reason: z.string().max(500) });
 
@@ -82,15 +91,16 @@ export const MaskUnmaskBody = z.object({
 export const MetricsReportBody = z.object({
   /** The round whose aggregate the metrics were computed on (0 = initial model). */
   evaluatedRound: z.number().int().min(0),
-  meanDice: z.number().min(0).max(1).nullable(),
+  /**
+   * Task metrics of the global model on the site's validation patients, by name (e.g. 'meanDice'
+   * for segmentation, 'macroAucOvr' for response); value null when suppressed (too few patients).
+   */
+  metrics: z.array(z.object({ name: z.string().min(1).max(40), value: z.number().nullable() })).max(32),
   valPatients: z.number().int().min(0),
   trainLoss: z.number().nullable(),
   trainMs: z.number().min(0).nullable(),
   encryptMs: z.number().min(0).nullable(),
   uploadBytes: z.number().int().min(0).nullable(),
-  /** A task metric other than Dice (e.g. 'macroAucOvr' for response studies); absent for segmentation. */
-  metricName: z.string().min(1).max(40).optional(),
-  metricValue: z.number().nullable().optional(),
 });
 export const AggregateRequestBody = z.object({ fromRound: z.number().int().min(1) });
 /** The site refused a round's aggregate after decryption (e.g. an element outside [-B, B]); it did not apply it. */
@@ -181,6 +191,7 @@ export const BODY_SCHEMAS: Record<MessageType, z.ZodType | null> = {
   'study.join': StudyJoinBody,
   'study.decline': StudyDeclineBody,
   'study.withdraw': StudyWithdrawBody,
+  'round.decline': RoundDeclineBody,
   'keys.sealed': KeysSealedBody,
   'mask.setup': MaskSetupBody,
   'update.chunk': null,
@@ -217,6 +228,7 @@ export type BodyOf = {
   'study.join': z.infer<typeof StudyJoinBody>;
   'study.decline': z.infer<typeof StudyDeclineBody>;
   'study.withdraw': z.infer<typeof StudyWithdrawBody>;
+  'round.decline': z.infer<typeof RoundDeclineBody>;
   'keys.sealed': z.infer<typeof KeysSealedBody>;
   'mask.setup': z.infer<typeof MaskSetupBody>;
   'mask.consistency': z.infer<typeof MaskConsistencyBody>;

@@ -71,7 +71,12 @@ export const RosterChangeRequest = z.object({
 export const ActionReason = z.object({ reason: z.string().min(1).max(500).optional() });
 export const StudyIdParam = StudyIdSchema;
 
-const SiteMetric = z.object({ siteId: z.string(), meanDice: z.number().nullable(), valPatients: z.number().int(), encryptMs: z.number().nullable(), uploadBytes: z.number().int().nullable() });
+/** One site's evaluation: task metrics by name (value null when suppressed for a small count), its validation patients, its cost. */
+const SiteMetric = z.object({
+  siteId: z.string(),
+  metrics: z.array(z.object({ name: z.string(), value: z.number().nullable() })),
+  valPatients: z.number().int(), encryptMs: z.number().nullable(), uploadBytes: z.number().int().nullable(),
+});
 
 export const RoundSummary = z.object({
   round: z.number().int(),
@@ -82,6 +87,8 @@ export const RoundSummary = z.object({
   keyEpoch: z.number().int(),
   baseVersion: z.number().int(),
   threshold: z.number().int(),
+  /** Sites that declined this round (round.decline), with their code. */
+  declined: z.array(z.object({ siteId: z.string(), code: z.string(), detail: z.string() })),
   /** Sites that sent mask keys in time (their masks are in every other site's update). */
   keySet: z.array(z.string()),
   /** Sites whose complete update is in the aggregate. */
@@ -104,6 +111,8 @@ export const StudyStatus = z.object({
   studyId: z.string(),
   title: z.string(),
   state: z.enum(['draft', 'running', 'completed', 'stopped']),
+  /** Why the study stopped (the lead, or too few sites left with differential-privacy budget); null otherwise. */
+  stopReason: z.string().nullable(),
   /** Empty for a draft (no roster yet). */
   manifestHash: z.string(),
   manifestVersion: z.number().int(),
@@ -115,6 +124,8 @@ export const StudyStatus = z.object({
   participants: z.array(z.object({
     siteId: z.string(), siteName: z.string(), fingerprint: z.string(), joined: z.boolean(), connected: z.boolean(),
     excluded: z.string().nullable(),
+    /** The site declined a round with TWF_E_DP_BUDGET: its privacy budget is spent, it is asked to no later round. */
+    dpExhausted: z.boolean(),
   })),
   joined: z.array(z.string()),
   keyEpoch: z.number().int(),

@@ -7,8 +7,12 @@
  * receipts and audit checkpoints. 1.x sites cannot talk to a 2.x coordinator.
  * 2.1: `tls.rollover` (the coordinator's signed next TLS pin); a 2.0 site refuses it as malformed
  * and keeps working until the coordinator changes its TLS key.
+ * 3.0: task-neutral fields — `metrics.report` carries `metrics: [{ name, value }]` instead of
+ * `meanDice`/`metricName`/`metricValue`, `study.join` carries `trainSamples` instead of
+ * `trainSlices` (both breaking, hence the major bump); new site message `round.decline`.
+ * A 2.x peer is refused with TWF_E_PROTOCOL_VERSION at enrolment, handshake and per envelope.
  */
-export const PROTOCOL_VERSION = '2.1';
+export const PROTOCOL_VERSION = '3.0';
 
 export function parseVersion(v: string): { major: number; minor: number } | null {
   const m = /^(\d+)\.(\d+)$/.exec(v);

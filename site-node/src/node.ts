@@ -12,10 +12,11 @@ import {
   type Identity, type Signer,
 } from '@twinfed/shared/crypto/index';
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
+import { NO_STATE_HASH, StrategyError, parseState, serialiseState, type StrategyState } from '@twinfed/shared/strategy/index';
 import { SiteError } from './errors.js';
 import { writeModelDir } from './model-files.js';
 import { openSiteDb, type SiteDb } from './db/index.js';
-import { approvals, auditCheckpoints, meta, models, receipts, studies } from './db/schema.js';
+import { approvals, auditCheckpoints, meta, models, receipts, strategyState, studies } from './db/schema.js';
 import { acceptStudyKey, dealStudyKey } from './keys.js';
 import { fetchHandshakeChallenge, linkErrorOf } from './net.js';
 import { SiteTls } from './tls-trust.js';
@@ -108,7 +109,8 @@ export class SiteNode {
       send: (type, studyId, round, body, m) => this.send(type, studyId, round, body, m),
       manifest: (studyId, forNewRound) => this.participatingManifest(studyId, forNewRound),
       modelAt: (studyId, v) => this.modelAt(studyId, v),
-      storeModel: (studyId, v, w, d) => this.storeModel(studyId, v, w, d),
+      storeModel: (studyId, v, w, d, st) => this.storeModel(studyId, v, w, d, st),
+      strategyStateAt: (studyId, v) => this.strategyStateAt(studyId, v),
       caughtUp: (studyId, v, then) => this.caughtUp(studyId, v, then),
       reportMetrics: (studyId, round, e, w) => this.reportMetrics(studyId, round, e, w),
       log: (level, msg) => this.log(level, msg),
@@ -479,7 +481,7 @@ export class SiteNode {
         continue;
       }
       const baseline = await this.ensureInitialModel(manifest);
-      const ack = await this.send('study.join', st.studyId, null, { manifestHash: st.manifestHash, ...data });
+      const ack = await this.send('study.join', st.studyId, null, { manifestHash: st.manifestHash, trainSamples: data.trainSlices, valPatients: data.valPatients });
       if (!ack.ok) {
         if (ack.code === 'TWF_E_STUDY_STATE') this.setStatus(st.studyId, 'stopped', `join refused: ${ack.detail}`);
         else if (ack.code === 'TWF_E_NOT_PARTICIPANT' || ack.code === 'TWF_E_EVICTED') this.setStatus(st.studyId, 'excluded', `join refused: ${ack.code} ${ack.detail}`);
@@ -564,9 +566,11 @@ export class SiteNode {
     const suppress = valPatients < this.config.minReportPatients;
     await this.send('metrics.report', studyId, round, {
       evaluatedRound: round,
-      meanDice: suppress ? null : ev.meanDice,
+      metrics: [
+        ...(ev.metric ? [] : [{ name: 'meanDice', value: suppress ? null : ev.meanDice }]),
+        ...(ev.metric ? [{ name: ev.metric.name, value: suppress ? null : ev.metric.value }] : []),
+      ],
       valPatients,
-      ...(ev.metric ? { metricName: ev.metric.name, metricValue: suppress ? null : ev.metric.value } : {}),
       trainLoss: work?.trainLoss ?? null,
       trainMs: work?.trainMs ?? null,
       encryptMs: work?.encryptMs ?? null,
@@ -616,9 +620,35 @@ export class SiteNode {
     return this.db.select({ version: models.version, meanDice: models.meanDice, digest: models.digest }).from(models).where(eq(models.studyId, studyId)).orderBy(asc(models.version)).all();
   }
 
-  private storeModel(studyId: string, version: number, w: Float32Array, meanDice: number | null): void {
+  /**
+   * Model `version` and the strategy state reached with it, in one transaction: a site never holds
+   * a model without the state the next aggregate needs. Returns the model digest and state hash.
+   */
+  private storeModel(studyId: string, version: number, w: Float32Array, meanDice: number | null, state: StrategyState | null = null): { digest: string; stateHash: string } {
     const bytes = Buffer.from(w.buffer, w.byteOffset, w.byteLength);
-    this.db.insert(models).values({ studyId, version, weights: bytes, digest: sha256Hex(bytes), createdAtMs: Date.now(), meanDice }).onConflictDoNothing().run();
+    const digest = sha256Hex(bytes);
+    const stateBytes = state ? Buffer.from(serialiseState(state)) : null;
+    const stateHash = stateBytes ? sha256Hex(stateBytes) : NO_STATE_HASH;
+    const now = Date.now();
+    this.db.transaction((tx) => {
+      tx.insert(models).values({ studyId, version, weights: bytes, digest, createdAtMs: now, meanDice }).onConflictDoNothing().run();
+      if (stateBytes) tx.insert(strategyState).values({ studyId, version, state: stateBytes, stateHash, createdAtMs: now }).onConflictDoNothing().run();
+    });
+    return { digest, stateHash };
+  }
+
+  /** The strategy state stored with model `version` (null: none, as at version 0 and for FedAvg/FedProx). */
+  strategyStateAt(studyId: string, version: number): StrategyState | null {
+    const row = this.db.select().from(strategyState).where(and(eq(strategyState.studyId, studyId), eq(strategyState.version, version))).get();
+    if (!row) return null;
+    const bytes = new Uint8Array(row.state);
+    if (sha256Hex(bytes) !== row.stateHash) throw new StrategyError('TWF_E_STRATEGY_STATE', `${studyId}: the strategy state of version ${version} does not match its hash`);
+    return parseState(bytes);
+  }
+
+  /** SHA-256 of the strategy state stored with model `version`, or 'none' (for audits and comparisons across sites). */
+  stateHashAt(studyId: string, version: number): string {
+    return this.db.select({ h: strategyState.stateHash }).from(strategyState).where(and(eq(strategyState.studyId, studyId), eq(strategyState.version, version))).get()?.h ?? NO_STATE_HASH;
   }
 
   private getMeta(key: string): string | undefined {

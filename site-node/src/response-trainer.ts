@@ -7,7 +7,7 @@ import {
 } from '@twinfed/shared/response/index';
 import type { SiteDb } from './db/index.js';
 import { measurements, treatments } from './db/schema.js';
-import type { LocalEvalResult, LocalTrainResult, LocalTrainer } from './trainer.js';
+import { dpReport, localObjective, type LocalEvalResult, type LocalTrainResult, type LocalTrainer } from './trainer.js';
 
 function resp(m: StudyManifest): ResponseManifest {
   if (m.task !== 'response') throw new WireError('TWF_E_BAD_REQUEST', `the response trainer runs response studies, study ${m.studyId} is task '${m.task}'`);
@@ -56,6 +56,12 @@ export function siteResponseSplit(patients: readonly ResponsePatient[], m: Respo
  * site's database, re-read on every call so a new import is used in the next round. Training
  * patients and held-out patients come from a salted hash of the patient id (manifest.data).
  * Evaluation reports macro one-vs-rest AUC as the task metric; meanDice stays null.
+ *
+ * Local objective (localObjective in trainer.ts): strategy 'fedprox' adds mu·(w − w_global) to
+ * every gradient step, w_global = the weights handed to train(); dp.level 'patient' runs DP-SGD
+ * in trainLogReg (one example = one patient; unweighted per-patient loss, see
+ * shared/src/response/model.ts) for dpStepsPerRound(epochsPerRound, q) noisy steps and reports
+ * them in `dp`. nSamples is the number of training patients either way.
  */
 export function createResponseTrainer(db: SiteDb): LocalTrainer {
   const data = (m: ResponseManifest) => siteResponseSplit(loadResponsePatients(db), m);
@@ -74,8 +80,11 @@ export function createResponseTrainer(db: SiteDb): LocalTrainer {
       const t0 = performance.now();
       const d = data(m);
       const t = m.training;
-      const r = trainLogReg(responseModelConfig(m), weights, d.train, { epochs: t.epochsPerRound, batchSize: t.batchSize, learningRate: t.learningRate, seed: deriveSeed(t.seed, `round-${round}`) });
-      return { weights: r.weights, nSamples: d.train.length, loss: r.loss, ms: performance.now() - t0 };
+      const { proximal, dp } = localObjective(m, weights);
+      const r = trainLogReg(responseModelConfig(m), weights, d.train, {
+        epochs: t.epochsPerRound, batchSize: t.batchSize, learningRate: t.learningRate, seed: deriveSeed(t.seed, `round-${round}`), proximal, dp,
+      });
+      return { weights: r.weights, nSamples: d.train.length, loss: r.loss, ms: performance.now() - t0, ...(dp && { dp: dpReport(dp, r.steps) }) };
     },
     async evaluate(mIn, weights): Promise<LocalEvalResult> {
       const m = resp(mIn);

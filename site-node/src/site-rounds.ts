@@ -12,6 +12,7 @@ import {
   centreZt, generateRoundSecrets, isKeyPair, maskInput, openShares, reconstructChecked, sealShares, selfMaskCommitment, splitSecret, unmaskSum,
   type RoundContext,
 } from '@twinfed/shared/secagg/index';
+import { StrategyError, strategyFor, type StrategyState } from '@twinfed/shared/strategy/index';
 import type { SiteDb } from './db/index.js';
 import { roundWork } from './db/schema.js';
 import { studyKey } from './keys.js';
@@ -33,7 +34,13 @@ export interface SiteRoundHost {
   /** The manifest this site takes part under (approved; `forNewRound` false lets a withdrawn site finish the round it is in). */
   manifest(studyId: string, forNewRound: boolean): { manifest: StudyManifest; hash: string };
   modelAt(studyId: string, version: number): Float32Array | null;
-  storeModel(studyId: string, version: number, w: Float32Array, meanDice: number | null): void;
+  /**
+   * Stores model `version` and, in the same transaction, the strategy state reached with it (none
+   * for stateless strategies); returns the model's digest and the state's hash ('none' without state).
+   */
+  storeModel(studyId: string, version: number, w: Float32Array, meanDice: number | null, state?: StrategyState | null): { digest: string; stateHash: string };
+  /** The strategy state stored with model `version`; null when there is none (version 0, stateless strategies). */
+  strategyStateAt(studyId: string, version: number): StrategyState | null;
   /** True when the model `version` is here; otherwise asks for the missing aggregates and runs `then` once they are applied. */
   caughtUp(studyId: string, version: number, then: () => Promise<void>): Promise<boolean>;
   reportMetrics(studyId: string, round: number, ev: LocalEvalResult, work: RoundWorkRow | null): Promise<void>;
@@ -108,9 +115,11 @@ export class SiteRounds {
     const spent = recordRound(this.host.db, m, round, this.host.privacy, tr.dp);
     if (spent) this.host.audit.append({ actor: this.host.siteId, action: 'dp.spent', studyId, round, detail: `epsilon of this study ${spent.epsilonStudy.toFixed(4)} (budget ${m.dp!.epsilon}, delta ${m.dp!.delta}); of all studies on ${budget.datasetKey} ${spent.epsilonDataset.toFixed(4)} (site maxEpsilon ${this.host.privacy.maxEpsilon}, delta ${this.host.privacy.delta})` });
     if (tr.weights.length !== m.updateLength) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `the local model has ${tr.weights.length} parameters, the manifest ${m.updateLength}`);
-    if (tr.nSamples > m.training.maxSamplesPerSite) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `n=${tr.nSamples} exceeds the manifest's maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
-    const delta = new Float32Array(tr.weights.length);
-    for (let i = 0; i < delta.length; i++) delta[i] = tr.weights[i] - base[i];
+    // What this site contributes to the encrypted sum (shared/src/strategy): a vector, quantised
+    // with its weight, which is declared as the update's nSamples.
+    const enc = strategyFor(m.strategy).encode(base, tr.weights, tr.nSamples);
+    if (enc.weight > m.training.maxSamplesPerSite) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `n=${enc.weight} exceeds the manifest's maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
+    const delta = enc.vector;
 
     // Round secrets and the Shamir shares of the self-mask seed b and of sSk, t-of-n over P.
     const ctx: RoundContext = { studyId, manifestHash: hash, round };
@@ -128,11 +137,11 @@ export class SiteRounds {
     const setup = { sPk: b64(sec.sPk), bCommit, signature, boxes };
     this.host.db.insert(roundWork).values({
       studyId, round, state: 'setup-sent', keyEpoch: b.keyEpoch, baseVersion: b.modelVersion, participantsJson: JSON.stringify(b.participants), threshold: b.threshold,
-      delta: Buffer.from(delta.buffer), nSamples: tr.nSamples, length: delta.length, trainLoss: tr.loss, trainMs: tr.ms,
+      delta: Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength), nSamples: enc.weight, length: delta.length, trainLoss: tr.loss, trainMs: tr.ms,
       sSk: Buffer.from(sec.sSk), sPk: Buffer.from(sec.sPk), b: Buffer.from(sec.b), setupJson: JSON.stringify(setup),
       sharesJson: JSON.stringify({ [this.host.siteId]: { b: b64(bShares[self]), s: b64(sShares[self]) } }),
     }).run();
-    this.host.audit.append({ actor: this.host.siteId, action: 'update.trained', studyId, round, detail: `n=${tr.nSamples} loss=${tr.loss.toFixed(4)}; mask keys for ${n} participants, t=${b.threshold}` });
+    this.host.audit.append({ actor: this.host.siteId, action: 'update.trained', studyId, round, detail: `n=${enc.weight} loss=${tr.loss.toFixed(4)}; mask keys for ${n} participants, t=${b.threshold}` });
     const ack = await this.host.send('mask.setup', studyId, round, setup);
     if (ack.ok) this.host.events.onStep?.({ studyId, round, step: 'setup-sent' });
   }
@@ -377,11 +386,23 @@ export class SiteRounds {
       if (a > worst || Number.isNaN(a)) worst = a;
     }
     if (outside > 0) return refuse('TWF_E_AGGREGATE_BOUNDS', `${outside} of ${avg.length} averaged elements outside [-B, B] = ±${m.training.clipBound} (largest |value| ${worst.toPrecision(4)})`);
+    // The strategy turns (model, mean, state) of the base version into the next model and state,
+    // with the same float64 arithmetic at every site: all sites hold the same bits afterwards. A
+    // site catching up replays each missed aggregate through here in order, so it rebuilds the
+    // state as well as the model.
+    const strategy = strategyFor(m.strategy);
     const base = this.host.modelAt(studyId, info.baseVersion)!;
-    for (let i = 0; i < base.length; i++) base[i] += avg[i];
-    const ev = await this.host.trainer.evaluate(m, base);
-    this.host.storeModel(studyId, round, base, ev.meanDice);
-    this.host.audit.append({ actor: this.host.siteId, action: 'aggregate.applied', studyId, round, digest: h.digest, detail: `contributors=${info.survivors.join(',')} dropped=${dropped.join(',') || 'none'} totalSamples=${info.totalSamples} base=${info.baseVersion}` });
+    const prior = this.host.strategyStateAt(studyId, info.baseVersion);
+    if (strategy.stateful && info.baseVersion > 0 && !prior) {
+      throw new StrategyError('TWF_E_STRATEGY_STATE', `${studyId}: no ${strategy.name} state stored with model version ${info.baseVersion}; cannot apply round ${round} identically to the other sites`);
+    }
+    const next = strategy.apply(base, avg, prior);
+    const ev = await this.host.trainer.evaluate(m, next.weights);
+    const stored = this.host.storeModel(studyId, round, next.weights, ev.meanDice, next.state);
+    this.host.audit.append({
+      actor: this.host.siteId, action: 'aggregate.applied', studyId, round, digest: h.digest,
+      detail: `contributors=${info.survivors.join(',')} dropped=${dropped.join(',') || 'none'} totalSamples=${info.totalSamples} base=${info.baseVersion} strategy=${strategy.name} model=${stored.digest} state=${stored.stateHash}`,
+    });
     if (mine) this.update(studyId, round, { state: 'applied', ...WIPED });
     await this.host.reportMetrics(studyId, round, ev, this.work(studyId, round) ?? null);
     this.host.events.onApplied?.({ studyId, round, meanDice: ev.meanDice, decryptMs, contributors: info.survivors.length, dropped, ...(ev.metric ? { metric: ev.metric } : {}) });

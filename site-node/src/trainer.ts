@@ -1,9 +1,14 @@
-import type { StudyManifest } from '@twinfed/protocols';
+import { WireError, type StudyManifest } from '@twinfed/protocols';
+import { dpStepsPerRound, type DpSgdOptions } from '@twinfed/shared/dp/dpsgd';
+import type { ProximalOptions } from '@twinfed/shared/train/proximal';
 
 /** Result of local training from a given global model. */
 export interface LocalTrainResult {
   weights: Float32Array;
-  /** Number of training samples (slices) the update is weighted by. */
+  /**
+   * The FedAvg weight of the update: training slices (segmentation) or patients (response); under
+   * patient-level DP the number of training PATIENTS for every task (see localObjective).
+   */
   nSamples: number;
   loss: number;
   ms: number;
@@ -39,4 +44,35 @@ export interface LocalTrainer {
   initialWeights(manifest: StudyManifest): Float32Array;
   train(manifest: StudyManifest, weights: Float32Array, round: number): Promise<LocalTrainResult>;
   evaluate(manifest: StudyManifest, weights: Float32Array): Promise<LocalEvalResult>;
+}
+
+/**
+ * What the manifest asks of one round's local training, for every trainer:
+ * - `proximal`: strategy 'fedprox' (Li et al., MLSys 2020) → the local objective gets
+ *   (mu/2)·||w − w_global||² with w_global = `anchor`, the weights handed to train(); other
+ *   strategies act on the server side and leave local training alone.
+ * - `dp`: dp.level 'patient' → DP-SGD (Abadi et al., CCS 2016) with the manifest's q, C and sigma
+ *   and steps = dpStepsPerRound(epochsPerRound, q) = max(1, round(epochsPerRound / q)), the
+ *   number the site's accountant composes. dp.level 'site' trains normally: that noise is added
+ *   to the whole update after quantisation, not here.
+ *
+ * The FedAvg weight under patient-level DP: the number of training slices (or any other count
+ * the noisy steps do not cover) would be released exactly, outside the accountant's guarantee, so
+ * trainers send the number of training PATIENTS instead. That is still data-dependent and not
+ * noised; it is the patient count a site's join message already discloses (a residual leak the
+ * study accepts, not one the (epsilon, delta) covers).
+ */
+export function localObjective(m: StudyManifest, anchor: Float32Array): { proximal?: ProximalOptions; dp?: DpSgdOptions } {
+  const proximal = m.strategy?.name === 'fedprox' ? { mu: m.strategy.mu, anchor } : undefined;
+  if (m.dp?.level !== 'patient') return { proximal };
+  const { samplingRate, clipNorm, noiseMultiplier } = m.dp;
+  if (noiseMultiplier == null) {
+    throw new WireError('TWF_E_DP_PARAMS', `study ${m.studyId}: manifest.dp.noiseMultiplier is missing; the coordinator derives it from the privacy budget when the study is created, so an approved manifest always names it. Refusing to train without noise.`);
+  }
+  return { proximal, dp: { samplingRate, clipNorm, noiseMultiplier, steps: dpStepsPerRound(m.training.epochsPerRound, samplingRate) } };
+}
+
+/** LocalTrainResult.dp for a run that used `dp`, with the steps actually taken. */
+export function dpReport(dp: DpSgdOptions, stepsTaken: number): NonNullable<LocalTrainResult['dp']> {
+  return { steps: stepsTaken, samplingRate: dp.samplingRate, noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm };
 }

@@ -5,7 +5,7 @@ import type { SliceSet } from '@twinfed/shared/data/index';
 import { evaluateDice, selectBackend, trainLocal } from '@twinfed/shared/train/index';
 import type { SiteDb } from './db/index.js';
 import { segSlices } from './db/schema.js';
-import type { LocalEvalResult, LocalTrainResult, LocalTrainer } from './trainer.js';
+import { dpReport, localObjective, type LocalEvalResult, type LocalTrainResult, type LocalTrainer } from './trainer.js';
 
 /** The manifest narrowed to segmentation; a response study handed to this trainer is a wiring bug. */
 function seg(m: StudyManifest): SegmentationManifest {
@@ -22,6 +22,13 @@ function unetConfig(mIn: StudyManifest): UNetConfig {
  * The segmentation trainer: the study's U-Net on this site's PET slices
  * (split by patient into train/validation at import). Data are read from the
  * site database for each call, so a new import is used in the next round.
+ *
+ * Local objective (localObjective in trainer.ts): strategy 'fedprox' adds mu·(w − w_global)
+ * to every step's gradient, w_global = the weights handed to train(); dp.level 'patient' runs
+ * patient-level DP-SGD (shared/src/train/train.ts, trainLocalDp): dpStepsPerRound(epochsPerRound,
+ * q) noisy steps, each patient's gradient over all of its training slices clipped to C, on the
+ * calling thread. The result then carries `dp` (steps actually taken) and nSamples = training
+ * PATIENTS, not slices (the slice count would be an exact release outside the accountant).
  */
 export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflow' | 'wasm' | 'cpu' } = {}): Promise<LocalTrainer & { backendReason: string }> {
   const choice = await selectBackend(opts.backend);
@@ -64,8 +71,12 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
       const model = createUNet(unetConfig(m), seg(m).model.initSeed);
       try {
         setFlatWeights(model, weights);
-        const r = await trainLocal(model, data, { epochs: m.training.epochsPerRound, batchSize: m.training.batchSize, learningRate: m.training.learningRate, seed: deriveSeed(m.training.seed, `round-${round}`) });
-        return { weights: getFlatWeights(model), nSamples: data.n, loss: r.loss, ms: r.ms };
+        const { proximal, dp } = localObjective(m, weights);
+        const r = await trainLocal(model, data, {
+          epochs: m.training.epochsPerRound, batchSize: m.training.batchSize, learningRate: m.training.learningRate,
+          seed: deriveSeed(m.training.seed, `round-${round}`), proximal, dp,
+        });
+        return { weights: getFlatWeights(model), nSamples: dp ? r.nPatients : data.n, loss: r.loss, ms: r.ms, ...(dp && { dp: dpReport(dp, r.steps) }) };
       } finally {
         disposeUNet(model);
       }

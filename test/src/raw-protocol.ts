@@ -54,7 +54,7 @@ export class RawParticipant {
   }
 
   async join(trainSamples = 100, valPatients = 2): Promise<Ack> {
-    return this.raw.send('study.join', this.manifest.studyId, null, { manifestHash: this.manifestHash, trainSlices: trainSamples, valPatients });
+    return this.raw.send('study.join', this.manifest.studyId, null, { manifestHash: this.manifestHash, trainSamples, valPatients });
   }
 
   /** Answers a pending keys.request as an honest dealer (seals to the roster keys, signs the handout). */

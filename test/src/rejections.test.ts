@@ -30,7 +30,7 @@ describe('coordinator refuses bad messages, each with its code', () => {
 
   const audited = () => c.engine.audit.entries().filter((e) => e.action === 'msg.rejected').map((e) => e.detail ?? '');
   const metricsText = async () => (await fetch(new URL('/metrics', url))).text();
-  const metricsBody = { evaluatedRound: 0, meanDice: 0.5, valPatients: 3, trainLoss: null, trainMs: null, encryptMs: null, uploadBytes: null };
+  const metricsBody = { evaluatedRound: 0, metrics: [{ name: 'meanDice', value: 0.5 }], valPatients: 3, trainLoss: null, trainMs: null, encryptMs: null, uploadBytes: null };
 
   before(async () => {
     ({ c, url } = await startCoordinator(join(tmp.dir, 'coordinator'), { phaseTimeoutS: 600 }));
@@ -95,12 +95,12 @@ describe('coordinator refuses bad messages, each with its code', () => {
   });
 
   it('refuses a malformed payload, a malformed envelope, an altered payload, a stale timestamp, another recipient', async () => {
-    const bad = await a.raw.send('metrics.report', studyId, 0, { evaluatedRound: 'zero', meanDice: 7 });
+    const bad = await a.raw.send('metrics.report', studyId, 0, { evaluatedRound: 'zero', metrics: 7 });
     assert.equal(!bad.ok && bad.code, 'TWF_E_MALFORMED');
-    assert.match(!bad.ok ? bad.detail : '', /evaluatedRound|meanDice/);
+    assert.match(!bad.ok ? bad.detail : '', /evaluatedRound|metrics/);
     const junk = await a.raw.emit({ header: { type: 'hello' }, body: 'x' });
     assert.equal(!junk.ok && junk.code, 'TWF_E_MALFORMED');
-    const env = a.raw.envelope('metrics.report', studyId, 0, { ...metricsBody, meanDice: 0.2 });
+    const env = a.raw.envelope('metrics.report', studyId, 0, { ...metricsBody, metrics: [{ name: 'meanDice', value: 0.2 }] });
     const tampered = await a.raw.emit({ ...env, body: new Uint8Array(Buffer.from(Buffer.from(env.body).toString().replace('0.2', '0.9'))) });
     assert.equal(!tampered.ok && tampered.code, 'TWF_E_DIGEST_MISMATCH');
     const stale = await a.raw.emit(a.raw.envelope('metrics.report', studyId, 0, metricsBody, undefined, { nowMs: Date.now() - 3_600_000 }));
@@ -137,7 +137,7 @@ describe('coordinator refuses bad messages, each with its code', () => {
     const early = await e.send('metrics.report', studyId, 0, metricsBody);
     assert.equal(!early.ok && early.code, 'TWF_E_HELLO_FIRST');
     await e.hello();
-    const join2 = await e.send('study.join', studyId, null, { manifestHash: manifestHashOf(), trainSlices: 5, valPatients: 1 });
+    const join2 = await e.send('study.join', studyId, null, { manifestHash: manifestHashOf(), trainSamples: 5, valPatients: 1 });
     assert.equal(!join2.ok && join2.code, 'TWF_E_NOT_PARTICIPANT');
     const up = await e.send('update.chunk', studyId, 1, prepared[0].ciphertexts[0], a.chunkMeta(1, 0, 2, 10));
     assert.equal(!up.ok && up.code, 'TWF_E_NOT_PARTICIPANT');

@@ -1,5 +1,6 @@
-import type Database from 'better-sqlite3';
-import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
+import Database from 'better-sqlite3';
+import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { fileURLToPath } from 'node:url';
 import { openMigratedSqlite } from '@twinfed/shared/db/index';
 import * as schema from './schema.js';
@@ -14,3 +15,10 @@ export function openCoordinatorDb(path: string): CoordinatorDb {
 }
 
 export { schema };
+
+/** A fresh, migrated in-memory database (tests): nothing touches the disk. */
+export function openMemoryCoordinatorDb(): CoordinatorDb {
+  const db = drizzle(new Database(':memory:'), { schema });
+  migrate(db, { migrationsFolder: MIGRATIONS });
+  return db as CoordinatorDb;
+}

@@ -1,5 +1,6 @@
 import { blob, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 export { auditLog, auditOwner } from '@twinfed/shared/audit/table';
+import { EXCLUSIONS, ROUND_PHASES, ROUND_STATES, STUDY_STATES, UPDATE_STATES } from '../states.js';
 
 /** Key/value settings of this coordinator (its id, its outgoing sequence counter). */
 export const meta = sqliteTable('meta', {
@@ -35,8 +36,9 @@ export const studies = sqliteTable('studies', {
   manifestJson: text('manifest_json').notNull(),
   /** Empty for a draft. */
   manifestHash: text('manifest_hash').notNull(),
-  /** draft | running | completed | stopped */
-  state: text('state').notNull(),
+  state: text('state', { enum: STUDY_STATES }).notNull(),
+  /** Why a stopped study stopped (the lead; too few sites with privacy budget left). */
+  stopReason: text('stop_reason'),
   /** Number of the open or last round; 0 before the first round opens. */
   currentRound: integer('current_round').notNull().default(0),
   /** The latest study-key epoch requested (0: none yet). */
@@ -57,9 +59,11 @@ export const studySites = sqliteTable('study_sites', {
   /** Local data counts the site joined with: the upper bound of the sample count it may declare. */
   trainSamples: integer('train_samples').notNull().default(0),
   valPatients: integer('val_patients').notNull().default(0),
-  /** evicted | withdrawn | revoked | removed: excluded from rounds opened afterwards, and from new key epochs. */
-  excluded: text('excluded'),
+  /** Excluded from rounds opened afterwards, and from new key epochs. */
+  excluded: text('excluded', { enum: EXCLUSIONS }),
   excludedAtMs: integer('excluded_at_ms'),
+  /** When the site declined a round with TWF_E_DP_BUDGET: its privacy budget is spent; it is asked to no later round (still joined: it receives aggregates). */
+  dpExhaustedAtMs: integer('dp_exhausted_at_ms'),
 }, (t) => [primaryKey({ columns: [t.studyId, t.siteId] })]);
 
 /** One study-key epoch: requested from a dealer, then its signed handout. A new epoch after every roster change or exclusion. */
@@ -87,10 +91,9 @@ export const sealedKeys = sqliteTable('sealed_keys', {
 export const rounds = sqliteTable('rounds', {
   studyId: text('study_id').notNull(),
   round: integer('round').notNull(),
-  /** open | closed | failed | refused */
-  state: text('state').notNull(),
-  /** Secure-aggregation phase while open: setup | upload | consistency | unmask. */
-  phase: text('phase').notNull().default('setup'),
+  state: text('state', { enum: ROUND_STATES }).notNull(),
+  /** Secure-aggregation phase while open. */
+  phase: text('phase', { enum: ROUND_PHASES }).notNull().default('setup'),
   keyEpoch: integer('key_epoch').notNull().default(0),
   /** The model version (last closed round) this round trains from. */
   baseVersion: integer('base_version').notNull().default(0),
@@ -122,8 +125,7 @@ export const updates = sqliteTable('updates', {
   studyId: text('study_id').notNull(),
   round: integer('round').notNull(),
   siteId: text('site_id').notNull(),
-  /** receiving | complete | abandoned */
-  state: text('state').notNull(),
+  state: text('state', { enum: UPDATE_STATES }).notNull(),
   count: integer('count').notNull(),
   nSamples: integer('n_samples').notNull(),
   length: integer('length').notNull(),
@@ -191,12 +193,21 @@ export const aggregateRefusals = sqliteTable('aggregate_refusals', {
   atMs: integer('at_ms').notNull(),
 }, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
 
-/** Per-site federated evaluation reported after applying a round's aggregate. */
+/** A site that declined a round (round.decline): it is not a participant of that round. */
+export const roundDeclines = sqliteTable('round_declines', {
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  siteId: text('site_id').notNull(),
+  code: text('code').notNull(),
+  detail: text('detail').notNull(),
+  atMs: integer('at_ms').notNull(),
+}, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
+
+/** Per-site federated evaluation reported after applying a round's aggregate (task metrics in siteMetricValues). */
 export const siteMetrics = sqliteTable('site_metrics', {
   studyId: text('study_id').notNull(),
   round: integer('round').notNull(),
   siteId: text('site_id').notNull(),
-  meanDice: real('mean_dice'),
   valPatients: integer('val_patients').notNull(),
   trainLoss: real('train_loss'),
   trainMs: real('train_ms'),
@@ -204,3 +215,12 @@ export const siteMetrics = sqliteTable('site_metrics', {
   uploadBytes: integer('upload_bytes'),
   reportedAtMs: integer('reported_at_ms').notNull(),
 }, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })]);
+
+/** Task metrics of one report (name → value, null when suppressed), e.g. meanDice, macroAucOvr. */
+export const siteMetricValues = sqliteTable('site_metric_values', {
+  studyId: text('study_id').notNull(),
+  round: integer('round').notNull(),
+  siteId: text('site_id').notNull(),
+  name: text('name').notNull(),
+  value: real('value'),
+}, (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId, t.name] })]);

@@ -1,4 +1,7 @@
+import { addClipped, checkDpSgdOptions, poissonSample, privatiseClippedSum, type DpSgdOptions } from '../dp/dpsgd.js';
+import { cryptoGaussian, cryptoUniform01 } from '../dp/noise.js';
 import { deriveSeed, mulberry32 } from '../model/prng.js';
+import { addProximalGradient, checkProximal, type ProximalOptions } from '../train/proximal.js';
 import type { ResponseExample } from './features.js';
 
 /**
@@ -10,6 +13,18 @@ import type { ResponseExample } from './features.js';
  * with class weights c_k = 1 / (K · n_k / n) computed from the LOCAL training set only ("balanced"
  * weighting, King & Zeng 2001), so a site's update does not simply learn its majority class.
  * Mini-batch gradient descent, batches drawn by a seeded permutation.
+ *
+ * Options of trainLogReg:
+ * - `proximal` (FedProx, Li et al., MLSys 2020): adds mu·(w − anchor) to every step's gradient,
+ *   the gradient of (mu/2)·‖w − anchor‖² (train/proximal.ts).
+ * - `dp` (patient-level DP-SGD, Abadi et al., CCS 2016; dp/dpsgd.ts): each example is one patient.
+ *   `dp.steps` steps replace the epochs; each Poisson-samples patients with rate q, takes the
+ *   gradient of each sampled patient's own loss −ln p_y(x) (UNWEIGHTED: the balanced class
+ *   weights come from the whole local set, so with them one patient's label would change every
+ *   other patient's gradient and the clip bound C would no longer bound one patient's influence),
+ *   clips it to L2 norm C, sums, adds N(0, (σC)²) per coordinate, divides by q·P; then the
+ *   data-independent L2 penalty λw and the proximal term are added (post-processing) and the
+ *   gradient step is taken.
  *
  * Flat weights (Float32Array, the spine's format): row-major K × (D + 1), column D is the bias.
  */
@@ -24,7 +39,20 @@ export interface TrainOptions {
   epochs: number;
   batchSize: number;
   learningRate: number;
+  /** Seeds the data order (the DP sampling and noise never use it). */
   seed: number;
+  /** FedProx proximal term; absent or mu = 0 = plain local objective. */
+  proximal?: ProximalOptions;
+  /** Patient-level DP-SGD; `epochs` and `batchSize` are then unused. */
+  dp?: DpSgdOptions;
+}
+
+export interface LogRegTrainResult {
+  weights: Float32Array;
+  /** Mean data loss: over the last epoch's batches, or under DP over the sampled patients of all steps. */
+  loss: number;
+  /** Gradient steps taken (under DP: the noisy steps the accountant must compose). */
+  steps: number;
 }
 
 export const weightCount = (c: LogRegConfig): number => c.nClasses * (c.nFeatures + 1);
@@ -89,16 +117,24 @@ export function lossAndGradient(c: LogRegConfig, w: ArrayLike<number>, ex: reado
   return { loss, grad: g };
 }
 
-/** Trains from `start` (not modified); returns new weights and the last epoch's mean loss. */
-export function trainLogReg(c: LogRegConfig, start: Float32Array, ex: readonly ResponseExample[], o: TrainOptions): { weights: Float32Array; loss: number } {
+/** Trains from `start` (not modified); returns new weights, the mean loss and the steps taken. */
+export function trainLogReg(c: LogRegConfig, start: Float32Array, ex: readonly ResponseExample[], o: TrainOptions): LogRegTrainResult {
   const D = c.nFeatures;
   const w = Float64Array.from(start);
-  if (ex.length === 0) return { weights: Float32Array.from(w), loss: NaN };
+  const prox = o.proximal;
+  if (prox) checkProximal(prox, w.length, 'trainLogReg');
+  const addPenalties = (grad: Float64Array) => {
+    for (let k = 0; k < c.nClasses; k++) for (let j = 0; j < D; j++) grad[k * (D + 1) + j] += c.l2 * w[k * (D + 1) + j];
+    if (prox && prox.mu > 0) addProximalGradient(grad, w, prox);
+  };
+  if (o.dp) return trainLogRegDp(c, w, ex, o, o.dp, addPenalties);
+  if (ex.length === 0) return { weights: Float32Array.from(w), loss: NaN, steps: 0 };
   const cw = classWeights(ex.map((e) => e.y), c.nClasses);
   const rand = mulberry32(o.seed >>> 0);
   const bs = Math.max(1, Math.min(o.batchSize, ex.length));
   const epochs = Math.max(1, Math.round(o.epochs));
   let last = NaN;
+  let steps = 0;
   for (let ep = 0; ep < epochs; ep++) {
     const order = Array.from({ length: ex.length }, (_, i) => i);
     for (let i = order.length - 1; i > 0; i--) {
@@ -110,12 +146,42 @@ export function trainLogReg(c: LogRegConfig, start: Float32Array, ex: readonly R
     for (let b = 0; b < ex.length; b += bs) {
       const batch = order.slice(b, b + bs).map((i) => ex[i]);
       const { loss, grad } = lossAndGradient(c, w, batch, cw);
-      for (let k = 0; k < c.nClasses; k++) for (let j = 0; j < D; j++) grad[k * (D + 1) + j] += c.l2 * w[k * (D + 1) + j];
+      addPenalties(grad);
       for (let i = 0; i < w.length; i++) w[i] -= o.learningRate * grad[i];
       sum += loss;
       nb++;
+      steps++;
     }
     last = sum / nb;
   }
-  return { weights: Float32Array.from(w), loss: last };
+  return { weights: Float32Array.from(w), loss: last, steps };
+}
+
+/** The DP-SGD loop of trainLogReg (see the module comment); `w` is updated in place. */
+function trainLogRegDp(
+  c: LogRegConfig, w: Float64Array, ex: readonly ResponseExample[], o: TrainOptions, dp: DpSgdOptions,
+  addPenalties: (grad: Float64Array) => void,
+): LogRegTrainResult {
+  checkDpSgdOptions(dp, 'trainLogReg');
+  const nPatients = ex.length;
+  if (nPatients === 0) throw new Error('trainLogReg: DP-SGD needs at least one training patient');
+  const unweighted = new Array<number>(c.nClasses).fill(1);
+  const sampling = dp.random?.sampling ?? cryptoUniform01();
+  const noise = dp.random?.noise ?? cryptoGaussian();
+  const expectedBatchSize = dp.samplingRate * nPatients;
+  let lossSum = 0;
+  let lossCount = 0;
+  for (let step = 0; step < dp.steps; step++) {
+    const clippedSum = new Float64Array(w.length);
+    for (const p of poissonSample(nPatients, dp.samplingRate, sampling)) {
+      const { loss, grad } = lossAndGradient(c, w, [ex[p]], unweighted);
+      addClipped(clippedSum, grad, dp.clipNorm);
+      lossSum += loss;
+      lossCount++;
+    }
+    const grad = privatiseClippedSum(clippedSum, { clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize }, noise);
+    addPenalties(grad);
+    for (let i = 0; i < w.length; i++) w[i] -= o.learningRate * grad[i];
+  }
+  return { weights: Float32Array.from(w), loss: lossCount > 0 ? lossSum / lossCount : NaN, steps: dp.steps };
 }

@@ -5,9 +5,10 @@ export {
   type BackpropInputPath, type BackpropFilterPath, type WasmKernelSet,
 } from './wasm-kernels.js';
 export {
-  trainLocal, dice, evaluateDice, predictMasks,
-  type TrainOptions, type TrainResult, type TrainProgress, type DiceReport,
+  trainLocal, dice, evaluateDice, predictMasks, patientSlices, patientLossGradient,
+  type TrainOptions, type TrainResult, type TrainProgress, type DiceReport, type UNetDpSgdOptions,
 } from './train.js';
+export { addProximalGradient, addProximalGradientF32, type ProximalOptions } from './proximal.js';
 export { fedAvg } from './fedavg.js';
 export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
 export { FlatAdam, type FlatAdamOptions } from './adam.js';

@@ -12,13 +12,24 @@
  * update depend on hidden per-site state. Fresh client optimisers per round are
  * what FedAvg (McMahan et al., AISTATS 2017) and FedOpt (Reddi et al., ICLR 2021)
  * assume.
+ *
+ * FedProx (option `proximal`; Li et al., MLSys 2020): the local objective gets
+ * (mu/2)·||w − w_global||², i.e. mu·(w − w_global) is added to every step's gradient before
+ * Adam, on the tfjs path (variableGrads + applyGradients) and on the data-parallel path (the
+ * flat gradient). mu = 0 or no option: the plain step, bit for bit.
+ *
+ * Patient-level DP-SGD (option `dp`; Abadi et al., CCS 2016; ../dp/dpsgd.ts): see trainLocalDp.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { SliceSet } from '../data/slices.js';
+import { addClipped, checkDpSgdOptions, poissonSample, privatiseClippedSum, type DpSgdOptions } from '../dp/dpsgd.js';
+import { cryptoGaussian, cryptoUniform01 } from '../dp/noise.js';
 import { deriveSeed, mulberry32, permutation } from '../model/prng.js';
 import { getFlatWeights, segmentationLoss, setFlatWeights, unetLogits, type UNet } from '../model/unet.js';
 import { FlatAdam } from './adam.js';
 import { DataParallelTrainer, workersFromEnv } from './parallel.js';
+import { addDiceSums, diceCoefficients, diceStats, shardLossForGradient, type DiceSums } from './parallel-shard.js';
+import { addProximalGradientF32, checkProximal, type ProximalOptions } from './proximal.js';
 
 export interface TrainProgress {
   epoch: number;
@@ -50,16 +61,35 @@ export interface TrainOptions {
    * Data-parallel worker threads (parallel.ts): each batch is split across this many
    * replicas and their gradients summed, the same step as single-thread training up to
    * float summation order. 0 = train on the calling thread. Default: env
-   * TWINFED_TRAIN_WORKERS, else 0.
+   * TWINFED_TRAIN_WORKERS, else 0. DP-SGD always runs on the calling thread.
    */
   workers?: number;
+  /** FedProx proximal term (anchor = the round's global weights); absent or mu = 0 = plain. */
+  proximal?: ProximalOptions;
+  /**
+   * Patient-level DP-SGD. `epochs` and `batchSize` are then unused: `dp.steps` noisy steps are
+   * taken (fewer if maxSteps or timeBudgetMs stop earlier; TrainResult.steps says how many).
+   */
+  dp?: UNetDpSgdOptions;
+}
+
+export interface UNetDpSgdOptions extends DpSgdOptions {
+  /**
+   * Most slices in one forward/backward pass when computing one patient's gradient (default
+   * 32). A patient with more slices is done in micro-batches whose gradients add up to exactly
+   * the gradient of the patient's whole loss (the soft-Dice term via parallel-shard.ts).
+   */
+  microBatchSlices?: number;
 }
 
 export interface TrainResult {
   /** Mean training loss over the last epoch run. */
   loss: number;
-  /** Training slices available (the FedAvg weight of this site's update). */
+  /** Training slices available (the FedAvg weight of this site's update without patient-level DP). */
   nSamples: number;
+  /** Distinct training patients (data.patient values): DP-SGD's P, and the FedAvg weight under it. */
+  nPatients: number;
+  /** Optimiser steps taken (under DP: the noisy steps the accountant must compose). */
   steps: number;
   ms: number;
 }
@@ -92,6 +122,13 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   const { nClasses, inChannels } = model.config;
   if (inChannels !== 1) throw new Error('trainLocal: SliceSet holds one channel; model expects ' + inChannels);
   if (!(batchSize >= 1 && epochs >= 0 && learningRate > 0)) throw new Error('trainLocal: bad options');
+  const prox = opts.proximal != null && opts.proximal.mu > 0 ? opts.proximal : undefined;
+  if (opts.proximal) checkProximal(opts.proximal, model.params.reduce((n, p) => n + p.size, 0), 'trainLocal');
+  const nWorkersAsked = opts.workers ?? workersFromEnv();
+  if (opts.dp) {
+    if (nWorkersAsked > 0) console.error(`trainLocal: patient-level DP-SGD runs on the calling thread; ignoring workers=${nWorkersAsked}`);
+    return trainLocalDp(model, data, opts, opts.dp, prox, t0);
+  }
   const s = data.size;
   const diceWeight = opts.diceWeight ?? 1;
   const augment = opts.augment ?? true;
@@ -99,13 +136,15 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   const augRand = mulberry32(deriveSeed(opts.seed, 'augment'));
   const stepsPerEpoch = Math.ceil(data.n / batchSize);
   const maxSteps = Math.min(opts.maxSteps ?? Infinity, epochs * stepsPerEpoch);
-  const nWorkers = opts.workers ?? workersFromEnv();
+  const nWorkers = nWorkersAsked;
   if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new Error(`trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
   const parallel = nWorkers > 0 ? await DataParallelTrainer.start(model.config, { workers: nWorkers }) : undefined;
   // Parallel: the main thread keeps the weights flat and runs Adam in JavaScript (same maths).
   const flat = parallel ? getFlatWeights(model) : undefined;
   const flatAdam = flat ? new FlatAdam(flat.length, { learningRate, epsilon: tf.backend().epsilon() }) : undefined;
   const optimizer = tf.train.adam(learningRate);
+  // FedProx on the tfjs path: the anchor as tensors in params order, made once per call.
+  const anchorTensors = prox && !parallel ? splitFlat(model, prox.anchor) : undefined;
   let steps = 0;
   let epochLoss = 0;
   let epochSteps = 0;
@@ -126,8 +165,25 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
           fillSample(data, order[b0 + j], j, fx, fy, nClasses, xs, ys);
         }
         let loss: number;
-        if (parallel) {
+        if (parallel && prox) {
+          const g = await parallel.gradient(flat!, xs, ys, bs, diceWeight);
+          addProximalGradientF32(g.grads, flat!, prox);
+          flatAdam!.step(flat!, g.grads);
+          loss = g.loss;
+        } else if (parallel) {
           loss = await parallel.step(flat!, flatAdam!, xs, ys, bs, diceWeight);
+        } else if (prox) {
+          const x = tf.tensor4d(xs, [bs, s, s, 1]);
+          const y = tf.tensor4d(ys, [bs, s, s, nClasses]);
+          const { value, grads } = optimizer.computeGradients(() => segmentationLoss(unetLogits(model, x), y, { diceWeight }), model.params);
+          const mu = prox.mu;
+          const withProx = model.params.map((p, i) => ({
+            name: p.name,
+            tensor: tf.tidy(() => tf.add(grads[p.name], tf.mul(tf.scalar(mu), tf.sub(p, anchorTensors![i])))),
+          }));
+          optimizer.applyGradients(withProx);
+          loss = (await value.data())[0];
+          tf.dispose([x, y, value, ...Object.values(grads), ...withProx.map((g) => g.tensor)]);
         } else {
           const x = tf.tensor4d(xs, [bs, s, s, 1]);
           const y = tf.tensor4d(ys, [bs, s, s, nClasses]);
@@ -145,10 +201,167 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
     }
   } finally {
     optimizer.dispose();
+    if (anchorTensors) tf.dispose(anchorTensors);
     await parallel?.close();
   }
   if (flat) setFlatWeights(model, flat);
-  return { loss: epochSteps > 0 ? epochLoss / epochSteps : NaN, nSamples: data.n, steps, ms: performance.now() - t0 };
+  return { loss: epochSteps > 0 ? epochLoss / epochSteps : NaN, nSamples: data.n, nPatients: patientSlices(data).length, steps, ms: performance.now() - t0 };
+}
+
+/** A flat weight vector (wire order) as one tensor per model parameter. */
+function splitFlat(model: UNet, w: Float32Array): tf.Tensor[] {
+  let o = 0;
+  return model.params.map((p) => {
+    const t = tf.tensor(w.subarray(o, o + p.size), p.shape, 'float32');
+    o += p.size;
+    return t;
+  });
+}
+
+/** The slice indices of each training patient, patients in ascending data.patient order. */
+export function patientSlices(data: SliceSet): number[][] {
+  const byPatient = new Map<number, number[]>();
+  for (let i = 0; i < data.n; i++) {
+    const p = data.patient[i];
+    const list = byPatient.get(p);
+    if (list) list.push(i);
+    else byPatient.set(p, [i]);
+  }
+  return [...byPatient.entries()].sort(([a], [b]) => a - b).map(([, v]) => v);
+}
+
+/**
+ * Loss and flat gradient (wire order) of ONE patient's loss: segmentationLoss over all of the
+ * patient's slices together (mean cross-entropy over their pixels + soft Dice over the patient's
+ * volume), so the patient, not the slice, is the unit whose gradient DP-SGD clips. A patient with
+ * more than `microBatchSlices` slices is done in micro-batches: one forward pass per micro-batch
+ * adds up the Dice sums, then each micro-batch's backward pass gives its exact share of the
+ * gradient (the chain-rule split of parallel-shard.ts), so memory stays bounded and the result is
+ * the whole-patient gradient up to float summation order.
+ */
+export function patientLossGradient(
+  model: UNet, data: SliceSet, slices: readonly number[],
+  o: { diceWeight: number; microBatchSlices: number; flips?: readonly (readonly [boolean, boolean])[] },
+): { loss: number; grad: Float32Array } {
+  const s = data.size, px = s * s;
+  const { nClasses } = model.config;
+  const nWeights = model.params.reduce((n, p) => n + p.size, 0);
+  const grad = new Float32Array(nWeights);
+  const fill = (from: number, to: number) => {
+    const bs = to - from;
+    const xs = new Float32Array(bs * px);
+    const ys = new Float32Array(bs * px * nClasses);
+    for (let j = 0; j < bs; j++) {
+      const [fx, fy] = o.flips?.[from + j] ?? [false, false];
+      fillSample(data, slices[from + j], j, fx, fy, nClasses, xs, ys);
+    }
+    return { x: tf.tensor4d(xs, [bs, s, s, 1]), y: tf.tensor4d(ys, [bs, s, s, nClasses]) };
+  };
+  const addGrads = (grads: tf.NamedTensorMap) => {
+    let at = 0;
+    for (const p of model.params) {
+      const g = grads[p.name].dataSync() as Float32Array;
+      for (let i = 0; i < g.length; i++) grad[at + i] += g[i];
+      at += g.length;
+    }
+  };
+  const mb = Math.max(1, Math.floor(o.microBatchSlices));
+  if (slices.length <= mb) {
+    const { x, y } = fill(0, slices.length);
+    const { value, grads } = tf.variableGrads(() => segmentationLoss(unetLogits(model, x), y, { diceWeight: o.diceWeight }), model.params);
+    addGrads(grads);
+    const loss = value.dataSync()[0];
+    tf.dispose([x, y, value, ...Object.values(grads)]);
+    return { loss, grad };
+  }
+  const chunks: [number, number][] = [];
+  for (let a = 0; a < slices.length; a += mb) chunks.push([a, Math.min(slices.length, a + mb)]);
+  let coef: ReturnType<typeof diceCoefficients> | undefined;
+  if (o.diceWeight > 0) {
+    let sums: DiceSums | undefined;
+    for (const [a, b] of chunks) {
+      const { x, y } = fill(a, b);
+      sums = addDiceSums(sums, diceStats(model, x, y));
+      tf.dispose([x, y]);
+    }
+    coef = diceCoefficients(sums!, o.diceWeight);
+  }
+  let ce = 0;
+  for (const [a, b] of chunks) {
+    const { x, y } = fill(a, b);
+    let ceShare: tf.Scalar | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const r = shardLossForGradient(model, x, y, slices.length * px, coef);
+      ceShare = tf.keep(r.ce);
+      return r.surrogate;
+    }, model.params);
+    addGrads(grads);
+    ce += ceShare!.dataSync()[0];
+    tf.dispose([x, y, value, ceShare!, ...Object.values(grads)]);
+  }
+  return { loss: ce + (coef?.diceLoss ?? 0), grad };
+}
+
+/**
+ * Patient-level DP-SGD for the U-Net (Abadi et al., CCS 2016, Algorithm 1, the unit being the
+ * patient; dp/dpsgd.ts has the formulas). Each of `dp.steps` steps:
+ *   1. Poisson-samples patients with rate q from the CSPRNG (the accountant assumes it);
+ *   2. per sampled patient, the gradient of that patient's whole loss over all of its training
+ *      slices (patientLossGradient; augmentation flips from the seeded data PRNG), flattened and
+ *      clipped to L2 norm C, summed in float64;
+ *   3. adds N(0, (σC)²) per coordinate from the CSPRNG and divides by the EXPECTED batch size
+ *      q·P (P = training patients), so the noise scale is data-independent;
+ *   4. (post-processing) adds the FedProx term, then one Adam step on the flat weights (FlatAdam,
+ *      the same maths as tf.train.adam).
+ * The data-parallel workers are not used: each patient's gradient is one small batch, and the
+ * per-patient clipping needs the per-patient gradients on one thread anyway.
+ */
+async function trainLocalDp(
+  model: UNet, data: SliceSet, opts: TrainOptions, dp: UNetDpSgdOptions, prox: ProximalOptions | undefined, t0: number,
+): Promise<TrainResult> {
+  checkDpSgdOptions(dp, 'trainLocal');
+  const patients = patientSlices(data);
+  const nPatients = patients.length;
+  if (nPatients === 0) throw new Error('trainLocal: DP-SGD needs at least one training patient');
+  const diceWeight = opts.diceWeight ?? 1;
+  const augment = opts.augment ?? true;
+  const microBatchSlices = dp.microBatchSlices ?? 32;
+  const augRand = mulberry32(deriveSeed(opts.seed, 'augment'));
+  const sampling = dp.random?.sampling ?? cryptoUniform01();
+  const noise = dp.random?.noise ?? cryptoGaussian();
+  const expectedBatchSize = dp.samplingRate * nPatients;
+  const maxSteps = Math.min(opts.maxSteps ?? Infinity, dp.steps);
+  const flat = getFlatWeights(model);
+  const adam = new FlatAdam(flat.length, { learningRate: opts.learningRate, epsilon: tf.backend().epsilon() });
+  let steps = 0;
+  let lossSum = 0;
+  let lossCount = 0;
+  while (steps < maxSteps) {
+    if (opts.timeBudgetMs != null && performance.now() - t0 >= opts.timeBudgetMs) break;
+    const clippedSum = new Float64Array(flat.length);
+    let stepLoss = 0;
+    const sampled = poissonSample(nPatients, dp.samplingRate, sampling);
+    for (const p of sampled) {
+      const slices = patients[p];
+      const flips = slices.map(() => [augment && augRand() < 0.5, augment && augRand() < 0.5] as const);
+      const { loss, grad } = patientLossGradient(model, data, slices, { diceWeight, microBatchSlices, flips });
+      if (!Number.isFinite(loss)) throw new Error(`trainLocal: loss became ${loss} at step ${steps}`);
+      addClipped(clippedSum, grad, dp.clipNorm);
+      stepLoss += loss;
+      await yieldToEventLoop();
+    }
+    const g64 = privatiseClippedSum(clippedSum, { clipNorm: dp.clipNorm, noiseMultiplier: dp.noiseMultiplier, expectedBatchSize }, noise);
+    const g = Float32Array.from(g64);
+    if (prox) addProximalGradientF32(g, flat, prox);
+    adam.step(flat, g);
+    setFlatWeights(model, flat);
+    steps++;
+    lossSum += stepLoss;
+    lossCount += sampled.length;
+    opts.onProgress?.({ epoch: 0, step: steps, steps: maxSteps, loss: sampled.length ? stepLoss / sampled.length : NaN });
+    await yieldToEventLoop();
+  }
+  return { loss: lossCount > 0 ? lossSum / lossCount : NaN, nSamples: data.n, nPatients, steps, ms: performance.now() - t0 };
 }
 
 /**

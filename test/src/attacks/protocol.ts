@@ -50,7 +50,7 @@ const outsider: Attack = {
       await o.connected();
       expectOk(await o.hello(), 'the outsider\'s hello');
       const outsiderId = o.siteId;
-      const joinAck = await o.send('study.join', studyId, null, { manifestHash: lab.manifestHash, trainSlices: 500, valPatients: 5 });
+      const joinAck = await o.send('study.join', studyId, null, { manifestHash: lab.manifestHash, trainSamples: 500, valPatients: 5 });
       expect(refusedWith(joinAck, 'TWF_E_NOT_PARTICIPANT'), `the outsider's study.join was answered ${JSON.stringify(joinAck)}`);
       const aggAck = await o.send('aggregate.request', studyId, null, { fromRound: 1 });
       expect(refusedWith(aggAck, 'TWF_E_NOT_PARTICIPANT'), `the outsider's aggregate.request was answered ${JSON.stringify(aggAck)}`);
@@ -84,7 +84,7 @@ const outsider: Attack = {
       approveAll(lab, m2.manifestHash);
       await waitFor(() => lab.nodes.every((n) => c.engine.studyStatus(studyId).joined.includes(n.siteId)), 'the real sites joined under version 2', 10_000, 20);
       await o.next('study.announce');
-      expectOk(await o.send('study.join', studyId, null, { manifestHash: m2.manifestHash, trainSlices: 500, valPatients: 5 }), 'the approved outsider\'s join');
+      expectOk(await o.send('study.join', studyId, null, { manifestHash: m2.manifestHash, trainSamples: 500, valPatients: 5 }), 'the approved outsider\'s join');
       const handout = jsonBody<BodyOf['keys.deliver']>(await o.next('keys.deliver', 20_000));
       expect(handout.epoch === 2 && handout.manifestHash === m2.manifestHash, `the outsider was handed epoch ${handout.epoch}`);
 
