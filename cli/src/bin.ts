@@ -17,6 +17,7 @@ import { compareResponse, evaluateResponseModel, formatResponseCompare, formatRe
 import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
 import { formatFeatures, radiomicsExtract } from './commands/radiomics.js';
 import { explainSegmentation, formatExplain } from './commands/seg-explain.js';
+import { registerPrivacyCommands } from './commands/privacy.js';
 
 /** The radiomics features `site twin show` prints (all are in --json): size, shape, intensity, texture. */
 const RADIOMICS_HEADLINE = ['morph_volume', 'morph_sphericity', 'morph_diam', 'stat_mean', 'stat_max', 'ih_entropy', 'cm_contrast_3D_comb', 'szm_zs_entr_3D'];
@@ -440,6 +441,9 @@ radiomics.command('extract')
       console.log(JSON.stringify(r.features));
     } else console.log(formatFeatures(r));
   }));
+
+// ----------------------------------------------------------------- privacy
+registerPrivacyCommands(program);
 
 // -------------------------------------------------------------------- demo
 program.command('demo-response')
