@@ -218,7 +218,7 @@ type PatientDpConfig = Extract<DpConfig, { level: 'patient' }>;
 export function describeDp(dp: DpConfig, training: { epochsPerRound: number }, rounds: number): string {
   const p = projectStudyEpsilon({ dp, training, rounds });
   const where = dp.level === 'patient' ? `patient-level DP-SGD, sampling rate ${dp.samplingRate}, clip norm ${dp.clipNorm}` : `site-level DP, clip norm ${dp.clipNorm}`;
-  return `${where}, noise multiplier ${p.noiseMultiplier} (RDP accountant): epsilon ${p.epsilon.toFixed(2)} <= ${dp.epsilon} at delta ${dp.delta} over ${p.steps} compositions`;
+  return `${where}, noise multiplier ${p.noiseMultiplier} (RDP accountant): epsilon ${p.epsilon.toFixed(2)} <= ${dp.epsilon} at delta ${dp.delta.toExponential()} over ${p.steps} compositions`;
 }
 
 /** What one site spent on a study, from its privacy ledger, against its two budgets. */
