@@ -17,6 +17,8 @@ import { compareResponse, evaluateResponseModel, formatResponseCompare, formatRe
 import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
 import { formatFeatures, radiomicsExtract } from './commands/radiomics.js';
 import { explainSegmentation, formatExplain } from './commands/seg-explain.js';
+import { registerPrivacyCommands } from './commands/privacy.js';
+import type { DemoStrategyName } from './demo-kit.js';
 
 /** The radiomics features `site twin show` prints (all are in --json): size, shape, intensity, texture. */
 const RADIOMICS_HEADLINE = ['morph_volume', 'morph_sphericity', 'morph_diam', 'stat_mean', 'stat_max', 'ih_entropy', 'cm_contrast_3D_comb', 'szm_zs_entr_3D'];
@@ -448,14 +450,25 @@ radiomics.command('extract')
     } else console.log(formatFeatures(r));
   }));
 
+// ----------------------------------------------------------------- privacy
+registerPrivacyCommands(program);
+
 // -------------------------------------------------------------------- demo
+const demoStrategyOption = () => new Option('--strategy <name>', 'aggregation strategy, with the parameters of cli/src/demo-kit.ts demoStrategy (default: fedavg, none in the spec)').choices(['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'] satisfies DemoStrategyName[]);
+const demoEpsilonArg = (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0 && n <= 100)) throw new InvalidArgumentError('expected a number in (0, 100]');
+  return n;
+};
 program.command('demo-response')
   .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated treatment-response study, then the 3-regime comparison')
   .option('--rounds <n>', 'training rounds', (v) => Number(v), 20)
   .option('--out <dir>', 'output folder', 'out/response')
   .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
-  .action(action(async (o: { rounds: number; out: string; data: string }) => {
-    const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data) });
+  .addOption(demoStrategyOption())
+  .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
+  .action(action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+    const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon });
     if (!ok) process.exitCode = 1;
   }));
 program.command('demo')
@@ -463,8 +476,10 @@ program.command('demo')
   .option('--rounds <n>', 'training rounds', (v) => Number(v), 5)
   .option('--out <dir>', 'output folder', 'out/demo')
   .option('--data <dir>', 'STS NIfTI folder (STS_xxx/PET_image.nii.gz)')
-  .action(action(async (o: { rounds: number; out: string; data?: string }) => {
-    const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined });
+  .addOption(demoStrategyOption())
+  .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
+  .action(action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+    const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon });
     if (!ok) process.exitCode = 1;
   }));
 

@@ -10,6 +10,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DpConfig, StrategyConfig } from '@twinfed/protocols';
+import { dpStepsPerRound, noiseMultiplierFor, projectStudyEpsilon } from '@twinfed/shared/dp/accountant';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, verifyAuditDb } from './commands/audit.js';
 
@@ -161,4 +163,124 @@ export async function verifyDemoAudits(coordDb: string, siteDirs: string[]) {
   const compares = [];
   for (const dir of siteDirs) compares.push(await compareAuditDbs(join(dir, 'site.db'), coordDb, { coordinatorKey: coordKey, siteKey: siteKeys.get(siteIdOf(dir)) }));
   return { verdicts, compares, ok: verdicts.every((v) => v.ok) && compares.every((c) => c.ok) };
+}
+
+// ------------------------------------------------- strategy and privacy options of both demos
+
+/** Strategies a demo can run (the linear ones of protocols StrategySchema). */
+export const DEMO_STRATEGIES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'] as const;
+export type DemoStrategyName = (typeof DEMO_STRATEGIES)[number];
+
+/**
+ * The strategy a demo writes into its spec, every parameter spelled out so the officer sees it.
+ * The values are starting points from the papers, not tuned on these data:
+ *  - FedProx mu = 0.01: the middle of the grid {0.001, 0.01, 0.1, 1} of Li et al. (MLSys 2020, Sec. 5).
+ *  - FedAvgM: server lr 1, momentum 0.9 (Hsu, Qi & Brown 2019, the setting of their Fig. 4-5).
+ *  - FedAdam / FedYogi / FedAdagrad: beta1 0.9, beta2 0.99, tau 1e-3 as in Reddi et al. (ICLR 2021,
+ *    Alg. 2 and the defaults of their appendix grids); the server learning rate is a GUESS in the
+ *    range their tuned values fall in (10^-2 .. 10^-1.5 for the adaptive methods, appendix tables):
+ *    0.01 for the U-Net, 0.03 for the response model (0.1 for FedAdagrad, whose effective step
+ *    shrinks as its sum of squares grows).
+ */
+export function demoStrategy(name: DemoStrategyName, task: 'segmentation' | 'response'): StrategyConfig {
+  const adaptiveLr = task === 'segmentation' ? 0.01 : 0.03;
+  switch (name) {
+    case 'fedavg': return { name };
+    case 'fedprox': return { name, mu: 0.01 };
+    case 'fedavgm': return { name, serverLearningRate: 1, momentum: 0.9 };
+    case 'fedadam':
+    case 'fedyogi': return { name, serverLearningRate: adaptiveLr, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+    case 'fedadagrad': return { name, serverLearningRate: task === 'segmentation' ? 0.03 : 0.1, beta1: 0, tau: 1e-3 };
+  }
+}
+
+/** Patient-level DP parameters a demo uses besides epsilon (see each demo's spec for why). */
+export interface DemoDpChoice {
+  samplingRate: number;
+  clipNorm: number;
+  epochsPerRound: number;
+}
+
+/**
+ * The patient-level DP block of a demo spec: delta 1e-5 and the noise multiplier derived with the
+ * RDP accountant (smallest sigma, 3 digits, rounded up, meeting epsilon over all the study's
+ * DP-SGD steps), written into the spec so the manifest the officer approves names it.
+ */
+export function demoPatientDp(epsilon: number, rounds: number, c: DemoDpChoice): PatientDpConfig {
+  const delta = 1e-5;
+  const steps = rounds * dpStepsPerRound(c.epochsPerRound, c.samplingRate);
+  const noiseMultiplier = noiseMultiplierFor({ samplingRate: c.samplingRate, steps, delta, epsilon });
+  return { level: 'patient', epsilon, delta, noiseMultiplier, clipNorm: c.clipNorm, samplingRate: c.samplingRate };
+}
+type PatientDpConfig = Extract<DpConfig, { level: 'patient' }>;
+
+/** One line for the demo's log: the DP block and what the accountant projects for the whole study. */
+export function describeDp(dp: DpConfig, training: { epochsPerRound: number }, rounds: number): string {
+  const p = projectStudyEpsilon({ dp, training, rounds });
+  const where = dp.level === 'patient' ? `patient-level DP-SGD, sampling rate ${dp.samplingRate}, clip norm ${dp.clipNorm}` : `site-level DP, clip norm ${dp.clipNorm}`;
+  return `${where}, noise multiplier ${p.noiseMultiplier} (RDP accountant): epsilon ${p.epsilon.toFixed(2)} <= ${dp.epsilon} at delta ${dp.delta.toExponential()} over ${p.steps} compositions`;
+}
+
+/** What one site spent on a study, from its privacy ledger, against its two budgets. */
+export interface SitePrivacy {
+  site: string;
+  /** Epsilon of this study on the dataset after its last recorded round (latest dp_ledger row), at the manifest's delta; null without rows. */
+  epsilonSpent: number | null;
+  /** Epsilon of all studies on that dataset (at the site's delta); null without rows. */
+  epsilonDataset: number | null;
+  datasetKey: string | null;
+  roundsRecorded: number;
+  /** The manifest's dp.epsilon (null without DP). */
+  studyBudget: number | null;
+  /** site.json privacy.maxEpsilon: the site's cap per dataset across studies. */
+  siteMaxEpsilon: number | null;
+}
+
+/** The site's cap from its site.json (`privacy.maxEpsilon`; null when the file predates the privacy policy). */
+export function siteMaxEpsilon(siteDir: string): number | null {
+  const c = JSON.parse(readFileSync(join(siteDir, 'site.json'), 'utf8')) as { privacy?: { maxEpsilon?: number } };
+  return c.privacy?.maxEpsilon ?? null;
+}
+
+/**
+ * Reads a site's privacy ledger (site-node/src/db/schema.ts `dp_ledger`) after a run: the latest
+ * row per dataset for this study. Empty (nulls) when the site recorded no DP rounds or its
+ * database has no ledger table.
+ */
+export function readSitePrivacy(siteDir: string, site: string, studyId: string, studyBudget: number | null): SitePrivacy {
+  const out: SitePrivacy = { site, epsilonSpent: null, epsilonDataset: null, datasetKey: null, roundsRecorded: 0, studyBudget, siteMaxEpsilon: siteMaxEpsilon(siteDir) };
+  const db = new Database(join(siteDir, 'site.db'), { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare('select dataset_key, round, epsilon_study, epsilon_dataset from dp_ledger where study_id = ? order by id').all(studyId) as { dataset_key: string; round: number; epsilon_study: number; epsilon_dataset: number }[];
+    out.roundsRecorded = rows.length;
+    const last = rows[rows.length - 1];
+    if (last) {
+      // one dataset per demo site; with several, report the one that spent most
+      const latest = new Map(rows.map((r) => [r.dataset_key, r]));
+      const top = [...latest.values()].sort((a, b) => b.epsilon_study - a.epsilon_study)[0]!;
+      out.epsilonSpent = top.epsilon_study;
+      out.epsilonDataset = top.epsilon_dataset;
+      out.datasetKey = top.dataset_key;
+    }
+  } catch (e) {
+    if (!/no such table/.test((e as Error).message)) throw e;
+  } finally {
+    db.close();
+  }
+  return out;
+}
+
+/** One log line per site for the end of a demo. */
+export function formatSitePrivacy(p: SitePrivacy): string {
+  const cap = p.siteMaxEpsilon === null ? 'no site cap in site.json' : `site cap ${p.siteMaxEpsilon} per dataset`;
+  if (p.epsilonSpent === null) return `${p.site}: no privacy-ledger rows for this study (${p.studyBudget === null ? 'no DP in the manifest' : 'the site recorded no DP round'}); ${cap}`;
+  return `${p.site}: epsilon spent ${p.epsilonSpent.toFixed(2)} of the study's ${p.studyBudget ?? 'n/a'} over ${p.roundsRecorded} rounds on ${p.datasetKey}; all studies on it ${p.epsilonDataset!.toFixed(2)}, ${cap}`;
+}
+
+/** Refuses up front an epsilon the sites' own caps would refuse round by round (TWF_E_DP_BUDGET). */
+export function checkSiteCaps(siteDirs: string[], names: string[], epsilon: number): void {
+  siteDirs.forEach((d, i) => {
+    const cap = siteMaxEpsilon(d);
+    if (cap !== null && epsilon > cap) throw new Error(`TWF_E_DP_PARAMS: --epsilon ${epsilon} is above ${names[i]}'s privacy.maxEpsilon ${cap} (site.json); its officer's cap would refuse rounds with TWF_E_DP_BUDGET; use --epsilon <= ${cap}`);
+  });
 }

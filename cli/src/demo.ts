@@ -2,7 +2,10 @@ import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SegmentationSpec } from '@twinfed/protocols';
 import { formatCompare, formatVerify } from './commands/audit.js';
-import { DemoProcesses, REPO, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
+import {
+  DemoProcesses, REPO, approveWhenAnnounced, checkSiteCaps, demoPatientDp, demoStrategy, describeDp, finalModelDir, formatSitePrivacy, readSitePrivacy, run, siteIdOf, sleep,
+  verifyDemoAudits, type DemoDpChoice, type DemoStrategyName,
+} from './demo-kit.js';
 /** The project's copy of the STS PET data (see examples/sts-pet/README.md for source and licence). */
 export const DEFAULT_STS_DIR = join(REPO, 'examples', 'sts-pet');
 
@@ -20,9 +23,20 @@ function sts(i: number): string {
   return `STS_${String(i).padStart(3, '0')}`;
 }
 
-/** The demo study: the 2D U-Net on 48x48 PET slices, encrypted FedAvg. */
-export function demoStudySpec(rounds: number): SegmentationSpec {
-  return {
+/**
+ * Patient-level DP of `npm run demo -- --epsilon E`. Each demo site has 8-9 training patients, so
+ * samplingRate 0.5 puts ~4 patients in a DP-SGD step (a smaller q would leave steps with none);
+ * epochsPerRound stays 2, i.e. 4 steps per round, 20 over the default 5 rounds. clipNorm 1 bounds
+ * one patient's gradient (all its slices); Adam normalises the step, so C sets the noise relative to
+ * the clipped signal rather than the step size. With d = 29k weights, the noise on a step's mean
+ * gradient has norm ≈ σ·C·√d / (q·P) — tens of times the signal (docs/privacy.md): at this scale
+ * the demo shows what DP costs, not a useful private model.
+ */
+export const DEMO_DP: DemoDpChoice = { samplingRate: 0.5, clipNorm: 1, epochsPerRound: 2 };
+
+/** The demo study: the 2D U-Net on 48x48 PET slices, encrypted FedAvg (or `strategy`), optionally patient-level DP at `epsilon`. */
+export function demoStudySpec(rounds: number, o: { strategy?: DemoStrategyName; epsilon?: number } = {}): SegmentationSpec {
+  const spec: SegmentationSpec = {
     title: 'Soft-tissue sarcoma PET tumour segmentation (demo)',
     task: 'segmentation',
     model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 8, depth: 2, size: 48, initSeed: 7 },
@@ -34,6 +48,14 @@ export function demoStudySpec(rounds: number): SegmentationSpec {
     minSites: 3,
     roundDeadlineS: 180,
   };
+  if (o.strategy) spec.strategy = demoStrategy(o.strategy, 'segmentation');
+  if (o.epsilon !== undefined) {
+    spec.training.epochsPerRound = DEMO_DP.epochsPerRound;
+    spec.dp = demoPatientDp(o.epsilon, rounds, DEMO_DP);
+    // DP-SGD steps sample whole patients; a deadline sized for plain epochs may be short
+    spec.roundDeadlineS = 600;
+  }
+  return spec;
 }
 
 interface RunOpts {
@@ -42,6 +64,10 @@ interface RunOpts {
   dataDir?: string;
   /** Upper bound for the whole federated study, seconds. */
   timeoutS?: number;
+  /** Aggregation strategy (default: none in the spec, i.e. FedAvg). */
+  strategy?: DemoStrategyName;
+  /** Patient-level DP budget (delta 1e-5); absent: no DP. */
+  epsilon?: number;
 }
 
 type MetricT = { siteId: string; metrics: { name: string; value: number | null }[]; valPatients: number; encryptMs: number | null; uploadBytes: number | null };
@@ -88,7 +114,11 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       say(`${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.seg!.split === 'train').length} train / ${ok.filter((r) => r.seg!.split === 'val').length} validation, ${ok.reduce((a, r) => a + r.seg!.nSlices, 0)} slices)`);
     }));
 
-    const created = await lead.call<{ studyId: string }>('POST', '/api/studies', demoStudySpec(opts.rounds));
+    if (opts.epsilon !== undefined) checkSiteCaps(siteDirs, DEMO_SITES.map((s) => s.name), opts.epsilon);
+    const spec = demoStudySpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon });
+    if (spec.strategy) say(`strategy ${JSON.stringify(spec.strategy)}`);
+    if (spec.dp) say(describeDp(spec.dp, spec.training, spec.rounds));
+    const created = await lead.call<{ studyId: string }>('POST', '/api/studies', spec);
     const started = await lead.call<{ manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>('POST', `/api/studies/${created.studyId}/start`);
     const study = { studyId: created.studyId, manifestHash: started.manifestHash };
     say(`study ${study.studyId} started; its manifest ${study.manifestHash.slice(0, 16)}… lists the roster officers approve: ${started.participants.map((p) => `${p.siteName} (${p.fingerprint.slice(0, 8)}…)`).join(', ')}`);
@@ -157,6 +187,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     const r0 = roundZero(status) ?? [];
     const initialDice = meanDice(r0);
     const finalDice = meanDice(closed[closed.length - 1]?.metrics ?? []);
+    const privacy = sitesInfo.map((si, i) => readSitePrivacy(siteDirs[i], si.name, study.studyId, spec.dp?.epsilon ?? null));
     const report = {
       studyId: study.studyId,
       manifestHash: study.manifestHash,
@@ -176,6 +207,11 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       })),
       initialDice,
       finalDice,
+      /** The task metric per round: validation Dice pooled over sites (round 0 = the seeded initial model). */
+      metricPerRound: [{ round: 0, metric: 'dice', value: initialDice }, ...closed.map((r) => ({ round: r.round, metric: 'dice', value: meanDice(r.metrics) }))],
+      strategy: spec.strategy ?? { name: 'fedavg' },
+      dp: spec.dp ?? null,
+      privacy,
       auditVerified,
       audit: { verify: verdicts, compare: compares },
       model: join(out, 'model'),
@@ -184,8 +220,11 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
     console.log(`\nglobal model Dice on the sites' validation patients: round 0 ${fmt(initialDice)} -> round ${closed.length} ${fmt(finalDice)}`);
     console.log(`secure aggregation: ${closed.length} rounds, each the sum of ${closed.map((r) => r.survivors.length).join('/')} masked updates; dropouts: ${closed.reduce((a, r) => a + r.keySet.length - r.survivors.length, 0)} (a dropped site's masks would be removed with t shares of its keys; every update was masked inside its encryption, so no single update could be read, not even by a site holding the study key)`);
+    if (spec.dp || privacy.some((p) => p.epsilonSpent !== null)) for (const p of privacy) console.log(`privacy: ${formatSitePrivacy(p)}`);
     console.log(`audit: ${auditVerified ? 'all chains intact and cross-checked' : 'PROBLEMS FOUND (see above)'}`);
     console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);
+    // Under DP at this scale the noise may well cost the Dice gain (DEMO_DP): success is then a clean, audited run.
+    if (spec.dp) return auditVerified && closed.length === spec.rounds;
     return auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;
   } finally {
     procs.dispose();
