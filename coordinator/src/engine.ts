@@ -11,6 +11,8 @@ import {
 } from '@twinfed/shared/crypto/index';
 import { DEFAULT_HE_PARAMS, checkHeParams, createHeContext, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
+import { dpStepsPerRound, epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
+import type { z } from 'zod';
 import {
   activeJoined, activeRoster, budgetLeft, draftOfRow, manifestOfRow, parseList, studyRow,
   type EngineContext, type EngineOptions, type HandlerResult, type Meta, type StudyRow,
@@ -141,7 +143,11 @@ export class CoordinatorEngine {
       throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${ms}: at least ${MIN_CONTRIBUTORS} contributors are needed, or each could learn another's update from the aggregate`);
     }
     const p = StudySpecSchema.safeParse(spec);
-    if (!p.success) throw new WireError('TWF_E_BAD_REQUEST', p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
+    if (!p.success) {
+      const msg = p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
+      throw new WireError(p.error.issues.some((i) => i.path[0] === 'strategy' && i.message.includes('TWF_E_STRATEGY_NOT_LINEAR')) ? 'TWF_E_STRATEGY_NOT_LINEAR' : 'TWF_E_BAD_REQUEST', msg);
+    }
+    if (p.data.dp) p.data.dp = resolveDp(p.data);
     const encryption = (p.data.encryption ?? DEFAULT_HE_PARAMS) as HeParams;
     await validateHeParams(encryption);
     const studyId = `study-${randomUUID().slice(0, 8)}`;
@@ -788,3 +794,22 @@ async function validateHeParams(p: HeParams): Promise<void> {
     bad(`the HE library rejects these parameters: ${(e as Error).message}`);
   }
 }
+
+/**
+ * The study's DP section as the officers approve it: a spec without `noiseMultiplier` gets the
+ * smallest sigma that keeps the whole study within its (epsilon, delta) by the sites' accountant
+ * (shared/src/dp/accountant.ts); a spec with one that would overspend is refused now rather than
+ * by every site at the round that crosses the budget.
+ */
+function resolveDp(spec: Pick<StudySpecOut, 'dp' | 'rounds' | 'training'>): NonNullable<StudySpecOut['dp']> {
+  const dp = spec.dp!;
+  const samplingRate = dp.level === 'patient' ? dp.samplingRate : 1;
+  const steps = dp.level === 'patient' ? spec.rounds * dpStepsPerRound(spec.training.epochsPerRound, samplingRate) : spec.rounds;
+  if (dp.noiseMultiplier === undefined) return { ...dp, noiseMultiplier: noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon }) };
+  const e = epsilonFor({ samplingRate, noiseMultiplier: dp.noiseMultiplier, steps, delta: dp.delta });
+  if (e.epsilon > dp.epsilon * (1 + 1e-9)) {
+    throw new WireError('TWF_E_DP_PARAMS', `dp.noiseMultiplier: ${dp.noiseMultiplier} over ${spec.rounds} rounds (${steps} compositions at sampling rate ${samplingRate}) spends epsilon ${e.epsilon.toFixed(3)} at delta ${dp.delta}, above the budget ${dp.epsilon}; leave it out to have it derived, or raise it to ${noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon })}`);
+  }
+  return dp;
+}
+type StudySpecOut = z.infer<typeof StudySpecSchema>;

@@ -16,6 +16,8 @@ import { StrategyError, strategyFor, type StrategyState } from '@twinfed/shared/
 import type { SiteDb } from './db/index.js';
 import { roundWork } from './db/schema.js';
 import { studyKey } from './keys.js';
+import { addDiscreteGaussianZt } from '@twinfed/shared/dp/discrete-gaussian';
+import { clipL2, siteNoiseAllowance, siteNoiseSigmaQ, type SiteLevelNoise } from '@twinfed/shared/dp/site-level';
 import { budgetView, recordRound, type PrivacyPolicy } from './privacy.js';
 import type { LocalEvalResult, LocalTrainer } from './trainer.js';
 
@@ -117,7 +119,14 @@ export class SiteRounds {
     if (tr.weights.length !== m.updateLength) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `the local model has ${tr.weights.length} parameters, the manifest ${m.updateLength}`);
     // What this site contributes to the encrypted sum (shared/src/strategy): a vector, quantised
     // with its weight, which is declared as the update's nSamples.
-    const enc = strategyFor(m.strategy).encode(base, tr.weights, tr.nSamples);
+    let enc = strategyFor(m.strategy).encode(base, tr.weights, tr.nSamples);
+    if (m.dp?.level === 'site') {
+      // Site-level DP: the whole update clipped to L2 C and weight 1, so one site's influence on the
+      // sum is at most C whatever its size; the discrete Gaussian share is added after quantisation.
+      const c = clipL2(enc.vector, m.dp.clipNorm);
+      enc = { vector: c.vector, weight: 1 };
+      this.host.log('info', `${studyId} round ${round}: site-level DP, update L2 ${c.normBefore.toPrecision(4)} clipped to ${m.dp.clipNorm}`);
+    }
     if (enc.weight > m.training.maxSamplesPerSite) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `n=${enc.weight} exceeds the manifest's maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
     const delta = enc.vector;
 
@@ -195,6 +204,7 @@ export class SiteRounds {
       const t0 = performance.now();
       const delta = new Float32Array(new Uint8Array(cur.delta!).buffer.slice(0));
       const q = quantizeToZt(delta, cur.nSamples, m.training.clipBound, params.precisionBits, he.plainModulus);
+      if (m.dp?.level === 'site') q.values = addDiscreteGaussianZt(q.values, he.plainModulus, siteNoiseSigmaQ(siteNoiseOf(m)));
       const peers = (JSON.parse(cur.keySetJson!) as { siteId: string; sPk: string }[]).filter((e) => e.siteId !== this.host.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) }));
       const y = maskInput(ctx, he.plainModulus, this.host.siteId, { sPk: new Uint8Array(cur.sPk!), sSk: new Uint8Array(cur.sSk!), b: new Uint8Array(cur.b!) }, q.values, peers);
       const enc = encryptSlots(he, new Uint8Array(key.secretKey), y);
@@ -361,12 +371,13 @@ export class SiteRounds {
       if (!sk) return refuse('TWF_E_SECAGG', `the mask key of dropped site ${d} does not reconstruct from the revealed shares`);
       droppedSk.push({ siteId: d, sSk: sk });
     }
+    const noise = m.dp?.level === 'site' ? siteNoiseAllowance(siteNoiseOf(m), info.survivors.length) : { sumQ: 0, averaged: 0 };
     const t0 = performance.now();
     const sums = decryptSlots(he, new Uint8Array(key.secretKey), cts, info.length);
     unmaskSum(ctx, he.plainModulus, sums, survivorsB, droppedSk, new Map(info.survivors.map((s) => [s, fromB64(entry.get(s)!.sPk)])));
     let avg: Float32Array;
     try {
-      avg = averageFromCentred(centreZt(sums, he.plainModulus), info.totalSamples, m.training.clipBound, params.precisionBits);
+      avg = averageFromCentred(centreZt(sums, he.plainModulus), info.totalSamples, m.training.clipBound, params.precisionBits, undefined, noise.sumQ);
     } catch (e) {
       // A sum beyond ±N·2^p is an average beyond ±B: some site encoded more weight than it declared
       // (or the sum wrapped modulo t). Refused like any out-of-bounds aggregate, so the coordinator
@@ -377,7 +388,9 @@ export class SiteRounds {
     const decryptMs = performance.now() - t0;
     // Each averaged element of clipped updates lies in [-B, B]; quantisation adds at most
     // (contributors / N) · 2^-(p+1) · B, below 2^-p · B.
-    const bound = m.training.clipBound * (1 + 2 ** -params.precisionBits) * (1 + 1e-6);
+    // Under site-level DP each element of a clipped update is within min(B, C), and the noise adds
+    // at most `noise.averaged` (12 standard deviations) to each averaged element.
+    const bound = (m.dp?.level === 'site' ? Math.min(m.training.clipBound, m.dp.clipNorm) : m.training.clipBound) * (1 + 2 ** -params.precisionBits) * (1 + 1e-6) + noise.averaged;
     let outside = 0;
     let worst = 0;
     for (let i = 0; i < avg.length; i++) {
@@ -412,3 +425,9 @@ export class SiteRounds {
 
 /** Round secrets and the plaintext update are wiped once a round is over (applied, failed or refused). */
 const WIPED = { sSk: null, b: null, sharesJson: null, delta: null } as const;
+
+/** The site-level noise parameters of a manifest whose dp.level is 'site'. */
+function siteNoiseOf(m: StudyManifest): SiteLevelNoise {
+  if (m.dp?.level !== 'site' || m.dp.noiseMultiplier === undefined) throw new WireError('TWF_E_DP_PARAMS', `study ${m.studyId}: site-level DP needs dp.noiseMultiplier (the coordinator derives it at creation)`);
+  return { noiseMultiplier: m.dp.noiseMultiplier, clipNorm: m.dp.clipNorm, clipBound: m.training.clipBound, precisionBits: (m.encryption as HeParams).precisionBits, minSites: quorumOf(m) };
+}

@@ -204,6 +204,7 @@ export function noiseMultiplierFor(p: { samplingRate: number; steps: number; del
 
 /** DP-SGD steps in one round: max(1, round(epochsPerRound / q)) (one epoch = 1/q expected Poisson batches). */
 export function dpStepsPerRound(epochsPerRound: number, samplingRate: number): number {
+  if (!(samplingRate > 0 && samplingRate <= 1)) throw new WireError('TWF_E_DP_PARAMS', `samplingRate must be in (0, 1], got ${samplingRate}`);
   return Math.max(1, Math.round(epochsPerRound / samplingRate));
 }
 

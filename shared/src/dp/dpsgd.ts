@@ -17,15 +17,8 @@
  */
 import { cryptoGaussian, cryptoUniform01, type StandardNormal, type Uniform01 } from './noise.js';
 
-/**
- * Noisy local steps in one round: max(1, round(epochsPerRound / samplingRate)), so a patient takes
- * part epochsPerRound times per round on average. Must equal the accountant's formula
- * (shared/src/dp/accountant.ts; duplicated here until the two branches meet).
- */
-export function dpStepsPerRound(epochsPerRound: number, samplingRate: number): number {
-  if (!(samplingRate > 0 && samplingRate <= 1)) throw new Error(`dpStepsPerRound: samplingRate must be in (0, 1], got ${samplingRate}`);
-  return Math.max(1, Math.round(epochsPerRound / samplingRate));
-}
+/** Noisy local steps in one round: the accountant's formula, so what the site runs is what it ledgers. */
+export { dpStepsPerRound } from './accountant.js';
 
 /** Patient-level DP-SGD options of a local training run (the manifest's dp block, resolved). */
 export interface DpSgdOptions {

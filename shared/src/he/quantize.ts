@@ -153,12 +153,14 @@ export function dequantizeInto(
  * With `plainModulus` also checks totalSamples · 2^p <= (t - 1)/2
  * (maxTotalSamples), the bound below which no wrap can hide in range.
  */
-export function averageFromCentred(sums: Float64Array, totalSamples: number, clipBound: number, precisionBits: number, plainModulus?: bigint): Float32Array {
+export function averageFromCentred(sums: Float64Array, totalSamples: number, clipBound: number, precisionBits: number, plainModulus?: bigint, noiseAllowanceQ = 0): Float32Array {
   if (!(sums instanceof Float64Array)) throw new HeError('TWF_E_HE_BAD_UPDATE', 'sums must be a Float64Array');
   checkClipBound(clipBound);
   checkPrecisionBits(precisionBits);
   if (!Number.isSafeInteger(totalSamples) || totalSamples < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `totalSamples must be a positive integer (got ${totalSamples})`);
-  const limit = totalSamples * 2 ** precisionBits;
+  if (!(noiseAllowanceQ >= 0 && Number.isFinite(noiseAllowanceQ))) throw new HeError('TWF_E_HE_BAD_UPDATE', `noiseAllowanceQ must be a finite number ≥ 0 (got ${noiseAllowanceQ})`);
+  // Site-level DP noise (shared/src/dp/site-level.ts) may take an honest sum past N·2^p by a few of its standard deviations.
+  const limit = totalSamples * 2 ** precisionBits + Math.ceil(noiseAllowanceQ);
   if (!Number.isSafeInteger(limit)) throw new HeError('TWF_E_HE_OVERFLOW', `totalSamples ${totalSamples} · 2^${precisionBits} is beyond 2^53`);
   if (plainModulus !== undefined) {
     checkPlainModulusForFloat(plainModulus);
