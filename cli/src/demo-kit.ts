@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, verifyAuditDb } from './commands/audit.js';
 
-export const BIN = fileURLToPath(new URL('./bin.js', import.meta.url));
-export const REPO = resolve(dirname(BIN), '../..');
+export { BIN, REPO } from './paths.js';
+import { BIN, REPO } from './paths.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import type { SegmentationSpec } from '@twinfed/protocols';
 import { formatCompare, formatVerify } from './commands/audit.js';
 import { DemoProcesses, REPO, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
-/** The project's copy of the STS PET data (see examples/sts-pet/README.md for source and licence). */
-export const DEFAULT_STS_DIR = join(REPO, 'examples', 'sts-pet');
+export { DEFAULT_STS_DIR } from './paths.js';
+import { DEFAULT_STS_DIR } from './paths.js';
 
 /** Three hospitals with disjoint patients; the last ~quarter of each site's patients is its validation set. */
 export const DEMO_SITES = [
