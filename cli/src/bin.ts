@@ -67,9 +67,12 @@ coord.command('start')
     const url = await c.listen();
     console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
     if (c.tls) console.log(`TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`);
-    const stop = async () => {
-      await c.close();
-      process.exit(0);
+    // A signal handler cannot await: close, then exit 0, or 1 when closing failed (no unhandled rejection).
+    const stop = () => {
+      c.close().then(() => process.exit(0), (e: unknown) => {
+        console.error(`close failed: ${(e as Error).message}`);
+        process.exit(1);
+      });
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
@@ -274,9 +277,11 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
     });
     console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
     node.connect();
-    const stop = async () => {
-      await node.close();
-      process.exit(0);
+    const stop = () => {
+      node.close().then(() => process.exit(0), (e: unknown) => {
+        console.error(`close failed: ${(e as Error).message}`);
+        process.exit(1);
+      });
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

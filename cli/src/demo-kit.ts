@@ -8,13 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, verifyAuditDb } from './commands/audit.js';
 
 export { BIN, REPO } from './paths.js';
-import { BIN, REPO } from './paths.js';
+import { BIN } from './paths.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,7 +108,7 @@ export class DemoProcesses {
   /** Stops every child and waits until they have exited. */
   async stopAndWait(): Promise<void> {
     this.stopAll();
-    await Promise.all(this.children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.on('exit', r)))));
+    await Promise.all(this.children.filter((c) => c.exitCode === null).map((c) => new Promise<void>((r) => c.on('exit', () => r()))));
   }
 
   dispose(): void {

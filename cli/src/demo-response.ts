@@ -1,11 +1,10 @@
 import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { responseStudySpec } from '@twinfed/shared/response/index';
-import { DemoProcesses, REPO, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
+import { DemoProcesses, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
 import { compareResponse, formatResponseCompare } from './commands/response.js';
 
 export { DEFAULT_LALEH_DIR } from './paths.js';
-import { DEFAULT_LALEH_DIR } from './paths.js';
 
 const STUDIES = ['Study1', 'Study2', 'Study3'];
 const fmt = (x: number | null | undefined) => (x === null || x === undefined ? '  n/a' : x.toFixed(3));

@@ -2,7 +2,7 @@ import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SegmentationSpec } from '@twinfed/protocols';
 import { formatCompare, formatVerify } from './commands/audit.js';
-import { DemoProcesses, REPO, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
+import { DemoProcesses, approveWhenAnnounced, finalModelDir, run, siteIdOf, sleep, verifyDemoAudits } from './demo-kit.js';
 export { DEFAULT_STS_DIR } from './paths.js';
 import { DEFAULT_STS_DIR } from './paths.js';
 

@@ -28,7 +28,8 @@ export function defineErrors<const T extends Record<string, ErrorSpec>>(specs: T
   for (const [code, spec] of Object.entries(specs as Record<string, ErrorSpec>)) {
     if (!CODE_RE.test(code)) throw new Error(`defineErrors: ${code} is not a TWF_E_ code (upper case, digits, single underscores)`);
     if (typeof spec.message !== 'string' || !spec.message.trim()) throw new Error(`defineErrors: ${code} has no message`);
-    if (spec.status !== undefined && !(Number.isInteger(spec.status) && spec.status >= 400 && spec.status < 600)) throw new Error(`defineErrors: ${code} has status ${spec.status}, not an HTTP error status`);
+    if (spec.status !== undefined && !(Number.isInteger(spec.status) && spec.status >= 400 && spec.status < 600))
+      throw new Error(`defineErrors: ${code} has status ${spec.status}, not an HTTP error status`);
     Object.freeze(spec);
   }
   Object.defineProperty(specs, ERROR_CATALOGUE, { value: true, enumerable: false });

@@ -72,8 +72,14 @@ describe('the coordinator dependency closure', () => {
     assert.equal(await exited(child), 0);
     const mods = loaded(coordOut);
     // The probe saw the server's own modules (so an empty record cannot pass) ...
-    assert.ok(mods.some((m) => m.includes('/coordinator/dist/server.js')), 'the probe recorded the coordinator');
-    assert.ok(mods.some((m) => m.startsWith('cjs ') && m.includes('/node_modules/fastify/')), 'the probe recorded the CommonJS cache');
+    assert.ok(
+      mods.some((m) => m.includes('/coordinator/dist/server.js')),
+      'the probe recorded the coordinator',
+    );
+    assert.ok(
+      mods.some((m) => m.startsWith('cjs ') && m.includes('/node_modules/fastify/')),
+      'the probe recorded the CommonJS cache',
+    );
     // ... and none of the ML or imaging stack.
     assertClean(mods);
   });
@@ -90,7 +96,10 @@ describe('the coordinator dependency closure', () => {
     const lead = startChild(['lead', 'sites', '--url', 'http://127.0.0.1:9', '--admin-token', 'closure-test-token-0123456789'], leadOut);
     assert.equal(await exited(lead), 1);
     const leadMods = loaded(leadOut);
-    assert.ok(leadMods.some((m) => m.includes('/cli/dist/http.js')), 'the lead client was loaded');
+    assert.ok(
+      leadMods.some((m) => m.includes('/cli/dist/http.js')),
+      'the lead client was loaded',
+    );
     assertClean(leadMods.filter((m) => !m.includes('/site-node/dist/net.js') && !m.includes('/site-node/dist/errors.js')));
   });
 });

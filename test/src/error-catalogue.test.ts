@@ -25,7 +25,17 @@ describe('error catalogues', () => {
 
   it('every package with errors has its catalogue in the one defineErrors shape', () => {
     const names = report.catalogues.map((c) => `${c.pkg}:${c.name}`);
-    for (const n of ['protocols:WIRE_ERRORS', 'shared:HE_ERRORS', 'shared:IMAGING_ERRORS', 'shared:RADIOMICS_ERRORS', 'shared:SECAGG_ERRORS', 'coordinator:COORDINATOR_ERRORS', 'site-node:SITE_ERRORS', 'cli:CLI_ERRORS']) assert.ok(names.includes(n), `${n} found`);
+    for (const n of [
+      'protocols:WIRE_ERRORS',
+      'shared:HE_ERRORS',
+      'shared:IMAGING_ERRORS',
+      'shared:RADIOMICS_ERRORS',
+      'shared:SECAGG_ERRORS',
+      'coordinator:COORDINATOR_ERRORS',
+      'site-node:SITE_ERRORS',
+      'cli:CLI_ERRORS',
+    ])
+      assert.ok(names.includes(n), `${n} found`);
     for (const c of report.catalogues) for (const x of c.codes) assert.ok(x.message.length >= 5, `${x.code} has a message`);
   });
 

@@ -14,5 +14,12 @@ const out = process.env.TWINFED_LOAD_PROBE_OUT;
 if (out) {
   register(new URL('./load-probe-hooks.js', import.meta.url), { data: { out } });
   const cache = createRequire(import.meta.url).cache;
-  process.on('exit', () => appendFileSync(out, Object.keys(cache).map((k) => `cjs ${k}\n`).join('')));
+  process.on('exit', () =>
+    appendFileSync(
+      out,
+      Object.keys(cache)
+        .map((k) => `cjs ${k}\n`)
+        .join(''),
+    ),
+  );
 }
