@@ -53,6 +53,14 @@ RUN set -eu; mkdir -p /out; cp -a package.json node_modules /out/; \
       if [ -d $p/node_modules ]; then cp -a $p/node_modules /out/$p/; fi; \
     done; \
     find /out -name '*.tsbuildinfo' -delete
+# The coordinator never loads TensorFlow.js or the imaging readers (test/src/coordinator-closure.test.ts),
+# but npm keeps them: they are dependencies of @twinfed/shared, whose core the coordinator uses.
+# Drop every package only they need (computed from the lockfile), then check the server still loads.
+COPY deploy/prune-coordinator.mjs /tmp/
+RUN node /tmp/prune-coordinator.mjs package-lock.json /out \
+ && test ! -e /out/node_modules/@tensorflow \
+ && node --input-type=module -e "await import('/out/coordinator/dist/index.js'); await import('/out/cli/dist/http.js')" \
+ && node /out/cli/dist/bin.js --help > /dev/null
 
 # -------------------------------------------------------------- runtime
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime

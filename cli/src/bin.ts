@@ -2,21 +2,13 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildCoordinator } from '@twinfed/coordinator';
-import { budgetView, formatBudget, BUILTIN_MAPPINGS, CsvMappingSchema, SITE_FILES, SiteNode, loadSiteConfig, createResponseTrainer, createTaskTrainer, createUNetTrainer, enrolSite, importPath, openSiteDb, openSiteStore, runDoctor } from '@twinfed/site-node';
-import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/index';
-import { LeadClient } from './http.js';
-import { compareAuditDbs, formatCompare, formatVerify, verifyAuditDb } from './commands/audit.js';
-import { formatManifestForOfficer } from './commands/manifest-view.js';
-import { DEFAULT_STS_DIR, runDemo } from './demo.js';
-import { compareSegmentation } from './commands/seg-compare.js';
-import { evaluateTwinCsv, formatTwinEvaluation } from './commands/twin.js';
-import { twinShow, twinSimulate } from './commands/site-twin.js';
-import { evaluateSegmentation } from './commands/seg.js';
-import { compareResponse, evaluateResponseModel, formatResponseCompare, formatResponseEvaluation } from './commands/response.js';
-import { DEFAULT_LALEH_DIR, runResponseDemo } from './demo-response.js';
-import { formatFeatures, radiomicsExtract } from './commands/radiomics.js';
-import { explainSegmentation, formatExplain } from './commands/seg-explain.js';
+import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/limits';
+import { DEFAULT_LALEH_DIR, DEFAULT_STS_DIR } from './paths.js';
+
+// Every command loads its implementation with a dynamic import() in its action, so a command loads
+// only what its role needs: `coordinator start` never loads TensorFlow.js, the imaging readers or
+// the trainers (test/src/coordinator-closure.test.ts checks it), and `--help` loads nothing heavy.
+// Only light modules (commander, option defaults) are imported statically here.
 import { registerPrivacyCommands } from './commands/privacy.js';
 import type { DemoStrategyName } from './demo-kit.js';
 
@@ -72,13 +64,17 @@ coord.command('start')
   .action(action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
     if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
     const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
+    const { buildCoordinator } = await import('@twinfed/coordinator');
     const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel, ...(tls ? { tls } : {}) });
     const url = await c.listen();
     console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
     if (c.tls) console.log(`TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`);
-    const stop = async () => {
-      await c.close();
-      process.exit(0);
+    // A signal handler cannot await: close, then exit 0, or 1 when closing failed (no unhandled rejection).
+    const stop = () => {
+      c.close().then(() => process.exit(0), (e: unknown) => {
+        console.error(`close failed: ${(e as Error).message}`);
+        process.exit(1);
+      });
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
@@ -92,11 +88,13 @@ const leadOpts = (c: Command) => c
   .option('--json', 'print JSON');
 leadOpts(lead.command('token <siteName>').description('Issue a one-time enrolment token for a site'))
   .action(action(async (siteName: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ token: string; expiresAt: string }>('POST', '/api/enrolment-tokens', { siteName });
     print(!!o.json, r, () => `token for ${siteName} (valid until ${r.expiresAt}):\n${r.token}`);
   }));
 leadOpts(lead.command('create-study <specFile>').description('Create a draft study from a JSON spec (see docs/protocol.md); its roster is fixed at start'))
   .action(action(async (file: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ studyId: string }>('POST', '/api/studies', JSON.parse(readFileSync(file, 'utf8')));
     print(!!o.json, r, () => `created draft ${r.studyId}\nstart it to fix the roster: twinfed lead start ${r.studyId} [--sites A,B,C]`);
   }));
@@ -105,11 +103,13 @@ leadOpts(lead.command('start <studyId>').description('Start a draft: the roster 
   .option('--dealers <ids>', 'comma-separated key-dealer order (default: roster order)')
   .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; sites?: string; dealers?: string }) => {
     const body = { ...(o.sites ? { sites: o.sites.split(',') } : {}), ...(o.dealers ? { keyDealers: o.dealers.split(',') } : {}) };
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>('POST', `/api/studies/${id}/start`, body);
     print(!!o.json, r, () => [`${id}: ${r.state}; manifest ${r.manifestHash}`, 'roster (officers compare these fingerprints with each site out of band):', ...r.participants.map((p) => `  ${p.siteId}  ${p.siteName}  ${p.fingerprint}`)].join('\n'));
   }));
 leadOpts(lead.command('stop <studyId>').description('Stop a running study (its open round fails)'))
   .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ state: string }>('POST', `/api/studies/${id}/stop`);
     print(!!o.json, r, () => `${id}: ${r.state}`);
   }));
@@ -117,29 +117,34 @@ leadOpts(lead.command('roster <studyId>').description('Add or remove roster site
   .option('--add <ids>', 'comma-separated site ids to add')
   .option('--remove <ids>', 'comma-separated site ids to remove')
   .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; add?: string; remove?: string }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ manifestVersion: number; manifestHash: string }>('POST', `/api/studies/${id}/roster`, { add: o.add?.split(',') ?? [], remove: o.remove?.split(',') ?? [] });
     print(!!o.json, r, () => `${id}: manifest version ${r.manifestVersion} (${r.manifestHash}); every site's officer must approve it again`);
   }));
 leadOpts(lead.command('abort <studyId>').description('Abort the open round (it fails, audited; a fresh round opens when sites are ready)'))
   .option('--reason <text>', 'why (audited)')
   .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ round: number }>('POST', `/api/studies/${id}/rounds/current/abort`, o.reason ? { reason: o.reason } : {});
     print(!!o.json, r, () => `${id}: round ${r.round} aborted`);
   }));
 leadOpts(lead.command('evict <studyId> <siteId>').description('Evict a participant: no further rounds, a new study key without it'))
   .option('--reason <text>', 'why (audited)')
   .action(action(async (id: string, siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/sites/${siteId}/evict`, o.reason ? { reason: o.reason } : {});
     print(!!o.json, r, () => `${siteId} evicted from ${id}; a new study key is dealt to the remaining sites`);
   }));
 leadOpts(lead.command('revoke <siteId>').description("Revoke a site's enrolment: disconnected, refused at connect, excluded from every study"))
   .option('--reason <text>', 'why (audited)')
   .action(action(async (siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/sites/${siteId}/revoke`, o.reason ? { reason: o.reason } : {});
     print(!!o.json, r, () => `${siteId} revoked`);
   }));
 leadOpts(lead.command('status <studyId>').description('Study and round status'))
   .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; currentRound: number; closedRounds: number; rounds: number; joined: string[]; keyEpoch: number; participants: { siteId: string; joined: boolean; connected: boolean; excluded: string | null }[]; roundSummaries: { round: number; state: string; phase: string; survivors: string[]; keySet: string[]; stragglers: string[]; failReason: string | null }[] }>('GET', `/api/studies/${id}`);
     print(!!o.json, r, () => [`${id}: ${r.state}, ${r.closedRounds}/${r.rounds} rounds closed (current ${r.currentRound}), key epoch ${r.keyEpoch}`,
       `  sites: ${r.participants.map((p) => `${p.siteId}${p.excluded ? ` (${p.excluded})` : p.joined ? (p.connected ? '' : ' (offline)') : ' (not joined)'}`).join(', ')}`,
@@ -147,6 +152,7 @@ leadOpts(lead.command('status <studyId>').description('Study and round status'))
   }));
 leadOpts(lead.command('sites').description('Enrolled sites'))
   .action(action(async (o: { url: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]>('GET', '/api/sites');
     print(!!o.json, r, () => r.map((s) => `${s.siteId}  ${s.siteName}  ${s.revokedAt ? 'revoked' : s.connected ? 'connected' : 'offline'}  ${s.fingerprint}${s.lastSeenAt ? `  last seen ${s.lastSeenAt}` : ''}`).join('\n'));
   }));
@@ -161,6 +167,7 @@ dataDirOpt(site.command('enrol').description('Create identity keys and register 
   .option('--tls-ca', 'do not pin: trust certificate authorities and the host name (a coordinator behind a reverse proxy with a public certificate)')
   .action(action(async (o: { dataDir: string; coordinator: string; token: string; tlsPin?: string; tlsCa?: boolean }) => {
     if (o.tlsPin && o.tlsCa) throw new InvalidArgumentError('--tls-pin and --tls-ca exclude each other');
+    const { SITE_FILES, enrolSite } = await import('@twinfed/site-node');
     const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token, tls: o.tlsPin ? { pin: o.tlsPin } : o.tlsCa ? 'ca' : 'first-use' });
     console.log(`enrolled as ${c.siteId} (${c.siteName}) with ${c.coordinatorId}; keys in ${join(o.dataDir, SITE_FILES.identity)} (mode 0600)`);
     if (c.tlsPins.length) console.log(o.tlsPin ? `TLS key pinned: ${c.tlsPins[0]} (as given)` : `TLS key pinned on first use: ${c.tlsPins[0]}\ncompare it with the pin the consortium lead gives you out of band; if they differ, delete ${resolve(o.dataDir)} and ask IT about TLS inspection`);
@@ -182,6 +189,7 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
   .option('--max-mask-voxels <n>', `refuse RTSTRUCTs whose ROIs x series voxels exceed this (default ${DEFAULT_IMPORT_LIMITS.maxMaskVoxels} = 2^30)`, limitArg())
   .option('--json', 'print the per-file report as JSON')
   .action(action(async (path: string, o: LimitFlags & { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; radiomics: boolean; json?: boolean }) => {
+    const { BUILTIN_MAPPINGS, CsvMappingSchema, importPath, openSiteStore } = await import('@twinfed/site-node');
     const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
     if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
     const store = await openSiteStore(resolve(o.dataDir));
@@ -197,6 +205,8 @@ dataDirOpt(site.command('studies').description('Studies announced to this site a
   .option('--show <studyId>', 'the manifest in human terms: participants and their key fingerprints, what leaves the site, the hash to approve')
   .option('--json', 'print JSON')
   .action(action(async (o: { dataDir: string; show?: string; json?: boolean }) => {
+    const { SITE_FILES, SiteNode, budgetView, formatBudget, loadSiteConfig, openSiteDb } = await import('@twinfed/site-node');
+    const { formatManifestForOfficer } = await import('./commands/manifest-view.js');
     const dir = resolve(o.dataDir);
     const db = openSiteDb(join(dir, SITE_FILES.db));
     const rows = SiteNode.listStudies(db);
@@ -222,6 +232,7 @@ dataDirOpt(site.command('approve <studyId>').description('Privacy officer: appro
   .requiredOption('--officer <name>', 'name of the approving privacy officer')
   .option('--hash <sha256>', 'the manifest hash the officer reviewed (refuses if the manifest differs)')
   .action(action(async (studyId: string, o: { dataDir: string; officer: string; hash?: string }) => {
+    const { SiteNode, openSiteStore } = await import('@twinfed/site-node');
     const store = await openSiteStore(resolve(o.dataDir));
     let r;
     try {
@@ -235,6 +246,7 @@ dataDirOpt(site.command('withdraw <studyId>').description('Privacy officer: with
   .requiredOption('--officer <name>', 'name of the privacy officer')
   .option('--reason <text>', 'why', 'approval withdrawn by the privacy officer')
   .action(action(async (studyId: string, o: { dataDir: string; officer: string; reason: string }) => {
+    const { SiteNode, openSiteStore } = await import('@twinfed/site-node');
     const store = await openSiteStore(resolve(o.dataDir));
     try {
       SiteNode.withdraw(store.db, store.audit, studyId, o.officer, o.reason);
@@ -246,6 +258,7 @@ dataDirOpt(site.command('withdraw <studyId>').description('Privacy officer: with
 dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies'))
   .option('--json-events', 'print one JSON line per event (for orchestration)')
   .action(action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
+    const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
     const dir = resolve(o.dataDir);
     const siteDb = openSiteDb(join(dir, SITE_FILES.db));
     const unet = await createUNetTrainer(siteDb);
@@ -273,9 +286,11 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
     });
     console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
     node.connect();
-    const stop = async () => {
-      await node.close();
-      process.exit(0);
+    const stop = () => {
+      node.close().then(() => process.exit(0), (e: unknown) => {
+        console.error(`close failed: ${(e as Error).message}`);
+        process.exit(1);
+      });
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
@@ -283,6 +298,7 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
 dataDirOpt(site.command('doctor').description('Check the site: compute backend and why, keys, database, coordinator reachability'))
   .option('--json', 'print JSON')
   .action(action(async (o: { dataDir: string; json?: boolean }) => {
+    const { runDoctor } = await import('@twinfed/site-node');
     const r = await runDoctor(resolve(o.dataDir));
     print(!!o.json, r, () => r.checks.map((c) => `${c.ok ? 'ok  ' : c.optional ? 'info' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n'));
     if (!r.checks.every((c) => c.ok || c.optional)) process.exitCode = 1;
@@ -293,6 +309,7 @@ dataDirOpt(siteTwin.command('show <patientId>').description('The record, the cal
   .option('--svg <file>', 'write the plot (observed, fit, 90% band, treatments shaded)')
   .option('--json', 'print JSON')
   .action(action(async (patientId: string, o: { dataDir: string; svg?: string; json?: boolean }) => {
+    const { twinShow } = await import('./commands/site-twin.js');
     const r = await twinShow(resolve(o.dataDir), patientId, o.svg);
     const f = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3));
     print(!!o.json, r, () => [
@@ -311,6 +328,7 @@ dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the tw
   .option('--svg <file>', 'write the side-by-side plot')
   .option('--json', 'print the trajectories as JSON')
   .action(action(async (patientId: string, o: { dataDir: string; schedule: string; svg?: string; json?: boolean }) => {
+    const { twinSimulate } = await import('./commands/site-twin.js');
     const r = await twinSimulate(resolve(o.dataDir), patientId, o.schedule, o.svg);
     print(!!o.json, r, () => [`patient ${r.patientId} (${r.model}), tumour volume at the horizon:`, ...Object.entries(r.atHorizon).map(([k, v]) => `  ${k.padEnd(24)} ${v ? `${v.medianMm3.toFixed(0)} mm³ (90%: ${v.lower90Mm3.toFixed(0)}-${v.upper90Mm3.toFixed(0)}) at day ${v.day}` : 'n/a'}`), ...(o.svg ? [`plot: ${o.svg}`] : [])].join('\n'));
   }));
@@ -322,6 +340,7 @@ audit.command('verify <db>')
   .option('--public-key <b64>', 'the log owner\'s Ed25519 public key from a trusted source (default: the key recorded in the database)')
   .option('--json', 'print JSON')
   .action(action(async (db: string, o: { publicKey?: string; json?: boolean }) => {
+    const { formatVerify, verifyAuditDb } = await import('./commands/audit.js');
     const v = await verifyAuditDb(db, o.publicKey);
     print(!!o.json, v, () => formatVerify(v));
     if (!v.ok) process.exitCode = 2;
@@ -334,6 +353,7 @@ audit.command('compare')
   .option('--site-key <b64>', "the site's Ed25519 public key (default: ed25519PublicKey of identity.json beside the site database)")
   .option('--json', 'print JSON')
   .action(action(async (o: { siteDb: string; coordinatorDb: string; coordinatorKey?: string; siteKey?: string; json?: boolean }) => {
+    const { compareAuditDbs, formatCompare } = await import('./commands/audit.js');
     const r = await compareAuditDbs(o.siteDb, o.coordinatorDb, { coordinatorKey: o.coordinatorKey, siteKey: o.siteKey });
     print(!!o.json, r, () => formatCompare(r));
     if (!r.ok) process.exitCode = 2;
@@ -348,6 +368,7 @@ twin.command('evaluate')
   .option('--holdout-last <k>', 'measurements held out per patient', (v) => Number(v), 1)
   .option('--json', 'print one JSON object as the last line')
   .action(action(async (o: { csv: string; format: string; holdoutLast: number; json?: boolean }) => {
+    const { evaluateTwinCsv, formatTwinEvaluation } = await import('./commands/twin.js');
     const { result } = evaluateTwinCsv(o.csv, o.format, o.holdoutLast);
     if (!o.json) console.log(formatTwinEvaluation(result, o.csv, o.holdoutLast));
     else console.log(JSON.stringify(result));
@@ -364,6 +385,7 @@ seg.command('evaluate')
   .option('--no-largest-component', 'score the raw prediction (default: keep its largest 3D connected component)')
   .option('--json', 'print { n, meanDice, medianDice, meanHd95Mm } as the last line')
   .action(action(async (o: { model: string; data: string; modality: string; patients?: string; largestComponent: boolean; json?: boolean }) => {
+    const { evaluateSegmentation } = await import('./commands/seg.js');
     const r = await evaluateSegmentation(resolve(o.model), resolve(o.data), o.modality, { patients: o.patients?.split(','), largestComponent: o.largestComponent });
     if (o.json) {
       console.log(JSON.stringify({ n: r.n, meanDice: r.meanDice, medianDice: r.medianDice, meanHd95Mm: r.meanHd95Mm, threshold: r.threshold, patients: r.patients }));
@@ -388,6 +410,7 @@ seg.command('explain')
   .option('--scale <k>', 'upscale factor of the picture', (v) => Number(v), 6)
   .option('--json', 'print the result as one JSON object')
   .action(action(async (o: { model: string; data: string; patient: string; slice?: number; modality: string; layer?: string; out?: string; scale: number; json?: boolean }) => {
+    const { explainSegmentation, formatExplain } = await import('./commands/seg-explain.js');
     const r = await explainSegmentation({ modelDir: resolve(o.model), dataDir: resolve(o.data), patient: o.patient, slice: o.slice, modality: o.modality, layer: o.layer, out: o.out ? resolve(o.out) : undefined, scale: o.scale });
     print(!!o.json, r, () => formatExplain(r));
   }));
@@ -400,6 +423,7 @@ seg.command('compare')
   .option('--out <dir>', 'output folder', 'out/seg-compare')
   .option('--json', 'print the report as JSON')
   .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
+    const { compareSegmentation } = await import('./commands/seg-compare.js');
     const r = await compareSegmentation({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
     if (o.json) return console.log(JSON.stringify(r));
     const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
@@ -417,6 +441,7 @@ response.command('evaluate')
   .option('--held-out', "only the patients the model's study held out (salted id hash recorded in model.json)")
   .option('--json', 'print { n, auc, balancedAccuracy, ... } as one JSON object on the last line')
   .action(action(async (o: { model: string; csv: string; format: string; heldOut?: boolean; json?: boolean }) => {
+    const { evaluateResponseModel, formatResponseEvaluation } = await import('./commands/response.js');
     const r = evaluateResponseModel(resolve(o.model), resolve(o.csv), o.format, { heldOutOnly: !!o.heldOut });
     if (o.json) console.log(JSON.stringify({ n: r.n, auc: r.auc, balancedAccuracy: r.balancedAccuracy, perClassAuc: r.perClassAuc, skippedClasses: r.skippedClasses, classCounts: r.classCounts, confusion: r.confusion, excluded: r.excluded, unknownArm: r.unknownArm, importanceMethod: r.importanceMethod, importance: r.importance }));
     else console.log(formatResponseEvaluation(r, o.csv));
@@ -429,6 +454,7 @@ response.command('compare')
   .option('--out <dir>', 'output folder', 'out/response-compare')
   .option('--json', 'print the report as JSON')
   .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
+    const { compareResponse, formatResponseCompare } = await import('./commands/response.js');
     const r = compareResponse({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
     console.log(o.json ? JSON.stringify(r) : formatResponseCompare(r));
   }));
@@ -442,7 +468,8 @@ radiomics.command('extract')
   .option('--settings <file>', 'settings JSON (default: PyRadiomics-like, fixtures/radiomics/pyradiomics-default.json)')
   .option('--label <n>', 'only mask voxels with this value are the ROI', (v) => Number(v))
   .option('--json', 'print one JSON object, IBSI tag -> value')
-  .action(action((o: { image: string; mask: string; settings?: string; label?: number; json?: boolean }) => {
+  .action(action(async (o: { image: string; mask: string; settings?: string; label?: number; json?: boolean }) => {
+    const { formatFeatures, radiomicsExtract } = await import('./commands/radiomics.js');
     const r = radiomicsExtract({ image: resolve(o.image), mask: resolve(o.mask), settings: o.settings ? resolve(o.settings) : undefined, label: o.label });
     if (o.json) {
       for (const w of r.warnings) console.error(`warning: ${w}`);
@@ -468,6 +495,7 @@ program.command('demo-response')
   .addOption(demoStrategyOption())
   .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
   .action(action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+    const { runResponseDemo } = await import('./demo-response.js');
     const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon });
     if (!ok) process.exitCode = 1;
   }));
@@ -479,6 +507,7 @@ program.command('demo')
   .addOption(demoStrategyOption())
   .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
   .action(action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+    const { runDemo } = await import('./demo.js');
     const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon });
     if (!ok) process.exitCode = 1;
   }));

@@ -8,15 +8,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { DpConfig, StrategyConfig } from '@twinfed/protocols';
 import { dpStepsPerRound, noiseMultiplierFor, projectStudyEpsilon } from '@twinfed/shared/dp/accountant';
 import { LeadClient } from './http.js';
 import { compareAuditDbs, verifyAuditDb } from './commands/audit.js';
 
-export const BIN = fileURLToPath(new URL('./bin.js', import.meta.url));
-export const REPO = resolve(dirname(BIN), '../..');
+export { BIN, REPO } from './paths.js';
+import { BIN } from './paths.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -111,7 +110,7 @@ export class DemoProcesses {
   /** Stops every child and waits until they have exited. */
   async stopAndWait(): Promise<void> {
     this.stopAll();
-    await Promise.all(this.children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.on('exit', r)))));
+    await Promise.all(this.children.filter((c) => c.exitCode === null).map((c) => new Promise<void>((r) => c.on('exit', () => r()))));
   }
 
   dispose(): void {

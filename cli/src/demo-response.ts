@@ -8,8 +8,7 @@ import {
 } from './demo-kit.js';
 import { compareResponse, formatResponseCompare } from './commands/response.js';
 
-/** The project's copy of the Laleh et al. 2022 Study1-3 tables (CC BY 4.0, see the folder's licence file). */
-export const DEFAULT_LALEH_DIR = join(REPO, 'fixtures', 'growth-laleh2022');
+export { DEFAULT_LALEH_DIR } from './paths.js';
 
 const STUDIES = ['Study1', 'Study2', 'Study3'];
 const fmt = (x: number | null | undefined) => (x === null || x === undefined ? '  n/a' : x.toFixed(3));

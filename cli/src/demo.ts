@@ -6,8 +6,8 @@ import {
   DemoProcesses, REPO, approveWhenAnnounced, checkSiteCaps, demoPatientDp, demoStrategy, describeDp, finalModelDir, formatSitePrivacy, readSitePrivacy, run, siteIdOf, sleep,
   verifyDemoAudits, type DemoDpChoice, type DemoStrategyName,
 } from './demo-kit.js';
-/** The project's copy of the STS PET data (see examples/sts-pet/README.md for source and licence). */
-export const DEFAULT_STS_DIR = join(REPO, 'examples', 'sts-pet');
+export { DEFAULT_STS_DIR } from './paths.js';
+import { DEFAULT_STS_DIR } from './paths.js';
 
 /** Three hospitals with disjoint patients; the last ~quarter of each site's patients is its validation set. */
 export const DEMO_SITES = [

@@ -1,4 +1,4 @@
-import { CoordinatorLink } from '@twinfed/site-node';
+import { CoordinatorLink } from '@twinfed/site-node/net';
 import { normalizeTlsPin } from '@twinfed/shared/crypto/index';
 
 /**

@@ -563,7 +563,7 @@ export class CoordinatorEngine {
       const h = env?.header;
       if (err.code === 'TWF_E_INTERNAL') {
         const ref = randomBytes(4).toString('hex');
-        this.log('error', `internal error [${ref}] handling ${h?.type ?? 'a message'} from ${connSiteId}: ${(e as Error).stack ?? e}`);
+        this.log('error', `internal error [${ref}] handling ${h?.type ?? 'a message'} from ${connSiteId}: ${(e as Error).stack ?? String(e)}`);
         err = new WireError('TWF_E_INTERNAL', `reference ${ref} in the coordinator log`);
       }
       this.metrics.messagesRejected.inc({ code: err.code });
@@ -652,7 +652,7 @@ export class CoordinatorEngine {
    */
   advance(studyId: string): Promise<void> {
     const prev = this.stepping.get(studyId) ?? Promise.resolve();
-    const next = prev.then(() => this.advanceOnce(studyId)).catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? e}`));
+    const next = prev.then(() => this.advanceOnce(studyId)).catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? String(e)}`));
     this.stepping.set(studyId, next);
     void next.then(() => {
       if (this.stepping.get(studyId) === next) this.stepping.delete(studyId);

@@ -72,7 +72,7 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     else {
       const ref = randomBytes(4).toString('hex');
       req.log.error(err);
-      console.error(`[coordinator] error: internal error [${ref}] on ${req.method} ${req.url}: ${(err as Error).stack ?? err}`);
+      console.error(`[coordinator] error: internal error [${ref}] on ${req.method} ${req.url}: ${(err as Error).stack ?? String(err)}`);
       e = new WireError('TWF_E_INTERNAL', `reference ${ref} in the coordinator log`);
     }
     const url = req.routeOptions?.url;

@@ -152,7 +152,8 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     async close() {
       if (timer) clearInterval(timer);
       io.disconnectSockets(true);
-      await new Promise<void>((r) => io.close(() => r()));
+      // io.close's own promise settles before the HTTP server has closed; its callback does not.
+      await new Promise<void>((r) => void io.close(() => r()));
       await app.close().catch(() => undefined);
       db.$client.close();
     },

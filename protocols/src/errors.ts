@@ -2,9 +2,12 @@
  * Error codes that cross the wire. A peer that refuses a message replies with
  * one of these in a `reject` message, and both ends write it to their audit
  * logs, so users, logs and docs match on the same stable code.
- * Package-local errors (database, files, CLI) live in each package's errors.ts.
+ * Package-local errors (database, files, CLI) live in each package's errors.ts,
+ * every catalogue in the one shape of define-errors.ts.
  */
-export const WIRE_ERRORS = {
+import { TwinfedError, defineErrors, inCatalogue, standardFormat } from './define-errors.js';
+
+export const WIRE_ERRORS = defineErrors({
   TWF_E_PROTOCOL_VERSION: { status: 426, message: 'Protocol version not supported by this coordinator; upgrade the site node to a release that speaks the same major version.' },
   TWF_E_MALFORMED: { status: 400, message: 'Message does not match its schema; the sender is out of date or buggy. The rejection names the failing field.' },
   TWF_E_HELLO_FIRST: { status: 401, message: 'The first message on a connection must be a signed hello that proves the site\'s identity.' },
@@ -44,24 +47,20 @@ export const WIRE_ERRORS = {
   TWF_E_DP_BUDGET: { status: 409, message: 'The site\'s differential-privacy budget would be exceeded by this round; the site declines it and is asked to no later round of the study.' },
   TWF_E_HE_PARAMS: { status: 422, message: 'The encryption parameters are not supported by the HE layer (scheme, ring degree, modulus sizes, precision); choose parameters it accepts, e.g. the defaults.' },
   TWF_E_INTERNAL: { status: 500, message: 'Internal error; see the coordinator log.' },
-} as const;
+});
 
 export type WireErrorCode = keyof typeof WIRE_ERRORS;
 
-/** An error with a catalogued code; `detail` says what exactly was wrong. */
-export class WireError extends Error {
-  readonly code: WireErrorCode;
+/** An error with a catalogued code; `detail` says what exactly was wrong, `status` is the HTTP status of the code. */
+export class WireError extends TwinfedError<WireErrorCode> {
   readonly status: number;
-  readonly detail: string;
   constructor(code: WireErrorCode, detail = '') {
-    super(`${code}: ${WIRE_ERRORS[code].message}${detail ? ` (${detail})` : ''}`);
+    super(code, standardFormat(code, WIRE_ERRORS[code], detail), detail);
     this.name = 'WireError';
-    this.code = code;
     this.status = WIRE_ERRORS[code].status;
-    this.detail = detail;
   }
 }
 
 export function isWireErrorCode(code: string): code is WireErrorCode {
-  return Object.prototype.hasOwnProperty.call(WIRE_ERRORS, code);
+  return inCatalogue(WIRE_ERRORS, code);
 }

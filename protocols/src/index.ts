@@ -1,5 +1,6 @@
 export * from './version.js';
 export * from './canonical.js';
+export * from './define-errors.js';
 export * from './errors.js';
 export * from './envelope.js';
 export * from './manifest.js';

@@ -179,7 +179,7 @@ export class SiteRounds {
         const ok = verifyStatement(MASK_KEYS_KIND, maskKeysFields(ctx, e.siteId, e.sPk, e.bCommit), e.signature, fromB64(keys.get(e.siteId)!.ed25519PublicKey));
         if (!ok) this.refuse(studyId, round, 'TWF_E_SECAGG', `the mask keys of ${e.siteId} are not signed with its roster key`);
         if (e.siteId === this.host.siteId) {
-          if (e.sPk !== b64(w.sPk!) || e.bCommit !== JSON.parse(w.setupJson!).bCommit) this.refuse(studyId, round, 'TWF_E_SECAGG', 'our own mask keys came back altered');
+          if (e.sPk !== b64(w.sPk!) || e.bCommit !== (JSON.parse(w.setupJson!) as { bCommit: string }).bCommit) this.refuse(studyId, round, 'TWF_E_SECAGG', 'our own mask keys came back altered');
           continue;
         }
         if (!e.box) {

@@ -21,6 +21,7 @@ async function fourSites(tmpDir: string, dropAfterSetup: string[]) {
   const nodes: SiteNode[] = [];
   const logs: DeltaLog[] = [];
   for (const [name, patients, val] of SITES) {
+    // eslint-disable-next-line prefer-const -- assigned after realSite returns, read by its callbacks before that
     let node: SiteNode | undefined;
     const r = await realSite(url, join(tmpDir, name), `Hospital ${name}`, [...patients], [...val], {
       onStep: (e) => {

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { compareAuditLogs, readAuditLog, readSiteStatements, verifyAuditChain, type ChainVerdict, type CompareCheck, type CompareReport } from '@twinfed/shared/audit/index';
 import { fromB64, initSodium } from '@twinfed/shared/crypto/index';
 import { SITE_FILES } from '@twinfed/site-node/config';
+import { CliError } from '../errors.js';
 
 function openReadonly(path: string) {
   if (!existsSync(path)) throw new Error(`TWF_E_NOT_FOUND: no database at ${path}`);
@@ -30,7 +31,7 @@ export async function verifyAuditDb(path: string, publicKeyB64?: string): Promis
   try {
     const { owner, entries } = readAuditLog(db);
     const key = publicKeyB64 ?? owner?.ed25519PublicKey;
-    if (!key) throw new Error(`TWF_E_AUDIT: ${path} records no log owner; pass --public-key`);
+    if (!key) throw new CliError('TWF_E_AUDIT', `${path} records no log owner; pass --public-key`);
     return { ...verifyAuditChain(entries, fromB64(key)), path, ownerId: owner?.ownerId ?? null, keySource: publicKeyB64 ? 'argument' : 'database' };
   } finally {
     sqlite.close();
@@ -77,7 +78,7 @@ function publicKey(b64: string, what: string): Uint8Array {
   } catch {
     k = null;
   }
-  if (k?.length !== 32) throw new Error(`TWF_E_AUDIT: ${what} is not a base64 Ed25519 public key`);
+  if (k?.length !== 32) throw new CliError('TWF_E_AUDIT', `${what} is not a base64 Ed25519 public key`);
   return k;
 }
 
@@ -97,11 +98,11 @@ export async function compareAuditDbs(siteDbPath: string, coordinatorDbPath: str
   const config = readSiteFile(configPath);
   const fromConfig = field(config, configPath, 'coordinatorPublicKey');
   const coordinatorKey = keys.coordinatorKey ?? fromConfig.value;
-  if (!coordinatorKey) throw new Error(`TWF_E_AUDIT: no pinned coordinator key (${fromConfig.why}); pass --coordinator-key B64, the coordinator's Ed25519 public key from a trusted source`);
+  if (!coordinatorKey) throw new CliError('TWF_E_AUDIT', `no pinned coordinator key (${fromConfig.why}); pass --coordinator-key B64, the coordinator's Ed25519 public key from a trusted source`);
   const pinnedCoordinatorKey = publicKey(coordinatorKey, keys.coordinatorKey ? '--coordinator-key' : `coordinatorPublicKey in ${configPath}`);
   const fromIdentity = keys.siteKey ? null : field(readSiteFile(identityPath), identityPath, 'ed25519PublicKey');
   const siteKey = keys.siteKey ?? fromIdentity!.value;
-  if (!siteKey) throw new Error(`TWF_E_AUDIT: no pinned site key (${fromIdentity!.why}); pass --site-key B64, the site's Ed25519 public key from a trusted source`);
+  if (!siteKey) throw new CliError('TWF_E_AUDIT', `no pinned site key (${fromIdentity!.why}); pass --site-key B64, the site's Ed25519 public key from a trusted source`);
   const pinned = { coordinatorKey: pinnedCoordinatorKey, siteKey: publicKey(siteKey, keys.siteKey ? '--site-key' : `ed25519PublicKey in ${identityPath}`) };
 
   const s = openReadonly(siteDbPath);
@@ -113,7 +114,7 @@ export async function compareAuditDbs(siteDbPath: string, coordinatorDbPath: str
       // The parties' ids as the site enrolled them; a database's own record where there is no site.json.
       const siteId = field(config, configPath, 'siteId').value ?? site.owner?.ownerId;
       const coordinatorId = field(config, configPath, 'coordinatorId').value ?? coord.owner?.ownerId;
-      if (!siteId || !coordinatorId) throw new Error(`TWF_E_AUDIT: ${siteId ? coordinatorDbPath : siteDbPath} records no log owner and ${configPath} does not name it`);
+      if (!siteId || !coordinatorId) throw new CliError('TWF_E_AUDIT', `${siteId ? coordinatorDbPath : siteDbPath} records no log owner and ${configPath} does not name it`);
       const statements = readSiteStatements(s.db, siteId);
       const report = compareAuditLogs({ siteId, coordinatorId, site: site.entries, coordinator: coord.entries, ...pinned, receipts: statements.receipts ?? [], checkpoints: statements.checkpoints ?? [] });
       return {

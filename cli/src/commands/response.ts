@@ -6,6 +6,7 @@ import {
   buildExamples, compareRegimes, evaluateResponse, featureNames, initLogReg, permutationImportance, responsePatientsFromLaleh, responseStudySpec,
   splitOf, RESPONSE_CLASSES, type FeatureImportance, type LogRegConfig, type RegimeRow, type ResponseEvaluation, type ResponseExample,
 } from '@twinfed/shared/response/index';
+import { CliError } from '../errors.js';
 
 /** Built-in CSV layouts `twinfed response evaluate --format` reads. */
 const FORMATS = ['laleh'] as const;
@@ -35,7 +36,7 @@ export interface ResponseModelEvaluation extends ResponseEvaluation {
  */
 export function evaluateResponseModel(modelDir: string, csvPath: string, format: string, opts: { heldOutOnly?: boolean; repeats?: number } = {}): ResponseModelEvaluation {
   const { meta, weights } = readModelDir(modelDir);
-  if (meta.model.arch !== 'logreg') throw new Error(`TWF_E_MODEL_KIND: ${modelDir} holds a '${meta.model.arch}' model; response evaluate needs a response (logreg) model, e.g. out/response/model`);
+  if (meta.model.arch !== 'logreg') throw new CliError('TWF_E_MODEL_KIND', `${modelDir} holds a '${meta.model.arch}' model; response evaluate needs a response (logreg) model, e.g. out/response/model`);
   const arms = meta.model.arms;
   const cfg: LogRegConfig = { nFeatures: featureNames(arms).length, nClasses: meta.model.nClasses, l2: meta.model.l2 };
   const minMeasurements = meta.split?.minMeasurements ?? 5;
@@ -97,7 +98,7 @@ export function compareResponse(opts: { dataDir: string; outDir: string; rounds:
   let federatedSource = `plaintext FedAvg simulated, ${opts.rounds} rounds x ${spec.training.epochsPerRound} epochs`;
   if (opts.federatedModel && existsSync(join(opts.federatedModel, 'model.json'))) {
     const m = readModelDir(opts.federatedModel);
-    if (m.meta.model.arch !== 'logreg' || m.weights.length !== cfg.nClasses * (cfg.nFeatures + 1)) throw new Error(`TWF_E_MODEL_KIND: ${opts.federatedModel} is not a response model of this study's shape`);
+    if (m.meta.model.arch !== 'logreg' || m.weights.length !== cfg.nClasses * (cfg.nFeatures + 1)) throw new CliError('TWF_E_MODEL_KIND', `${opts.federatedModel} is not a response model of this study's shape`);
     federated = m.weights;
     federatedSource = `${opts.federatedModel} (encrypted FedAvg from the demo, round ${m.meta.version})`;
   }

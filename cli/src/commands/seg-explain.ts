@@ -6,6 +6,7 @@ import { DEFAULT_GRADCAM_LAYER, camMassShare, gradCam, renderGradCamOverlay } fr
 import { dice, selectBackend } from '@twinfed/shared/train/index';
 import { encodePngRgb } from '@twinfed/shared/imaging/index';
 import { readModelDir } from '@twinfed/site-node';
+import { CliError } from '../errors.js';
 
 export interface ExplainOptions {
   modelDir: string;
@@ -48,7 +49,7 @@ export interface ExplainResult {
   size: number;
 }
 
-const bad = (msg: string) => new Error(`TWF_E_BAD_OPTION: ${msg}`);
+const bad = (msg: string) => new CliError('TWF_E_BAD_OPTION', msg);
 
 function maskArea(mask: NiftiVolume, z: number): number {
   const [nx, ny] = mask.dims;
@@ -71,7 +72,7 @@ export async function explainSegmentation(o: ExplainOptions): Promise<ExplainRes
   const maskPath = join(o.dataDir, o.patient, `${modality}_mask.nii.gz`);
   for (const p of [imgPath, maskPath]) if (!existsSync(p)) throw new Error(`TWF_E_NOT_FOUND: ${p} missing (expected DIR/PATIENT/${modality}_image.nii.gz and ${modality}_mask.nii.gz)`);
   const { meta, weights } = readModelDir(o.modelDir);
-  if (meta.model.arch !== 'unet2d') throw new Error(`TWF_E_MODEL_KIND: ${o.modelDir} holds a '${meta.model.arch}' model, seg explain needs a U-Net`);
+  if (meta.model.arch !== 'unet2d') throw new CliError('TWF_E_MODEL_KIND', `${o.modelDir} holds a '${meta.model.arch}' model, seg explain needs a U-Net`);
   const cfg = { inChannels: meta.model.inChannels, nClasses: meta.model.nClasses, base: meta.model.base, depth: meta.model.depth, size: meta.model.size };
   const layers = unetLayerNames(cfg);
   if (!layers.includes(layer)) throw bad(`--layer ${layer} is not a layer of this model; choose one of ${layers.join(', ')}`);

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 // not ship), so load its CommonJS build.
 const require = createRequire(import.meta.url);
 type Sodium = typeof import('libsodium-wrappers');
-const sodiumModule: Sodium = require('libsodium-wrappers');
+const sodiumModule = require('libsodium-wrappers') as Sodium;
 
 let ready = false;
 

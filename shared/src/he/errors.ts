@@ -1,21 +1,24 @@
-/**
- * Errors raised by the homomorphic-encryption layer. `code` is stable;
- * TWF_E_BAD_CIPHERTEXT is the same code the wire protocol uses
- * (protocols/src/errors.ts), so the coordinator can pass it through unchanged.
- */
-export type HeErrorCode =
-  | 'TWF_E_BAD_CIPHERTEXT' // bytes are not a valid ciphertext for these parameters
-  | 'TWF_E_HE_PARAMS' // parameter set is invalid or not supported
-  | 'TWF_E_HE_OVERFLOW' // sample count would overflow the plaintext modulus
-  | 'TWF_E_HE_BAD_UPDATE' // update vector or sample count is unusable (NaN, n <= 0, ...)
-  | 'TWF_E_HE_BAD_KEY' // secret key bytes do not load for these parameters
-  | 'TWF_E_HE_DECRYPT'; // decryption failed: wrong key or noise budget exhausted
+import { TwinfedError, defineErrors } from '@twinfed/protocols/define-errors';
+import type { WireErrorCode } from '@twinfed/protocols';
 
-export class HeError extends Error {
-  readonly code: HeErrorCode;
+/**
+ * Errors raised by the homomorphic-encryption layer. `code` is stable; the message of an HeError
+ * is `CODE: detail`. TWF_E_BAD_CIPHERTEXT is the wire protocol's code (protocols/src/errors.ts),
+ * so the coordinator can pass it through unchanged.
+ */
+export const HE_ERRORS = defineErrors({
+  TWF_E_HE_PARAMS: { message: 'The encryption parameter set is invalid or not supported; use the parameters of a released manifest (DEFAULT_HE_PARAMS).' },
+  TWF_E_HE_OVERFLOW: { message: 'The total sample count would overflow the plaintext modulus, so the average could not be decrypted; lower maxSamplesPerSite or the roster size.' },
+  TWF_E_HE_BAD_UPDATE: { message: 'The update vector or its sample count is unusable (NaN or infinite weights, n <= 0, wrong length); nothing was encrypted.' },
+  TWF_E_HE_BAD_KEY: { message: 'The secret key bytes do not load for these encryption parameters; the key file is damaged or belongs to another study.' },
+  TWF_E_HE_DECRYPT: { message: 'Decryption failed: the wrong study key, or the ciphertext\'s noise budget is exhausted.' },
+});
+
+export type HeErrorCode = keyof typeof HE_ERRORS | Extract<WireErrorCode, 'TWF_E_BAD_CIPHERTEXT'>;
+
+export class HeError extends TwinfedError<HeErrorCode> {
   constructor(code: HeErrorCode, message: string, options?: { cause?: unknown }) {
-    super(`${code}: ${message}`, options);
+    super(code, `${code}: ${message}`, message, options);
     this.name = 'HeError';
-    this.code = code;
   }
 }

@@ -7,7 +7,7 @@
  * (quantizeToZt, maskInput, encryptSlots) and the sum is unmasked between
  * decryptSlots and averageFromCentred.
  */
-export { HeError, type HeErrorCode } from './errors.js';
+export { HeError, HE_ERRORS, type HeErrorCode } from './errors.js';
 export { DEFAULT_HE_PARAMS, heParamsDigest, maxTotalSamples, checkHeParams, type HeParams } from './params.js';
 export { createHeContext, type HeContext } from './context.js';
 export { generateSecretKey } from './keys.js';

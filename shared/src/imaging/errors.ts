@@ -1,26 +1,27 @@
+import { TwinfedError, defineErrors } from '@twinfed/protocols/define-errors';
+
 /**
  * Errors of the imaging importers. `code` is stable (UIs and the CLI key on it);
  * the message says which file, what is wrong, and what to do about it.
  */
-export const IMAGING_ERRORS = {
-  TWF_E_IMPORT_CORRUPT: 'The file is truncated or damaged; re-export or re-copy it from the source system.',
-  TWF_E_IMPORT_UNSUPPORTED: 'The file is valid but uses a feature this importer does not read; convert it (e.g. to uncompressed DICOM or NIfTI).',
-  TWF_E_IMPORT_GEOMETRY: 'The image geometry is inconsistent or cannot be represented as one regular 3D grid.',
-  TWF_E_IMPORT_UNKNOWN_FORMAT: 'The file is not a NIfTI, NRRD or DICOM file.',
-  TWF_E_IMPORT_REFERENCE: 'A referenced object (series, ROI, slice) is missing or does not match.',
-  TWF_E_IMPORT_TOO_LARGE: 'The file would take more memory than an import limit allows (voxels, decompressed bytes, compression ratio, contour points, mask voxels): a decompression bomb or a damaged header; if it is genuine, raise the limit the message names.',
-} as const;
+export const IMAGING_ERRORS = defineErrors({
+  TWF_E_IMPORT_CORRUPT: { message: 'The file is truncated or damaged; re-export or re-copy it from the source system.' },
+  TWF_E_IMPORT_UNSUPPORTED: { message: 'The file is valid but uses a feature this importer does not read; convert it (e.g. to uncompressed DICOM or NIfTI).' },
+  TWF_E_IMPORT_GEOMETRY: { message: 'The image geometry is inconsistent or cannot be represented as one regular 3D grid.' },
+  TWF_E_IMPORT_UNKNOWN_FORMAT: { message: 'The file is not a NIfTI, NRRD or DICOM file.' },
+  TWF_E_IMPORT_REFERENCE: { message: 'A referenced object (series, ROI, slice) is missing or does not match.' },
+  TWF_E_IMPORT_TOO_LARGE: { message: 'The file would take more memory than an import limit allows (voxels, decompressed bytes, compression ratio, contour points, mask voxels): a decompression bomb or a damaged header; if it is genuine, raise the limit the message names.' },
+});
 
 export type ImagingErrorCode = keyof typeof IMAGING_ERRORS;
 
-export class ImagingError extends Error {
-  readonly code: ImagingErrorCode;
+/** `CODE: file: detail`. */
+export class ImagingError extends TwinfedError<ImagingErrorCode> {
   /** File (name or path) the error is about, when there is one. */
   readonly file?: string;
   constructor(code: ImagingErrorCode, file: string | undefined, detail: string, options?: { cause?: unknown }) {
-    super(`${code}: ${file ? `${file}: ` : ''}${detail}`, options);
+    super(code, `${code}: ${file ? `${file}: ` : ''}${detail}`, detail, options);
     this.name = 'ImagingError';
-    this.code = code;
     if (file !== undefined) this.file = file;
   }
 }

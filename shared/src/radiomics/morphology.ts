@@ -155,7 +155,7 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
 /** Sample covariance matrix (normalised by N - 1, as the IBSI reference values are) of xyz-interleaved points about `mean`, row-major 3x3. */
 function covariance(pos: number[], mean: number[]): number[] {
   const n = pos.length / 3;
-  const c = new Array(9).fill(0);
+  const c = new Array<number>(9).fill(0);
   for (let p = 0; p < n; p++) {
     const d = [pos[3 * p] - mean[0], pos[3 * p + 1] - mean[1], pos[3 * p + 2] - mean[2]];
     for (let r = 0; r < 3; r++) for (let q = 0; q < 3; q++) c[3 * r + q] += (d[r] * d[q]) / (n - 1);

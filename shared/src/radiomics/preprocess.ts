@@ -4,7 +4,6 @@
  *
  * Pure: no I/O.
  */
-import type { ImageVolume } from '../imaging/types.js';
 import { RadiomicsError } from './errors.js';
 import type { RadiomicsSettings } from './settings.js';
 

@@ -535,7 +535,7 @@ test('every TWF_E_SECAGG_ code used in the source is catalogued, used, and docum
   const e = new SecaggError('TWF_E_SECAGG_BOX', 'detail');
   assert.equal(e.code, 'TWF_E_SECAGG_BOX');
   assert.ok(e.message.startsWith('TWF_E_SECAGG_BOX: detail. '));
-  assert.ok(e.message.includes(SECAGG_ERRORS.TWF_E_SECAGG_BOX));
+  assert.ok(e.message.includes(SECAGG_ERRORS.TWF_E_SECAGG_BOX.message));
 });
 
 // ---------------------------------------------------------------- end to end with SEAL

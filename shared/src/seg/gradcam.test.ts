@@ -79,13 +79,6 @@ describe('Grad-CAM', () => {
         const g = layerGradient(m, img, layer, target);
         assert.ok(Math.abs(g.target - gradCamTarget(m, img, layer, target)) < 1e-4 * Math.max(1, Math.abs(g.target)));
         const n = g.activation.length;
-        const quotient = (i: number, eps: number) => {
-          const d = new Float32Array(n);
-          d[i] = eps;
-          const up = gradCamTarget(m, img, layer, target, 1, d);
-          d[i] = -eps;
-          return (up - gradCamTarget(m, img, layer, target, 1, d)) / (2 * eps);
-        };
         let checked = 0;
         let nonZero = 0;
         const f0 = gradCamTarget(m, img, layer, target);

@@ -34,7 +34,7 @@ export interface GaussianPrior {
 
 export function emptyStats(model: string, paramNames: string[]): SufficientStats {
   const p = paramNames.length;
-  return { model, paramNames: [...paramNames], n: 0, sum: new Array(p).fill(0), sumSq: Array.from({ length: p }, () => new Array(p).fill(0)), rss: 0, dof: 0 };
+  return { model, paramNames: [...paramNames], n: 0, sum: new Array<number>(p).fill(0), sumSq: Array.from({ length: p }, () => new Array<number>(p).fill(0)), rss: 0, dof: 0 };
 }
 
 /** Sufficient statistics of a set of fits of the same model (one site's contribution). */
