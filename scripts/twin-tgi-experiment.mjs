@@ -20,9 +20,7 @@
 // Honesty: every prior is leave-one-out (other patients only); held-out points of the patient never
 // enter its fit, prior or noise level. The 'full' prior uses other patients' complete series.
 import { readFileSync } from 'node:fs';
-import {
-  fitPatient, forecastWithBand, parseLalehCsv, predictFit, priorFromStats, simulate, subSeed, subtractStats, sufficientStats, withNoisePrior,
-} from '../shared/dist/twin/index.js';
+import { fitPatient, forecastWithBand, parseLalehCsv, predictFit, priorFromStats, simulate, subSeed, subtractStats, sufficientStats, withNoisePrior } from '../shared/dist/twin/index.js';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,8 +37,14 @@ const NU = 3;
 
 const P = (name, lower, upper, start, transform = 'log') => ({ name, lower, upper, unit: '1/day', transform, start });
 const SHAPES = {
-  stein: { params: (lin) => [P('d', 1e-5, 0.5, [0.002, 0.05]), lin ? P('g', 0, 0.05, [0.0005, 0.01], 'identity') : P('g', 1e-5, 0.1, [0.0005, 0.01])], f: (th, t) => Math.exp(-th[0] * t) + Math.exp(th[1] * t) - 1 },
-  wang: { params: (lin) => [P('d', 1e-5, 0.5, [0.002, 0.05]), lin ? P('c', 0, 0.05, [0.0002, 0.005], 'identity') : P('c', 1e-6, 0.1, [0.0002, 0.005])], f: (th, t) => Math.exp(-th[0] * t) + th[1] * t },
+  stein: {
+    params: (lin) => [P('d', 1e-5, 0.5, [0.002, 0.05]), lin ? P('g', 0, 0.05, [0.0005, 0.01], 'identity') : P('g', 1e-5, 0.1, [0.0005, 0.01])],
+    f: (th, t) => Math.exp(-th[0] * t) + Math.exp(th[1] * t) - 1,
+  },
+  wang: {
+    params: (lin) => [P('d', 1e-5, 0.5, [0.002, 0.05]), lin ? P('c', 0, 0.05, [0.0002, 0.005], 'identity') : P('c', 1e-6, 0.1, [0.0002, 0.005])],
+    f: (th, t) => Math.exp(-th[0] * t) + th[1] * t,
+  },
 };
 /** Time origin shift (days from treatment start to the first fitted day) for the 'day0' variant. */
 let ORIGIN = 0;
@@ -48,8 +52,12 @@ function tgiModel(shape, { diam = false, lin = false, day0 = false } = {}) {
   const s = SHAPES[shape];
   return {
     name: `${shape}${diam ? ':diam' : ''}${lin ? ':lin' : ''}${day0 ? ':day0' : ''}`, // seeds the multistarts; never looked up
-    equation: '', citation: '', params: s.params(lin),
-    rhs: () => { throw new Error('time-dependent model: no autonomous rhs'); },
+    equation: '',
+    citation: '',
+    params: s.params(lin),
+    rhs: () => {
+      throw new Error('time-dependent model: no autonomous rhs');
+    },
     exact: (V0, th, dt) => {
       const T = day0 ? ORIGIN : 0;
       const r = s.f(th, T + dt) / s.f(th, T);
@@ -74,10 +82,7 @@ const VARIANTS = [
   V('wang, prior from full series', tgiModel('wang'), 'direct', 'full', false),
   V('stein, anchored', tgiModel('stein'), 'anchored'),
   V('wang, anchored', tgiModel('wang'), 'anchored'),
-  ...['exponential', 'logistic', 'gompertz', 'generalGompertz', 'classicBertalanffy', 'generalBertalanffy'].flatMap((m) => [
-    V(`${m}, anchored`, m, 'anchored'),
-    V(`${m}, restarted`, m, 'restart'),
-  ]),
+  ...['exponential', 'logistic', 'gompertz', 'generalGompertz', 'classicBertalanffy', 'generalBertalanffy'].flatMap((m) => [V(`${m}, anchored`, m, 'anchored'), V(`${m}, restarted`, m, 'restart')]),
 ];
 // Equal-weight model ensembles: per patient, the median of the members' point forecasts (band: the
 // median of their 5 % and of their 95 % quantiles, an approximation to pooling).
@@ -91,7 +96,10 @@ const RUN = [...VARIANTS, ...ENSEMBLES].filter((v) => !ONLY || ONLY.split(';').i
 function prepare(pts) {
   const main = [];
   for (const p0 of pts) {
-    const idx = p0.days.map((_, i) => i).filter((i) => Number.isFinite(p0.days[i]) && p0.volumesMm3[i] >= 0).sort((a, b) => p0.days[a] - p0.days[b]);
+    const idx = p0.days
+      .map((_, i) => i)
+      .filter((i) => Number.isFinite(p0.days[i]) && p0.volumesMm3[i] >= 0)
+      .sort((a, b) => p0.days[a] - p0.days[b]);
     const keep = idx.slice(0, Math.max(0, idx.length - DROP));
     const days = keep.map((i) => p0.days[i]);
     const v = keep.map((i) => p0.volumesMm3[i]);
@@ -126,7 +134,7 @@ function evaluate(main, v) {
   const acc = () => ({ n: 0, ae: 0, cov: 0, pts: 0 });
   const add = (a, { point, band }, x) => {
     let s = 0;
-    (a.per ??= []);
+    a.per ??= [];
     (a.out ??= []).push({ point, band });
     x.testV.forEach((o, i) => {
       s += Math.abs(point[i] - o) / x.norm;
@@ -168,7 +176,9 @@ const median = (xs) => {
   return 0.5 * (s[Math.floor(h)] + s[Math.ceil(h)]);
 };
 function ensemble(main, memberResults, kind) {
-  let ae = 0, cov = 0, pts = 0;
+  let ae = 0,
+    cov = 0,
+    pts = 0;
   const per = [];
   main.forEach((x, i) => {
     const outs = memberResults.map((r) => r[kind].out[i]);
@@ -221,7 +231,10 @@ function trendShrink(main, model) {
   });
   const ladSlope = (pairs) => {
     // weighted median of o/c with weights |c| minimises Σ|o − β·c|
-    const r = pairs.filter(([c]) => Math.abs(c) > 1e-12).map(([c, o]) => [o / c, Math.abs(c)]).sort((a, b) => a[0] - b[0]);
+    const r = pairs
+      .filter(([c]) => Math.abs(c) > 1e-12)
+      .map(([c, o]) => [o / c, Math.abs(c)])
+      .sort((a, b) => a[0] - b[0]);
     const tot = r.reduce((a, [, w]) => a + w, 0);
     let acc = 0;
     for (const [q, w] of r) if ((acc += w) >= tot / 2) return q;
@@ -264,7 +277,10 @@ function readerMixture(main, model, useMap) {
   const N = same.reduce((a, [, n]) => a + n, 0);
   const raw = main.map((x) => fitPatient(model, { days: x.fitDays, volumesMm3: x.fitV }, opts(x)));
   const total = sufficientStats(raw);
-  let ae = 0, moved = 0, cov = 0, pts = 0;
+  let ae = 0,
+    moved = 0,
+    cov = 0,
+    pts = 0;
   const per = [];
   main.forEach((x, i) => {
     const pi = (Z - same[i][0]) / (N - same[i][1]);
@@ -281,12 +297,14 @@ function readerMixture(main, model, useMap) {
       pts++;
       if (o >= Math.min(b90.lower[k] * r, last) && o <= Math.max(b90.upper[k] * r, last)) cov++;
     });
-    const e = x.testV.reduce((a, o, k) => {
-      const lo = b.lower[k] * r, hi = b.upper[k] * r;
-      const pred = hi < last ? hi : lo > last ? lo : last;
-      if (pred !== last) moved++;
-      return a + Math.abs(pred - o) / x.norm;
-    }, 0) / x.testV.length;
+    const e =
+      x.testV.reduce((a, o, k) => {
+        const lo = b.lower[k] * r,
+          hi = b.upper[k] * r;
+        const pred = hi < last ? hi : lo > last ? lo : last;
+        if (pred !== last) moved++;
+        return a + Math.abs(pred - o) / x.norm;
+      }, 0) / x.testV.length;
     per.push(e);
     ae += e;
   });
@@ -299,7 +317,9 @@ if (MIXTURE) {
       const d = r.per.map((e, i) => e - locfPer[s][i]);
       const m = d.reduce((a, b) => a + b, 0) / d.length;
       const sd = Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1));
-      console.log(`S${s + 1} K=${K} ${MIXTURE}${useMap ? ' MAP' : ''} reader-mixture median: MAE ${r.mae.toFixed(3)} (LOCF ${locf[s].toFixed(3)}; paired ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${(1.96 * sd / Math.sqrt(d.length)).toFixed(3)}), cov90 ${Math.round(100 * r.cov)} %, π ≈ ${r.pi.toFixed(2)}, forecasts off LOCF ${r.moved}/${c.length * K}`);
+      console.log(
+        `S${s + 1} K=${K} ${MIXTURE}${useMap ? ' MAP' : ''} reader-mixture median: MAE ${r.mae.toFixed(3)} (LOCF ${locf[s].toFixed(3)}; paired ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${((1.96 * sd) / Math.sqrt(d.length)).toFixed(3)}), cov90 ${Math.round(100 * r.cov)} %, π ≈ ${r.pi.toFixed(2)}, forecasts off LOCF ${r.moved}/${c.length * K}`,
+      );
     });
   process.exit(0);
 }
@@ -309,7 +329,9 @@ if (SHRINK) {
     const d = r.per.map((e, i) => e - locfPer[s][i]);
     const m = d.reduce((a, b) => a + b, 0) / d.length;
     const sd = Math.sqrt(d.reduce((a, b) => a + (b - m) ** 2, 0) / (d.length - 1));
-    console.log(`S${s + 1} K=${K} ${SHRINK} trend-shrink: MAE ${r.mae.toFixed(3)} (LOCF ${locf[s].toFixed(3)}; paired ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${(1.96 * sd / Math.sqrt(d.length)).toFixed(3)}), β over LOO folds ${r.beta.map((b) => b.toFixed(3)).join('…')}, ${r.steps} internal steps`);
+    console.log(
+      `S${s + 1} K=${K} ${SHRINK} trend-shrink: MAE ${r.mae.toFixed(3)} (LOCF ${locf[s].toFixed(3)}; paired ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${((1.96 * sd) / Math.sqrt(d.length)).toFixed(3)}), β over LOO folds ${r.beta.map((b) => b.toFixed(3)).join('…')}, ${r.steps} internal steps`,
+    );
   });
   process.exit(0);
 }
@@ -317,12 +339,15 @@ let best = null;
 const cache = new Map();
 const resultOf = (v) => {
   if (!cache.has(v.label)) {
-    cache.set(v.label, v.members
-      ? cohorts.map((c, s) => {
-          const mr = v.members.map((l) => resultOf(VARIANTS.find((u) => u.label === l))[s]);
-          return { plain: ensemble(c, mr, 'plain'), map: ensemble(c, mr, 'map') };
-        })
-      : cohorts.map((c) => evaluate(c, v)));
+    cache.set(
+      v.label,
+      v.members
+        ? cohorts.map((c, s) => {
+            const mr = v.members.map((l) => resultOf(VARIANTS.find((u) => u.label === l))[s]);
+            return { plain: ensemble(c, mr, 'plain'), map: ensemble(c, mr, 'map') };
+          })
+        : cohorts.map((c) => evaluate(c, v)),
+    );
   }
   return cache.get(v.label);
 };
@@ -341,7 +366,7 @@ if (best) {
   const txt = d.map((e, s) => {
     const m = e.reduce((a, b) => a + b, 0) / e.length;
     const sd = Math.sqrt(e.reduce((a, b) => a + (b - m) ** 2, 0) / (e.length - 1));
-    return `S${s + 1} ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${(1.96 * sd / Math.sqrt(e.length)).toFixed(3)}`;
+    return `S${s + 1} ${m >= 0 ? '+' : ''}${m.toFixed(3)} ± ${((1.96 * sd) / Math.sqrt(e.length)).toFixed(3)}`;
   });
   console.log(`\nClosest to LOCF on its worst study: ${best.label}; MAE − LOCF per patient, mean ± 1.96·SE: ${txt.join(', ')}`);
 }

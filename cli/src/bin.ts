@@ -31,12 +31,20 @@ function action<A extends unknown[]>(fn: (...a: A) => Promise<void> | void) {
 }
 const print = (json: boolean, value: unknown, text: () => string) => console.log(json ? JSON.stringify(value) : text());
 /** Parser of a `--max-...` import limit: a positive number (0 too where it means "off"). */
-const limitArg = (zeroIsOff = false) => (v: string): number => {
-  const n = Number(v);
-  if (!(n > 0) && !(zeroIsOff && n === 0)) throw new InvalidArgumentError(zeroIsOff ? 'expected a number >= 0 (0: off)' : 'expected a positive number');
-  return n;
-};
-interface LimitFlags { maxVoxels?: number; maxDecompressedMib?: number; maxCompressionRatio?: number; maxContourPoints?: number; maxMaskVoxels?: number }
+const limitArg =
+  (zeroIsOff = false) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!(n > 0) && !(zeroIsOff && n === 0)) throw new InvalidArgumentError(zeroIsOff ? 'expected a number >= 0 (0: off)' : 'expected a positive number');
+    return n;
+  };
+interface LimitFlags {
+  maxVoxels?: number;
+  maxDecompressedMib?: number;
+  maxCompressionRatio?: number;
+  maxContourPoints?: number;
+  maxMaskVoxels?: number;
+}
 /** ImportLimits from the `--max-...` flags given (the rest keep their defaults). */
 function importLimitsFrom(o: LimitFlags): Partial<ImportLimits> {
   const l: Partial<ImportLimits> = {};
@@ -50,7 +58,8 @@ function importLimitsFrom(o: LimitFlags): Partial<ImportLimits> {
 
 // ------------------------------------------------------------- coordinator
 const coord = program.command('coordinator').description('Run the coordinator (aggregates ciphertexts; holds no secret key)');
-coord.command('start')
+coord
+  .command('start')
   .description('Start the coordinator: REST API for leads, socket.io endpoint for site nodes, /metrics')
   .option('--data-dir <dir>', 'folder for coordinator.db and the coordinator identity', './twinfed-coordinator')
   .option('--host <host>', 'listen address', '127.0.0.1')
@@ -61,101 +70,159 @@ coord.command('start')
   .option('--tls-cert <file>', 'serve HTTPS and WSS with this PEM certificate (default: plain HTTP, e.g. behind a TLS proxy)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--tls-next-cert <file>', 'certificate of the next key: its pin is sent to every site, signed, so a renewal does not lock them out')
-  .action(action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
-    if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
-    const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
-    const { buildCoordinator } = await import('@twinfed/coordinator');
-    const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel, ...(tls ? { tls } : {}) });
-    const url = await c.listen();
-    console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
-    if (c.tls) console.log(`TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`);
-    // A signal handler cannot await: close, then exit 0, or 1 when closing failed (no unhandled rejection).
-    const stop = () => {
-      c.close().then(() => process.exit(0), (e: unknown) => {
-        console.error(`close failed: ${(e as Error).message}`);
-        process.exit(1);
-      });
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  }));
+  .action(
+    action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
+      if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
+      const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
+      const { buildCoordinator } = await import('@twinfed/coordinator');
+      const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel, ...(tls ? { tls } : {}) });
+      const url = await c.listen();
+      console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
+      if (c.tls)
+        console.log(
+          `TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`,
+        );
+      // A signal handler cannot await: close, then exit 0, or 1 when closing failed (no unhandled rejection).
+      const stop = () => {
+        c.close().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            console.error(`close failed: ${(e as Error).message}`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    }),
+  );
 
 // -------------------------------------------------------------------- lead
 const lead = program.command('lead').description('Consortium lead commands (REST client of the coordinator)');
-const leadOpts = (c: Command) => c
-  .option('--url <url>', 'coordinator URL', 'http://127.0.0.1:7400')
-  .addOption(new Option('--admin-token <token>', 'lead API token').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
-  .option('--json', 'print JSON');
-leadOpts(lead.command('token <siteName>').description('Issue a one-time enrolment token for a site'))
-  .action(action(async (siteName: string, o: { url: string; adminToken: string; json?: boolean }) => {
+const leadOpts = (c: Command) =>
+  c
+    .option('--url <url>', 'coordinator URL', 'http://127.0.0.1:7400')
+    .addOption(new Option('--admin-token <token>', 'lead API token').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
+    .option('--json', 'print JSON');
+leadOpts(lead.command('token <siteName>').description('Issue a one-time enrolment token for a site')).action(
+  action(async (siteName: string, o: { url: string; adminToken: string; json?: boolean }) => {
     const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ token: string; expiresAt: string }>('POST', '/api/enrolment-tokens', { siteName });
     print(!!o.json, r, () => `token for ${siteName} (valid until ${r.expiresAt}):\n${r.token}`);
-  }));
-leadOpts(lead.command('create-study <specFile>').description('Create a draft study from a JSON spec (see docs/protocol.md); its roster is fixed at start'))
-  .action(action(async (file: string, o: { url: string; adminToken: string; json?: boolean }) => {
+  }),
+);
+leadOpts(lead.command('create-study <specFile>').description('Create a draft study from a JSON spec (see docs/protocol.md); its roster is fixed at start')).action(
+  action(async (file: string, o: { url: string; adminToken: string; json?: boolean }) => {
     const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ studyId: string }>('POST', '/api/studies', JSON.parse(readFileSync(file, 'utf8')));
     print(!!o.json, r, () => `created draft ${r.studyId}\nstart it to fix the roster: twinfed lead start ${r.studyId} [--sites A,B,C]`);
-  }));
+  }),
+);
 leadOpts(lead.command('start <studyId>').description('Start a draft: the roster (default every enrolled site) and key-dealer order go into the manifest officers approve; or resume a stopped study'))
   .option('--sites <ids>', 'comma-separated site ids of the roster (default: every enrolled, non-revoked site)')
   .option('--dealers <ids>', 'comma-separated key-dealer order (default: roster order)')
-  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; sites?: string; dealers?: string }) => {
-    const body = { ...(o.sites ? { sites: o.sites.split(',') } : {}), ...(o.dealers ? { keyDealers: o.dealers.split(',') } : {}) };
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>('POST', `/api/studies/${id}/start`, body);
-    print(!!o.json, r, () => [`${id}: ${r.state}; manifest ${r.manifestHash}`, 'roster (officers compare these fingerprints with each site out of band):', ...r.participants.map((p) => `  ${p.siteId}  ${p.siteName}  ${p.fingerprint}`)].join('\n'));
-  }));
-leadOpts(lead.command('stop <studyId>').description('Stop a running study (its open round fails)'))
-  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+  .action(
+    action(async (id: string, o: { url: string; adminToken: string; json?: boolean; sites?: string; dealers?: string }) => {
+      const body = { ...(o.sites ? { sites: o.sites.split(',') } : {}), ...(o.dealers ? { keyDealers: o.dealers.split(',') } : {}) };
+      const { LeadClient } = await import('./http.js');
+      const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>(
+        'POST',
+        `/api/studies/${id}/start`,
+        body,
+      );
+      print(!!o.json, r, () =>
+        [
+          `${id}: ${r.state}; manifest ${r.manifestHash}`,
+          'roster (officers compare these fingerprints with each site out of band):',
+          ...r.participants.map((p) => `  ${p.siteId}  ${p.siteName}  ${p.fingerprint}`),
+        ].join('\n'),
+      );
+    }),
+  );
+leadOpts(lead.command('stop <studyId>').description('Stop a running study (its open round fails)')).action(
+  action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
     const { LeadClient } = await import('./http.js');
     const r = await new LeadClient(o.url, o.adminToken).call<{ state: string }>('POST', `/api/studies/${id}/stop`);
     print(!!o.json, r, () => `${id}: ${r.state}`);
-  }));
+  }),
+);
 leadOpts(lead.command('roster <studyId>').description('Add or remove roster sites: a new manifest version every officer must approve again'))
   .option('--add <ids>', 'comma-separated site ids to add')
   .option('--remove <ids>', 'comma-separated site ids to remove')
-  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; add?: string; remove?: string }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ manifestVersion: number; manifestHash: string }>('POST', `/api/studies/${id}/roster`, { add: o.add?.split(',') ?? [], remove: o.remove?.split(',') ?? [] });
-    print(!!o.json, r, () => `${id}: manifest version ${r.manifestVersion} (${r.manifestHash}); every site's officer must approve it again`);
-  }));
+  .action(
+    action(async (id: string, o: { url: string; adminToken: string; json?: boolean; add?: string; remove?: string }) => {
+      const { LeadClient } = await import('./http.js');
+      const r = await new LeadClient(o.url, o.adminToken).call<{ manifestVersion: number; manifestHash: string }>('POST', `/api/studies/${id}/roster`, {
+        add: o.add?.split(',') ?? [],
+        remove: o.remove?.split(',') ?? [],
+      });
+      print(!!o.json, r, () => `${id}: manifest version ${r.manifestVersion} (${r.manifestHash}); every site's officer must approve it again`);
+    }),
+  );
 leadOpts(lead.command('abort <studyId>').description('Abort the open round (it fails, audited; a fresh round opens when sites are ready)'))
   .option('--reason <text>', 'why (audited)')
-  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ round: number }>('POST', `/api/studies/${id}/rounds/current/abort`, o.reason ? { reason: o.reason } : {});
-    print(!!o.json, r, () => `${id}: round ${r.round} aborted`);
-  }));
+  .action(
+    action(async (id: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+      const { LeadClient } = await import('./http.js');
+      const r = await new LeadClient(o.url, o.adminToken).call<{ round: number }>('POST', `/api/studies/${id}/rounds/current/abort`, o.reason ? { reason: o.reason } : {});
+      print(!!o.json, r, () => `${id}: round ${r.round} aborted`);
+    }),
+  );
 leadOpts(lead.command('evict <studyId> <siteId>').description('Evict a participant: no further rounds, a new study key without it'))
   .option('--reason <text>', 'why (audited)')
-  .action(action(async (id: string, siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/sites/${siteId}/evict`, o.reason ? { reason: o.reason } : {});
-    print(!!o.json, r, () => `${siteId} evicted from ${id}; a new study key is dealt to the remaining sites`);
-  }));
+  .action(
+    action(async (id: string, siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+      const { LeadClient } = await import('./http.js');
+      const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/sites/${siteId}/evict`, o.reason ? { reason: o.reason } : {});
+      print(!!o.json, r, () => `${siteId} evicted from ${id}; a new study key is dealt to the remaining sites`);
+    }),
+  );
 leadOpts(lead.command('revoke <siteId>').description("Revoke a site's enrolment: disconnected, refused at connect, excluded from every study"))
   .option('--reason <text>', 'why (audited)')
-  .action(action(async (siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+  .action(
+    action(async (siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
+      const { LeadClient } = await import('./http.js');
+      const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/sites/${siteId}/revoke`, o.reason ? { reason: o.reason } : {});
+      print(!!o.json, r, () => `${siteId} revoked`);
+    }),
+  );
+leadOpts(lead.command('status <studyId>').description('Study and round status')).action(
+  action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
     const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/sites/${siteId}/revoke`, o.reason ? { reason: o.reason } : {});
-    print(!!o.json, r, () => `${siteId} revoked`);
-  }));
-leadOpts(lead.command('status <studyId>').description('Study and round status'))
-  .action(action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
+    const r = await new LeadClient(o.url, o.adminToken).call<{
+      state: string;
+      currentRound: number;
+      closedRounds: number;
+      rounds: number;
+      joined: string[];
+      keyEpoch: number;
+      participants: { siteId: string; joined: boolean; connected: boolean; excluded: string | null }[];
+      roundSummaries: { round: number; state: string; phase: string; survivors: string[]; keySet: string[]; stragglers: string[]; failReason: string | null }[];
+    }>('GET', `/api/studies/${id}`);
+    print(!!o.json, r, () =>
+      [
+        `${id}: ${r.state}, ${r.closedRounds}/${r.rounds} rounds closed (current ${r.currentRound}), key epoch ${r.keyEpoch}`,
+        `  sites: ${r.participants.map((p) => `${p.siteId}${p.excluded ? ` (${p.excluded})` : p.joined ? (p.connected ? '' : ' (offline)') : ' (not joined)'}`).join(', ')}`,
+        ...r.roundSummaries.map(
+          (s) =>
+            `  round ${s.round} ${s.phase}: contributors ${s.survivors.join(',') || '-'}; dropped ${s.keySet.filter((k) => !s.survivors.includes(k)).join(',') || '-'}; waiting ${s.state === 'open' ? s.stragglers.join(',') || '-' : '-'}${s.failReason ? `; ${s.failReason}` : ''}`,
+        ),
+      ].join('\n'),
+    );
+  }),
+);
+leadOpts(lead.command('sites').description('Enrolled sites')).action(
+  action(async (o: { url: string; adminToken: string; json?: boolean }) => {
     const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; currentRound: number; closedRounds: number; rounds: number; joined: string[]; keyEpoch: number; participants: { siteId: string; joined: boolean; connected: boolean; excluded: string | null }[]; roundSummaries: { round: number; state: string; phase: string; survivors: string[]; keySet: string[]; stragglers: string[]; failReason: string | null }[] }>('GET', `/api/studies/${id}`);
-    print(!!o.json, r, () => [`${id}: ${r.state}, ${r.closedRounds}/${r.rounds} rounds closed (current ${r.currentRound}), key epoch ${r.keyEpoch}`,
-      `  sites: ${r.participants.map((p) => `${p.siteId}${p.excluded ? ` (${p.excluded})` : p.joined ? (p.connected ? '' : ' (offline)') : ' (not joined)'}`).join(', ')}`,
-      ...r.roundSummaries.map((s) => `  round ${s.round} ${s.phase}: contributors ${s.survivors.join(',') || '-'}; dropped ${s.keySet.filter((k) => !s.survivors.includes(k)).join(',') || '-'}; waiting ${s.state === 'open' ? s.stragglers.join(',') || '-' : '-'}${s.failReason ? `; ${s.failReason}` : ''}`)].join('\n'));
-  }));
-leadOpts(lead.command('sites').description('Enrolled sites'))
-  .action(action(async (o: { url: string; adminToken: string; json?: boolean }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]>('GET', '/api/sites');
-    print(!!o.json, r, () => r.map((s) => `${s.siteId}  ${s.siteName}  ${s.revokedAt ? 'revoked' : s.connected ? 'connected' : 'offline'}  ${s.fingerprint}${s.lastSeenAt ? `  last seen ${s.lastSeenAt}` : ''}`).join('\n'));
-  }));
+    const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]>(
+      'GET',
+      '/api/sites',
+    );
+    print(!!o.json, r, () =>
+      r.map((s) => `${s.siteId}  ${s.siteName}  ${s.revokedAt ? 'revoked' : s.connected ? 'connected' : 'offline'}  ${s.fingerprint}${s.lastSeenAt ? `  last seen ${s.lastSeenAt}` : ''}`).join('\n'),
+    );
+  }),
+);
 
 // -------------------------------------------------------------------- site
 const site = program.command('site').description('Hospital site node commands');
@@ -165,13 +232,20 @@ dataDirOpt(site.command('enrol').description('Create identity keys and register 
   .requiredOption('--token <token>', 'one-time enrolment token from the lead')
   .option('--tls-pin <pin>', "the coordinator's TLS pin from the lead (sha256/BASE64); another key is refused before the token is sent")
   .option('--tls-ca', 'do not pin: trust certificate authorities and the host name (a coordinator behind a reverse proxy with a public certificate)')
-  .action(action(async (o: { dataDir: string; coordinator: string; token: string; tlsPin?: string; tlsCa?: boolean }) => {
-    if (o.tlsPin && o.tlsCa) throw new InvalidArgumentError('--tls-pin and --tls-ca exclude each other');
-    const { SITE_FILES, enrolSite } = await import('@twinfed/site-node');
-    const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token, tls: o.tlsPin ? { pin: o.tlsPin } : o.tlsCa ? 'ca' : 'first-use' });
-    console.log(`enrolled as ${c.siteId} (${c.siteName}) with ${c.coordinatorId}; keys in ${join(o.dataDir, SITE_FILES.identity)} (mode 0600)`);
-    if (c.tlsPins.length) console.log(o.tlsPin ? `TLS key pinned: ${c.tlsPins[0]} (as given)` : `TLS key pinned on first use: ${c.tlsPins[0]}\ncompare it with the pin the consortium lead gives you out of band; if they differ, delete ${resolve(o.dataDir)} and ask IT about TLS inspection`);
-  }));
+  .action(
+    action(async (o: { dataDir: string; coordinator: string; token: string; tlsPin?: string; tlsCa?: boolean }) => {
+      if (o.tlsPin && o.tlsCa) throw new InvalidArgumentError('--tls-pin and --tls-ca exclude each other');
+      const { SITE_FILES, enrolSite } = await import('@twinfed/site-node');
+      const c = await enrolSite({ dataDir: resolve(o.dataDir), coordinatorUrl: o.coordinator, token: o.token, tls: o.tlsPin ? { pin: o.tlsPin } : o.tlsCa ? 'ca' : 'first-use' });
+      console.log(`enrolled as ${c.siteId} (${c.siteName}) with ${c.coordinatorId}; keys in ${join(o.dataDir, SITE_FILES.identity)} (mode 0600)`);
+      if (c.tlsPins.length)
+        console.log(
+          o.tlsPin
+            ? `TLS key pinned: ${c.tlsPins[0]} (as given)`
+            : `TLS key pinned on first use: ${c.tlsPins[0]}\ncompare it with the pin the consortium lead gives you out of band; if they differ, delete ${resolve(o.dataDir)} and ask IT about TLS inspection`,
+        );
+    }),
+  );
 dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM series (+RTSTRUCT) and measurement CSVs into the site; each file in one transaction; twins refit'))
   .option('--patients <ids>', 'comma-separated patient ids to import (default: all)')
   .option('--val <ids>', 'patients held out for validation in segmentation studies (default: 1 in 4 by id hash)')
@@ -184,199 +258,300 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
   .option('--no-radiomics', 'do not compute IBSI radiomics features of imported masks (docs/radiomics.md)')
   .option('--max-voxels <n>', `refuse a volume of more voxels (TWF_E_IMPORT_TOO_LARGE; default ${DEFAULT_IMPORT_LIMITS.maxVoxels} = 2^28)`, limitArg())
   .option('--max-decompressed-mib <n>', `refuse a file whose data decompresses to more MiB (default ${DEFAULT_IMPORT_LIMITS.maxDecompressedBytes / 2 ** 20})`, limitArg())
-  .option('--max-compression-ratio <r>', `refuse gzip/deflate data inflating more than r:1 past the first ${DEFAULT_IMPORT_LIMITS.compressionRatioFloorBytes / 2 ** 20} MiB (default ${DEFAULT_IMPORT_LIMITS.maxCompressionRatio}; 0: off)`, limitArg(true))
+  .option(
+    '--max-compression-ratio <r>',
+    `refuse gzip/deflate data inflating more than r:1 past the first ${DEFAULT_IMPORT_LIMITS.compressionRatioFloorBytes / 2 ** 20} MiB (default ${DEFAULT_IMPORT_LIMITS.maxCompressionRatio}; 0: off)`,
+    limitArg(true),
+  )
   .option('--max-contour-points <n>', `refuse an RTSTRUCT with more contour points (default ${DEFAULT_IMPORT_LIMITS.maxContourPoints} = 2^24)`, limitArg())
   .option('--max-mask-voxels <n>', `refuse RTSTRUCTs whose ROIs x series voxels exceed this (default ${DEFAULT_IMPORT_LIMITS.maxMaskVoxels} = 2^30)`, limitArg())
   .option('--json', 'print the per-file report as JSON')
-  .action(action(async (path: string, o: LimitFlags & { dataDir: string; patients?: string; val?: string; size: number; format?: string; mapping?: string; patient?: string; day?: number; refit: boolean; radiomics: boolean; json?: boolean }) => {
-    const { BUILTIN_MAPPINGS, CsvMappingSchema, importPath, openSiteStore } = await import('@twinfed/site-node');
-    const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
-    if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
-    const store = await openSiteStore(resolve(o.dataDir));
-    const report = await importPath(store.db, store.audit, path, { patients: o.patients?.split(','), val: o.val?.split(','), size: o.size, ...(mapping ? { mapping } : {}), ...(o.patient ? { patient: o.patient } : {}), ...(o.day !== undefined ? { day: o.day } : {}), refit: o.refit, radiomics: o.radiomics, limits: importLimitsFrom(o) }).finally(store.close);
-    print(!!o.json, report, () => [
-      ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
-      ...report.refits.filter((r) => r.selected).map((r) => `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`),
-      `${report.rows.filter((r) => r.status === 'imported').length} imported, ${report.rows.filter((r) => r.status === 'unchanged').length} unchanged, ${report.rows.filter((r) => r.status === 'skipped').length} skipped, ${report.rows.filter((r) => r.status === 'failed').length} failed`,
-    ].join('\n'));
-    if (report.rows.some((r) => r.status === 'failed')) process.exitCode = 3;
-  }));
+  .action(
+    action(
+      async (
+        path: string,
+        o: LimitFlags & {
+          dataDir: string;
+          patients?: string;
+          val?: string;
+          size: number;
+          format?: string;
+          mapping?: string;
+          patient?: string;
+          day?: number;
+          refit: boolean;
+          radiomics: boolean;
+          json?: boolean;
+        },
+      ) => {
+        const { BUILTIN_MAPPINGS, CsvMappingSchema, importPath, openSiteStore } = await import('@twinfed/site-node');
+        const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
+        if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
+        const store = await openSiteStore(resolve(o.dataDir));
+        const report = await importPath(store.db, store.audit, path, {
+          patients: o.patients?.split(','),
+          val: o.val?.split(','),
+          size: o.size,
+          ...(mapping ? { mapping } : {}),
+          ...(o.patient ? { patient: o.patient } : {}),
+          ...(o.day !== undefined ? { day: o.day } : {}),
+          refit: o.refit,
+          radiomics: o.radiomics,
+          limits: importLimitsFrom(o),
+        }).finally(store.close);
+        print(!!o.json, report, () =>
+          [
+            ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
+            ...report.refits
+              .filter((r) => r.selected)
+              .map(
+                (r) =>
+                  `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`,
+              ),
+            `${report.rows.filter((r) => r.status === 'imported').length} imported, ${report.rows.filter((r) => r.status === 'unchanged').length} unchanged, ${report.rows.filter((r) => r.status === 'skipped').length} skipped, ${report.rows.filter((r) => r.status === 'failed').length} failed`,
+          ].join('\n'),
+        );
+        if (report.rows.some((r) => r.status === 'failed')) process.exitCode = 3;
+      },
+    ),
+  );
 dataDirOpt(site.command('studies').description('Studies announced to this site and their approval state'))
   .option('--show <studyId>', 'the manifest in human terms: participants and their key fingerprints, what leaves the site, the hash to approve')
   .option('--json', 'print JSON')
-  .action(action(async (o: { dataDir: string; show?: string; json?: boolean }) => {
-    const { SITE_FILES, SiteNode, budgetView, formatBudget, loadSiteConfig, openSiteDb } = await import('@twinfed/site-node');
-    const { formatManifestForOfficer } = await import('./commands/manifest-view.js');
-    const dir = resolve(o.dataDir);
-    const db = openSiteDb(join(dir, SITE_FILES.db));
-    const rows = SiteNode.listStudies(db);
-    const shown = o.show ? rows.find((x) => x.studyId === o.show) : undefined;
-    const cfg = shown ? loadSiteConfig(dir) : null;
-    // The officer sees the projected epsilon of the whole study and this site's ledger before approving.
-    const budget = shown?.manifest && cfg ? budgetView(db, shown.manifest, cfg.privacy) : null;
-    db.$client.close();
-    if (o.show) {
-      const r = shown;
-      if (!r || !r.manifest) throw new Error(`TWF_E_UNKNOWN_STUDY: ${o.show} has not been announced to this site`);
-      const text = `${await formatManifestForOfficer(r.manifest, r.manifestHash, cfg!.siteId, formatBudget(budget!, r.manifest, cfg!.privacy))}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`;
-      if (o.json) {
-        print(true, { ...r, privacy: budget }, () => text);
+  .action(
+    action(async (o: { dataDir: string; show?: string; json?: boolean }) => {
+      const { SITE_FILES, SiteNode, budgetView, formatBudget, loadSiteConfig, openSiteDb } = await import('@twinfed/site-node');
+      const { formatManifestForOfficer } = await import('./commands/manifest-view.js');
+      const dir = resolve(o.dataDir);
+      const db = openSiteDb(join(dir, SITE_FILES.db));
+      const rows = SiteNode.listStudies(db);
+      const shown = o.show ? rows.find((x) => x.studyId === o.show) : undefined;
+      const cfg = shown ? loadSiteConfig(dir) : null;
+      // The officer sees the projected epsilon of the whole study and this site's ledger before approving.
+      const budget = shown?.manifest && cfg ? budgetView(db, shown.manifest, cfg.privacy) : null;
+      db.$client.close();
+      if (o.show) {
+        const r = shown;
+        if (!r || !r.manifest) throw new Error(`TWF_E_UNKNOWN_STUDY: ${o.show} has not been announced to this site`);
+        const text = `${await formatManifestForOfficer(r.manifest, r.manifestHash, cfg!.siteId, formatBudget(budget!, r.manifest, cfg!.privacy))}\n  status          ${r.status}${r.approvedBy ? ` (approved by ${r.approvedBy})` : ''}`;
+        if (o.json) {
+          print(true, { ...r, privacy: budget }, () => text);
+          return;
+        }
+        print(!!o.json, r, () => text);
         return;
       }
-      print(!!o.json, r, () => text);
-      return;
-    }
-    print(!!o.json, rows.map(({ manifest: _m, ...x }) => x), () => rows.map((r) => `${r.studyId}  ${r.status.padEnd(9)} ${r.title}\n  manifest ${r.manifestHash}  (details: twinfed site studies --show ${r.studyId})`).join('\n') || 'no studies announced yet');
-  }));
+      print(
+        !!o.json,
+        rows.map(({ manifest: _m, ...x }) => x),
+        () =>
+          rows.map((r) => `${r.studyId}  ${r.status.padEnd(9)} ${r.title}\n  manifest ${r.manifestHash}  (details: twinfed site studies --show ${r.studyId})`).join('\n') || 'no studies announced yet',
+      );
+    }),
+  );
 dataDirOpt(site.command('approve <studyId>').description('Privacy officer: approve a study; the approval is bound to the manifest hash (which covers the roster)'))
   .requiredOption('--officer <name>', 'name of the approving privacy officer')
   .option('--hash <sha256>', 'the manifest hash the officer reviewed (refuses if the manifest differs)')
-  .action(action(async (studyId: string, o: { dataDir: string; officer: string; hash?: string }) => {
-    const { SiteNode, openSiteStore } = await import('@twinfed/site-node');
-    const store = await openSiteStore(resolve(o.dataDir));
-    let r;
-    try {
-      r = SiteNode.approve(store.db, store.audit, studyId, o.officer, o.hash);
-    } finally {
-      store.close();
-    }
-    console.log(`approved ${studyId} "${r.manifest.title}" by ${o.officer}\nmanifest hash ${r.manifestHash}\nroster: ${r.manifest.participants.map((p) => p.siteId).join(', ')}\n(a changed manifest, e.g. another roster, needs a new approval)`);
-  }));
+  .action(
+    action(async (studyId: string, o: { dataDir: string; officer: string; hash?: string }) => {
+      const { SiteNode, openSiteStore } = await import('@twinfed/site-node');
+      const store = await openSiteStore(resolve(o.dataDir));
+      let r;
+      try {
+        r = SiteNode.approve(store.db, store.audit, studyId, o.officer, o.hash);
+      } finally {
+        store.close();
+      }
+      console.log(
+        `approved ${studyId} "${r.manifest.title}" by ${o.officer}\nmanifest hash ${r.manifestHash}\nroster: ${r.manifest.participants.map((p) => p.siteId).join(', ')}\n(a changed manifest, e.g. another roster, needs a new approval)`,
+      );
+    }),
+  );
 dataDirOpt(site.command('withdraw <studyId>').description('Privacy officer: withdraw the approval; the site leaves after the round it is in (audited at both ends)'))
   .requiredOption('--officer <name>', 'name of the privacy officer')
   .option('--reason <text>', 'why', 'approval withdrawn by the privacy officer')
-  .action(action(async (studyId: string, o: { dataDir: string; officer: string; reason: string }) => {
-    const { SiteNode, openSiteStore } = await import('@twinfed/site-node');
-    const store = await openSiteStore(resolve(o.dataDir));
-    try {
-      SiteNode.withdraw(store.db, store.audit, studyId, o.officer, o.reason);
-    } finally {
-      store.close();
-    }
-    console.log(`approval of ${studyId} withdrawn by ${o.officer}; the running site node tells the coordinator and takes part in no further round`);
-  }));
+  .action(
+    action(async (studyId: string, o: { dataDir: string; officer: string; reason: string }) => {
+      const { SiteNode, openSiteStore } = await import('@twinfed/site-node');
+      const store = await openSiteStore(resolve(o.dataDir));
+      try {
+        SiteNode.withdraw(store.db, store.audit, studyId, o.officer, o.reason);
+      } finally {
+        store.close();
+      }
+      console.log(`approval of ${studyId} withdrawn by ${o.officer}; the running site node tells the coordinator and takes part in no further round`);
+    }),
+  );
 dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies'))
   .option('--json-events', 'print one JSON line per event (for orchestration)')
-  .action(action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
-    const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
-    const dir = resolve(o.dataDir);
-    const siteDb = openSiteDb(join(dir, SITE_FILES.db));
-    const unet = await createUNetTrainer(siteDb);
-    // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response.
-    const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb) }), backendReason: unet.backendReason };
-    const emit = (event: string, data: object) => {
-      if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
-    };
-    const node = await SiteNode.open({
-      dataDir: dir,
-      trainer,
-      events: {
-        onLog: (level, msg) => (o.jsonEvents ? emit('log', { level, msg }) : console.error(`[${level}] ${msg}`)),
-        onUploaded: (r) => (o.jsonEvents ? emit('uploaded', r) : console.error(`round ${r.round}: uploaded ${r.uploadBytes} bytes in ${r.chunks} chunks (n=${r.nSamples}, train ${Math.round(r.trainMs)} ms, encrypt ${Math.round(r.encryptMs)} ms)`)),
-        onApplied: (e) => (o.jsonEvents ? emit('applied', e) : console.error(`round ${e.round}: aggregate of ${e.contributors} sites applied${e.dropped.length ? ` (${e.dropped.length} dropped out; their masks removed)` : ''}, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`)),
-        onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
-        onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
-        onRefusedAggregate: (e) => (o.jsonEvents ? emit('aggregate-refused', e) : console.error(`round ${e.round}: aggregate refused: ${e.code} ${e.detail}`)),
-        onFatal: (e) => {
-          // Reconnecting cannot help (revoked, unknown site, other protocol): exit non-zero so a supervisor (systemd) shows it.
-          console.error(`fatal: ${e.code}: ${e.detail}`);
-          void node.close().finally(() => process.exit(3));
+  .action(
+    action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
+      const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
+      const dir = resolve(o.dataDir);
+      const siteDb = openSiteDb(join(dir, SITE_FILES.db));
+      const unet = await createUNetTrainer(siteDb);
+      // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response.
+      const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb) }), backendReason: unet.backendReason };
+      const emit = (event: string, data: object) => {
+        if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
+      };
+      const node = await SiteNode.open({
+        dataDir: dir,
+        trainer,
+        events: {
+          onLog: (level, msg) => (o.jsonEvents ? emit('log', { level, msg }) : console.error(`[${level}] ${msg}`)),
+          onUploaded: (r) =>
+            o.jsonEvents
+              ? emit('uploaded', r)
+              : console.error(`round ${r.round}: uploaded ${r.uploadBytes} bytes in ${r.chunks} chunks (n=${r.nSamples}, train ${Math.round(r.trainMs)} ms, encrypt ${Math.round(r.encryptMs)} ms)`),
+          onApplied: (e) =>
+            o.jsonEvents
+              ? emit('applied', e)
+              : console.error(
+                  `round ${e.round}: aggregate of ${e.contributors} sites applied${e.dropped.length ? ` (${e.dropped.length} dropped out; their masks removed)` : ''}, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`,
+                ),
+          onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
+          onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
+          onRefusedAggregate: (e) => (o.jsonEvents ? emit('aggregate-refused', e) : console.error(`round ${e.round}: aggregate refused: ${e.code} ${e.detail}`)),
+          onFatal: (e) => {
+            // Reconnecting cannot help (revoked, unknown site, other protocol): exit non-zero so a supervisor (systemd) shows it.
+            console.error(`fatal: ${e.code}: ${e.detail}`);
+            void node.close().finally(() => process.exit(3));
+          },
         },
-      },
-    });
-    console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
-    node.connect();
-    const stop = () => {
-      node.close().then(() => process.exit(0), (e: unknown) => {
-        console.error(`close failed: ${(e as Error).message}`);
-        process.exit(1);
       });
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  }));
+      console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
+      node.connect();
+      const stop = () => {
+        node.close().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            console.error(`close failed: ${(e as Error).message}`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    }),
+  );
 dataDirOpt(site.command('doctor').description('Check the site: compute backend and why, keys, database, coordinator reachability'))
   .option('--json', 'print JSON')
-  .action(action(async (o: { dataDir: string; json?: boolean }) => {
-    const { runDoctor } = await import('@twinfed/site-node');
-    const r = await runDoctor(resolve(o.dataDir));
-    print(!!o.json, r, () => r.checks.map((c) => `${c.ok ? 'ok  ' : c.optional ? 'info' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n'));
-    if (!r.checks.every((c) => c.ok || c.optional)) process.exitCode = 1;
-  }));
+  .action(
+    action(async (o: { dataDir: string; json?: boolean }) => {
+      const { runDoctor } = await import('@twinfed/site-node');
+      const r = await runDoctor(resolve(o.dataDir));
+      print(!!o.json, r, () => r.checks.map((c) => `${c.ok ? 'ok  ' : c.optional ? 'info' : 'FAIL'} ${c.name}: ${c.detail}`).join('\n'));
+      if (!r.checks.every((c) => c.ok || c.optional)) process.exitCode = 1;
+    }),
+  );
 
 const siteTwin = site.command('twin').description("Patients' digital twins at this site");
-dataDirOpt(siteTwin.command('show <patientId>').description('The record, the calibrated model with parameter intervals, the twin\'s scored forecasts, and an SVG plot'))
+dataDirOpt(siteTwin.command('show <patientId>').description("The record, the calibrated model with parameter intervals, the twin's scored forecasts, and an SVG plot"))
   .option('--svg <file>', 'write the plot (observed, fit, 90% band, treatments shaded)')
   .option('--json', 'print JSON')
-  .action(action(async (patientId: string, o: { dataDir: string; svg?: string; json?: boolean }) => {
-    const { twinShow } = await import('./commands/site-twin.js');
-    const r = await twinShow(resolve(o.dataDir), patientId, o.svg);
-    const f = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3));
-    print(!!o.json, r, () => [
-      `patient ${r.patientId}, lesion ${r.lesion}`,
-      `measurements (day: mm³): ${r.measurements.map((m) => `${m.day}: ${f(m.volumeMm3)}`).join(', ')}`,
-      r.treatments ? `treatments: ${JSON.stringify(r.treatments)}` : 'treatments: none recorded',
-      r.twin ? `twin: ${r.twin.model} (${r.twin.method}), ${r.twin.points} points, AIC ${r.twin.aic.toFixed(1)}\n${r.twin.parameters.map((p) => `  ${p.name} = ${f(p.estimate)} ${p.unit} (95% ${f(p.lower95)} to ${f(p.upper95)})`).join('\n')}` : 'twin: not calibrated (needs 2 measurements)',
-      `scored forecasts: ${r.scoredForecasts.length ? r.scoredForecasts.map((s) => `day ${s.day}: predicted ${f(s.predictedMm3)}, observed ${f(s.observedMm3!)}, |error| ${s.absErrorNorm!.toFixed(3)} of max, ${s.inside90 ? 'inside' : 'outside'} 90% band`).join('; ') : 'none yet'}`,
-      `pending forecasts: ${r.pendingForecasts.map((p) => `day ${p.day}: ${f(p.predictedMm3)} (${f(p.lower90Mm3)}-${f(p.upper90Mm3)})`).join('; ') || 'none'}`,
-      ...r.radiomics.map((m) => `radiomics, day ${m.day} ${m.modality} ${m.lesion} (${m.origin} mask, ${m.settings}, ${Object.keys(m.features).length} IBSI features; all with --json): ${RADIOMICS_HEADLINE.filter((t) => t in m.features).map((t) => `${t} ${m.features[t] === null ? 'n/a' : f(m.features[t]!)}`).join(', ')}`),
-      ...(r.svg ? [`plot: ${r.svg}`] : []),
-    ].join('\n'));
-  }));
+  .action(
+    action(async (patientId: string, o: { dataDir: string; svg?: string; json?: boolean }) => {
+      const { twinShow } = await import('./commands/site-twin.js');
+      const r = await twinShow(resolve(o.dataDir), patientId, o.svg);
+      const f = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3));
+      print(!!o.json, r, () =>
+        [
+          `patient ${r.patientId}, lesion ${r.lesion}`,
+          `measurements (day: mm³): ${r.measurements.map((m) => `${m.day}: ${f(m.volumeMm3)}`).join(', ')}`,
+          r.treatments ? `treatments: ${JSON.stringify(r.treatments)}` : 'treatments: none recorded',
+          r.twin
+            ? `twin: ${r.twin.model} (${r.twin.method}), ${r.twin.points} points, AIC ${r.twin.aic.toFixed(1)}\n${r.twin.parameters.map((p) => `  ${p.name} = ${f(p.estimate)} ${p.unit} (95% ${f(p.lower95)} to ${f(p.upper95)})`).join('\n')}`
+            : 'twin: not calibrated (needs 2 measurements)',
+          `scored forecasts: ${r.scoredForecasts.length ? r.scoredForecasts.map((s) => `day ${s.day}: predicted ${f(s.predictedMm3)}, observed ${f(s.observedMm3!)}, |error| ${s.absErrorNorm!.toFixed(3)} of max, ${s.inside90 ? 'inside' : 'outside'} 90% band`).join('; ') : 'none yet'}`,
+          `pending forecasts: ${r.pendingForecasts.map((p) => `day ${p.day}: ${f(p.predictedMm3)} (${f(p.lower90Mm3)}-${f(p.upper90Mm3)})`).join('; ') || 'none'}`,
+          ...r.radiomics.map(
+            (m) =>
+              `radiomics, day ${m.day} ${m.modality} ${m.lesion} (${m.origin} mask, ${m.settings}, ${Object.keys(m.features).length} IBSI features; all with --json): ${RADIOMICS_HEADLINE.filter(
+                (t) => t in m.features,
+              )
+                .map((t) => `${t} ${m.features[t] === null ? 'n/a' : f(m.features[t]!)}`)
+                .join(', ')}`,
+          ),
+          ...(r.svg ? [`plot: ${r.svg}`] : []),
+        ].join('\n'),
+      );
+    }),
+  );
 dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the twin under alternative treatment schedules, side by side with 90% bands'))
   .requiredOption('--schedule <file>', 'JSON: { "horizonDays": 180, "alternatives": { "name": { "radiotherapy": [...], "systemic": [...] } } }')
   .option('--svg <file>', 'write the side-by-side plot')
   .option('--json', 'print the trajectories as JSON')
-  .action(action(async (patientId: string, o: { dataDir: string; schedule: string; svg?: string; json?: boolean }) => {
-    const { twinSimulate } = await import('./commands/site-twin.js');
-    const r = await twinSimulate(resolve(o.dataDir), patientId, o.schedule, o.svg);
-    print(!!o.json, r, () => [`patient ${r.patientId} (${r.model}), tumour volume at the horizon:`, ...Object.entries(r.atHorizon).map(([k, v]) => `  ${k.padEnd(24)} ${v ? `${v.medianMm3.toFixed(0)} mm³ (90%: ${v.lower90Mm3.toFixed(0)}-${v.upper90Mm3.toFixed(0)}) at day ${v.day}` : 'n/a'}`), ...(o.svg ? [`plot: ${o.svg}`] : [])].join('\n'));
-  }));
+  .action(
+    action(async (patientId: string, o: { dataDir: string; schedule: string; svg?: string; json?: boolean }) => {
+      const { twinSimulate } = await import('./commands/site-twin.js');
+      const r = await twinSimulate(resolve(o.dataDir), patientId, o.schedule, o.svg);
+      print(!!o.json, r, () =>
+        [
+          `patient ${r.patientId} (${r.model}), tumour volume at the horizon:`,
+          ...Object.entries(r.atHorizon).map(
+            ([k, v]) => `  ${k.padEnd(24)} ${v ? `${v.medianMm3.toFixed(0)} mm³ (90%: ${v.lower90Mm3.toFixed(0)}-${v.upper90Mm3.toFixed(0)}) at day ${v.day}` : 'n/a'}`,
+          ),
+          ...(o.svg ? [`plot: ${o.svg}`] : []),
+        ].join('\n'),
+      );
+    }),
+  );
 
 // ------------------------------------------------------------------- audit
 const audit = program.command('audit').description('Verify and cross-check hash-chained audit logs');
-audit.command('verify <db>')
+audit
+  .command('verify <db>')
   .description('Check a coordinator or site audit chain; report the first broken link')
-  .option('--public-key <b64>', 'the log owner\'s Ed25519 public key from a trusted source (default: the key recorded in the database)')
+  .option('--public-key <b64>', "the log owner's Ed25519 public key from a trusted source (default: the key recorded in the database)")
   .option('--json', 'print JSON')
-  .action(action(async (db: string, o: { publicKey?: string; json?: boolean }) => {
-    const { formatVerify, verifyAuditDb } = await import('./commands/audit.js');
-    const v = await verifyAuditDb(db, o.publicKey);
-    print(!!o.json, v, () => formatVerify(v));
-    if (!v.ok) process.exitCode = 2;
-  }));
-audit.command('compare')
+  .action(
+    action(async (db: string, o: { publicKey?: string; json?: boolean }) => {
+      const { formatVerify, verifyAuditDb } = await import('./commands/audit.js');
+      const v = await verifyAuditDb(db, o.publicKey);
+      print(!!o.json, v, () => formatVerify(v));
+      if (!v.ok) process.exitCode = 2;
+    }),
+  );
+audit
+  .command('compare')
   .description("Cross-check a site against the coordinator: both chains under pinned keys, what each logged sending and receiving, and the coordinator's signed receipts and checkpoints the site kept")
   .requiredOption('--site-db <file>', 'the site database (site.db)')
   .requiredOption('--coordinator-db <file>', 'the coordinator database (coordinator.db)')
   .option('--coordinator-key <b64>', "the coordinator's Ed25519 public key (default: coordinatorPublicKey of site.json beside the site database, pinned at enrolment)")
   .option('--site-key <b64>', "the site's Ed25519 public key (default: ed25519PublicKey of identity.json beside the site database)")
   .option('--json', 'print JSON')
-  .action(action(async (o: { siteDb: string; coordinatorDb: string; coordinatorKey?: string; siteKey?: string; json?: boolean }) => {
-    const { compareAuditDbs, formatCompare } = await import('./commands/audit.js');
-    const r = await compareAuditDbs(o.siteDb, o.coordinatorDb, { coordinatorKey: o.coordinatorKey, siteKey: o.siteKey });
-    print(!!o.json, r, () => formatCompare(r));
-    if (!r.ok) process.exitCode = 2;
-  }));
+  .action(
+    action(async (o: { siteDb: string; coordinatorDb: string; coordinatorKey?: string; siteKey?: string; json?: boolean }) => {
+      const { compareAuditDbs, formatCompare } = await import('./commands/audit.js');
+      const r = await compareAuditDbs(o.siteDb, o.coordinatorDb, { coordinatorKey: o.coordinatorKey, siteKey: o.siteKey });
+      print(!!o.json, r, () => formatCompare(r));
+      if (!r.ok) process.exitCode = 2;
+    }),
+  );
 
 // -------------------------------------------------------------------- twin
 const twin = program.command('twin').description('Digital-twin science on any file (no site needed)');
-twin.command('evaluate')
-  .description('Forecast each patient\'s last K measurements from the earlier ones; score every growth model, the population-prior variant and two baselines')
+twin
+  .command('evaluate')
+  .description("Forecast each patient's last K measurements from the earlier ones; score every growth model, the population-prior variant and two baselines")
   .requiredOption('--csv <file>', 'longitudinal measurements')
   .option('--format <name>', 'CSV layout (built in: laleh)', 'laleh')
   .option('--holdout-last <k>', 'measurements held out per patient', (v) => Number(v), 1)
   .option('--json', 'print one JSON object as the last line')
-  .action(action(async (o: { csv: string; format: string; holdoutLast: number; json?: boolean }) => {
-    const { evaluateTwinCsv, formatTwinEvaluation } = await import('./commands/twin.js');
-    const { result } = evaluateTwinCsv(o.csv, o.format, o.holdoutLast);
-    if (!o.json) console.log(formatTwinEvaluation(result, o.csv, o.holdoutLast));
-    else console.log(JSON.stringify(result));
-  }));
+  .action(
+    action(async (o: { csv: string; format: string; holdoutLast: number; json?: boolean }) => {
+      const { evaluateTwinCsv, formatTwinEvaluation } = await import('./commands/twin.js');
+      const { result } = evaluateTwinCsv(o.csv, o.format, o.holdoutLast);
+      if (!o.json) console.log(formatTwinEvaluation(result, o.csv, o.holdoutLast));
+      else console.log(JSON.stringify(result));
+    }),
+  );
 
 // -------------------------------------------------------------- segmentation
 const seg = program.command('seg').description('Segmentation models: evaluation, comparison, explanations');
-seg.command('evaluate')
+seg
+  .command('evaluate')
   .description('3D Dice and HD95 (mm) per patient of a model folder on DIR/PATIENT/{MOD}_image.nii.gz + {MOD}_mask.nii.gz, with the 40%-SUVmax baseline')
   .requiredOption('--model <dir>', 'model folder (model.json + weights.bin)')
   .requiredOption('--data <dir>', 'folder of patient folders')
@@ -384,21 +559,24 @@ seg.command('evaluate')
   .option('--patients <ids>', 'comma-separated patient folders (default: all)')
   .option('--no-largest-component', 'score the raw prediction (default: keep its largest 3D connected component)')
   .option('--json', 'print { n, meanDice, medianDice, meanHd95Mm } as the last line')
-  .action(action(async (o: { model: string; data: string; modality: string; patients?: string; largestComponent: boolean; json?: boolean }) => {
-    const { evaluateSegmentation } = await import('./commands/seg.js');
-    const r = await evaluateSegmentation(resolve(o.model), resolve(o.data), o.modality, { patients: o.patients?.split(','), largestComponent: o.largestComponent });
-    if (o.json) {
-      console.log(JSON.stringify({ n: r.n, meanDice: r.meanDice, medianDice: r.medianDice, meanHd95Mm: r.meanHd95Mm, threshold: r.threshold, patients: r.patients }));
-      return;
-    }
-    const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
-    console.log(`patient   Dice   HD95 mm   | 40% SUVmax: Dice   HD95 mm   (backend ${r.backend})`);
-    for (const p of r.patients) console.log(`${p.patientId.padEnd(8)} ${f(p.dice)}  ${f(p.hd95Mm)}    |             ${f(p.thresholdDice)}  ${f(p.thresholdHd95Mm)}`);
-    console.log(`mean     ${f(r.meanDice)}  ${f(r.meanHd95Mm)}    |             ${f(r.threshold.meanDice)}  ${f(r.threshold.meanHd95Mm)}`);
-    console.log(`median   ${f(r.medianDice)}            |             ${f(r.threshold.medianDice)}\n${r.n} patients`);
-  }));
+  .action(
+    action(async (o: { model: string; data: string; modality: string; patients?: string; largestComponent: boolean; json?: boolean }) => {
+      const { evaluateSegmentation } = await import('./commands/seg.js');
+      const r = await evaluateSegmentation(resolve(o.model), resolve(o.data), o.modality, { patients: o.patients?.split(','), largestComponent: o.largestComponent });
+      if (o.json) {
+        console.log(JSON.stringify({ n: r.n, meanDice: r.meanDice, medianDice: r.medianDice, meanHd95Mm: r.meanHd95Mm, threshold: r.threshold, patients: r.patients }));
+        return;
+      }
+      const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
+      console.log(`patient   Dice   HD95 mm   | 40% SUVmax: Dice   HD95 mm   (backend ${r.backend})`);
+      for (const p of r.patients) console.log(`${p.patientId.padEnd(8)} ${f(p.dice)}  ${f(p.hd95Mm)}    |             ${f(p.thresholdDice)}  ${f(p.thresholdHd95Mm)}`);
+      console.log(`mean     ${f(r.meanDice)}  ${f(r.meanHd95Mm)}    |             ${f(r.threshold.meanDice)}  ${f(r.threshold.meanHd95Mm)}`);
+      console.log(`median   ${f(r.medianDice)}            |             ${f(r.threshold.medianDice)}\n${r.n} patients`);
+    }),
+  );
 
-seg.command('explain')
+seg
+  .command('explain')
   .description('Grad-CAM of the tumour prediction on one slice: writes an overlay PNG (PET, heat map, reference and predicted contours)')
   .requiredOption('--model <dir>', 'model folder (model.json + weights.bin)')
   .requiredOption('--data <dir>', 'folder of patient folders')
@@ -409,107 +587,159 @@ seg.command('explain')
   .option('--out <file>', 'PNG to write (default out/explain/PATIENT_zZ_LAYER.png)')
   .option('--scale <k>', 'upscale factor of the picture', (v) => Number(v), 6)
   .option('--json', 'print the result as one JSON object')
-  .action(action(async (o: { model: string; data: string; patient: string; slice?: number; modality: string; layer?: string; out?: string; scale: number; json?: boolean }) => {
-    const { explainSegmentation, formatExplain } = await import('./commands/seg-explain.js');
-    const r = await explainSegmentation({ modelDir: resolve(o.model), dataDir: resolve(o.data), patient: o.patient, slice: o.slice, modality: o.modality, layer: o.layer, out: o.out ? resolve(o.out) : undefined, scale: o.scale });
-    print(!!o.json, r, () => formatExplain(r));
-  }));
+  .action(
+    action(async (o: { model: string; data: string; patient: string; slice?: number; modality: string; layer?: string; out?: string; scale: number; json?: boolean }) => {
+      const { explainSegmentation, formatExplain } = await import('./commands/seg-explain.js');
+      const r = await explainSegmentation({
+        modelDir: resolve(o.model),
+        dataDir: resolve(o.data),
+        patient: o.patient,
+        slice: o.slice,
+        modality: o.modality,
+        layer: o.layer,
+        out: o.out ? resolve(o.out) : undefined,
+        scale: o.scale,
+      });
+      print(!!o.json, r, () => formatExplain(r));
+    }),
+  );
 
-seg.command('compare')
-  .description('Federated vs local-only vs centralised vs 40%-SUVmax threshold on the demo sites\' held-out patients (docs/segmentation.md)')
+seg
+  .command('compare')
+  .description("Federated vs local-only vs centralised vs 40%-SUVmax threshold on the demo sites' held-out patients (docs/segmentation.md)")
   .option('--data <dir>', 'STS NIfTI folder', DEFAULT_STS_DIR)
   .option('--rounds <n>', 'rounds (epochs = rounds x epochs per round for every regime)', (v) => Number(v), 5)
   .option('--federated-model <dir>', 'model decrypted by the demo', 'out/demo/model')
   .option('--out <dir>', 'output folder', 'out/seg-compare')
   .option('--json', 'print the report as JSON')
-  .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
-    const { compareSegmentation } = await import('./commands/seg-compare.js');
-    const r = await compareSegmentation({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
-    if (o.json) return console.log(JSON.stringify(r));
-    const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
-    console.log(`| regime | patients | mean Dice | median Dice | mean HD95 (mm) |\n|---|---|---|---|---|`);
-    for (const row of r.rows) console.log(`| ${row.regime} | ${row.n} | ${f(row.meanDice)} | ${f(row.medianDice)} | ${f(row.meanHd95Mm)} |`);
-  }));
+  .action(
+    action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
+      const { compareSegmentation } = await import('./commands/seg-compare.js');
+      const r = await compareSegmentation({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
+      if (o.json) return console.log(JSON.stringify(r));
+      const f = (x: number | null) => (x === null ? '   n/a' : x.toFixed(3).padStart(6));
+      console.log(`| regime | patients | mean Dice | median Dice | mean HD95 (mm) |\n|---|---|---|---|---|`);
+      for (const row of r.rows) console.log(`| ${row.regime} | ${row.n} | ${f(row.meanDice)} | ${f(row.medianDice)} | ${f(row.meanHd95Mm)} |`);
+    }),
+  );
 
 // ---------------------------------------------------------------- response
 const response = program.command('response').description('Treatment-response models (RECIST-style category at the last measurement from the first three)');
-response.command('evaluate')
+response
+  .command('evaluate')
   .description('Score a response model folder on a CSV: macro one-vs-rest AUC, balanced accuracy, permutation importances')
   .requiredOption('--model <dir>', 'model folder (model.json + weights.bin), e.g. out/response/model')
   .requiredOption('--csv <file>', 'longitudinal measurements')
   .option('--format <name>', 'CSV layout (built in: laleh)', 'laleh')
   .option('--held-out', "only the patients the model's study held out (salted id hash recorded in model.json)")
   .option('--json', 'print { n, auc, balancedAccuracy, ... } as one JSON object on the last line')
-  .action(action(async (o: { model: string; csv: string; format: string; heldOut?: boolean; json?: boolean }) => {
-    const { evaluateResponseModel, formatResponseEvaluation } = await import('./commands/response.js');
-    const r = evaluateResponseModel(resolve(o.model), resolve(o.csv), o.format, { heldOutOnly: !!o.heldOut });
-    if (o.json) console.log(JSON.stringify({ n: r.n, auc: r.auc, balancedAccuracy: r.balancedAccuracy, perClassAuc: r.perClassAuc, skippedClasses: r.skippedClasses, classCounts: r.classCounts, confusion: r.confusion, excluded: r.excluded, unknownArm: r.unknownArm, importanceMethod: r.importanceMethod, importance: r.importance }));
-    else console.log(formatResponseEvaluation(r, o.csv));
-  }));
-response.command('compare')
+  .action(
+    action(async (o: { model: string; csv: string; format: string; heldOut?: boolean; json?: boolean }) => {
+      const { evaluateResponseModel, formatResponseEvaluation } = await import('./commands/response.js');
+      const r = evaluateResponseModel(resolve(o.model), resolve(o.csv), o.format, { heldOutOnly: !!o.heldOut });
+      if (o.json)
+        console.log(
+          JSON.stringify({
+            n: r.n,
+            auc: r.auc,
+            balancedAccuracy: r.balancedAccuracy,
+            perClassAuc: r.perClassAuc,
+            skippedClasses: r.skippedClasses,
+            classCounts: r.classCounts,
+            confusion: r.confusion,
+            excluded: r.excluded,
+            unknownArm: r.unknownArm,
+            importanceMethod: r.importanceMethod,
+            importance: r.importance,
+          }),
+        );
+      else console.log(formatResponseEvaluation(r, o.csv));
+    }),
+  );
+response
+  .command('compare')
   .description('Federated vs local-only vs centralised on the held-out patients of Study1-3 (docs/response.md)')
   .option('--data <dir>', 'folder with Study1.csv..Study3.csv (Laleh layout)', DEFAULT_LALEH_DIR)
   .option('--rounds <n>', 'rounds (every regime trains rounds x epochs per round)', (v) => Number(v), 20)
   .option('--federated-model <dir>', 'model decrypted by demo:response (plaintext FedAvg is simulated when absent)', 'out/response/model')
   .option('--out <dir>', 'output folder', 'out/response-compare')
   .option('--json', 'print the report as JSON')
-  .action(action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
-    const { compareResponse, formatResponseCompare } = await import('./commands/response.js');
-    const r = compareResponse({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
-    console.log(o.json ? JSON.stringify(r) : formatResponseCompare(r));
-  }));
+  .action(
+    action(async (o: { data: string; rounds: number; federatedModel: string; out: string; json?: boolean }) => {
+      const { compareResponse, formatResponseCompare } = await import('./commands/response.js');
+      const r = compareResponse({ dataDir: resolve(o.data), outDir: resolve(o.out), rounds: o.rounds, federatedModel: resolve(o.federatedModel), log: (s) => console.error(s) });
+      console.log(o.json ? JSON.stringify(r) : formatResponseCompare(r));
+    }),
+  );
 
 // ---------------------------------------------------------------- radiomics
 const radiomics = program.command('radiomics').description('IBSI radiomics features of a segmented lesion (docs/radiomics.md)');
-radiomics.command('extract')
+radiomics
+  .command('extract')
   .description('Features keyed by IBSI tag (morph_*, loc_*, stat_*, ih_*, ivh_*, cm_*, rlm_*, szm_*, dzm_*, ngt_*, ngl_*) of the ROI of a mask on an image')
   .requiredOption('--image <file>', 'image (NIfTI, NRRD or DICOM file)')
   .requiredOption('--mask <file>', 'mask on the same grid (non-zero voxels are the ROI)')
   .option('--settings <file>', 'settings JSON (default: PyRadiomics-like, fixtures/radiomics/pyradiomics-default.json)')
   .option('--label <n>', 'only mask voxels with this value are the ROI', (v) => Number(v))
   .option('--json', 'print one JSON object, IBSI tag -> value')
-  .action(action(async (o: { image: string; mask: string; settings?: string; label?: number; json?: boolean }) => {
-    const { formatFeatures, radiomicsExtract } = await import('./commands/radiomics.js');
-    const r = radiomicsExtract({ image: resolve(o.image), mask: resolve(o.mask), settings: o.settings ? resolve(o.settings) : undefined, label: o.label });
-    if (o.json) {
-      for (const w of r.warnings) console.error(`warning: ${w}`);
-      console.log(JSON.stringify(r.features));
-    } else console.log(formatFeatures(r));
-  }));
+  .action(
+    action(async (o: { image: string; mask: string; settings?: string; label?: number; json?: boolean }) => {
+      const { formatFeatures, radiomicsExtract } = await import('./commands/radiomics.js');
+      const r = radiomicsExtract({ image: resolve(o.image), mask: resolve(o.mask), settings: o.settings ? resolve(o.settings) : undefined, label: o.label });
+      if (o.json) {
+        for (const w of r.warnings) console.error(`warning: ${w}`);
+        console.log(JSON.stringify(r.features));
+      } else console.log(formatFeatures(r));
+    }),
+  );
 
 // ----------------------------------------------------------------- privacy
 registerPrivacyCommands(program);
 
 // -------------------------------------------------------------------- demo
-const demoStrategyOption = () => new Option('--strategy <name>', 'aggregation strategy, with the parameters of cli/src/demo-kit.ts demoStrategy (default: fedavg, none in the spec)').choices(['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'] satisfies DemoStrategyName[]);
+const demoStrategyOption = () =>
+  new Option('--strategy <name>', 'aggregation strategy, with the parameters of cli/src/demo-kit.ts demoStrategy (default: fedavg, none in the spec)').choices([
+    'fedavg',
+    'fedprox',
+    'fedavgm',
+    'fedadam',
+    'fedyogi',
+    'fedadagrad',
+  ] satisfies DemoStrategyName[]);
 const demoEpsilonArg = (v: string): number => {
   const n = Number(v);
   if (!(n > 0 && n <= 100)) throw new InvalidArgumentError('expected a number in (0, 100]');
   return n;
 };
-program.command('demo-response')
+program
+  .command('demo-response')
   .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated treatment-response study, then the 3-regime comparison')
   .option('--rounds <n>', 'training rounds', (v) => Number(v), 20)
   .option('--out <dir>', 'output folder', 'out/response')
   .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
   .addOption(demoStrategyOption())
   .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
-  .action(action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number }) => {
-    const { runResponseDemo } = await import('./demo-response.js');
-    const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon });
-    if (!ok) process.exitCode = 1;
-  }));
-program.command('demo')
+  .action(
+    action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+      const { runResponseDemo } = await import('./demo-response.js');
+      const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon });
+      if (!ok) process.exitCode = 1;
+    }),
+  );
+program
+  .command('demo')
   .description('A coordinator and three hospital sites on this machine: a real encrypted federated study on STS PET data')
   .option('--rounds <n>', 'training rounds', (v) => Number(v), 5)
   .option('--out <dir>', 'output folder', 'out/demo')
   .option('--data <dir>', 'STS NIfTI folder (STS_xxx/PET_image.nii.gz)')
   .addOption(demoStrategyOption())
   .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
-  .action(action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number }) => {
-    const { runDemo } = await import('./demo.js');
-    const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon });
-    if (!ok) process.exitCode = 1;
-  }));
+  .action(
+    action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+      const { runDemo } = await import('./demo.js');
+      const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon });
+      if (!ok) process.exitCode = 1;
+    }),
+  );
 
 await program.parseAsync(process.argv);

@@ -64,7 +64,11 @@ export class DemoProcesses {
   async startCoordinator(dataDir: string): Promise<{ url: string; lead: LeadClient }> {
     const adminToken = randomBytes(18).toString('base64url');
     const url = `http://127.0.0.1:${await freePort()}`;
-    this.children.push(spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', new URL(url).port, '--admin-token', adminToken, '--log-level', 'warn', '--tick-ms', '500'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    this.children.push(
+      spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', new URL(url).port, '--admin-token', adminToken, '--log-level', 'warn', '--tick-ms', '500'], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    );
     const lead = new LeadClient(url, adminToken);
     for (let i = 0; ; i++) {
       try {
@@ -121,18 +125,20 @@ export class DemoProcesses {
 
 /** Each site's privacy officer approves the study once it has been announced there (hash read from the site's own database). */
 export async function approveWhenAnnounced(siteDirs: string[], studyId: string, officers: string[]): Promise<void> {
-  await Promise.all(siteDirs.map(async (dir, i) => {
-    for (;;) {
-      const db = existsSync(join(dir, 'site.db')) ? new Database(join(dir, 'site.db'), { readonly: true, fileMustExist: true }) : null;
-      const row = db?.prepare('select manifest_hash from studies where study_id = ?').get(studyId) as { manifest_hash: string } | undefined;
-      db?.close();
-      if (row) {
-        await run(['site', 'approve', studyId, '--data-dir', dir, '--officer', officers[i], '--hash', row.manifest_hash], 'approve');
-        return;
+  await Promise.all(
+    siteDirs.map(async (dir, i) => {
+      for (;;) {
+        const db = existsSync(join(dir, 'site.db')) ? new Database(join(dir, 'site.db'), { readonly: true, fileMustExist: true }) : null;
+        const row = db?.prepare('select manifest_hash from studies where study_id = ?').get(studyId) as { manifest_hash: string } | undefined;
+        db?.close();
+        if (row) {
+          await run(['site', 'approve', studyId, '--data-dir', dir, '--officer', officers[i], '--hash', row.manifest_hash], 'approve');
+          return;
+        }
+        await sleep(300);
       }
-      await sleep(300);
-    }
-  }));
+    }),
+  );
 }
 
 /** The site id a site folder was enrolled as. */
@@ -184,12 +190,17 @@ export type DemoStrategyName = (typeof DEMO_STRATEGIES)[number];
 export function demoStrategy(name: DemoStrategyName, task: 'segmentation' | 'response'): StrategyConfig {
   const adaptiveLr = task === 'segmentation' ? 0.01 : 0.03;
   switch (name) {
-    case 'fedavg': return { name };
-    case 'fedprox': return { name, mu: 0.01 };
-    case 'fedavgm': return { name, serverLearningRate: 1, momentum: 0.9 };
+    case 'fedavg':
+      return { name };
+    case 'fedprox':
+      return { name, mu: 0.01 };
+    case 'fedavgm':
+      return { name, serverLearningRate: 1, momentum: 0.9 };
     case 'fedadam':
-    case 'fedyogi': return { name, serverLearningRate: adaptiveLr, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
-    case 'fedadagrad': return { name, serverLearningRate: task === 'segmentation' ? 0.03 : 0.1, beta1: 0, tau: 1e-3 };
+    case 'fedyogi':
+      return { name, serverLearningRate: adaptiveLr, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+    case 'fedadagrad':
+      return { name, serverLearningRate: task === 'segmentation' ? 0.03 : 0.1, beta1: 0, tau: 1e-3 };
   }
 }
 
@@ -250,7 +261,12 @@ export function readSitePrivacy(siteDir: string, site: string, studyId: string, 
   const out: SitePrivacy = { site, epsilonSpent: null, epsilonDataset: null, datasetKey: null, roundsRecorded: 0, studyBudget, siteMaxEpsilon: siteMaxEpsilon(siteDir) };
   const db = new Database(join(siteDir, 'site.db'), { readonly: true, fileMustExist: true });
   try {
-    const rows = db.prepare('select dataset_key, round, epsilon_study, epsilon_dataset from dp_ledger where study_id = ? order by id').all(studyId) as { dataset_key: string; round: number; epsilon_study: number; epsilon_dataset: number }[];
+    const rows = db.prepare('select dataset_key, round, epsilon_study, epsilon_dataset from dp_ledger where study_id = ? order by id').all(studyId) as {
+      dataset_key: string;
+      round: number;
+      epsilon_study: number;
+      epsilon_dataset: number;
+    }[];
     out.roundsRecorded = rows.length;
     const last = rows[rows.length - 1];
     if (last) {
@@ -280,6 +296,9 @@ export function formatSitePrivacy(p: SitePrivacy): string {
 export function checkSiteCaps(siteDirs: string[], names: string[], epsilon: number): void {
   siteDirs.forEach((d, i) => {
     const cap = siteMaxEpsilon(d);
-    if (cap !== null && epsilon > cap) throw new Error(`TWF_E_DP_PARAMS: --epsilon ${epsilon} is above ${names[i]}'s privacy.maxEpsilon ${cap} (site.json); its officer's cap would refuse rounds with TWF_E_DP_BUDGET; use --epsilon <= ${cap}`);
+    if (cap !== null && epsilon > cap)
+      throw new Error(
+        `TWF_E_DP_PARAMS: --epsilon ${epsilon} is above ${names[i]}'s privacy.maxEpsilon ${cap} (site.json); its officer's cap would refuse rounds with TWF_E_DP_BUDGET; use --epsilon <= ${cap}`,
+      );
   });
 }

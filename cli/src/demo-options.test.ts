@@ -46,7 +46,9 @@ describe('demo --strategy / --epsilon', () => {
       const db2 = new Database(join(dir, 'site.db'));
       db2.exec(`create table dp_ledger (id integer primary key autoincrement, dataset_key text not null, study_id text not null, round integer not null, level text not null, steps integer not null,
         sampling_rate real not null, noise_multiplier real not null, rdp blob not null, epsilon_study real not null, epsilon_dataset real not null, delta_dataset real not null, recorded_at_ms integer not null)`);
-      const ins = db2.prepare('insert into dp_ledger (dataset_key, study_id, round, level, steps, sampling_rate, noise_multiplier, rdp, epsilon_study, epsilon_dataset, delta_dataset, recorded_at_ms) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      const ins = db2.prepare(
+        'insert into dp_ledger (dataset_key, study_id, round, level, steps, sampling_rate, noise_multiplier, rdp, epsilon_study, epsilon_dataset, delta_dataset, recorded_at_ms) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
       const rdp = rdpToBuffer(rdpSubsampledGaussian(0.5, 1.7));
       ins.run('segmentation:PET', 'st', 1, 'patient', 4, 0.5, 1.7, rdp, 2.5, 3.5, 1e-5, 1);
       ins.run('segmentation:PET', 'st', 2, 'patient', 4, 0.5, 1.7, rdp, 4.0, 5.0, 1e-5, 2);

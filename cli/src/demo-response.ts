@@ -3,8 +3,21 @@ import { join } from 'node:path';
 import { responseStudySpec } from '@twinfed/shared/response/index';
 import type { ResponseSpec } from '@twinfed/protocols';
 import {
-  DemoProcesses, REPO, approveWhenAnnounced, checkSiteCaps, demoPatientDp, demoStrategy, describeDp, finalModelDir, formatSitePrivacy, readSitePrivacy, run, siteIdOf, sleep,
-  verifyDemoAudits, type DemoDpChoice, type DemoStrategyName,
+  DemoProcesses,
+  approveWhenAnnounced,
+  checkSiteCaps,
+  demoPatientDp,
+  demoStrategy,
+  describeDp,
+  finalModelDir,
+  formatSitePrivacy,
+  readSitePrivacy,
+  run,
+  siteIdOf,
+  sleep,
+  verifyDemoAudits,
+  type DemoDpChoice,
+  type DemoStrategyName,
 } from './demo-kit.js';
 import { compareResponse, formatResponseCompare } from './commands/response.js';
 
@@ -52,7 +65,8 @@ interface StatusT {
 export async function runResponseDemo(opts: { rounds: number; outDir: string; dataDir: string; timeoutS?: number; strategy?: DemoStrategyName; epsilon?: number }): Promise<boolean> {
   const t0 = Date.now();
   const out = opts.outDir;
-  for (const s of STUDIES) if (!existsSync(join(opts.dataDir, `${s}.csv`))) throw new Error(`TWF_E_NOT_FOUND: ${join(opts.dataDir, `${s}.csv`)} is missing (the demo needs Study1-3.csv of Laleh et al. 2022)`);
+  for (const s of STUDIES)
+    if (!existsSync(join(opts.dataDir, `${s}.csv`))) throw new Error(`TWF_E_NOT_FOUND: ${join(opts.dataDir, `${s}.csv`)} is missing (the demo needs Study1-3.csv of Laleh et al. 2022)`);
   for (const d of ['coordinator', 'site-1', 'site-2', 'site-3', 'model', 'compare']) rmSync(join(out, d), { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const procs = new DemoProcesses();
@@ -61,12 +75,16 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
     const { url, lead } = await procs.startCoordinator(join(out, 'coordinator'));
     say(`coordinator on ${url}`);
     const siteDirs = STUDIES.map((_, i) => join(out, `site-${i + 1}`));
-    await Promise.all(STUDIES.map(async (s, i) => {
-      const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s });
-      await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s}`);
-      const rep = JSON.parse(await run(['site', 'import', join(opts.dataDir, `${s}.csv`), '--format', 'laleh', '--no-refit', '--data-dir', siteDirs[i], '--json'], `import ${s}`)) as { rows: { status: string; detail: string }[] };
-      say(`${s}: enrolled, imported ${join(opts.dataDir, `${s}.csv`)}: ${rep.rows.map((r) => `${r.status} (${r.detail})`).join('; ')}`);
-    }));
+    await Promise.all(
+      STUDIES.map(async (s, i) => {
+        const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s });
+        await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s}`);
+        const rep = JSON.parse(await run(['site', 'import', join(opts.dataDir, `${s}.csv`), '--format', 'laleh', '--no-refit', '--data-dir', siteDirs[i], '--json'], `import ${s}`)) as {
+          rows: { status: string; detail: string }[];
+        };
+        say(`${s}: enrolled, imported ${join(opts.dataDir, `${s}.csv`)}: ${rep.rows.map((r) => `${r.status} (${r.detail})`).join('; ')}`);
+      }),
+    );
 
     if (opts.epsilon !== undefined) checkSiteCaps(siteDirs, STUDIES, opts.epsilon);
     const spec = responseDemoSpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon });
@@ -75,7 +93,9 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
     const created = await lead.call<{ studyId: string }>('POST', '/api/studies', spec);
     const started = await lead.call<{ manifestHash: string }>('POST', `/api/studies/${created.studyId}/start`);
     const study = { studyId: created.studyId, manifestHash: started.manifestHash };
-    say(`study ${study.studyId} (task response, softmax regression, ${spec.model.arms.length} arm columns) started, manifest ${study.manifestHash.slice(0, 16)}… (roster of 3, secure aggregation threshold 3)`);
+    say(
+      `study ${study.studyId} (task response, softmax regression, ${spec.model.arms.length} arm columns) started, manifest ${study.manifestHash.slice(0, 16)}… (roster of 3, secure aggregation threshold 3)`,
+    );
 
     // Each site's held-out macro AUC per round, from its 'applied' events (the coordinator keeps Dice columns only).
     const auc = new Map<number, (number | null)[]>();
@@ -91,7 +111,11 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
         },
       });
     });
-    await approveWhenAnnounced(siteDirs, study.studyId, STUDIES.map((s) => `Privacy officer, ${s}`));
+    await approveWhenAnnounced(
+      siteDirs,
+      study.studyId,
+      STUDIES.map((s) => `Privacy officer, ${s}`),
+    );
     say('privacy officers approved the manifest at all three sites');
 
     console.log('\nround  sites  upload bytes  encrypt ms  held-out macro AUC per site (Study1 Study2 Study3)');
@@ -106,7 +130,9 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
         printed.add(r.round);
         const up = r.metrics.reduce((s, m) => s + (m.uploadBytes ?? 0), 0);
         const enc = r.metrics.filter((m) => m.encryptMs !== null);
-        console.log(`${String(r.round).padStart(5)}  ${String(r.completed.length).padStart(5)}  ${String(up).padStart(12)}  ${(enc.reduce((s, m) => s + m.encryptMs!, 0) / Math.max(1, enc.length)).toFixed(0).padStart(10)}  ${a.map(fmt).join('  ')}`);
+        console.log(
+          `${String(r.round).padStart(5)}  ${String(r.completed.length).padStart(5)}  ${String(up).padStart(12)}  ${(enc.reduce((s, m) => s + m.encryptMs!, 0) / Math.max(1, enc.length)).toFixed(0).padStart(10)}  ${a.map(fmt).join('  ')}`,
+        );
       }
       if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
       if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 600} s (state ${status.state}, round ${status.currentRound})`);
@@ -127,14 +153,33 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
     if (spec.dp || privacy.some((p) => p.epsilonSpent !== null)) for (const p of privacy) say(`privacy: ${formatSitePrivacy(p)}`);
     const elapsedS = (Date.now() - t0) / 1000;
     // The task metric per round: held-out macro AUC, the mean over the three sites (per site in aucPerRound).
-    const metricPerRound = [...auc.entries()].sort((a, b) => a[0] - b[0]).map(([round, a]) => {
-      const ok = a.filter((x): x is number => x !== null);
-      return { round, metric: 'macroAuc', value: ok.length ? ok.reduce((x, y) => x + y, 0) / ok.length : null };
-    });
-    writeFileSync(join(out, 'report.json'), JSON.stringify({
-      studyId: study.studyId, manifestHash: study.manifestHash, siteIds, aucPerRound: Object.fromEntries(auc), metricPerRound,
-      strategy: spec.strategy ?? { name: 'fedavg' }, dp: spec.dp ?? null, privacy, auditOk, compare: report, model: join(out, 'model'), elapsedS,
-    }, null, 2) + '\n');
+    const metricPerRound = [...auc.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([round, a]) => {
+        const ok = a.filter((x): x is number => x !== null);
+        return { round, metric: 'macroAuc', value: ok.length ? ok.reduce((x, y) => x + y, 0) / ok.length : null };
+      });
+    writeFileSync(
+      join(out, 'report.json'),
+      JSON.stringify(
+        {
+          studyId: study.studyId,
+          manifestHash: study.manifestHash,
+          siteIds,
+          aucPerRound: Object.fromEntries(auc),
+          metricPerRound,
+          strategy: spec.strategy ?? { name: 'fedavg' },
+          dp: spec.dp ?? null,
+          privacy,
+          auditOk,
+          compare: report,
+          model: join(out, 'model'),
+          elapsedS,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     say(`report ${join(out, 'report.json')}; ${elapsedS.toFixed(0)} s`);
     const fed = report.rows.find((r) => r.regime === 'federated' && r.evaluatedOn === 'pooled');
     // Under DP the noise may cost the AUC (RESPONSE_DEMO_DP): success is then a clean, audited run.

@@ -3,8 +3,21 @@ import { join } from 'node:path';
 import type { SegmentationSpec } from '@twinfed/protocols';
 import { formatCompare, formatVerify } from './commands/audit.js';
 import {
-  DemoProcesses, REPO, approveWhenAnnounced, checkSiteCaps, demoPatientDp, demoStrategy, describeDp, finalModelDir, formatSitePrivacy, readSitePrivacy, run, siteIdOf, sleep,
-  verifyDemoAudits, type DemoDpChoice, type DemoStrategyName,
+  DemoProcesses,
+  approveWhenAnnounced,
+  checkSiteCaps,
+  demoPatientDp,
+  demoStrategy,
+  describeDp,
+  finalModelDir,
+  formatSitePrivacy,
+  readSitePrivacy,
+  run,
+  siteIdOf,
+  sleep,
+  verifyDemoAudits,
+  type DemoDpChoice,
+  type DemoStrategyName,
 } from './demo-kit.js';
 export { DEFAULT_STS_DIR } from './paths.js';
 import { DEFAULT_STS_DIR } from './paths.js';
@@ -79,8 +92,17 @@ interface StudyStatusT {
   currentRound: number;
   joined: string[];
   roundSummaries: {
-    round: number; state: string; completed: string[]; keySet: string[]; survivors: string[]; threshold: number; failReason: string | null;
-    aggregateMs: number; bytesIn: number; totalSamples: number; metrics: MetricT[];
+    round: number;
+    state: string;
+    completed: string[];
+    keySet: string[];
+    survivors: string[];
+    threshold: number;
+    failReason: string | null;
+    aggregateMs: number;
+    bytesIn: number;
+    totalSamples: number;
+    metrics: MetricT[];
   }[];
 }
 
@@ -106,23 +128,38 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     say(`coordinator on ${url} (data in ${join(out, 'coordinator')})`);
 
     const siteDirs = DEMO_SITES.map((_, i) => join(out, `site-${'abc'[i]}`));
-    await Promise.all(DEMO_SITES.map(async (s, i) => {
-      const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s.name });
-      await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s.name}`);
-      const rep = JSON.parse(await run(['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)) as { rows: { status: string; seg?: { split: string; nSlices: number } }[] };
-      const ok = rep.rows.filter((r) => r.status === 'imported' && r.seg);
-      say(`${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.seg!.split === 'train').length} train / ${ok.filter((r) => r.seg!.split === 'val').length} validation, ${ok.reduce((a, r) => a + r.seg!.nSlices, 0)} slices)`);
-    }));
+    await Promise.all(
+      DEMO_SITES.map(async (s, i) => {
+        const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s.name });
+        await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s.name}`);
+        const rep = JSON.parse(await run(['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)) as {
+          rows: { status: string; seg?: { split: string; nSlices: number } }[];
+        };
+        const ok = rep.rows.filter((r) => r.status === 'imported' && r.seg);
+        say(
+          `${s.name}: enrolled, imported ${ok.length} patients (${ok.filter((r) => r.seg!.split === 'train').length} train / ${ok.filter((r) => r.seg!.split === 'val').length} validation, ${ok.reduce((a, r) => a + r.seg!.nSlices, 0)} slices)`,
+        );
+      }),
+    );
 
-    if (opts.epsilon !== undefined) checkSiteCaps(siteDirs, DEMO_SITES.map((s) => s.name), opts.epsilon);
+    if (opts.epsilon !== undefined)
+      checkSiteCaps(
+        siteDirs,
+        DEMO_SITES.map((s) => s.name),
+        opts.epsilon,
+      );
     const spec = demoStudySpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon });
     if (spec.strategy) say(`strategy ${JSON.stringify(spec.strategy)}`);
     if (spec.dp) say(describeDp(spec.dp, spec.training, spec.rounds));
     const created = await lead.call<{ studyId: string }>('POST', '/api/studies', spec);
     const started = await lead.call<{ manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>('POST', `/api/studies/${created.studyId}/start`);
     const study = { studyId: created.studyId, manifestHash: started.manifestHash };
-    say(`study ${study.studyId} started; its manifest ${study.manifestHash.slice(0, 16)}… lists the roster officers approve: ${started.participants.map((p) => `${p.siteName} (${p.fingerprint.slice(0, 8)}…)`).join(', ')}`);
-    say('secure aggregation: each update is masked (pairwise + self masks, Bonawitz et al. 2017) inside its encryption; threshold 3 of 3, so this 3-site demo cannot survive a dropout (a round with a missing site fails cleanly; 4+ sites tolerate dropouts)');
+    say(
+      `study ${study.studyId} started; its manifest ${study.manifestHash.slice(0, 16)}… lists the roster officers approve: ${started.participants.map((p) => `${p.siteName} (${p.fingerprint.slice(0, 8)}…)`).join(', ')}`,
+    );
+    say(
+      'secure aggregation: each update is masked (pairwise + self masks, Bonawitz et al. 2017) inside its encryption; threshold 3 of 3, so this 3-site demo cannot survive a dropout (a round with a missing site fails cleanly; 4+ sites tolerate dropouts)',
+    );
 
     const sitesInfo: { name: string; siteId: string; backend: string }[] = [];
     DEMO_SITES.forEach((s, i) => {
@@ -139,8 +176,12 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       });
     });
 
-    await approveWhenAnnounced(siteDirs, study.studyId, DEMO_SITES.map((s) => `Privacy officer, ${s.name}`));
-    say('privacy officers approved the manifest (roster included) at all three sites; sites join; the first key dealer of the roster seals the study key to the roster\'s keys and signs the handout');
+    await approveWhenAnnounced(
+      siteDirs,
+      study.studyId,
+      DEMO_SITES.map((s) => `Privacy officer, ${s.name}`),
+    );
+    say("privacy officers approved the manifest (roster included) at all three sites; sites join; the first key dealer of the roster seals the study key to the roster's keys and signs the handout");
 
     const nameOf = (id: string) => sitesInfo.find((s) => s.siteId === id)?.name ?? id;
     const byName = <T extends { siteId: string }>(ms: T[]) => [...ms].sort((a, b) => nameOf(a.siteId).localeCompare(nameOf(b.siteId)));
@@ -153,7 +194,12 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       const r0 = roundZero(status);
       if (r0 && !printed.has(0)) {
         printed.add(0);
-        console.log(`${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(7)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(diceOf(m))} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r0))}`);
+        console.log(
+          `${'0'.padStart(5)}  ${'-'.padStart(5)}  ${'-'.padStart(7)}  ${'-'.padStart(12)}  ${'-'.padStart(10)}  ${'-'.padStart(12)}  ${byName(r0)
+            .map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(diceOf(m))} (${m.valPatients})`)
+            .join('   ')
+            .padEnd(50)} ${fmt(meanDice(r0))}`,
+        );
       }
       for (const r of status.roundSummaries) {
         if (printed.has(r.round)) continue;
@@ -166,7 +212,14 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         printed.add(r.round);
         const up = r.metrics.reduce((a, m) => a + (m.uploadBytes ?? 0), 0);
         const enc = r.metrics.filter((m) => m.encryptMs !== null);
-        console.log(`${String(r.round).padStart(5)}  ${`${r.survivors.length}/${r.keySet.length}`.padStart(5)}  ${String(r.keySet.length - r.survivors.length).padStart(7)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(r.metrics).map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(diceOf(m))} (${m.valPatients})`).join('   ').padEnd(50)} ${fmt(meanDice(r.metrics))}`);
+        console.log(
+          `${String(r.round).padStart(5)}  ${`${r.survivors.length}/${r.keySet.length}`.padStart(5)}  ${String(r.keySet.length - r.survivors.length).padStart(7)}  ${String(up).padStart(12)}  ${fmt(enc.reduce((a, m) => a + m.encryptMs!, 0) / Math.max(1, enc.length), 0).padStart(10)}  ${fmt(r.aggregateMs, 0).padStart(12)}  ${byName(
+            r.metrics,
+          )
+            .map((m) => `${nameOf(m.siteId).slice(-1)} ${fmt(diceOf(m))} (${m.valPatients})`)
+            .join('   ')
+            .padEnd(50)} ${fmt(meanDice(r.metrics))}`,
+        );
       }
       if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
       if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 900} s (state ${status.state}, round ${status.currentRound})`);
@@ -219,7 +272,9 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     };
     writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
     console.log(`\nglobal model Dice on the sites' validation patients: round 0 ${fmt(initialDice)} -> round ${closed.length} ${fmt(finalDice)}`);
-    console.log(`secure aggregation: ${closed.length} rounds, each the sum of ${closed.map((r) => r.survivors.length).join('/')} masked updates; dropouts: ${closed.reduce((a, r) => a + r.keySet.length - r.survivors.length, 0)} (a dropped site's masks would be removed with t shares of its keys; every update was masked inside its encryption, so no single update could be read, not even by a site holding the study key)`);
+    console.log(
+      `secure aggregation: ${closed.length} rounds, each the sum of ${closed.map((r) => r.survivors.length).join('/')} masked updates; dropouts: ${closed.reduce((a, r) => a + r.keySet.length - r.survivors.length, 0)} (a dropped site's masks would be removed with t shares of its keys; every update was masked inside its encryption, so no single update could be read, not even by a site holding the study key)`,
+    );
     if (spec.dp || privacy.some((p) => p.epsilonSpent !== null)) for (const p of privacy) console.log(`privacy: ${formatSitePrivacy(p)}`);
     console.log(`audit: ${auditVerified ? 'all chains intact and cross-checked' : 'PROBLEMS FOUND (see above)'}`);
     console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);

@@ -10,7 +10,11 @@ import { normalizeTlsPin } from '@twinfed/shared/crypto/index';
 export class LeadClient {
   private readonly link: CoordinatorLink | null;
 
-  constructor(readonly baseUrl: string, private readonly adminToken: string, tlsPin: string | undefined = process.env.TWINFED_TLS_PIN) {
+  constructor(
+    readonly baseUrl: string,
+    private readonly adminToken: string,
+    tlsPin: string | undefined = process.env.TWINFED_TLS_PIN,
+  ) {
     const pin = tlsPin ? normalizeTlsPin(tlsPin) : null;
     if (tlsPin && !pin) throw new Error(`TWINFED_TLS_PIN ${tlsPin}: expected sha256/ and the base64 SHA-256 of the certificate's public key`);
     this.link = pin && baseUrl.startsWith('https:') ? new CoordinatorLink({ coordinatorUrl: baseUrl, tlsPins: [pin] }) : null;
@@ -38,7 +42,9 @@ export class LeadClient {
     }
     if (status < 200 || status >= 300) {
       const e = json as { code?: string; message?: string; detail?: string };
-      throw new Error(`${method} ${path} -> ${status} ${e?.code ?? ''} ${e?.message ?? (typeof json === 'string' ? json : JSON.stringify(json))}${e?.detail && !(e.message ?? '').includes(e.detail) ? ` (${e.detail})` : ''}`);
+      throw new Error(
+        `${method} ${path} -> ${status} ${e?.code ?? ''} ${e?.message ?? (typeof json === 'string' ? json : JSON.stringify(json))}${e?.detail && !(e.message ?? '').includes(e.detail) ? ` (${e.detail})` : ''}`,
+      );
     }
     return json as T;
   }

@@ -42,10 +42,16 @@ describe('twinfed radiomics extract', () => {
     assert.equal(text.code, 0, text.err);
     assert.match(text.out, /^morph_volume\s+\d+(\.\d+)?$/m);
     const dflt = JSON.parse((await twinfed('radiomics', 'extract', '--image', image, '--mask', label, '--json')).out) as Record<string, number>;
-    const file = JSON.parse((await twinfed('radiomics', 'extract', '--image', image, '--mask', label, '--json', '--settings', join(FIX, 'radiomics/pyradiomics-default.json'))).out) as Record<string, number>;
+    const file = JSON.parse((await twinfed('radiomics', 'extract', '--image', image, '--mask', label, '--json', '--settings', join(FIX, 'radiomics/pyradiomics-default.json'))).out) as Record<
+      string,
+      number
+    >;
     assert.deepEqual(dflt, file);
     const tags = Object.keys(dflt);
-    assert.ok(tags.every((t) => !/_2D|_2_5D/.test(t)), 'no 2D / 2.5D aggregations');
+    assert.ok(
+      tags.every((t) => !/_2D|_2_5D/.test(t)),
+      'no 2D / 2.5D aggregations',
+    );
     // Approximate volume = labelled voxels x voxel volume, counted here from the label file.
     const m = readNrrdImage(readFileSync(label));
     const n = m.data.reduce((a, v) => a + (v !== 0 ? 1 : 0), 0);

@@ -10,13 +10,25 @@ export const CoordinatorConfigSchema = z.object({
   /** Bearer token leads use for the REST API. */
   adminToken: z.string().min(16),
   /** Accepted clock difference between a site's envelope timestamp and ours, ms. */
-  clockSkewMs: z.number().int().min(1000).default(5 * 60 * 1000),
+  clockSkewMs: z
+    .number()
+    .int()
+    .min(1000)
+    .default(5 * 60 * 1000),
   /** A round opens only when no site joined in this many ms, so sites approved together start together. */
   joinSettleMs: z.number().int().min(0).default(2000),
   /** Deadline of each secure-aggregation phase after setup (upload, consistency, unmask), seconds. */
-  phaseTimeoutS: z.number().positive().max(24 * 3600).default(120),
+  phaseTimeoutS: z
+    .number()
+    .positive()
+    .max(24 * 3600)
+    .default(120),
   /** How long a round phase short of its quorum waits past its deadline before the round fails, seconds. */
-  quorumGraceS: z.number().min(0).max(24 * 3600).default(60),
+  quorumGraceS: z
+    .number()
+    .min(0)
+    .max(24 * 3600)
+    .default(60),
   /** A key dealer that has not dealt within this time is replaced by the next in the manifest's order, seconds. */
   dealerTimeoutS: z.number().positive().max(3600).default(30),
   /**
@@ -28,7 +40,11 @@ export const CoordinatorConfigSchema = z.object({
   /** How often open rounds are checked against their deadline, ms. */
   tickMs: z.number().int().min(50).default(1000),
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */
-  maxMessageBytes: z.number().int().min(1 << 16).default(64 << 20),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .min(1 << 16)
+    .default(64 << 20),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('info'),
   /**
    * Serve HTTPS and WSS on `port` from these PEM files (default: plain HTTP, for loopback and a

@@ -1,8 +1,6 @@
-import {
-  StudyDraftSchema, StudyManifestSchema, WireError, type CoordinatorMessageType, type StudyDraft, type StudyManifest,
-} from '@twinfed/protocols';
+import { StudyDraftSchema, StudyManifestSchema, WireError, type CoordinatorMessageType, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
-import type { CoordinatorStore, RoundRow, StudyRow, StudySiteRow } from './store/index.js';
+import type { CoordinatorStore, StudyRow, StudySiteRow } from './store/index.js';
 import type { CoordinatorMetrics } from './metrics.js';
 
 export interface EngineOptions {
@@ -67,7 +65,6 @@ export function draftOfRow(st: StudyRow): StudyDraft {
   return StudyDraftSchema.parse(JSON.parse(st.manifestJson));
 }
 
-
 /** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). */
 export function activeJoined(store: CoordinatorStore, st: StudyRow): StudySiteRow[] {
   return store.studySites(st.studyId).filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
@@ -75,7 +72,12 @@ export function activeJoined(store: CoordinatorStore, st: StudyRow): StudySiteRo
 
 /** Roster sites not excluded (joined or not). */
 export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
-  const excluded = new Set(store.studySites(st.studyId).filter((r) => r.excluded !== null).map((r) => r.siteId));
+  const excluded = new Set(
+    store
+      .studySites(st.studyId)
+      .filter((r) => r.excluded !== null)
+      .map((r) => r.siteId),
+  );
   return m.participants.map((p) => p.siteId).filter((id) => !excluded.has(id));
 }
 

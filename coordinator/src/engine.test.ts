@@ -60,11 +60,17 @@ describe('coordinator engine (in memory)', () => {
     await sites[0].deal();
     for (const s of sites.slice(1, 3)) s.acceptKey();
     await lab.engine.idle();
-    assert.deepEqual(lab.engine.roundStatus(studyId, 1).participants, sites.slice(0, 3).map((s) => s.siteId));
+    assert.deepEqual(
+      lab.engine.roundStatus(studyId, 1).participants,
+      sites.slice(0, 3).map((s) => s.siteId),
+    );
     await sites[3].approveAndJoin(studyId);
     assert.equal(sites[3].acceptKey(), 1, 'the key was sealed for the whole roster');
     await honestRound(sites.slice(0, 3));
-    assert.deepEqual(lab.engine.roundStatus(studyId, 2).participants, sites.map((s) => s.siteId));
+    assert.deepEqual(
+      lab.engine.roundStatus(studyId, 2).participants,
+      sites.map((s) => s.siteId),
+    );
   });
 
   it('a changed manifest needs re-approval: old hash refused, new hash joins, new key epoch', async () => {
@@ -121,7 +127,10 @@ describe('coordinator engine (in memory)', () => {
     assert.ok(ack.ok, JSON.stringify(ack));
     const r = lab.engine.roundStatus(studyId, 1);
     assert.equal(r.phase, 'upload', 'nobody else to wait for');
-    assert.deepEqual(r.keySet, sites.slice(0, 3).map((s) => s.siteId));
+    assert.deepEqual(
+      r.keySet,
+      sites.slice(0, 3).map((s) => s.siteId),
+    );
     assert.deepEqual(r.declined, [{ siteId: sites[3].siteId, code: 'TWF_E_NO_DATA', detail: 'no new data this week' }]);
     for (const s of sites.slice(0, 3)) await s.upload(1);
     for (const s of sites.slice(0, 3)) await s.sign(1);
@@ -135,7 +144,10 @@ describe('coordinator engine (in memory)', () => {
     await sites[3].setup();
     assert.ok((await sites[3].send('round.decline', studyId, 1, { code: 'TWF_E_NO_DATA', detail: '' })).ok);
     for (const s of sites.slice(0, 3)) await s.setup();
-    assert.deepEqual(lab.engine.roundStatus(studyId, 1).keySet, sites.slice(0, 3).map((s) => s.siteId));
+    assert.deepEqual(
+      lab.engine.roundStatus(studyId, 1).keySet,
+      sites.slice(0, 3).map((s) => s.siteId),
+    );
     const again = await sites[3].send('round.decline', studyId, 1, { code: 'TWF_E_NO_DATA', detail: '' });
     assert.equal(!again.ok && again.code, 'TWF_E_NOT_PARTICIPANT');
   });
@@ -160,7 +172,10 @@ describe('coordinator engine (in memory)', () => {
     for (const s of sites.slice(0, 3)) await s.reveal(1);
     const r = lab.engine.roundStatus(studyId, 1);
     assert.equal(r.state, 'closed');
-    assert.deepEqual(r.survivors, sites.slice(0, 3).map((s) => s.siteId));
+    assert.deepEqual(
+      r.survivors,
+      sites.slice(0, 3).map((s) => s.siteId),
+    );
   });
 
   it('TWF_E_DP_BUDGET marks the site exhausted: not asked again; too few left stops the study naming them', async () => {
@@ -169,7 +184,10 @@ describe('coordinator engine (in memory)', () => {
     await honestRound(sites.slice(0, 3));
     assert.equal(lab.engine.studyStatus(studyId).participants[3].dpExhausted, true);
     assert.ok(!sites[3].has('round.start') || lab.engine.roundStatus(studyId, 2).participants.length === 3);
-    assert.deepEqual(lab.engine.roundStatus(studyId, 2).participants, sites.slice(0, 3).map((s) => s.siteId));
+    assert.deepEqual(
+      lab.engine.roundStatus(studyId, 2).participants,
+      sites.slice(0, 3).map((s) => s.siteId),
+    );
     assert.ok((await sites[2].send('round.decline', studyId, 2, { code: 'TWF_E_DP_BUDGET', detail: 'spent' })).ok);
     const st = lab.engine.studyStatus(studyId);
     assert.equal(lab.engine.roundStatus(studyId, 2).state, 'failed');
@@ -194,7 +212,10 @@ describe('coordinator engine (in memory)', () => {
     const { lab, sites, studyId } = await labWith(4);
     for (const s of sites) await s.setup();
     const c = sites[3].prepare(1)[0];
-    const env = sealEnvelope({ id: sites[3].siteId, ed25519SecretKey: sites[3].identity.ed25519SecretKey, nextSeq: () => 100 }, { to: lab.engine.coordinatorId, type: 'update.chunk', studyId, round: 1, body: c.body, meta: c.meta, nowMs: lab.clock.nowMs });
+    const env = sealEnvelope(
+      { id: sites[3].siteId, ed25519SecretKey: sites[3].identity.ed25519SecretKey, nextSeq: () => 100 },
+      { to: lab.engine.coordinatorId, type: 'update.chunk', studyId, round: 1, body: c.body, meta: c.meta, nowMs: lab.clock.nowMs },
+    );
     const pending = lab.engine.handle(sites[3].siteId, env);
     lab.engine.evictSite(studyId, sites[3].siteId, 'race');
     const ack = await pending;
@@ -206,7 +227,10 @@ describe('coordinator engine (in memory)', () => {
     const { lab, sites, studyId } = await labWith(3);
     for (const s of sites) await s.setup();
     const c = sites[0].prepare(1)[0];
-    const env = sealEnvelope({ id: sites[0].siteId, ed25519SecretKey: sites[0].identity.ed25519SecretKey, nextSeq: () => 100 }, { to: lab.engine.coordinatorId, type: 'update.chunk', studyId, round: 1, body: c.body, meta: c.meta, nowMs: lab.clock.nowMs });
+    const env = sealEnvelope(
+      { id: sites[0].siteId, ed25519SecretKey: sites[0].identity.ed25519SecretKey, nextSeq: () => 100 },
+      { to: lab.engine.coordinatorId, type: 'update.chunk', studyId, round: 1, body: c.body, meta: c.meta, nowMs: lab.clock.nowMs },
+    );
     const pending = lab.engine.handle(sites[0].siteId, env);
     lab.engine.abortRound(studyId, 'race');
     const ack = await pending;
@@ -225,11 +249,36 @@ describe('coordinator engine (in memory)', () => {
   it('stores task metrics by name and shows them in the round status', async () => {
     const { lab, sites, studyId } = await labWith(3);
     await honestRound(sites);
-    const ack = await sites[0].send('metrics.report', studyId, 1, { evaluatedRound: 1, metrics: [{ name: 'meanDice', value: 0.71 }, { name: 'hd95Mm', value: null }], valPatients: 3, trainLoss: 0.2, trainMs: 10, encryptMs: 5, uploadBytes: 1000 });
+    const ack = await sites[0].send('metrics.report', studyId, 1, {
+      evaluatedRound: 1,
+      metrics: [
+        { name: 'meanDice', value: 0.71 },
+        { name: 'hd95Mm', value: null },
+      ],
+      valPatients: 3,
+      trainLoss: 0.2,
+      trainMs: 10,
+      encryptMs: 5,
+      uploadBytes: 1000,
+    });
     assert.ok(ack.ok);
     const m = lab.engine.roundStatus(studyId, 1).metrics;
-    assert.deepEqual(m[0].metrics, [{ name: 'hd95Mm', value: null }, { name: 'meanDice', value: 0.71 }]);
-    const dup = await sites[0].send('metrics.report', studyId, 1, { evaluatedRound: 1, metrics: [{ name: 'a', value: 1 }, { name: 'a', value: 2 }], valPatients: 3, trainLoss: null, trainMs: null, encryptMs: null, uploadBytes: null });
+    assert.deepEqual(m[0].metrics, [
+      { name: 'hd95Mm', value: null },
+      { name: 'meanDice', value: 0.71 },
+    ]);
+    const dup = await sites[0].send('metrics.report', studyId, 1, {
+      evaluatedRound: 1,
+      metrics: [
+        { name: 'a', value: 1 },
+        { name: 'a', value: 2 },
+      ],
+      valPatients: 3,
+      trainLoss: null,
+      trainMs: null,
+      encryptMs: null,
+      uploadBytes: null,
+    });
     assert.equal(!dup.ok && dup.code, 'TWF_E_MALFORMED');
   });
 
@@ -245,14 +294,20 @@ describe('coordinator engine (in memory)', () => {
     const lab = await Lab.create();
     const { token } = lab.engine.issueEnrolmentToken('old', 60);
     const id = generateIdentity();
-    assert.throws(() => lab.engine.enrol({ token, protocolVersion: '2.1', ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) }), (e: WireError) => e.code === 'TWF_E_PROTOCOL_VERSION' && e.detail.includes(PROTOCOL_VERSION));
+    assert.throws(
+      () => lab.engine.enrol({ token, protocolVersion: '2.1', ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) }),
+      (e: WireError) => e.code === 'TWF_E_PROTOCOL_VERSION' && e.detail.includes(PROTOCOL_VERSION),
+    );
   });
 
   it('createStudy rejects encryption parameters the HE layer would reject later (422, naming encryption)', async () => {
     const lab = await Lab.create();
     const encryption = { scheme: 'bfv-sym-seeded', polyModulusDegree: 8192, coeffModulusBits: Array(8).fill(20), plainModulusBits: 50, precisionBits: 20 };
     await assert.rejects(lab.engine.createStudy({ ...SPEC_OVERRIDE, encryption }), (e: WireError) => e.code === 'TWF_E_HE_PARAMS' && e.status === 422 && /encryption: .*primes/.test(e.detail));
-    await assert.rejects(lab.engine.createStudy({ ...SPEC_OVERRIDE, encryption: { ...encryption, polyModulusDegree: 4096, coeffModulusBits: [60], plainModulusBits: 51 } }), (e: WireError) => e.code === 'TWF_E_HE_PARAMS' && /plainModulusBits/.test(e.detail));
+    await assert.rejects(
+      lab.engine.createStudy({ ...SPEC_OVERRIDE, encryption: { ...encryption, polyModulusDegree: 4096, coeffModulusBits: [60], plainModulusBits: 51 } }),
+      (e: WireError) => e.code === 'TWF_E_HE_PARAMS' && /plainModulusBits/.test(e.detail),
+    );
     assert.ok((await lab.engine.createStudy({ ...SPEC_OVERRIDE, encryption: { ...encryption, polyModulusDegree: 4096, coeffModulusBits: [60], plainModulusBits: 42 } })).studyId);
   });
 });

@@ -1,22 +1,38 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
-  CHECKPOINT_KIND, HANDSHAKE_KIND, RECEIPT_KIND, checkpointFields, receiptFields, HandshakeAuthSchema, MIN_CONTRIBUTORS, PROTOCOL_VERSION, StudyDraftSchema, StudyManifestSchema, StudySpecSchema,
-  WireError, handshakeFields, isCompatibleVersion, isWireErrorCode, manifestHash, quorumOf, secaggThresholdFor, sha256Hex,
-  type Ack, type CoordinatorMessageType, type Envelope, type RosterEntry, type StudyDraft, type StudyManifest,
+  CHECKPOINT_KIND,
+  HANDSHAKE_KIND,
+  RECEIPT_KIND,
+  checkpointFields,
+  receiptFields,
+  HandshakeAuthSchema,
+  MIN_CONTRIBUTORS,
+  PROTOCOL_VERSION,
+  StudyDraftSchema,
+  StudyManifestSchema,
+  StudySpecSchema,
+  WireError,
+  handshakeFields,
+  isCompatibleVersion,
+  isWireErrorCode,
+  manifestHash,
+  quorumOf,
+  secaggThresholdFor,
+  sha256Hex,
+  type Ack,
+  type CoordinatorMessageType,
+  type Envelope,
+  type RosterEntry,
+  type StudyDraft,
+  type StudyManifest,
 } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
-import {
-  decodeBody, fromB64, siteFingerprint, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement,
-  type Identity, type Signer,
-} from '@twinfed/shared/crypto/index';
+import { fromB64, siteFingerprint, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement, type Identity, type Signer } from '@twinfed/shared/crypto/index';
 import { DEFAULT_HE_PARAMS, checkHeParams, createHeContext, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
 import { dpStepsPerRound, epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
 import type { z } from 'zod';
-import {
-  activeJoined, activeRoster, budgetLeft, draftOfRow, manifestOfRow, parseList, studyRow,
-  type EngineContext, type EngineOptions, type HandlerResult, type Meta, type StudyRow,
-} from './context.js';
+import { activeJoined, activeRoster, budgetLeft, draftOfRow, manifestOfRow, parseList, studyRow, type EngineContext, type EngineOptions, type Meta, type StudyRow } from './context.js';
 import { HANDLERS, type HandlerDeps } from './handlers/index.js';
 import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
@@ -98,7 +114,11 @@ export class CoordinatorEngine {
       dealerTimeoutMs: opts.dealerTimeoutMs ?? 30_000,
     };
     this.ctx = {
-      store, audit, metrics, coordinatorId: this.coordinatorId, opts: options,
+      store,
+      audit,
+      metrics,
+      coordinatorId: this.coordinatorId,
+      opts: options,
       now: this.now,
       log: (level, msg) => opts.log?.(level, msg),
       send: (siteId, type, studyId, round, body, m) => this.sendTo(siteId, type, studyId, round, body, m),
@@ -109,7 +129,10 @@ export class CoordinatorEngine {
     this.keys = new StudyKeys(this.ctx, received);
     this.rounds = new Rounds(this.ctx, this.keys, received);
     this.deps = {
-      ctx: this.ctx, keys: this.keys, rounds: this.rounds, received,
+      ctx: this.ctx,
+      keys: this.keys,
+      rounds: this.rounds,
+      received,
       greet: (siteId) => this.greet(siteId),
       announce: (studyId, siteId) => this.announce(studyId, siteId),
       syncSite: (studyId, siteId) => this.syncSite(studyId, siteId),
@@ -144,7 +167,10 @@ export class CoordinatorEngine {
     }
     const p = StudySpecSchema.safeParse(spec);
     if (!p.success) {
-      const msg = p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
+      const msg = p.error.issues
+        .slice(0, 5)
+        .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
+        .join('; ');
       throw new WireError(p.error.issues.some((i) => i.path[0] === 'strategy' && i.message.includes('TWF_E_STRATEGY_NOT_LINEAR')) ? 'TWF_E_STRATEGY_NOT_LINEAR' : 'TWF_E_BAD_REQUEST', msg);
     }
     if (p.data.dp) p.data.dp = resolveDp(p.data);
@@ -152,8 +178,13 @@ export class CoordinatorEngine {
     await validateHeParams(encryption);
     const studyId = `study-${randomUUID().slice(0, 8)}`;
     const draft = StudyDraftSchema.parse({
-      ...p.data, studyId, encryption, coordinatorId: this.coordinatorId, createdAt: new Date(this.now()).toISOString(),
-      updateLength: updateLength(p.data.model), secureAggregation: 'double-mask-v1',
+      ...p.data,
+      studyId,
+      encryption,
+      coordinatorId: this.coordinatorId,
+      createdAt: new Date(this.now()).toISOString(),
+      updateLength: updateLength(p.data.model),
+      secureAggregation: 'double-mask-v1',
     });
     this.store.transaction((tx) => {
       tx.insertStudy({ studyId, manifestJson: JSON.stringify(draft), manifestHash: '', state: 'draft', createdAtMs: this.now() });
@@ -176,10 +207,17 @@ export class CoordinatorEngine {
     if (n > 255) throw new WireError('TWF_E_BAD_REQUEST', `the roster has ${n} sites; secure aggregation shares secrets among at most 255`);
     if (draft.minSites > n) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${draft.minSites} is more than the ${n} sites of the roster`);
     const t = secaggThresholdFor(n);
-    if (draft.minSites < t) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${draft.minSites} is below the secure-aggregation threshold t = ${t} of a ${n}-site roster (a majority, at least 3): raise minSites to ${t}`);
+    if (draft.minSites < t)
+      throw new WireError(
+        'TWF_E_TOO_FEW_CONTRIBUTORS',
+        `minSites ${draft.minSites} is below the secure-aggregation threshold t = ${t} of a ${n}-site roster (a majority, at least 3): raise minSites to ${t}`,
+      );
     const maxTotal = maxTotalSamples(draft.encryption as HeParams);
     if (n * draft.training.maxSamplesPerSite > maxTotal) {
-      throw new WireError('TWF_E_BAD_REQUEST', `training.maxSamplesPerSite ${draft.training.maxSamplesPerSite} × ${n} sites exceeds ${maxTotal}, the most samples one encrypted sum can hold; lower it to ${Math.floor(maxTotal / n)}`);
+      throw new WireError(
+        'TWF_E_BAD_REQUEST',
+        `training.maxSamplesPerSite ${draft.training.maxSamplesPerSite} × ${n} sites exceeds ${maxTotal}, the most samples one encrypted sum can hold; lower it to ${Math.floor(maxTotal / n)}`,
+      );
     }
     for (const d of keyDealers) if (!siteIds.includes(d)) throw new WireError('TWF_E_BAD_REQUEST', `key dealer ${d} is not in the roster`);
     return { participants, keyDealers };
@@ -205,7 +243,12 @@ export class CoordinatorEngine {
     }
     if (st.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
     const draft = draftOfRow(st);
-    const siteIds = req.sites ?? this.store.sites().filter((s) => s.revokedAtMs === null).map((s) => s.siteId);
+    const siteIds =
+      req.sites ??
+      this.store
+        .sites()
+        .filter((s) => s.revokedAtMs === null)
+        .map((s) => s.siteId);
     const roster = this.buildRoster(draft, siteIds, req.keyDealers ?? siteIds);
     const manifest = StudyManifestSchema.parse({ ...draft, manifestVersion: 1, ...roster });
     const hash = manifestHash(manifest);
@@ -214,7 +257,13 @@ export class CoordinatorEngine {
       if (again.state !== 'draft') throw new WireError('TWF_E_STUDY_STATE', `study is ${again.state}`);
       tx.updateStudy(studyId, { state: 'running', manifestJson: JSON.stringify(manifest), manifestHash: hash });
       for (const p of roster.participants) tx.addStudySite(studyId, p.siteId);
-      this.audit.append({ actor: 'lead', action: 'study.started', studyId, digest: hash, detail: `roster ${roster.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}; dealers ${roster.keyDealers.join(',')}` });
+      this.audit.append({
+        actor: 'lead',
+        action: 'study.started',
+        studyId,
+        digest: hash,
+        detail: `roster ${roster.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}; dealers ${roster.keyDealers.join(',')}`,
+      });
     });
     this.announceToRoster(studyId);
     void this.advance(studyId);
@@ -243,7 +292,13 @@ export class CoordinatorEngine {
       tx.updateStudy(studyId, { manifestJson: JSON.stringify(next), manifestHash: hash });
       for (const p of roster.participants) tx.addStudySite(studyId, p.siteId);
       for (const r of remove) tx.updateStudySite(studyId, r, { excluded: 'removed', excludedAtMs: this.now() });
-      this.audit.append({ actor: 'lead', action: 'study.roster_changed', studyId, digest: hash, detail: `version ${next.manifestVersion}: added ${(req.add ?? []).join(',') || 'none'}, removed ${[...remove].join(',') || 'none'}; new approvals needed` });
+      this.audit.append({
+        actor: 'lead',
+        action: 'study.roster_changed',
+        studyId,
+        digest: hash,
+        detail: `version ${next.manifestVersion}: added ${(req.add ?? []).join(',') || 'none'}, removed ${[...remove].join(',') || 'none'}; new approvals needed`,
+      });
     });
     this.announceToRoster(studyId);
     void this.advance(studyId);
@@ -392,7 +447,9 @@ export class CoordinatorEngine {
   }
 
   listStudies() {
-    return this.store.studies().map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
+    return this.store
+      .studies()
+      .map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
   }
 
   /** The manifest (with its hash) of a started study, or the draft of one not started yet. */
@@ -420,7 +477,15 @@ export class CoordinatorEngine {
       rounds: d.rounds,
       participants: (m?.participants ?? []).map((p) => {
         const r = rows.find((x) => x.siteId === p.siteId);
-        return { siteId: p.siteId, siteName: p.siteName, fingerprint: siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey), joined: joined.includes(p.siteId), connected: this.isOnline(p.siteId), excluded: r?.excluded ?? null, dpExhausted: r?.dpExhaustedAtMs != null };
+        return {
+          siteId: p.siteId,
+          siteName: p.siteName,
+          fingerprint: siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey),
+          joined: joined.includes(p.siteId),
+          connected: this.isOnline(p.siteId),
+          excluded: r?.excluded ?? null,
+          dpExhausted: r?.dpExhaustedAtMs != null,
+        };
       }),
       joined,
       keyEpoch: st.keyEpoch,
@@ -502,7 +567,7 @@ export class CoordinatorEngine {
       const site = this.store.site(a.siteId);
       if (!site) throw new WireError('TWF_E_UNKNOWN_SITE', 'not enrolled');
       if (!verifyStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: this.coordinatorId, siteId: a.siteId, nonce: a.nonce }), a.signature, fromB64(site.ed25519PublicKey))) {
-        throw new WireError('TWF_E_HANDSHAKE', 'signature does not verify with the site\'s enrolled key');
+        throw new WireError('TWF_E_HANDSHAKE', "signature does not verify with the site's enrolled key");
       }
       if (site.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', a.siteId);
       return a.siteId;
@@ -570,8 +635,15 @@ export class CoordinatorEngine {
       const overBudget = !this.refusals.take(connSiteId);
       if (sigOk && h) {
         this.audit.append({
-          actor: h.senderId, action: 'msg.rejected', msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round,
-          digest: h.digest, sizeBytes: env!.body.length, detail: `${err.code}: ${err.detail}`,
+          actor: h.senderId,
+          action: 'msg.rejected',
+          msgType: h.type,
+          seq: h.seq,
+          studyId: h.studyId,
+          round: h.round,
+          digest: h.digest,
+          sizeBytes: env!.body.length,
+          detail: `${err.code}: ${err.detail}`,
         });
         this.sendTo(h.senderId, 'reject', h.studyId, h.round, { code: err.code, detail: err.detail, refType: h.type, refSeq: h.seq });
       }
@@ -586,7 +658,18 @@ export class CoordinatorEngine {
   /** msg.received audit entry of an accepted message (returned for its receipt). */
   private received(env: Envelope, detail?: string): AuditEntry {
     const h = env.header;
-    return this.audit.append({ actor: h.senderId, action: 'msg.received', peer: this.coordinatorId, msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round, digest: h.digest, sizeBytes: env.body.length, detail: detail ?? null });
+    return this.audit.append({
+      actor: h.senderId,
+      action: 'msg.received',
+      peer: this.coordinatorId,
+      msgType: h.type,
+      seq: h.seq,
+      studyId: h.studyId,
+      round: h.round,
+      digest: h.digest,
+      sizeBytes: env.body.length,
+      detail: detail ?? null,
+    });
   }
 
   private receipt(env: Envelope, entry: AuditEntry) {
@@ -693,13 +776,24 @@ export class CoordinatorEngine {
       this.keys.deliver(st, m);
       const a = nextAction(this.snapshot(st, m), this.now());
       switch (a.kind) {
-        case 'wait': return;
-        case 'request-keys': this.keys.requestEpoch(st, m, a.dealer); break;
-        case 'replace-dealer': this.keys.replaceDealer(st, m, a.dealer); break;
-        case 'round': if (!(await this.rounds.step(studyId))) return; break;
-        case 'complete': return this.complete(studyId);
-        case 'stop': return this.stop(studyId, this.coordinatorId, a.reason);
-        case 'open': this.rounds.open(st, m, a.participants, this.keys.latest(studyId)!.epoch); break;
+        case 'wait':
+          return;
+        case 'request-keys':
+          this.keys.requestEpoch(st, m, a.dealer);
+          break;
+        case 'replace-dealer':
+          this.keys.replaceDealer(st, m, a.dealer);
+          break;
+        case 'round':
+          if (!(await this.rounds.step(studyId))) return;
+          break;
+        case 'complete':
+          return this.complete(studyId);
+        case 'stop':
+          return this.stop(studyId, this.coordinatorId, a.reason);
+        case 'open':
+          this.rounds.open(st, m, a.participants, this.keys.latest(studyId)!.epoch);
+          break;
       }
     }
   }
@@ -744,7 +838,12 @@ export class CoordinatorEngine {
       const head = this.audit.head();
       if (!head || !this.isOnline(s.siteId)) continue;
       const c = { coordinatorId: this.coordinatorId, entryId: head.id, entryHash: head.hash, tsMs: this.now() };
-      this.sendTo(s.siteId, 'audit.checkpoint', studyId, null, { entryId: c.entryId, entryHash: c.entryHash, tsMs: c.tsMs, signature: signStatement(CHECKPOINT_KIND, checkpointFields(c), this.identity.ed25519SecretKey) });
+      this.sendTo(s.siteId, 'audit.checkpoint', studyId, null, {
+        entryId: c.entryId,
+        entryHash: c.entryHash,
+        tsMs: c.tsMs,
+        signature: signStatement(CHECKPOINT_KIND, checkpointFields(c), this.identity.ed25519SecretKey),
+      });
     }
   }
 
@@ -771,8 +870,6 @@ export class CoordinatorEngine {
     return this.store.refusals(studyId, round);
   }
 }
-
-
 
 /**
  * Rejects, at study creation, encryption parameters the HE layer would reject later (when a
@@ -808,7 +905,10 @@ function resolveDp(spec: Pick<StudySpecOut, 'dp' | 'rounds' | 'training'>): NonN
   if (dp.noiseMultiplier === undefined) return { ...dp, noiseMultiplier: noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon }) };
   const e = epsilonFor({ samplingRate, noiseMultiplier: dp.noiseMultiplier, steps, delta: dp.delta });
   if (e.epsilon > dp.epsilon * (1 + 1e-9)) {
-    throw new WireError('TWF_E_DP_PARAMS', `dp.noiseMultiplier: ${dp.noiseMultiplier} over ${spec.rounds} rounds (${steps} compositions at sampling rate ${samplingRate}) spends epsilon ${e.epsilon.toFixed(3)} at delta ${dp.delta}, above the budget ${dp.epsilon}; leave it out to have it derived, or raise it to ${noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon })}`);
+    throw new WireError(
+      'TWF_E_DP_PARAMS',
+      `dp.noiseMultiplier: ${dp.noiseMultiplier} over ${spec.rounds} rounds (${steps} compositions at sampling rate ${samplingRate}) spends epsilon ${e.epsilon.toFixed(3)} at delta ${dp.delta}, above the budget ${dp.epsilon}; leave it out to have it derived, or raise it to ${noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon })}`,
+    );
   }
   return dp;
 }

@@ -1,9 +1,7 @@
 import { KEY_HANDOUT_KIND, WireError, keyHandoutFields, type BodyOf, type Envelope, type StudyManifest } from '@twinfed/protocols';
 import { decodeBody, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
 import { heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
-import {
-  activeJoined, activeRoster, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type StudyRow,
-} from './context.js';
+import { activeJoined, activeRoster, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type StudyRow } from './context.js';
 import type { KeyEpochRow } from './store/index.js';
 
 export type { KeyEpochRow } from './store/index.js';
@@ -17,7 +15,10 @@ export type { KeyEpochRow } from './store/index.js';
  * (evicted, withdrawn, revoked), so a site that left cannot read later rounds.
  */
 export class StudyKeys {
-  constructor(private readonly ctx: EngineContext, private readonly received: (env: Envelope, detail?: string) => HandlerResult['entry']) {}
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly received: (env: Envelope, detail?: string) => HandlerResult['entry'],
+  ) {}
 
   latest(studyId: string): KeyEpochRow | undefined {
     return this.ctx.store.latestEpoch(studyId);
@@ -38,7 +39,11 @@ export class StudyKeys {
 
   /** First dealer in the manifest's order that is joined, active and connected, after `after` (wrapping) when given. */
   private pickDealer(st: StudyRow, m: StudyManifest, after: string | null): string | null {
-    const ready = new Set(activeJoined(this.ctx.store, st).map((r) => r.siteId).filter((id) => this.ctx.online(id)));
+    const ready = new Set(
+      activeJoined(this.ctx.store, st)
+        .map((r) => r.siteId)
+        .filter((id) => this.ctx.online(id)),
+    );
     const order = m.keyDealers;
     const start = after === null ? 0 : order.indexOf(after) + 1;
     for (let k = 0; k < order.length; k++) {
@@ -77,7 +82,13 @@ export class StudyKeys {
       const next = (e?.epoch ?? 0) + 1;
       tx.insertEpoch({ studyId: st.studyId, epoch: next, manifestHash: st.manifestHash, dealer, recipientsJson: JSON.stringify(recipients), requestedAtMs: now });
       tx.updateStudy(st.studyId, { keyEpoch: next });
-      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'keys.requested', studyId: st.studyId, peer: dealer, detail: `epoch ${next} for ${recipients.join(',')}${e ? ` (replaces epoch ${e.epoch})` : ''}` });
+      this.ctx.audit.append({
+        actor: this.ctx.coordinatorId,
+        action: 'keys.requested',
+        studyId: st.studyId,
+        peer: dealer,
+        detail: `epoch ${next} for ${recipients.join(',')}${e ? ` (replaces epoch ${e.epoch})` : ''}`,
+      });
       return next;
     });
     if (epoch !== null) this.request(st, m, epoch, dealer, recipients);
@@ -90,7 +101,13 @@ export class StudyKeys {
       const e = tx.latestEpoch(st.studyId);
       if (!e || e.dealtAtMs !== null) return null;
       tx.updateEpoch(st.studyId, e.epoch, { dealer: next, requestedAtMs: now });
-      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'keys.dealer_replaced', studyId: st.studyId, peer: next, detail: `epoch ${e.epoch}: ${e.dealer} did not deal within ${Math.round(this.ctx.opts.dealerTimeoutMs / 1000)} s or went offline` });
+      this.ctx.audit.append({
+        actor: this.ctx.coordinatorId,
+        action: 'keys.dealer_replaced',
+        studyId: st.studyId,
+        peer: next,
+        detail: `epoch ${e.epoch}: ${e.dealer} did not deal within ${Math.round(this.ctx.opts.dealerTimeoutMs / 1000)} s or went offline`,
+      });
       return e;
     });
     if (e) this.request(st, m, e.epoch, next, parseList(e.recipientsJson));
@@ -122,7 +139,7 @@ export class StudyKeys {
     if (got.length !== asked.length || [...got].sort().join(',') !== [...asked].sort().join(',')) throw new WireError('TWF_E_KEY_HANDOUT', `sealed for ${got.join(',')}, asked for ${asked.join(',')}`);
     const dealerKey = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
     const fields = keyHandoutFields({ studyId: st.studyId, manifestHash: b.manifestHash, epoch: b.epoch, dealerSiteId: h.senderId, recipients: got, keyCommitment: b.keyCommitment });
-    if (!verifyStatement(KEY_HANDOUT_KIND, fields, b.signature, fromB64(dealerKey))) throw new WireError('TWF_E_KEY_HANDOUT', 'handout signature does not verify under the dealer\'s roster key');
+    if (!verifyStatement(KEY_HANDOUT_KIND, fields, b.signature, fromB64(dealerKey))) throw new WireError('TWF_E_KEY_HANDOUT', "handout signature does not verify under the dealer's roster key");
     const now = this.ctx.now();
     const entry = this.ctx.store.transaction((tx) => {
       const again = tx.epoch(st.studyId, b.epoch);
@@ -148,8 +165,14 @@ export class StudyKeys {
     for (const r of rows) {
       if (!joined.has(r.siteId) || !this.ctx.online(r.siteId) || r.siteId === e.dealer) continue;
       const sent = this.ctx.send(r.siteId, 'keys.deliver', st.studyId, null, {
-        epoch: e.epoch, manifestHash: e.manifestHash, dealerSiteId: e.dealer, heParamsDigest: handout.heParamsDigest,
-        keyCommitment: handout.keyCommitment, recipients: [...recipients].sort(), signature: handout.signature, sealedKey: r.sealedKey,
+        epoch: e.epoch,
+        manifestHash: e.manifestHash,
+        dealerSiteId: e.dealer,
+        heParamsDigest: handout.heParamsDigest,
+        keyCommitment: handout.keyCommitment,
+        recipients: [...recipients].sort(),
+        signature: handout.signature,
+        sealedKey: r.sealedKey,
       });
       if (sent && r.deliveredAtMs === null) {
         this.ctx.store.markDelivered(st.studyId, e.epoch, r.siteId, this.ctx.now());
@@ -159,7 +182,12 @@ export class StudyKeys {
 
   /** Sites that were sent the key of `epoch`. */
   delivered(studyId: string, epoch: number): Set<string> {
-    return new Set(this.ctx.store.sealedKeys(studyId, epoch, 'all').filter((r) => r.deliveredAtMs !== null).map((r) => r.siteId));
+    return new Set(
+      this.ctx.store
+        .sealedKeys(studyId, epoch, 'all')
+        .filter((r) => r.deliveredAtMs !== null)
+        .map((r) => r.siteId),
+    );
   }
 
   /** Epochs whose key a site was given (it may ask for those rounds' aggregates). */

@@ -9,11 +9,14 @@ import { buildCoordinator, type Coordinator } from './server.js';
 
 const TOKEN = 'rest-test-admin-token-123';
 const spec = {
-  title: 'rest', task: 'segmentation',
+  title: 'rest',
+  task: 'segmentation',
   model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 16, initSeed: 1 },
   training: { epochsPerRound: 1, batchSize: 4, learningRate: 0.01, clipBound: 1, seed: 1 },
   data: { modality: 'PET', labels: ['background', 'tumour'] },
-  rounds: 2, minSites: 3, roundDeadlineS: 30,
+  rounds: 2,
+  minSites: 3,
+  roundDeadlineS: 30,
 };
 
 /** The lead REST API, exercised with fastify's inject (no port opened). */
@@ -26,7 +29,11 @@ describe('coordinator REST API', () => {
   const enrolSite = async (name: string): Promise<string> => {
     const { token } = (await post('/api/enrolment-tokens', { siteName: name })).json();
     const id = generateIdentity();
-    const r = await c.app.inject({ method: 'POST', url: '/api/enrol', payload: { token, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) } });
+    const r = await c.app.inject({
+      method: 'POST',
+      url: '/api/enrol',
+      payload: { token, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) },
+    });
     assert.equal(r.statusCode, 201, r.body);
     return r.json().siteId;
   };
@@ -72,7 +79,10 @@ describe('coordinator REST API', () => {
     assert.equal(started.statusCode, 200, started.body);
     assert.equal(started.json().state, 'running');
     const { manifest, manifestHash: hash } = (await get(`/api/studies/${studyId}/manifest`)).json() as { manifest: StudyManifest; manifestHash: string };
-    assert.deepEqual(manifest.participants.map((p) => p.siteId), ids);
+    assert.deepEqual(
+      manifest.participants.map((p) => p.siteId),
+      ids,
+    );
     assert.deepEqual(manifest.keyDealers, ids);
     assert.equal(manifest.manifestVersion, 1);
     assert.equal(manifestHash(manifest), hash);
@@ -87,7 +97,10 @@ describe('coordinator REST API', () => {
     assert.notEqual(changed.json().manifestHash, hash);
     assert.equal((await post(`/api/studies/${studyId}/stop`)).json().state, 'stopped');
     const audit = (await get('/api/audit?limit=100000')).json() as { action: string; studyId: string | null }[];
-    assert.deepEqual(audit.filter((e) => e.studyId === studyId).map((e) => e.action), ['study.created', 'study.started', 'study.roster_changed', 'study.stopped']);
+    assert.deepEqual(
+      audit.filter((e) => e.studyId === studyId).map((e) => e.action),
+      ['study.created', 'study.started', 'study.roster_changed', 'study.stopped'],
+    );
   });
 
   it('refuses a roster that would weaken the study: unknown site, minSites above the roster or below the threshold', async () => {
@@ -154,7 +167,10 @@ describe('coordinator REST API', () => {
       assert.equal(r.json().code, 'TWF_E_INTERNAL');
       assert.doesNotMatch(r.body, /SQLITE_CORRUPT|secret/);
       const ref = /reference ([0-9a-f]{8})/.exec(r.json().detail)![1];
-      assert.ok(errors.some((e) => e.includes(ref) && e.includes('SQLITE_CORRUPT')), 'the log line carries the reference and the cause');
+      assert.ok(
+        errors.some((e) => e.includes(ref) && e.includes('SQLITE_CORRUPT')),
+        'the log line carries the reference and the cause',
+      );
     } finally {
       c.engine.listSites = orig;
       console.error = origErr;
@@ -179,7 +195,8 @@ describe('coordinator REST API', () => {
     const variants = doc.paths['/api/studies'].post.requestBody.content['application/json'].schema.oneOf as { properties: Record<string, { const?: string }> }[];
     assert.deepEqual(variants.map((v) => v.properties.task.const).sort(), ['response', 'segmentation']);
     for (const v of variants) assert.ok(v.properties.minSites);
-    for (const p of ['/api/studies/{id}/roster', '/api/studies/{id}/rounds/current/abort', '/api/studies/{id}/sites/{siteId}/evict', '/api/sites/{siteId}/revoke', '/api/handshake']) assert.ok(doc.paths[p], p);
+    for (const p of ['/api/studies/{id}/roster', '/api/studies/{id}/rounds/current/abort', '/api/studies/{id}/sites/{siteId}/evict', '/api/sites/{siteId}/revoke', '/api/handshake'])
+      assert.ok(doc.paths[p], p);
     const m = await c.app.inject({ method: 'GET', url: '/metrics' });
     assert.match(m.body, /# TYPE twinfed_updates_accepted_total counter/);
     assert.match(m.body, /# TYPE twinfed_connections_refused_total counter/);

@@ -3,8 +3,25 @@ import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { randomBytes } from 'node:crypto';
 import {
-  ActionReason, AuditEntryWire, EnrolRequest, EnrolResponse, EnrolmentTokenRequest, EnrolmentTokenResponse, ErrorReply, HandshakeChallengeRequest,
-  HandshakeChallengeResponse, RosterChangeRequest, RoundSummary, SiteIdSchema, SiteSummary, StartStudyRequest, StudyIdSchema, StudySpecSchema, StudyStatus, TlsInfoResponse, WireError,
+  ActionReason,
+  AuditEntryWire,
+  EnrolRequest,
+  EnrolResponse,
+  EnrolmentTokenRequest,
+  EnrolmentTokenResponse,
+  ErrorReply,
+  HandshakeChallengeRequest,
+  HandshakeChallengeResponse,
+  RosterChangeRequest,
+  RoundSummary,
+  SiteIdSchema,
+  SiteSummary,
+  StartStudyRequest,
+  StudyIdSchema,
+  StudySpecSchema,
+  StudyStatus,
+  TlsInfoResponse,
+  WireError,
 } from '@twinfed/protocols';
 import type { CoordinatorConfig } from './config.js';
 import type { CoordinatorEngine } from './engine.js';
@@ -25,7 +42,14 @@ interface RouteDoc {
 
 function parse<T>(schema: z.ZodType<T>, data: unknown): T {
   const p = schema.safeParse(data);
-  if (!p.success) throw new WireError('TWF_E_BAD_REQUEST', p.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
+  if (!p.success)
+    throw new WireError(
+      'TWF_E_BAD_REQUEST',
+      p.error.issues
+        .slice(0, 5)
+        .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
+        .join('; '),
+    );
   return p.data;
 }
 
@@ -92,12 +116,25 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     return reply.status(201).send(r);
   });
   route({ method: 'GET', url: '/api/studies', summary: 'List studies', auth: true }, () => engine.listStudies());
-  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status: roster, joined sites, key epoch, per-round summaries', auth: true, response: StudyStatus }, (req) => engine.studyStatus(studyId(req)));
-  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve (with its roster), with its hash; the draft before start', auth: true }, (req) => engine.manifestOf(studyId(req)));
-  route({ method: 'POST', url: '/api/studies/:id/start', summary: 'Start a draft: write the roster (default every enrolled site) and key-dealer order into the manifest, announce it to the roster; or resume a stopped study', auth: true, body: StartStudyRequest }, (req) => {
-    engine.startStudy(studyId(req), parse(StartStudyRequest, req.body ?? {}));
-    return engine.studyStatus(studyId(req));
-  });
+  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status: roster, joined sites, key epoch, per-round summaries', auth: true, response: StudyStatus }, (req) =>
+    engine.studyStatus(studyId(req)),
+  );
+  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve (with its roster), with its hash; the draft before start', auth: true }, (req) =>
+    engine.manifestOf(studyId(req)),
+  );
+  route(
+    {
+      method: 'POST',
+      url: '/api/studies/:id/start',
+      summary: 'Start a draft: write the roster (default every enrolled site) and key-dealer order into the manifest, announce it to the roster; or resume a stopped study',
+      auth: true,
+      body: StartStudyRequest,
+    },
+    (req) => {
+      engine.startStudy(studyId(req), parse(StartStudyRequest, req.body ?? {}));
+      return engine.studyStatus(studyId(req));
+    },
+  );
   route({ method: 'POST', url: '/api/studies/:id/stop', summary: 'Stop a running study (its open round fails)', auth: true }, (req) => {
     engine.stopStudy(studyId(req));
     return engine.studyStatus(studyId(req));
@@ -122,17 +159,44 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     const b = parse(EnrolmentTokenRequest, req.body ?? {});
     return reply.status(201).send(engine.issueEnrolmentToken(b.siteName, b.expiresInS));
   });
-  route({ method: 'POST', url: '/api/enrol', summary: 'Site enrolment with a one-time token (called by twinfed site enrol)', auth: false, preAuthLimited: true, body: EnrolRequest, response: EnrolResponse }, (req, reply) => {
-    return reply.status(201).send(engine.enrol(parse(EnrolRequest, req.body)));
-  });
-  route({ method: 'POST', url: '/api/handshake', summary: 'A single-use nonce a site signs to open its socket connection', auth: false, preAuthLimited: true, body: HandshakeChallengeRequest, response: HandshakeChallengeResponse }, (req) => {
-    return engine.issueChallenge(parse(HandshakeChallengeRequest, req.body ?? {}).siteId);
-  });
-  route({ method: 'GET', url: '/api/sites', summary: 'Enrolled sites: authenticated connection state, last seen, key fingerprints, revocation', auth: true, response: z.array(SiteSummary) }, () => engine.listSites());
-  route({ method: 'POST', url: '/api/sites/:siteId/revoke', summary: 'Revoke a site\'s enrolment: disconnected, refused at connect, excluded from every study', auth: true, body: ActionReason }, (req) => {
-    engine.revokeSite(siteParam(req), parse(ActionReason, req.body ?? {}).reason);
-    return engine.listSites().find((s) => s.siteId === siteParam(req));
-  });
+  route(
+    {
+      method: 'POST',
+      url: '/api/enrol',
+      summary: 'Site enrolment with a one-time token (called by twinfed site enrol)',
+      auth: false,
+      preAuthLimited: true,
+      body: EnrolRequest,
+      response: EnrolResponse,
+    },
+    (req, reply) => {
+      return reply.status(201).send(engine.enrol(parse(EnrolRequest, req.body)));
+    },
+  );
+  route(
+    {
+      method: 'POST',
+      url: '/api/handshake',
+      summary: 'A single-use nonce a site signs to open its socket connection',
+      auth: false,
+      preAuthLimited: true,
+      body: HandshakeChallengeRequest,
+      response: HandshakeChallengeResponse,
+    },
+    (req) => {
+      return engine.issueChallenge(parse(HandshakeChallengeRequest, req.body ?? {}).siteId);
+    },
+  );
+  route({ method: 'GET', url: '/api/sites', summary: 'Enrolled sites: authenticated connection state, last seen, key fingerprints, revocation', auth: true, response: z.array(SiteSummary) }, () =>
+    engine.listSites(),
+  );
+  route(
+    { method: 'POST', url: '/api/sites/:siteId/revoke', summary: "Revoke a site's enrolment: disconnected, refused at connect, excluded from every study", auth: true, body: ActionReason },
+    (req) => {
+      engine.revokeSite(siteParam(req), parse(ActionReason, req.body ?? {}).reason);
+      return engine.listSites().find((s) => s.siteId === siteParam(req));
+    },
+  );
   route({ method: 'GET', url: '/api/audit', summary: 'Coordinator audit log entries after ?after=ID (limit ?limit=N)', auth: true, response: z.array(AuditEntryWire) }, (req) => {
     const q = parse(z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(100000).default(1000) }), req.query);
     return engine.audit.entries(q.after, q.limit);
@@ -142,9 +206,20 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     ed25519PublicKey: Buffer.from(engine.identity.ed25519PublicKey).toString('base64'),
   }));
   route({ method: 'GET', url: '/healthz', summary: 'Liveness', auth: false }, () => ({ ok: true, coordinatorId: engine.coordinatorId }));
-  route({ method: 'GET', url: '/api/tls', summary: 'TLS pins served now and next (sha256/BASE64, RFC 7469); for the lead to hand out: sites must get the pin out of band', auth: false, response: TlsInfoResponse }, () => ({
-    tls: tls !== null, pin: tls?.pin ?? null, nextPin: tls?.nextPin ?? null,
-  }));
+  route(
+    {
+      method: 'GET',
+      url: '/api/tls',
+      summary: 'TLS pins served now and next (sha256/BASE64, RFC 7469); for the lead to hand out: sites must get the pin out of band',
+      auth: false,
+      response: TlsInfoResponse,
+    },
+    () => ({
+      tls: tls !== null,
+      pin: tls?.pin ?? null,
+      nextPin: tls?.nextPin ?? null,
+    }),
+  );
   route({ method: 'GET', url: '/metrics', summary: 'Prometheus metrics', auth: false }, async (_req, reply) => {
     void reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -166,7 +241,10 @@ function openApi(docs: RouteDoc[]) {
       ...(d.auth ? { security: [{ bearer: [] }] } : {}),
       ...(d.body ? { requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(d.body, { io: 'input', unrepresentable: 'any' }) } } } } : {}),
       responses: {
-        [d.method === 'POST' && d.body ? '201' : '200']: { description: 'OK', ...(d.response ? { content: { 'application/json': { schema: z.toJSONSchema(d.response, { io: 'output', unrepresentable: 'any' }) } } } : {}) },
+        [d.method === 'POST' && d.body ? '201' : '200']: {
+          description: 'OK',
+          ...(d.response ? { content: { 'application/json': { schema: z.toJSONSchema(d.response, { io: 'output', unrepresentable: 'any' }) } } } : {}),
+        },
         default: { description: 'Error with a TWF_E_ code', content: { 'application/json': { schema: errorSchema } } },
       },
     };

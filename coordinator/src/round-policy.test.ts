@@ -4,8 +4,20 @@ import { decideRound, type RoundSnapshot } from './round-policy.js';
 
 const P = ['a', 'b', 'c', 'd'];
 const base: RoundSnapshot = {
-  phase: 'setup', participants: P, setups: [], keySet: null, complete: [], survivors: null, signed: [], revealers: null, revealed: [],
-  deadlineAtMs: 1000, phaseDeadlineAtMs: null, quorum: 3, threshold: 3, graceMs: 500,
+  phase: 'setup',
+  participants: P,
+  setups: [],
+  keySet: null,
+  complete: [],
+  survivors: null,
+  signed: [],
+  revealers: null,
+  revealed: [],
+  deadlineAtMs: 1000,
+  phaseDeadlineAtMs: null,
+  quorum: 3,
+  threshold: 3,
+  graceMs: 500,
 };
 const at = (over: Partial<RoundSnapshot>, now: number) => decideRound({ ...base, ...over }, now);
 
@@ -59,9 +71,20 @@ describe('decideRound', () => {
 import { nextAction, type StudySnapshot } from './round-policy.js';
 
 const study: StudySnapshot = {
-  state: 'running', roundsPlanned: 2, closedRounds: 0, openRound: null, quorum: 3, budgetLeft: ['a', 'b', 'c', 'd'], exhausted: [],
-  key: { state: 'current', delivered: ['a', 'b', 'c', 'd'] }, nextDealer: 'a', dealerTimeoutMs: 100, candidates: ['a', 'b', 'c'],
-  lastJoinAtMs: 0, lastFailedAtMs: null, joinSettleMs: 50,
+  state: 'running',
+  roundsPlanned: 2,
+  closedRounds: 0,
+  openRound: null,
+  quorum: 3,
+  budgetLeft: ['a', 'b', 'c', 'd'],
+  exhausted: [],
+  key: { state: 'current', delivered: ['a', 'b', 'c', 'd'] },
+  nextDealer: 'a',
+  dealerTimeoutMs: 100,
+  candidates: ['a', 'b', 'c'],
+  lastJoinAtMs: 0,
+  lastFailedAtMs: null,
+  joinSettleMs: 50,
 };
 const next = (over: Partial<StudySnapshot>, now = 1000) => nextAction({ ...study, ...over }, now);
 

@@ -78,14 +78,22 @@ export function decideRound(s: RoundSnapshot, nowMs: number): RoundDecision {
     if (have.length === expected.length && have.length >= needed) return advance(have);
     if (nowMs >= deadline && have.length >= needed) return advance(have);
     if (expected.length < needed) return { kind: 'fail', reason: `${what}: only ${expected.length} sites could answer, ${needed} needed` };
-    if (nowMs >= deadline + s.graceMs) return { kind: 'fail', reason: `${what}: ${have.length} of ${expected.length} answered by the deadline (+${Math.round(s.graceMs / 1000)} s grace), ${needed} needed` };
+    if (nowMs >= deadline + s.graceMs)
+      return { kind: 'fail', reason: `${what}: ${have.length} of ${expected.length} answered by the deadline (+${Math.round(s.graceMs / 1000)} s grace), ${needed} needed` };
     return { kind: 'wait', untilMs: nowMs >= deadline ? deadline + s.graceMs : deadline };
   };
   switch (s.phase) {
     case 'setup':
       return gate(s.participants, s.setups, contributorsNeeded, s.deadlineAtMs, 'mask keys', (keySet) => ({ kind: 'fix-key-set', keySet }));
     case 'upload':
-      return gate((s.keySet ?? []).filter((x) => !(s.declined ?? []).includes(x)), s.complete, contributorsNeeded, s.phaseDeadlineAtMs ?? s.deadlineAtMs, 'encrypted updates', (survivors) => ({ kind: 'fix-survivors', survivors }));
+      return gate(
+        (s.keySet ?? []).filter((x) => !(s.declined ?? []).includes(x)),
+        s.complete,
+        contributorsNeeded,
+        s.phaseDeadlineAtMs ?? s.deadlineAtMs,
+        'encrypted updates',
+        (survivors) => ({ kind: 'fix-survivors', survivors }),
+      );
     case 'consistency':
       return gate(s.survivors ?? [], s.signed, s.threshold, s.phaseDeadlineAtMs ?? s.deadlineAtMs, 'survivor-set signatures', (revealers) => ({ kind: 'fix-revealers', revealers }));
     case 'unmask':

@@ -1,15 +1,24 @@
 import {
-  AggregateInfo, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, WireError, canonicalJson, maskKeysFields, maskSurvivorsFields, packFrames,
-  quorumOf, secaggThresholdFor, utf8, type AggregateInfoT, type BodyOf, type Envelope, type StudyManifest, type UpdateChunkMetaT,
+  AggregateInfo,
+  MASK_KEYS_KIND,
+  MASK_SURVIVORS_KIND,
+  WireError,
+  canonicalJson,
+  maskKeysFields,
+  maskSurvivorsFields,
+  packFrames,
+  quorumOf,
+  secaggThresholdFor,
+  utf8,
+  type AggregateInfoT,
+  type BodyOf,
+  type Envelope,
+  type StudyManifest,
+  type UpdateChunkMetaT,
 } from '@twinfed/protocols';
 import { decodeBody, decodeMeta, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
-import {
-  addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams,
-} from '@twinfed/shared/he/index';
-import {
-  activeJoined, manifestOfRow, parseList, requireStudyId, studyRow,
-  type EngineContext, type HandlerResult, type RoundRow, type StudyRow,
-} from './context.js';
+import { addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams } from '@twinfed/shared/he/index';
+import { activeJoined, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type RoundRow, type StudyRow } from './context.js';
 import type { StudyKeys } from './keys.js';
 import { decideRound, type RoundDecision, type RoundSnapshot } from './round-policy.js';
 import type { CoordinatorStore } from './store/index.js';
@@ -46,7 +55,8 @@ export class Rounds {
     if (round === null) throw new WireError('TWF_E_WRONG_ROUND', 'message without a round');
     const r = this.ctx.store.round(st.studyId, round);
     if (r && r.state !== 'open') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is ${r.state}`);
-    if (!r || st.state !== 'running' || round !== st.currentRound) throw new WireError('TWF_E_WRONG_ROUND', `round ${round}; open round is ${st.state === 'running' && this.openRound(st) ? st.currentRound : 'none'}`);
+    if (!r || st.state !== 'running' || round !== st.currentRound)
+      throw new WireError('TWF_E_WRONG_ROUND', `round ${round}; open round is ${st.state === 'running' && this.openRound(st) ? st.currentRound : 'none'}`);
     return r;
   }
 
@@ -79,9 +89,26 @@ export class Rounds {
     const opened = this.ctx.store.transaction((tx) => {
       const again = tx.study(st.studyId)!;
       if (again.currentRound !== st.currentRound || again.state !== 'running') return false;
-      tx.insertRound({ studyId: st.studyId, round, state: 'open', phase: 'setup', keyEpoch, baseVersion: base, threshold, openedAtMs: now, deadlineAtMs, participantsJson: JSON.stringify(participants) });
+      tx.insertRound({
+        studyId: st.studyId,
+        round,
+        state: 'open',
+        phase: 'setup',
+        keyEpoch,
+        baseVersion: base,
+        threshold,
+        openedAtMs: now,
+        deadlineAtMs,
+        participantsJson: JSON.stringify(participants),
+      });
       tx.updateStudy(st.studyId, { currentRound: round });
-      this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.opened', studyId: st.studyId, round, detail: `participants=${participants.join(',')} threshold=${threshold} keyEpoch=${keyEpoch} base=${base}` });
+      this.ctx.audit.append({
+        actor: this.ctx.coordinatorId,
+        action: 'round.opened',
+        studyId: st.studyId,
+        round,
+        detail: `participants=${participants.join(',')} threshold=${threshold} keyEpoch=${keyEpoch} base=${base}`,
+      });
       return true;
     });
     if (!opened) return;
@@ -93,7 +120,13 @@ export class Rounds {
   }
 
   private sendStart(studyId: string, r: RoundRow, siteId: string): void {
-    this.ctx.send(siteId, 'round.start', studyId, r.round, { deadlineMs: r.deadlineAtMs, modelVersion: r.baseVersion, keyEpoch: r.keyEpoch, participants: parseList(r.participantsJson), threshold: r.threshold });
+    this.ctx.send(siteId, 'round.start', studyId, r.round, {
+      deadlineMs: r.deadlineAtMs,
+      modelVersion: r.baseVersion,
+      keyEpoch: r.keyEpoch,
+      participants: parseList(r.participantsJson),
+      threshold: r.threshold,
+    });
   }
 
   // ----------------------------------------------------------- site messages
@@ -105,8 +138,10 @@ export class Rounds {
     const { st, m, r } = this.roundMessage(env);
     const key = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
     const fields = maskKeysFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, h.senderId, b.sPk, b.bCommit);
-    if (!verifyStatement(MASK_KEYS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', 'mask keys not signed with the site\'s roster key');
-    const others = parseList(r.participantsJson).filter((p) => p !== h.senderId).sort();
+    if (!verifyStatement(MASK_KEYS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', "mask keys not signed with the site's roster key");
+    const others = parseList(r.participantsJson)
+      .filter((p) => p !== h.senderId)
+      .sort();
     const to = b.boxes.map((x) => x.to).sort();
     if (to.join(',') !== others.join(',')) throw new WireError('TWF_E_SECAGG', `share boxes for ${to.join(',') || 'nobody'}; the round's other participants are ${others.join(',')}`);
     const entry = this.ctx.store.transaction((tx) => {
@@ -118,7 +153,16 @@ export class Rounds {
         throw new WireError('TWF_E_SECAGG', `a different mask set-up of ${h.senderId} for round ${r.round} was already received`);
       }
       if (again.phase !== 'setup') throw new WireError('TWF_E_SECAGG', `round ${r.round}'s key set is fixed; ${h.senderId} sent its mask keys too late and takes no part in this round`);
-      tx.insertRoundSiteRow('maskSetups', { studyId: st.studyId, round: r.round, siteId: h.senderId, sPk: b.sPk, bCommit: b.bCommit, signature: b.signature, boxesJson: JSON.stringify(b.boxes), receivedAtMs: this.ctx.now() });
+      tx.insertRoundSiteRow('maskSetups', {
+        studyId: st.studyId,
+        round: r.round,
+        siteId: h.senderId,
+        sPk: b.sPk,
+        bCommit: b.bCommit,
+        signature: b.signature,
+        boxesJson: JSON.stringify(b.boxes),
+        receivedAtMs: this.ctx.now(),
+      });
       return this.received(env, `mask keys, ${b.boxes.length} share boxes`);
     });
     return { entry };
@@ -150,7 +194,14 @@ export class Rounds {
       tx.insertDecline({ studyId: st.studyId, round: r.round, siteId: h.senderId, code: b.code, detail: b.detail, atMs: now });
       if (exhausted) {
         tx.updateStudySite(st.studyId, h.senderId, { dpExhaustedAtMs: now });
-        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'site.dp_exhausted', studyId: st.studyId, round: r.round, peer: h.senderId, detail: `${h.senderId} is asked to no later round of ${st.studyId}: ${b.detail}` });
+        this.ctx.audit.append({
+          actor: this.ctx.coordinatorId,
+          action: 'site.dp_exhausted',
+          studyId: st.studyId,
+          round: r.round,
+          peer: h.senderId,
+          detail: `${h.senderId} is asked to no later round of ${st.studyId}: ${b.detail}`,
+        });
       }
       return this.received(env, `declined round ${r.round} (${again.phase} phase): ${b.code} ${b.detail}`);
     });
@@ -202,7 +253,8 @@ export class Rounds {
       if (!ss || meta.nSamples > ss.trainSamples) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > the ${ss?.trainSamples ?? 0} training samples ${h.senderId} joined with`);
       let up = tx.update(st.studyId, round, h.senderId);
       if (up && up.state !== 'receiving') throw new WireError('TWF_E_DUPLICATE_CHUNK', `update of ${h.senderId} for round ${round} is ${up.state}`);
-      if (up && (up.count !== meta.count || up.nSamples !== meta.nSamples || up.length !== meta.length)) throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
+      if (up && (up.count !== meta.count || up.nSamples !== meta.nSamples || up.length !== meta.length))
+        throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
       if (tx.hasChunk(st.studyId, round, h.senderId, meta.index)) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
       if (!up) {
         tx.insertUpdate({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() });
@@ -214,7 +266,12 @@ export class Rounds {
       tx.putAccumulator({ studyId: st.studyId, round, index: meta.index, ct: Buffer.from(sum), contributions: (acc?.contributions ?? 0) + 1 });
       const receivedNow = up.received + 1;
       const complete = receivedNow === up.count;
-      tx.setUpdate(st.studyId, round, h.senderId, { received: receivedNow, bytes: up.bytes + env.body.length, state: complete ? 'complete' : 'receiving', completedAtMs: complete ? this.ctx.now() : null });
+      tx.setUpdate(st.studyId, round, h.senderId, {
+        received: receivedNow,
+        bytes: up.bytes + env.body.length,
+        state: complete ? 'complete' : 'receiving',
+        completedAtMs: complete ? this.ctx.now() : null,
+      });
       const ms = performance.now() - t0;
       tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count });
       const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
@@ -237,7 +294,8 @@ export class Rounds {
     if (!parseList(r.survivorsJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not a survivor of round ${r.round}`);
     const fields = maskSurvivorsFields({ studyId: st.studyId, manifestHash: st.manifestHash, round: r.round }, parseList(r.keySetJson), parseList(r.survivorsJson));
     const key = m.participants.find((p) => p.siteId === h.senderId)!.ed25519PublicKey;
-    if (!verifyStatement(MASK_SURVIVORS_KIND, fields, b.signature, fromB64(key))) throw new WireError('TWF_E_SECAGG', 'survivor-set signature does not verify (the site saw another key set or survivor set)');
+    if (!verifyStatement(MASK_SURVIVORS_KIND, fields, b.signature, fromB64(key)))
+      throw new WireError('TWF_E_SECAGG', 'survivor-set signature does not verify (the site saw another key set or survivor set)');
     const entry = this.ctx.store.transaction((tx) => {
       const again = this.requireOpenTx(tx, st.studyId, r.round);
       const prev = tx.roundSiteRow('maskSignatures', st.studyId, r.round, h.senderId);
@@ -257,7 +315,9 @@ export class Rounds {
     if (r.phase !== 'unmask') throw new WireError('TWF_E_SECAGG', `round ${r.round} is in its ${r.phase} phase`);
     if (!parseList(r.revealersJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not asked to reveal in round ${r.round}`);
     const survivors = parseList(r.survivorsJson).sort();
-    const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s)).sort();
+    const dropped = parseList(r.keySetJson)
+      .filter((s) => !survivors.includes(s))
+      .sort();
     const bOf = b.bShares.map((x) => x.of).sort();
     const sOf = b.sShares.map((x) => x.of).sort();
     if (bOf.join(',') !== survivors.join(',')) throw new WireError('TWF_E_SECAGG', `self-mask shares for ${bOf.join(',')}; survivors are ${survivors.join(',')}`);
@@ -294,13 +354,25 @@ export class Rounds {
       const again = tx.round(st.studyId, b.round)!;
       if (again.state === 'closed' && byContributors.length >= Math.floor(survivors.length / 2) + 1) {
         tx.updateRound(st.studyId, b.round, { state: 'refused', failReason: `${byContributors.length} of ${survivors.length} contributors refused the aggregate: ${b.code}` });
-        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.refused', studyId: st.studyId, round: b.round, detail: `refused by ${byContributors.map((x) => x.siteId).join(',')}: ${b.code}` });
+        this.ctx.audit.append({
+          actor: this.ctx.coordinatorId,
+          action: 'round.refused',
+          studyId: st.studyId,
+          round: b.round,
+          detail: `refused by ${byContributors.map((x) => x.siteId).join(',')}: ${b.code}`,
+        });
         // The round that completed the study no longer counts: the study goes on with a fresh round
         // from the last good model, instead of ending on an aggregate its sites refused.
         const study = tx.study(st.studyId)!;
         if (study.state === 'completed') {
           tx.updateStudy(st.studyId, { state: 'running' });
-          this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'study.reopened', studyId: st.studyId, round: b.round, detail: `round ${b.round} completed the study but its contributors refused its aggregate; a fresh round replaces it` });
+          this.ctx.audit.append({
+            actor: this.ctx.coordinatorId,
+            action: 'study.reopened',
+            studyId: st.studyId,
+            round: b.round,
+            detail: `round ${b.round} completed the study but its contributors refused its aggregate; a fresh round replaces it`,
+          });
         }
         refusedNow = true;
       }
@@ -371,7 +443,19 @@ export class Rounds {
     switch (d.kind) {
       case 'fix-key-set':
         tx.updateRound(st.studyId, r.round, { phase: 'upload', keySetJson: JSON.stringify(d.keySet), phaseDeadlineAtMs });
-        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.key_set', studyId: st.studyId, round: r.round, detail: `keySet=${d.keySet.join(',')}${d.keySet.length < parseList(r.participantsJson).length ? ` (without ${parseList(r.participantsJson).filter((p) => !d.keySet.includes(p)).join(',')})` : ''}` });
+        this.ctx.audit.append({
+          actor: this.ctx.coordinatorId,
+          action: 'round.key_set',
+          studyId: st.studyId,
+          round: r.round,
+          detail: `keySet=${d.keySet.join(',')}${
+            d.keySet.length < parseList(r.participantsJson).length
+              ? ` (without ${parseList(r.participantsJson)
+                  .filter((p) => !d.keySet.includes(p))
+                  .join(',')})`
+              : ''
+          }`,
+        });
         return;
       case 'fix-survivors': {
         const partial = tx.updates(st.studyId, r.round, 'receiving');
@@ -383,13 +467,26 @@ export class Rounds {
             else tx.putAccumulator({ ...acc, ct: Buffer.from(subtractCiphertext(he, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 });
           }
           tx.setUpdate(st.studyId, r.round, u.siteId, { state: 'abandoned' });
-          this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'update.abandoned', studyId: st.studyId, round: r.round, peer: u.siteId, detail: `${u.received}/${u.count} chunks removed from the aggregate` });
+          this.ctx.audit.append({
+            actor: this.ctx.coordinatorId,
+            action: 'update.abandoned',
+            studyId: st.studyId,
+            round: r.round,
+            peer: u.siteId,
+            detail: `${u.received}/${u.count} chunks removed from the aggregate`,
+          });
         }
         tx.deleteChunks(st.studyId, r.round);
         const complete = tx.updates(st.studyId, r.round, 'complete');
         const totalSamples = complete.filter((u) => d.survivors.includes(u.siteId)).reduce((a, u) => a + u.nSamples, 0);
         tx.updateRound(st.studyId, r.round, { phase: 'consistency', survivorsJson: JSON.stringify(d.survivors), totalSamples, phaseDeadlineAtMs });
-        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.survivors', studyId: st.studyId, round: r.round, detail: `survivors=${d.survivors.join(',')} totalSamples=${totalSamples}` });
+        this.ctx.audit.append({
+          actor: this.ctx.coordinatorId,
+          action: 'round.survivors',
+          studyId: st.studyId,
+          round: r.round,
+          detail: `survivors=${d.survivors.join(',')} totalSamples=${totalSamples}`,
+        });
         this.ctx.metrics.updatesAbandoned.inc(partial.length);
         return;
       }
@@ -402,7 +499,13 @@ export class Rounds {
         tx.updateRound(st.studyId, r.round, { state: 'closed', closedAtMs: now });
         const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s));
         const revealed = tx.roundSiteRows('maskReveals', st.studyId, r.round).map((x) => x.siteId);
-        this.ctx.audit.append({ actor: this.ctx.coordinatorId, action: 'round.closed', studyId: st.studyId, round: r.round, detail: `contributors=${survivors.join(',')} totalSamples=${r.totalSamples} dropped=${dropped.join(',') || 'none'} revealers=${revealed.join(',')}` });
+        this.ctx.audit.append({
+          actor: this.ctx.coordinatorId,
+          action: 'round.closed',
+          studyId: st.studyId,
+          round: r.round,
+          detail: `contributors=${survivors.join(',')} totalSamples=${r.totalSamples} dropped=${dropped.join(',') || 'none'} revealers=${revealed.join(',')}`,
+        });
         return;
       }
       case 'fail':
@@ -422,13 +525,20 @@ export class Rounds {
         return;
       case 'fix-revealers': {
         const sigs = this.ctx.store.roundSiteRows('maskSignatures', st.studyId, round);
-        for (const s of d.revealers) this.ctx.send(s, 'mask.reveal', st.studyId, round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) });
+        for (const s of d.revealers)
+          this.ctx.send(s, 'mask.reveal', st.studyId, round, {
+            keySet: parseList(r.keySetJson),
+            survivors: parseList(r.survivorsJson),
+            signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })),
+          });
         return;
       }
       case 'close': {
         this.ctx.metrics.roundsClosed.inc();
         this.ctx.log('info', `${st.studyId}: round ${round} closed with ${parseList(r.survivorsJson).length} contributors`);
-        const receivers = activeJoined(this.ctx.store, st).map((x) => x.siteId).filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch));
+        const receivers = activeJoined(this.ctx.store, st)
+          .map((x) => x.siteId)
+          .filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch));
         this.publish(st.studyId, round, receivers);
         this.ctx.checkpoint(st.studyId);
         return;
@@ -445,7 +555,7 @@ export class Rounds {
     const have = this.ctx.store.chunks(st.studyId, r.round, siteId).map((x) => x.index);
     const entries = keySet.map((id) => {
       const s = setups.find((x) => x.siteId === id)!;
-      const box = id === siteId ? null : (JSON.parse(s.boxesJson) as { to: string; box: string }[]).find((x) => x.to === siteId)?.box ?? null;
+      const box = id === siteId ? null : ((JSON.parse(s.boxesJson) as { to: string; box: string }[]).find((x) => x.to === siteId)?.box ?? null);
       return { siteId: id, sPk: s.sPk, bCommit: s.bCommit, signature: s.signature, box };
     });
     this.ctx.send(siteId, 'mask.peers', st.studyId, r.round, { keySet: entries, alreadyReceived: have });
@@ -526,8 +636,7 @@ export class Rounds {
     if (!isJoined) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
     const entry = this.received(env);
     const epochs = this.keys.epochsOf(st.studyId, h.senderId);
-    const closed = this.ctx.store.rounds(st.studyId, 'closed')
-      .filter((r) => r.round >= b.fromRound && epochs.has(r.keyEpoch));
+    const closed = this.ctx.store.rounds(st.studyId, 'closed').filter((r) => r.round >= b.fromRound && epochs.has(r.keyEpoch));
     for (const r of closed) this.publish(st.studyId, r.round, [h.senderId]);
     return { entry, info: { sent: closed.map((r) => r.round) } };
   }
@@ -549,7 +658,11 @@ export class Rounds {
     }
     if (r.phase === 'unmask' && parseList(r.revealersJson).includes(siteId) && !has('maskReveals')) {
       const sigs = this.ctx.store.roundSiteRows('maskSignatures', st.studyId, r.round);
-      this.ctx.send(siteId, 'mask.reveal', st.studyId, r.round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) });
+      this.ctx.send(siteId, 'mask.reveal', st.studyId, r.round, {
+        keySet: parseList(r.keySetJson),
+        survivors: parseList(r.survivorsJson),
+        signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })),
+      });
     }
   }
 

@@ -2,9 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server as IoServer, type Socket } from 'socket.io';
-import {
-  WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents,
-} from '@twinfed/protocols';
+import { WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
 import { fingerprint, generateIdentity, initSodium, loadIdentity, saveIdentity, type Identity } from '@twinfed/shared/crypto/index';
 import { parseCoordinatorConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.js';
@@ -59,8 +57,12 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
   };
   const engine = new CoordinatorEngine(new SqliteStore(db), audit, identity, metrics, {
-    clockSkewMs: config.clockSkewMs, joinSettleMs: config.joinSettleMs, log,
-    phaseTimeoutMs: config.phaseTimeoutS * 1000, quorumGraceMs: config.quorumGraceS * 1000, dealerTimeoutMs: config.dealerTimeoutS * 1000,
+    clockSkewMs: config.clockSkewMs,
+    joinSettleMs: config.joinSettleMs,
+    log,
+    phaseTimeoutMs: config.phaseTimeoutS * 1000,
+    quorumGraceMs: config.quorumGraceS * 1000,
+    dealerTimeoutMs: config.dealerTimeoutS * 1000,
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });
   // One budget per client address for everything before authentication (nonces, sockets, enrolment).
@@ -136,7 +138,12 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
 
   let timer: NodeJS.Timeout | null = null;
   return {
-    config, app, io, engine, db, metrics,
+    config,
+    app,
+    io,
+    engine,
+    db,
+    metrics,
     tls: tls && { pin: tls.pin, nextPin: tls.nextPin },
     async listen() {
       await app.listen({ host: config.host, port: config.port });

@@ -5,8 +5,19 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  KEY_HANDOUT_KIND, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, PROTOCOL_VERSION, canonicalJson, keyHandoutFields, maskKeysFields, maskSurvivorsFields,
-  type Ack, type BodyOf, type Envelope, type MessageType, type StudyManifest,
+  KEY_HANDOUT_KIND,
+  MASK_KEYS_KIND,
+  MASK_SURVIVORS_KIND,
+  PROTOCOL_VERSION,
+  canonicalJson,
+  keyHandoutFields,
+  maskKeysFields,
+  maskSurvivorsFields,
+  type Ack,
+  type BodyOf,
+  type Envelope,
+  type MessageType,
+  type StudyManifest,
 } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
 import { fingerprint, fromB64, generateIdentity, initSodium, openSealed, sealEnvelope, sealTo, signStatement, toB64, type Identity } from '@twinfed/shared/crypto/index';
@@ -18,11 +29,14 @@ import { createCoordinatorMetrics } from './metrics.js';
 import { SqliteStore } from './store/sqlite.js';
 
 export const SPEC = {
-  title: 'engine-test', task: 'segmentation',
+  title: 'engine-test',
+  task: 'segmentation',
   model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 16, initSeed: 1 },
   training: { epochsPerRound: 1, batchSize: 4, learningRate: 0.01, clipBound: 1, seed: 1 },
   data: { modality: 'PET', labels: ['background', 'tumour'] },
-  rounds: 2, minSites: 3, roundDeadlineS: 30,
+  rounds: 2,
+  minSites: 3,
+  roundDeadlineS: 30,
 };
 
 const json = <T>(env: Envelope) => JSON.parse(Buffer.from(env.body).toString('utf8')) as T;
@@ -64,8 +78,13 @@ export class Lab {
     const id = `coordinator-${fingerprint(this.identity.ed25519PublicKey)}`;
     const audit = new AuditLog(this.db, id, this.identity.ed25519SecretKey, this.identity.ed25519PublicKey);
     this.engine = new CoordinatorEngine(new SqliteStore(this.db), audit, this.identity, createCoordinatorMetrics(), {
-      clockSkewMs: 60_000, joinSettleMs: 0, phaseTimeoutMs: 10_000, quorumGraceMs: 5_000, dealerTimeoutMs: 5_000,
-      now: () => this.clock.nowMs, log: (level, msg) => this.logs.push(`${level}: ${msg}`),
+      clockSkewMs: 60_000,
+      joinSettleMs: 0,
+      phaseTimeoutMs: 10_000,
+      quorumGraceMs: 5_000,
+      dealerTimeoutMs: 5_000,
+      now: () => this.clock.nowMs,
+      log: (level, msg) => this.logs.push(`${level}: ${msg}`),
     });
     this.engine.attach(this.transport);
     this.transport.connected.clear();
@@ -101,7 +120,12 @@ export class Lab {
   }
 }
 
-interface SiteRound { start: BodyOf['round.start']; secrets: RoundSecrets; shares: Map<string, { b: Uint8Array; s: Uint8Array }>; cts?: Uint8Array[] }
+interface SiteRound {
+  start: BodyOf['round.start'];
+  secrets: RoundSecrets;
+  shares: Map<string, { b: Uint8Array; s: Uint8Array }>;
+  cts?: Uint8Array[];
+}
 
 /** A site speaking the raw protocol through the fake transport. */
 export class FakeSite {
@@ -112,7 +136,11 @@ export class FakeSite {
   readonly keys = new Map<number, Uint8Array>();
   readonly rounds = new Map<number, SiteRound>();
 
-  constructor(readonly lab: Lab, readonly siteId: string, readonly identity: Identity) {}
+  constructor(
+    readonly lab: Lab,
+    readonly siteId: string,
+    readonly identity: Identity,
+  ) {}
 
   get inbox(): Envelope[] {
     return this.lab.transport.inbox.get(this.siteId) ?? [];
@@ -130,7 +158,10 @@ export class FakeSite {
   }
 
   async send(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>): Promise<Ack> {
-    const env = sealEnvelope({ id: this.siteId, ed25519SecretKey: this.identity.ed25519SecretKey, nextSeq: () => ++this.seq }, { to: this.lab.engine.coordinatorId, type, studyId, round, body, ...(meta ? { meta } : {}), nowMs: this.lab.clock.nowMs });
+    const env = sealEnvelope(
+      { id: this.siteId, ed25519SecretKey: this.identity.ed25519SecretKey, nextSeq: () => ++this.seq },
+      { to: this.lab.engine.coordinatorId, type, studyId, round, body, ...(meta ? { meta } : {}), nowMs: this.lab.clock.nowMs },
+    );
     const ack = await this.lab.engine.handle(this.siteId, env);
     await this.lab.engine.idle();
     return ack as Ack;
@@ -164,12 +195,25 @@ export class FakeSite {
     const req = json<BodyOf['keys.request']>(this.take('keys.request'));
     const sk = generateSecretKey(this.he);
     this.keys.set(req.epoch, sk);
-    const keyCommitment = createHash('sha256').update('twinfed.study-key.v1\n').update(canonicalJson({ studyId: this.manifest.studyId, epoch: req.epoch, manifestHash: this.manifestHash })).update('\n').update(sk).digest('hex');
+    const keyCommitment = createHash('sha256')
+      .update('twinfed.study-key.v1\n')
+      .update(canonicalJson({ studyId: this.manifest.studyId, epoch: req.epoch, manifestHash: this.manifestHash }))
+      .update('\n')
+      .update(sk)
+      .digest('hex');
     const recipients = [...req.recipients].sort();
     const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
-    const signature = signStatement(KEY_HANDOUT_KIND, keyHandoutFields({ studyId: this.manifest.studyId, manifestHash: this.manifestHash, epoch: req.epoch, dealerSiteId: this.siteId, recipients, keyCommitment }), this.identity.ed25519SecretKey);
+    const signature = signStatement(
+      KEY_HANDOUT_KIND,
+      keyHandoutFields({ studyId: this.manifest.studyId, manifestHash: this.manifestHash, epoch: req.epoch, dealerSiteId: this.siteId, recipients, keyCommitment }),
+      this.identity.ed25519SecretKey,
+    );
     return this.send('keys.sealed', this.manifest.studyId, null, {
-      epoch: req.epoch, manifestHash: this.manifestHash, heParamsDigest: heParamsDigest(this.manifest.encryption as HeParams), keyCommitment, signature,
+      epoch: req.epoch,
+      manifestHash: this.manifestHash,
+      heParamsDigest: heParamsDigest(this.manifest.encryption as HeParams),
+      keyCommitment,
+      signature,
       recipients: recipients.map((r) => ({ siteId: r, sealedKey: toB64(sealTo(fromB64(roster.get(r)!.x25519PublicKey), sk)) })),
     });
   }
@@ -196,7 +240,9 @@ export class FakeSite {
     const ss = await splitSecret(secrets.sSk, n, start.threshold);
     const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
     const me = start.participants.indexOf(this.siteId);
-    const boxes = start.participants.flatMap((p, i) => (p === this.siteId ? [] : [{ to: p, box: sealShares(ctx, this.siteId, p, { bShare: bs[i], sShare: ss[i] }, this.identity.x25519SecretKey, fromB64(roster.get(p)!.x25519PublicKey)) }]));
+    const boxes = start.participants.flatMap((p, i) =>
+      p === this.siteId ? [] : [{ to: p, box: sealShares(ctx, this.siteId, p, { bShare: bs[i], sShare: ss[i] }, this.identity.x25519SecretKey, fromB64(roster.get(p)!.x25519PublicKey)) }],
+    );
     const bCommit = selfMaskCommitment(ctx, this.siteId, secrets.b);
     const sPk = toB64(secrets.sPk);
     const signature = signStatement(MASK_KEYS_KIND, maskKeysFields(ctx, this.siteId, sPk, bCommit), this.identity.ed25519SecretKey);
@@ -216,9 +262,19 @@ export class FakeSite {
     }
     const delta = new Float32Array(this.manifest.updateLength).fill(0.01);
     const q = quantizeToZt(delta, n, this.manifest.training.clipBound, this.manifest.encryption.precisionBits, this.he.plainModulus);
-    const y = maskInput(this.ctx(round), this.he.plainModulus, this.siteId, st.secrets, q.values, peers.keySet.filter((e) => e.siteId !== this.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) })));
+    const y = maskInput(
+      this.ctx(round),
+      this.he.plainModulus,
+      this.siteId,
+      st.secrets,
+      q.values,
+      peers.keySet.filter((e) => e.siteId !== this.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) })),
+    );
     st.cts = encryptSlots(this.he, this.keys.get(st.start.keyEpoch)!, y).ciphertexts;
-    return st.cts.map((body, index) => ({ body, meta: { index, count: st.cts!.length, nSamples: n, length: this.manifest.updateLength, keyEpoch: st.start.keyEpoch, heParamsDigest: heParamsDigest(this.manifest.encryption as HeParams) } }));
+    return st.cts.map((body, index) => ({
+      body,
+      meta: { index, count: st.cts!.length, nSamples: n, length: this.manifest.updateLength, keyEpoch: st.start.keyEpoch, heParamsDigest: heParamsDigest(this.manifest.encryption as HeParams) },
+    }));
   }
 
   async upload(round: number, n = 10): Promise<Ack[]> {

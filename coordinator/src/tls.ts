@@ -53,7 +53,8 @@ export function loadCoordinatorTls(tls: NonNullable<CoordinatorConfig['tls']>): 
   let nextPin: string | null = null;
   if (tls.nextCertFile) {
     nextPin = certificatePin(parseCertificate(readPem(tls.nextCertFile, 'nextCertFile'), 'nextCertFile'));
-    if (nextPin === pin) throw new CoordinatorError('TWF_E_CONFIG', `tls.nextCertFile has the same key as tls.certFile (${pin}): a renewal with the same key needs no rollover; leave nextCertFile out`);
+    if (nextPin === pin)
+      throw new CoordinatorError('TWF_E_CONFIG', `tls.nextCertFile has the same key as tls.certFile (${pin}): a renewal with the same key needs no rollover; leave nextCertFile out`);
   }
   return { cert, key, pin, nextPin };
 }

@@ -69,7 +69,10 @@ export type EnvelopeHeader = z.infer<typeof EnvelopeHeaderSchema>;
 export const EnvelopeSchema = z.object({
   header: EnvelopeHeaderSchema,
   /** Ed25519 signature of canonicalJson(header), base64. */
-  signature: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(200),
+  signature: z
+    .string()
+    .regex(/^[A-Za-z0-9+/]+={0,2}$/)
+    .max(200),
   /** JSON (UTF-8 canonical JSON) or binary payload. */
   body: z.instanceof(Uint8Array),
 });
@@ -104,7 +107,10 @@ export const HandshakeAuthSchema = z.object({
   siteId: SiteIdSchema,
   protocolVersion: z.string().max(16),
   nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
-  signature: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).max(200),
+  signature: z
+    .string()
+    .regex(/^[A-Za-z0-9+/]+={0,2}$/)
+    .max(200),
 });
 export type HandshakeAuth = z.infer<typeof HandshakeAuthSchema>;
 

@@ -108,13 +108,17 @@ export const StrategySchema = z.discriminatedUnion('name', [
   z.object({ name: z.literal('fedyogi'), serverLearningRate: serverLearningRate.default(0.01), beta1: beta.default(0.9), beta2: beta.default(0.99), tau: tau.default(1e-3) }).strict(),
   /** FedAdagrad (Reddi et al., ICLR 2021). */
   z.object({ name: z.literal('fedadagrad'), serverLearningRate: serverLearningRate.default(0.01), beta1: beta.default(0), tau: tau.default(1e-3) }).strict(),
-  z.object({ name: z.enum(NON_LINEAR_STRATEGIES) }).passthrough().superRefine((s, ctx) => {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['name'],
-      message: `strategy '${s.name}' is not linear in the site updates (TWF_E_STRATEGY_NOT_LINEAR): under additive encryption the coordinator only ever holds the encrypted sum, so order statistics and distances between individual updates cannot be computed; use fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad (docs/strategies.md)`,
-    });
-  }).transform((s): never => s as never),
+  z
+    .object({ name: z.enum(NON_LINEAR_STRATEGIES) })
+    .passthrough()
+    .superRefine((s, ctx) => {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['name'],
+        message: `strategy '${s.name}' is not linear in the site updates (TWF_E_STRATEGY_NOT_LINEAR): under additive encryption the coordinator only ever holds the encrypted sum, so order statistics and distances between individual updates cannot be computed; use fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad (docs/strategies.md)`,
+      });
+    })
+    .transform((s): never => s as never),
 ]);
 export type StrategyConfig = z.infer<typeof StrategySchema>;
 export type StrategyName = StrategyConfig['name'];
@@ -140,14 +144,16 @@ const dpBudget = {
  * accountant composes over steps, rounds and studies; the guarantee holds against the
  * coordinator, the other sites and whoever uses the model.
  */
-export const PatientDpSchema = z.object({
-  level: z.literal('patient'),
-  ...dpBudget,
-  /** C: L2 bound of one patient's gradient contribution per step. */
-  clipNorm: z.number().positive().max(1000),
-  /** q: probability that a patient takes part in one local step. */
-  samplingRate: z.number().gt(0).max(1),
-}).strict();
+export const PatientDpSchema = z
+  .object({
+    level: z.literal('patient'),
+    ...dpBudget,
+    /** C: L2 bound of one patient's gradient contribution per step. */
+    clipNorm: z.number().positive().max(1000),
+    /** q: probability that a patient takes part in one local step. */
+    samplingRate: z.number().gt(0).max(1),
+  })
+  .strict();
 
 /**
  * Site-level DP with the distributed discrete Gaussian (Kairouz, Liu & Steinke, ICML 2021): each
@@ -156,12 +162,14 @@ export const PatientDpSchema = z.object({
  * least minSites contributions carries noise of standard deviation ≥ sigma·clipNorm. One
  * composition per round. For large consortia; at 3 sites it drowns the signal (docs/privacy.md).
  */
-export const SiteDpSchema = z.object({
-  level: z.literal('site'),
-  ...dpBudget,
-  /** C: L2 bound of a site's whole update. */
-  clipNorm: z.number().positive().max(1000),
-}).strict();
+export const SiteDpSchema = z
+  .object({
+    level: z.literal('site'),
+    ...dpBudget,
+    /** C: L2 bound of a site's whole update. */
+    clipNorm: z.number().positive().max(1000),
+  })
+  .strict();
 
 /** Differential privacy of a study; absent = none (training.clipBound still bounds each element). */
 export const DpSchema = z.discriminatedUnion('level', [PatientDpSchema, SiteDpSchema]);
@@ -178,7 +186,10 @@ const studyCommon = {
   /** Quorum: fewest contributors of a round, at least 3 (TWF_E_TOO_FEW_CONTRIBUTORS), and at least the secure-aggregation threshold of the roster. */
   minSites: z.number().int().min(MIN_CONTRIBUTORS, `minSites must be at least ${MIN_CONTRIBUTORS} (TWF_E_TOO_FEW_CONTRIBUTORS)`).max(255),
   /** Seconds after a round opens by which sites must have trained and sent their mask keys; with quorum the round goes on without the rest. */
-  roundDeadlineS: z.number().positive().max(7 * 24 * 3600),
+  roundDeadlineS: z
+    .number()
+    .positive()
+    .max(7 * 24 * 3600),
   encryption: HeParamsSchema.optional(),
   /** Aggregation strategy; absent = FedAvg. */
   strategy: StrategySchema.optional(),
@@ -249,16 +260,15 @@ export type StudyDraft = z.infer<typeof StudyDraftSchema>;
  * The manifest a privacy officer approves; its hash binds the approval. It includes the roster:
  * who takes part, with which keys, and who deals the study key.
  */
-export const StudyManifestSchema = z.discriminatedUnion('task', [
-  SegmentationSpecSchema.extend({ ...draftExtra, ...rosterExtra }),
-  ResponseSpecSchema.extend({ ...draftExtra, ...rosterExtra }),
-]).superRefine((m, ctx) => {
-  const ids = m.participants.map((p) => p.siteId);
-  if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', path: ['participants'], message: 'a site is listed twice' });
-  for (const d of m.keyDealers) if (!ids.includes(d)) ctx.addIssue({ code: 'custom', path: ['keyDealers'], message: `key dealer ${d} is not a participant` });
-  if (new Set(m.keyDealers).size !== m.keyDealers.length) ctx.addIssue({ code: 'custom', path: ['keyDealers'], message: 'a key dealer is listed twice' });
-  if (m.minSites > ids.length) ctx.addIssue({ code: 'custom', path: ['minSites'], message: `minSites ${m.minSites} exceeds the ${ids.length} participants` });
-});
+export const StudyManifestSchema = z
+  .discriminatedUnion('task', [SegmentationSpecSchema.extend({ ...draftExtra, ...rosterExtra }), ResponseSpecSchema.extend({ ...draftExtra, ...rosterExtra })])
+  .superRefine((m, ctx) => {
+    const ids = m.participants.map((p) => p.siteId);
+    if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', path: ['participants'], message: 'a site is listed twice' });
+    for (const d of m.keyDealers) if (!ids.includes(d)) ctx.addIssue({ code: 'custom', path: ['keyDealers'], message: `key dealer ${d} is not a participant` });
+    if (new Set(m.keyDealers).size !== m.keyDealers.length) ctx.addIssue({ code: 'custom', path: ['keyDealers'], message: 'a key dealer is listed twice' });
+    if (m.minSites > ids.length) ctx.addIssue({ code: 'custom', path: ['minSites'], message: `minSites ${m.minSites} exceeds the ${ids.length} participants` });
+  });
 export type StudyManifest = z.infer<typeof StudyManifestSchema>;
 export type SegmentationManifest = Extract<StudyManifest, { task: 'segmentation' }>;
 export type ResponseManifest = Extract<StudyManifest, { task: 'response' }>;

@@ -48,7 +48,10 @@ export const KeysSealedBody = z.object({
   heParamsDigest: hex64,
   keyCommitment: hex64,
   signature: sig64,
-  recipients: z.array(z.object({ siteId, sealedKey: b64.max(8_000_000) })).min(1).max(255),
+  recipients: z
+    .array(z.object({ siteId, sealedKey: b64.max(8_000_000) }))
+    .min(1)
+    .max(255),
 });
 
 /** Statement kind of a site's per-round mask keys (secure aggregation, shared/src/secagg). */
@@ -143,7 +146,10 @@ export const RoundStartBody = z.object({
 export const MaskKeyEntry = z.object({ siteId, sPk: b64Key32, bCommit: hex64, signature: sig64 });
 /** The round's key set (the sites that sent mask set-ups in time) with, for the recipient, the box each of them sealed to it. */
 export const MaskPeersBody = z.object({
-  keySet: z.array(MaskKeyEntry.extend({ box: b64.max(2000).nullable() })).min(1).max(255),
+  keySet: z
+    .array(MaskKeyEntry.extend({ box: b64.max(2000).nullable() }))
+    .min(1)
+    .max(255),
   /** Chunk indices of this site's update the coordinator already holds (resume after a drop). */
   alreadyReceived: z.array(z.number().int().min(0)),
 });
@@ -152,7 +158,10 @@ export const MaskSurvivorsBody = z.object({ keySet: siteList.min(1), survivors: 
 export const MaskRevealBody = z.object({
   keySet: siteList.min(1),
   survivors: siteList.min(1),
-  signatures: z.array(z.object({ siteId, signature: sig64 })).min(1).max(255),
+  signatures: z
+    .array(z.object({ siteId, signature: sig64 }))
+    .min(1)
+    .max(255),
 });
 /**
  * First frame of a round.aggregate body (canonical JSON): what a site needs to unmask and apply the

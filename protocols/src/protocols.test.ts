@@ -32,7 +32,10 @@ describe('binary frames', () => {
   it('round-trips several blobs, including an empty one', () => {
     const frames = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array(1000).fill(7)];
     const back = unpackFrames(packFrames(frames));
-    assert.deepEqual(back.map((f) => Array.from(f)), frames.map((f) => Array.from(f)));
+    assert.deepEqual(
+      back.map((f) => Array.from(f)),
+      frames.map((f) => Array.from(f)),
+    );
   });
   it('refuses truncated or padded input', () => {
     const p = packFrames([new Uint8Array([1, 2, 3])]);
@@ -47,15 +50,23 @@ describe('study manifest', () => {
   const key = (n: number) => Buffer.alloc(32, n).toString('base64');
   const roster = ['site-a', 'site-b', 'site-c'].map((siteId, i) => ({ siteId, siteName: `Hospital ${i}`, ed25519PublicKey: key(i + 1), x25519PublicKey: key(i + 11) }));
   const m: StudyManifest = StudyManifestSchema.parse({
-    title: 't', task: 'segmentation',
+    title: 't',
+    task: 'segmentation',
     model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 8, depth: 2, size: 48, initSeed: 1 },
     training: { epochsPerRound: 1, batchSize: 8, learningRate: 0.001, clipBound: 1, seed: 1 },
     data: { modality: 'PET', labels: ['bg', 'tumour'] },
-    rounds: 3, minSites: 3, roundDeadlineS: 60,
+    rounds: 3,
+    minSites: 3,
+    roundDeadlineS: 60,
     encryption: { scheme: 'bfv-sym-seeded', polyModulusDegree: 4096, coeffModulusBits: [60], plainModulusBits: 42, precisionBits: 20 },
-    studyId: 's1', coordinatorId: 'c', createdAt: '2026-01-01T00:00:00.000Z',
-    updateLength: 29330, secureAggregation: 'double-mask-v1',
-    manifestVersion: 1, participants: roster, keyDealers: ['site-a', 'site-b', 'site-c'],
+    studyId: 's1',
+    coordinatorId: 'c',
+    createdAt: '2026-01-01T00:00:00.000Z',
+    updateLength: 29330,
+    secureAggregation: 'double-mask-v1',
+    manifestVersion: 1,
+    participants: roster,
+    keyDealers: ['site-a', 'site-b', 'site-c'],
   });
 
   it('hash changes with any field, the roster included, so a changed manifest needs a new approval', () => {
@@ -80,7 +91,8 @@ describe('study manifest', () => {
 
   it('accepts a response study and refuses a response task with a U-Net model', () => {
     const r = StudyManifestSchema.parse({
-      ...m, task: 'response',
+      ...m,
+      task: 'response',
       model: { arch: 'logreg', features: 'first3-v1', nClasses: 3, arms: ['A', 'B'], l2: 0.001, initSeed: 7 },
       data: { source: 'twin-measurements', minMeasurements: 5, trainPercent: 70, splitSalt: 's', minTrainPatients: 5 },
     });
@@ -88,7 +100,10 @@ describe('study manifest', () => {
     assert.notEqual(manifestHash(r), manifestHash(m));
     const bad = StudyManifestSchema.safeParse({ ...m, task: 'response' });
     assert.equal(bad.success, false);
-    assert.ok(bad.error!.issues.some((i) => i.path[0] === 'model' || i.path[0] === 'data'), JSON.stringify(bad.error!.issues));
+    assert.ok(
+      bad.error!.issues.some((i) => i.path[0] === 'model' || i.path[0] === 'data'),
+      JSON.stringify(bad.error!.issues),
+    );
   });
 
   it('refuses out-of-range settings with the field named: minSites below 3, a roster under 3 sites or above minSites, a dealer outside it', () => {
@@ -101,7 +116,10 @@ describe('study manifest', () => {
     ] as const) {
       const r = StudyManifestSchema.safeParse({ ...m, ...over });
       assert.equal(r.success, false, JSON.stringify(over));
-      assert.ok(r.error!.issues.some((i) => i.path[0] === field), `${field}: ${JSON.stringify(r.error!.issues)}`);
+      assert.ok(
+        r.error!.issues.some((i) => i.path[0] === field),
+        `${field}: ${JSON.stringify(r.error!.issues)}`,
+      );
     }
     const low = StudyManifestSchema.safeParse({ ...m, minSites: 1 });
     assert.match(low.error!.issues[0].message, /TWF_E_TOO_FEW_CONTRIBUTORS/);

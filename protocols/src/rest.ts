@@ -5,7 +5,12 @@ import { SiteIdSchema, StudyIdSchema } from './ids.js';
 export const EnrolmentTokenRequest = z.object({
   siteName: z.string().min(1).max(200),
   /** Validity of the one-time token in seconds. */
-  expiresInS: z.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
+  expiresInS: z
+    .number()
+    .int()
+    .min(60)
+    .max(30 * 24 * 3600)
+    .default(24 * 3600),
 });
 export const EnrolmentTokenResponse = z.object({ token: z.string(), siteName: z.string(), expiresAt: z.string() });
 
@@ -75,7 +80,9 @@ export const StudyIdParam = StudyIdSchema;
 const SiteMetric = z.object({
   siteId: z.string(),
   metrics: z.array(z.object({ name: z.string(), value: z.number().nullable() })),
-  valPatients: z.number().int(), encryptMs: z.number().nullable(), uploadBytes: z.number().int().nullable(),
+  valPatients: z.number().int(),
+  encryptMs: z.number().nullable(),
+  uploadBytes: z.number().int().nullable(),
 });
 
 export const RoundSummary = z.object({
@@ -121,12 +128,18 @@ export const StudyStatus = z.object({
   closedRounds: z.number().int(),
   rounds: z.number().int(),
   /** Every roster site: joined with the current manifest, evicted, withdrawn; key fingerprints. */
-  participants: z.array(z.object({
-    siteId: z.string(), siteName: z.string(), fingerprint: z.string(), joined: z.boolean(), connected: z.boolean(),
-    excluded: z.string().nullable(),
-    /** The site declined a round with TWF_E_DP_BUDGET: its privacy budget is spent, it is asked to no later round. */
-    dpExhausted: z.boolean(),
-  })),
+  participants: z.array(
+    z.object({
+      siteId: z.string(),
+      siteName: z.string(),
+      fingerprint: z.string(),
+      joined: z.boolean(),
+      connected: z.boolean(),
+      excluded: z.string().nullable(),
+      /** The site declined a round with TWF_E_DP_BUDGET: its privacy budget is spent, it is asked to no later round. */
+      dpExhausted: z.boolean(),
+    }),
+  ),
   joined: z.array(z.string()),
   keyEpoch: z.number().int(),
   keyDealer: z.string().nullable(),

@@ -15,7 +15,11 @@ export function handshakeFields(h: { coordinatorId: string; siteId: string; nonc
 }
 
 /** The round a secure-aggregation statement belongs to. */
-export interface MaskRoundRef { studyId: string; manifestHash: string; round: number }
+export interface MaskRoundRef {
+  studyId: string;
+  manifestHash: string;
+  round: number;
+}
 
 /** A site's per-round mask keys (MASK_KEYS_KIND): its X25519 mask key and the commitment to its self-mask seed. */
 export function maskKeysFields(r: MaskRoundRef, siteId: string, sPk: string, bCommit: string) {
@@ -37,7 +41,17 @@ export const CHECKPOINT_KIND = 'twinfed.checkpoint.v1';
  * A receipt's signed fields: which message (site, seq, type, study, round, payload digest) and the
  * audit entry that logged it — listed one by one, so an extra property never slips into a signature.
  */
-export function receiptFields(r: { coordinatorId: string; siteId: string; seq: number; msgType: string; studyId: string | null; round: number | null; digest: string; entryId: number; entryHash: string }) {
+export function receiptFields(r: {
+  coordinatorId: string;
+  siteId: string;
+  seq: number;
+  msgType: string;
+  studyId: string | null;
+  round: number | null;
+  digest: string;
+  entryId: number;
+  entryHash: string;
+}) {
   return { coordinatorId: r.coordinatorId, siteId: r.siteId, seq: r.seq, msgType: r.msgType, studyId: r.studyId, round: r.round, digest: r.digest, entryId: r.entryId, entryHash: r.entryHash };
 }
 

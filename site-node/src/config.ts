@@ -18,9 +18,16 @@ export const SiteConfigSchema = z.object({
    * used); empty: Node's certificate authorities and the host name decide (a coordinator behind a
    * reverse proxy with a public certificate, enrolled with --tls-ca).
    */
-  tlsPins: z.array(z.string().regex(/^sha256\/[A-Za-z0-9+/]{43}=$/)).max(32).default([]),
+  tlsPins: z
+    .array(z.string().regex(/^sha256\/[A-Za-z0-9+/]{43}=$/))
+    .max(32)
+    .default([]),
   /** Accepted difference between a coordinator message's timestamp and this site's clock, ms. */
-  clockSkewMs: z.number().int().min(1000).default(5 * 60 * 1000),
+  clockSkewMs: z
+    .number()
+    .int()
+    .min(1000)
+    .default(5 * 60 * 1000),
   /** Minimum number of validation patients below which per-site metrics are suppressed (small counts). */
   minReportPatients: z.number().int().min(1).default(2),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('info'),
@@ -29,11 +36,13 @@ export const SiteConfigSchema = z.object({
    * that would take a dataset's epsilon (at `delta`) above `maxEpsilon` is refused, even when the
    * study's manifest would allow it. `requireDp`: refuse to train studies without DP.
    */
-  privacy: z.object({
-    maxEpsilon: z.number().positive().max(1000).default(10),
-    delta: z.number().positive().max(1e-3).default(1e-5),
-    requireDp: z.boolean().default(false),
-  }).default({ maxEpsilon: 10, delta: 1e-5, requireDp: false }),
+  privacy: z
+    .object({
+      maxEpsilon: z.number().positive().max(1000).default(10),
+      delta: z.number().positive().max(1e-3).default(1e-5),
+      requireDp: z.boolean().default(false),
+    })
+    .default({ maxEpsilon: 10, delta: 1e-5, requireDp: false }),
 });
 export type SiteConfig = z.infer<typeof SiteConfigSchema>;
 

@@ -34,9 +34,10 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
     checks.push({
       name: 'training threads',
       ok: true,
-      detail: workers > 0
-        ? `${workers} data-parallel worker threads (TWINFED_TRAIN_WORKERS) on ${cores} cores${workers > cores ? ': more workers than cores, each step will be slower' : ''}`
-        : `1 (${cores} cores here${cores >= 2 && choice.name === 'wasm' ? '; TWINFED_TRAIN_WORKERS=2 trains on two worker threads, same step, 1.2-2x faster when nothing else runs' : ''})`,
+      detail:
+        workers > 0
+          ? `${workers} data-parallel worker threads (TWINFED_TRAIN_WORKERS) on ${cores} cores${workers > cores ? ': more workers than cores, each step will be slower' : ''}`
+          : `1 (${cores} cores here${cores >= 2 && choice.name === 'wasm' ? '; TWINFED_TRAIN_WORKERS=2 trains on two worker threads, same step, 1.2-2x faster when nothing else runs' : ''})`,
     });
   } catch (e) {
     checks.push({ name: 'training threads', ok: false, detail: (e as Error).message });
@@ -54,7 +55,11 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
   try {
     const id = loadIdentity(idPath);
     const mode = (statSync(idPath).mode & 0o777).toString(8);
-    checks.push({ name: 'identity keys', ok: true, detail: `${idPath} mode ${mode}; fingerprint ${siteFingerprint(id.ed25519PublicKey, id.x25519PublicKey)} (Ed25519:X25519, as other sites' officers see this site in a study roster: read it to them out of band)` });
+    checks.push({
+      name: 'identity keys',
+      ok: true,
+      detail: `${idPath} mode ${mode}; fingerprint ${siteFingerprint(id.ed25519PublicKey, id.x25519PublicKey)} (Ed25519:X25519, as other sites' officers see this site in a study roster: read it to them out of band)`,
+    });
   } catch (e) {
     checks.push({ name: 'identity keys', ok: false, detail: (e as Error).message });
   }
@@ -66,7 +71,11 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
     const n = (s: string) => byS.find((r) => r.split === s)?.n ?? 0;
     const measured = db.selectDistinct({ p: measurements.patientId }).from(measurements).all().length;
     const any = n('train') > 0 || measured > 0;
-    checks.push({ name: 'local data', ok: any, detail: `segmentation: ${n('train')} training and ${n('val')} validation patients; twins: ${measured} patients with measurements${any ? '' : ': run twinfed site import'}` });
+    checks.push({
+      name: 'local data',
+      ok: any,
+      detail: `segmentation: ${n('train')} training and ${n('val')} validation patients; twins: ${measured} patients with measurements${any ? '' : ': run twinfed site import'}`,
+    });
     const st = db.select().from(studies).all();
     const ap = db.select().from(approvals).all();
     checks.push({ name: 'studies', ok: true, detail: `${st.length} announced, ${ap.length} approvals`, optional: true });
@@ -89,10 +98,19 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
       const res = await link.request('GET', '/healthz', { timeoutMs: opts.fetchTimeoutMs ?? 3000 });
       const j = (res.json ?? {}) as { coordinatorId?: string };
       const same = j.coordinatorId === cfg.coordinatorId;
-      checks.push({ name: 'coordinator', ok: res.status === 200 && same, detail: `${cfg.coordinatorUrl} answers as ${j.coordinatorId}${same ? '' : ` (expected ${cfg.coordinatorId}!)`}${link.presentedPin ? ` with TLS key ${link.presentedPin}` : ''}` });
+      checks.push({
+        name: 'coordinator',
+        ok: res.status === 200 && same,
+        detail: `${cfg.coordinatorUrl} answers as ${j.coordinatorId}${same ? '' : ` (expected ${cfg.coordinatorId}!)`}${link.presentedPin ? ` with TLS key ${link.presentedPin}` : ''}`,
+      });
     } catch (e) {
       const pinRefused = (e as { code?: string }).code === 'TWF_E_TLS_PIN';
-      checks.push({ name: 'coordinator', ok: false, optional: !pinRefused, detail: pinRefused ? (e as Error).message : `${cfg.coordinatorUrl} unreachable now (${(e as Error).message}); the site reconnects by itself` });
+      checks.push({
+        name: 'coordinator',
+        ok: false,
+        optional: !pinRefused,
+        detail: pinRefused ? (e as Error).message : `${cfg.coordinatorUrl} unreachable now (${(e as Error).message}); the site reconnects by itself`,
+      });
     }
   } catch (e) {
     checks.push({ name: 'TLS', ok: false, detail: (e as Error).message });

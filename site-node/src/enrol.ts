@@ -42,7 +42,9 @@ export async function enrolSite(opts: { dataDir: string; coordinatorUrl: string;
   const url = new URL('/api/enrol', opts.coordinatorUrl).toString();
   let res: { status: number; json: unknown };
   try {
-    res = await link.request('POST', '/api/enrol', { body: { token: opts.token, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) } });
+    res = await link.request('POST', '/api/enrol', {
+      body: { token: opts.token, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) },
+    });
   } catch (e) {
     if (e instanceof SiteError) throw e; // TWF_E_TLS_PIN, TWF_E_TLS, TWF_E_PROXY say what to do
     throw new SiteError('TWF_E_ENROL_FAILED', `${url}${link.via}: ${(e as Error).message}`);
@@ -67,7 +69,8 @@ export async function enrolSite(opts: { dataDir: string; coordinatorUrl: string;
   const db = openSiteDb(join(opts.dataDir, SITE_FILES.db));
   const audit = new AuditLog(db, r.siteId, id.ed25519SecretKey, id.ed25519PublicKey);
   audit.append({ actor: r.siteId, action: 'site.enrolled', peer: r.coordinatorId, detail: `coordinator key fingerprint ${fingerprint(Buffer.from(r.coordinatorPublicKey, 'base64'))}` });
-  for (const pin of link.pinned) audit.append({ actor: r.siteId, action: 'tls.pin_added', peer: r.coordinatorId, detail: JSON.stringify({ pin, source: given ? 'enrolment, pin given' : 'enrolment, trust on first use' }) });
+  for (const pin of link.pinned)
+    audit.append({ actor: r.siteId, action: 'tls.pin_added', peer: r.coordinatorId, detail: JSON.stringify({ pin, source: given ? 'enrolment, pin given' : 'enrolment, trust on first use' }) });
   db.$client.close();
   return config;
 }

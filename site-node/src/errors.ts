@@ -16,13 +16,30 @@ export const SITE_ERRORS = defineErrors({
   TWF_E_CONNECT: { message: 'The connection to the coordinator failed (network, TLS or refused); the site retries with backoff. The detail names the cause.' },
   TWF_E_DISCONNECTED: { message: 'The site is not connected to the coordinator right now; the message was not sent and is sent again after reconnecting.' },
   TWF_E_TIMEOUT: { message: 'The coordinator did not acknowledge a message in time; it is logged msg.unacked (the coordinator may or may not have it) and the step is repeated after reconnecting.' },
-  TWF_E_APPROVAL_HASH: { message: 'The hash given to approve is not the hash of the manifest announced for this study; nothing was approved. Review the manifest (twinfed site studies --show STUDY) and approve the hash it shows once you have checked it.' },
-  TWF_E_TLS_PIN: { message: 'The server at the coordinator\'s address presented a TLS key this site has not pinned, so nothing was sent. Either a TLS-inspecting proxy or firewall re-encrypts the traffic with its own certificate (ask IT to exempt the coordinator host from TLS inspection), or another server answers at that address (compare the pin below with the one the consortium lead gives you out of band; after a certificate renewal without rollover, the lead can send the new pin and you re-enrol or add it to tlsPins in site.json).' },
-  TWF_E_TLS: { message: 'The TLS connection to the coordinator failed (handshake, certificate authority, host name); the detail says why. A site that pins the coordinator\'s key does not use certificate authorities.' },
-  TWF_E_PROXY: { message: 'The HTTPS proxy (HTTPS_PROXY) could not be reached or refused to open a tunnel (CONNECT) to the coordinator; ask IT to allow the coordinator host and port, or list the host in NO_PROXY.' },
-  TWF_E_MODEL_DIGEST: { message: 'The weights file of a model folder does not match the SHA-256 recorded in its model.json; the file is corrupted or was replaced. Copy the model folder again from its source.' },
+  TWF_E_APPROVAL_HASH: {
+    message:
+      'The hash given to approve is not the hash of the manifest announced for this study; nothing was approved. Review the manifest (twinfed site studies --show STUDY) and approve the hash it shows once you have checked it.',
+  },
+  TWF_E_TLS_PIN: {
+    message:
+      "The server at the coordinator's address presented a TLS key this site has not pinned, so nothing was sent. Either a TLS-inspecting proxy or firewall re-encrypts the traffic with its own certificate (ask IT to exempt the coordinator host from TLS inspection), or another server answers at that address (compare the pin below with the one the consortium lead gives you out of band; after a certificate renewal without rollover, the lead can send the new pin and you re-enrol or add it to tlsPins in site.json).",
+  },
+  TWF_E_TLS: {
+    message:
+      "The TLS connection to the coordinator failed (handshake, certificate authority, host name); the detail says why. A site that pins the coordinator's key does not use certificate authorities.",
+  },
+  TWF_E_PROXY: {
+    message:
+      'The HTTPS proxy (HTTPS_PROXY) could not be reached or refused to open a tunnel (CONNECT) to the coordinator; ask IT to allow the coordinator host and port, or list the host in NO_PROXY.',
+  },
+  TWF_E_MODEL_DIGEST: {
+    message: 'The weights file of a model folder does not match the SHA-256 recorded in its model.json; the file is corrupted or was replaced. Copy the model folder again from its source.',
+  },
   TWF_E_NO_TWIN: { message: 'The patient has no calibrated digital twin yet (it needs at least 2 measurements); import them with twinfed site import.' },
-  TWF_E_WHATIF: { message: 'An alternative treatment schedule cannot be simulated with this twin; the detail says why (e.g. systemic therapy folded into the growth rate of a twin calibrated without measurements before it started).' },
+  TWF_E_WHATIF: {
+    message:
+      'An alternative treatment schedule cannot be simulated with this twin; the detail says why (e.g. systemic therapy folded into the growth rate of a twin calibrated without measurements before it started).',
+  },
   TWF_E_TWIN_FIT: { message: 'The twin of a patient could not be recalibrated after an import; the measurements were imported, the previous twin (if any) stays. The detail gives the fitting error.' },
 });
 export type SiteErrorCode = keyof typeof SITE_ERRORS;

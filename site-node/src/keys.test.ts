@@ -37,13 +37,22 @@ describe('study keys at the site', () => {
       dbs.push({ db, audit: new AuditLog(db, s, id.ed25519SecretKey, id.ed25519PublicKey) });
     }
     m = StudyManifestSchema.parse({
-      title: 't', task: 'segmentation',
+      title: 't',
+      task: 'segmentation',
       model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 16, initSeed: 1 },
       training: { epochsPerRound: 1, batchSize: 4, learningRate: 0.01, clipBound: 1, seed: 1 },
       data: { modality: 'PET', labels: ['bg', 'tumour'] },
-      rounds: 1, minSites: 3, roundDeadlineS: 60, encryption: DEFAULT_HE_PARAMS,
-      studyId: 'study-k', coordinatorId: 'coordinator-x', createdAt: '2026-11-27T00:00:00.000Z', updateLength: 1650, secureAggregation: 'double-mask-v1',
-      manifestVersion: 1, keyDealers: ['site-a', 'site-b'],
+      rounds: 1,
+      minSites: 3,
+      roundDeadlineS: 60,
+      encryption: DEFAULT_HE_PARAMS,
+      studyId: 'study-k',
+      coordinatorId: 'coordinator-x',
+      createdAt: '2026-11-27T00:00:00.000Z',
+      updateLength: 1650,
+      secureAggregation: 'double-mask-v1',
+      manifestVersion: 1,
+      keyDealers: ['site-a', 'site-b'],
       participants: sites.map((s, i) => ({ siteId: s, siteName: s, ed25519PublicKey: toB64(ids[i].ed25519PublicKey), x25519PublicKey: toB64(ids[i].x25519PublicKey) })),
     });
     hash = manifestHash(m);
@@ -55,8 +64,14 @@ describe('study keys at the site', () => {
 
   const request = (recipients: string[], epoch = 1) => ({ epoch, manifestHash: hash, encryption: m.encryption, recipients });
   const deliverFor = (sealed: Awaited<ReturnType<typeof dealStudyKey>>, to: string) => ({
-    epoch: sealed.epoch, manifestHash: sealed.manifestHash, dealerSiteId: 'site-a', heParamsDigest: sealed.heParamsDigest, keyCommitment: sealed.keyCommitment,
-    recipients: sealed.recipients.map((r) => r.siteId), signature: sealed.signature, sealedKey: sealed.recipients.find((r) => r.siteId === to)!.sealedKey,
+    epoch: sealed.epoch,
+    manifestHash: sealed.manifestHash,
+    dealerSiteId: 'site-a',
+    heParamsDigest: sealed.heParamsDigest,
+    keyCommitment: sealed.keyCommitment,
+    recipients: sealed.recipients.map((r) => r.siteId),
+    signature: sealed.signature,
+    sealedKey: sealed.recipients.find((r) => r.siteId === to)!.sealedKey,
   });
 
   it('a dealer seals only to roster sites: a request naming an outsider is refused and audited', async () => {
@@ -67,7 +82,7 @@ describe('study keys at the site', () => {
     assert.equal(await code(() => dealStudyKey(dbs[0].db, dbs[0].audit, ids[0], 'site-a', m, hash, { ...request(sites), manifestHash: 'f'.repeat(64) })), 'TWF_E_MANIFEST_MISMATCH');
   });
 
-  it('an honest handout is accepted by each recipient and holds the dealer\'s key', async () => {
+  it("an honest handout is accepted by each recipient and holds the dealer's key", async () => {
     const sealed = await dealStudyKey(dbs[0].db, dbs[0].audit, ids[0], 'site-a', m, hash, request(sites));
     for (const i of [1, 2]) assert.equal(acceptStudyKey(dbs[i].db, dbs[i].audit, ids[i], sites[i], m, hash, deliverFor(sealed, sites[i])), 'stored');
     const keys = dbs.map((d) => Buffer.from(studyKey(d.db, 'study-k', 1)!.secretKey).toString('hex'));
@@ -86,10 +101,23 @@ describe('study keys at the site', () => {
     assert.equal(await code(() => acceptStudyKey(b.db, b.audit, ids[1], 'site-b', m, hash, { ...honest, sealedKey: toB64(sealTo(ids[1].x25519PublicKey, planted)) })), 'TWF_E_KEY_HANDOUT');
     // (b) a whole handout made and signed by the coordinator, naming a real dealer
     const commitment = studyKeyCommitment('study-k', 2, hash, planted);
-    const forged = signStatement(KEY_HANDOUT_KIND, keyHandoutFields({ studyId: 'study-k', manifestHash: hash, epoch: 2, dealerSiteId: 'site-a', recipients: sites, keyCommitment: commitment }), coordinator.ed25519SecretKey);
-    assert.equal(await code(() => acceptStudyKey(b.db, b.audit, ids[1], 'site-b', m, hash, { ...honest, keyCommitment: commitment, signature: forged, sealedKey: toB64(sealTo(ids[1].x25519PublicKey, planted)) })), 'TWF_E_KEY_HANDOUT');
+    const forged = signStatement(
+      KEY_HANDOUT_KIND,
+      keyHandoutFields({ studyId: 'study-k', manifestHash: hash, epoch: 2, dealerSiteId: 'site-a', recipients: sites, keyCommitment: commitment }),
+      coordinator.ed25519SecretKey,
+    );
+    assert.equal(
+      await code(() =>
+        acceptStudyKey(b.db, b.audit, ids[1], 'site-b', m, hash, { ...honest, keyCommitment: commitment, signature: forged, sealedKey: toB64(sealTo(ids[1].x25519PublicKey, planted)) }),
+      ),
+      'TWF_E_KEY_HANDOUT',
+    );
     // (c) signed by a roster site that is not a dealer
-    const byC = signStatement(KEY_HANDOUT_KIND, keyHandoutFields({ studyId: 'study-k', manifestHash: hash, epoch: 2, dealerSiteId: 'site-c', recipients: sites, keyCommitment: commitment }), ids[2].ed25519SecretKey);
+    const byC = signStatement(
+      KEY_HANDOUT_KIND,
+      keyHandoutFields({ studyId: 'study-k', manifestHash: hash, epoch: 2, dealerSiteId: 'site-c', recipients: sites, keyCommitment: commitment }),
+      ids[2].ed25519SecretKey,
+    );
     assert.equal(await code(() => acceptStudyKey(b.db, b.audit, ids[1], 'site-b', m, hash, { ...honest, dealerSiteId: 'site-c', keyCommitment: commitment, signature: byC })), 'TWF_E_KEY_HANDOUT');
     // (d) a handout listing an outsider among its recipients
     assert.equal(await code(() => acceptStudyKey(b.db, b.audit, ids[1], 'site-b', m, hash, { ...honest, recipients: [...sites, 'site-lead'] })), 'TWF_E_KEY_HANDOUT');
@@ -113,13 +141,21 @@ describe('key dealer', () => {
   /** A manifest of version `v` whose roster is sites 0..n-1, site 0 dealing. */
   const manifest = (v: number, n: number): { m: StudyManifest; hash: string } => {
     const m = StudyManifestSchema.parse({
-      title: 'keys test', task: 'segmentation',
+      title: 'keys test',
+      task: 'segmentation',
       model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 16, initSeed: 3 },
       training: { epochsPerRound: 1, batchSize: 8, learningRate: 0.01, clipBound: 1, seed: 5 },
       data: { modality: 'PET', labels: ['background', 'tumour'], minTrainSlices: 1 },
-      rounds: 1, minSites: 3, roundDeadlineS: 30,
-      studyId: 'study-keys', encryption: DEFAULT_HE_PARAMS, coordinatorId: 'coordinator-0123456789abcdef', createdAt: '2026-11-28T00:00:00.000Z',
-      updateLength: 1650, secureAggregation: SECURE_AGGREGATION, manifestVersion: v,
+      rounds: 1,
+      minSites: 3,
+      roundDeadlineS: 30,
+      studyId: 'study-keys',
+      encryption: DEFAULT_HE_PARAMS,
+      coordinatorId: 'coordinator-0123456789abcdef',
+      createdAt: '2026-11-28T00:00:00.000Z',
+      updateLength: 1650,
+      secureAggregation: SECURE_AGGREGATION,
+      manifestVersion: v,
       participants: ids.slice(0, n).map((id, k) => ({ siteId: name(k), siteName: `Hospital ${k}`, ed25519PublicKey: toB64(id.ed25519PublicKey), x25519PublicKey: toB64(id.x25519PublicKey) })),
       keyDealers: [name(0)],
     });
@@ -141,10 +177,16 @@ describe('key dealer', () => {
   it('never re-seals a key dealt under an earlier manifest version to a site a roster change added', async () => {
     const v1 = manifest(1, 3);
     const dealt = await dealStudyKey(db, audit, ids[0], name(0), v1.m, v1.hash, request(1, v1.hash, 3));
-    assert.deepEqual(dealt.recipients.map((r) => r.siteId), [name(0), name(1), name(2)]);
+    assert.deepEqual(
+      dealt.recipients.map((r) => r.siteId),
+      [name(0), name(1), name(2)],
+    );
     // The roster change adds site 3 and every officer approves version 2; the coordinator asks for epoch 1 again.
     const v2 = manifest(2, 4);
-    await assert.rejects(dealStudyKey(db, audit, ids[0], name(0), v2.m, v2.hash, request(1, v2.hash, 4)), (e: unknown) => e instanceof WireError && e.code === 'TWF_E_KEY_HANDOUT' && /dealt under manifest/.test(e.detail));
+    await assert.rejects(
+      dealStudyKey(db, audit, ids[0], name(0), v2.m, v2.hash, request(1, v2.hash, 4)),
+      (e: unknown) => e instanceof WireError && e.code === 'TWF_E_KEY_HANDOUT' && /dealt under manifest/.test(e.detail),
+    );
     assert.match(audit.entries().at(-1)!.detail!, /^TWF_E_KEY_HANDOUT: epoch 1 was dealt under manifest/);
     // Version 2 gets a new epoch with a new key, which site 3 can open.
     const next = await dealStudyKey(db, audit, ids[0], name(0), v2.m, v2.hash, request(2, v2.hash, 4));

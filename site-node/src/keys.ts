@@ -1,8 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { createHash } from 'node:crypto';
-import {
-  KEY_HANDOUT_KIND, WireError, canonicalJson, keyHandoutFields, type BodyOf, type StudyManifest,
-} from '@twinfed/protocols';
+import { KEY_HANDOUT_KIND, WireError, canonicalJson, keyHandoutFields, type BodyOf, type StudyManifest } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { fromB64, openSealed, sealTo, signStatement, toB64, verifyStatement, type Identity } from '@twinfed/shared/crypto/index';
 import { createHeContext, generateSecretKey, heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
@@ -22,7 +20,11 @@ export function studyKeyCommitment(studyId: string, epoch: number, manifestHash:
 export type StudyKeyRow = typeof studyKeys.$inferSelect;
 
 export function studyKey(db: SiteDb, studyId: string, epoch: number): StudyKeyRow | undefined {
-  return db.select().from(studyKeys).where(and(eq(studyKeys.studyId, studyId), eq(studyKeys.epoch, epoch))).get();
+  return db
+    .select()
+    .from(studyKeys)
+    .where(and(eq(studyKeys.studyId, studyId), eq(studyKeys.epoch, epoch)))
+    .get();
 }
 
 /**
@@ -32,7 +34,13 @@ export function studyKey(db: SiteDb, studyId: string, epoch: number): StudyKeyRo
  * it was dealt for. Returns the keys.sealed body.
  */
 export async function dealStudyKey(
-  db: SiteDb, audit: AuditLog, identity: Identity, siteId: string, m: StudyManifest, approvedHash: string, req: BodyOf['keys.request'],
+  db: SiteDb,
+  audit: AuditLog,
+  identity: Identity,
+  siteId: string,
+  m: StudyManifest,
+  approvedHash: string,
+  req: BodyOf['keys.request'],
 ): Promise<BodyOf['keys.sealed']> {
   if (req.manifestHash !== approvedHash) throw new WireError('TWF_E_MANIFEST_MISMATCH', `key request for manifest ${req.manifestHash.slice(0, 12)}, the officer approved ${approvedHash.slice(0, 12)}`);
   if (!m.keyDealers.includes(siteId)) throw new WireError('TWF_E_KEY_HANDOUT', `${siteId} is not a key dealer of this manifest`);
@@ -57,12 +65,27 @@ export async function dealStudyKey(
     const ctx = await createHeContext(params);
     const sk = generateSecretKey(ctx);
     const commitment = studyKeyCommitment(m.studyId, req.epoch, approvedHash, sk);
-    db.insert(studyKeys).values({ studyId: m.studyId, epoch: req.epoch, secretKey: Buffer.from(sk), dealerSiteId: siteId, heParamsDigest: heParamsDigest(params), keyCommitment: commitment, manifestHash: approvedHash, receivedAtMs: Date.now() }).run();
+    db.insert(studyKeys)
+      .values({
+        studyId: m.studyId,
+        epoch: req.epoch,
+        secretKey: Buffer.from(sk),
+        dealerSiteId: siteId,
+        heParamsDigest: heParamsDigest(params),
+        keyCommitment: commitment,
+        manifestHash: approvedHash,
+        receivedAtMs: Date.now(),
+      })
+      .run();
     audit.append({ actor: siteId, action: 'keys.generated', studyId: m.studyId, digest: commitment, detail: `epoch ${req.epoch}: SEAL secret key created at this site (key dealer)` });
     key = studyKey(db, m.studyId, req.epoch)!;
   }
   const recipients = [...new Set(req.recipients)].sort();
-  const signature = signStatement(KEY_HANDOUT_KIND, keyHandoutFields({ studyId: m.studyId, manifestHash: approvedHash, epoch: req.epoch, dealerSiteId: siteId, recipients, keyCommitment: key.keyCommitment }), identity.ed25519SecretKey);
+  const signature = signStatement(
+    KEY_HANDOUT_KIND,
+    keyHandoutFields({ studyId: m.studyId, manifestHash: approvedHash, epoch: req.epoch, dealerSiteId: siteId, recipients, keyCommitment: key.keyCommitment }),
+    identity.ed25519SecretKey,
+  );
   const sealed = recipients.map((r) => ({ siteId: r, sealedKey: toB64(sealTo(fromB64(roster.get(r)!.x25519PublicKey), new Uint8Array(key!.secretKey))) }));
   audit.append({ actor: siteId, action: 'keys.sealed', studyId: m.studyId, digest: key.keyCommitment, detail: `epoch ${req.epoch} for ${recipients.join(',')} (roster keys)` });
   return { epoch: req.epoch, manifestHash: approvedHash, heParamsDigest: key.heParamsDigest, keyCommitment: key.keyCommitment, signature, recipients: sealed };
@@ -83,7 +106,7 @@ export function acceptStudyKey(db: SiteDb, audit: AuditLog, identity: Identity, 
   const roster = new Map(m.participants.map((p) => [p.siteId, p]));
   const outsiders = b.recipients.filter((r) => !roster.has(r));
   if (outsiders.length) refuse(`handout names recipients outside the roster: ${outsiders.join(',')}`);
-  if (!b.recipients.includes(siteId)) refuse('this site is not among the handout\'s recipients');
+  if (!b.recipients.includes(siteId)) refuse("this site is not among the handout's recipients");
   const fields = keyHandoutFields({ studyId: m.studyId, manifestHash: b.manifestHash, epoch: b.epoch, dealerSiteId: b.dealerSiteId, recipients: b.recipients, keyCommitment: b.keyCommitment });
   if (!verifyStatement(KEY_HANDOUT_KIND, fields, b.signature, fromB64(roster.get(b.dealerSiteId)!.ed25519PublicKey))) refuse(`handout signature does not verify under ${b.dealerSiteId}'s roster key`);
   if (b.heParamsDigest !== heParamsDigest(m.encryption as HeParams)) refuse('handout for other encryption parameters');
@@ -96,10 +119,27 @@ export function acceptStudyKey(db: SiteDb, audit: AuditLog, identity: Identity, 
   try {
     sk = openSealed(fromB64(b.sealedKey), identity);
   } catch {
-    return refuse('the sealed key does not open with this site\'s X25519 key');
+    return refuse("the sealed key does not open with this site's X25519 key");
   }
-  if (studyKeyCommitment(m.studyId, b.epoch, approvedHash, sk) !== b.keyCommitment) refuse('the opened key does not match the dealer\'s signed commitment (a substituted key)');
-  db.insert(studyKeys).values({ studyId: m.studyId, epoch: b.epoch, secretKey: Buffer.from(sk), dealerSiteId: b.dealerSiteId, heParamsDigest: b.heParamsDigest, keyCommitment: b.keyCommitment, manifestHash: approvedHash, receivedAtMs: Date.now() }).run();
-  audit.append({ actor: b.dealerSiteId, action: 'keys.received', studyId: m.studyId, digest: b.keyCommitment, detail: `epoch ${b.epoch}: study key opened and checked against the dealer's signed commitment` });
+  if (studyKeyCommitment(m.studyId, b.epoch, approvedHash, sk) !== b.keyCommitment) refuse("the opened key does not match the dealer's signed commitment (a substituted key)");
+  db.insert(studyKeys)
+    .values({
+      studyId: m.studyId,
+      epoch: b.epoch,
+      secretKey: Buffer.from(sk),
+      dealerSiteId: b.dealerSiteId,
+      heParamsDigest: b.heParamsDigest,
+      keyCommitment: b.keyCommitment,
+      manifestHash: approvedHash,
+      receivedAtMs: Date.now(),
+    })
+    .run();
+  audit.append({
+    actor: b.dealerSiteId,
+    action: 'keys.received',
+    studyId: m.studyId,
+    digest: b.keyCommitment,
+    detail: `epoch ${b.epoch}: study key opened and checked against the dealer's signed commitment`,
+  });
   return 'stored';
 }

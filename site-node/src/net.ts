@@ -168,7 +168,10 @@ export class CoordinatorLink {
           return done(null);
         }
         const oneLine = (t: string) => t.replace(/\n/g, ', ');
-        const error = new SiteError('TWF_E_TLS_PIN', `${where} presented ${pin} (certificate subject "${oneLine(cert.subject)}", issuer "${oneLine(cert.issuer)}"); this site pins ${this.pins.join(', ')}`);
+        const error = new SiteError(
+          'TWF_E_TLS_PIN',
+          `${where} presented ${pin} (certificate subject "${oneLine(cert.subject)}", issuer "${oneLine(cert.issuer)}"); this site pins ${this.pins.join(', ')}`,
+        );
         this.opts.onTlsRefused?.({ presented: pin, subject: oneLine(cert.subject), issuer: oneLine(cert.issuer), error });
         done(error);
       };
@@ -190,14 +193,20 @@ class CheckedAgent extends https.Agent {
     const host = String(options.host ?? options.hostname ?? this.link.url.hostname).replace(/^\[|\]$/g, '');
     const port = Number(options.port ?? 443);
     const s = tls.connect({ host, port, ...this.link.tlsOptions(host) });
-    this.link.checked(s, host, port).then(() => cb!(null, s), (e: Error) => cb!(e, s));
+    this.link.checked(s, host, port).then(
+      () => cb!(null, s),
+      (e: Error) => cb!(e, s),
+    );
     return undefined; // handed over through cb, after the check
   }
 }
 
 /** Through HTTPS_PROXY: a CONNECT tunnel (https-proxy-agent), then TLS end to end with the coordinator, checked the same way. */
 class CheckedProxyAgent extends HttpsProxyAgent<string> {
-  constructor(proxy: URL, private readonly link: CoordinatorLink) {
+  constructor(
+    proxy: URL,
+    private readonly link: CoordinatorLink,
+  ) {
     super(proxy, { keepAlive: false });
   }
 
@@ -251,7 +260,10 @@ export function proxyFor(target: URL, env: NodeJS.ProcessEnv = process.env): URL
 function noProxy(target: URL, list: string): boolean {
   const host = target.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   const port = target.port || '443';
-  for (const raw of list.toLowerCase().split(/[\s,]+/).filter(Boolean)) {
+  for (const raw of list
+    .toLowerCase()
+    .split(/[\s,]+/)
+    .filter(Boolean)) {
     if (raw === '*') return true;
     let name = raw;
     let p: string | null = null;

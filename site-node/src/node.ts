@@ -2,14 +2,41 @@ import { and, asc, desc, eq } from 'drizzle-orm';
 import { join } from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import {
-  BODY_SCHEMAS, CHECKPOINT_KIND, HANDSHAKE_KIND, PROTOCOL_VERSION, RECEIPT_KIND, StudyManifestSchema, WireError, checkpointFields, handshakeFields,
-  isSafeId, manifestHash, receiptFields, sha256Hex,
-  type Ack, type BodyOf, type ClientToServerEvents, type Envelope, type ServerToClientEvents, type SiteMessageType, type StudyManifest,
+  BODY_SCHEMAS,
+  CHECKPOINT_KIND,
+  HANDSHAKE_KIND,
+  PROTOCOL_VERSION,
+  RECEIPT_KIND,
+  StudyManifestSchema,
+  WireError,
+  checkpointFields,
+  handshakeFields,
+  isSafeId,
+  manifestHash,
+  receiptFields,
+  sha256Hex,
+  type Ack,
+  type BodyOf,
+  type ClientToServerEvents,
+  type Envelope,
+  type ServerToClientEvents,
+  type SiteMessageType,
+  type StudyManifest,
 } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
 import {
-  decodeBody, fromB64, siteFingerprint, initSodium, loadIdentity, parseEnvelope, sealEnvelope, signStatement, verifyEnvelope, verifyStatement,
-  type Identity, type Signer,
+  decodeBody,
+  fromB64,
+  siteFingerprint,
+  initSodium,
+  loadIdentity,
+  parseEnvelope,
+  sealEnvelope,
+  signStatement,
+  verifyEnvelope,
+  verifyStatement,
+  type Identity,
+  type Signer,
 } from '@twinfed/shared/crypto/index';
 import { SITE_FILES, loadSiteConfig, type SiteConfig } from './config.js';
 import { NO_STATE_HASH, StrategyError, parseState, serialiseState, type StrategyState } from '@twinfed/shared/strategy/index';
@@ -101,11 +128,20 @@ export class SiteNode {
     this.signer = { id: this.config.siteId, ed25519SecretKey: this.identity.ed25519SecretKey, nextSeq: () => this.bumpMeta('seq') };
     const ev = opts.events ?? {};
     this.tls = new SiteTls({
-      dataDir: opts.dataDir, config: this.config, audit: this.audit, coordinatorKey: this.coordinatorKey, log: (level, msg) => this.log(level, msg),
+      dataDir: opts.dataDir,
+      config: this.config,
+      audit: this.audit,
+      coordinatorKey: this.coordinatorKey,
+      log: (level, msg) => this.log(level, msg),
       closed: () => this.closed,
     });
     this.rounds = new SiteRounds({
-      db: this.db, audit: this.audit, identity: this.identity, siteId: this.config.siteId, trainer: opts.trainer, privacy: this.config.privacy,
+      db: this.db,
+      audit: this.audit,
+      identity: this.identity,
+      siteId: this.config.siteId,
+      trainer: opts.trainer,
+      privacy: this.config.privacy,
       send: (type, studyId, round, body, m) => this.send(type, studyId, round, body, m),
       manifest: (studyId, forNewRound) => this.participatingManifest(studyId, forNewRound),
       modelAt: (studyId, v) => this.modelAt(studyId, v),
@@ -167,7 +203,12 @@ export class SiteNode {
       void this.send('hello', null, null, {
         siteName: this.config.siteName,
         backend: this.opts.trainer.backend,
-        approved: this.db.select().from(approvals).all().filter((a) => a.withdrawnAtMs === null).map((a) => ({ studyId: a.studyId, manifestHash: a.manifestHash })),
+        approved: this.db
+          .select()
+          .from(approvals)
+          .all()
+          .filter((a) => a.withdrawnAtMs === null)
+          .map((a) => ({ studyId: a.studyId, manifestHash: a.manifestHash })),
       });
     });
     this.socket.on('connect_error', (err: Error & { data?: { code?: string; detail?: string } }) => {
@@ -243,12 +284,23 @@ export class SiteNode {
    */
   private async send(type: SiteMessageType, studyId: string | null, round: number | null, body: unknown, m?: Record<string, string | number | boolean>): Promise<Ack> {
     const schema = BODY_SCHEMAS[type];
-    if (schema) schema.parse(body); // nothing but the protocol's message types may leave
+    if (schema)
+      schema.parse(body); // nothing but the protocol's message types may leave
     else if (!(body instanceof Uint8Array)) throw new TypeError(`${type} carries ciphertext bytes`);
     const s = this.socket;
     if (!s?.connected) return { ok: false, code: 'TWF_E_DISCONNECTED', detail: 'not connected' };
     const env = sealEnvelope(this.signer, { to: this.config.coordinatorId, type, studyId, round, body, ...(m ? { meta: m } : {}) });
-    this.audit.append({ actor: this.config.siteId, action: 'msg.sent', peer: this.config.coordinatorId, msgType: type, seq: env.header.seq, studyId, round, digest: env.header.digest, sizeBytes: env.body.length });
+    this.audit.append({
+      actor: this.config.siteId,
+      action: 'msg.sent',
+      peer: this.config.coordinatorId,
+      msgType: type,
+      seq: env.header.seq,
+      studyId,
+      round,
+      digest: env.header.digest,
+      sizeBytes: env.body.length,
+    });
     const ack = await new Promise<Ack>((resolve) => {
       s.timeout(120_000).emit('envelope', env, (err: Error | null, a?: Ack) => resolve(err || !a ? { ok: false, code: 'TWF_E_TIMEOUT', detail: err?.message ?? 'no ack' } : a));
     });
@@ -266,12 +318,47 @@ export class SiteNode {
   private keepReceipt(env: Envelope, ack: Extract<Ack, { ok: true }>): void {
     const h = env.header;
     const r = ack.receipt;
-    const fields = r && receiptFields({ coordinatorId: this.config.coordinatorId, siteId: this.config.siteId, seq: h.seq, msgType: h.type, studyId: h.studyId, round: h.round, digest: h.digest, entryId: r.entryId, entryHash: r.entryHash });
+    const fields =
+      r &&
+      receiptFields({
+        coordinatorId: this.config.coordinatorId,
+        siteId: this.config.siteId,
+        seq: h.seq,
+        msgType: h.type,
+        studyId: h.studyId,
+        round: h.round,
+        digest: h.digest,
+        entryId: r.entryId,
+        entryHash: r.entryHash,
+      });
     if (!r || !verifyStatement(RECEIPT_KIND, fields!, r.signature, this.coordinatorKey)) {
-      this.audit.append({ actor: this.config.coordinatorId, action: 'receipt.invalid', msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round, detail: r ? 'signature does not verify with the pinned coordinator key' : 'accepted without a receipt' });
+      this.audit.append({
+        actor: this.config.coordinatorId,
+        action: 'receipt.invalid',
+        msgType: h.type,
+        seq: h.seq,
+        studyId: h.studyId,
+        round: h.round,
+        detail: r ? 'signature does not verify with the pinned coordinator key' : 'accepted without a receipt',
+      });
       return;
     }
-    this.db.insert(receipts).values({ seq: h.seq, msgType: h.type, studyId: h.studyId, round: h.round, digest: h.digest, entryId: r.entryId, entryHash: r.entryHash, coordinatorId: this.config.coordinatorId, signature: r.signature, receivedAtMs: Date.now() }).onConflictDoNothing().run();
+    this.db
+      .insert(receipts)
+      .values({
+        seq: h.seq,
+        msgType: h.type,
+        studyId: h.studyId,
+        round: h.round,
+        digest: h.digest,
+        entryId: r.entryId,
+        entryHash: r.entryHash,
+        coordinatorId: this.config.coordinatorId,
+        signature: r.signature,
+        receivedAtMs: Date.now(),
+      })
+      .onConflictDoNothing()
+      .run();
   }
 
   /** Verifies a coordinator envelope: pinned sender key, addressed to us, in sequence, fresh. */
@@ -284,7 +371,11 @@ export class SiteNode {
       if (env.header.to !== this.config.siteId) throw new WireError('TWF_E_WRONG_RECIPIENT', `addressed to ${env.header.to}`);
       const last = Number(this.getMeta('coordinatorSeq') ?? '0');
       if (env.header.seq <= last) throw new WireError('TWF_E_REPLAY', `coordinator seq ${env.header.seq} <= ${last}`);
-      if (Math.abs(env.header.tsMs - Date.now()) > this.config.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `coordinator timestamp ${new Date(env.header.tsMs).toISOString()} is outside ±${Math.round(this.config.clockSkewMs / 1000)} s of this site's clock (check NTP)`);
+      if (Math.abs(env.header.tsMs - Date.now()) > this.config.clockSkewMs)
+        throw new WireError(
+          'TWF_E_STALE_MESSAGE',
+          `coordinator timestamp ${new Date(env.header.tsMs).toISOString()} is outside ±${Math.round(this.config.clockSkewMs / 1000)} s of this site's clock (check NTP)`,
+        );
       this.setMeta('coordinatorSeq', String(env.header.seq));
     } catch (e) {
       const we = e instanceof WireError ? e : new WireError('TWF_E_MALFORMED', String(e));
@@ -294,29 +385,68 @@ export class SiteNode {
     }
     const h = env.header;
     if (h.studyId !== null && !isSafeId(h.studyId)) return; // the schema already refuses these; never let one near a path
-    this.audit.append({ actor: h.senderId, action: 'msg.received', peer: this.config.siteId, msgType: h.type, seq: h.seq, studyId: h.studyId, round: h.round, digest: h.digest, sizeBytes: env.body.length });
+    this.audit.append({
+      actor: h.senderId,
+      action: 'msg.received',
+      peer: this.config.siteId,
+      msgType: h.type,
+      seq: h.seq,
+      studyId: h.studyId,
+      round: h.round,
+      digest: h.digest,
+      sizeBytes: env.body.length,
+    });
     try {
       switch (h.type) {
-        case 'welcome': this.log('info', `welcomed by ${decodeBody(env, 'welcome').coordinatorId}`); break;
-        case 'study.announce': await this.onAnnounce(decodeBody(env, 'study.announce')); break;
-        case 'study.state': this.onStudyState(h.studyId!, decodeBody(env, 'study.state')); break;
-        case 'keys.request': await this.onKeysRequest(h.studyId!, decodeBody(env, 'keys.request')); break;
-        case 'keys.deliver': this.onKeysDeliver(h.studyId!, decodeBody(env, 'keys.deliver')); break;
-        case 'round.start': await this.rounds.onStart(h.studyId!, h.round!, decodeBody(env, 'round.start')); break;
-        case 'mask.peers': await this.rounds.onPeers(h.studyId!, h.round!, decodeBody(env, 'mask.peers')); break;
-        case 'mask.survivors': await this.rounds.onSurvivors(h.studyId!, h.round!, decodeBody(env, 'mask.survivors')); break;
-        case 'mask.reveal': await this.rounds.onReveal(h.studyId!, h.round!, decodeBody(env, 'mask.reveal')); break;
-        case 'round.aggregate': await this.rounds.onAggregate(env); break;
-        case 'round.failed': this.rounds.onFailed(h.studyId!, h.round!, decodeBody(env, 'round.failed')); break;
-        case 'audit.checkpoint': this.onCheckpoint(decodeBody(env, 'audit.checkpoint')); break;
-        case 'tls.rollover': this.tls.onRollover(decodeBody(env, 'tls.rollover')); break;
-        case 'study.completed': await this.onCompleted(h.studyId!, decodeBody(env, 'study.completed')); break;
+        case 'welcome':
+          this.log('info', `welcomed by ${decodeBody(env, 'welcome').coordinatorId}`);
+          break;
+        case 'study.announce':
+          await this.onAnnounce(decodeBody(env, 'study.announce'));
+          break;
+        case 'study.state':
+          this.onStudyState(h.studyId!, decodeBody(env, 'study.state'));
+          break;
+        case 'keys.request':
+          await this.onKeysRequest(h.studyId!, decodeBody(env, 'keys.request'));
+          break;
+        case 'keys.deliver':
+          this.onKeysDeliver(h.studyId!, decodeBody(env, 'keys.deliver'));
+          break;
+        case 'round.start':
+          await this.rounds.onStart(h.studyId!, h.round!, decodeBody(env, 'round.start'));
+          break;
+        case 'mask.peers':
+          await this.rounds.onPeers(h.studyId!, h.round!, decodeBody(env, 'mask.peers'));
+          break;
+        case 'mask.survivors':
+          await this.rounds.onSurvivors(h.studyId!, h.round!, decodeBody(env, 'mask.survivors'));
+          break;
+        case 'mask.reveal':
+          await this.rounds.onReveal(h.studyId!, h.round!, decodeBody(env, 'mask.reveal'));
+          break;
+        case 'round.aggregate':
+          await this.rounds.onAggregate(env);
+          break;
+        case 'round.failed':
+          this.rounds.onFailed(h.studyId!, h.round!, decodeBody(env, 'round.failed'));
+          break;
+        case 'audit.checkpoint':
+          this.onCheckpoint(decodeBody(env, 'audit.checkpoint'));
+          break;
+        case 'tls.rollover':
+          this.tls.onRollover(decodeBody(env, 'tls.rollover'));
+          break;
+        case 'study.completed':
+          await this.onCompleted(h.studyId!, decodeBody(env, 'study.completed'));
+          break;
         case 'reject': {
           const r = decodeBody(env, 'reject');
           this.log('warn', `coordinator refused ${r.refType} seq ${r.refSeq}: ${r.code} ${r.detail}`);
           break;
         }
-        default: this.log('warn', `unexpected ${h.type}`);
+        default:
+          this.log('warn', `unexpected ${h.type}`);
       }
     } catch (e) {
       const code = e instanceof WireError ? e.code : 'TWF_E_INTERNAL';
@@ -327,8 +457,13 @@ export class SiteNode {
 
   private onCheckpoint(b: BodyOf['audit.checkpoint']): void {
     const c = { coordinatorId: this.config.coordinatorId, entryId: b.entryId, entryHash: b.entryHash, tsMs: b.tsMs };
-    if (!verifyStatement(CHECKPOINT_KIND, checkpointFields(c), b.signature, this.coordinatorKey)) throw new WireError('TWF_E_BAD_SIGNATURE', 'audit checkpoint not signed with the pinned coordinator key');
-    this.db.insert(auditCheckpoints).values({ ...c, signature: b.signature, receivedAtMs: Date.now() }).onConflictDoNothing().run();
+    if (!verifyStatement(CHECKPOINT_KIND, checkpointFields(c), b.signature, this.coordinatorKey))
+      throw new WireError('TWF_E_BAD_SIGNATURE', 'audit checkpoint not signed with the pinned coordinator key');
+    this.db
+      .insert(auditCheckpoints)
+      .values({ ...c, signature: b.signature, receivedAtMs: Date.now() })
+      .onConflictDoNothing()
+      .run();
   }
 
   // ------------------------------------------------------------- approvals
@@ -349,10 +484,18 @@ export class SiteNode {
     }
     if (st.status === 'completed' || st.status === 'excluded') throw new WireError('TWF_E_STUDY_STATE', `${studyId} is ${st.status}`);
     db.transaction((tx) => {
-      tx.insert(approvals).values({ studyId, manifestHash: hash, officer, approvedAtMs: Date.now() })
-        .onConflictDoUpdate({ target: [approvals.studyId, approvals.manifestHash], set: { officer, approvedAtMs: Date.now(), withdrawnAtMs: null, withdrawnBy: null } }).run();
+      tx.insert(approvals)
+        .values({ studyId, manifestHash: hash, officer, approvedAtMs: Date.now() })
+        .onConflictDoUpdate({ target: [approvals.studyId, approvals.manifestHash], set: { officer, approvedAtMs: Date.now(), withdrawnAtMs: null, withdrawnBy: null } })
+        .run();
       if (st.status === 'pending' || st.status === 'withdrawn') tx.update(studies).set({ status: 'approved' }).where(eq(studies.studyId, studyId)).run();
-      audit.append({ actor: officer, action: 'study.approved', studyId, digest: hash, detail: `${manifest.title}; roster ${manifest.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}` });
+      audit.append({
+        actor: officer,
+        action: 'study.approved',
+        studyId,
+        digest: hash,
+        detail: `${manifest.title}; roster ${manifest.participants.map((p) => `${p.siteId}=${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`).join(',')}`,
+      });
     });
     return { manifest, manifestHash: hash };
   }
@@ -361,10 +504,17 @@ export class SiteNode {
   static withdraw(db: SiteDb, audit: AuditLog, studyId: string, officer: string, reason: string): { manifestHash: string } {
     const st = db.select().from(studies).where(eq(studies.studyId, studyId)).get();
     if (!st) throw new WireError('TWF_E_UNKNOWN_STUDY', `${studyId} has not been announced to this site`);
-    const ap = db.select().from(approvals).where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, st.manifestHash))).get();
+    const ap = db
+      .select()
+      .from(approvals)
+      .where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, st.manifestHash)))
+      .get();
     if (!ap || ap.withdrawnAtMs !== null) throw new WireError('TWF_E_STUDY_NOT_APPROVED', `${studyId} has no approval to withdraw`);
     db.transaction((tx) => {
-      tx.update(approvals).set({ withdrawnAtMs: Date.now(), withdrawnBy: officer, note: reason }).where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, st.manifestHash))).run();
+      tx.update(approvals)
+        .set({ withdrawnAtMs: Date.now(), withdrawnBy: officer, note: reason })
+        .where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, st.manifestHash)))
+        .run();
       tx.update(studies).set({ status: 'withdrawn' }).where(eq(studies.studyId, studyId)).run();
       audit.append({ actor: officer, action: 'study.withdrawn', studyId, digest: st.manifestHash, detail: reason });
     });
@@ -373,19 +523,34 @@ export class SiteNode {
 
   /** Announced studies with their approval state and roster, for `twinfed site studies`. */
   static listStudies(db: SiteDb) {
-    return db.select().from(studies).all().map((st) => {
-      const ap = db.select().from(approvals).where(and(eq(approvals.studyId, st.studyId), eq(approvals.manifestHash, st.manifestHash))).get();
-      const m = StudyManifestSchema.safeParse(JSON.parse(st.manifestJson));
-      return {
-        studyId: st.studyId, title: m.success ? m.data.title : '(unreadable manifest)', status: st.status, manifestHash: st.manifestHash,
-        approvedBy: ap && ap.withdrawnAtMs === null ? ap.officer : null,
-        manifest: m.success ? m.data : null,
-      };
-    });
+    return db
+      .select()
+      .from(studies)
+      .all()
+      .map((st) => {
+        const ap = db
+          .select()
+          .from(approvals)
+          .where(and(eq(approvals.studyId, st.studyId), eq(approvals.manifestHash, st.manifestHash)))
+          .get();
+        const m = StudyManifestSchema.safeParse(JSON.parse(st.manifestJson));
+        return {
+          studyId: st.studyId,
+          title: m.success ? m.data.title : '(unreadable manifest)',
+          status: st.status,
+          manifestHash: st.manifestHash,
+          approvedBy: ap && ap.withdrawnAtMs === null ? ap.officer : null,
+          manifest: m.success ? m.data : null,
+        };
+      });
   }
 
   private isApproved(studyId: string, hash: string): boolean {
-    const a = this.db.select().from(approvals).where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, hash))).get();
+    const a = this.db
+      .select()
+      .from(approvals)
+      .where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, hash)))
+      .get();
     return !!a && a.withdrawnAtMs === null;
   }
 
@@ -396,7 +561,11 @@ export class SiteNode {
   private participatingManifest(studyId: string, forNewRound: boolean): { manifest: StudyManifest; hash: string } {
     const st = this.db.select().from(studies).where(eq(studies.studyId, studyId)).get();
     if (!st) throw new WireError('TWF_E_UNKNOWN_STUDY', studyId);
-    const a = this.db.select().from(approvals).where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, st.manifestHash))).get();
+    const a = this.db
+      .select()
+      .from(approvals)
+      .where(and(eq(approvals.studyId, studyId), eq(approvals.manifestHash, st.manifestHash)))
+      .get();
     const ok = !!a && (a.withdrawnAtMs === null || !forNewRound) && st.status !== 'excluded';
     if (!ok) {
       this.audit.append({ actor: this.config.siteId, action: 'training.refused', studyId, detail: `TWF_E_STUDY_NOT_APPROVED${a?.withdrawnAtMs ? ' (approval withdrawn)' : ''}` });
@@ -413,19 +582,39 @@ export class SiteNode {
     if (m.coordinatorId !== this.config.coordinatorId) throw new WireError('TWF_E_MANIFEST_MISMATCH', `manifest of coordinator ${m.coordinatorId}`);
     if (!m.participants.some((p) => p.siteId === this.config.siteId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${m.studyId}: this site is not in the roster`);
     const me = m.participants.find((p) => p.siteId === this.config.siteId)!;
-    if (!Buffer.from(fromB64(me.ed25519PublicKey)).equals(Buffer.from(this.identity.ed25519PublicKey)) || !Buffer.from(fromB64(me.x25519PublicKey)).equals(Buffer.from(this.identity.x25519PublicKey))) {
+    if (
+      !Buffer.from(fromB64(me.ed25519PublicKey)).equals(Buffer.from(this.identity.ed25519PublicKey)) ||
+      !Buffer.from(fromB64(me.x25519PublicKey)).equals(Buffer.from(this.identity.x25519PublicKey))
+    ) {
       throw new WireError('TWF_E_MANIFEST_MISMATCH', `${m.studyId}: the roster lists other keys for this site than its own`);
     }
     const prev = this.db.select().from(studies).where(eq(studies.studyId, m.studyId)).get();
     if (!prev) {
-      this.db.insert(studies).values({ studyId: m.studyId, manifestJson: JSON.stringify(m), manifestHash: hash, status: 'pending', announcedAtMs: Date.now() }).run();
-      this.audit.append({ actor: this.config.coordinatorId, action: 'study.announced', studyId: m.studyId, digest: hash, detail: `${m.title} (manifest version ${m.manifestVersion}, ${m.participants.length} sites)` });
+      this.db
+        .insert(studies)
+        .values({ studyId: m.studyId, manifestJson: JSON.stringify(m), manifestHash: hash, status: 'pending', announcedAtMs: Date.now() })
+        .run();
+      this.audit.append({
+        actor: this.config.coordinatorId,
+        action: 'study.announced',
+        studyId: m.studyId,
+        digest: hash,
+        detail: `${m.title} (manifest version ${m.manifestVersion}, ${m.participants.length} sites)`,
+      });
     } else if (prev.manifestHash !== hash) {
       // A changed manifest (e.g. a roster change) needs a new approval: the old one does not carry over.
-      this.db.update(studies).set({ manifestJson: JSON.stringify(m), manifestHash: hash, status: 'pending' }).where(eq(studies.studyId, m.studyId)).run();
+      this.db
+        .update(studies)
+        .set({ manifestJson: JSON.stringify(m), manifestHash: hash, status: 'pending' })
+        .where(eq(studies.studyId, m.studyId))
+        .run();
       this.audit.append({ actor: this.config.coordinatorId, action: 'study.manifest_changed', studyId: m.studyId, digest: hash, detail: `version ${m.manifestVersion}; was ${prev.manifestHash}` });
     } else if (b.status === 'running' && prev.status === 'stopped') {
-      this.db.update(studies).set({ status: this.isApproved(m.studyId, hash) ? 'approved' : 'pending' }).where(eq(studies.studyId, m.studyId)).run();
+      this.db
+        .update(studies)
+        .set({ status: this.isApproved(m.studyId, hash) ? 'approved' : 'pending' })
+        .where(eq(studies.studyId, m.studyId))
+        .run();
     }
     this.joinBackoff.delete(m.studyId);
     await this.pollStudies();
@@ -453,7 +642,11 @@ export class SiteNode {
       const manifest = StudyManifestSchema.parse(JSON.parse(st.manifestJson));
       if (st.status === 'withdrawn') {
         if (this.getMeta(`withdrawn:${st.studyId}`) !== st.manifestHash) {
-          const ap = this.db.select().from(approvals).where(and(eq(approvals.studyId, st.studyId), eq(approvals.manifestHash, st.manifestHash))).get();
+          const ap = this.db
+            .select()
+            .from(approvals)
+            .where(and(eq(approvals.studyId, st.studyId), eq(approvals.manifestHash, st.manifestHash)))
+            .get();
           const ack = await this.send('study.withdraw', st.studyId, null, { manifestHash: st.manifestHash, officer: ap?.withdrawnBy ?? 'officer', reason: ap?.note ?? 'approval withdrawn' });
           if (ack.ok || ack.code === 'TWF_E_NOT_PARTICIPANT') this.setMeta(`withdrawn:${st.studyId}`, st.manifestHash);
         }
@@ -463,7 +656,7 @@ export class SiteNode {
         if (st.declinedHash !== st.manifestHash) {
           this.db.update(studies).set({ declinedHash: st.manifestHash }).where(eq(studies.studyId, st.studyId)).run();
           this.audit.append({ actor: this.config.siteId, action: 'study.awaiting_approval', studyId: st.studyId, digest: st.manifestHash, detail: 'TWF_E_STUDY_NOT_APPROVED' });
-          await this.send('study.decline', st.studyId, null, { manifestHash: st.manifestHash, code: 'TWF_E_STUDY_NOT_APPROVED', reason: 'awaiting the privacy officer\'s approval' });
+          await this.send('study.decline', st.studyId, null, { manifestHash: st.manifestHash, code: 'TWF_E_STUDY_NOT_APPROVED', reason: "awaiting the privacy officer's approval" });
         }
         continue;
       }
@@ -566,10 +759,7 @@ export class SiteNode {
     const suppress = valPatients < this.config.minReportPatients;
     await this.send('metrics.report', studyId, round, {
       evaluatedRound: round,
-      metrics: [
-        ...(ev.metric ? [] : [{ name: 'meanDice', value: suppress ? null : ev.meanDice }]),
-        ...(ev.metric ? [{ name: ev.metric.name, value: suppress ? null : ev.metric.value }] : []),
-      ],
+      metrics: [...(ev.metric ? [] : [{ name: 'meanDice', value: suppress ? null : ev.meanDice }]), ...(ev.metric ? [{ name: ev.metric.name, value: suppress ? null : ev.metric.value }] : [])],
       valPatients,
       trainLoss: work?.trainLoss ?? null,
       trainMs: work?.trainMs ?? null,
@@ -582,27 +772,42 @@ export class SiteNode {
     const st = this.db.select().from(studies).where(eq(studies.studyId, studyId)).get();
     if (!st || st.status === 'completed') return;
     if (!(await this.caughtUp(studyId, b.finalVersion, () => this.onCompleted(studyId, b)))) return;
-    const final = this.db.select().from(models).where(and(eq(models.studyId, studyId), eq(models.version, b.finalVersion))).get();
+    const final = this.db
+      .select()
+      .from(models)
+      .where(and(eq(models.studyId, studyId), eq(models.version, b.finalVersion)))
+      .get();
     const modelDir = join(this.opts.dataDir, SITE_FILES.models, studyId);
     if (final && isSafeId(studyId)) this.exportModel(StudyManifestSchema.parse(JSON.parse(st.manifestJson)), final, modelDir);
     this.db.update(studies).set({ status: 'completed' }).where(eq(studies.studyId, studyId)).run();
-    this.audit.append({ actor: this.config.siteId, action: 'study.completed', studyId, round: b.finalVersion, digest: final?.digest ?? null, detail: `${b.rounds} rounds; final model version ${b.finalVersion}` });
+    this.audit.append({
+      actor: this.config.siteId,
+      action: 'study.completed',
+      studyId,
+      round: b.finalVersion,
+      digest: final?.digest ?? null,
+      detail: `${b.rounds} rounds; final model version ${b.finalVersion}`,
+    });
     this.opts.events?.onCompleted?.({ studyId, rounds: b.rounds, modelDir });
   }
 
   /** Writes the global model with its provenance (manifest hash, rounds, weight digest). */
   exportModel(manifest: StudyManifest, m: typeof models.$inferSelect, dir: string): void {
-    writeModelDir(dir, {
-      studyId: manifest.studyId,
-      title: manifest.title,
-      manifestHash: manifestHash(manifest),
-      model: manifest.model,
-      version: m.version,
-      meanDiceAtSite: m.meanDice,
-      ...(manifest.task === 'response' ? { split: { splitSalt: manifest.data.splitSalt, trainPercent: manifest.data.trainPercent, minMeasurements: manifest.data.minMeasurements } } : {}),
-      decryptedAt: this.config.siteId,
-      createdAt: new Date(m.createdAtMs).toISOString(),
-    }, new Float32Array(new Uint8Array(m.weights).buffer.slice(0)));
+    writeModelDir(
+      dir,
+      {
+        studyId: manifest.studyId,
+        title: manifest.title,
+        manifestHash: manifestHash(manifest),
+        model: manifest.model,
+        version: m.version,
+        meanDiceAtSite: m.meanDice,
+        ...(manifest.task === 'response' ? { split: { splitSalt: manifest.data.splitSalt, trainPercent: manifest.data.trainPercent, minMeasurements: manifest.data.minMeasurements } } : {}),
+        decryptedAt: this.config.siteId,
+        createdAt: new Date(m.createdAtMs).toISOString(),
+      },
+      new Float32Array(new Uint8Array(m.weights).buffer.slice(0)),
+    );
   }
 
   // --------------------------------------------------------------- helpers
@@ -612,7 +817,11 @@ export class SiteNode {
   }
 
   modelAt(studyId: string, version: number): Float32Array | null {
-    const m = this.db.select().from(models).where(and(eq(models.studyId, studyId), eq(models.version, version))).get();
+    const m = this.db
+      .select()
+      .from(models)
+      .where(and(eq(models.studyId, studyId), eq(models.version, version)))
+      .get();
     return m ? new Float32Array(new Uint8Array(m.weights).buffer.slice(0)) : null;
   }
 
@@ -639,7 +848,11 @@ export class SiteNode {
 
   /** The strategy state stored with model `version` (null: none, as at version 0 and for FedAvg/FedProx). */
   strategyStateAt(studyId: string, version: number): StrategyState | null {
-    const row = this.db.select().from(strategyState).where(and(eq(strategyState.studyId, studyId), eq(strategyState.version, version))).get();
+    const row = this.db
+      .select()
+      .from(strategyState)
+      .where(and(eq(strategyState.studyId, studyId), eq(strategyState.version, version)))
+      .get();
     if (!row) return null;
     const bytes = new Uint8Array(row.state);
     if (sha256Hex(bytes) !== row.stateHash) throw new StrategyError('TWF_E_STRATEGY_STATE', `${studyId}: the strategy state of version ${version} does not match its hash`);
@@ -648,7 +861,13 @@ export class SiteNode {
 
   /** SHA-256 of the strategy state stored with model `version`, or 'none' (for audits and comparisons across sites). */
   stateHashAt(studyId: string, version: number): string {
-    return this.db.select({ h: strategyState.stateHash }).from(strategyState).where(and(eq(strategyState.studyId, studyId), eq(strategyState.version, version))).get()?.h ?? NO_STATE_HASH;
+    return (
+      this.db
+        .select({ h: strategyState.stateHash })
+        .from(strategyState)
+        .where(and(eq(strategyState.studyId, studyId), eq(strategyState.version, version)))
+        .get()?.h ?? NO_STATE_HASH
+    );
   }
 
   private getMeta(key: string): string | undefined {

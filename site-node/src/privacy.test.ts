@@ -10,13 +10,22 @@ import { dpLedger } from './db/schema.js';
 import { budgetView, datasetKeyOf, formatBudget, recordRound, type PrivacyPolicy } from './privacy.js';
 
 /** The fields of a manifest the ledger reads (the rest of a manifest does not enter the budget). */
-function manifest(studyId: string, over: { epsilon?: number; sigma?: number; q?: number; rounds?: number; task?: 'segmentation' | 'response'; level?: 'patient' | 'site'; dp?: false } = {}): StudyManifest {
-  const dp = over.dp === false ? undefined : over.level === 'site'
-    ? { level: 'site' as const, epsilon: over.epsilon ?? 8, delta: 1e-5, clipNorm: 1, noiseMultiplier: over.sigma ?? 1.1 }
-    : { level: 'patient' as const, epsilon: over.epsilon ?? 8, delta: 1e-5, clipNorm: 1, samplingRate: over.q ?? 0.1, noiseMultiplier: over.sigma ?? 1.1 };
+function manifest(
+  studyId: string,
+  over: { epsilon?: number; sigma?: number; q?: number; rounds?: number; task?: 'segmentation' | 'response'; level?: 'patient' | 'site'; dp?: false } = {},
+): StudyManifest {
+  const dp =
+    over.dp === false
+      ? undefined
+      : over.level === 'site'
+        ? { level: 'site' as const, epsilon: over.epsilon ?? 8, delta: 1e-5, clipNorm: 1, noiseMultiplier: over.sigma ?? 1.1 }
+        : { level: 'patient' as const, epsilon: over.epsilon ?? 8, delta: 1e-5, clipNorm: 1, samplingRate: over.q ?? 0.1, noiseMultiplier: over.sigma ?? 1.1 };
   const task = over.task ?? 'response';
   return {
-    studyId, task, rounds: over.rounds ?? 5, training: { epochsPerRound: 2 },
+    studyId,
+    task,
+    rounds: over.rounds ?? 5,
+    training: { epochsPerRound: 2 },
     data: task === 'response' ? { source: 'twin-measurements' } : { modality: 'PET' },
     ...(dp ? { dp } : {}),
   } as unknown as StudyManifest;

@@ -48,8 +48,11 @@ function add(into: Float64Array, v: Float64Array): void {
 const fromBlob = (b: Buffer) => new Float64Array(new Uint8Array(b).buffer.slice(0));
 
 function sumRows(db: SiteDb, datasetKey: string, studyId?: string): Float64Array {
-  const rows = db.select({ rdp: dpLedger.rdp }).from(dpLedger)
-    .where(studyId ? and(eq(dpLedger.datasetKey, datasetKey), eq(dpLedger.studyId, studyId)) : eq(dpLedger.datasetKey, datasetKey)).all();
+  const rows = db
+    .select({ rdp: dpLedger.rdp })
+    .from(dpLedger)
+    .where(studyId ? and(eq(dpLedger.datasetKey, datasetKey), eq(dpLedger.studyId, studyId)) : eq(dpLedger.datasetKey, datasetKey))
+    .all();
   const total = new Float64Array(RDP_ORDERS.length);
   for (const r of rows) add(total, fromBlob(r.rdp));
   return total;
@@ -83,7 +86,11 @@ export function budgetView(db: SiteDb, m: StudyManifest, policy: PrivacyPolicy):
   const base = { datasetKey, studySpent: m.dp ? eps(study, m.dp.delta) : 0, datasetSpent: eps(dataset, policy.delta) };
   if (!mech) {
     return {
-      ...base, studyAfterRound: null, datasetAfterRound: null, projectedStudy: null, projectedDataset: null,
+      ...base,
+      studyAfterRound: null,
+      datasetAfterRound: null,
+      projectedStudy: null,
+      projectedDataset: null,
       refusal: policy.requireDp ? `this site's policy (site.json privacy.requireDp) admits only studies with differential privacy; study ${m.studyId} has none` : null,
     };
   }
@@ -100,8 +107,10 @@ export function budgetView(db: SiteDb, m: StudyManifest, policy: PrivacyPolicy):
   // A relative slack of 1e-9 so a budget met exactly (sigma derived from it) is not refused by rounding.
   const over = (a: number, b: number) => a > b * (1 + 1e-9);
   let refusal: string | null = null;
-  if (over(studyAfterRound, mech.dp.epsilon)) refusal = `this round would take the study's epsilon on ${datasetKey} to ${studyAfterRound.toFixed(3)} (delta ${mech.dp.delta}), above the manifest's ${mech.dp.epsilon}`;
-  else if (over(datasetAfterRound, policy.maxEpsilon)) refusal = `this round would take the epsilon of all studies on ${datasetKey} to ${datasetAfterRound.toFixed(3)} (delta ${policy.delta}), above this site's privacy.maxEpsilon ${policy.maxEpsilon}`;
+  if (over(studyAfterRound, mech.dp.epsilon))
+    refusal = `this round would take the study's epsilon on ${datasetKey} to ${studyAfterRound.toFixed(3)} (delta ${mech.dp.delta}), above the manifest's ${mech.dp.epsilon}`;
+  else if (over(datasetAfterRound, policy.maxEpsilon))
+    refusal = `this round would take the epsilon of all studies on ${datasetKey} to ${datasetAfterRound.toFixed(3)} (delta ${policy.delta}), above this site's privacy.maxEpsilon ${policy.maxEpsilon}`;
   return { ...base, studyAfterRound, datasetAfterRound, projectedStudy: eps(whole, mech.dp.delta), projectedDataset: eps(datasetWhole, policy.delta), refusal };
 }
 
@@ -110,7 +119,10 @@ export function budgetView(db: SiteDb, m: StudyManifest, policy: PrivacyPolicy):
  * trainer reports (DP-SGD steps actually run); without it, the manifest's round is recorded.
  */
 export function recordRound(
-  db: SiteDb, m: StudyManifest, round: number, policy: PrivacyPolicy,
+  db: SiteDb,
+  m: StudyManifest,
+  round: number,
+  policy: PrivacyPolicy,
   taken?: { steps: number; samplingRate: number; noiseMultiplier: number },
 ): { epsilonStudy: number; epsilonDataset: number } | null {
   const mech = roundMechanism(m);
@@ -119,18 +131,33 @@ export function recordRound(
   const datasetKey = datasetKeyOf(m);
   const rdp = rdpOf(used.samplingRate, used.noiseMultiplier, used.steps);
   return db.transaction((tx) => {
-    const had = tx.select({ id: dpLedger.id, s: dpLedger.epsilonStudy, d: dpLedger.epsilonDataset }).from(dpLedger)
-      .where(and(eq(dpLedger.studyId, m.studyId), eq(dpLedger.round, round), eq(dpLedger.datasetKey, datasetKey))).get();
+    const had = tx
+      .select({ id: dpLedger.id, s: dpLedger.epsilonStudy, d: dpLedger.epsilonDataset })
+      .from(dpLedger)
+      .where(and(eq(dpLedger.studyId, m.studyId), eq(dpLedger.round, round), eq(dpLedger.datasetKey, datasetKey)))
+      .get();
     if (had) return { epsilonStudy: had.s, epsilonDataset: had.d };
     const study = sumRows(tx as unknown as SiteDb, datasetKey, m.studyId);
     add(study, rdp);
     const dataset = sumRows(tx as unknown as SiteDb, datasetKey);
     add(dataset, rdp);
     const out = { epsilonStudy: eps(study, mech.dp.delta), epsilonDataset: eps(dataset, policy.delta) };
-    tx.insert(dpLedger).values({
-      datasetKey, studyId: m.studyId, round, level: mech.dp.level, steps: used.steps, samplingRate: used.samplingRate, noiseMultiplier: used.noiseMultiplier,
-      rdp: Buffer.from(rdp.buffer), epsilonStudy: out.epsilonStudy, epsilonDataset: out.epsilonDataset, deltaDataset: policy.delta, recordedAtMs: Date.now(),
-    }).run();
+    tx.insert(dpLedger)
+      .values({
+        datasetKey,
+        studyId: m.studyId,
+        round,
+        level: mech.dp.level,
+        steps: used.steps,
+        samplingRate: used.samplingRate,
+        noiseMultiplier: used.noiseMultiplier,
+        rdp: Buffer.from(rdp.buffer),
+        epsilonStudy: out.epsilonStudy,
+        epsilonDataset: out.epsilonDataset,
+        deltaDataset: policy.delta,
+        recordedAtMs: Date.now(),
+      })
+      .run();
     return out;
   });
 }
@@ -144,9 +171,10 @@ export function formatBudget(v: BudgetView, m: StudyManifest, policy: PrivacyPol
   }
   const dp = m.dp;
   const mech = roundMechanism(m)!;
-  const unit = dp.level === 'patient'
-    ? `patient-level DP-SGD: each step samples patients with rate ${dp.samplingRate}, clips each patient's gradient to L2 ${dp.clipNorm}, adds Gaussian noise sigma ${dp.noiseMultiplier} x ${dp.clipNorm}; ${mech.steps} steps per round`
-    : `site-level distributed discrete Gaussian: the whole update clipped to L2 ${dp.clipNorm}, noise sigma ${dp.noiseMultiplier} x ${dp.clipNorm} over the sum; one composition per round`;
+  const unit =
+    dp.level === 'patient'
+      ? `patient-level DP-SGD: each step samples patients with rate ${dp.samplingRate}, clips each patient's gradient to L2 ${dp.clipNorm}, adds Gaussian noise sigma ${dp.noiseMultiplier} x ${dp.clipNorm}; ${mech.steps} steps per round`
+      : `site-level distributed discrete Gaussian: the whole update clipped to L2 ${dp.clipNorm}, noise sigma ${dp.noiseMultiplier} x ${dp.clipNorm} over the sum; one composition per round`;
   return [
     `  differential privacy: ${unit}`,
     `                  budget of this study (epsilon, delta) = (${dp.epsilon}, ${dp.delta}); projected for all ${m.rounds} rounds: epsilon ${v.projectedStudy!.toFixed(3)}`,

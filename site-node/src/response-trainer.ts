@@ -2,8 +2,16 @@ import { eq, isNotNull } from 'drizzle-orm';
 import { WireError, type ResponseManifest, type StudyManifest } from '@twinfed/protocols';
 import { deriveSeed } from '@twinfed/shared/model/index';
 import {
-  buildExamples, evaluateResponse, featureNames, initLogReg, RESPONSE_CLASSES, splitOf, trainLogReg,
-  type LogRegConfig, type ResponseExample, type ResponsePatient,
+  buildExamples,
+  evaluateResponse,
+  featureNames,
+  initLogReg,
+  RESPONSE_CLASSES,
+  splitOf,
+  trainLogReg,
+  type LogRegConfig,
+  type ResponseExample,
+  type ResponsePatient,
 } from '@twinfed/shared/response/index';
 import type { SiteDb } from './db/index.js';
 import { measurements, treatments } from './db/schema.js';
@@ -26,8 +34,7 @@ export function responseModelConfig(m: ResponseManifest): LogRegConfig {
  * agentClass of the patient's first systemic-therapy record (null when none).
  */
 export function loadResponsePatients(db: SiteDb): ResponsePatient[] {
-  const rows = db.select({ patientId: measurements.patientId, day: measurements.day, d: measurements.longestDiameterMm })
-    .from(measurements).where(isNotNull(measurements.longestDiameterMm)).all();
+  const rows = db.select({ patientId: measurements.patientId, day: measurements.day, d: measurements.longestDiameterMm }).from(measurements).where(isNotNull(measurements.longestDiameterMm)).all();
   const byPatient = new Map<string, Map<number, number>>();
   for (const r of rows) {
     const m = byPatient.get(r.patientId) ?? new Map<number, number>();
@@ -35,13 +42,20 @@ export function loadResponsePatients(db: SiteDb): ResponsePatient[] {
     byPatient.set(r.patientId, m);
   }
   const arms = new Map<string, string>();
-  for (const t of db.select().from(treatments).where(eq(treatments.kind, 'systemic')).all().sort((a, b) => a.startDay - b.startDay || a.id - b.id)) {
+  for (const t of db
+    .select()
+    .from(treatments)
+    .where(eq(treatments.kind, 'systemic'))
+    .all()
+    .sort((a, b) => a.startDay - b.startDay || a.id - b.id)) {
     if (t.agentClass && !arms.has(t.patientId)) arms.set(t.patientId, t.agentClass);
   }
-  return [...byPatient.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([id, m]) => {
-    const days = [...m.keys()].sort((a, b) => a - b);
-    return { id, days, diametersMm: days.map((d) => m.get(d)!), arm: arms.get(id) ?? null };
-  });
+  return [...byPatient.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([id, m]) => {
+      const days = [...m.keys()].sort((a, b) => a - b);
+      return { id, days, diametersMm: days.map((d) => m.get(d)!), arm: arms.get(id) ?? null };
+    });
 }
 
 /** Examples of this site split by the manifest's salted hash. */
@@ -82,7 +96,12 @@ export function createResponseTrainer(db: SiteDb): LocalTrainer {
       const t = m.training;
       const { proximal, dp } = localObjective(m, weights);
       const r = trainLogReg(responseModelConfig(m), weights, d.train, {
-        epochs: t.epochsPerRound, batchSize: t.batchSize, learningRate: t.learningRate, seed: deriveSeed(t.seed, `round-${round}`), proximal, dp,
+        epochs: t.epochsPerRound,
+        batchSize: t.batchSize,
+        learningRate: t.learningRate,
+        seed: deriveSeed(t.seed, `round-${round}`),
+        proximal,
+        dp,
       });
       return { weights: r.weights, nSamples: d.train.length, loss: r.loss, ms: performance.now() - t0, ...(dp && { dp: dpReport(dp, r.steps) }) };
     },

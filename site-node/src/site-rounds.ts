@@ -1,15 +1,36 @@
 import { and, eq } from 'drizzle-orm';
 import {
-  AggregateInfo, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, WireError, maskKeysFields, maskSurvivorsFields, packFrames, quorumOf,
-  secaggThresholdFor, unpackFrames, type Ack, type AggregateInfoT, type BodyOf, type Envelope, type SiteMessageType, type StudyManifest,
+  AggregateInfo,
+  MASK_KEYS_KIND,
+  MASK_SURVIVORS_KIND,
+  WireError,
+  maskKeysFields,
+  maskSurvivorsFields,
+  packFrames,
+  quorumOf,
+  secaggThresholdFor,
+  unpackFrames,
+  type Ack,
+  type AggregateInfoT,
+  type BodyOf,
+  type Envelope,
+  type SiteMessageType,
+  type StudyManifest,
 } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { fromB64, signStatement, toB64, verifyStatement, type Identity } from '@twinfed/shared/crypto/index';
+import { HeError, averageFromCentred, createHeContext, decryptSlots, encryptSlots, heParamsDigest, quantizeToZt, type HeParams } from '@twinfed/shared/he/index';
 import {
-  HeError, averageFromCentred, createHeContext, decryptSlots, encryptSlots, heParamsDigest, quantizeToZt, type HeParams,
-} from '@twinfed/shared/he/index';
-import {
-  centreZt, generateRoundSecrets, isKeyPair, maskInput, openShares, reconstructChecked, sealShares, selfMaskCommitment, splitSecret, unmaskSum,
+  centreZt,
+  generateRoundSecrets,
+  isKeyPair,
+  maskInput,
+  openShares,
+  reconstructChecked,
+  sealShares,
+  selfMaskCommitment,
+  splitSecret,
+  unmaskSum,
   type RoundContext,
 } from '@twinfed/shared/secagg/index';
 import { StrategyError, strategyFor, type StrategyState } from '@twinfed/shared/strategy/index';
@@ -56,7 +77,11 @@ export interface SiteRoundHost {
 }
 
 /** A step this site completed in a round (after its message was acknowledged). */
-export interface RoundStepEvent { studyId: string; round: number; step: 'setup-sent' | 'uploaded' | 'signed' | 'revealed' }
+export interface RoundStepEvent {
+  studyId: string;
+  round: number;
+  step: 'setup-sent' | 'uploaded' | 'signed' | 'revealed';
+}
 
 const b64 = (u: Uint8Array | Buffer) => toB64(new Uint8Array(u));
 const sortedEq = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
@@ -71,11 +96,19 @@ export class SiteRounds {
   constructor(private readonly host: SiteRoundHost) {}
 
   private work(studyId: string, round: number): RoundWorkRow | undefined {
-    return this.host.db.select().from(roundWork).where(and(eq(roundWork.studyId, studyId), eq(roundWork.round, round))).get();
+    return this.host.db
+      .select()
+      .from(roundWork)
+      .where(and(eq(roundWork.studyId, studyId), eq(roundWork.round, round)))
+      .get();
   }
 
   private update(studyId: string, round: number, set: Partial<RoundWorkRow>): void {
-    this.host.db.update(roundWork).set(set).where(and(eq(roundWork.studyId, studyId), eq(roundWork.round, round))).run();
+    this.host.db
+      .update(roundWork)
+      .set(set)
+      .where(and(eq(roundWork.studyId, studyId), eq(roundWork.round, round)))
+      .run();
   }
 
   private refuse(studyId: string, round: number | null, code: 'TWF_E_SECAGG' | 'TWF_E_NOT_PARTICIPANT' | 'TWF_E_TOO_FEW_CONTRIBUTORS' | 'TWF_E_UPDATE_SHAPE', why: string): never {
@@ -95,7 +128,8 @@ export class SiteRounds {
     if (outsiders.length) this.refuse(studyId, round, 'TWF_E_NOT_PARTICIPANT', `round participants outside the approved roster: ${outsiders.join(',')}`);
     if (new Set(b.participants).size !== b.participants.length) this.refuse(studyId, round, 'TWF_E_SECAGG', 'a participant is listed twice');
     if (b.participants.length < quorumOf(m)) this.refuse(studyId, round, 'TWF_E_TOO_FEW_CONTRIBUTORS', `${b.participants.length} participants, the manifest needs ${quorumOf(m)}`);
-    if (b.threshold !== secaggThresholdFor(b.participants.length)) this.refuse(studyId, round, 'TWF_E_SECAGG', `threshold ${b.threshold}; ${b.participants.length} participants need ${secaggThresholdFor(b.participants.length)}`);
+    if (b.threshold !== secaggThresholdFor(b.participants.length))
+      this.refuse(studyId, round, 'TWF_E_SECAGG', `threshold ${b.threshold}; ${b.participants.length} participants need ${secaggThresholdFor(b.participants.length)}`);
     if (existing) {
       if (existing.state === 'failed' || existing.state === 'applied') return;
       if (existing.setupJson) await this.host.send('mask.setup', studyId, round, JSON.parse(existing.setupJson));
@@ -115,7 +149,14 @@ export class SiteRounds {
     this.host.audit.append({ actor: this.host.siteId, action: 'training.started', studyId, round, detail: `from model version ${b.modelVersion}` });
     const tr = await this.host.trainer.train(m, base, round);
     const spent = recordRound(this.host.db, m, round, this.host.privacy, tr.dp);
-    if (spent) this.host.audit.append({ actor: this.host.siteId, action: 'dp.spent', studyId, round, detail: `epsilon of this study ${spent.epsilonStudy.toFixed(4)} (budget ${m.dp!.epsilon}, delta ${m.dp!.delta}); of all studies on ${budget.datasetKey} ${spent.epsilonDataset.toFixed(4)} (site maxEpsilon ${this.host.privacy.maxEpsilon}, delta ${this.host.privacy.delta})` });
+    if (spent)
+      this.host.audit.append({
+        actor: this.host.siteId,
+        action: 'dp.spent',
+        studyId,
+        round,
+        detail: `epsilon of this study ${spent.epsilonStudy.toFixed(4)} (budget ${m.dp!.epsilon}, delta ${m.dp!.delta}); of all studies on ${budget.datasetKey} ${spent.epsilonDataset.toFixed(4)} (site maxEpsilon ${this.host.privacy.maxEpsilon}, delta ${this.host.privacy.delta})`,
+      });
     if (tr.weights.length !== m.updateLength) this.refuse(studyId, round, 'TWF_E_UPDATE_SHAPE', `the local model has ${tr.weights.length} parameters, the manifest ${m.updateLength}`);
     // What this site contributes to the encrypted sum (shared/src/strategy): a vector, quantised
     // with its weight, which is declared as the update's nSamples.
@@ -136,21 +177,49 @@ export class SiteRounds {
     const n = b.participants.length;
     const [bShares, sShares] = [await splitSecret(sec.b, n, b.threshold), await splitSecret(sec.sSk, n, b.threshold)];
     const keys = new Map(m.participants.map((p) => [p.siteId, p]));
-    const boxes = b.participants.flatMap((p, i) => (p === this.host.siteId ? [] : [{
-      to: p,
-      box: sealShares(ctx, this.host.siteId, p, { bShare: bShares[i], sShare: sShares[i] }, this.host.identity.x25519SecretKey, fromB64(keys.get(p)!.x25519PublicKey)),
-    }]));
+    const boxes = b.participants.flatMap((p, i) =>
+      p === this.host.siteId
+        ? []
+        : [
+            {
+              to: p,
+              box: sealShares(ctx, this.host.siteId, p, { bShare: bShares[i], sShare: sShares[i] }, this.host.identity.x25519SecretKey, fromB64(keys.get(p)!.x25519PublicKey)),
+            },
+          ],
+    );
     const self = b.participants.indexOf(this.host.siteId);
     const bCommit = selfMaskCommitment(ctx, this.host.siteId, sec.b);
     const signature = signStatement(MASK_KEYS_KIND, maskKeysFields(ctx, this.host.siteId, b64(sec.sPk), bCommit), this.host.identity.ed25519SecretKey);
     const setup = { sPk: b64(sec.sPk), bCommit, signature, boxes };
-    this.host.db.insert(roundWork).values({
-      studyId, round, state: 'setup-sent', keyEpoch: b.keyEpoch, baseVersion: b.modelVersion, participantsJson: JSON.stringify(b.participants), threshold: b.threshold,
-      delta: Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength), nSamples: enc.weight, length: delta.length, trainLoss: tr.loss, trainMs: tr.ms,
-      sSk: Buffer.from(sec.sSk), sPk: Buffer.from(sec.sPk), b: Buffer.from(sec.b), setupJson: JSON.stringify(setup),
-      sharesJson: JSON.stringify({ [this.host.siteId]: { b: b64(bShares[self]), s: b64(sShares[self]) } }),
-    }).run();
-    this.host.audit.append({ actor: this.host.siteId, action: 'update.trained', studyId, round, detail: `n=${enc.weight} loss=${tr.loss.toFixed(4)}; mask keys for ${n} participants, t=${b.threshold}` });
+    this.host.db
+      .insert(roundWork)
+      .values({
+        studyId,
+        round,
+        state: 'setup-sent',
+        keyEpoch: b.keyEpoch,
+        baseVersion: b.modelVersion,
+        participantsJson: JSON.stringify(b.participants),
+        threshold: b.threshold,
+        delta: Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength),
+        nSamples: enc.weight,
+        length: delta.length,
+        trainLoss: tr.loss,
+        trainMs: tr.ms,
+        sSk: Buffer.from(sec.sSk),
+        sPk: Buffer.from(sec.sPk),
+        b: Buffer.from(sec.b),
+        setupJson: JSON.stringify(setup),
+        sharesJson: JSON.stringify({ [this.host.siteId]: { b: b64(bShares[self]), s: b64(sShares[self]) } }),
+      })
+      .run();
+    this.host.audit.append({
+      actor: this.host.siteId,
+      action: 'update.trained',
+      studyId,
+      round,
+      detail: `n=${enc.weight} loss=${tr.loss.toFixed(4)}; mask keys for ${n} participants, t=${b.threshold}`,
+    });
     const ack = await this.host.send('mask.setup', studyId, round, setup);
     if (ack.ok) this.host.events.onStep?.({ studyId, round, step: 'setup-sent' });
   }
@@ -210,7 +279,13 @@ export class SiteRounds {
       const enc = encryptSlots(he, new Uint8Array(key.secretKey), y);
       const encryptMs = performance.now() - t0;
       this.update(studyId, round, { ciphertexts: Buffer.from(packFrames(enc.ciphertexts)), encryptMs, uploadBytes: enc.bytes });
-      this.host.audit.append({ actor: this.host.siteId, action: 'update.encrypted', studyId, round, detail: `masked with ${peers.length} peers + self mask, ${enc.ciphertexts.length} ciphertexts ${enc.bytes} bytes, ${q.clipped} elements clipped` });
+      this.host.audit.append({
+        actor: this.host.siteId,
+        action: 'update.encrypted',
+        studyId,
+        round,
+        detail: `masked with ${peers.length} peers + self mask, ${enc.ciphertexts.length} ciphertexts ${enc.bytes} bytes, ${q.clipped} elements clipped`,
+      });
       cur = this.work(studyId, round)!;
     }
     await this.upload(studyId, round, cur, new Set(b.alreadyReceived), m);
@@ -229,7 +304,16 @@ export class SiteRounds {
     }
     this.update(studyId, round, { state: 'uploaded', uploadedAtMs: Date.now() });
     this.host.events.onStep?.({ studyId, round, step: 'uploaded' });
-    this.host.events.onUploaded?.({ studyId, round, nSamples: w.nSamples, trainLoss: w.trainLoss ?? NaN, trainMs: w.trainMs ?? NaN, encryptMs: w.encryptMs ?? NaN, uploadBytes: w.uploadBytes ?? 0, chunks: cts.length });
+    this.host.events.onUploaded?.({
+      studyId,
+      round,
+      nSamples: w.nSamples,
+      trainLoss: w.trainLoss ?? NaN,
+      trainMs: w.trainMs ?? NaN,
+      encryptMs: w.encryptMs ?? NaN,
+      uploadBytes: w.uploadBytes ?? 0,
+      chunks: cts.length,
+    });
   }
 
   // ---------------------------------------------------- consistency and reveal
@@ -243,10 +327,12 @@ export class SiteRounds {
     if (!sortedEq(keySet, b.keySet)) this.refuse(studyId, round, 'TWF_E_SECAGG', `the survivor message names key set ${b.keySet.join(',')}; ours is ${keySet.join(',')}`);
     if (!b.survivors.every((s) => keySet.includes(s)) || new Set(b.survivors).size !== b.survivors.length) this.refuse(studyId, round, 'TWF_E_SECAGG', 'survivors outside the key set');
     if (!b.survivors.includes(this.host.siteId)) this.refuse(studyId, round, 'TWF_E_SECAGG', 'this site is not among the survivors');
-    if (b.survivors.length < Math.max(quorumOf(m), w.threshold)) this.refuse(studyId, round, 'TWF_E_TOO_FEW_CONTRIBUTORS', `${b.survivors.length} survivors; at least ${Math.max(quorumOf(m), w.threshold)} needed`);
+    if (b.survivors.length < Math.max(quorumOf(m), w.threshold))
+      this.refuse(studyId, round, 'TWF_E_TOO_FEW_CONTRIBUTORS', `${b.survivors.length} survivors; at least ${Math.max(quorumOf(m), w.threshold)} needed`);
     if (w.signedJson) {
       const had = JSON.parse(w.signedJson) as { survivors: string[] };
-      if (!sortedEq(had.survivors, b.survivors)) this.refuse(studyId, round, 'TWF_E_SECAGG', `a second, different survivor set (${b.survivors.join(',')} after ${had.survivors.join(',')}): refusing to sign it`);
+      if (!sortedEq(had.survivors, b.survivors))
+        this.refuse(studyId, round, 'TWF_E_SECAGG', `a second, different survivor set (${b.survivors.join(',')} after ${had.survivors.join(',')}): refusing to sign it`);
     } else {
       this.update(studyId, round, { signedJson: JSON.stringify({ keySet: [...keySet].sort(), survivors: [...b.survivors].sort() }), state: 'signed' });
     }
@@ -267,11 +353,14 @@ export class SiteRounds {
     if (!w.signedJson) this.refuse(studyId, round, 'TWF_E_SECAGG', 'asked to reveal before signing a survivor set');
     const { manifest: m, hash } = this.host.manifest(studyId, false);
     const signed = JSON.parse(w.signedJson!) as { keySet: string[]; survivors: string[] };
-    if (!sortedEq(signed.keySet, b.keySet) || !sortedEq(signed.survivors, b.survivors)) this.refuse(studyId, round, 'TWF_E_SECAGG', 'the reveal request names another key set or survivor set than the one this site signed');
+    if (!sortedEq(signed.keySet, b.keySet) || !sortedEq(signed.survivors, b.survivors))
+      this.refuse(studyId, round, 'TWF_E_SECAGG', 'the reveal request names another key set or survivor set than the one this site signed');
     const ctx = { studyId, manifestHash: hash, round };
     const fields = maskSurvivorsFields(ctx, signed.keySet, signed.survivors);
     const keys = new Map(m.participants.map((p) => [p.siteId, p.ed25519PublicKey]));
-    const valid = new Set(b.signatures.filter((s) => signed.survivors.includes(s.siteId) && verifyStatement(MASK_SURVIVORS_KIND, fields, s.signature, fromB64(keys.get(s.siteId)!))).map((s) => s.siteId));
+    const valid = new Set(
+      b.signatures.filter((s) => signed.survivors.includes(s.siteId) && verifyStatement(MASK_SURVIVORS_KIND, fields, s.signature, fromB64(keys.get(s.siteId)!))).map((s) => s.siteId),
+    );
     if (valid.size < w.threshold) this.refuse(studyId, round, 'TWF_E_SECAGG', `${valid.size} valid survivor-set signatures; ${w.threshold} needed before any share is revealed`);
     const shares = JSON.parse(w.sharesJson ?? '{}') as Record<string, { b: string; s: string }>;
     const dropped = signed.keySet.filter((s) => !signed.survivors.includes(s));
@@ -280,7 +369,13 @@ export class SiteRounds {
     const revealed = { b: [...signed.survivors].sort(), s: dropped.sort() };
     if (w.revealedJson && w.revealedJson !== JSON.stringify(revealed)) this.refuse(studyId, round, 'TWF_E_SECAGG', 'a different reveal was already made for this round');
     this.update(studyId, round, { revealedJson: JSON.stringify(revealed), state: 'revealed' });
-    this.host.audit.append({ actor: this.host.siteId, action: 'secagg.revealed', studyId, round, detail: `self-mask shares of ${revealed.b.join(',')}; mask-key shares of ${revealed.s.join(',') || 'none'} (dropped); ${valid.size} signatures checked` });
+    this.host.audit.append({
+      actor: this.host.siteId,
+      action: 'secagg.revealed',
+      studyId,
+      round,
+      detail: `self-mask shares of ${revealed.b.join(',')}; mask-key shares of ${revealed.s.join(',') || 'none'} (dropped); ${valid.size} signatures checked`,
+    });
     const ack = await this.host.send('mask.unmask', studyId, round, {
       bShares: revealed.b.map((of) => ({ of, share: shares[of].b })),
       sShares: revealed.s.map((of) => ({ of, share: shares[of].s })),
@@ -382,7 +477,8 @@ export class SiteRounds {
       // A sum beyond ±N·2^p is an average beyond ±B: some site encoded more weight than it declared
       // (or the sum wrapped modulo t). Refused like any out-of-bounds aggregate, so the coordinator
       // hears of it and the study goes on from the last good model instead of waiting on this one.
-      if (e instanceof HeError && e.code === 'TWF_E_HE_OVERFLOW') return refuse('TWF_E_AGGREGATE_BOUNDS', `the unmasked sum leaves ±N·2^p (an average outside [-B, B] = ±${m.training.clipBound}): ${e.message}`);
+      if (e instanceof HeError && e.code === 'TWF_E_HE_OVERFLOW')
+        return refuse('TWF_E_AGGREGATE_BOUNDS', `the unmasked sum leaves ±N·2^p (an average outside [-B, B] = ±${m.training.clipBound}): ${e.message}`);
       throw e;
     }
     const decryptMs = performance.now() - t0;
@@ -407,13 +503,20 @@ export class SiteRounds {
     const base = this.host.modelAt(studyId, info.baseVersion)!;
     const prior = this.host.strategyStateAt(studyId, info.baseVersion);
     if (strategy.stateful && info.baseVersion > 0 && !prior) {
-      throw new StrategyError('TWF_E_STRATEGY_STATE', `${studyId}: no ${strategy.name} state stored with model version ${info.baseVersion}; cannot apply round ${round} identically to the other sites`);
+      throw new StrategyError(
+        'TWF_E_STRATEGY_STATE',
+        `${studyId}: no ${strategy.name} state stored with model version ${info.baseVersion}; cannot apply round ${round} identically to the other sites`,
+      );
     }
     const next = strategy.apply(base, avg, prior);
     const ev = await this.host.trainer.evaluate(m, next.weights);
     const stored = this.host.storeModel(studyId, round, next.weights, ev.meanDice, next.state);
     this.host.audit.append({
-      actor: this.host.siteId, action: 'aggregate.applied', studyId, round, digest: h.digest,
+      actor: this.host.siteId,
+      action: 'aggregate.applied',
+      studyId,
+      round,
+      digest: h.digest,
       detail: `contributors=${info.survivors.join(',')} dropped=${dropped.join(',') || 'none'} totalSamples=${info.totalSamples} base=${info.baseVersion} strategy=${strategy.name} model=${stored.digest} state=${stored.stateHash}`,
     });
     if (mine) this.update(studyId, round, { state: 'applied', ...WIPED });
@@ -428,6 +531,7 @@ const WIPED = { sSk: null, b: null, sharesJson: null, delta: null } as const;
 
 /** The site-level noise parameters of a manifest whose dp.level is 'site'. */
 function siteNoiseOf(m: StudyManifest): SiteLevelNoise {
-  if (m.dp?.level !== 'site' || m.dp.noiseMultiplier === undefined) throw new WireError('TWF_E_DP_PARAMS', `study ${m.studyId}: site-level DP needs dp.noiseMultiplier (the coordinator derives it at creation)`);
+  if (m.dp?.level !== 'site' || m.dp.noiseMultiplier === undefined)
+    throw new WireError('TWF_E_DP_PARAMS', `study ${m.studyId}: site-level DP needs dp.noiseMultiplier (the coordinator derives it at creation)`);
   return { noiseMultiplier: m.dp.noiseMultiplier, clipNorm: m.dp.clipNorm, clipBound: m.training.clipBound, precisionBits: (m.encryption as HeParams).precisionBits, minSites: quorumOf(m) };
 }

@@ -56,7 +56,9 @@ export class SiteTls {
     config.tlsPins = [...pins, b.nextPin];
     this.link.addPin(b.nextPin);
     audit.append({
-      actor: config.coordinatorId, action: 'tls.pin_added', peer: config.siteId,
+      actor: config.coordinatorId,
+      action: 'tls.pin_added',
+      peer: config.siteId,
       detail: JSON.stringify({ pin: b.nextPin, source: 'rollover', currentPin: b.currentPin, issuedAtMs: b.issuedAtMs, signature: b.signature }),
     });
     this.ctx.log('info', `pinned the coordinator's next TLS key ${b.nextPin} (signed rollover); it is accepted when the coordinator restarts on it`);
@@ -67,6 +69,11 @@ export class SiteTls {
     if (this.ctx.closed() || this.refusedKeys.has(r.presented)) return; // retried with backoff: audited once per key
     this.refusedKeys.add(r.presented);
     const { config, audit } = this.ctx;
-    audit.append({ actor: config.siteId, action: 'tls.refused', peer: config.coordinatorId, detail: JSON.stringify({ presented: r.presented, subject: r.subject, issuer: r.issuer, pinned: this.link.pinned, via: this.link.proxy ? this.link.via.trim() : null }) });
+    audit.append({
+      actor: config.siteId,
+      action: 'tls.refused',
+      peer: config.coordinatorId,
+      detail: JSON.stringify({ presented: r.presented, subject: r.subject, issuer: r.issuer, pinned: this.link.pinned, via: this.link.proxy ? this.link.via.trim() : null }),
+    });
   }
 }

@@ -17,7 +17,13 @@ const patientDp = { level: 'patient' as const, epsilon: 4, delta: 1e-5, clipNorm
 /** Only the fields the trainers read; the wire schema is tested in protocols. */
 function segManifest(extra: Partial<StudyManifest> = {}): StudyManifest {
   return {
-    studyId: 'study-t', task: 'segmentation', title: 't', training, rounds: 1, minSites: 3, roundDeadlineS: 60,
+    studyId: 'study-t',
+    task: 'segmentation',
+    title: 't',
+    training,
+    rounds: 1,
+    minSites: 3,
+    roundDeadlineS: 60,
     model: { arch: 'unet2d', inChannels: 1, nClasses: 2, base: 2, depth: 1, size: 16, initSeed: 1 },
     data: { modality: 'PET', labels: ['bg', 'tumour'], minTrainSlices: 1 },
     ...extra,
@@ -26,7 +32,7 @@ function segManifest(extra: Partial<StudyManifest> = {}): StudyManifest {
 
 describe('localObjective: what the manifest asks of local training', () => {
   const anchor = new Float32Array(3);
-  it('fedprox → the proximal term anchored at the round\'s weights; other strategies → none', () => {
+  it("fedprox → the proximal term anchored at the round's weights; other strategies → none", () => {
     assert.deepEqual(localObjective(segManifest({ strategy: { name: 'fedprox', mu: 0.01 } }), anchor), { proximal: { mu: 0.01, anchor } });
     assert.equal(localObjective(segManifest({ strategy: { name: 'fedprox', mu: 0.01 } }), anchor).proximal?.anchor, anchor);
     assert.deepEqual(localObjective(segManifest({ strategy: { name: 'fedadam', serverLearningRate: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 } }), anchor), { proximal: undefined });
@@ -42,7 +48,10 @@ describe('localObjective: what the manifest asks of local training', () => {
 
   it('patient-level DP without a noise multiplier is refused (the coordinator fills it at creation)', () => {
     const { noiseMultiplier: _, ...noSigma } = patientDp;
-    assert.throws(() => localObjective(segManifest({ dp: noSigma }), anchor), (e: Error & { code?: string }) => e.code === 'TWF_E_DP_PARAMS' && /noiseMultiplier is missing/.test(e.message));
+    assert.throws(
+      () => localObjective(segManifest({ dp: noSigma }), anchor),
+      (e: Error & { code?: string }) => e.code === 'TWF_E_DP_PARAMS' && /noiseMultiplier is missing/.test(e.message),
+    );
   });
 });
 
@@ -55,14 +64,25 @@ describe('site trainers under FedProx and patient-level DP', () => {
   });
 
   it('the U-Net trainer reports the DP steps taken and weights the update by training patients', async () => {
-    const size = 16, perPatient = 4;
+    const size = 16,
+      perPatient = 4;
     for (let p = 0; p < 3; p++) {
       const images = Float32Array.from({ length: perPatient * size * size }, (_, i) => ((i * 7 + p) % 13) / 13);
-      db.insert(segSlices).values({
-        patientId: `P${p}`, split: 'train', modality: 'PET', sourceDigest: `d${p}`, nSlices: perPatient, size,
-        images: Buffer.from(images.buffer), masks: Buffer.from(Uint8Array.from(images, (v) => (v > 0.7 ? 1 : 0))),
-        pixelSpacingMm: 1, sliceThicknessMm: 1, importedAtMs: 0,
-      }).run();
+      db.insert(segSlices)
+        .values({
+          patientId: `P${p}`,
+          split: 'train',
+          modality: 'PET',
+          sourceDigest: `d${p}`,
+          nSlices: perPatient,
+          size,
+          images: Buffer.from(images.buffer),
+          masks: Buffer.from(Uint8Array.from(images, (v) => (v > 0.7 ? 1 : 0))),
+          pixelSpacingMm: 1,
+          sliceThicknessMm: 1,
+          importedAtMs: 0,
+        })
+        .run();
     }
     const trainer = await createUNetTrainer(db, { backend: 'wasm' });
     const w0 = initialWeights({ inChannels: 1, nClasses: 2, base: 2, depth: 1, size }, 1);
@@ -80,15 +100,30 @@ describe('site trainers under FedProx and patient-level DP', () => {
     for (let p = 0; p < 40; p++) {
       const shrink = p % 3 === 0;
       for (let t = 0; t < 5; t++) {
-        db.insert(measurements).values({
-          patientId: `R${p}`, lesionId: 1, timepointId: t, day: 30 * t, volumeMm3: 1,
-          longestDiameterMm: 50 * (shrink ? 1 - 0.15 * t : 1 + 0.1 * t) + (p % 5), source: 'csv', sourceDigest: 'x',
-        }).run();
+        db.insert(measurements)
+          .values({
+            patientId: `R${p}`,
+            lesionId: 1,
+            timepointId: t,
+            day: 30 * t,
+            volumeMm3: 1,
+            longestDiameterMm: 50 * (shrink ? 1 - 0.15 * t : 1 + 0.1 * t) + (p % 5),
+            source: 'csv',
+            sourceDigest: 'x',
+          })
+          .run();
       }
-      db.insert(treatments).values({ patientId: `R${p}`, kind: 'systemic', startDay: 0, agentClass: p % 2 ? 'chemo' : 'immuno', sourceDigest: 'x' }).run();
+      db.insert(treatments)
+        .values({ patientId: `R${p}`, kind: 'systemic', startDay: 0, agentClass: p % 2 ? 'chemo' : 'immuno', sourceDigest: 'x' })
+        .run();
     }
     const m = {
-      studyId: 'study-r', task: 'response', title: 'r', rounds: 1, minSites: 3, roundDeadlineS: 60,
+      studyId: 'study-r',
+      task: 'response',
+      title: 'r',
+      rounds: 1,
+      minSites: 3,
+      roundDeadlineS: 60,
       training: { ...training, learningRate: 0.1, epochsPerRound: 1 },
       model: { arch: 'logreg', features: 'first3-v1', nClasses: 3, arms: ['chemo', 'immuno'], l2: 0.001, initSeed: 1 },
       data: { source: 'twin-measurements', minMeasurements: 4, trainPercent: 70, splitSalt: 's', minTrainPatients: 1 },

@@ -67,7 +67,10 @@ export function localObjective(m: StudyManifest, anchor: Float32Array): { proxim
   if (m.dp?.level !== 'patient') return { proximal };
   const { samplingRate, clipNorm, noiseMultiplier } = m.dp;
   if (noiseMultiplier == null) {
-    throw new WireError('TWF_E_DP_PARAMS', `study ${m.studyId}: manifest.dp.noiseMultiplier is missing; the coordinator derives it from the privacy budget when the study is created, so an approved manifest always names it. Refusing to train without noise.`);
+    throw new WireError(
+      'TWF_E_DP_PARAMS',
+      `study ${m.studyId}: manifest.dp.noiseMultiplier is missing; the coordinator derives it from the privacy budget when the study is created, so an approved manifest always names it. Refusing to train without noise.`,
+    );
   }
   return { proximal, dp: { samplingRate, clipNorm, noiseMultiplier, steps: dpStepsPerRound(m.training.epochsPerRound, samplingRate) } };
 }

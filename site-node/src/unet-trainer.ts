@@ -35,7 +35,11 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
 
   const load = (split: 'train' | 'val', mIn: StudyManifest): SliceSet & { patientIds: string[] } => {
     const m = seg(mIn);
-    const rows = db.select().from(segSlices).where(eq(segSlices.split, split)).all()
+    const rows = db
+      .select()
+      .from(segSlices)
+      .where(eq(segSlices.split, split))
+      .all()
       .filter((r) => r.modality === m.data.modality && r.size === m.model.size)
       .sort((a, b) => a.patientId.localeCompare(b.patientId));
     const size = m.model.size;
@@ -73,8 +77,12 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
         setFlatWeights(model, weights);
         const { proximal, dp } = localObjective(m, weights);
         const r = await trainLocal(model, data, {
-          epochs: m.training.epochsPerRound, batchSize: m.training.batchSize, learningRate: m.training.learningRate,
-          seed: deriveSeed(m.training.seed, `round-${round}`), proximal, dp,
+          epochs: m.training.epochsPerRound,
+          batchSize: m.training.batchSize,
+          learningRate: m.training.learningRate,
+          seed: deriveSeed(m.training.seed, `round-${round}`),
+          proximal,
+          dp,
         });
         return { weights: getFlatWeights(model), nSamples: dp ? r.nPatients : data.n, loss: r.loss, ms: r.ms, ...(dp && { dp: dpReport(dp, r.steps) }) };
       } finally {

@@ -36,7 +36,7 @@ describe('an aggregate beyond ±N·2^p is refused, and a refused final round is 
       assert.equal((await rogue.reveal(1)).ok, true);
     };
     await Promise.all([playRound(p0, 1, smallDelta(m, 0), 100), playRound(p1, 1, smallDelta(m, 1), 100), rogueRound()]);
-    await waitFor(() => c.engine.refusalsOf(studyId, 1).some((r) => r.siteId === site.siteId), 'the real site\'s refusal at the coordinator', 20_000, 20);
+    await waitFor(() => c.engine.refusalsOf(studyId, 1).some((r) => r.siteId === site.siteId), "the real site's refusal at the coordinator", 20_000, 20);
     assert.equal(c.engine.refusalsOf(studyId, 1)[0].code, 'TWF_E_AGGREGATE_BOUNDS');
     assert.match(audited(site, 'aggregate.refused')[0].detail!, /^TWF_E_AGGREGATE_BOUNDS: the unmasked sum leaves ±N·2\^p/);
     assert.equal(site.audit.entries().filter((e) => e.action === 'msg.failed' && e.msgType === 'round.aggregate').length, 0);
@@ -56,11 +56,22 @@ describe('an aggregate beyond ±N·2^p is refused, and a refused final round is 
     assert.equal(c.engine.studyStatus(studyId).state, 'running');
     assert.ok(c.engine.audit.entries().some((e) => e.action === 'study.reopened' && e.round === 1));
     await Promise.all([playRound(p0, 2, smallDelta(m, 5), 100), playRound(p1, 2, smallDelta(m, 6), 100), playRound(rogue, 2, smallDelta(m, 7), 1)]);
-    const st = await waitFor(() => {
-      const s = c.engine.studyStatus(studyId);
-      return s.state === 'completed' ? s : null;
-    }, 'completion with round 2', 20_000, 20);
-    assert.deepEqual(st.roundSummaries.map((r) => [r.round, r.state, r.baseVersion]), [[1, 'refused', 0], [2, 'closed', 0]]);
+    const st = await waitFor(
+      () => {
+        const s = c.engine.studyStatus(studyId);
+        return s.state === 'completed' ? s : null;
+      },
+      'completion with round 2',
+      20_000,
+      20,
+    );
+    assert.deepEqual(
+      st.roundSummaries.map((r) => [r.round, r.state, r.baseVersion]),
+      [
+        [1, 'refused', 0],
+        [2, 'closed', 0],
+      ],
+    );
     await waitFor(() => SiteNode.listStudies(site.db)[0].status === 'completed', 'the real site exported the final model', 20_000, 20);
     assert.ok(site.modelAt(studyId, 2));
     assert.equal(site.modelAt(studyId, 1), null);

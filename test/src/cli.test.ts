@@ -78,7 +78,11 @@ describe('twinfed CLI', () => {
   it('seg evaluate scores a model folder on NIfTI patients and prints the JSON summary', async () => {
     const modelDir = join(tmp.dir, 'model');
     const model = { arch: 'unet2d' as const, inChannels: 1, nClasses: 2, base: 4, depth: 1, size: 48, initSeed: 1 };
-    writeModelDir(modelDir, { studyId: 's', title: 't', manifestHash: '-', model, version: 0, meanDiceAtSite: null, decryptedAt: 'test', createdAt: new Date().toISOString() }, initialWeights(model, 1));
+    writeModelDir(
+      modelDir,
+      { studyId: 's', title: 't', manifestHash: '-', model, version: 0, meanDiceAtSite: null, decryptedAt: 'test', createdAt: new Date().toISOString() },
+      initialWeights(model, 1),
+    );
     const r = await twinfed('seg', 'evaluate', '--model', modelDir, '--data', STS_DIR, '--patients', 'STS_001,STS_002', '--json');
     assert.equal(r.code, 0, r.err);
     const j = JSON.parse(r.out.trim().split('\n').pop()!) as { n: number; meanDice: number; medianDice: number; meanHd95Mm: number | null; threshold: { meanDice: number } };

@@ -48,7 +48,10 @@ describe('a site refuses the round that would exceed its privacy budget', () => 
       writeFileSync(cfgPath, JSON.stringify(cfg));
       const { db, audit } = await openSiteStore(dir);
       const rep = await importPath(db, audit, join(FIX, `${s}.csv`), { mapping: BUILTIN_MAPPINGS.laleh, refit: false });
-      assert.ok(rep.rows.some((r) => r.status === 'imported'), JSON.stringify(rep.rows));
+      assert.ok(
+        rep.rows.some((r) => r.status === 'imported'),
+        JSON.stringify(rep.rows),
+      );
       nodes.push(await SiteNode.open({ dataDir: dir, trainer: createResponseTrainer(db), approvalPollMs: 100 }));
     }
     assert.ok(after_(4) < 10, `the default site budget must cover the whole study (epsilon ${after_(4)})`);
@@ -66,10 +69,15 @@ describe('a site refuses the round that would exceed its privacy budget', () => 
   });
 
   it('goes on without the site whose budget ran out, then stops cleanly below minSites', async () => {
-    const st = await waitFor(() => {
-      const s = c.engine.studyStatus(studyId);
-      return s.state === 'stopped' || s.state === 'completed' ? s : null;
-    }, 'the study to stop', 150_000, 200);
+    const st = await waitFor(
+      () => {
+        const s = c.engine.studyStatus(studyId);
+        return s.state === 'stopped' || s.state === 'completed' ? s : null;
+      },
+      'the study to stop',
+      150_000,
+      200,
+    );
     assert.equal(st.state, 'stopped', 'two sites out of budget leave two of four: below minSites 3');
     const closed = st.roundSummaries.filter((r) => r.state === 'closed');
     assert.equal(closed.length, 2, JSON.stringify(st.roundSummaries));
@@ -78,17 +86,28 @@ describe('a site refuses the round that would exceed its privacy budget', () => 
     assert.deepEqual([...closed[1].completed].sort(), ids.slice(0, 3).sort(), 'round 2: without site 4');
 
     // Site 4 refused round 2 before training, site 3 round 3; both audited locally and at the coordinator.
-    const refused = (n: SiteNode) => n.audit.entries().filter((e) => e.action === 'dp.refused').map((e) => e.round);
+    const refused = (n: SiteNode) =>
+      n.audit
+        .entries()
+        .filter((e) => e.action === 'dp.refused')
+        .map((e) => e.round);
     assert.deepEqual(refused(nodes[3]), [2]);
     assert.deepEqual(refused(nodes[2]), [3]);
     assert.ok(!nodes[3].audit.entries().some((e) => e.action === 'training.started' && e.round === 2), 'site 4 did not touch its data in round 2');
     const declines = c.engine.audit.entries().filter((e) => e.msgType === 'round.decline');
     assert.deepEqual(declines.map((e) => `${e.actor}@${e.round}`).sort(), [`${ids[2]}@3`, `${ids[3]}@2`].sort());
-    assert.ok(declines.every((e) => (e.detail ?? '').includes('TWF_E_DP_BUDGET')), JSON.stringify(declines));
+    assert.ok(
+      declines.every((e) => (e.detail ?? '').includes('TWF_E_DP_BUDGET')),
+      JSON.stringify(declines),
+    );
 
     // The ledger: every round a site trained in, nothing else; spend below each site's budget.
     for (const [i, n] of nodes.entries()) {
-      const rows = n.db.select().from(dpLedger).all().sort((a, b) => a.round - b.round);
+      const rows = n.db
+        .select()
+        .from(dpLedger)
+        .all()
+        .sort((a, b) => a.round - b.round);
       const got = rows.map((r) => r.round).join(',');
       // Sites 1 and 2 may have trained round 3 before site 3's refusal stopped the study: spend is
       // recorded when an update is made, before it can leave, so it counts even if never aggregated.

@@ -56,14 +56,19 @@ describe('secure aggregation survives a site that drops after the masks were set
   });
 
   it('closes round 1 with the three survivors; D is in the key set but not among the contributors', async () => {
-    const st = await waitFor(() => {
-      const s = env.c.engine.studyStatus(env.studyId);
-      return s.state === 'completed' ? s : null;
-    }, 'study completion without D', 120_000, 200);
+    const st = await waitFor(
+      () => {
+        const s = env.c.engine.studyStatus(env.studyId);
+        return s.state === 'completed' ? s : null;
+      },
+      'study completion without D',
+      120_000,
+      200,
+    );
     const r = st.roundSummaries[0];
     const [a, b, cc, d] = env.nodes.map((n) => n.siteId);
     assert.equal(r.state, 'closed');
-    assert.deepEqual([...r.keySet].sort(), [a, b, cc, d].sort(), 'D sent its mask keys: its masks are in the others\' updates');
+    assert.deepEqual([...r.keySet].sort(), [a, b, cc, d].sort(), "D sent its mask keys: its masks are in the others' updates");
     assert.deepEqual([...r.survivors].sort(), [a, b, cc].sort());
     assert.equal(r.threshold, 3);
     const closed = env.c.engine.audit.entries().find((e) => e.action === 'round.closed')!;
@@ -73,7 +78,11 @@ describe('secure aggregation survives a site that drops after the masks were set
   it('the decrypted, unmasked aggregate equals the plaintext FedAvg of the survivors', async () => {
     const live = env.nodes.slice(0, 3);
     await waitFor(() => live.every((n) => (n.latestModel(env.studyId)?.version ?? 0) === 1), 'survivors at model version 1', 30_000);
-    const err = aggregateError(live[0].modelAt(env.studyId, 0)!, live[0].modelAt(env.studyId, 1)!, env.logs.slice(0, 3).map((l) => l.get(1)!));
+    const err = aggregateError(
+      live[0].modelAt(env.studyId, 0)!,
+      live[0].modelAt(env.studyId, 1)!,
+      env.logs.slice(0, 3).map((l) => l.get(1)!),
+    );
     // Quantisation bound: survivors/N · 2^-(p+1) · B per element (B = 1, p = 20), plus float32 rounding.
     assert.ok(err < 3 * 2 ** -21 + 1e-6, `max |applied - FedAvg(A, B, C)| = ${err}`);
     assert.equal(new Set(live.map((n) => n.latestModel(env.studyId)!.digest)).size, 1, 'the three survivors hold the same model');
@@ -96,14 +105,28 @@ describe('too many dropouts fail the round cleanly', () => {
   });
 
   it('fails round 1 when only 2 of 4 upload (quorum 3): nothing is published, no site applies anything, secrets are wiped', async () => {
-    const r = await waitFor(() => {
-      const s = env.c.engine.studyStatus(env.studyId).roundSummaries[0];
-      return s?.state === 'failed' ? s : null;
-    }, 'round 1 to fail', 60_000, 200);
+    const r = await waitFor(
+      () => {
+        const s = env.c.engine.studyStatus(env.studyId).roundSummaries[0];
+        return s?.state === 'failed' ? s : null;
+      },
+      'round 1 to fail',
+      60_000,
+      200,
+    );
     assert.match(r.failReason!, /encrypted updates: 2 of 4 answered/);
-    assert.equal(env.c.db.$client.prepare("select count(*) n from accumulators where round = 1").get() && (env.c.db.$client.prepare('select count(*) n from accumulators where round = 1').get() as { n: number }).n, 0, 'the partial sum is deleted');
+    assert.equal(
+      env.c.db.$client.prepare('select count(*) n from accumulators where round = 1').get() &&
+        (env.c.db.$client.prepare('select count(*) n from accumulators where round = 1').get() as { n: number }).n,
+      0,
+      'the partial sum is deleted',
+    );
     const [a, b] = env.nodes;
-    await waitFor(() => [a, b].every((n) => (n.db.$client.prepare("select state from round_work where round = 1").get() as { state: string } | undefined)?.state === 'failed'), 'A and B told the round failed', 20_000);
+    await waitFor(
+      () => [a, b].every((n) => (n.db.$client.prepare('select state from round_work where round = 1').get() as { state: string } | undefined)?.state === 'failed'),
+      'A and B told the round failed',
+      20_000,
+    );
     for (const n of [a, b]) {
       assert.equal(n.modelAt(env.studyId, 1), null, 'no model version 1');
       const w = n.db.$client.prepare('select s_sk, b, shares_json, delta from round_work where round = 1').get() as Record<string, unknown>;

@@ -53,17 +53,25 @@ describe('encrypted federation of three sites', () => {
   });
 
   it('runs every round with the three approved sites to completion', async () => {
-    const st = await waitFor(() => {
-      const s = c.engine.studyStatus(studyId);
-      return s.state === 'completed' ? s : null;
-    }, 'study completion', 240_000, 250);
+    const st = await waitFor(
+      () => {
+        const s = c.engine.studyStatus(studyId);
+        return s.state === 'completed' ? s : null;
+      },
+      'study completion',
+      240_000,
+      250,
+    );
     assert.equal(st.roundSummaries.length, 2);
-    const ids = nodes.slice(0, 3).map((n) => n.siteId).sort();
+    const ids = nodes
+      .slice(0, 3)
+      .map((n) => n.siteId)
+      .sort();
     for (const r of st.roundSummaries) assert.deepEqual([...r.completed].sort(), ids);
     assert.ok(!st.joined.includes(nodes[3].siteId), 'the unapproved site never joined');
   });
 
-  it('decrypts to the plaintext weighted average of the sites\' updates, identically at every site', async () => {
+  it("decrypts to the plaintext weighted average of the sites' updates, identically at every site", async () => {
     await waitFor(() => nodes.slice(0, 3).every((n) => (n.latestModel(studyId)?.version ?? 0) === 2), 'models at version 2', 30_000);
     for (const round of [1, 2]) {
       const per = [0, 1, 2].map((i) => deltas.get(String(i))!.get(round)!);
@@ -108,8 +116,14 @@ describe('encrypted federation of three sites', () => {
       assert.equal(v.ok, true, JSON.stringify(v.firstBroken));
       const statements = readSiteStatements(n.db, n.siteId);
       const cmp = compareAuditLogs({
-        siteId: n.siteId, coordinatorId: c.engine.coordinatorId, site: n.audit.entries(), coordinator: coordEntries,
-        siteKey, coordinatorKey: c.engine.identity.ed25519PublicKey, receipts: statements.receipts ?? [], checkpoints: statements.checkpoints ?? [],
+        siteId: n.siteId,
+        coordinatorId: c.engine.coordinatorId,
+        site: n.audit.entries(),
+        coordinator: coordEntries,
+        siteKey,
+        coordinatorKey: c.engine.identity.ed25519PublicKey,
+        receipts: statements.receipts ?? [],
+        checkpoints: statements.checkpoints ?? [],
       });
       assert.equal(cmp.ok, true, JSON.stringify(cmp.problems));
       assert.ok(cmp.matched > 0 && cmp.matchedDownstream > 0);

@@ -3,8 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import {
-  HANDSHAKE_KIND, PROTOCOL_VERSION, handshakeFields,
-  type Ack, type ClientToServerEvents, type Envelope, type MessageType, type ServerToClientEvents, type SegmentationSpec, type StudyManifest, type StudySpec,
+  HANDSHAKE_KIND,
+  PROTOCOL_VERSION,
+  handshakeFields,
+  type Ack,
+  type ClientToServerEvents,
+  type Envelope,
+  type MessageType,
+  type ServerToClientEvents,
+  type SegmentationSpec,
+  type StudyManifest,
+  type StudySpec,
 } from '@twinfed/protocols';
 import { buildCoordinator, type Coordinator } from '@twinfed/coordinator';
 import { CoordinatorLink, SITE_FILES, SiteNode, createUNetTrainer, enrolSite, importPath, loadSiteConfig, openSiteStore, type LocalTrainer, type SiteEvents } from '@twinfed/site-node';
@@ -60,7 +69,11 @@ export async function enrolNewSite(url: string, dir: string, name: string) {
  * Creates a draft study and starts it with a roster (default: every enrolled site), as a lead
  * would; returns the manifest officers approve and its hash.
  */
-export async function createAndStart(url: string, spec: StudySpec, body: { sites?: string[]; keyDealers?: string[] } = {}): Promise<{ studyId: string; manifest: StudyManifest; manifestHash: string }> {
+export async function createAndStart(
+  url: string,
+  spec: StudySpec,
+  body: { sites?: string[]; keyDealers?: string[] } = {},
+): Promise<{ studyId: string; manifest: StudyManifest; manifestHash: string }> {
   const created = await lead<{ studyId: string }>(url, 'POST', '/api/studies', spec);
   if (created.status !== 201) throw new Error(`create: ${created.status} ${JSON.stringify(created.json)}`);
   const started = await lead<{ manifestHash: string }>(url, 'POST', `/api/studies/${created.json.studyId}/start`, body);
@@ -109,7 +122,14 @@ export class RawSite {
   readonly identity: Identity;
   seq = 0;
 
-  private constructor(url: string, readonly dataDir: string, auth: object, siteId: string, coordinatorId: string, identity: Identity) {
+  private constructor(
+    url: string,
+    readonly dataDir: string,
+    auth: object,
+    siteId: string,
+    coordinatorId: string,
+    identity: Identity,
+  ) {
     this.siteId = siteId;
     this.coordinatorId = coordinatorId;
     this.identity = identity;
@@ -154,8 +174,18 @@ export class RawSite {
     return this.refusal!;
   }
 
-  envelope(type: MessageType, studyId: string | null, round: number | null, body: unknown, meta?: Record<string, string | number | boolean>, opts: { secretKey?: Uint8Array; nowMs?: number; to?: string } = {}): Envelope {
-    return sealEnvelope({ id: this.siteId, ed25519SecretKey: opts.secretKey ?? this.identity.ed25519SecretKey, nextSeq: () => ++this.seq }, { to: opts.to ?? this.coordinatorId, type, studyId, round, body, ...(meta ? { meta } : {}), ...(opts.nowMs ? { nowMs: opts.nowMs } : {}) });
+  envelope(
+    type: MessageType,
+    studyId: string | null,
+    round: number | null,
+    body: unknown,
+    meta?: Record<string, string | number | boolean>,
+    opts: { secretKey?: Uint8Array; nowMs?: number; to?: string } = {},
+  ): Envelope {
+    return sealEnvelope(
+      { id: this.siteId, ed25519SecretKey: opts.secretKey ?? this.identity.ed25519SecretKey, nextSeq: () => ++this.seq },
+      { to: opts.to ?? this.coordinatorId, type, studyId, round, body, ...(meta ? { meta } : {}), ...(opts.nowMs ? { nowMs: opts.nowMs } : {}) },
+    );
   }
 
   emit(env: unknown): Promise<Ack> {

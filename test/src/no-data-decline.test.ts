@@ -23,7 +23,11 @@ describe('an approved site without data', () => {
       await enrolNewSite(url, join(tmp.dir, 'c'), 'Hospital C');
       a.node.connect();
       const { studyId, manifestHash } = await createAndStart(url, tinySpec({ rounds: 1 }));
-      const declines = () => c.engine.audit.entries().filter((e) => e.actor === a.node.siteId && e.msgType === 'study.decline').map((e) => e.detail);
+      const declines = () =>
+        c.engine.audit
+          .entries()
+          .filter((e) => e.actor === a.node.siteId && e.msgType === 'study.decline')
+          .map((e) => e.detail);
       await waitFor(() => declines().length === 1, 'the awaiting-approval decline', 10_000, 20);
       assert.deepEqual(declines(), ['declined: TWF_E_STUDY_NOT_APPROVED']);
 

@@ -1,14 +1,32 @@
 import {
-  AggregateInfo, KEY_HANDOUT_KIND, MASK_KEYS_KIND, MASK_SURVIVORS_KIND, keyHandoutFields, maskKeysFields, maskSurvivorsFields, unpackFrames,
-  type Ack, type BodyOf, type Envelope, type StudyManifest,
+  AggregateInfo,
+  KEY_HANDOUT_KIND,
+  MASK_KEYS_KIND,
+  MASK_SURVIVORS_KIND,
+  keyHandoutFields,
+  maskKeysFields,
+  maskSurvivorsFields,
+  unpackFrames,
+  type Ack,
+  type BodyOf,
+  type Envelope,
+  type StudyManifest,
 } from '@twinfed/protocols';
 import { fromB64, openSealed, sealTo, signStatement, toB64, verifyStatement } from '@twinfed/shared/crypto/index';
+import { averageFromCentred, createHeContext, decryptSlots, encryptSlots, generateSecretKey, heParamsDigest, quantizeToZt, type HeContext, type HeParams } from '@twinfed/shared/he/index';
 import {
-  averageFromCentred, createHeContext, decryptSlots, encryptSlots, generateSecretKey, heParamsDigest, quantizeToZt, type HeContext, type HeParams,
-} from '@twinfed/shared/he/index';
-import {
-  centreZt, generateRoundSecrets, isKeyPair, maskInput, openShares, reconstructChecked, sealShares, selfMaskCommitment, splitSecret, unmaskSum,
-  type RoundContext, type RoundSecrets,
+  centreZt,
+  generateRoundSecrets,
+  isKeyPair,
+  maskInput,
+  openShares,
+  reconstructChecked,
+  sealShares,
+  selfMaskCommitment,
+  splitSecret,
+  unmaskSum,
+  type RoundContext,
+  type RoundSecrets,
 } from '@twinfed/shared/secagg/index';
 import { studyKeyCommitment } from '@twinfed/site-node';
 import type { RawSite } from './harness.js';
@@ -38,7 +56,11 @@ export class RawParticipant {
   readonly rounds = new Map<number, RoundState>();
   he!: HeContext;
 
-  constructor(public raw: RawSite, readonly manifest: StudyManifest, readonly manifestHash: string) {}
+  constructor(
+    public raw: RawSite,
+    readonly manifest: StudyManifest,
+    readonly manifestHash: string,
+  ) {}
 
   get siteId(): string {
     return this.raw.siteId;
@@ -65,9 +87,17 @@ export class RawParticipant {
     const keyCommitment = studyKeyCommitment(this.manifest.studyId, req.epoch, this.manifestHash, sk);
     const recipients = [...req.recipients].sort();
     const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
-    const signature = signStatement(KEY_HANDOUT_KIND, keyHandoutFields({ studyId: this.manifest.studyId, manifestHash: this.manifestHash, epoch: req.epoch, dealerSiteId: this.siteId, recipients, keyCommitment }), this.raw.identity.ed25519SecretKey);
+    const signature = signStatement(
+      KEY_HANDOUT_KIND,
+      keyHandoutFields({ studyId: this.manifest.studyId, manifestHash: this.manifestHash, epoch: req.epoch, dealerSiteId: this.siteId, recipients, keyCommitment }),
+      this.raw.identity.ed25519SecretKey,
+    );
     const ack = await this.raw.send('keys.sealed', this.manifest.studyId, null, {
-      epoch: req.epoch, manifestHash: this.manifestHash, heParamsDigest: heParamsDigest(this.manifest.encryption as HeParams), keyCommitment, signature,
+      epoch: req.epoch,
+      manifestHash: this.manifestHash,
+      heParamsDigest: heParamsDigest(this.manifest.encryption as HeParams),
+      keyCommitment,
+      signature,
       recipients: recipients.map((r) => ({ siteId: r, sealedKey: toB64(sealTo(fromB64(roster.get(r)!.x25519PublicKey), sk)) })),
     });
     return { epoch: req.epoch, sk, ack };
@@ -78,7 +108,12 @@ export class RawParticipant {
     const b = body<BodyOf['keys.deliver']>(await this.raw.next('keys.deliver', timeoutMs));
     const dealer = this.manifest.participants.find((p) => p.siteId === b.dealerSiteId);
     if (!dealer) throw new Error(`dealer ${b.dealerSiteId} not in the roster`);
-    const ok = verifyStatement(KEY_HANDOUT_KIND, keyHandoutFields({ studyId: this.manifest.studyId, manifestHash: b.manifestHash, epoch: b.epoch, dealerSiteId: b.dealerSiteId, recipients: b.recipients, keyCommitment: b.keyCommitment }), b.signature, fromB64(dealer.ed25519PublicKey));
+    const ok = verifyStatement(
+      KEY_HANDOUT_KIND,
+      keyHandoutFields({ studyId: this.manifest.studyId, manifestHash: b.manifestHash, epoch: b.epoch, dealerSiteId: b.dealerSiteId, recipients: b.recipients, keyCommitment: b.keyCommitment }),
+      b.signature,
+      fromB64(dealer.ed25519PublicKey),
+    );
     if (!ok) throw new Error('bad handout signature');
     const sk = openSealed(fromB64(b.sealedKey), this.raw.identity);
     if (studyKeyCommitment(this.manifest.studyId, b.epoch, this.manifestHash, sk) !== b.keyCommitment) throw new Error('key does not match commitment');
@@ -103,11 +138,21 @@ export class RawParticipant {
     const ss = await splitSecret(secrets.sSk, n, start.threshold);
     const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
     const me = start.participants.indexOf(this.siteId);
-    const boxes = start.participants.flatMap((p, i) => (p === this.siteId ? [] : [{ to: p, box: sealShares(ctx, this.siteId, p, { bShare: bs[i], sShare: ss[i] }, this.raw.identity.x25519SecretKey, fromB64(roster.get(p)!.x25519PublicKey)) }]));
+    const boxes = start.participants.flatMap((p, i) =>
+      p === this.siteId ? [] : [{ to: p, box: sealShares(ctx, this.siteId, p, { bShare: bs[i], sShare: ss[i] }, this.raw.identity.x25519SecretKey, fromB64(roster.get(p)!.x25519PublicKey)) }],
+    );
     const bCommit = selfMaskCommitment(ctx, this.siteId, secrets.b);
     const sPk = toB64(secrets.sPk);
     const signature = signStatement(MASK_KEYS_KIND, maskKeysFields(ctx, this.siteId, sPk, bCommit), this.raw.identity.ed25519SecretKey);
-    this.rounds.set(round, { participants: start.participants, threshold: start.threshold, keyEpoch: start.keyEpoch, baseVersion: start.modelVersion, secrets, shares: new Map([[this.siteId, { b: bs[me], s: ss[me] }]]), keySet: [] });
+    this.rounds.set(round, {
+      participants: start.participants,
+      threshold: start.threshold,
+      keyEpoch: start.keyEpoch,
+      baseVersion: start.modelVersion,
+      secrets,
+      shares: new Map([[this.siteId, { b: bs[me], s: ss[me] }]]),
+      keySet: [],
+    });
     return this.raw.send('mask.setup', this.manifest.studyId, round, { sPk, bCommit, signature, boxes });
   }
 
@@ -123,7 +168,14 @@ export class RawParticipant {
       st.shares.set(e.siteId, { b: sh.bShare, s: sh.sShare });
     }
     const q = quantizeToZt(delta, n, this.manifest.training.clipBound, this.manifest.encryption.precisionBits, this.he.plainModulus);
-    const y = maskInput(this.ctx(round), this.he.plainModulus, this.siteId, st.secrets, q.values, peers.keySet.filter((e) => e.siteId !== this.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) })));
+    const y = maskInput(
+      this.ctx(round),
+      this.he.plainModulus,
+      this.siteId,
+      st.secrets,
+      q.values,
+      peers.keySet.filter((e) => e.siteId !== this.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) })),
+    );
     st.ciphertexts = encryptSlots(this.he, this.keys.get(st.keyEpoch)!, y).ciphertexts;
     return { ciphertexts: st.ciphertexts, alreadyReceived: peers.alreadyReceived };
   }
@@ -188,9 +240,11 @@ export class RawParticipant {
     const entry = new Map(info.keySet.map((e) => [e.siteId, e]));
     const sharesOf = (k: 'bShares' | 'sShares', of: string) => info.reveals.flatMap((r) => r[k].filter((x) => x.of === of).map((x) => fromB64(x.share)));
     const survivors = [];
-    for (const s of info.survivors) survivors.push({ siteId: s, b: (await reconstructChecked(sharesOf('bShares', s), info.threshold, (x) => selfMaskCommitment(ctx, s, x) === entry.get(s)!.bCommit))! });
+    for (const s of info.survivors)
+      survivors.push({ siteId: s, b: (await reconstructChecked(sharesOf('bShares', s), info.threshold, (x) => selfMaskCommitment(ctx, s, x) === entry.get(s)!.bCommit))! });
     const dropped = [];
-    for (const d of info.keySet.map((e) => e.siteId).filter((id) => !info.survivors.includes(id))) dropped.push({ siteId: d, sSk: (await reconstructChecked(sharesOf('sShares', d), info.threshold, (x) => isKeyPair(x, fromB64(entry.get(d)!.sPk))))! });
+    for (const d of info.keySet.map((e) => e.siteId).filter((id) => !info.survivors.includes(id)))
+      dropped.push({ siteId: d, sSk: (await reconstructChecked(sharesOf('sShares', d), info.threshold, (x) => isKeyPair(x, fromB64(entry.get(d)!.sPk))))! });
     const sums = decryptSlots(this.he, this.keys.get(info.keyEpoch)!, frames.slice(1), info.length);
     unmaskSum(ctx, this.he.plainModulus, sums, survivors, dropped, new Map(info.survivors.map((s) => [s, fromB64(entry.get(s)!.sPk)])));
     return { avg: averageFromCentred(centreZt(sums, this.he.plainModulus), info.totalSamples, this.manifest.training.clipBound, this.manifest.encryption.precisionBits), info };

@@ -28,7 +28,11 @@ describe('coordinator refuses bad messages, each with its code', () => {
   const N = [10, 20, 30];
   let prepared: { ciphertexts: Uint8Array[] }[];
 
-  const audited = () => c.engine.audit.entries().filter((e) => e.action === 'msg.rejected').map((e) => e.detail ?? '');
+  const audited = () =>
+    c.engine.audit
+      .entries()
+      .filter((e) => e.action === 'msg.rejected')
+      .map((e) => e.detail ?? '');
   const metricsText = async () => (await fetch(new URL('/metrics', url))).text();
   const metricsBody = { evaluatedRound: 0, metrics: [{ name: 'meanDice', value: 0.5 }], valPatients: 3, trainLoss: null, trainMs: null, encryptMs: null, uploadBytes: null };
 
@@ -40,13 +44,15 @@ describe('coordinator refuses bad messages, each with its code', () => {
     const s = await createAndStart(url, spec);
     ({ studyId, manifest } = s);
     assert.equal(manifest.updateLength, deltas[0].length);
-    parts = await Promise.all(['a', 'b', 'c'].map(async (d) => {
-      const raw = await RawSite.create(url, join(tmp.dir, d));
-      await raw.connected();
-      assert.deepEqual((await raw.hello()).ok, true);
-      await raw.next('study.announce');
-      return new RawParticipant(raw, manifest, s.manifestHash).init();
-    }));
+    parts = await Promise.all(
+      ['a', 'b', 'c'].map(async (d) => {
+        const raw = await RawSite.create(url, join(tmp.dir, d));
+        await raw.connected();
+        assert.deepEqual((await raw.hello()).ok, true);
+        await raw.next('study.announce');
+        return new RawParticipant(raw, manifest, s.manifestHash).init();
+      }),
+    );
     a = parts[0];
     for (const p of parts) assert.equal((await p.join(100)).ok, true);
     assert.equal((await a.deal()).ack.ok, true);
@@ -172,12 +178,18 @@ describe('coordinator refuses bad messages, each with its code', () => {
     const stored = (c.db.$client.prepare('select ct from accumulators order by idx').all() as { ct: Buffer }[]).map((r) => new Uint8Array(r.ct));
     assert.equal(stored.length, 2);
     const coordId = loadIdentity(join(tmp.dir, 'coordinator', 'coordinator-identity.json'));
-    assert.throws(() => decryptAverage(a.he, generateSecretKey(a.he), stored, avg.length, 60, 1), (e: unknown) => e instanceof HeError && e.code === 'TWF_E_HE_DECRYPT');
+    assert.throws(
+      () => decryptAverage(a.he, generateSecretKey(a.he), stored, avg.length, 60, 1),
+      (e: unknown) => e instanceof HeError && e.code === 'TWF_E_HE_DECRYPT',
+    );
     for (const k of [coordId.ed25519SecretKey, coordId.x25519SecretKey]) assert.throws(() => decryptAverage(a.he, k, stored, avg.length, 60, 1), HeError);
     const sealed = c.db.$client.prepare('select sealed_key from sealed_keys').all() as { sealed_key: string }[];
     assert.equal(sealed.length, 3);
     for (const s of sealed) assert.throws(() => openSealed(fromB64(s.sealed_key), coordId));
-    assert.deepEqual(readdirSync(join(tmp.dir, 'coordinator')).filter((f) => !/^coordinator(\.db(-wal|-shm)?|-identity\.json)$/.test(f)), []);
+    assert.deepEqual(
+      readdirSync(join(tmp.dir, 'coordinator')).filter((f) => !/^coordinator(\.db(-wal|-shm)?|-identity\.json)$/.test(f)),
+      [],
+    );
     assert.ok(!readFileSync(join(tmp.dir, 'coordinator', 'coordinator-identity.json'), 'utf8').includes(toB64(a.keys.get(1)!).slice(0, 40)));
     // Collusion of the coordinator with a site (which holds the study key): B's upload alone is masked.
     const single = decryptSlots(a.he, a.keys.get(1)!, prepared[1].ciphertexts, avg.length);
@@ -193,7 +205,20 @@ describe('coordinator refuses bad messages, each with its code', () => {
     const v = verifyAuditChain(c.engine.audit.entries(), c.engine.identity.ed25519PublicKey);
     assert.equal(v.ok, true, JSON.stringify(v.firstBroken));
     const codes = new Set(audited().map((d) => d.split(':')[0]));
-    for (const code of ['TWF_E_REPLAY', 'TWF_E_MALFORMED', 'TWF_E_STALE_MESSAGE', 'TWF_E_WRONG_RECIPIENT', 'TWF_E_WRONG_ROUND', 'TWF_E_BAD_CIPHERTEXT', 'TWF_E_UPDATE_SHAPE', 'TWF_E_SAMPLES_BOUND', 'TWF_E_NOT_PARTICIPANT', 'TWF_E_HELLO_FIRST', 'TWF_E_DUPLICATE_CHUNK', 'TWF_E_ROUND_CLOSED']) {
+    for (const code of [
+      'TWF_E_REPLAY',
+      'TWF_E_MALFORMED',
+      'TWF_E_STALE_MESSAGE',
+      'TWF_E_WRONG_RECIPIENT',
+      'TWF_E_WRONG_ROUND',
+      'TWF_E_BAD_CIPHERTEXT',
+      'TWF_E_UPDATE_SHAPE',
+      'TWF_E_SAMPLES_BOUND',
+      'TWF_E_NOT_PARTICIPANT',
+      'TWF_E_HELLO_FIRST',
+      'TWF_E_DUPLICATE_CHUNK',
+      'TWF_E_ROUND_CLOSED',
+    ]) {
       assert.ok(codes.has(code), `${code} audited`);
     }
     const m = await metricsText();

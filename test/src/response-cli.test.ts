@@ -7,9 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { writeModelDir } from '@twinfed/site-node';
 import { initialWeights } from '@twinfed/shared/model/index';
 import { parseLalehCsv } from '@twinfed/shared/twin/index';
-import {
-  buildExamples, evaluateResponse, featureNames, initLogReg, responsePatientsFromLaleh, responseStudySpec, splitOf, trainLogReg,
-} from '@twinfed/shared/response/index';
+import { buildExamples, evaluateResponse, featureNames, initLogReg, responsePatientsFromLaleh, responseStudySpec, splitOf, trainLogReg } from '@twinfed/shared/response/index';
 import { tempDir } from './harness.js';
 
 const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');

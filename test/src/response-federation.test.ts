@@ -5,9 +5,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ResponseManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
-import {
-  BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, loadResponsePatients, openSiteStore, readModelDir, responseModelConfig, siteResponseSplit,
-} from '@twinfed/site-node';
+import { BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, loadResponsePatients, openSiteStore, readModelDir, responseModelConfig, siteResponseSplit } from '@twinfed/site-node';
 import { evaluateResponse, federatedPlain, initLogReg, responseStudySpec } from '@twinfed/shared/response/index';
 import { aggregateError, createAndStart, enrolNewSite, recordingTrainer, startCoordinator, tempDir, waitFor, type DeltaLog } from './harness.js';
 
@@ -35,7 +33,10 @@ describe('federated response model on three trial sites', () => {
       await enrolNewSite(url, dir, `Study${s}`);
       const { db, audit } = await openSiteStore(dir);
       const rep = await importPath(db, audit, join(FIX, `Study${s}.csv`), { mapping: BUILTIN_MAPPINGS.laleh, refit: false });
-      assert.ok(rep.rows.some((r) => r.status === 'imported'), JSON.stringify(rep.rows));
+      assert.ok(
+        rep.rows.some((r) => r.status === 'imported'),
+        JSON.stringify(rep.rows),
+      );
       const { trainer, deltas: log } = recordingTrainer(createResponseTrainer(db));
       deltas.push(log);
       nodes.push(await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100 }));
@@ -55,10 +56,15 @@ describe('federated response model on three trial sites', () => {
   });
 
   it('runs every round with all three sites, each training on its own imported patients', async () => {
-    const st = await waitFor(() => {
-      const s = c.engine.studyStatus(studyId);
-      return s.state === 'completed' ? s : null;
-    }, 'study completion', 120_000, 200);
+    const st = await waitFor(
+      () => {
+        const s = c.engine.studyStatus(studyId);
+        return s.state === 'completed' ? s : null;
+      },
+      'study completion',
+      120_000,
+      200,
+    );
     assert.equal(st.roundSummaries.length, ROUNDS);
     for (const r of st.roundSummaries) assert.equal(r.completed.length, 3);
     // Every site trained on its 70 % of patients with ≥ 5 measurements (Study1: 46, Study2: 89, Study3: 250 such patients).
@@ -70,7 +76,11 @@ describe('federated response model on three trial sites', () => {
   it('the decrypted aggregate is the weighted average of the plaintext updates, identical at every site', async () => {
     await waitFor(() => nodes.every((n) => (n.latestModel(studyId)?.version ?? 0) === ROUNDS), 'final models', 30_000);
     for (let round = 1; round <= ROUNDS; round++) {
-      const err = aggregateError(nodes[0].modelAt(studyId, round - 1)!, nodes[0].modelAt(studyId, round)!, deltas.map((d) => d.get(round)!));
+      const err = aggregateError(
+        nodes[0].modelAt(studyId, round - 1)!,
+        nodes[0].modelAt(studyId, round)!,
+        deltas.map((d) => d.get(round)!),
+      );
       // Quantisation 2^-(p+1)·B per site (B = clipBound = 2, p = 20) plus float32 rounding.
       assert.ok(err < 3 * 2 * 2 ** -21 + 1e-6, `round ${round}: ${err}`);
       assert.equal(new Set(nodes.map((n) => n.modelHistory(studyId).find((m) => m.version === round)!.digest)).size, 1);
@@ -80,7 +90,12 @@ describe('federated response model on three trial sites', () => {
   it('matches plaintext FedAvg of the same data, learns (held-out AUC above the initial model), and reports AUC not Dice', async () => {
     const cfg = responseModelConfig(manifest);
     const splits = nodes.map((n) => siteResponseSplit(loadResponsePatients(n.db), manifest));
-    const plain = federatedPlain(cfg, initLogReg(cfg, manifest.model.initSeed), splits.map((s) => s.train), { ...manifest.training, epochs: manifest.training.epochsPerRound, rounds: ROUNDS });
+    const plain = federatedPlain(
+      cfg,
+      initLogReg(cfg, manifest.model.initSeed),
+      splits.map((s) => s.train),
+      { ...manifest.training, epochs: manifest.training.epochsPerRound, rounds: ROUNDS },
+    );
     const enc = nodes[0].modelAt(studyId, ROUNDS)!;
     const maxDiff = Math.max(...Array.from(enc, (v, i) => Math.abs(v - plain[i])));
     assert.ok(maxDiff < 1e-3, `encrypted vs plaintext FedAvg: max |Δw| = ${maxDiff}`);

@@ -21,7 +21,9 @@ async function freePort(): Promise<number> {
 }
 
 function coordinatorProcess(dataDir: string, port: number): { proc: ChildProcess; url: string; up: Promise<void> } {
-  const proc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'error', '--tick-ms', '100'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'error', '--tick-ms', '100'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const url = `http://127.0.0.1:${port}`;
   return { proc, url, up: waitFor(async () => (await fetch(new URL('/healthz', url)).catch(() => null))?.ok, 'coordinator up', 20_000, 100).then(() => undefined) };
 }
@@ -104,8 +106,14 @@ describe('a coordinator killed mid-round resumes without losing or double-counti
     const db = new Database(join(dataDir, 'coordinator.db'), { readonly: true });
     const ups = db.prepare('select site_id, state, received from updates where round = 1 order by site_id').all() as { site_id: string; state: string; received: number }[];
     db.close();
-    assert.deepEqual(ups.find((u) => u.site_id === a.siteId), { site_id: a.siteId, state: 'complete', received: pb.ciphertexts.length });
-    assert.deepEqual(ups.find((u) => u.site_id === b.siteId), { site_id: b.siteId, state: 'receiving', received: 1 });
+    assert.deepEqual(
+      ups.find((u) => u.site_id === a.siteId),
+      { site_id: a.siteId, state: 'complete', received: pb.ciphertexts.length },
+    );
+    assert.deepEqual(
+      ups.find((u) => u.site_id === b.siteId),
+      { site_id: b.siteId, state: 'receiving', received: 1 },
+    );
     // B sends only the chunks after the one the coordinator already holds; a re-sent chunk 0 would be refused.
     const dup = await b.raw.send('update.chunk', studyId, 1, pb.ciphertexts[0], b.chunkMeta(1, 0, pb.ciphertexts.length, n.b));
     assert.equal(!dup.ok && dup.code, 'TWF_E_DUPLICATE_CHUNK');
@@ -148,7 +156,11 @@ describe('real site nodes ride through a coordinator restart', () => {
     coord = coordinatorProcess(dataDir, port);
     await coord.up;
     const url = coord.url;
-    for (const [name, patients, val] of [['A', ['STS_007', 'STS_008', 'STS_009'], ['STS_009']], ['B', ['STS_017', 'STS_018', 'STS_019'], ['STS_019']], ['C', ['STS_027', 'STS_028', 'STS_029'], ['STS_029']]] as const) {
+    for (const [name, patients, val] of [
+      ['A', ['STS_007', 'STS_008', 'STS_009'], ['STS_009']],
+      ['B', ['STS_017', 'STS_018', 'STS_019'], ['STS_019']],
+      ['C', ['STS_027', 'STS_028', 'STS_029'], ['STS_029']],
+    ] as const) {
       nodes.push((await realSite(url, join(tmp.dir, name), name, [...patients], [...val])).node);
     }
     const { studyId, manifestHash } = await createAndStart(url, tinySpec({ rounds: 2, minSites: 3, roundDeadlineS: 120 }));
@@ -167,6 +179,9 @@ describe('real site nodes ride through a coordinator restart', () => {
     await waitFor(() => nodes.every((n) => n.latestModel(studyId)?.version === 2), 'all sites at version 2', 30_000);
     assert.equal(new Set(nodes.map((n) => n.latestModel(studyId)!.digest)).size, 1);
     const sites = await lead<{ siteId: string; connected: boolean }[]>(url, 'GET', '/api/sites');
-    assert.ok(sites.json.every((s) => s.connected), 'the lead API shows every site connected again');
+    assert.ok(
+      sites.json.every((s) => s.connected),
+      'the lead API shows every site connected again',
+    );
   });
 });

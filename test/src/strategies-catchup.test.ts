@@ -34,16 +34,21 @@ describe('a site that missed a FedAdam round catches up on model and optimiser s
     for (const [i, name] of ['A', 'B', 'C', 'D'].entries()) {
       const site = await responseSite(url, join(tmp.dir, name), `Hospital ${name}`, files[i]);
       const node: SiteNode = await SiteNode.open({
-        dataDir: site.dir, trainer: site.trainer, approvalPollMs: 100,
-        events: name !== 'D' ? {} : {
-          onStep: (e) => {
-            // The fault: D's connection and process go away once its round-2 set-up was acknowledged.
-            if (e.round === 2 && e.step === 'setup-sent' && !dropped) {
-              dropped = true;
-              void node.close();
-            }
-          },
-        },
+        dataDir: site.dir,
+        trainer: site.trainer,
+        approvalPollMs: 100,
+        events:
+          name !== 'D'
+            ? {}
+            : {
+                onStep: (e) => {
+                  // The fault: D's connection and process go away once its round-2 set-up was acknowledged.
+                  if (e.round === 2 && e.step === 'setup-sent' && !dropped) {
+                    dropped = true;
+                    void node.close();
+                  }
+                },
+              },
       });
       nodes.push(node);
       if (name === 'D') {
@@ -51,7 +56,13 @@ describe('a site that missed a FedAdam round catches up on model and optimiser s
         dDir = site.dir;
       }
     }
-    const spec = { ...responseStudySpec(ROUNDS), title: 'response, FedAdam, one site offline in round 2', minSites: 3, roundDeadlineS: 60, strategy: { name: 'fedadam' as const, serverLearningRate: 0.05, beta1: 0.9, beta2: 0.99, tau: 1e-3 } };
+    const spec = {
+      ...responseStudySpec(ROUNDS),
+      title: 'response, FedAdam, one site offline in round 2',
+      minSites: 3,
+      roundDeadlineS: 60,
+      strategy: { name: 'fedadam' as const, serverLearningRate: 0.05, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
+    };
     const started = await createAndStart(url, spec);
     ({ studyId, manifest } = started);
     for (const n of nodes) n.connect();
@@ -67,7 +78,12 @@ describe('a site that missed a FedAdam round catches up on model and optimiser s
 
   it('closes round 2 without D, then D replays the missed aggregates to the same model digest and state hash', async () => {
     const dId = nodes[3].siteId;
-    const missed = await waitFor(() => c.engine.studyStatus(studyId).roundSummaries.find((r) => r.state === 'closed' && r.round >= 2 && !r.survivors.includes(dId)), 'a round closed without D', 60_000, 100);
+    const missed = await waitFor(
+      () => c.engine.studyStatus(studyId).roundSummaries.find((r) => r.state === 'closed' && r.round >= 2 && !r.survivors.includes(dId)),
+      'a round closed without D',
+      60_000,
+      100,
+    );
     assert.ok(dropped, 'D went offline in round 2');
     assert.ok(missed.keySet.includes(dId), 'D had sent its mask keys: the others removed its masks');
     await waitFor(() => nodes.slice(0, 3).every((n) => n.modelAt(studyId, missed.round)), `round ${missed.round} applied at A, B, C`, 20_000);
@@ -80,7 +96,10 @@ describe('a site that missed a FedAdam round catches up on model and optimiser s
     D.connect();
 
     await waitFor(() => c.engine.studyStatus(studyId).state === 'completed', 'study completion', 90_000, 200);
-    const closed = c.engine.studyStatus(studyId).roundSummaries.filter((r) => r.state === 'closed').map((r) => r.round);
+    const closed = c.engine
+      .studyStatus(studyId)
+      .roundSummaries.filter((r) => r.state === 'closed')
+      .map((r) => r.round);
     assert.equal(closed.length, ROUNDS);
     const final = closed[closed.length - 1];
     await waitFor(() => nodes.every((n) => n.latestModel(studyId)?.version === final), 'final model at all four sites', 30_000);
@@ -93,10 +112,16 @@ describe('a site that missed a FedAdam round catches up on model and optimiser s
     }
     // D got there by asking for the aggregates and replaying them, each checked like a live one.
     const dLog = D.audit.entries();
-    assert.ok(dLog.some((e) => e.action === 'msg.sent' && e.msgType === 'aggregate.request' && e.studyId === studyId), 'D asked for the missed aggregates');
+    assert.ok(
+      dLog.some((e) => e.action === 'msg.sent' && e.msgType === 'aggregate.request' && e.studyId === studyId),
+      'D asked for the missed aggregates',
+    );
     const replayed = dLog.find((e) => e.action === 'aggregate.applied' && e.studyId === studyId && e.round === missed.round)!;
     assert.ok(replayed, `D applied round ${missed.round} after reconnecting`);
-    assert.match(replayed.detail!, new RegExp(`strategy=fedadam model=${nodes[0].modelHistory(studyId).find((m) => m.version === missed.round)!.digest} state=${nodes[0].stateHashAt(studyId, missed.round)}`));
+    assert.match(
+      replayed.detail!,
+      new RegExp(`strategy=fedadam model=${nodes[0].modelHistory(studyId).find((m) => m.version === missed.round)!.digest} state=${nodes[0].stateHashAt(studyId, missed.round)}`),
+    );
     assert.equal(D.strategyStateAt(studyId, final)!.steps, ROUNDS, `${ROUNDS} FedAdam steps in D's state`);
     assert.equal(manifest.strategy?.name, 'fedadam');
   });

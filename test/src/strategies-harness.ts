@@ -34,7 +34,10 @@ export async function responseSite(url: string, dir: string, name: string, csv: 
   await enrolNewSite(url, dir, name);
   const { db, audit } = await openSiteStore(dir);
   const rep = await importPath(db, audit, join(FIX, csv), { mapping: BUILTIN_MAPPINGS.laleh, refit: false });
-  assert.ok(rep.rows.some((r) => r.status === 'imported'), JSON.stringify(rep.rows));
+  assert.ok(
+    rep.rows.some((r) => r.status === 'imported'),
+    JSON.stringify(rep.rows),
+  );
   const { trainer, log } = recordPerStudy(createResponseTrainer(db));
   return { trainer, log, dir };
 }
@@ -56,6 +59,10 @@ export function plainMean(m: StudyManifest, parts: { delta: Float32Array; n: num
       sums[i] += Math.round(x * (n * S));
     }
   }
-  return averageFromCentred(sums, parts.reduce((s, c) => s + c.n, 0), B, p);
+  return averageFromCentred(
+    sums,
+    parts.reduce((s, c) => s + c.n, 0),
+    B,
+    p,
+  );
 }
-

@@ -63,10 +63,15 @@ describe('every linear strategy, six studies at once on three response sites', (
 
   it('completes every study, and all three sites hold the same model digest and state hash for each', async () => {
     for (const [name, { studyId }] of studies) {
-      const st = await waitFor(() => {
-        const s = c.engine.studyStatus(studyId);
-        return s.state === 'completed' ? s : null;
-      }, `${name} completion`, 100_000, 200);
+      const st = await waitFor(
+        () => {
+          const s = c.engine.studyStatus(studyId);
+          return s.state === 'completed' ? s : null;
+        },
+        `${name} completion`,
+        100_000,
+        200,
+      );
       assert.equal(st.roundSummaries.length, ROUNDS);
       for (const r of st.roundSummaries) assert.equal(r.completed.length, 3, `${name}: every site contributed`);
     }
@@ -80,10 +85,15 @@ describe('every linear strategy, six studies at once on three response sites', (
         const stateful = strategyFor(studies.get(name)!.manifest.strategy).stateful;
         assert.equal([...states][0] !== 'none', stateful, `${name}: state stored iff the strategy keeps one`);
         // what each site audited when it applied the aggregate: the same model digest and state hash
-        const audited = new Set(nodes.map((n) => {
-          const e = n.audit.entries().find((x) => x.action === 'aggregate.applied' && x.studyId === studyId && x.round === v)!;
-          return / model=([0-9a-f]{64}) state=(\S+)/.exec(e.detail ?? '')!.slice(1).join(' ');
-        }));
+        const audited = new Set(
+          nodes.map((n) => {
+            const e = n.audit.entries().find((x) => x.action === 'aggregate.applied' && x.studyId === studyId && x.round === v)!;
+            return / model=([0-9a-f]{64}) state=(\S+)/
+              .exec(e.detail ?? '')!
+              .slice(1)
+              .join(' ');
+          }),
+        );
         assert.deepEqual([...audited], [`${[...digests][0]} ${[...states][0]}`]);
       }
     }
@@ -94,7 +104,10 @@ describe('every linear strategy, six studies at once on three response sites', (
       const s = strategyFor(manifest.strategy);
       let state = null;
       for (let v = 1; v <= ROUNDS; v++) {
-        const mean = plainMean(manifest, logs.map((l) => l.get(`${studyId}:${v}`)!));
+        const mean = plainMean(
+          manifest,
+          logs.map((l) => l.get(`${studyId}:${v}`)!),
+        );
         const out = s.apply(nodes[0].modelAt(studyId, v - 1)!, mean, state);
         assert.equal(bits(out.weights), bits(nodes[0].modelAt(studyId, v)!), `${name} v${v}: the site's model is strategy.apply(previous, mean, state)`);
         assert.equal(stateHash(out.state), nodes[0].stateHashAt(studyId, v));

@@ -43,8 +43,29 @@ export function makeCert(dir: string, name: string, cn = 'twinfed-test', how: 'a
   const certFile = join(dir, `${name}.crt`);
   const keyFile = join(dir, `${name}.key`);
   if (how === 'auto' && hasOpenssl()) {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${cn}`,
-      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${cn}`,
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
+      { stdio: 'ignore' },
+    );
   } else {
     const { certPem, keyPem } = selfSignedWithNode(cn);
     writeFileSync(certFile, certPem);
@@ -91,7 +112,10 @@ export function selfSignedWithNode(cn: string): { certPem: string; keyPem: strin
   );
   const signature = sign('sha256', tbs, privateKey as KeyObject); // DER-encoded ECDSA signature
   const der = seq(tbs, ecdsaSha256, tlv(0x03, Buffer.concat([Buffer.from([0]), signature])));
-  const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  const certPem = `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
   return { certPem, keyPem: createPrivateKey(privateKey.export({ type: 'pkcs8', format: 'pem' })).export({ type: 'pkcs8', format: 'pem' }) as string };
 }
 
@@ -164,10 +188,11 @@ export async function startConnectProxy(inspect?: { certPem: string; keyPem: str
     url: `http://127.0.0.1:${port}`,
     connects,
     fromSite: () => Buffer.concat(seen),
-    close: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 

@@ -41,7 +41,9 @@ describe('a federation over real TLS: self-signed coordinator, two sites direct,
     for (const s of SITES) {
       // The proxy is read from the environment when a site enrols and when its node opens.
       const open = () => realSite(url, join(tmp.dir, `site-${s.name}`), `Hospital ${s.name}`, s.patients, s.val);
-      const r = s.proxied ? await withEnv({ HTTPS_PROXY: proxy.url, NO_PROXY: undefined, https_proxy: undefined, no_proxy: undefined }, open) : await withEnv({ HTTPS_PROXY: undefined, https_proxy: undefined }, open);
+      const r = s.proxied
+        ? await withEnv({ HTTPS_PROXY: proxy.url, NO_PROXY: undefined, https_proxy: undefined, no_proxy: undefined }, open)
+        : await withEnv({ HTTPS_PROXY: undefined, https_proxy: undefined }, open);
       nodes.push(r.node);
     }
     let manifestHash: string;
@@ -64,7 +66,10 @@ describe('a federation over real TLS: self-signed coordinator, two sites direct,
     const r = await lead<{ tls: boolean; pin: string; nextPin: string | null }>(url, 'GET', '/api/tls');
     assert.deepEqual(r.json, { tls: true, pin: cert.pin, nextPin: null });
     // Plain HTTP on the TLS port gets nothing useful.
-    const plain = await fetch(url.replace('https:', 'http:') + '/healthz').then((x) => x.status, () => 'refused');
+    const plain = await fetch(url.replace('https:', 'http:') + '/healthz').then(
+      (x) => x.status,
+      () => 'refused',
+    );
     assert.notEqual(plain, 200);
   });
 
@@ -88,7 +93,10 @@ describe('a federation over real TLS: self-signed coordinator, two sites direct,
   it('the proxied site made every connection through the proxy, which saw only TLS', () => {
     const target = new URL(url).host;
     assert.ok(proxy.connects.length >= 3, `enrolment, handshake nonce, WebSocket: ${proxy.connects.length} tunnels`);
-    assert.ok(proxy.connects.every((t) => t === target), proxy.connects.join(','));
+    assert.ok(
+      proxy.connects.every((t) => t === target),
+      proxy.connects.join(','),
+    );
     const seen = proxy.fromSite();
     assert.ok(seen.length > 1000);
     const siteC = nodes[2].siteId;
@@ -106,10 +114,13 @@ describe('a signed TLS rollover: a routine renewal does not lock sites out', () 
   let next: TestCert;
   const dir = (n: string) => join(tmp.dir, n);
   const rejected = new Map<string, string[]>();
-  const open = (name: string) => SiteNode.open({
-    dataDir: dir(name), trainer: idleTrainer, approvalPollMs: 100,
-    events: { onRejected: (e) => rejected.set(name, [...(rejected.get(name) ?? []), e.code]) },
-  });
+  const open = (name: string) =>
+    SiteNode.open({
+      dataDir: dir(name),
+      trainer: idleTrainer,
+      approvalPollMs: 100,
+      events: { onRejected: (e) => rejected.set(name, [...(rejected.get(name) ?? []), e.code]) },
+    });
 
   before(async () => {
     await initSodium();
@@ -134,7 +145,7 @@ describe('a signed TLS rollover: a routine renewal does not lock sites out', () 
     assert.deepEqual(r.json, { tls: true, pin: current.pin, nextPin: next.pin });
   });
 
-  it('trust on first use is written down as such in the site\'s audit log', async () => {
+  it("trust on first use is written down as such in the site's audit log", async () => {
     const n = await open('offline');
     const e = n.audit.entries().find((x) => x.action === 'tls.pin_added')!;
     assert.deepEqual(JSON.parse(e.detail!), { pin: current.pin, source: 'enrolment, trust on first use' });
@@ -154,15 +165,34 @@ describe('a signed TLS rollover: a routine renewal does not lock sites out', () 
     const forged = makeCert(tmp.dir, 'forged').pin;
     const before = n.audit.entries().length;
     c.engine.sendAsCoordinator(n.siteId, 'tls.rollover', null, null, { currentPin: current.pin, nextPin: forged, issuedAtMs: Date.now(), signature: d.signature });
-    await waitFor(() => n.audit.entries().slice(before).find((x) => x.action === 'msg.failed' && x.msgType === 'tls.rollover'), 'refusal', 10_000);
+    await waitFor(
+      () =>
+        n.audit
+          .entries()
+          .slice(before)
+          .find((x) => x.action === 'msg.failed' && x.msgType === 'tls.rollover'),
+      'refusal',
+      10_000,
+    );
     assert.ok(!loadSiteConfig(dir('online')).tlsPins.includes(forged));
-    assert.match(n.audit.entries().slice(before).find((x) => x.action === 'msg.failed')!.detail!, /TWF_E_BAD_SIGNATURE/);
+    assert.match(
+      n.audit
+        .entries()
+        .slice(before)
+        .find((x) => x.action === 'msg.failed')!.detail!,
+      /TWF_E_BAD_SIGNATURE/,
+    );
     // The new message type cross-checks like any other (twinfed audit compare).
     const st = readSiteStatements(n.db, n.siteId);
     const cmp = compareAuditLogs({
-      siteId: n.siteId, coordinatorId: c.engine.coordinatorId, site: n.audit.entries(), coordinator: c.engine.audit.entries(),
-      siteKey: loadIdentity(join(dir('online'), SITE_FILES.identity)).ed25519PublicKey, coordinatorKey: c.engine.identity.ed25519PublicKey,
-      receipts: st.receipts ?? [], checkpoints: st.checkpoints ?? [],
+      siteId: n.siteId,
+      coordinatorId: c.engine.coordinatorId,
+      site: n.audit.entries(),
+      coordinator: c.engine.audit.entries(),
+      siteKey: loadIdentity(join(dir('online'), SITE_FILES.identity)).ed25519PublicKey,
+      coordinatorKey: c.engine.identity.ed25519PublicKey,
+      receipts: st.receipts ?? [],
+      checkpoints: st.checkpoints ?? [],
     });
     assert.equal(cmp.ok, true, JSON.stringify(cmp.problems));
     await n.close();
@@ -230,10 +260,17 @@ describe('the pinned link', () => {
     }
   });
 
-  it('the coordinator refuses a key that is not its certificate\'s, a next certificate with the same key, a missing file', async () => {
+  it("the coordinator refuses a key that is not its certificate's, a next certificate with the same key, a missing file", async () => {
     const a = makeCert(tmp.dir, 'cfg-a');
     const b = makeCert(tmp.dir, 'cfg-b');
-    const start = (tls: Record<string, string>) => startCoordinator(join(tmp.dir, 'cfg'), { tls }).then(async ({ c }) => { await c.close(); return 'started'; }, (e: Error) => e.message);
+    const start = (tls: Record<string, string>) =>
+      startCoordinator(join(tmp.dir, 'cfg'), { tls }).then(
+        async ({ c }) => {
+          await c.close();
+          return 'started';
+        },
+        (e: Error) => e.message,
+      );
     assert.match(await start({ certFile: a.certFile, keyFile: b.keyFile }), /TWF_E_CONFIG.*is not the key of/);
     assert.match(await start({ certFile: a.certFile, keyFile: a.keyFile, nextCertFile: a.certFile }), /TWF_E_CONFIG.*same key/);
     assert.match(await start({ certFile: join(tmp.dir, 'nope.crt'), keyFile: a.keyFile }), /TWF_E_CONFIG.*certFile.*ENOENT/);
@@ -257,9 +294,10 @@ describe('twinfed CLI with TLS', () => {
   const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
   const tmp = tempDir('tls-cli');
   const env = { ...process.env, TWINFED_ADMIN_TOKEN: ADMIN_TOKEN, HTTPS_PROXY: '', https_proxy: '' };
-  const twinfed = (args: string[], extra: Record<string, string> = {}) => new Promise<{ code: number; out: string; err: string }>((res) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...env, ...extra } }, (e, out, err) => res({ code: e ? Number(e.code ?? 1) : 0, out, err }));
-  });
+  const twinfed = (args: string[], extra: Record<string, string> = {}) =>
+    new Promise<{ code: number; out: string; err: string }>((res) => {
+      execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...env, ...extra } }, (e, out, err) => res({ code: e ? Number(e.code ?? 1) : 0, out, err }));
+    });
   let proc: ReturnType<typeof spawn>;
   let url = '';
   let pin = '';
@@ -268,10 +306,31 @@ describe('twinfed CLI with TLS', () => {
   before(async () => {
     const cur = makeCert(tmp.dir, 'cur');
     const nxt = makeCert(tmp.dir, 'nxt');
-    proc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', join(tmp.dir, 'coordinator'), '--port', '0', '--log-level', 'error',
-      '--tls-cert', cur.certFile, '--tls-key', cur.keyFile, '--tls-next-cert', nxt.certFile], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    proc = spawn(
+      process.execPath,
+      [
+        BIN,
+        'coordinator',
+        'start',
+        '--data-dir',
+        join(tmp.dir, 'coordinator'),
+        '--port',
+        '0',
+        '--log-level',
+        'error',
+        '--tls-cert',
+        cur.certFile,
+        '--tls-key',
+        cur.keyFile,
+        '--tls-next-cert',
+        nxt.certFile,
+      ],
+      { env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
-    proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     await waitFor(() => /next TLS pin/.test(out), 'coordinator start', 20_000, 50);
     url = /listening on (https:\/\/\S+)/.exec(out)![1];
     pin = /^TLS pin (\S+)/m.exec(out)![1];

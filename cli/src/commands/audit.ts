@@ -116,7 +116,15 @@ export async function compareAuditDbs(siteDbPath: string, coordinatorDbPath: str
       const coordinatorId = field(config, configPath, 'coordinatorId').value ?? coord.owner?.ownerId;
       if (!siteId || !coordinatorId) throw new CliError('TWF_E_AUDIT', `${siteId ? coordinatorDbPath : siteDbPath} records no log owner and ${configPath} does not name it`);
       const statements = readSiteStatements(s.db, siteId);
-      const report = compareAuditLogs({ siteId, coordinatorId, site: site.entries, coordinator: coord.entries, ...pinned, receipts: statements.receipts ?? [], checkpoints: statements.checkpoints ?? [] });
+      const report = compareAuditLogs({
+        siteId,
+        coordinatorId,
+        site: site.entries,
+        coordinator: coord.entries,
+        ...pinned,
+        receipts: statements.receipts ?? [],
+        checkpoints: statements.checkpoints ?? [],
+      });
       return {
         ...report,
         siteDb: siteDbPath,
@@ -141,10 +149,16 @@ export function formatVerify(v: VerifyOutcome): string {
 
 const PROBLEMS_SHOWN = 10;
 
-const seqList = (xs: readonly { seq: number }[]) => `seq ${xs.slice(0, PROBLEMS_SHOWN).map((x) => x.seq).join(', ')}${xs.length > PROBLEMS_SHOWN ? ', ...' : ''}`;
+const seqList = (xs: readonly { seq: number }[]) =>
+  `seq ${xs
+    .slice(0, PROBLEMS_SHOWN)
+    .map((x) => x.seq)
+    .join(', ')}${xs.length > PROBLEMS_SHOWN ? ', ...' : ''}`;
 
 function chainLine(v: ChainVerdict): string {
-  return v.ok ? `${v.checked} entries: chain intact, signatures valid under the pinned key` : `BROKEN at entry ${v.firstBroken!.id}: ${v.firstBroken!.reason} (${v.checked} entries verified before it)`;
+  return v.ok
+    ? `${v.checked} entries: chain intact, signatures valid under the pinned key`
+    : `BROKEN at entry ${v.firstBroken!.id}: ${v.firstBroken!.reason} (${v.checked} entries verified before it)`;
 }
 
 /** The comparison as a person reads it: verdict, each check with its counts, the first problems of each kind, what was explained. */

@@ -23,12 +23,16 @@ export async function formatManifestForOfficer(m: StudyManifest, hash: string, s
     ...m.participants.map((p) => `    ${p.siteId === selfId ? '*' : ' '} ${p.siteId.padEnd(16)} ${p.siteName.padEnd(28)} ${siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey)}`),
     `  key dealers     ${m.keyDealers.join(' -> ')} (the first connected one creates the study key and seals it to the sites above only)`,
     `  leaves the site once per round: one update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples,`,
-    `                  masked (secure aggregation ${m.secureAggregation}, threshold ${secaggThresholdFor(n)} of ${n}) and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts, about ${(ciphertexts * bytesPerCiphertext / 1024).toFixed(0)} KiB);`,
+    `                  masked (secure aggregation ${m.secureAggregation}, threshold ${secaggThresholdFor(n)} of ${n}) and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts, about ${((ciphertexts * bytesPerCiphertext) / 1024).toFixed(0)} KiB);`,
     `                  plus the per-round mask keys and encrypted key shares for the other sites, and validation metrics (suppressed below the site's minimum patient count)`,
     `  never leaves    images, masks, clinical data, the plaintext update; the coordinator cannot decrypt anything it relays`,
     `  training        ${m.training.epochsPerRound} epochs per round, batch ${m.training.batchSize}, learning rate ${m.training.learningRate}, seed ${m.training.seed}`,
     `  strategy        ${strategyLine(m)}`,
-    ...(privacyLines ?? [m.dp ? `  differential privacy: ${m.dp.level}-level, budget (epsilon ${m.dp.epsilon}, delta ${m.dp.delta}), clip norm ${m.dp.clipNorm}, noise multiplier ${m.dp.noiseMultiplier ?? '(derived by the coordinator)'}` : `  differential privacy: not enabled in this manifest`]),
+    ...(privacyLines ?? [
+      m.dp
+        ? `  differential privacy: ${m.dp.level}-level, budget (epsilon ${m.dp.epsilon}, delta ${m.dp.delta}), clip norm ${m.dp.clipNorm}, noise multiplier ${m.dp.noiseMultiplier ?? '(derived by the coordinator)'}`
+        : `  differential privacy: not enabled in this manifest`,
+    ]),
     `  manifest hash   ${hash}`,
   ];
   return lines.join('\n');
@@ -38,6 +42,8 @@ export async function formatManifestForOfficer(m: StudyManifest, hash: string, s
 function strategyLine(m: StudyManifest): string {
   const s = m.strategy ?? { name: 'fedavg' as const };
   const { name, ...params } = s;
-  const p = Object.entries(params).map(([k, v]) => `${k} ${v}`).join(', ');
+  const p = Object.entries(params)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   return `${name}${p ? ` (${p})` : ''}${m.strategy ? '' : ' (none named: FedAvg)'}; the coordinator only sums encrypted updates, the rule runs at every site after decryption`;
 }

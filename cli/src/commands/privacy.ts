@@ -7,8 +7,18 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
 
-export interface EpsilonArgs { noiseMultiplier: number; rounds: number; samplingRate: number; delta: number }
-export interface SigmaArgs { epsilon: number; rounds: number; samplingRate: number; delta: number }
+export interface EpsilonArgs {
+  noiseMultiplier: number;
+  rounds: number;
+  samplingRate: number;
+  delta: number;
+}
+export interface SigmaArgs {
+  epsilon: number;
+  rounds: number;
+  samplingRate: number;
+  delta: number;
+}
 
 export function privacyEpsilon(a: EpsilonArgs): { epsilon: number; order: number } {
   return epsilonFor({ samplingRate: a.samplingRate, noiseMultiplier: a.noiseMultiplier, steps: a.rounds, delta: a.delta });
@@ -19,11 +29,13 @@ export function privacySigma(a: SigmaArgs): { noiseMultiplier: number; epsilon: 
   return { noiseMultiplier, ...epsilonFor({ samplingRate: a.samplingRate, noiseMultiplier, steps: a.rounds, delta: a.delta }) };
 }
 
-const num = (what: string, ok: (n: number) => boolean) => (v: string): number => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${what}`);
-  return n;
-};
+const num =
+  (what: string, ok: (n: number) => boolean) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${what}`);
+    return n;
+  };
 const positive = num('a positive number', (n) => n > 0);
 const compositions = num('a positive integer', (n) => Number.isInteger(n) && n >= 1);
 const rate = num('a number in (0, 1]', (n) => n > 0 && n <= 1);
@@ -42,26 +54,40 @@ export function registerPrivacyCommands(program: Command): void {
       process.exit(1);
     }
   };
-  privacy.command('epsilon')
+  privacy
+    .command('epsilon')
     .description('Epsilon spent by R compositions of the sampled Gaussian mechanism with noise multiplier S at sampling rate Q')
     .requiredOption('--noise-multiplier <sigma>', 'noise std / clip norm', positive)
     .requiredOption('--rounds <n>', 'compositions: DP-SGD steps (patient level) or rounds (site level, with --sampling-rate 1)', compositions)
     .option('--sampling-rate <q>', 'Poisson sampling probability per composition (1 = none)', rate, 1)
     .option('--delta <d>', 'delta of the (epsilon, delta) guarantee', deltaArg, 1e-5)
     .option('--json', 'print exactly one line {"epsilon":...,"order":...}')
-    .action((o: EpsilonArgs & { json?: boolean }) => run(() => {
-      const r = privacyEpsilon(o);
-      console.log(o.json ? JSON.stringify({ epsilon: r.epsilon, order: r.order }) : `epsilon ${r.epsilon.toFixed(3)} at delta ${fmtDelta(o.delta)} (Renyi order ${r.order}): ${o.rounds} compositions, sampling rate ${o.samplingRate}, noise multiplier ${o.noiseMultiplier}`);
-    }));
-  privacy.command('sigma')
+    .action((o: EpsilonArgs & { json?: boolean }) =>
+      run(() => {
+        const r = privacyEpsilon(o);
+        console.log(
+          o.json
+            ? JSON.stringify({ epsilon: r.epsilon, order: r.order })
+            : `epsilon ${r.epsilon.toFixed(3)} at delta ${fmtDelta(o.delta)} (Renyi order ${r.order}): ${o.rounds} compositions, sampling rate ${o.samplingRate}, noise multiplier ${o.noiseMultiplier}`,
+        );
+      }),
+    );
+  privacy
+    .command('sigma')
     .description('Smallest noise multiplier (3 significant digits, rounded up) that keeps R compositions at sampling rate Q within (E, delta)')
     .requiredOption('--epsilon <e>', 'budget', positive)
     .requiredOption('--rounds <n>', 'compositions: DP-SGD steps (patient level) or rounds (site level, with --sampling-rate 1)', compositions)
     .option('--sampling-rate <q>', 'Poisson sampling probability per composition (1 = none)', rate, 1)
     .option('--delta <d>', 'delta of the (epsilon, delta) guarantee', deltaArg, 1e-5)
     .option('--json', 'print exactly one line {"noiseMultiplier":...,"epsilon":...,"order":...}')
-    .action((o: SigmaArgs & { json?: boolean }) => run(() => {
-      const r = privacySigma(o);
-      console.log(o.json ? JSON.stringify(r) : `noise multiplier ${r.noiseMultiplier}: epsilon ${r.epsilon.toFixed(3)} <= ${o.epsilon} at delta ${fmtDelta(o.delta)} (Renyi order ${r.order}) over ${o.rounds} compositions at sampling rate ${o.samplingRate}`);
-    }));
+    .action((o: SigmaArgs & { json?: boolean }) =>
+      run(() => {
+        const r = privacySigma(o);
+        console.log(
+          o.json
+            ? JSON.stringify(r)
+            : `noise multiplier ${r.noiseMultiplier}: epsilon ${r.epsilon.toFixed(3)} <= ${o.epsilon} at delta ${fmtDelta(o.delta)} (Renyi order ${r.order}) over ${o.rounds} compositions at sampling rate ${o.samplingRate}`,
+        );
+      }),
+    );
 }

@@ -3,8 +3,21 @@ import { join } from 'node:path';
 import { readModelDir, writeModelDir } from '@twinfed/site-node';
 import { parseLalehCsv } from '@twinfed/shared/twin/index';
 import {
-  buildExamples, compareRegimes, evaluateResponse, featureNames, initLogReg, permutationImportance, responsePatientsFromLaleh, responseStudySpec,
-  splitOf, RESPONSE_CLASSES, type FeatureImportance, type LogRegConfig, type RegimeRow, type ResponseEvaluation, type ResponseExample,
+  buildExamples,
+  compareRegimes,
+  evaluateResponse,
+  featureNames,
+  initLogReg,
+  permutationImportance,
+  responsePatientsFromLaleh,
+  responseStudySpec,
+  splitOf,
+  RESPONSE_CLASSES,
+  type FeatureImportance,
+  type LogRegConfig,
+  type RegimeRow,
+  type ResponseEvaluation,
+  type ResponseExample,
 } from '@twinfed/shared/response/index';
 import { CliError } from '../errors.js';
 
@@ -36,7 +49,8 @@ export interface ResponseModelEvaluation extends ResponseEvaluation {
  */
 export function evaluateResponseModel(modelDir: string, csvPath: string, format: string, opts: { heldOutOnly?: boolean; repeats?: number } = {}): ResponseModelEvaluation {
   const { meta, weights } = readModelDir(modelDir);
-  if (meta.model.arch !== 'logreg') throw new CliError('TWF_E_MODEL_KIND', `${modelDir} holds a '${meta.model.arch}' model; response evaluate needs a response (logreg) model, e.g. out/response/model`);
+  if (meta.model.arch !== 'logreg')
+    throw new CliError('TWF_E_MODEL_KIND', `${modelDir} holds a '${meta.model.arch}' model; response evaluate needs a response (logreg) model, e.g. out/response/model`);
   const arms = meta.model.arms;
   const cfg: LogRegConfig = { nFeatures: featureNames(arms).length, nClasses: meta.model.nClasses, l2: meta.model.l2 };
   const minMeasurements = meta.split?.minMeasurements ?? 5;
@@ -76,7 +90,6 @@ export function formatResponseEvaluation(r: ResponseModelEvaluation, csv: string
   return lines.join('\n');
 }
 
-
 /**
  * `twinfed response compare`: federated vs local-only vs centralised on the same salted patient
  * split of Study1-3 (one site each), same model, seed and total epochs. The federated model is
@@ -98,7 +111,8 @@ export function compareResponse(opts: { dataDir: string; outDir: string; rounds:
   let federatedSource = `plaintext FedAvg simulated, ${opts.rounds} rounds x ${spec.training.epochsPerRound} epochs`;
   if (opts.federatedModel && existsSync(join(opts.federatedModel, 'model.json'))) {
     const m = readModelDir(opts.federatedModel);
-    if (m.meta.model.arch !== 'logreg' || m.weights.length !== cfg.nClasses * (cfg.nFeatures + 1)) throw new CliError('TWF_E_MODEL_KIND', `${opts.federatedModel} is not a response model of this study's shape`);
+    if (m.meta.model.arch !== 'logreg' || m.weights.length !== cfg.nClasses * (cfg.nFeatures + 1))
+      throw new CliError('TWF_E_MODEL_KIND', `${opts.federatedModel} is not a response model of this study's shape`);
     federated = m.weights;
     federatedSource = `${opts.federatedModel} (encrypted FedAvg from the demo, round ${m.meta.version})`;
   }
@@ -107,7 +121,21 @@ export function compareResponse(opts: { dataDir: string; outDir: string; rounds:
   const { rows, models } = compareRegimes(cfg, initLogReg(cfg, spec.model.initSeed), sites, t, federated);
   mkdirSync(opts.outDir, { recursive: true });
   for (const [name, w] of Object.entries(models)) {
-    writeModelDir(join(opts.outDir, name), { studyId: `compare-${name}`, title: `${name} (response compare)`, manifestHash: '-', model: spec.model, version: opts.rounds, meanDiceAtSite: null, decryptedAt: 'local', createdAt: new Date().toISOString(), split: { splitSalt: spec.data.splitSalt, trainPercent: spec.data.trainPercent, minMeasurements: spec.data.minMeasurements } }, w);
+    writeModelDir(
+      join(opts.outDir, name),
+      {
+        studyId: `compare-${name}`,
+        title: `${name} (response compare)`,
+        manifestHash: '-',
+        model: spec.model,
+        version: opts.rounds,
+        meanDiceAtSite: null,
+        decryptedAt: 'local',
+        createdAt: new Date().toISOString(),
+        split: { splitSalt: spec.data.splitSalt, trainPercent: spec.data.trainPercent, minMeasurements: spec.data.minMeasurements },
+      },
+      w,
+    );
   }
   const heldOut = sites.flatMap((s) => s.test);
   const importance = permutationImportance(cfg, models.federated, heldOut, featureNames(arms), { repeats: 20, seed: 1 });
@@ -116,7 +144,17 @@ export function compareResponse(opts: { dataDir: string; outDir: string; rounds:
     epochsTotal: opts.rounds * spec.training.epochsPerRound,
     federatedSource,
     sites: sites.map((s) => ({ name: s.name, train: s.train.length, heldOut: s.test.length })),
-    rows: rows.map((r) => ({ regime: r.regime, evaluatedOn: r.evaluatedOn, n: r.eval.n, auc: r.eval.auc, aucCi95: r.aucCi95 ?? null, balancedAccuracy: r.eval.balancedAccuracy, perClassAuc: r.eval.perClassAuc, skippedClasses: r.eval.skippedClasses, classCounts: r.eval.classCounts })),
+    rows: rows.map((r) => ({
+      regime: r.regime,
+      evaluatedOn: r.evaluatedOn,
+      n: r.eval.n,
+      auc: r.eval.auc,
+      aucCi95: r.aucCi95 ?? null,
+      balancedAccuracy: r.eval.balancedAccuracy,
+      perClassAuc: r.eval.perClassAuc,
+      skippedClasses: r.eval.skippedClasses,
+      classCounts: r.eval.classCounts,
+    })),
     importance: { model: 'federated', patients: 'pooled held-out', method: 'permutation importance, drop of macro OvR AUC, 20 seeded shuffles', features: importance },
   };
   writeFileSync(join(opts.outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');

@@ -48,7 +48,20 @@ export async function compareSegmentation(opts: { dataDir: string; outDir: strin
   const models: Record<string, string> = {};
   const save = (name: string, w: Float32Array) => {
     const dir = join(opts.outDir, name);
-    writeModelDir(dir, { studyId: `compare-${name}`, title: `${name} (seg compare)`, manifestHash: '-', model: spec.model, version: opts.rounds, meanDiceAtSite: null, decryptedAt: 'local', createdAt: new Date().toISOString() }, w);
+    writeModelDir(
+      dir,
+      {
+        studyId: `compare-${name}`,
+        title: `${name} (seg compare)`,
+        manifestHash: '-',
+        model: spec.model,
+        version: opts.rounds,
+        meanDiceAtSite: null,
+        decryptedAt: 'local',
+        createdAt: new Date().toISOString(),
+      },
+      w,
+    );
     models[name] = dir;
   };
   mkdirSync(opts.outDir, { recursive: true });

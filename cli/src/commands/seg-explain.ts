@@ -109,7 +109,12 @@ export async function explainSegmentation(o: ExplainOptions): Promise<ExplainRes
     const count = (m: Uint8Array) => m.reduce((a, b) => a + b, 0);
     const out = o.out ?? join('out', 'explain', `${o.patient}_z${z}_${layer}.png`);
     const pic = renderGradCamOverlay({
-      size, suv: suv.images, cam: r.cam, reference, predicted: r.predicted, scale: o.scale,
+      size,
+      suv: suv.images,
+      cam: r.cam,
+      reference,
+      predicted: r.predicted,
+      scale: o.scale,
       title: `${o.patient} Z=${z} DICE ${dice(r.predicted, reference).toFixed(2)}`,
       subtitle: `LAYER ${layer}${r.targetRegion === 'wholeSlice' ? ' NO TUMOUR PREDICTED' : ''}`,
     });
@@ -117,13 +122,26 @@ export async function explainSegmentation(o: ExplainOptions): Promise<ExplainRes
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, png);
     return {
-      out, bytes: png.length, patient: o.patient, slice: z, sliceChoice, layer, backend: backend.name,
-      targetRegion: r.targetRegion, targetPixels: r.targetPixels,
+      out,
+      bytes: png.length,
+      patient: o.patient,
+      slice: z,
+      sliceChoice,
+      layer,
+      backend: backend.name,
+      targetRegion: r.targetRegion,
+      targetPixels: r.targetPixels,
       sliceDice: dice(r.predicted, reference),
-      referencePixels: count(reference), predictedPixels: count(r.predicted), referenceOutsideWindow: input.maskVoxelsOutside,
-      camMassInReference: camMassShare(r.cam, reference), camMassInPredicted: camMassShare(r.cam, r.predicted),
-      referenceAreaShare: count(reference) / (size * size), predictedAreaShare: count(r.predicted) / (size * size),
-      camMax: r.camMax, suvWindow: pic.suvWindow, size,
+      referencePixels: count(reference),
+      predictedPixels: count(r.predicted),
+      referenceOutsideWindow: input.maskVoxelsOutside,
+      camMassInReference: camMassShare(r.cam, reference),
+      camMassInPredicted: camMassShare(r.cam, r.predicted),
+      referenceAreaShare: count(reference) / (size * size),
+      predictedAreaShare: count(r.predicted) / (size * size),
+      camMax: r.camMax,
+      suvWindow: pic.suvWindow,
+      size,
     };
   } finally {
     if (model) disposeUNet(model);

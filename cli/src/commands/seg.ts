@@ -50,7 +50,8 @@ function keepLargestComponent(mask: Uint8Array, dims: [number, number, number]):
 
 export async function evaluateSegmentation(modelDir: string, dataDir: string, modality: string, opts: { patients?: string[]; largestComponent?: boolean } = {}): Promise<SegEvaluation> {
   const { meta, weights } = readModelDir(modelDir);
-  if (meta.model.arch !== 'unet2d') throw new CliError('TWF_E_MODEL_KIND', `${modelDir} holds a '${meta.model.arch}' model, seg evaluate needs a U-Net (for a response model use twinfed response evaluate)`);
+  if (meta.model.arch !== 'unet2d')
+    throw new CliError('TWF_E_MODEL_KIND', `${modelDir} holds a '${meta.model.arch}' model, seg evaluate needs a U-Net (for a response model use twinfed response evaluate)`);
   const backend = await selectBackend();
   const cfg = { inChannels: meta.model.inChannels, nClasses: meta.model.nClasses, base: meta.model.base, depth: meta.model.depth, size: meta.model.size };
   const model = createUNet(cfg, meta.model.initSeed);

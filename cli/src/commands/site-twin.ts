@@ -6,10 +6,15 @@ import type { ForecastBand, Schedule } from '@twinfed/shared/twin/index';
 /** A what-if file: named alternative schedules (see docs/twin.md). */
 const ScheduleFile = z.object({
   horizonDays: z.number().positive().max(3650).default(180),
-  alternatives: z.record(z.string(), z.object({
-    radiotherapy: z.array(z.object({ dayStart: z.number(), fractions: z.number().int().min(1), doseGyPerFraction: z.number().positive(), fractionsPerWeek: z.number().int().min(1).max(7).optional() })).optional(),
-    systemic: z.array(z.object({ agentClass: z.string(), startDay: z.number(), stopDay: z.number().nullable().optional(), killRatePerDay: z.number().positive().optional() })).optional(),
-  })),
+  alternatives: z.record(
+    z.string(),
+    z.object({
+      radiotherapy: z
+        .array(z.object({ dayStart: z.number(), fractions: z.number().int().min(1), doseGyPerFraction: z.number().positive(), fractionsPerWeek: z.number().int().min(1).max(7).optional() }))
+        .optional(),
+      systemic: z.array(z.object({ agentClass: z.string(), startDay: z.number(), stopDay: z.number().nullable().optional(), killRatePerDay: z.number().positive().optional() })).optional(),
+    }),
+  ),
 });
 
 // The line is the prediction at the estimate (smooth); the band is the Monte Carlo 90% interval.
@@ -43,7 +48,17 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
       writeFileSync(svgPath, svg);
     }
     const radiomics = twin.radiomics(patientId);
-    return { patientId, lesion: obs.lesion, radiomics, measurements: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i] })), treatments: schedule ?? null, twin: summary, scoredForecasts: scored, pendingForecasts: pending, svg: svgPath ?? null };
+    return {
+      patientId,
+      lesion: obs.lesion,
+      radiomics,
+      measurements: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i] })),
+      treatments: schedule ?? null,
+      twin: summary,
+      scoredForecasts: scored,
+      pendingForecasts: pending,
+      svg: svgPath ?? null,
+    };
   } finally {
     store.close();
   }
@@ -62,14 +77,17 @@ export async function twinSimulate(dataDir: string, patientId: string, scheduleF
     store.audit.append({ actor: store.audit.ownerId, action: 'twin.simulated', detail: `${patientId}: ${Object.keys(alternatives).join(', ')}` });
     const obs = twin.observations(patientId);
     if (svgPath) {
-      writeFileSync(svgPath, renderTwinSvg({
-        title: `Patient ${patientId}: what-if schedules (${r.fit.modelName})`,
-        observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: true })),
-        fitted: toSeries('current plan', r.current),
-        whatIf: Object.entries(r.alternatives).map(([k, b]) => toSeries(k, b)),
-        treatments: [],
-        nowDay: Math.max(...obs.days),
-      }));
+      writeFileSync(
+        svgPath,
+        renderTwinSvg({
+          title: `Patient ${patientId}: what-if schedules (${r.fit.modelName})`,
+          observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: true })),
+          fitted: toSeries('current plan', r.current),
+          whatIf: Object.entries(r.alternatives).map(([k, b]) => toSeries(k, b)),
+          treatments: [],
+          nowDay: Math.max(...obs.days),
+        }),
+      );
     }
     const at = (b: ForecastBand, day: number) => {
       const found = b.days.findIndex((d) => d >= day);
@@ -78,7 +96,8 @@ export async function twinSimulate(dataDir: string, patientId: string, scheduleF
     };
     const end = Math.max(...obs.days) + spec.horizonDays;
     return {
-      patientId, model: r.fit.modelName,
+      patientId,
+      model: r.fit.modelName,
       trajectories: { current: r.current, ...r.alternatives },
       atHorizon: Object.fromEntries([['current', at(r.current, end)], ...Object.entries(r.alternatives).map(([k, b]) => [k, at(b, end)])]) as Record<string, ReturnType<typeof at>>,
     };

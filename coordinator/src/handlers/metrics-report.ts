@@ -12,7 +12,20 @@ export function onMetricsReport(d: HandlerDeps, env: Envelope): HandlerResult {
   const names = b.metrics.map((x) => x.name);
   if (new Set(names).size !== names.length) throw new WireError('TWF_E_MALFORMED', `metrics: a name is listed twice (${names.join(',')})`);
   const entry = d.ctx.store.transaction((tx) => {
-    tx.putMetrics({ studyId, round: b.evaluatedRound, siteId: h.senderId, valPatients: b.valPatients, trainLoss: b.trainLoss, trainMs: b.trainMs, encryptMs: b.encryptMs, uploadBytes: b.uploadBytes, reportedAtMs: d.ctx.now() }, b.metrics);
+    tx.putMetrics(
+      {
+        studyId,
+        round: b.evaluatedRound,
+        siteId: h.senderId,
+        valPatients: b.valPatients,
+        trainLoss: b.trainLoss,
+        trainMs: b.trainMs,
+        encryptMs: b.encryptMs,
+        uploadBytes: b.uploadBytes,
+        reportedAtMs: d.ctx.now(),
+      },
+      b.metrics,
+    );
     const shown = b.metrics.map((x) => `${x.name}=${x.value === null ? 'suppressed' : x.value.toFixed(4)}`).join(' ');
     return d.received(env, `${shown || 'no metrics'} round=${b.evaluatedRound}`);
   });

@@ -14,12 +14,18 @@ export function onStudyJoin(d: HandlerDeps, env: Envelope): HandlerResult {
     if (st.state === 'draft') throw new WireError('TWF_E_UNKNOWN_STUDY', st.studyId);
     if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study ${st.studyId} is ${st.state}`);
     const m = manifestOfRow(st);
-    if (!m.participants.some((p) => p.siteId === h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in the roster the officers approved; the lead must add it (a new manifest version every officer approves again)`);
+    if (!m.participants.some((p) => p.siteId === h.senderId))
+      throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in the roster the officers approved; the lead must add it (a new manifest version every officer approves again)`);
     const prev = tx.studySite(st.studyId, h.senderId);
     if (prev?.excluded) throw new WireError('TWF_E_EVICTED', `${h.senderId} is ${prev.excluded} from ${st.studyId}`);
     if (body.manifestHash !== st.manifestHash) throw new WireError('TWF_E_MANIFEST_MISMATCH', `site approved ${body.manifestHash.slice(0, 12)}, study is ${st.manifestHash.slice(0, 12)}`);
     const rejoin = prev?.manifestHash === st.manifestHash;
-    tx.updateStudySite(st.studyId, h.senderId, { manifestHash: body.manifestHash, joinedAtMs: rejoin && prev?.joinedAtMs ? prev.joinedAtMs : d.ctx.now(), trainSamples: body.trainSamples, valPatients: body.valPatients });
+    tx.updateStudySite(st.studyId, h.senderId, {
+      manifestHash: body.manifestHash,
+      joinedAtMs: rejoin && prev?.joinedAtMs ? prev.joinedAtMs : d.ctx.now(),
+      trainSamples: body.trainSamples,
+      valPatients: body.valPatients,
+    });
     return d.received(env, `trainSamples=${body.trainSamples} valPatients=${body.valPatients}`);
   });
   d.syncSite(studyId, h.senderId);

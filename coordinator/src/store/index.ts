@@ -1,6 +1,20 @@
 import type {
-  accumulators, aggregateRefusals, enrolmentTokens, keyEpochs, maskReveals, maskSetups, maskSignatures, roundDeclines, rounds, sealedKeys,
-  siteMetrics, sites, studies, studySites, updateChunks, updates,
+  accumulators,
+  aggregateRefusals,
+  enrolmentTokens,
+  keyEpochs,
+  maskReveals,
+  maskSetups,
+  maskSignatures,
+  roundDeclines,
+  rounds,
+  sealedKeys,
+  siteMetrics,
+  sites,
+  studies,
+  studySites,
+  updateChunks,
+  updates,
 } from '../db/schema.js';
 import type { StudyState, UpdateState } from '../states.js';
 

@@ -18,7 +18,10 @@ describe('hash-chained audit log', () => {
   before(async () => {
     await initSodium();
     id = generateIdentity();
-    entries = chain(id, [1, 2, 3, 4].map((seq) => ({ ...base, seq, digest: `d${seq}` })));
+    entries = chain(
+      id,
+      [1, 2, 3, 4].map((seq) => ({ ...base, seq, digest: `d${seq}` })),
+    );
   });
 
   it('verifies an intact chain', () => {

@@ -64,7 +64,7 @@ export function verifyAuditChain(entries: readonly AuditEntry[], ownerPublicKey:
     } catch {
       sigOk = false;
     }
-    if (!sigOk) return broken('signature does not verify under the log owner\'s key');
+    if (!sigOk) return broken("signature does not verify under the log owner's key");
     prev = e.hash;
     expectedId++;
   }

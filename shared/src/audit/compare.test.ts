@@ -78,7 +78,10 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     assert.equal(verifyAuditChain(input.coordinator, input.coordinatorKey).ok, true, 'a shortened log still verifies on its own');
     const r = compareAuditLogs(input);
     assert.equal(r.ok, false);
-    assert.deepEqual(r.badCheckpoints.map((c) => c.entryId), [r.coordinatorChain.checked + 2]);
+    assert.deepEqual(
+      r.badCheckpoints.map((c) => c.entryId),
+      [r.coordinatorChain.checked + 2],
+    );
     assert.match(r.badCheckpoints[0].reason, /no entry .*tail was dropped/);
     const last = r.badReceipts.find((b) => b.seq === sent.at(-1));
     assert.match(last!.reason, /no entry .*tail was dropped/);
@@ -107,7 +110,10 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     x.close();
     assert.equal(verifyAuditChain(input.coordinator, input.coordinatorKey).ok, true);
     const r = compareAuditLogs(input);
-    assert.deepEqual(r.digestMismatch.map((d) => d.seq), [victim]);
+    assert.deepEqual(
+      r.digestMismatch.map((d) => d.seq),
+      [victim],
+    );
     assert.match(r.badReceipts.find((b) => b.seq === victim)!.reason, /another hash/);
     assert.equal(r.ok, false);
   });
@@ -118,7 +124,10 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     const lost = silent.siteSends('metrics.report', { outcome: 'lost-silently' });
     const r1 = compareAuditLogs(silent.input());
     silent.close();
-    assert.deepEqual(r1.sentNotReceived.map((m) => m.seq), [lost]);
+    assert.deepEqual(
+      r1.sentNotReceived.map((m) => m.seq),
+      [lost],
+    );
     assert.equal(r1.ok, false);
 
     const unacked = await exchange();
@@ -126,7 +135,10 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     const timedOut = unacked.siteSends('metrics.report', { outcome: 'lost' });
     const r2 = compareAuditLogs(unacked.input());
     unacked.close();
-    assert.deepEqual(r2.unackedNotReceived.map((m) => m.seq), [timedOut]);
+    assert.deepEqual(
+      r2.unackedNotReceived.map((m) => m.seq),
+      [timedOut],
+    );
     assert.equal(r2.ok, true, JSON.stringify(r2.problems));
   });
 
@@ -136,7 +148,10 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     x.coordinator.audit.append({ actor: x.site.id, action: 'msg.received', peer: x.coordinator.id, msgType: 'update.chunk', seq: 99, studyId: 's1', round: 2, digest: 'a'.repeat(64) });
     const r = compareAuditLogs(x.input());
     x.close();
-    assert.deepEqual(r.receivedNotSent.map((m) => m.seq), [99]);
+    assert.deepEqual(
+      r.receivedNotSent.map((m) => m.seq),
+      [99],
+    );
     assert.deepEqual(checks(r), ['received-not-sent']);
   });
 
@@ -149,11 +164,19 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     const claim = { coordinatorId: x.coordinator.id, siteId: x.site.id, seq, msgType: 'metrics.report', studyId: null, round: null, digest: entry.digest!, entryId: entry.id, entryHash: entry.hash };
     x.storeReceipt({ ...claim, signature: signStatement(RECEIPT_KIND, receiptFields(claim), rogue.ed25519SecretKey) });
     const cp = { coordinatorId: x.coordinator.id, entryId: entry.id, entryHash: entry.hash, tsMs: 1 };
-    x.site.sqlite.prepare('insert into audit_checkpoints values (?, ?, ?, ?, ?, 0)').run(cp.entryId, cp.entryHash, cp.coordinatorId, cp.tsMs, signStatement(CHECKPOINT_KIND, checkpointFields(cp), rogue.ed25519SecretKey));
+    x.site.sqlite
+      .prepare('insert into audit_checkpoints values (?, ?, ?, ?, ?, 0)')
+      .run(cp.entryId, cp.entryHash, cp.coordinatorId, cp.tsMs, signStatement(CHECKPOINT_KIND, checkpointFields(cp), rogue.ed25519SecretKey));
     const r = compareAuditLogs(x.input());
     x.close();
-    assert.deepEqual(r.badReceipts.map((b) => [b.seq, b.reason]), [[seq, 'signature does not verify under the pinned coordinator key (forged or altered)']]);
-    assert.deepEqual(r.badCheckpoints.map((b) => b.entryId), [entry.id]);
+    assert.deepEqual(
+      r.badReceipts.map((b) => [b.seq, b.reason]),
+      [[seq, 'signature does not verify under the pinned coordinator key (forged or altered)']],
+    );
+    assert.deepEqual(
+      r.badCheckpoints.map((b) => b.entryId),
+      [entry.id],
+    );
     assert.deepEqual(checks(r), ['checkpoint', 'receipt']);
   });
 
@@ -178,14 +201,20 @@ describe('compareAuditLogs: a site against the coordinator, with receipts and ch
     const r = compareAuditLogs(x.input());
     assert.equal(r.ok, true, JSON.stringify(r.problems));
     assert.deepEqual(r.resyncGaps, [{ from: backup.siteSeq, to: lostWithBackup.at(-1) }]);
-    assert.deepEqual(r.resyncExplained.map((m) => m.seq), lostWithBackup);
+    assert.deepEqual(
+      r.resyncExplained.map((m) => m.seq),
+      lostWithBackup,
+    );
     assert.ok(r.matched > 0 && after === lostWithBackup.at(-1)! + 1);
 
     // The gap explains nothing beyond it.
     x.coordinator.audit.append({ actor: x.site.id, action: 'msg.received', peer: x.coordinator.id, msgType: 'update.chunk', seq: after + 5, digest: 'b'.repeat(64) });
     const r2 = compareAuditLogs(x.input());
     x.close();
-    assert.deepEqual(r2.receivedNotSent.map((m) => m.seq), [after + 5]);
+    assert.deepEqual(
+      r2.receivedNotSent.map((m) => m.seq),
+      [after + 5],
+    );
     assert.equal(r2.ok, false);
   });
 

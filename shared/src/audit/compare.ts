@@ -20,12 +20,19 @@ export interface CompareInput {
   checkpoints: readonly Checkpoint[];
 }
 
-export interface MessageRef { seq: number; msgType: string | null; digest: string | null }
+export interface MessageRef {
+  seq: number;
+  msgType: string | null;
+  digest: string | null;
+}
 
 /** Which rule a problem breaks (the report's failure arrays, one name each). */
 export type CompareCheck = 'site-chain' | 'coordinator-chain' | 'sent-not-received' | 'received-not-sent' | 'digest-mismatch' | 'downstream' | 'receipt' | 'checkpoint' | 'resync';
 
-export interface CompareProblem { check: CompareCheck; message: string }
+export interface CompareProblem {
+  check: CompareCheck;
+  message: string;
+}
 
 export interface CompareReport {
   siteId: string;
@@ -114,7 +121,10 @@ export function compareAuditLogs(input: CompareInput): CompareReport {
 
   const siteChain = verifyAuditChain(site, input.siteKey);
   const coordinatorChain = verifyAuditChain(coordinator, input.coordinatorKey);
-  for (const [check, who, v] of [['site-chain', 'site', siteChain], ['coordinator-chain', 'coordinator', coordinatorChain]] as const) {
+  for (const [check, who, v] of [
+    ['site-chain', 'site', siteChain],
+    ['coordinator-chain', 'coordinator', coordinatorChain],
+  ] as const) {
     if (!v.ok) problem(check, `${who} log broken at entry ${v.firstBroken!.id}: ${v.firstBroken!.reason} (${v.checked} entries verified before it)`);
   }
 
@@ -144,10 +154,28 @@ export function compareAuditLogs(input: CompareInput): CompareReport {
   }
 
   const r: CompareReport = {
-    siteId, coordinatorId, ok: false, problems, siteChain, coordinatorChain,
-    matched: 0, sentNotReceived: [], receivedNotSent: [], digestMismatch: [], matchedDownstream: 0, downstreamMismatch: [],
-    receiptsChecked: input.receipts.length, badReceipts: [], checkpointsChecked: input.checkpoints.length, badCheckpoints: [], newestCheckpoint: null,
-    unackedNotReceived: [], resyncGaps, resyncExplained: [], notReceivedBySite: 0, withoutReceipt: 0,
+    siteId,
+    coordinatorId,
+    ok: false,
+    problems,
+    siteChain,
+    coordinatorChain,
+    matched: 0,
+    sentNotReceived: [],
+    receivedNotSent: [],
+    digestMismatch: [],
+    matchedDownstream: 0,
+    downstreamMismatch: [],
+    receiptsChecked: input.receipts.length,
+    badReceipts: [],
+    checkpointsChecked: input.checkpoints.length,
+    badCheckpoints: [],
+    newestCheckpoint: null,
+    unackedNotReceived: [],
+    resyncGaps,
+    resyncExplained: [],
+    notReceivedBySite: 0,
+    withoutReceipt: 0,
   };
 
   // Site -> coordinator.
@@ -169,7 +197,8 @@ export function compareAuditLogs(input: CompareInput): CompareReport {
     if (inGap(seq)) r.resyncExplained.push(ref(c));
     else r.receivedNotSent.push(ref(c));
   }
-  for (const x of r.sentNotReceived) problem('sent-not-received', `site seq ${x.seq} (${x.msgType}) was logged as sent, but the coordinator has no record of it and the site did not log it unacknowledged`);
+  for (const x of r.sentNotReceived)
+    problem('sent-not-received', `site seq ${x.seq} (${x.msgType}) was logged as sent, but the coordinator has no record of it and the site did not log it unacknowledged`);
   for (const x of r.receivedNotSent) problem('received-not-sent', `coordinator logged site seq ${x.seq} (${x.msgType}) as received, but the site never logged sending it`);
   for (const x of r.digestMismatch) problem('digest-mismatch', `site seq ${x.seq} (${x.msgType}): payload digest ${short(x.siteDigest)} at the site, ${short(x.coordinatorDigest)} at the coordinator`);
 

@@ -80,12 +80,25 @@ export function readSiteStatements(db: AnyDb, siteId: string): { receipts: Recei
   type CheckpointRow = { entry_id: number; entry_hash: string; coordinator_id: string; ts_ms: number; signature: string };
   const receipts = hasTable(db, 'receipts')
     ? db.all<ReceiptRow>(sql`select seq, msg_type, study_id, round, digest, entry_id, entry_hash, coordinator_id, signature from receipts order by seq`).map((x): Receipt => ({
-        coordinatorId: x.coordinator_id, siteId, seq: x.seq, msgType: x.msg_type, studyId: x.study_id, round: x.round, digest: x.digest, entryId: x.entry_id, entryHash: x.entry_hash, signature: x.signature,
+        coordinatorId: x.coordinator_id,
+        siteId,
+        seq: x.seq,
+        msgType: x.msg_type,
+        studyId: x.study_id,
+        round: x.round,
+        digest: x.digest,
+        entryId: x.entry_id,
+        entryHash: x.entry_hash,
+        signature: x.signature,
       }))
     : null;
   const checkpoints = hasTable(db, 'audit_checkpoints')
     ? db.all<CheckpointRow>(sql`select entry_id, entry_hash, coordinator_id, ts_ms, signature from audit_checkpoints order by entry_id`).map((x): Checkpoint => ({
-        coordinatorId: x.coordinator_id, entryId: x.entry_id, entryHash: x.entry_hash, tsMs: x.ts_ms, signature: x.signature,
+        coordinatorId: x.coordinator_id,
+        entryId: x.entry_id,
+        entryHash: x.entry_hash,
+        tsMs: x.ts_ms,
+        signature: x.signature,
       }))
     : null;
   return { receipts, checkpoints };

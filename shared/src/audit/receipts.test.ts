@@ -11,7 +11,12 @@ describe('receipt and checkpoint statements', () => {
   it('sign every field but the signature, and nothing else', () => {
     const r: Receipt = { coordinatorId: 'c', siteId: 's', seq: 7, msgType: 'update.chunk', studyId: null, round: 2, digest: 'd', entryId: 41, entryHash: 'h', signature: 'x' };
     const withExtra = { ...r, note: 'not signed' } as Receipt;
-    assert.deepEqual(Object.keys(receiptFields(withExtra)).sort(), Object.keys(r).filter((k) => k !== 'signature').sort());
+    assert.deepEqual(
+      Object.keys(receiptFields(withExtra)).sort(),
+      Object.keys(r)
+        .filter((k) => k !== 'signature')
+        .sort(),
+    );
     const c: Checkpoint = { coordinatorId: 'c', entryId: 41, entryHash: 'h', tsMs: 5, signature: 'x' };
     assert.deepEqual(Object.keys(checkpointFields(c)).sort(), ['coordinatorId', 'entryHash', 'entryId', 'tsMs']);
   });

@@ -32,4 +32,3 @@ export const auditOwner = sqliteTable('audit_owner', {
   ownerId: text('owner_id').primaryKey(),
   ed25519PublicKey: text('ed25519_public_key').notNull(),
 });
-

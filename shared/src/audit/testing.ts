@@ -70,7 +70,11 @@ export class AuditExchange {
   private lastSeenSiteSeq = 0;
   private clock = Date.UTC(2026, 0, 5, 9);
 
-  private constructor(readonly site: Party, readonly coordinator: Party, private readonly statementTables: boolean) {}
+  private constructor(
+    readonly site: Party,
+    readonly coordinator: Party,
+    private readonly statementTables: boolean,
+  ) {}
 
   /** Creates `dir/site/site.db` (with site.json and identity.json beside it) and `dir/coordinator/coordinator.db`. */
   /** `statementTables: false`: a site database from before receipts and checkpoints (the coordinator signs them, the site keeps none). */
@@ -83,7 +87,10 @@ export class AuditExchange {
     const site = openParty(join(dir, 'site'), 'site.db', siteId, siteIdentity, AUDIT_TABLES_DDL + (opts.statementTables === false ? '' : SITE_STATEMENT_TABLES_DDL));
     const coordinator = openParty(join(dir, 'coordinator'), 'coordinator.db', coordinatorId, coordinatorIdentity, AUDIT_TABLES_DDL);
     saveIdentity(join(site.dir, 'identity.json'), siteIdentity);
-    writeFileSync(join(site.dir, 'site.json'), JSON.stringify({ coordinatorUrl: 'http://127.0.0.1:1', siteId, siteName: 'Test Hospital', coordinatorId, coordinatorPublicKey: toB64(coordinatorIdentity.ed25519PublicKey) }, null, 2) + '\n');
+    writeFileSync(
+      join(site.dir, 'site.json'),
+      JSON.stringify({ coordinatorUrl: 'http://127.0.0.1:1', siteId, siteName: 'Test Hospital', coordinatorId, coordinatorPublicKey: toB64(coordinatorIdentity.ed25519PublicKey) }, null, 2) + '\n',
+    );
     return new AuditExchange(site, coordinator, opts.statementTables !== false);
   }
 
@@ -148,7 +155,10 @@ export class AuditExchange {
     const unsigned = { coordinatorId: this.coordinator.id, entryId: head.id, entryHash: head.hash, tsMs: this.tick() };
     const c = { ...unsigned, signature: signStatement(CHECKPOINT_KIND, checkpointFields(unsigned), this.coordinator.identity.ed25519SecretKey) };
     this.coordinatorSends('audit.checkpoint', { round });
-    if (this.statementTables) this.site.sqlite.prepare('insert into audit_checkpoints (entry_id, entry_hash, coordinator_id, ts_ms, signature, received_at_ms) values (?, ?, ?, ?, ?, ?)').run(c.entryId, c.entryHash, c.coordinatorId, c.tsMs, c.signature, this.clock);
+    if (this.statementTables)
+      this.site.sqlite
+        .prepare('insert into audit_checkpoints (entry_id, entry_hash, coordinator_id, ts_ms, signature, received_at_ms) values (?, ?, ?, ?, ?, ?)')
+        .run(c.entryId, c.entryHash, c.coordinatorId, c.tsMs, c.signature, this.clock);
     return c;
   }
 
@@ -225,11 +235,26 @@ export function rewriteAndResign(sqlite: Database.Database, ownerSecretKey: Uint
   const kept = edit(readAuditLog(drizzle(sqlite)).entries);
   const rebuilt: AuditEntry[] = [];
   kept.forEach((e, i) => {
-    const fields: AuditFields = { id: i + 1, tsMs: e.tsMs, actor: e.actor, action: e.action, peer: e.peer, msgType: e.msgType, seq: e.seq, studyId: e.studyId, round: e.round, digest: e.digest, sizeBytes: e.sizeBytes, detail: e.detail };
+    const fields: AuditFields = {
+      id: i + 1,
+      tsMs: e.tsMs,
+      actor: e.actor,
+      action: e.action,
+      peer: e.peer,
+      msgType: e.msgType,
+      seq: e.seq,
+      studyId: e.studyId,
+      round: e.round,
+      digest: e.digest,
+      sizeBytes: e.sizeBytes,
+      detail: e.detail,
+    };
     rebuilt.push(signEntry(fields, rebuilt[i - 1]?.hash ?? GENESIS_HASH, ownerSecretKey));
   });
   sqlite.exec('drop trigger if exists audit_log_no_delete');
-  const insert = sqlite.prepare('insert into audit_log (id, ts_ms, actor, action, peer, msg_type, seq, study_id, round, digest, size_bytes, detail, sig, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  const insert = sqlite.prepare(
+    'insert into audit_log (id, ts_ms, actor, action, peer, msg_type, seq, study_id, round, digest, size_bytes, detail, sig, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  );
   sqlite.transaction(() => {
     sqlite.exec('delete from audit_log');
     for (const e of rebuilt) insert.run(e.id, e.tsMs, e.actor, e.action, e.peer, e.msgType, e.seq, e.studyId, e.round, e.digest, e.sizeBytes, e.detail, e.sig, e.prevHash, e.hash);

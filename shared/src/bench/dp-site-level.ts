@@ -30,8 +30,18 @@ import { noiseMultiplierFor } from '../dp/accountant.js';
 import { countConfigParams } from '../model/specs.js';
 import { deriveSeed, mulberry32 } from '../model/prng.js';
 import {
-  buildExamples, evaluateProbs, featureNames, initLogReg, predictProba, responsePatientsFromLaleh, responseStudySpec, splitOf, trainLogReg,
-  weightedAverage, type LogRegConfig, type ResponseExample,
+  buildExamples,
+  evaluateProbs,
+  featureNames,
+  initLogReg,
+  predictProba,
+  responsePatientsFromLaleh,
+  responseStudySpec,
+  splitOf,
+  trainLogReg,
+  weightedAverage,
+  type LogRegConfig,
+  type ResponseExample,
 } from '../response/index.js';
 import { parseLalehCsv } from '../twin/laleh.js';
 
@@ -79,7 +89,12 @@ for (const s of ['Study1', 'Study2', 'Study3']) {
 }
 const init = initLogReg(cfg, spec.model.initSeed);
 const t = { epochs: spec.training.epochsPerRound, batchSize: spec.training.batchSize, learningRate: spec.training.learningRate, seed: spec.training.seed };
-const auc = (w: Float32Array) => evaluateProbs(test.map((e) => predictProba(cfg, w, e.x)), test.map((e) => e.y), cfg.nClasses).auc;
+const auc = (w: Float32Array) =>
+  evaluateProbs(
+    test.map((e) => predictProba(cfg, w, e.x)),
+    test.map((e) => e.y),
+    cfg.nClasses,
+  ).auc;
 
 /** Local training of every site from w for round r: the sites' updates Δ_i = w_i − w. */
 function siteUpdates(w: Float32Array, r: number): Float64Array[] {
@@ -131,7 +146,9 @@ const ms = (xs: number[]) => {
 const f = (x: { m: number; sd: number }, d = 3) => `${x.m.toFixed(d)} ± ${x.sd.toFixed(d)}`;
 
 console.log(`site-level DP, PLAINTEXT SIMULATION of the mechanism (3 sites, weight 1 each, updates clipped to C, Gaussian noise sigma·C on the sum), response model on Laleh 2022 Study1-3`);
-console.log(`${train.map((s) => s.length).join(' / ')} training patients, ${test.length} held-out (pooled); ${ROUNDS} rounds of ${t.epochs} full-batch epochs; delta ${DELTA.toExponential()}; C = ${C} (median unclipped site-update norm, range ${norms[0]!.toFixed(2)}-${norms[norms.length - 1]!.toFixed(2)}); ${REPEATS} noise seeds\n`);
+console.log(
+  `${train.map((s) => s.length).join(' / ')} training patients, ${test.length} held-out (pooled); ${ROUNDS} rounds of ${t.epochs} full-batch epochs; delta ${DELTA.toExponential()}; C = ${C} (median unclipped site-update norm, range ${norms[0]!.toFixed(2)}-${norms[norms.length - 1]!.toFixed(2)}); ${REPEATS} noise seeds\n`,
+);
 console.log(`| epsilon | noise multiplier | final macro AUC (held-out) | noise / signal (mean update) |`);
 console.log(`|---|---|---|---|`);
 console.log(`| seeded initial model (no training) | - | ${auc(init)?.toFixed(3)} | - |`);
@@ -147,4 +164,6 @@ for (const eps of [Infinity, 8, 3, 1]) {
 // U-Net: analytic, best case (each site's update at the clip norm, all three aligned).
 const unetD = countConfigParams({ inChannels: 1, nClasses: 2, base: 8, depth: 2, size: 48 }); // demoStudySpec's model
 const unetSigma = noiseMultiplierFor({ samplingRate: 1, steps: 5, delta: DELTA, epsilon: 8 });
-console.log(`\nU-Net of npm run demo (${unetD} weights), site-level epsilon 8 over 5 rounds: sigma ${unetSigma}; noise on the mean update / mean update >= sigma·sqrt(d)/3 = ${(unetSigma * Math.sqrt(unetD) / N_SITES).toFixed(0)}x (each site at the clip norm, all aligned; less aligned updates make it worse)`);
+console.log(
+  `\nU-Net of npm run demo (${unetD} weights), site-level epsilon 8 over 5 rounds: sigma ${unetSigma}; noise on the mean update / mean update >= sigma·sqrt(d)/3 = ${((unetSigma * Math.sqrt(unetD)) / N_SITES).toFixed(0)}x (each site at the clip norm, all aligned; less aligned updates make it worse)`,
+);

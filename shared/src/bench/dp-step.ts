@@ -29,8 +29,14 @@ const { values: a } = parseArgs({
     backend: { type: 'string', default: 'wasm' },
   },
 });
-const size = Number(a.size), base = Number(a.base), depth = Number(a.depth);
-const P = Number(a.patients), S = Number(a.slices), batch = Number(a.batch), q = Number(a.q), steps = Number(a.steps);
+const size = Number(a.size),
+  base = Number(a.base),
+  depth = Number(a.depth);
+const P = Number(a.patients),
+  S = Number(a.slices),
+  batch = Number(a.batch),
+  q = Number(a.q),
+  steps = Number(a.steps);
 
 const choice = await selectBackend(a.backend as BackendName);
 const n = P * S;
@@ -38,16 +44,25 @@ const r = mulberry32(1);
 const images = new Float32Array(n * size * size);
 const masks = new Uint8Array(n * size * size);
 for (let k = 0; k < n; k++) {
-  const w = 6 + Math.floor(r() * 8), x0 = Math.floor(r() * (size - w)), y0 = Math.floor(r() * (size - w));
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
-    const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
-    images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
-    masks[k * size * size + y * size + x] = inside ? 1 : 0;
-  }
+  const w = 6 + Math.floor(r() * 8),
+    x0 = Math.floor(r() * (size - w)),
+    y0 = Math.floor(r() * (size - w));
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
+      images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
+      masks[k * size * size + y * size + x] = inside ? 1 : 0;
+    }
 }
 const data: SliceSet = {
-  images, masks, n, size, spacingMm: [1, 1, 1], z: Int32Array.from({ length: n }, (_, i) => i % S),
-  patient: Int32Array.from({ length: n }, (_, i) => Math.floor(i / S)), maskVoxelsOutside: 0,
+  images,
+  masks,
+  n,
+  size,
+  spacingMm: [1, 1, 1],
+  z: Int32Array.from({ length: n }, (_, i) => i % S),
+  patient: Int32Array.from({ length: n }, (_, i) => Math.floor(i / S)),
+  maskVoxelsOutside: 0,
 };
 const model = createUNet({ inChannels: 1, nClasses: 2, base, depth, size }, 7);
 const common = { epochs: 100, batchSize: batch, learningRate: 3e-3, seed: 1 };
@@ -58,7 +73,7 @@ const plainMs = plain.ms / plain.steps;
 
 const patients = patientSlices(data);
 patientLossGradient(model, data, patients[0], { diceWeight: 1, microBatchSlices: 32 });
-let t = performance.now();
+const t = performance.now();
 for (let i = 0; i < steps; i++) patientLossGradient(model, data, patients[i % P], { diceWeight: 1, microBatchSlices: 32 });
 const patientMs = (performance.now() - t) / steps;
 
@@ -73,5 +88,7 @@ console.log(`ordinary step (batch ${batch} slices):         ${plainMs.toFixed(0)
 console.log(`one patient's gradient (${S} slices):          ${patientMs.toFixed(0)} ms`);
 console.log(`DP step, q = 1 (${P} patients, ${n} slices):    ${dpAllMs.toFixed(0)} ms  (${(dpAllMs / plainMs).toFixed(1)}x an ordinary step)`);
 console.log(`DP step, q = ${q} (expected ${q * P} patients):   ${expectedDpMs.toFixed(0)} ms  (${(expectedDpMs / plainMs).toFixed(1)}x)`);
-console.log(`per round of 2 epochs: ordinary ${stepsPerRoundPlain} steps ≈ ${(stepsPerRoundPlain * plainMs / 1000).toFixed(1)} s; DP ${stepsPerRoundDp} steps ≈ ${(stepsPerRoundDp * expectedDpMs / 1000).toFixed(1)} s`);
+console.log(
+  `per round of 2 epochs: ordinary ${stepsPerRoundPlain} steps ≈ ${((stepsPerRoundPlain * plainMs) / 1000).toFixed(1)} s; DP ${stepsPerRoundDp} steps ≈ ${((stepsPerRoundDp * expectedDpMs) / 1000).toFixed(1)} s`,
+);
 disposeUNet(model);

@@ -288,7 +288,15 @@ async function main(): Promise<void> {
   // Ratios against the common default (row 2), measured in this same run.
   const def0 = rows[1];
   const header = ['scheme', 'bytes/param', 'vs default', 'encrypt ms/1M', 'vs default', 'add ms/1M', 'max abs err (xB)'];
-  const cells = rows.map((r) => [r.name, r.bytesPerParam.toFixed(3), `${(r.bytesPerParam / def0.bytesPerParam).toFixed(3)}x`, r.encryptMsPer1M.toFixed(0), `${(r.encryptMsPer1M / def0.encryptMsPer1M).toFixed(2)}x`, r.addMsPer1M.toFixed(1), r.maxAbsError.toExponential(2)]);
+  const cells = rows.map((r) => [
+    r.name,
+    r.bytesPerParam.toFixed(3),
+    `${(r.bytesPerParam / def0.bytesPerParam).toFixed(3)}x`,
+    r.encryptMsPer1M.toFixed(0),
+    `${(r.encryptMsPer1M / def0.encryptMsPer1M).toFixed(2)}x`,
+    r.addMsPer1M.toFixed(1),
+    r.maxAbsError.toExponential(2),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]): string => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ');
   console.log(`HE update cost, ${P} parameters, 2 sites, deltas U[-1,1], B = 1 (node ${process.version}, ${process.arch})`);

@@ -25,7 +25,12 @@ const log = (msg: string) => process.stderr.write(`[bench:import-bomb] ${msg}\n`
 
 // Single-member gzip throughout (what gzip and nibabel write), so every reader inflates all of it.
 const nii = (dims: number[], datatype: number, bitpix: number, zeros: number) => () => gzipOneMember(niftiHeader({ dims, datatype, bitpix } satisfies NiftiHeaderSpec), zeros);
-interface Case { name: string; make: () => Promise<Buffer>; module: string; fn: string }
+interface Case {
+  name: string;
+  make: () => Promise<Buffer>;
+  module: string;
+  fn: string;
+}
 const CASES: Case[] = [
   { name: 'finding: 1024x1024x512 uint8, 512 MiB zeros', make: nii([1024, 1024, 512], 2, 8, 512 * MiB), module: 'imaging/index.js', fn: 'readNiftiImage' },
   { name: 'same, legacy readNifti (demo data path)', make: nii([1024, 1024, 512], 2, 8, 512 * MiB), module: 'data/nifti.js', fn: 'readNifti' },
@@ -33,8 +38,12 @@ const CASES: Case[] = [
   { name: 'header 1024x1024x255 float32, 1020 MiB zeros', make: nii([1024, 1024, 255], 16, 32, 1020 * MiB), module: 'imaging/index.js', fn: 'readNiftiImage' },
   {
     name: 'NRRD gzip 2048x2048x512 short, 512 MiB zeros',
-    make: async () => { const h = nrrdGzHeader([2048, 2048, 512], 'short'); return Buffer.concat([h, await gzipOneMember(new Uint8Array(0), 512 * MiB)]); },
-    module: 'imaging/index.js', fn: 'readNrrdImage',
+    make: async () => {
+      const h = nrrdGzHeader([2048, 2048, 512], 'short');
+      return Buffer.concat([h, await gzipOneMember(new Uint8Array(0), 512 * MiB)]);
+    },
+    module: 'imaging/index.js',
+    fn: 'readNrrdImage',
   },
   { name: 'mask 128x128x128 uint8, all zero (legit)', make: nii([128, 128, 128], 2, 8, 2 * MiB), module: 'imaging/index.js', fn: 'readNiftiImage' },
   { name: 'mask 512x512x300 uint8, all zero (legit)', make: nii([512, 512, 300], 2, 8, 512 * 512 * 300), module: 'imaging/index.js', fn: 'readNiftiImage' },
@@ -59,7 +68,13 @@ async function main(): Promise<void> {
         const c2 = await readInChild(url, c.fn, file, vmem);
         r = { outcome: c2.code === 'none' ? c2.message : c2.code === 'thrown' ? c2.message.slice(0, 60) : c2.code, s: c2.ms / 1000, growthMiB: c2.growthMiB };
       } catch (e) {
-        r = { outcome: `child died: ${String((e as Error).message).split('\n')[0].slice(0, 50)}`, s: NaN, growthMiB: NaN };
+        r = {
+          outcome: `child died: ${String((e as Error).message)
+            .split('\n')[0]
+            .slice(0, 50)}`,
+          s: NaN,
+          growthMiB: NaN,
+        };
       }
       rows.push({ name: c.name, fileKiB: b.length / 1024, ...r });
     }

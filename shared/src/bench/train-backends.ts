@@ -50,16 +50,22 @@ interface TfjsVariant {
 const TFJS_VARIANTS: TfjsVariant[] = [
   { id: 'tensorflow', label: 'tfjs tensorflow (libtensorflow)', backend: 'tensorflow' },
   {
-    id: 'wasm-stock', label: 'tfjs wasm, stock kernels (+ dW as dilated conv, which wasm lacks)', backend: 'wasm',
+    id: 'wasm-stock',
+    label: 'tfjs wasm, stock kernels (+ dW as dilated conv, which wasm lacks)',
+    backend: 'wasm',
     kernels: { backpropFilterMatMul: false, backpropInput: false, maxPoolGrad: false },
   },
   {
-    id: 'wasm-v1', label: 'tfjs wasm + Twinfed kernels v1 (dilated-conv dW, conv dx)', backend: 'wasm',
+    id: 'wasm-v1',
+    label: 'tfjs wasm + Twinfed kernels v1 (dilated-conv dW, conv dx)',
+    backend: 'wasm',
     kernels: { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: false },
   },
   { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (v1 + MaxPoolGrad, bias Sum): default', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS },
   {
-    id: 'wasm-matmul-dw', label: 'tfjs wasm + Twinfed kernels, dW as im2col MatMul (opt-in)', backend: 'wasm',
+    id: 'wasm-matmul-dw',
+    label: 'tfjs wasm + Twinfed kernels, dW as im2col MatMul (opt-in)',
+    backend: 'wasm',
     kernels: { ...DEFAULT_WASM_KERNELS, backpropFilterMatMul: true },
   },
   { id: 'wasm-workers-2', label: 'tfjs wasm + Twinfed default kernels, 2 data-parallel workers', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS, workers: 2 },
@@ -138,7 +144,10 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
     return { ...base, ok: false, why: err instanceof Error ? err.message : String(err) };
   }
   if (choice.name !== v.backend) {
-    const why = choice.tried.filter((t) => t.name === v.backend).map((t) => t.why).join('; ');
+    const why = choice.tried
+      .filter((t) => t.name === v.backend)
+      .map((t) => t.why)
+      .join('; ');
     return { ...base, ok: false, why: why || `${v.backend} unavailable` };
   }
   const timer = profile && v.backend !== 'tensorflow' && v.workers == null ? installKernelTimer(v.backend) : undefined;
@@ -186,13 +195,20 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
     const total = rows.reduce((s, [, e]) => s + e.ms, 0) / steps;
     console.error(`profile of ${v.id}: ms/step per kernel (top level; nested kernel calls count in their caller), median step ${median(times).toFixed(0)} ms`);
     for (const [name, e] of rows.slice(0, 15)) {
-      console.error(`  ${name.padEnd(22)} ${(e.ms / steps).toFixed(1).padStart(7)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${(100 * e.ms / steps / total).toFixed(0).padStart(3)}%`);
+      console.error(`  ${name.padEnd(22)} ${(e.ms / steps).toFixed(1).padStart(7)} ms  ${(e.calls / steps).toFixed(0).padStart(4)} calls  ${((100 * e.ms) / steps / total).toFixed(0).padStart(3)}%`);
     }
     console.error(`  ${'all kernels'.padEnd(22)} ${total.toFixed(1).padStart(7)} ms`);
   }
   return {
-    ...base, ok: true, msPerStepMedian: median(times), cpuMsPerStepMedian: median(cpuTimes), msPerStepMin: Math.min(...times), msPerStepMax: Math.max(...times),
-    steps, params, finalLoss: loss,
+    ...base,
+    ok: true,
+    msPerStepMedian: median(times),
+    cpuMsPerStepMedian: median(cpuTimes),
+    msPerStepMin: Math.min(...times),
+    msPerStepMax: Math.max(...times),
+    steps,
+    params,
+    finalLoss: loss,
   };
 }
 
@@ -210,8 +226,7 @@ function runTorch(python: string, threads: number[], steps: number, warmup: numb
   const label = (t: number) => `PyTorch CPU, ${t} thread${t > 1 ? 's' : ''}${tag}`;
   const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error != null || probe.status !== 0) {
-    const why = probe.error != null ? `${python} not runnable (${probe.error.message})`
-      : `\`${python} -c 'import torch'\` failed (install Debian's python3-torch: apt-get install python3-torch)`;
+    const why = probe.error != null ? `${python} not runnable (${probe.error.message})` : `\`${python} -c 'import torch'\` failed (install Debian's python3-torch: apt-get install python3-torch)`;
     return { rows: threads.map((t) => ({ id: `torch-${t}${tag ? '-again' : ''}`, label: label(t), ok: false, why })) };
   }
   const args = ['--threads', ...threads.map(String), '--steps', String(steps), '--warmup', String(warmup)];
@@ -219,11 +234,15 @@ function runTorch(python: string, threads: number[], steps: number, warmup: numb
   const runScript = (cpuClock: boolean) => {
     // The script times steps with time.perf_counter; for CPU time it gets time.process_time
     // (all threads of the process) in its place, the script itself unchanged.
-    const code = `import runpy, sys, time\n${cpuClock ? 'time.perf_counter = time.process_time\n' : ''}` +
+    const code =
+      `import runpy, sys, time\n${cpuClock ? 'time.perf_counter = time.process_time\n' : ''}` +
       `sys.argv = [${JSON.stringify(script)}] + ${JSON.stringify(args)}\nrunpy.run_path(${JSON.stringify(script)}, run_name='__main__')\n`;
     const r = spawnSync(python, ['-c', code], { encoding: 'utf8', timeout: 600_000 });
     if (r.status !== 0) throw new Error(`unet_torch.py exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').at(-1)}`);
-    return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | string | boolean>);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number | string | boolean>);
   };
   let lines, cpuLines;
   try {
@@ -235,9 +254,16 @@ function runTorch(python: string, threads: number[], steps: number, warmup: numb
   }
   const version = String(lines[0].torch);
   const rows = lines.slice(1).map((j, k): StepResult => ({
-    id: `torch-${j.threads}${tag ? '-again' : ''}`, label: label(Number(j.threads)), ok: true,
-    msPerStepMedian: Number(j.ms_per_step_median), msPerStepMin: Number(j.ms_per_step_min), msPerStepMax: Number(j.ms_per_step_max),
-    cpuMsPerStepMedian: Number(cpuLines[k + 1]?.ms_per_step_median), steps, params: Number(j.params), finalLoss: Number(j.final_loss),
+    id: `torch-${j.threads}${tag ? '-again' : ''}`,
+    label: label(Number(j.threads)),
+    ok: true,
+    msPerStepMedian: Number(j.ms_per_step_median),
+    msPerStepMin: Number(j.ms_per_step_min),
+    msPerStepMax: Number(j.ms_per_step_max),
+    cpuMsPerStepMedian: Number(cpuLines[k + 1]?.ms_per_step_median),
+    steps,
+    params: Number(j.params),
+    finalLoss: Number(j.final_loss),
   }));
   return { version, rows };
 }
@@ -274,13 +300,18 @@ export interface TableOptions {
 export function runTable(o: TableOptions): StepResult[] {
   const want = (id: string) => o.only == null || o.only.includes(id) || (o.only.includes('torch') && id.startsWith('torch'));
   const cpus = os.cpus();
-  const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const load = () =>
+    os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ');
   const loadStart = load();
-  console.log(`U-Net training throughput: ${REFERENCE_NET.size}x${REFERENCE_NET.size}, batch ${REFERENCE_BATCH}, ` +
-    `${REFERENCE_NET.inChannels} in-channels, ${REFERENCE_NET.nClasses} classes, base ${REFERENCE_NET.base}, depth ${REFERENCE_NET.depth}, ` +
-    `Adam lr ${LEARNING_RATE}, categorical cross-entropy`);
-  console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} logical cores; ${os.platform()} ${os.release()}; ` +
-    `node ${process.version}; ${new Date().toISOString()}`);
+  console.log(
+    `U-Net training throughput: ${REFERENCE_NET.size}x${REFERENCE_NET.size}, batch ${REFERENCE_BATCH}, ` +
+      `${REFERENCE_NET.inChannels} in-channels, ${REFERENCE_NET.nClasses} classes, base ${REFERENCE_NET.base}, depth ${REFERENCE_NET.depth}, ` +
+      `Adam lr ${LEARNING_RATE}, categorical cross-entropy`,
+  );
+  console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} logical cores; ${os.platform()} ${os.release()}; ` + `node ${process.version}; ${new Date().toISOString()}`);
   console.log(`load average (1/5/15 min) at start: ${loadStart}`);
   console.log(`median of ${o.steps} steps after ${o.warmup} warm-up (cpu: ${o.cpuSteps} after 1)\n`);
 
@@ -288,7 +319,12 @@ export function runTable(o: TableOptions): StepResult[] {
   const notes: string[] = [];
   let torchVersion: string | undefined;
   if (want('torch-1') || want('torch-2')) {
-    const t = runTorch(o.python, [1, 2].filter((n) => want(`torch-${n}`)), o.steps, o.warmup);
+    const t = runTorch(
+      o.python,
+      [1, 2].filter((n) => want(`torch-${n}`)),
+      o.steps,
+      o.warmup,
+    );
     torchVersion = t.version;
     rows.push(...t.rows);
   }
@@ -314,14 +350,18 @@ export function runTable(o: TableOptions): StepResult[] {
     const ms = r.msPerStepMedian!;
     const range = `${fmt(ms, 0)} (${fmt(r.msPerStepMin, 0)}-${fmt(r.msPerStepMax, 0)})`;
     const wallRatio = `${ratio(ms, ref?.msPerStepMedian)} (${ratio(ms, end?.msPerStepMedian)})`;
-    console.log(`${r.label.padEnd(68)} | ${range.padStart(29)} | ${fmt((REFERENCE_BATCH * 1000) / ms, 1).padStart(8)} | ` +
-      `${fmt(r.cpuMsPerStepMedian, 0).padStart(11)} | ${wallRatio.padStart(25)} | ${ratio(r.cpuMsPerStepMedian, ref?.cpuMsPerStepMedian).padStart(15)}`);
+    console.log(
+      `${r.label.padEnd(68)} | ${range.padStart(29)} | ${fmt((REFERENCE_BATCH * 1000) / ms, 1).padStart(8)} | ` +
+        `${fmt(r.cpuMsPerStepMedian, 0).padStart(11)} | ${wallRatio.padStart(25)} | ${ratio(r.cpuMsPerStepMedian, ref?.cpuMsPerStepMedian).padStart(15)}`,
+    );
   }
   console.log(`\nload average at end: ${load()}`);
   if (torchVersion) {
-    console.log(`PyTorch ${torchVersion} via ${o.python}. x PyTorch-1 = ms/step ÷ PyTorch 1-thread ms/step of the first torch run ` +
-      '(lower is better); in brackets ÷ the last row, so the spread shows how much the load drifted. CPU ms/step counts all ' +
-      'threads of the process (2 workers spend more CPU but less wall time).');
+    console.log(
+      `PyTorch ${torchVersion} via ${o.python}. x PyTorch-1 = ms/step ÷ PyTorch 1-thread ms/step of the first torch run ` +
+        '(lower is better); in brackets ÷ the last row, so the spread shows how much the load drifted. CPU ms/step counts all ' +
+        'threads of the process (2 workers spend more CPU but less wall time).',
+    );
   } else if (ref == null) console.log('no PyTorch reference in this run, so no ratios');
   for (const n of notes) console.log(`\n${n}`);
   return rows;
@@ -339,7 +379,9 @@ async function main(): Promise<void> {
       child: { type: 'string' },
     },
   });
-  const steps = Number(a.steps), warmup = Number(a.warmup), cpuSteps = Number(a['cpu-steps']);
+  const steps = Number(a.steps),
+    warmup = Number(a.warmup),
+    cpuSteps = Number(a['cpu-steps']);
   if (!(steps >= 1 && warmup >= 0 && cpuSteps >= 1)) throw new Error('--steps and --cpu-steps must be ≥ 1, --warmup ≥ 0');
   if (a.child != null) {
     const v = TFJS_VARIANTS.find((t) => t.id === a.child);
@@ -349,7 +391,10 @@ async function main(): Promise<void> {
     return;
   }
   const known = [...TFJS_VARIANTS.map((v) => v.id), 'torch', 'torch-1', 'torch-2'];
-  const only = a.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = a.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const w of only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown variant '${w}'; known: ${known.join(', ')}`);
   runTable({ steps, warmup, cpuSteps, only, profile: a.profile, python: a.python });
 }

@@ -66,11 +66,16 @@ interface Site {
 }
 
 async function main(): Promise<void> {
-  const rounds = Number(a.rounds), size = Number(a.size), batchSize = Number(a.batch);
-  const epochs = Number(a.epochs), learningRate = Number(a.lr), diceWeight = Number(a.dice);
-  const marginSlices = Number(a.margin), budgetMs = Number(a['budget-s']) * 1000, seed = Number(a.seed);
-  const normalisation: SuvNormalisation = a.norm === 'patientMax'
-    ? { kind: 'patientMax' } : { kind: 'fixed', scale: Number(a['suv-scale']), clip: 3 };
+  const rounds = Number(a.rounds),
+    size = Number(a.size),
+    batchSize = Number(a.batch);
+  const epochs = Number(a.epochs),
+    learningRate = Number(a.lr),
+    diceWeight = Number(a.dice);
+  const marginSlices = Number(a.margin),
+    budgetMs = Number(a['budget-s']) * 1000,
+    seed = Number(a.seed);
+  const normalisation: SuvNormalisation = a.norm === 'patientMax' ? { kind: 'patientMax' } : { kind: 'fixed', scale: Number(a['suv-scale']), clip: 3 };
 
   if (a['reference-only']) return reference();
   const choice = await selectBackend(a.backend as BackendName | undefined);
@@ -104,15 +109,16 @@ async function main(): Promise<void> {
     off += s.val.n;
   }
   for (const s of sites) {
-    console.log(`${s.name}: train ${s.trainIds[0]}..${s.trainIds.at(-1)} (${s.trainIds.length} patients, ${s.train.n} slices), ` +
-      `val ${s.valIds.join(',')} (${s.val.n} slices)`);
+    console.log(`${s.name}: train ${s.trainIds[0]}..${s.trainIds.at(-1)} (${s.trainIds.length} patients, ${s.train.n} slices), ` + `val ${s.valIds.join(',')} (${s.val.n} slices)`);
   }
   console.log(`mask voxels outside the ${size}x${size} window: ${lostVoxels}`);
 
   const model = createUNet({ inChannels: 1, nClasses: 2, base: 8, depth: 2, size }, seed);
-  console.log(`model: U-Net base 8 depth 2, ${size}x${size}, ${countParams(model)} params; ` +
-    `batch ${batchSize}, ${epochs} epochs/round, Adam lr ${learningRate}, loss CE + ${diceWeight} x soft-Dice, ` +
-    `budget ${budgetMs / 1000}s/site/round`);
+  console.log(
+    `model: U-Net base 8 depth 2, ${size}x${size}, ${countParams(model)} params; ` +
+      `batch ${batchSize}, ${epochs} epochs/round, Adam lr ${learningRate}, loss CE + ${diceWeight} x soft-Dice, ` +
+      `budget ${budgetMs / 1000}s/site/round`,
+  );
 
   let global = getFlatWeights(model);
   const r0 = await evaluateDice(model, allVal, valPatient);
@@ -122,21 +128,30 @@ async function main(): Promise<void> {
   for (let r = 1; r <= rounds; r++) {
     const updates: { weights: Float32Array; nSamples: number }[] = [];
     const cols: string[] = [];
-    let ms = 0, steps = 0, images = 0, loss = 0;
+    let ms = 0,
+      steps = 0,
+      images = 0,
+      loss = 0;
     for (const [k, s] of sites.entries()) {
       setFlatWeights(model, global);
       const res = await trainLocal(model, s.train, {
-        epochs, batchSize, learningRate, diceWeight, seed: seed * 1000 + r * 10 + k,
+        epochs,
+        batchSize,
+        learningRate,
+        diceWeight,
+        seed: seed * 1000 + r * 10 + k,
       });
       updates.push({ weights: getFlatWeights(model), nSamples: res.nSamples });
       cols.push(`${fmt(res.ms / 1000, 1)}(${res.steps})`);
-      ms += res.ms; steps += res.steps; images += Math.min(res.steps * batchSize, epochs * s.train.n); loss += res.loss / sites.length;
+      ms += res.ms;
+      steps += res.steps;
+      images += Math.min(res.steps * batchSize, epochs * s.train.n);
+      loss += res.loss / sites.length;
     }
     global = fedAvg(updates);
     setFlatWeights(model, global);
     const ev = await evaluateDice(model, allVal, valPatient);
-    console.log(`${r}     | ${cols.join(' ')} | ${fmt(ms / steps, 0)} | ${fmt(images / (ms / 1000), 1)} | ${fmt(loss)} | ` +
-      `${fmt(ev.mean)} (${ev.perPatient.map((p) => fmt(p.dice, 2)).join(' ')})`);
+    console.log(`${r}     | ${cols.join(' ')} | ${fmt(ms / steps, 0)} | ${fmt(images / (ms / 1000), 1)} | ${fmt(loss)} | ` + `${fmt(ev.mean)} (${ev.perPatient.map((p) => fmt(p.dice, 2)).join(' ')})`);
     const slowest = Math.max(...cols.map((c) => Number(c.split('(')[0]))) * 1000;
     if (slowest > budgetMs) overBudget = true;
   }

@@ -34,20 +34,38 @@ describe('signed envelopes', () => {
 
   it('detects a changed header field, a changed body, and the wrong key', () => {
     const env = sealEnvelope(signer(), { to: 'coordinator-x', type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: 2 } });
-    assert.equal(code(() => verifyEnvelope({ ...env, header: { ...env.header, round: 3 } }, id.ed25519PublicKey)), 'TWF_E_BAD_SIGNATURE');
-    assert.equal(code(() => verifyEnvelope({ ...env, body: utf8('{"fromRound":1}') }, id.ed25519PublicKey)), 'TWF_E_DIGEST_MISMATCH');
-    assert.equal(code(() => verifyEnvelope(env, other.ed25519PublicKey)), 'TWF_E_BAD_SIGNATURE');
+    assert.equal(
+      code(() => verifyEnvelope({ ...env, header: { ...env.header, round: 3 } }, id.ed25519PublicKey)),
+      'TWF_E_BAD_SIGNATURE',
+    );
+    assert.equal(
+      code(() => verifyEnvelope({ ...env, body: utf8('{"fromRound":1}') }, id.ed25519PublicKey)),
+      'TWF_E_DIGEST_MISMATCH',
+    );
+    assert.equal(
+      code(() => verifyEnvelope(env, other.ed25519PublicKey)),
+      'TWF_E_BAD_SIGNATURE',
+    );
   });
 
   it('refuses malformed envelopes, bodies and chunk metadata', () => {
-    assert.equal(code(() => parseEnvelope({ header: {}, signature: 'x', body: new Uint8Array() })), 'TWF_E_MALFORMED');
+    assert.equal(
+      code(() => parseEnvelope({ header: {}, signature: 'x', body: new Uint8Array() })),
+      'TWF_E_MALFORMED',
+    );
     const env = sealEnvelope(signer(), { to: 'coordinator-x', type: 'aggregate.request', studyId: 's', round: null, body: { fromRound: -1 } });
-    assert.equal(code(() => decodeBody(env, 'aggregate.request')), 'TWF_E_MALFORMED');
+    assert.equal(
+      code(() => decodeBody(env, 'aggregate.request')),
+      'TWF_E_MALFORMED',
+    );
     const chunk = sealEnvelope(signer(), { to: 'coordinator-x', type: 'update.chunk', studyId: 's', round: 1, body: new Uint8Array([1, 2]), meta: { index: 0 } });
-    assert.equal(code(() => decodeMeta(chunk)), 'TWF_E_MALFORMED');
+    assert.equal(
+      code(() => decodeMeta(chunk)),
+      'TWF_E_MALFORMED',
+    );
   });
 
-  it('sealed boxes open only with the recipient\'s X25519 key', () => {
+  it("sealed boxes open only with the recipient's X25519 key", () => {
     const box = sealTo(id.x25519PublicKey, new Uint8Array([9, 8, 7]));
     assert.deepEqual(Array.from(openSealed(box, id)), [9, 8, 7]);
     assert.throws(() => openSealed(box, other));
@@ -55,7 +73,7 @@ describe('signed envelopes', () => {
 });
 
 describe('signed statements', () => {
-  it('verify only for the same kind, the same fields and the signer\'s key', async () => {
+  it("verify only for the same kind, the same fields and the signer's key", async () => {
     await initSodium();
     const { signStatement, verifyStatement } = await import('./statement.js');
     const a = generateIdentity();

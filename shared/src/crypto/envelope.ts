@@ -1,6 +1,17 @@
 import {
-  BODY_SCHEMAS, EnvelopeSchema, META_SCHEMAS, PROTOCOL_VERSION, WireError, canonicalJson, sha256Hex, utf8,
-  type BodyOf, type Envelope, type EnvelopeHeader, type JsonMessageType, type MessageType,
+  BODY_SCHEMAS,
+  EnvelopeSchema,
+  META_SCHEMAS,
+  PROTOCOL_VERSION,
+  WireError,
+  canonicalJson,
+  sha256Hex,
+  utf8,
+  type BodyOf,
+  type Envelope,
+  type EnvelopeHeader,
+  type JsonMessageType,
+  type MessageType,
 } from '@twinfed/protocols';
 import { fromB64, toB64 } from './sodium.js';
 import { sign, verify } from './identity.js';
@@ -106,5 +117,8 @@ export function decodeMeta<T>(env: Envelope): T {
 }
 
 function formatIssues(issues: { path: PropertyKey[]; message: string }[]): string {
-  return issues.slice(0, 3).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ');
+  return issues
+    .slice(0, 3)
+    .map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`)
+    .join('; ');
 }

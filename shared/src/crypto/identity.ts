@@ -30,13 +30,17 @@ export function generateIdentity(): Identity {
 
 /** Writes the identity readable by its owner only (mode 0600). */
 export function saveIdentity(path: string, id: Identity): void {
-  const json = JSON.stringify({
-    kind: 'twinfed-identity',
-    ed25519PublicKey: toB64(id.ed25519PublicKey),
-    ed25519SecretKey: toB64(id.ed25519SecretKey),
-    x25519PublicKey: toB64(id.x25519PublicKey),
-    x25519SecretKey: toB64(id.x25519SecretKey),
-  }, null, 2);
+  const json = JSON.stringify(
+    {
+      kind: 'twinfed-identity',
+      ed25519PublicKey: toB64(id.ed25519PublicKey),
+      ed25519SecretKey: toB64(id.ed25519SecretKey),
+      x25519PublicKey: toB64(id.x25519PublicKey),
+      x25519SecretKey: toB64(id.x25519SecretKey),
+    },
+    null,
+    2,
+  );
   writeFileSync(path, json, { mode: 0o600 });
   chmodSync(path, 0o600);
 }

@@ -6,10 +6,7 @@ import { describe, it } from 'node:test';
 import { concatSlices, extractSlices, loadStsCase, readNifti, tumourSliceIndices, type NiftiVolume } from './index.js';
 
 /** A minimal single-file NIfTI-1 (.nii) with int16 or float32 voxels. */
-function makeNifti(opts: {
-  dims: number[]; pixdim: number[]; datatype: 4 | 16; le: boolean; values: number[];
-  slope?: number; inter?: number; units?: number;
-}): Uint8Array {
+function makeNifti(opts: { dims: number[]; pixdim: number[]; datatype: 4 | 16; le: boolean; values: number[]; slope?: number; inter?: number; units?: number }): Uint8Array {
   const bytesPer = opts.datatype === 4 ? 2 : 4;
   const buf = new ArrayBuffer(352 + opts.values.length * bytesPer);
   const v = new DataView(buf);
@@ -32,9 +29,11 @@ function makeNifti(opts: {
 
 function volume(dims: [number, number, number], f: (x: number, y: number, z: number) => number): NiftiVolume {
   const data = new Float32Array(dims[0] * dims[1] * dims[2]);
-  for (let z = 0; z < dims[2]; z++) for (let y = 0; y < dims[1]; y++) for (let x = 0; x < dims[0]; x++) {
-    data[x + dims[0] * (y + dims[1] * z)] = f(x, y, z);
-  }
+  for (let z = 0; z < dims[2]; z++)
+    for (let y = 0; y < dims[1]; y++)
+      for (let x = 0; x < dims[0]; x++) {
+        data[x + dims[0] * (y + dims[1] * z)] = f(x, y, z);
+      }
   return { dims, spacingMm: [2, 2, 3], data, datatypeCode: 16 };
 }
 
@@ -47,14 +46,20 @@ describe('readNifti', () => {
         const vol = readNifti(b);
         assert.deepEqual(vol.dims, [3, 2, 2]);
         assert.deepEqual(vol.spacingMm, [1.5, 2, 3.25]);
-        assert.deepEqual([...vol.data], values.map((x) => x * 0.5 + 10));
+        assert.deepEqual(
+          [...vol.data],
+          values.map((x) => x * 0.5 + 10),
+        );
       }
     });
   }
   it('treats scl_slope 0 as unscaled, converts metres to mm, and reads float32', () => {
     const vol = readNifti(makeNifti({ dims: [2, 1, 1], pixdim: [0.001, 0.002, 0.003], datatype: 16, le: true, values: [1.25, -2], units: 1 }));
     assert.deepEqual([...vol.data], [1.25, -2]);
-    assert.deepEqual(vol.spacingMm.map((s) => Math.round(s * 1000) / 1000), [1, 2, 3]);
+    assert.deepEqual(
+      vol.spacingMm.map((s) => Math.round(s * 1000) / 1000),
+      [1, 2, 3],
+    );
   });
   it('accepts a Uint8Array that is a view into a larger buffer', () => {
     const inner = makeNifti({ dims: [2, 1, 1], pixdim: [1, 1, 1], datatype: 16, le: true, values: [7, 8] });
@@ -85,7 +90,10 @@ describe('extractSlices', () => {
     assert.equal(at(1, 6, 5), Math.fround((4 + 30 + 200) / 1000));
     assert.equal(at(0, 0, 0), 0); // padding
     assert.equal(s.masks[1 * 64 + 3 * 8 + 4], 1);
-    assert.equal(s.masks.reduce((a, b) => a + b, 0), 2);
+    assert.equal(
+      s.masks.reduce((a, b) => a + b, 0),
+      2,
+    );
     assert.equal(s.maskVoxelsOutside, 0);
   });
 
@@ -98,7 +106,10 @@ describe('extractSlices', () => {
     const corner = volume([5, 4, 6], (x, y, z) => (z === 2 && x === 0 && y === 0 ? 1 : 0));
     const t = extractSlices(img, corner, { size: 2 });
     assert.equal(t.maskVoxelsOutside, 1);
-    assert.equal(t.masks.reduce((a, b) => a + b, 0), 0);
+    assert.equal(
+      t.masks.reduce((a, b) => a + b, 0),
+      0,
+    );
   });
 
   it('concatSlices records patients', () => {
@@ -116,7 +127,10 @@ describe('real STS data', () => {
   it('reads STS_001 PET image and mask', async () => {
     const c = await loadStsCase(path.resolve(STS!));
     assert.deepEqual(c.image.dims, [41, 43, 59]);
-    assert.deepEqual(c.image.spacingMm.map((s) => Math.round(s * 100) / 100), [4.69, 4.69, 3.27]);
+    assert.deepEqual(
+      c.image.spacingMm.map((s) => Math.round(s * 100) / 100),
+      [4.69, 4.69, 3.27],
+    );
     const voxels = c.mask.data.reduce((a, v) => a + (v > 0.5 ? 1 : 0), 0);
     assert.equal(voxels, 5095);
     const suvMax = c.image.data.reduce((a, v) => Math.max(a, v), 0);
@@ -125,7 +139,10 @@ describe('real STS data', () => {
     const t = tumourSliceIndices(c.mask);
     assert.equal(s.n, t.at(-1)! - t[0] + 1 + 4);
     assert.equal(s.images.length, s.n * 48 * 48);
-    assert.equal(s.masks.reduce((a, b) => a + b, 0), voxels);
+    assert.equal(
+      s.masks.reduce((a, b) => a + b, 0),
+      voxels,
+    );
     assert.ok(s.images.every((v) => v >= 0 && v <= 3));
   });
 });

@@ -45,9 +45,7 @@ export function readNifti(bytes: Uint8Array, limits: Partial<ImportLimits> = {})
   // Own, exactly-sized buffer (nifti-reader-js wants a whole ArrayBuffer): a Node Buffer is often a
   // view into a shared pool, and .slice() of one is a view too, so copy with Uint8Array's slice
   // unless the bytes already own their buffer.
-  const buf = (whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength
-    ? whole.buffer
-    : Uint8Array.prototype.slice.call(whole).buffer) as ArrayBuffer;
+  const buf = (whole.byteOffset === 0 && whole.byteLength === whole.buffer.byteLength ? whole.buffer : Uint8Array.prototype.slice.call(whole).buffer) as ArrayBuffer;
   if (!nifti.isNIFTI(buf)) throw new Error('readNifti: not a NIfTI-1/2 file');
   const h = nifti.readHeader(buf);
   const reader = READERS[h.datatypeCode];

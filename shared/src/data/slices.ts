@@ -21,9 +21,7 @@
  */
 import type { NiftiVolume } from './nifti.js';
 
-export type SuvNormalisation =
-  | { kind: 'fixed'; scale: number; clip: number }
-  | { kind: 'patientMax' };
+export type SuvNormalisation = { kind: 'fixed'; scale: number; clip: number } | { kind: 'patientMax' };
 
 export const DEFAULT_SUV_NORMALISATION: SuvNormalisation = { kind: 'fixed', scale: 5, clip: 3 };
 
@@ -131,7 +129,10 @@ export function extractSlices(image: NiftiVolume, mask: NiftiVolume, opts: Extra
     }
   });
   return {
-    images, masks, n, size,
+    images,
+    masks,
+    n,
+    size,
     spacingMm: [...image.spacingMm],
     z: Int32Array.from(zs),
     patient: new Int32Array(n),
@@ -149,7 +150,8 @@ export function concatSlices(sets: readonly SliceSet[]): SliceSet {
   const out: SliceSet = {
     images: new Float32Array(n * px),
     masks: new Uint8Array(n * px),
-    n, size,
+    n,
+    size,
     spacingMm: [...sets[0].spacingMm],
     z: new Int32Array(n),
     patient: new Int32Array(n),

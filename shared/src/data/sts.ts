@@ -15,15 +15,15 @@ export interface StsCase {
 
 /** Loads one patient folder, e.g. shared/data/sts/nifti/STS_001. */
 export async function loadStsCase(dir: string, modality: 'PET' | 'MR_T1' = 'PET'): Promise<StsCase> {
-  const [img, msk] = await Promise.all([
-    readFile(path.join(dir, `${modality}_image.nii.gz`)),
-    readFile(path.join(dir, `${modality}_mask.nii.gz`)),
-  ]);
+  const [img, msk] = await Promise.all([readFile(path.join(dir, `${modality}_image.nii.gz`)), readFile(path.join(dir, `${modality}_mask.nii.gz`))]);
   return { id: path.basename(dir), image: readNifti(img), mask: readNifti(msk) };
 }
 
 /** Patient folder names (STS_001, ...) under a root, sorted. */
 export async function listStsCases(root: string): Promise<string[]> {
   const entries = await readdir(root, { withFileTypes: true });
-  return entries.filter((e) => e.isDirectory() && /^STS_\d+$/.test(e.name)).map((e) => e.name).sort();
+  return entries
+    .filter((e) => e.isDirectory() && /^STS_\d+$/.test(e.name))
+    .map((e) => e.name)
+    .sort();
 }

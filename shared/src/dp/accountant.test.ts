@@ -2,8 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WireError } from '@twinfed/protocols';
 import {
-  RDP_ORDERS, composeRdp, dpStepsPerRound, epsilonFor, epsilonFromRdp, logAOfSampledGaussian, noiseMultiplierFor, projectStudyEpsilon,
-  rdpFromBuffer, rdpSubsampledGaussian, rdpToBuffer,
+  RDP_ORDERS,
+  composeRdp,
+  dpStepsPerRound,
+  epsilonFor,
+  epsilonFromRdp,
+  logAOfSampledGaussian,
+  noiseMultiplierFor,
+  projectStudyEpsilon,
+  rdpFromBuffer,
+  rdpSubsampledGaussian,
+  rdpToBuffer,
 } from './accountant.js';
 
 const near = (a: number, b: number, tol: number, what = '') => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b} (tol ${tol})`);
@@ -56,7 +65,7 @@ function integralLogA(q: number, sigma: number, alpha: number): number {
   // log of the integrand; the likelihood ratio's log is log((1−q) + q·e^u), u = (2z−1)/(2σ²), taken stably
   const logF = (z: number) => {
     const u = (2 * z - 1) / s2;
-    const logRatio = u > 0 ? u + Math.log(q + (1 - q) * Math.exp(-u)) : Math.log((1 - q) + q * Math.exp(u));
+    const logRatio = u > 0 ? u + Math.log(q + (1 - q) * Math.exp(-u)) : Math.log(1 - q + q * Math.exp(u));
     return -(z * z) / s2 - Math.log(sigma * Math.sqrt(2 * Math.PI)) + alpha * logRatio;
   };
   let shift = -Infinity;
@@ -67,7 +76,12 @@ function integralLogA(q: number, sigma: number, alpha: number): number {
 }
 
 test('log-space A_alpha agrees with direct summation and with numerical integration of the Renyi divergence', () => {
-  for (const [q, sigma] of [[0.1, 2], [0.5, 1.5], [0.01, 0.8], [0.3, 1]] as const) {
+  for (const [q, sigma] of [
+    [0.1, 2],
+    [0.5, 1.5],
+    [0.01, 0.8],
+    [0.3, 1],
+  ] as const) {
     const orders = Array.from({ length: 19 }, (_, i) => i + 2);
     const rdp = rdpSubsampledGaussian(q, sigma, orders);
     for (const [i, a] of orders.entries()) {
@@ -84,9 +98,17 @@ test('log-space A_alpha agrees with direct summation and with numerical integrat
 });
 
 test('stable at alpha = 256 and small sigma: finite, non-negative, non-decreasing in the order', () => {
-  for (const [q, sigma] of [[0.01, 0.3], [0.5, 0.3], [1e-4, 5], [0.9, 100]] as const) {
+  for (const [q, sigma] of [
+    [0.01, 0.3],
+    [0.5, 0.3],
+    [1e-4, 5],
+    [0.9, 100],
+  ] as const) {
     const r = rdpSubsampledGaussian(q, sigma);
-    assert.ok(r.every((x) => Number.isFinite(x) && x >= 0), `q=${q} s=${sigma}`);
+    assert.ok(
+      r.every((x) => Number.isFinite(x) && x >= 0),
+      `q=${q} s=${sigma}`,
+    );
     // RDP is non-decreasing in α (Mironov 2017, Prop. 9)
     for (let i = 1; i < r.length; i++) assert.ok(r[i]! >= r[i - 1]! * (1 - 1e-12), `q=${q} s=${sigma} a=${RDP_ORDERS[i]}`);
   }
@@ -150,10 +172,18 @@ test('noiseMultiplierFor: smallest 3-digit sigma meeting the budget, rounded up;
 });
 
 test('noiseMultiplierFor refuses an unreachable budget with TWF_E_DP_PARAMS', () => {
-  assert.throws(() => noiseMultiplierFor({ samplingRate: 1, steps: 1_000_000, delta: 1e-5, epsilon: 0.01 }),
-    (e: unknown) => e instanceof WireError && e.code === 'TWF_E_DP_PARAMS' && /noiseMultiplier <= 1000/.test(e.message));
-  assert.throws(() => noiseMultiplierFor({ samplingRate: 0, steps: 10, delta: 1e-5, epsilon: 1 }), (e: unknown) => e instanceof WireError && e.code === 'TWF_E_DP_PARAMS');
-  assert.throws(() => noiseMultiplierFor({ samplingRate: 0.1, steps: 10, delta: 1e-5, epsilon: 0 }), (e: unknown) => e instanceof WireError && e.code === 'TWF_E_DP_PARAMS');
+  assert.throws(
+    () => noiseMultiplierFor({ samplingRate: 1, steps: 1_000_000, delta: 1e-5, epsilon: 0.01 }),
+    (e: unknown) => e instanceof WireError && e.code === 'TWF_E_DP_PARAMS' && /noiseMultiplier <= 1000/.test(e.message),
+  );
+  assert.throws(
+    () => noiseMultiplierFor({ samplingRate: 0, steps: 10, delta: 1e-5, epsilon: 1 }),
+    (e: unknown) => e instanceof WireError && e.code === 'TWF_E_DP_PARAMS',
+  );
+  assert.throws(
+    () => noiseMultiplierFor({ samplingRate: 0.1, steps: 10, delta: 1e-5, epsilon: 0 }),
+    (e: unknown) => e instanceof WireError && e.code === 'TWF_E_DP_PARAMS',
+  );
 });
 
 test('dpStepsPerRound and projectStudyEpsilon for both levels', () => {

@@ -187,7 +187,10 @@ export function noiseMultiplierFor(p: { samplingRate: number; steps: number; del
   if (eps(MIN_NOISE_MULTIPLIER) <= epsilon) return MIN_NOISE_MULTIPLIER;
   const atMax = eps(MAX_NOISE_MULTIPLIER);
   if (atMax > epsilon) {
-    throw new WireError('TWF_E_DP_PARAMS', `epsilon: no noiseMultiplier <= ${MAX_NOISE_MULTIPLIER} reaches epsilon ${epsilon} at delta ${delta} over ${steps} steps at samplingRate ${q} (sigma ${MAX_NOISE_MULTIPLIER} gives ${atMax.toPrecision(4)}); raise epsilon or lower steps or samplingRate`);
+    throw new WireError(
+      'TWF_E_DP_PARAMS',
+      `epsilon: no noiseMultiplier <= ${MAX_NOISE_MULTIPLIER} reaches epsilon ${epsilon} at delta ${delta} over ${steps} steps at samplingRate ${q} (sigma ${MAX_NOISE_MULTIPLIER} gives ${atMax.toPrecision(4)}); raise epsilon or lower steps or samplingRate`,
+    );
   }
   // ε(σ) is decreasing in σ: bisect on log σ between a σ that fails and one that meets the budget.
   let lo = MIN_NOISE_MULTIPLIER;

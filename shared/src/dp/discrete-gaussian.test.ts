@@ -1,8 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  CryptoUniform, addDiscreteGaussianZt, bernoulliExp, rationalOfDouble, sampleDiscreteGaussian, sampleDiscreteLaplace,
-} from './discrete-gaussian.js';
+import { CryptoUniform, addDiscreteGaussianZt, bernoulliExp, rationalOfDouble, sampleDiscreteGaussian, sampleDiscreteLaplace } from './discrete-gaussian.js';
 
 /** Exact mean-zero variance of N_Z(0, σ²) by summation of the pmf (for small σ it is below σ²). */
 function exactVariance(sigma: number): number {
@@ -29,7 +27,12 @@ function moments(xs: number[]): { mean: number; variance: number; kurt: number }
 }
 
 test('empirical mean and variance of 1e5 draws match N_Z(0, sigma^2) (5 standard errors)', () => {
-  for (const [sigma, n] of [[3, 100_000], [0.5, 50_000], [50, 30_000], [1e6, 30_000]] as const) {
+  for (const [sigma, n] of [
+    [3, 100_000],
+    [0.5, 50_000],
+    [50, 30_000],
+    [1e6, 30_000],
+  ] as const) {
     const xs = Array.from({ length: n }, () => Number(sampleDiscreteGaussian(sigma)));
     const v = exactVariance(sigma);
     const { mean, variance, kurt } = moments(xs);
@@ -119,7 +122,7 @@ test('addDiscreteGaussianZt keeps values in [0, t), wraps around, and centres th
     sum += d;
     sq += d * d;
   }
-  assert.ok(Math.abs(sum / n) < 5 * sigma / Math.sqrt(n));
+  assert.ok(Math.abs(sum / n) < (5 * sigma) / Math.sqrt(n));
   assert.ok(Math.abs(sq / n / (sigma * sigma) - 1) < 5 * Math.sqrt(2 / n));
   // values near 0 wrapped to near t (some noise is negative)
   assert.ok(Array.from(out).some((y, i) => i % 3 === 0 && y > tn / 2));

@@ -66,7 +66,10 @@ export class CryptoUniform implements UniformSource {
 const defaultSource = new CryptoUniform();
 
 /** A non-negative rational n/d (d > 0), not necessarily reduced. */
-interface Rational { n: bigint; d: bigint }
+interface Rational {
+  n: bigint;
+  d: bigint;
+}
 
 /** The exact rational value of a finite double x ≥ 0 (x = mantissa · 2^exponent). */
 export function rationalOfDouble(x: number): Rational {

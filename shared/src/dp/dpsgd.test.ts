@@ -17,20 +17,22 @@ function moments(xs: ArrayLike<number>): { mean: number; sd: number } {
 
 describe('noise: Gaussian from the CSPRNG', () => {
   it('has the requested standard deviation (fixed injected generator, n = 200 000)', () => {
-    const n = 200_000, sd = 0.7;
+    const n = 200_000,
+      sd = 0.7;
     const v = new Float64Array(n);
     addGaussianNoise(v, sd, gaussianFrom(mulberry32(5)));
     const m = moments(v);
     // Standard errors: mean sd/sqrt(n) ≈ 0.0016, sd sd/sqrt(2n) ≈ 0.0011; 5 of each allowed.
-    assert.ok(Math.abs(m.mean) < 5 * sd / Math.sqrt(n), `mean ${m.mean}`);
-    assert.ok(Math.abs(m.sd - sd) < 5 * sd / Math.sqrt(2 * n), `sd ${m.sd}`);
+    assert.ok(Math.abs(m.mean) < (5 * sd) / Math.sqrt(n), `mean ${m.mean}`);
+    assert.ok(Math.abs(m.sd - sd) < (5 * sd) / Math.sqrt(2 * n), `sd ${m.sd}`);
     // Tails: P(|z| > 2) = 0.0455 for a standard normal.
     const tail = Array.from(v).filter((x) => Math.abs(x) > 2 * sd).length / n;
     assert.ok(Math.abs(tail - 0.0455) < 0.003, `tail mass ${tail}`);
   });
 
   it('the production source is the CSPRNG: unit variance, and two sources never agree', () => {
-    const a = cryptoGaussian(), b = cryptoGaussian();
+    const a = cryptoGaussian(),
+      b = cryptoGaussian();
     const xs = Float64Array.from({ length: 50_000 }, () => a());
     const m = moments(xs);
     assert.ok(Math.abs(m.mean) < 0.03 && Math.abs(m.sd - 1) < 0.03, JSON.stringify(m));
@@ -53,7 +55,9 @@ describe('noise: Gaussian from the CSPRNG', () => {
 
 describe('dpsgd helpers', () => {
   it('Poisson sampling takes each patient with probability q on average, from the CSPRNG by default', () => {
-    const P = 50, q = 0.2, T = 4000;
+    const P = 50,
+      q = 0.2,
+      T = 4000;
     const counts = new Array(P).fill(0);
     let total = 0;
     for (let t = 0; t < T; t++) {
@@ -84,12 +88,15 @@ describe('dpsgd helpers', () => {
   });
 
   it('noise has standard deviation sigma·C before the division by q·P', () => {
-    const n = 100_000, C = 2, sigma = 1.3, qP = 4;
+    const n = 100_000,
+      C = 2,
+      sigma = 1.3,
+      qP = 4;
     const g = privatisedGradient([], n, { clipNorm: C, noiseMultiplier: sigma, expectedBatchSize: qP }, gaussianFrom(mulberry32(2)));
     const m = moments(g);
     const want = (sigma * C) / qP;
-    assert.ok(Math.abs(m.sd - want) < 5 * want / Math.sqrt(2 * n), `sd ${m.sd}, expected ${want}`);
-    assert.ok(Math.abs(m.mean) < 5 * want / Math.sqrt(n));
+    assert.ok(Math.abs(m.sd - want) < (5 * want) / Math.sqrt(2 * n), `sd ${m.sd}, expected ${want}`);
+    assert.ok(Math.abs(m.mean) < (5 * want) / Math.sqrt(n));
   });
 
   it('dpStepsPerRound = max(1, round(epochsPerRound / q))', () => {
@@ -124,7 +131,8 @@ describe('trainLogReg: FedProx and patient-level DP-SGD', () => {
     assert.equal(plain.steps, 20 * 4);
     // mu = 1.9 with lr 0.5: the proximal step alone contracts w − anchor by |1 − lr·mu| = 0.05.
     const prox = trainLogReg(c, w0, ex, { ...o, proximal: { mu: 1.9, anchor: w0 } });
-    const moved = dist(plain.weights, w0), kept = dist(prox.weights, w0);
+    const moved = dist(plain.weights, w0),
+      kept = dist(prox.weights, w0);
     assert.ok(kept < 0.2 * moved, `proximal run moved ${kept}, plain ${moved}`);
     assert.throws(() => trainLogReg(c, w0, ex, { ...o, proximal: { mu: 1, anchor: new Float32Array(2) } }), /anchor/);
   });
@@ -142,7 +150,8 @@ describe('trainLogReg: FedProx and patient-level DP-SGD', () => {
   it('DP clips: a patient with an outlier feature moves the weights by at most lr·C/(qP) per step', () => {
     const outlier: ResponseExample = { id: 'x', x: Float64Array.from([1e6, -1e6]), y: 2, atThird: 2 };
     const cz = { ...c, l2: 0 };
-    const lr = 1, C = 0.1;
+    const lr = 1,
+      C = 0.1;
     const r = trainLogReg(cz, w0, [outlier], { ...o, learningRate: lr, dp: { samplingRate: 1, noiseMultiplier: 0, clipNorm: C, steps: 1 } });
     assert.ok(Math.abs(dist(r.weights, w0) - lr * C) < 1e-6, `moved ${dist(r.weights, w0)}`);
   });

@@ -79,9 +79,7 @@ export function addClipped(sum: Float64Array, g: ArrayLike<number>, clipNorm: nu
  * Step 3 above, in place on the clipped sum: adds N(0, (noiseMultiplier·clipNorm)²) to every
  * coordinate and divides by expectedBatchSize = q·P. Returns `sum` (now the privatised mean).
  */
-export function privatiseClippedSum(
-  sum: Float64Array, o: { clipNorm: number; noiseMultiplier: number; expectedBatchSize: number }, normal?: StandardNormal,
-): Float64Array {
+export function privatiseClippedSum(sum: Float64Array, o: { clipNorm: number; noiseMultiplier: number; expectedBatchSize: number }, normal?: StandardNormal): Float64Array {
   if (!(o.expectedBatchSize > 0)) throw new Error(`privatiseClippedSum: expected batch size must be > 0, got ${o.expectedBatchSize}`);
   const noiseStdDev = o.noiseMultiplier * o.clipNorm;
   if (noiseStdDev > 0) {
@@ -97,8 +95,10 @@ export function privatiseClippedSum(
  * stream them through addClipped instead to bound memory). expectedBatchSize = q·P.
  */
 export function privatisedGradient(
-  perPatient: readonly ArrayLike<number>[], nParams: number,
-  o: { clipNorm: number; noiseMultiplier: number; expectedBatchSize: number }, normal?: StandardNormal,
+  perPatient: readonly ArrayLike<number>[],
+  nParams: number,
+  o: { clipNorm: number; noiseMultiplier: number; expectedBatchSize: number },
+  normal?: StandardNormal,
 ): Float64Array {
   const sum = new Float64Array(nParams);
   for (const g of perPatient) addClipped(sum, g, o.clipNorm);

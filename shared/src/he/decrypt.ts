@@ -63,14 +63,7 @@ function decryptEach(
  * coordinator's ciphertext sums. Throws TWF_E_HE_DECRYPT when a ciphertext has
  * no noise budget left (wrong key, or more additions than the parameters allow).
  */
-export function decryptAverage(
-  ctx: HeContext,
-  secretKey: Uint8Array,
-  sums: Uint8Array[],
-  length: number,
-  totalSamples: number,
-  clipBound: number,
-): Float32Array {
+export function decryptAverage(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number, totalSamples: number, clipBound: number): Float32Array {
   expectedChunks(ctx, sums, length);
   checkClipBound(clipBound);
   if (!Number.isSafeInteger(totalSamples) || totalSamples < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `totalSamples must be a positive integer (got ${totalSamples})`);

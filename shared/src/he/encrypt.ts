@@ -32,13 +32,7 @@ export interface EncryptedUpdate {
   clipped: number;
 }
 
-export function encryptWeightedUpdate(
-  ctx: HeContext,
-  secretKey: Uint8Array,
-  delta: Float32Array,
-  nSamples: number,
-  clipBound: number,
-): EncryptedUpdate {
+export function encryptWeightedUpdate(ctx: HeContext, secretKey: Uint8Array, delta: Float32Array, nSamples: number, clipBound: number): EncryptedUpdate {
   const start = performance.now();
   const { params, slotCount } = ctx;
   checkWeightedUpdate(delta, nSamples, clipBound);
@@ -103,12 +97,7 @@ function toUint64Slots(values: Float64Array, offset: number, count: number): Big
  * One seeded symmetric ciphertext per chunk(c), c = 0 .. chunks-1, each in
  * our envelope. The one place that owns the SEAL encryptor's life cycle.
  */
-function encryptChunks(
-  ctx: HeContext,
-  secretKey: Uint8Array,
-  chunks: number,
-  chunk: (c: number) => Int32Array | BigInt64Array | BigUint64Array,
-): { ciphertexts: Uint8Array[]; bytes: number } {
+function encryptChunks(ctx: HeContext, secretKey: Uint8Array, chunks: number, chunk: (c: number) => Int32Array | BigInt64Array | BigUint64Array): { ciphertexts: Uint8Array[]; bytes: number } {
   const { seal } = ctx;
   const sk = loadSecretKey(ctx, secretKey);
   // node-seal's Encryptor constructor requires a public key even for

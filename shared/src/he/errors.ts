@@ -11,7 +11,7 @@ export const HE_ERRORS = defineErrors({
   TWF_E_HE_OVERFLOW: { message: 'The total sample count would overflow the plaintext modulus, so the average could not be decrypted; lower maxSamplesPerSite or the roster size.' },
   TWF_E_HE_BAD_UPDATE: { message: 'The update vector or its sample count is unusable (NaN or infinite weights, n <= 0, wrong length); nothing was encrypted.' },
   TWF_E_HE_BAD_KEY: { message: 'The secret key bytes do not load for these encryption parameters; the key file is damaged or belongs to another study.' },
-  TWF_E_HE_DECRYPT: { message: 'Decryption failed: the wrong study key, or the ciphertext\'s noise budget is exhausted.' },
+  TWF_E_HE_DECRYPT: { message: "Decryption failed: the wrong study key, or the ciphertext's noise budget is exhausted." },
 });
 
 export type HeErrorCode = keyof typeof HE_ERRORS | Extract<WireErrorCode, 'TWF_E_BAD_CIPHERTEXT'>;

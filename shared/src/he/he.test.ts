@@ -221,7 +221,10 @@ test('clipping happens and is counted', () => {
   const avg = decryptAverage(ctx, key, [addCiphertexts(ctx, null, u.ciphertexts[0])], d.length, 2, 1);
   const want = [1, -1, 0.3, -0.3, 1, -1, 0];
   want.forEach((w, i) => assert.ok(Math.abs(avg[i] - w) < 1e-6, `avg[${i}] = ${avg[i]}`));
-  assert.ok(updates.every((x) => x.clipped > 0), 'the ±1.2B test deltas get clipped');
+  assert.ok(
+    updates.every((x) => x.clipped > 0),
+    'the ±1.2B test deltas get clipped',
+  );
 });
 
 test('sample counts beyond maxTotalSamples, and unusable inputs, throw', () => {
@@ -344,7 +347,10 @@ test('encryptSlots / decryptSlots round-trip values in [0, t) exactly, edges inc
   values.set(edges, 4096 - 4); // across the ciphertext boundary
   const enc = encryptSlots(ctx, key, values);
   assert.equal(enc.ciphertexts.length, 2);
-  assert.equal(enc.bytes, enc.ciphertexts.reduce((n, c) => n + c.length, 0));
+  assert.equal(
+    enc.bytes,
+    enc.ciphertexts.reduce((n, c) => n + c.length, 0),
+  );
   assert.ok(enc.encryptMs > 0);
   // same framing and size as encryptWeightedUpdate: masking costs no upload bytes
   assert.equal(enc.ciphertexts[0].length, updates[0].ciphertexts[0].length);

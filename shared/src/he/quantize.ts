@@ -66,14 +66,7 @@ export interface QuantizedChunk {
  * Quantise delta[offset .. offset+slotCount) (zero-padded past the end) for a
  * site with `nSamples` samples. Caller has checked that delta is finite.
  */
-export function quantizeChunk(
-  delta: Float32Array,
-  offset: number,
-  slotCount: number,
-  nSamples: number,
-  clipBound: number,
-  precisionBits: number,
-): QuantizedChunk {
+export function quantizeChunk(delta: Float32Array, offset: number, slotCount: number, nSamples: number, clipBound: number, precisionBits: number): QuantizedChunk {
   const scale = nSamples * scaleFactor(precisionBits, clipBound);
   const end = Math.min(delta.length, offset + slotCount);
   if (nSamples * 2 ** precisionBits <= 0x7fffffff) {
@@ -96,17 +89,12 @@ export function quantizeChunk(
  * (TWF_E_HE_OVERFLOW otherwise; the total over sites is checked at
  * decryption, as for decryptAverage).
  */
-export function quantizeToZt(
-  delta: Float32Array,
-  nSamples: number,
-  clipBound: number,
-  precisionBits: number,
-  t: bigint,
-): { values: Float64Array; clipped: number } {
+export function quantizeToZt(delta: Float32Array, nSamples: number, clipBound: number, precisionBits: number, t: bigint): { values: Float64Array; clipped: number } {
   checkWeightedUpdate(delta, nSamples, clipBound);
   checkPrecisionBits(precisionBits);
   const tn = checkPlainModulusForFloat(t);
-  if ((BigInt(nSamples) << BigInt(precisionBits)) > (t - 1n) / 2n) {
+  const siteRangeQ = BigInt(nSamples) * 2n ** BigInt(precisionBits);
+  if (siteRangeQ > (t - 1n) / 2n) {
     throw new HeError('TWF_E_HE_OVERFLOW', `nSamples ${nSamples} · 2^${precisionBits} exceeds (t - 1)/2: this site's values would wrap modulo t`);
   }
   const values = new Float64Array(delta.length);
@@ -131,15 +119,7 @@ export function checkPlainModulusForFloat(t: bigint): number {
  * Weighted average from centred slot sums: sum / (S · totalSamples), written
  * into out[offset ..] for at most `count` values.
  */
-export function dequantizeInto(
-  out: Float32Array,
-  offset: number,
-  sums: BigInt64Array,
-  count: number,
-  totalSamples: number,
-  clipBound: number,
-  precisionBits: number,
-): void {
+export function dequantizeInto(out: Float32Array, offset: number, sums: BigInt64Array, count: number, totalSamples: number, clipBound: number, precisionBits: number): void {
   const inv = 1 / (scaleFactor(precisionBits, clipBound) * totalSamples);
   for (let i = 0; i < count; i++) out[offset + i] = Number(sums[i]) * inv;
 }
@@ -164,7 +144,8 @@ export function averageFromCentred(sums: Float64Array, totalSamples: number, cli
   if (!Number.isSafeInteger(limit)) throw new HeError('TWF_E_HE_OVERFLOW', `totalSamples ${totalSamples} · 2^${precisionBits} is beyond 2^53`);
   if (plainModulus !== undefined) {
     checkPlainModulusForFloat(plainModulus);
-    if (BigInt(limit) > (plainModulus - 1n) / 2n) throw new HeError('TWF_E_HE_OVERFLOW', `totalSamples ${totalSamples} exceeds the most this plain modulus can sum at ${precisionBits} precision bits; the sum may have wrapped modulo t`);
+    if (BigInt(limit) > (plainModulus - 1n) / 2n)
+      throw new HeError('TWF_E_HE_OVERFLOW', `totalSamples ${totalSamples} exceeds the most this plain modulus can sum at ${precisionBits} precision bits; the sum may have wrapped modulo t`);
   }
   const inv = 1 / (scaleFactor(precisionBits, clipBound) * totalSamples);
   const out = new Float32Array(sums.length);

@@ -4,9 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { deflatedDicom } from './bombs.js';
-import {
-  ImagingError, dicomSeriesToVolume, parseDicomFile, readDicomSeries, readImageFile, readNiftiImage, type FileBytes,
-} from './index.js';
+import { ImagingError, dicomSeriesToVolume, parseDicomFile, readDicomSeries, readImageFile, readNiftiImage, type FileBytes } from './index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // The project's own copies of the real test files (fixtures/README.md lists sources and licences).
@@ -14,7 +12,9 @@ const DATA = path.resolve(here, '../../../fixtures');
 const read = (rel: string) => readFileSync(path.join(DATA ?? '', rel));
 const isImagingError = (code: string) => (e: unknown) => e instanceof ImagingError && e.code === code;
 const series = (rel: string): FileBytes[] =>
-  readdirSync(path.join(DATA ?? '', rel)).sort().map((n) => ({ name: `${rel}/${n}`, bytes: read(`${rel}/${n}`) }));
+  readdirSync(path.join(DATA ?? '', rel))
+    .sort()
+    .map((n) => ({ name: `${rel}/${n}`, bytes: read(`${rel}/${n}`) }));
 /** Deterministic shuffle, so sorting cannot rely on the input order. */
 const shuffled = <T>(a: T[]): T[] => {
   const out = a.slice();
@@ -34,14 +34,21 @@ describe('DICOM', () => {
     assert.deepEqual(v.dims, [128, 128, 1]);
     assert.equal(v.modality, 'CT');
     assert.equal(v.source.transferSyntaxUid, '1.2.840.10008.1.2.1');
-    let min = Infinity, max = -Infinity;
-    for (const x of v.data) { min = Math.min(min, x); max = Math.max(max, x); }
+    let min = Infinity,
+      max = -Infinity;
+    for (const x of v.data) {
+      min = Math.min(min, x);
+      max = Math.max(max, x);
+    }
     assert.ok(min >= -1100 && max <= 3100 && max > 0 && min < -500, `HU range ${min}..${max}`);
     // Independent: find the PixelData element (7FE0,0010) OW by its bytes; slope 1, intercept -1024.
     const px = b.indexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x57, 0, 0])) + 12;
     assert.equal(b.readUInt32LE(px - 4), 128 * 128 * 2);
     for (const i of [0, 4000, 8256, 16383]) assert.equal(v.data[i], b.readInt16LE(px + 2 * i) - 1024);
-    assert.deepEqual(v.spacingMm.map((x) => +x.toFixed(6)), [0.661468, 0.661468, 5]);
+    assert.deepEqual(
+      v.spacingMm.map((x) => +x.toFixed(6)),
+      [0.661468, 0.661468, 5],
+    );
   });
 
   it('MR_small: explicit LE = explicit big endian = implicit LE = RLE (decoded) pixel data', () => {
@@ -104,11 +111,17 @@ describe('DICOM', () => {
   it('a missing slice is reported as non-uniform spacing (TWF_E_IMPORT_GEOMETRY) unless accepted; duplicates and mixed series are refused', () => {
     const parsed = series('formats/ibsi_sts_dicom/STS_002/PET/image').map((f) => parseDicomFile(f.bytes, f.name));
     const gap = parsed.filter((_, i) => i !== 20);
-    assert.throws(() => dicomSeriesToVolume(gap), (e: unknown) => isImagingError('TWF_E_IMPORT_GEOMETRY')(e) && /not uniform/.test((e as Error).message));
+    assert.throws(
+      () => dicomSeriesToVolume(gap),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_GEOMETRY')(e) && /not uniform/.test((e as Error).message),
+    );
     const v = dicomSeriesToVolume(gap, { allowNonUniformSpacing: true });
     assert.equal(v.dims[2], 47);
     assert.match(v.warnings?.join() ?? '', /not uniform/);
-    assert.throws(() => dicomSeriesToVolume([...parsed, parsed[3]]), (e: unknown) => isImagingError('TWF_E_IMPORT_GEOMETRY')(e) && /same position/.test((e as Error).message));
+    assert.throws(
+      () => dicomSeriesToVolume([...parsed, parsed[3]]),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_GEOMETRY')(e) && /same position/.test((e as Error).message),
+    );
     const mixed = [...series('formats/ibsi_sts_dicom/STS_002/PET/image'), ...series('formats/ibsi_sts_dicom/STS_002/MR_T1/image')];
     assert.throws(() => readDicomSeries(mixed), isImagingError('TWF_E_IMPORT_REFERENCE'));
     assert.equal(readDicomSeries(mixed, { seriesUid: v.seriesUid! }).dims[2], 48);
@@ -146,7 +159,10 @@ describe('DICOM import limits (sizes from the header checked before allocation)'
     const frames = Buffer.concat([ct.subarray(0, at), Buffer.from([0x28, 0x00, 0x08, 0x00, 0x49, 0x53, 0x06, 0x00]), Buffer.from('20000 ', 'latin1'), ct.subarray(at)]);
     assert.throws(() => readImageFile('frames.dcm', frames), tooLarge(/voxels: Columns x Rows x frames 128x128x20000 = 327680000 voxels/));
     // 16384 x 16384 is 2^28 voxels (at the cap); at 64 bits allocated that is 2 GiB of pixel data.
-    assert.throws(() => readImageFile('bits.dcm', withSize('formats/pydicom/CT_small.dcm', 16384, 16384, 64)), tooLarge(/decompressed bytes: Columns x Rows x frames 16384x16384x1 at 64 bits is 2\.00 GiB.*--max-decompressed-mib/));
+    assert.throws(
+      () => readImageFile('bits.dcm', withSize('formats/pydicom/CT_small.dcm', 16384, 16384, 64)),
+      tooLarge(/decompressed bytes: Columns x Rows x frames 16384x16384x1 at 64 bits is 2\.00 GiB.*--max-decompressed-mib/),
+    );
     // A lowered limit applies to a real series.
     const files = series('formats/ibsi_sts_dicom/STS_002/PET/image');
     assert.throws(() => readDicomSeries(files, { limits: { maxVoxels: 30 * 27 * 47 } }), tooLarge(/voxels: Columns x Rows x slices 30x27x48 = 38880 voxels/));
@@ -155,19 +171,25 @@ describe('DICOM import limits (sizes from the header checked before allocation)'
   it('RLE: a frame too small for its Rows x Columns is refused before the planes are allocated; a run past the frame is damage', () => {
     const t0 = performance.now();
     // 16000 x 16000 pixels pass the voxel cap, but 64 bytes of PackBits decode to at most 4096.
-    assert.throws(() => readImageFile('rle-big.dcm', withSize('formats/pydicom/MR_small_RLE.dcm', 16000, 16000)),
-      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /segment 0 holds \d+ bytes, which decode to at most \d+; the image needs 256000000/.test((e as Error).message));
+    assert.throws(
+      () => readImageFile('rle-big.dcm', withSize('formats/pydicom/MR_small_RLE.dcm', 16000, 16000)),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /segment 0 holds \d+ bytes, which decode to at most \d+; the image needs 256000000/.test((e as Error).message),
+    );
     assert.ok(performance.now() - t0 < 1000, 'no 1 GiB of planes was allocated and filled');
     // 63 x 63 = 3969 pixels: the encoded 64-pixel rows do not end there, so a run would write past the frame.
-    assert.throws(() => readImageFile('rle-over.dcm', withSize('formats/pydicom/MR_small_RLE.dcm', 63, 63)),
-      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /run of segment 0 would expand past the frame \(\d+ of 3969 bytes\)/.test((e as Error).message));
+    assert.throws(
+      () => readImageFile('rle-over.dcm', withSize('formats/pydicom/MR_small_RLE.dcm', 63, 63)),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /run of segment 0 would expand past the frame \(\d+ of 3969 bytes\)/.test((e as Error).message),
+    );
   });
 
   it('a deflated data set that inflates 1000:1 past the ratio floor is refused: compression ratio', () => {
     const bomb = deflatedDicom(read('formats/pydicom/MR_small.dcm'), 24 * 2 ** 20);
     assert.ok(bomb.length < 100_000, `${bomb.length} bytes`);
-    assert.throws(() => parseDicomFile(bomb, 'deflate-bomb.dcm', { limits: { compressionRatioFloorBytes: 8 * 2 ** 20 } }),
-      tooLarge(/compression ratio: .* of deflated data inflate to more than 8\.0 MiB/));
+    assert.throws(
+      () => parseDicomFile(bomb, 'deflate-bomb.dcm', { limits: { compressionRatioFloorBytes: 8 * 2 ** 20 } }),
+      tooLarge(/compression ratio: .* of deflated data inflate to more than 8\.0 MiB/),
+    );
     assert.equal(parseDicomFile(bomb, 'deflate-bomb.dcm').kind, 'image', 'under the default 320 MiB floor it parses');
   });
 });

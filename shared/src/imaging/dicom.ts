@@ -51,8 +51,15 @@ export const RTSTRUCT_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.481.3';
 
 export function transferSyntaxName(uid: string): string {
   return (
-    { [TS.implicitLE]: 'Implicit VR Little Endian', [TS.explicitLE]: 'Explicit VR Little Endian', [TS.deflatedLE]: 'Deflated Explicit VR Little Endian', [TS.explicitBE]: 'Explicit VR Big Endian', [TS.rle]: 'RLE Lossless' }[uid] ??
-    TS_NAMES[uid] ?? 'unknown transfer syntax'
+    {
+      [TS.implicitLE]: 'Implicit VR Little Endian',
+      [TS.explicitLE]: 'Explicit VR Little Endian',
+      [TS.deflatedLE]: 'Deflated Explicit VR Little Endian',
+      [TS.explicitBE]: 'Explicit VR Big Endian',
+      [TS.rle]: 'RLE Lossless',
+    }[uid] ??
+    TS_NAMES[uid] ??
+    'unknown transfer syntax'
   );
 }
 
@@ -91,14 +98,16 @@ function rawDataSetSyntax(b: Uint8Array): string | null {
 }
 
 /** dicom-parser's inflater for Deflated Explicit VR Little Endian, capped by the import limits. */
-const inflaterFor = (name: string, limits: ImportLimits) => (arr: Uint8Array, position: number): Uint8Array => {
-  const inflated = inflateLimited(arr.subarray(position), name, limits, { format: 'deflate-raw' });
-  checkDecompressedBytes(name, 'the inflated data set with its meta header is', position + inflated.length, limits);
-  const out = new Uint8Array(position + inflated.length);
-  out.set(arr.subarray(0, position));
-  out.set(inflated, position);
-  return out;
-};
+const inflaterFor =
+  (name: string, limits: ImportLimits) =>
+  (arr: Uint8Array, position: number): Uint8Array => {
+    const inflated = inflateLimited(arr.subarray(position), name, limits, { format: 'deflate-raw' });
+    checkDecompressedBytes(name, 'the inflated data set with its meta header is', position + inflated.length, limits);
+    const out = new Uint8Array(position + inflated.length);
+    out.set(arr.subarray(0, position));
+    out.set(inflated, position);
+    return out;
+  };
 
 const str = (ds: DataSet, tag: string): string | undefined => {
   const s = ds.string(tag);
@@ -129,21 +138,27 @@ export function parseDicomFile(bytes: Uint8Array, name = '<dicom>', opts: { head
     if (e instanceof ImagingError) throw e; // from the inflater
     const msg = describeThrown(e);
     const truncated = /overrun|past end|outside|beyond/i.test(msg);
-    throw new ImagingError('TWF_E_IMPORT_CORRUPT', name,
-      `${truncated ? 'file is truncated or an element length is damaged' : 'DICOM structure is invalid'} (dicom-parser: ${msg}); re-copy or re-export the file`, { cause: e });
+    throw new ImagingError(
+      'TWF_E_IMPORT_CORRUPT',
+      name,
+      `${truncated ? 'file is truncated or an element length is damaged' : 'DICOM structure is invalid'} (dicom-parser: ${msg}); re-copy or re-export the file`,
+      { cause: e },
+    );
   }
   // dicom-parser accepts a last element (or sequence item) that runs past the end of the buffer and
   // only fails later, on access: check every element's extent now.
   const overrun = findOverrun(ds, ds.byteArray.length, opts.headerOnly ? 'x7fe00010' : undefined);
   if (overrun) {
-    throw new ImagingError('TWF_E_IMPORT_CORRUPT', name,
-      `file is truncated or damaged: element (${overrun.slice(1, 5)},${overrun.slice(5)}) runs past the end of the file (${b.length} bytes); re-copy or re-export it`);
+    throw new ImagingError(
+      'TWF_E_IMPORT_CORRUPT',
+      name,
+      `file is truncated or damaged: element (${overrun.slice(1, 5)},${overrun.slice(5)}) runs past the end of the file (${b.length} bytes); re-copy or re-export it`,
+    );
   }
   const transferSyntaxUid = str(ds, 'x00020010') ?? rawTs ?? TS.implicitLE;
   const sopClassUid = str(ds, 'x00080016');
   const modality = str(ds, 'x00080060');
-  const kind = sopClassUid === RTSTRUCT_SOP_CLASS || modality === 'RTSTRUCT' ? 'rtstruct'
-    : ds.elements.x00280010 && ds.elements.x00280011 ? 'image' : 'other';
+  const kind = sopClassUid === RTSTRUCT_SOP_CLASS || modality === 'RTSTRUCT' ? 'rtstruct' : ds.elements.x00280010 && ds.elements.x00280011 ? 'image' : 'other';
   const f: DicomFile = { name, dataSet: ds, transferSyntaxUid, kind, headerOnly: !!opts.headerOnly };
   const set = (k: 'sopClassUid' | 'sopInstanceUid' | 'seriesUid' | 'studyUid' | 'modality' | 'frameOfReferenceUid', v: string | undefined) => {
     if (v !== undefined) f[k] = v;
@@ -184,7 +199,16 @@ export function dsNumbers(f: DicomFile, tag: string, what: string, count?: numbe
   return count !== undefined ? v.slice(0, count) : v;
 }
 
-interface PixelInfo { rows: number; cols: number; bitsAllocated: number; bitsStored: number; signed: boolean; slope: number; inter: number; warnings: string[] }
+interface PixelInfo {
+  rows: number;
+  cols: number;
+  bitsAllocated: number;
+  bitsStored: number;
+  signed: boolean;
+  slope: number;
+  inter: number;
+  warnings: string[];
+}
 
 function pixelInfo(f: DicomFile, limits: ImportLimits): PixelInfo {
   const ds = f.dataSet;
@@ -242,8 +266,11 @@ export function dicomPixels(f: DicomFile, limits: Partial<ImportLimits> = {}): {
     const need = n * bytesPer;
     const ba = ds.byteArray;
     if (el.length < need || el.dataOffset + need > ba.length) {
-      throw new ImagingError('TWF_E_IMPORT_CORRUPT', f.name,
-        `file is truncated: PixelData holds ${Math.min(el.length, ba.length - el.dataOffset)} bytes, ${rows}x${cols}x${bitsAllocated} bits need ${need}; re-copy the file`);
+      throw new ImagingError(
+        'TWF_E_IMPORT_CORRUPT',
+        f.name,
+        `file is truncated: PixelData holds ${Math.min(el.length, ba.length - el.dataOffset)} bytes, ${rows}x${cols}x${bitsAllocated} bits need ${need}; re-copy the file`,
+      );
     }
     const le = ts !== TS.explicitBE;
     const v = new DataView(ba.buffer, ba.byteOffset + el.dataOffset, need);
@@ -263,8 +290,11 @@ export function dicomPixels(f: DicomFile, limits: Partial<ImportLimits> = {}): {
     }
     raw = decodeRleFrame(frame, n, bytesPer, f.name);
   } else {
-    throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', f.name,
-      `pixel data is compressed as ${transferSyntaxName(ts)} (${ts}), which is not decoded; convert the files to uncompressed DICOM first (e.g. "gdcmconv --raw in.dcm out.dcm" or "dcmdjpeg"/"dcmdjpls")`);
+    throw new ImagingError(
+      'TWF_E_IMPORT_UNSUPPORTED',
+      f.name,
+      `pixel data is compressed as ${transferSyntaxName(ts)} (${ts}), which is not decoded; convert the files to uncompressed DICOM first (e.g. "gdcmconv --raw in.dcm out.dcm" or "dcmdjpeg"/"dcmdjpls")`,
+    );
   }
   const data = new Float32Array(n);
   const mask = bitsStored === 32 ? 0xffffffff : 2 ** bitsStored - 1;
@@ -290,7 +320,10 @@ export interface DicomSeries {
  * listed in `duplicates` and left out.
  */
 export function groupDicomSeries(files: DicomFile[]): {
-  series: DicomSeries[]; rtstructs: DicomFile[]; others: DicomFile[]; duplicates: { file: string; duplicateOf: string }[];
+  series: DicomSeries[];
+  rtstructs: DicomFile[];
+  others: DicomFile[];
+  duplicates: { file: string; duplicateOf: string }[];
 } {
   const map = new Map<string, DicomSeries>();
   const rtstructs: DicomFile[] = [];
@@ -300,11 +333,20 @@ export function groupDicomSeries(files: DicomFile[]): {
   for (const f of files) {
     if (f.sopInstanceUid) {
       const prev = bySop.get(f.sopInstanceUid);
-      if (prev !== undefined) { duplicates.push({ file: f.name, duplicateOf: prev }); continue; }
+      if (prev !== undefined) {
+        duplicates.push({ file: f.name, duplicateOf: prev });
+        continue;
+      }
       bySop.set(f.sopInstanceUid, f.name);
     }
-    if (f.kind === 'rtstruct') { rtstructs.push(f); continue; }
-    if (f.kind !== 'image') { others.push(f); continue; }
+    if (f.kind === 'rtstruct') {
+      rtstructs.push(f);
+      continue;
+    }
+    if (f.kind !== 'image') {
+      others.push(f);
+      continue;
+    }
     const uid = f.seriesUid ?? `<no SeriesInstanceUID: ${f.name}>`;
     let s = map.get(uid);
     if (!s) {
@@ -339,7 +381,15 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
   if (nonImage) throw new ImagingError('TWF_E_IMPORT_REFERENCE', nonImage.name, `is a ${nonImage.kind} object, not an image slice`);
   const warnings: string[] = [];
 
-  interface Slice { f: DicomFile; ipp: Vec3; iop: number[]; ps: [number, number]; rows: number; cols: number; d: number }
+  interface Slice {
+    f: DicomFile;
+    ipp: Vec3;
+    iop: number[];
+    ps: [number, number];
+    rows: number;
+    cols: number;
+    d: number;
+  }
   const single = files.length === 1;
   const slices: Slice[] = files.map((f) => {
     let iop = dsNumbers(f, 'x00200037', 'ImageOrientationPatient', 6);
@@ -365,7 +415,8 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
   }
   const normal = cross(rowCos, colCos);
   for (const s of slices) {
-    if (s.iop.some((x, i) => Math.abs(x - s0.iop[i]) > 1e-4)) geo(`orientation changes within the series (${s.f.name}: ${s.iop.join('\\')} vs ${s0.iop.join('\\')}): a localizer or a reformatted slice is mixed in`);
+    if (s.iop.some((x, i) => Math.abs(x - s0.iop[i]) > 1e-4))
+      geo(`orientation changes within the series (${s.f.name}: ${s.iop.join('\\')} vs ${s0.iop.join('\\')}): a localizer or a reformatted slice is mixed in`);
     if (s.rows !== s0.rows || s.cols !== s0.cols) geo(`slice size changes within the series (${s.f.name}: ${s.rows}x${s.cols} vs ${s0.rows}x${s0.cols})`);
     if (s.ps.some((x, i) => Math.abs(x - s0.ps[i]) > 1e-4 * Math.max(1, x))) geo(`PixelSpacing changes within the series (${s.f.name}: ${s.ps.join('\\')} vs ${s0.ps.join('\\')})`);
     s.d = dot(s.ipp, normal);
@@ -384,7 +435,9 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
     const dup = diffs.findIndex((x) => x < 1e-3);
     if (dup >= 0) {
       const count = diffs.filter((x) => x < 1e-3).length + 1;
-      geo(`${slices[dup].f.name} and ${slices[dup + 1].f.name} are at the same position (${slices[dup].d.toFixed(3)} mm along the normal; ${count} slices share positions): the series holds several volumes (time points, echoes, phases); split it before import`);
+      geo(
+        `${slices[dup].f.name} and ${slices[dup + 1].f.name} are at the same position (${slices[dup].d.toFixed(3)} mm along the normal; ${count} slices share positions): the series holds several volumes (time points, echoes, phases); split it before import`,
+      );
     }
     dz = (slices[n - 1].d - slices[0].d) / (n - 1);
     // Shear: the step between slices must be along the normal.
@@ -393,13 +446,18 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
       const along = dot(step, normal);
       const off = Math.hypot(step[0] - along * normal[0], step[1] - along * normal[1], step[2] - along * normal[2]);
       if (off > Math.max(0.01, 0.01 * Math.abs(along))) {
-        geo(`slices are shifted in-plane by ${off.toFixed(3)} mm between ${slices[i - 1].f.name} and ${slices[i].f.name} (gantry tilt or sheared stack): resample the series to an orthogonal grid first`);
+        geo(
+          `slices are shifted in-plane by ${off.toFixed(3)} mm between ${slices[i - 1].f.name} and ${slices[i].f.name} (gantry tilt or sheared stack): resample the series to an orthogonal grid first`,
+        );
       }
     }
     const tol = Math.max(0.01, 0.01 * dz);
     const bad = diffs.map((x, i) => ({ x, i })).filter(({ x }) => Math.abs(x - dz) > tol);
     if (bad.length) {
-      const list = bad.slice(0, 5).map(({ x, i }) => `${slices[i].f.name}→${slices[i + 1].f.name}: ${x.toFixed(3)} mm`).join(', ');
+      const list = bad
+        .slice(0, 5)
+        .map(({ x, i }) => `${slices[i].f.name}→${slices[i + 1].f.name}: ${x.toFixed(3)} mm`)
+        .join(', ');
       const msg = `slice spacing is not uniform (mean ${dz.toFixed(3)} mm; ${bad.length} step(s) differ by more than ${tol.toFixed(3)} mm: ${list}${bad.length > 5 ? ', ...' : ''})`;
       if (!opts.allowNonUniformSpacing) geo(`${msg}: slices are missing or the series mixes acquisitions; pass allowNonUniformSpacing to accept the mean spacing`);
       warnings.push(`${msg}; the mean spacing was used`);
@@ -430,8 +488,12 @@ export function dicomSeriesToVolume(files: DicomFile[], opts: DicomSeriesOptions
     source: { format: 'dicom', files: slices.map((s) => s.f.name), littleEndian: ts !== TS.explicitBE, transferSyntaxUid: ts },
   };
   const meta: [keyof ImageVolume, string][] = [
-    ['modality', 'x00080060'], ['seriesUid', 'x0020000e'], ['seriesDescription', 'x0008103e'],
-    ['studyDate', 'x00080020'], ['patientId', 'x00100020'], ['frameOfReferenceUid', 'x00200052'],
+    ['modality', 'x00080060'],
+    ['seriesUid', 'x0020000e'],
+    ['seriesDescription', 'x0008103e'],
+    ['studyDate', 'x00080020'],
+    ['patientId', 'x00100020'],
+    ['frameOfReferenceUid', 'x00200052'],
   ];
   for (const [k, tag] of meta) {
     const v = str(first.dataSet, tag);
@@ -451,10 +513,13 @@ export function readDicomSeries(inputs: FileBytes[], opts: DicomSeriesOptions & 
   const { series } = groupDicomSeries(inputs.map((i) => parseDicomFile(i.bytes, i.name, opts.limits ? { limits: opts.limits } : {})));
   const pick = opts.seriesUid ? series.filter((s) => s.seriesUid === opts.seriesUid) : series;
   if (pick.length !== 1) {
-    throw new ImagingError('TWF_E_IMPORT_REFERENCE', inputs[0]?.name,
+    throw new ImagingError(
+      'TWF_E_IMPORT_REFERENCE',
+      inputs[0]?.name,
       pick.length === 0
         ? `no image series${opts.seriesUid ? ` with SeriesInstanceUID ${opts.seriesUid}` : ''} among ${inputs.length} files`
-        : `${pick.length} image series among the files (${pick.map((s) => `${s.seriesUid} ${s.modality ?? ''} ${s.files.length} files`).join('; ')}): pass seriesUid to pick one`);
+        : `${pick.length} image series among the files (${pick.map((s) => `${s.seriesUid} ${s.modality ?? ''} ${s.files.length} files`).join('; ')}): pass seriesUid to pick one`,
+    );
   }
   return dicomSeriesToVolume(pick[0].files, opts);
 }

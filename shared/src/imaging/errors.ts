@@ -10,7 +10,10 @@ export const IMAGING_ERRORS = defineErrors({
   TWF_E_IMPORT_GEOMETRY: { message: 'The image geometry is inconsistent or cannot be represented as one regular 3D grid.' },
   TWF_E_IMPORT_UNKNOWN_FORMAT: { message: 'The file is not a NIfTI, NRRD or DICOM file.' },
   TWF_E_IMPORT_REFERENCE: { message: 'A referenced object (series, ROI, slice) is missing or does not match.' },
-  TWF_E_IMPORT_TOO_LARGE: { message: 'The file would take more memory than an import limit allows (voxels, decompressed bytes, compression ratio, contour points, mask voxels): a decompression bomb or a damaged header; if it is genuine, raise the limit the message names.' },
+  TWF_E_IMPORT_TOO_LARGE: {
+    message:
+      'The file would take more memory than an import limit allows (voxels, decompressed bytes, compression ratio, contour points, mask voxels): a decompression bomb or a damaged header; if it is genuine, raise the limit the message names.',
+  },
 });
 
 export type ImagingErrorCode = keyof typeof IMAGING_ERRORS;

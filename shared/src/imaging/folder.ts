@@ -82,27 +82,29 @@ export async function scanFolder(root: string, limits: Partial<ImportLimits> = {
   const dicom: DicomFile[] = [];
   const BATCH = 16;
   for (let b = 0; b < files.length; b += BATCH) {
-    await Promise.all(files.slice(b, b + BATCH).map(async (file) => {
-      try {
-        const head = await readPrefix(file, PREFIX);
-        const kind = sniffFormat(file, head);
-        const niftiProblem = kind === 'nifti' ? niftiMagicProblem(isGzip(head) ? gunzipPrefix(head) ?? head : head) : null;
-        if (niftiProblem && niftiProblem !== 'not a NIfTI header') skipped.push({ file, reason: niftiProblem });
-        else if (kind === 'nifti' || kind === 'nrrd' || kind === 'csv') units.push({ kind, files: [file] });
-        else if (kind === 'dicom') {
-          let f: DicomFile;
-          try {
-            f = parseDicomFile(head, file, { headerOnly: true, limits: lim });
-          } catch {
-            f = parseDicomFile(await readFileWithin(file, lim), file, { headerOnly: true, limits: lim });
-          }
-          if (f.kind === 'other') skipped.push({ file, reason: `DICOM object without image (SOP class ${f.sopClassUid ?? '?'})` });
-          else dicom.push(f);
-        } else skipped.push({ file, reason: 'not a NIfTI, NRRD, DICOM or CSV file' });
-      } catch (e) {
-        skipped.push({ file, reason: describeThrown(e), ...(e instanceof ImagingError ? { code: e.code } : {}) });
-      }
-    }));
+    await Promise.all(
+      files.slice(b, b + BATCH).map(async (file) => {
+        try {
+          const head = await readPrefix(file, PREFIX);
+          const kind = sniffFormat(file, head);
+          const niftiProblem = kind === 'nifti' ? niftiMagicProblem(isGzip(head) ? (gunzipPrefix(head) ?? head) : head) : null;
+          if (niftiProblem && niftiProblem !== 'not a NIfTI header') skipped.push({ file, reason: niftiProblem });
+          else if (kind === 'nifti' || kind === 'nrrd' || kind === 'csv') units.push({ kind, files: [file] });
+          else if (kind === 'dicom') {
+            let f: DicomFile;
+            try {
+              f = parseDicomFile(head, file, { headerOnly: true, limits: lim });
+            } catch {
+              f = parseDicomFile(await readFileWithin(file, lim), file, { headerOnly: true, limits: lim });
+            }
+            if (f.kind === 'other') skipped.push({ file, reason: `DICOM object without image (SOP class ${f.sopClassUid ?? '?'})` });
+            else dicom.push(f);
+          } else skipped.push({ file, reason: 'not a NIfTI, NRRD, DICOM or CSV file' });
+        } catch (e) {
+          skipped.push({ file, reason: describeThrown(e), ...(e instanceof ImagingError ? { code: e.code } : {}) });
+        }
+      }),
+    );
   }
   const { series, rtstructs, duplicates } = groupDicomSeries(dicom.sort((a, b) => byCodePoint(a.name, b.name)));
   for (const d of duplicates) skipped.push({ file: d.file, reason: `same SOPInstanceUID as ${d.duplicateOf} (a copy of the same image); left out` });
@@ -150,8 +152,10 @@ export async function loadImportUnit(unit: ImportUnit, opts: DicomSeriesOptions 
   const limits = importLimits(opts.limits);
   const file = unit.files[0];
   switch (unit.kind) {
-    case 'nifti': return { image: readNiftiImage(await readFileWithin(file, limits), file, limits), masks: [] };
-    case 'nrrd': return { image: readNrrdImage(await readFileWithin(file, limits), file, limits), masks: [] };
+    case 'nifti':
+      return { image: readNiftiImage(await readFileWithin(file, limits), file, limits), masks: [] };
+    case 'nrrd':
+      return { image: readNrrdImage(await readFileWithin(file, limits), file, limits), masks: [] };
     case 'dicom-series': {
       for (const f of [...unit.files, ...(unit.rtstructs ?? [])]) checkFileSize(f, (await stat(f)).size, limits);
       const parsed = await Promise.all(unit.files.map(async (f) => parseDicomFile(await readFile(f), f, { limits })));

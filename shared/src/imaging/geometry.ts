@@ -6,11 +6,7 @@ export type Vec3 = [number, number, number];
 type GridGeometry = Pick<ImageVolume, 'dims' | 'spacingMm' | 'originMm' | 'direction'>;
 
 export const dot = (a: ArrayLike<number>, b: ArrayLike<number>): number => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-export const cross = (a: ArrayLike<number>, b: ArrayLike<number>): Vec3 => [
-  a[1] * b[2] - a[2] * b[1],
-  a[2] * b[0] - a[0] * b[2],
-  a[0] * b[1] - a[1] * b[0],
-];
+export const cross = (a: ArrayLike<number>, b: ArrayLike<number>): Vec3 => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
 export const norm = (a: ArrayLike<number>): number => Math.hypot(a[0], a[1], a[2]);
 
 /** Determinant of a row-major 3x3. */
@@ -23,9 +19,15 @@ export function inv3(m: ArrayLike<number>): number[] | null {
   const d = det3(m);
   if (!Number.isFinite(d) || Math.abs(d) < 1e-12) return null;
   const r = [
-    m[4] * m[8] - m[5] * m[7], m[2] * m[7] - m[1] * m[8], m[1] * m[5] - m[2] * m[4],
-    m[5] * m[6] - m[3] * m[8], m[0] * m[8] - m[2] * m[6], m[2] * m[3] - m[0] * m[5],
-    m[3] * m[7] - m[4] * m[6], m[1] * m[6] - m[0] * m[7], m[0] * m[4] - m[1] * m[3],
+    m[4] * m[8] - m[5] * m[7],
+    m[2] * m[7] - m[1] * m[8],
+    m[1] * m[5] - m[2] * m[4],
+    m[5] * m[6] - m[3] * m[8],
+    m[0] * m[8] - m[2] * m[6],
+    m[2] * m[3] - m[0] * m[5],
+    m[3] * m[7] - m[4] * m[6],
+    m[1] * m[6] - m[0] * m[7],
+    m[0] * m[4] - m[1] * m[3],
   ];
   return r.map((x) => x / d);
 }
@@ -50,7 +52,9 @@ export function worldToVoxelFn(g: GridGeometry): (x: number, y: number, z: numbe
   if (inv == null) throw new ImagingError('TWF_E_IMPORT_GEOMETRY', undefined, 'direction/spacing matrix is singular; the grid cannot be inverted');
   const [ox, oy, oz] = g.originMm;
   return (x, y, z) => {
-    const dx = x - ox, dy = y - oy, dz = z - oz;
+    const dx = x - ox,
+      dy = y - oy,
+      dz = z - oz;
     return [inv[0] * dx + inv[1] * dy + inv[2] * dz, inv[3] * dx + inv[4] * dy + inv[5] * dz, inv[6] * dx + inv[7] * dy + inv[8] * dz];
   };
 }

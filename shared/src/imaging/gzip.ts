@@ -39,12 +39,17 @@ export function inflateLimited(bytes: Uint8Array, file: string | undefined, limi
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
       const inflated = `${formatBytes(bytes.length)} of ${raw ? 'deflated' : 'gzip'} data inflate to more than ${formatBytes(maxOutputLength)}`;
       throw by === 'maxCompressionRatio'
-        ? tooLarge(file, 'maxCompressionRatio', `${inflated} (over ${Math.floor(maxOutputLength / Math.max(1, bytes.length))}:1)`,
-          `${limits.maxCompressionRatio}:1 beyond the first ${formatBytes(limits.compressionRatioFloorBytes)}`)
+        ? tooLarge(
+            file,
+            'maxCompressionRatio',
+            `${inflated} (over ${Math.floor(maxOutputLength / Math.max(1, bytes.length))}:1)`,
+            `${limits.maxCompressionRatio}:1 beyond the first ${formatBytes(limits.compressionRatioFloorBytes)}`,
+          )
         : tooLarge(file, 'maxDecompressedBytes', inflated, `${formatBytes(limits.maxDecompressedBytes)} per file`);
     }
     throw new ImagingError(
-      'TWF_E_IMPORT_CORRUPT', file,
+      'TWF_E_IMPORT_CORRUPT',
+      file,
       raw
         ? `deflated data set is truncated or damaged (zlib: ${describeThrown(err)}); re-copy or re-export the file`
         : `gzip data is truncated or damaged (zlib: ${describeThrown(err)}); re-copy the file, or check it with "gzip -t"`,

@@ -14,10 +14,17 @@ const readInChild = (module: string, fn: string, file: string) => readChild(new 
 
 describe('import limits: the rules', () => {
   it('defaults: 2^28 voxels, 1 GiB decompressed, 200:1 beyond 320 MiB, 2^24 contour points, 2^30 mask voxels', () => {
-    assert.deepEqual({ ...DEFAULT_IMPORT_LIMITS }, {
-      maxVoxels: 2 ** 28, maxDecompressedBytes: 2 ** 30, maxCompressionRatio: 200, compressionRatioFloorBytes: 320 * MiB,
-      maxContourPoints: 2 ** 24, maxMaskVoxels: 2 ** 30,
-    });
+    assert.deepEqual(
+      { ...DEFAULT_IMPORT_LIMITS },
+      {
+        maxVoxels: 2 ** 28,
+        maxDecompressedBytes: 2 ** 30,
+        maxCompressionRatio: 200,
+        compressionRatioFloorBytes: 320 * MiB,
+        maxContourPoints: 2 ** 24,
+        maxMaskVoxels: 2 ** 30,
+      },
+    );
     assert.equal(importLimits({ maxVoxels: 10 }).maxVoxels, 10);
     assert.equal(importLimits({ maxCompressionRatio: 0 }).maxCompressionRatio, Infinity, '0 turns the ratio rule off');
     assert.throws(() => importLimits({ maxVoxels: 0 }), RangeError);
@@ -56,9 +63,12 @@ describe('import limits: bombs and oversized headers (real gzip files, read in a
     assert.ok(r.growthMiB < 64, `peak RSS grew ${r.growthMiB.toFixed(0)} MiB`);
   });
 
-  it('the finding\'s own shape (1024x1024x512 uint8, 512 MiB of zeros in 520 KB) is refused, and by the legacy reader too', async () => {
+  it("the finding's own shape (1024x1024x512 uint8, 512 MiB of zeros in 520 KB) is refused, and by the legacy reader too", async () => {
     const file = write('finding.nii.gz', niftiGz({ dims: [1024, 1024, 512], datatype: 2, bitpix: 8 }, 512 * MiB));
-    for (const [module, fn] of [['./index.js', 'readNiftiImage'], ['../data/nifti.js', 'readNifti']]) {
+    for (const [module, fn] of [
+      ['./index.js', 'readNiftiImage'],
+      ['../data/nifti.js', 'readNifti'],
+    ]) {
       const r = await readInChild(module, fn, file);
       assert.equal(r.code, 'TWF_E_IMPORT_TOO_LARGE', `${fn}: ${r.message}`);
       assert.match(r.message, /voxels: dims 1024x1024x512 = 536870912 voxels/);
@@ -77,7 +87,10 @@ describe('import limits: bombs and oversized headers (real gzip files, read in a
   });
 
   it('real masks compress far beyond 200:1 and still import: 2^21 and 512x512x300 all-zero uint8 masks', async () => {
-    for (const dims of [[128, 128, 128], [512, 512, 300]]) {
+    for (const dims of [
+      [128, 128, 128],
+      [512, 512, 300],
+    ]) {
       const bytes = dims[0] * dims[1] * dims[2];
       const gz = niftiGz({ dims, datatype: 2, bitpix: 8 }, bytes);
       const ratio = (352 + bytes) / gz.length;
@@ -103,7 +116,10 @@ describe('import limits: headers checked before allocation (in process)', () => 
     assert.throws(() => readNiftiImage(b, 'tiny.nii'), isTooLarge(/voxels: dims 1024x1024x512 = 536870912 voxels/));
     // Under the caps, the same lie is the truncation it always was.
     const small = Buffer.concat([niftiHeader({ dims: [64, 64, 64], datatype: 2, bitpix: 8 }), Buffer.alloc(48)]);
-    assert.throws(() => readNiftiImage(small, 'small.nii'), (e: unknown) => e instanceof ImagingError && e.code === 'TWF_E_IMPORT_CORRUPT');
+    assert.throws(
+      () => readNiftiImage(small, 'small.nii'),
+      (e: unknown) => e instanceof ImagingError && e.code === 'TWF_E_IMPORT_CORRUPT',
+    );
   });
 
   it('a 4D header whose volume 0 fits but whose volumes add up past 1 GiB is refused: decompressed bytes', () => {

@@ -87,8 +87,11 @@ export function formatBytes(n: number): string {
  */
 export function tooLarge(file: string | undefined, limit: ImportLimit, value: string, max: string): ImagingError {
   const o = LIMIT_OPTIONS[limit];
-  return new ImagingError('TWF_E_IMPORT_TOO_LARGE', file,
-    `${o.what}: ${value}, more than the limit of ${max}; nothing was imported from it (a decompression bomb or a damaged header?). If the file is genuine, raise the limit: twinfed site import ${o.flag}, or ImportLimits.${limit}`);
+  return new ImagingError(
+    'TWF_E_IMPORT_TOO_LARGE',
+    file,
+    `${o.what}: ${value}, more than the limit of ${max}; nothing was imported from it (a decompression bomb or a damaged header?). If the file is genuine, raise the limit: twinfed site import ${o.flag}, or ImportLimits.${limit}`,
+  );
 }
 
 /** Refuses a volume of `voxels` voxels (`dims` worded, e.g. "2048x2048x512") beyond maxVoxels. */

@@ -37,12 +37,15 @@ export function largestComponent(mask: Grid, label?: number): Int32Array {
   let best = new Int32Array(0);
   for (let start = 0; start < mask.data.length; start++) {
     if (seen[start] || !test(mask.data[start])) continue;
-    let head = 0, tail = 0;
+    let head = 0,
+      tail = 0;
     queue[tail++] = start;
     seen[start] = 1;
     while (head < tail) {
       const v = queue[head++];
-      const x = v % nx, y = Math.floor(v / nx) % ny, z = Math.floor(v / (nx * ny));
+      const x = v % nx,
+        y = Math.floor(v / nx) % ny,
+        z = Math.floor(v / (nx * ny));
       for (let dz = -1; dz <= 1; dz++) {
         const zz = z + dz;
         if (zz < 0 || zz >= nz) continue;
@@ -53,7 +56,10 @@ export function largestComponent(mask: Grid, label?: number): Int32Array {
             const xx = x + dx;
             if (xx < 0 || xx >= nx) continue;
             const w = xx + nx * (yy + ny * zz);
-            if (!seen[w] && test(mask.data[w])) { seen[w] = 1; queue[tail++] = w; }
+            if (!seen[w] && test(mask.data[w])) {
+              seen[w] = 1;
+              queue[tail++] = w;
+            }
           }
         }
       }
@@ -93,28 +99,39 @@ export function longestDiameter(mask: Grid, mode: 'in-plane' | '3d' = 'in-plane'
   // Row extremes: key (y, z) -> min x, max x.
   const rows = new Map<number, [number, number]>();
   for (const v of comp) {
-    const x = v % nx, row = Math.floor(v / nx);
+    const x = v % nx,
+      row = Math.floor(v / nx);
     const r = rows.get(row);
     if (!r) rows.set(row, [x, x]);
-    else { if (x < r[0]) r[0] = x; if (x > r[1]) r[1] = x; }
+    else {
+      if (x < r[0]) r[0] = x;
+      if (x > r[1]) r[1] = x;
+    }
   }
   const m = indexToWorldMatrix(mask);
   type P = { i: number; j: number; k: number; w: [number, number, number] };
   const pts: P[] = [];
   for (const [row, [x0, x1]] of rows) {
-    const j = row % ny, k = Math.floor(row / ny);
+    const j = row % ny,
+      k = Math.floor(row / ny);
     for (const i of x0 === x1 ? [x0] : [x0, x1]) {
       pts.push({ i, j, k, w: [m[0] * i + m[1] * j + m[2] * k, m[3] * i + m[4] * j + m[5] * k, m[6] * i + m[7] * j + m[8] * k] });
     }
   }
-  let best = -1, a = pts[0], b = pts[0];
+  let best = -1,
+    a = pts[0],
+    b = pts[0];
   const consider = (group: P[]) => {
     for (let p = 0; p < group.length; p++) {
       const P1 = group[p].w;
       for (let q = p + 1; q < group.length; q++) {
         const P2 = group[q].w;
         const d = (P1[0] - P2[0]) ** 2 + (P1[1] - P2[1]) ** 2 + (P1[2] - P2[2]) ** 2;
-        if (d > best) { best = d; a = group[p]; b = group[q]; }
+        if (d > best) {
+          best = d;
+          a = group[p];
+          b = group[q];
+        }
       }
     }
   };
@@ -123,7 +140,8 @@ export function longestDiameter(mask: Grid, mode: 'in-plane' | '3d' = 'in-plane'
     const bySlice = new Map<number, P[]>();
     for (const p of pts) {
       const g = bySlice.get(p.k);
-      if (g) g.push(p); else bySlice.set(p.k, [p]);
+      if (g) g.push(p);
+      else bySlice.set(p.k, [p]);
     }
     for (const g of bySlice.values()) consider(g);
   }

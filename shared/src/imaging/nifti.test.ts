@@ -28,7 +28,12 @@ describe('NIfTI', () => {
     const inter = b.readFloatBE(112) ? b.readFloatBE(116) : 0;
     let maxIdx = 0;
     for (let i = 0; i < v.data.length; i++) if (b.readInt16BE(voxOffset + 2 * i) > b.readInt16BE(voxOffset + 2 * maxIdx)) maxIdx = i;
-    for (const [x, y, z] of [[0, 0, 0], [16, 20, 12], [32, 40, 24], [5, 33, 7]]) {
+    for (const [x, y, z] of [
+      [0, 0, 0],
+      [16, 20, 12],
+      [32, 40, 24],
+      [5, 33, 7],
+    ]) {
       const i = x + 33 * (y + 41 * z);
       assert.equal(v.data[i], b.readInt16BE(voxOffset + 2 * i) * slope + inter, `voxel ${x},${y},${z}`);
     }
@@ -36,7 +41,10 @@ describe('NIfTI', () => {
     // sform (RAS) from the raw srow, converted to LPS: negate world x and y.
     const srow = Array.from({ length: 12 }, (_, k) => b.readFloatBE(280 + 4 * k));
     assert.deepEqual(v.originMm, [-srow[3], -srow[7], srow[11]]);
-    assert.deepEqual(v.direction.map((x) => x + 0), [-Math.sign(srow[0]), 0, 0, 0, -Math.sign(srow[5]), 0, 0, 0, Math.sign(srow[10])]);
+    assert.deepEqual(
+      v.direction.map((x) => x + 0),
+      [-Math.sign(srow[0]), 0, 0, 0, -Math.sign(srow[5]), 0, 0, 0, Math.sign(srow[10])],
+    );
   });
 
   it('qform gives the same geometry as sform (quaternion path, qfac = -1)', () => {
@@ -67,7 +75,10 @@ describe('NIfTI', () => {
     const n = 128 * 96 * 24;
     const at = (i: number) => (le ? raw.readInt16LE(off + 2 * i) : raw.readInt16BE(off + 2 * i));
     for (const i of [0, 1000, 150000, n - 1]) assert.equal(v.data[i], at(i));
-    assert.notDeepEqual(Array.from(v.data.subarray(100000, 100100)), Array.from({ length: 100 }, (_, k) => at(n + 100000 + k)));
+    assert.notDeepEqual(
+      Array.from(v.data.subarray(100000, 100100)),
+      Array.from({ length: 100 }, (_, k) => at(n + 100000 + k)),
+    );
   });
 
   it('standard.nii.gz dims and spacing', () => {
@@ -89,7 +100,10 @@ describe('NIfTI', () => {
     assert.throws(() => readNiftiImage(bad, 'bad.nii.gz'), isImagingError('TWF_E_IMPORT_CORRUPT'));
     assert.throws(() => readNiftiImage(gz.subarray(0, gz.length >> 1), 'half.nii.gz'), isImagingError('TWF_E_IMPORT_CORRUPT'));
     const nii = read('formats/nibabel/anatomical.nii');
-    assert.throws(() => readNiftiImage(nii.subarray(0, nii.length >> 1), 'half.nii'), (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /truncated/.test((e as Error).message));
+    assert.throws(
+      () => readNiftiImage(nii.subarray(0, nii.length >> 1), 'half.nii'),
+      (e: unknown) => isImagingError('TWF_E_IMPORT_CORRUPT')(e) && /truncated/.test((e as Error).message),
+    );
     assert.throws(() => readNiftiImage(nii.subarray(0, 200), 'tiny.nii'), isImagingError('TWF_E_IMPORT_CORRUPT'));
   });
 

@@ -22,11 +22,25 @@ import { SAMPLE_BYTES, copyBytes, decodeSamples, type SampleType } from './pixel
 import type { ImageVolume } from './types.js';
 
 const DATATYPES: Record<number, SampleType> = {
-  2: 'uint8', 256: 'int8', 4: 'int16', 512: 'uint16', 8: 'int32', 768: 'uint32',
-  1024: 'int64', 1280: 'uint64', 16: 'float32', 64: 'float64',
+  2: 'uint8',
+  256: 'int8',
+  4: 'int16',
+  512: 'uint16',
+  8: 'int32',
+  768: 'uint32',
+  1024: 'int64',
+  1280: 'uint64',
+  16: 'float32',
+  64: 'float64',
 };
 const UNSUPPORTED_TYPES: Record<number, string> = {
-  1: 'binary (1 bit)', 32: 'complex64', 128: 'RGB24', 1536: 'float128', 1792: 'complex128', 2048: 'complex256', 2304: 'RGBA32',
+  1: 'binary (1 bit)',
+  32: 'complex64',
+  128: 'RGB24',
+  1536: 'float128',
+  1792: 'complex128',
+  2048: 'complex256',
+  2304: 'RGBA32',
 };
 const UNIT_TO_MM: Record<number, number> = { 0: 1, 1: 1000, 2: 1, 3: 0.001 };
 
@@ -127,8 +141,7 @@ export function readNiftiImage(bytes: Uint8Array, name = '<nifti>', limits: Part
   if (problem) throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', name, problem);
   const voxOffset = version === 1 ? dv.getFloat32(108, le) : Number(dv.getBigInt64(168, le));
   if (!Number.isFinite(voxOffset) || voxOffset < hdrSize || voxOffset > raw.length) {
-    throw new ImagingError('TWF_E_IMPORT_CORRUPT', name,
-      `vox_offset ${voxOffset} is outside the file (${raw.length} bytes): the file is truncated or the header is damaged`);
+    throw new ImagingError('TWF_E_IMPORT_CORRUPT', name, `vox_offset ${voxOffset} is outside the file (${raw.length} bytes): the file is truncated or the header is damaged`);
   }
   // Exact-sized copy of header + extensions (nifti-reader-js wants a whole ArrayBuffer).
   const headerBuf = copyBytes(raw, 0, Math.min(raw.length, Math.max(hdrSize + 4, Math.floor(voxOffset)))).buffer as ArrayBuffer;
@@ -207,14 +220,22 @@ function quaternToMatrix(b: number, c: number, d: number): number[] {
   if (a < 1e-7) {
     // 180° rotation: renormalise (b, c, d), a = 0.
     const s = 1 / Math.sqrt(b * b + c * c + d * d);
-    b *= s; c *= s; d *= s;
+    b *= s;
+    c *= s;
+    d *= s;
     a = 0;
   } else {
     a = Math.sqrt(a);
   }
   return [
-    a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c),
-    2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b),
-    2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b,
+    a * a + b * b - c * c - d * d,
+    2 * (b * c - a * d),
+    2 * (b * d + a * c),
+    2 * (b * c + a * d),
+    a * a + c * c - b * b - d * d,
+    2 * (c * d - a * b),
+    2 * (b * d - a * c),
+    2 * (c * d + a * b),
+    a * a + d * d - c * c - b * b,
   ];
 }

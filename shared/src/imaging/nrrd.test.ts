@@ -20,7 +20,10 @@ describe('NRRD (real files)', () => {
     assert.deepEqual(v.dims, [256, 256, 25]);
     [0.78125, 0.78125, 6.5].forEach((s, i) => assert.ok(Math.abs(v.spacingMm[i] - s) < 1e-9));
     [-99.609375, 99.609375, -78].forEach((o, i) => assert.ok(Math.abs(v.originMm[i] - o) < 1e-9));
-    assert.deepEqual(v.direction.map((x) => x + 0), [1, 0, 0, 0, -1, 0, 0, 0, 1]);
+    assert.deepEqual(
+      v.direction.map((x) => x + 0),
+      [1, 0, 0, 0, -1, 0, 0, 0, 1],
+    );
     // Independent decode: find the blank line, gunzip, int16 little endian.
     const end = b.indexOf('\n\n') + 2;
     const raw = gunzipSync(b.subarray(end));
@@ -41,15 +44,20 @@ describe('NRRD (made here)', () => {
   const values = [1, -2, 300, -400, 5, 6, 7, 8];
   const be = Buffer.alloc(16);
   values.forEach((x, i) => be.writeInt16BE(x, 2 * i));
-  const header = (extra: string) =>
-    `NRRD0004\n# comment\ntype: short\ndimension: 3\nsizes: 2 2 2\n${extra}\n\n`;
+  const header = (extra: string) => `NRRD0004\n# comment\ntype: short\ndimension: 3\nsizes: 2 2 2\n${extra}\n\n`;
 
   it('raw big-endian, RAS space converted to LPS, quoted "space units" (crashes nrrd-js) handled', () => {
-    const v = readNrrdImage(nrrd(header('endian: big\nencoding: raw\nspace: right-anterior-superior\nspace directions: (2,0,0) (0,3,0) (0,0,4)\nspace units: "mm" "mm" "mm"\nspace origin: (10,20,30)'), be), 'be.nrrd');
+    const v = readNrrdImage(
+      nrrd(header('endian: big\nencoding: raw\nspace: right-anterior-superior\nspace directions: (2,0,0) (0,3,0) (0,0,4)\nspace units: "mm" "mm" "mm"\nspace origin: (10,20,30)'), be),
+      'be.nrrd',
+    );
     assert.deepEqual(Array.from(v.data), values);
     assert.deepEqual(v.spacingMm, [2, 3, 4]);
     assert.deepEqual(v.originMm, [-10, -20, 30]);
-    assert.deepEqual(v.direction.map((x) => x + 0), [-1, 0, 0, 0, -1, 0, 0, 0, 1]);
+    assert.deepEqual(
+      v.direction.map((x) => x + 0),
+      [-1, 0, 0, 0, -1, 0, 0, 0, 1],
+    );
     assert.equal(v.source.littleEndian, false);
   });
 
@@ -76,7 +84,8 @@ describe('NRRD (made here)', () => {
     assert.throws(() => readNrrdImage(nrrd(header('endian: little\nencoding: bzip2'), Buffer.alloc(20)), 'b.nrrd'), isImagingError('TWF_E_IMPORT_UNSUPPORTED'));
     assert.throws(
       () => readNrrdImage(nrrd('NRRD0004\ntype: short\ndimension: 3\nsizes: 2 2 2\nkinds: vector domain domain\nendian: little\nencoding: raw\n\n', be), 'v.nrrd'),
-      isImagingError('TWF_E_IMPORT_UNSUPPORTED'));
+      isImagingError('TWF_E_IMPORT_UNSUPPORTED'),
+    );
     assert.throws(() => readNrrdImage(nrrd(header('endian: little\nencoding: raw'), be.subarray(0, 10)), 't.nrrd'), isImagingError('TWF_E_IMPORT_CORRUPT'));
   });
 });

@@ -20,10 +20,18 @@ import { SAMPLE_BYTES, decodeSamples, type SampleType } from './pixels.js';
 import type { ImageVolume } from './types.js';
 
 const TYPES: Record<string, SampleType> = {
-  int8: 'int8', uint8: 'uint8', int16: 'int16', uint16: 'uint16', int32: 'int32', uint32: 'uint32',
-  int64: 'int64', uint64: 'uint64', float: 'float32', double: 'float64',
+  int8: 'int8',
+  uint8: 'uint8',
+  int16: 'int16',
+  uint16: 'uint16',
+  int32: 'int32',
+  uint32: 'uint32',
+  int64: 'int64',
+  uint64: 'uint64',
+  float: 'float32',
+  double: 'float64',
 };
-const UNIT_TO_MM: Record<string, number> = { mm: 1, millimeter: 1, millimeters: 1, cm: 10, m: 1000, um: 0.001, 'µm': 0.001, micron: 0.001 };
+const UNIT_TO_MM: Record<string, number> = { mm: 1, millimeter: 1, millimeters: 1, cm: 10, m: 1000, um: 0.001, µm: 0.001, micron: 0.001 };
 /** Fields nrrd-js cannot parse (quoted-string lists); read here instead. */
 const QUOTED_LIST_FIELDS = new Set(['space units', 'spaceunits', 'units', 'labels']);
 
@@ -90,14 +98,15 @@ export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>', limits: Partia
   const libWarnings: string[] = [];
   let h: NrrdParsed;
   const warn = console.warn;
-  console.warn = (...a: unknown[]) => { libWarnings.push(a.map(String).join(' ')); };
+  console.warn = (...a: unknown[]) => {
+    libWarnings.push(a.map(String).join(' '));
+  };
   try {
     h = nrrdJs.parse(forLib.buffer);
   } catch (e) {
     const msg = describeThrown(e);
     const truncated = /enough data|neither inline|outside the bounds|offset is out/i.test(msg);
-    throw new ImagingError('TWF_E_IMPORT_CORRUPT', name,
-      truncated ? `file is truncated (${msg}); re-copy or re-export it` : `NRRD header is invalid: ${msg}`, { cause: e });
+    throw new ImagingError('TWF_E_IMPORT_CORRUPT', name, truncated ? `file is truncated (${msg}); re-copy or re-export it` : `NRRD header is invalid: ${msg}`, { cause: e });
   } finally {
     console.warn = warn;
   }
@@ -115,14 +124,16 @@ export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>', limits: Partia
 
   // Which axes are spatial.
   const dirs = h.spaceDirections;
-  const isSpatial = (i: number) =>
-    dirs ? dirs[i] != null : h.kinds?.[i] == null || h.kinds[i] === 'domain' || h.kinds[i] === 'space';
+  const isSpatial = (i: number) => (dirs ? dirs[i] != null : h.kinds?.[i] == null || h.kinds[i] === 'domain' || h.kinds[i] === 'space');
   const axes = sizes.map((s, i) => ({ i, s, spatial: isSpatial(i) })).filter((a) => a.spatial || a.s > 1);
   const spatial = axes.filter((a) => a.spatial);
   const firstNonSpatial = axes.findIndex((a) => !a.spatial);
   if (firstNonSpatial >= 0 && firstNonSpatial < spatial.length) {
-    throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', name,
-      `axis ${axes[firstNonSpatial].i} (kind ${h.kinds?.[axes[firstNonSpatial].i] ?? 'non-spatial'}, size ${axes[firstNonSpatial].s}) comes before a spatial axis: multi-component voxels are not read; extract one component first`);
+    throw new ImagingError(
+      'TWF_E_IMPORT_UNSUPPORTED',
+      name,
+      `axis ${axes[firstNonSpatial].i} (kind ${h.kinds?.[axes[firstNonSpatial].i] ?? 'non-spatial'}, size ${axes[firstNonSpatial].s}) comes before a spatial axis: multi-component voxels are not read; extract one component first`,
+    );
   }
   if (spatial.length < 2 || spatial.length > 3) {
     throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', name, `${spatial.length} spatial axes: only 2D and 3D images are read`);
@@ -200,7 +211,7 @@ export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>', limits: Partia
   const cols: number[][] = [];
   let origin: Vec3 = [0, 0, 0];
   if (dirs) {
-    const sd = h.spaceDimension ?? (h.space ? (h.space.endsWith('-time') ? 4 : 3) : dirs.find((d) => d)?.length ?? 3);
+    const sd = h.spaceDimension ?? (h.space ? (h.space.endsWith('-time') ? 4 : 3) : (dirs.find((d) => d)?.length ?? 3));
     for (const a of spatial) {
       const v = dirs[a.i] as number[];
       if (v.length !== sd) throw new ImagingError('TWF_E_IMPORT_CORRUPT', name, `space direction of axis ${a.i} has ${v.length} components, space dimension is ${sd}`);
@@ -230,7 +241,11 @@ export function readNrrdImage(bytes: Uint8Array, name = '<nrrd>', limits: Partia
   origin = origin.map((x, r) => x * flip[r]) as Vec3;
   const { direction, spacing } = splitColumns(m);
   const vol: ImageVolume = {
-    dims, spacingMm: spacing, originMm: origin, direction, data,
+    dims,
+    spacingMm: spacing,
+    originMm: origin,
+    direction,
+    data,
     source: { format: 'nrrd', files: [name], ...(SAMPLE_BYTES[type] > 1 && h.encoding !== 'ascii' ? { littleEndian: le } : {}) },
   };
   if (typeof h.content === 'string' && h.content.trim()) vol.seriesDescription = h.content.trim();

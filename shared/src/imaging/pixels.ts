@@ -4,7 +4,16 @@ import { ImagingError } from './errors.js';
 export type SampleType = 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'float32' | 'float64';
 
 export const SAMPLE_BYTES: Record<SampleType, number> = {
-  int8: 1, uint8: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, uint64: 8, float32: 4, float64: 8,
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
+  float32: 4,
+  float64: 8,
 };
 
 /**
@@ -24,16 +33,12 @@ const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * `value * slope + inter` as Float32 (computed in float64). Throws TWF_E_IMPORT_CORRUPT when the
  * bytes are too few (never returns a partial volume).
  */
-export function decodeSamples(
-  bytes: Uint8Array, offset: number, count: number, type: SampleType, littleEndian: boolean,
-  file: string | undefined, slope = 1, inter = 0,
-): Float32Array {
+export function decodeSamples(bytes: Uint8Array, offset: number, count: number, type: SampleType, littleEndian: boolean, file: string | undefined, slope = 1, inter = 0): Float32Array {
   const size = SAMPLE_BYTES[type];
   const need = count * size;
   if (offset < 0 || offset + need > bytes.length) {
     const have = Math.max(0, bytes.length - offset);
-    throw new ImagingError('TWF_E_IMPORT_CORRUPT', file,
-      `file is truncated: ${have} bytes of voxel data, the header needs ${need} (${count} voxels of ${type}); re-copy or re-export the file`);
+    throw new ImagingError('TWF_E_IMPORT_CORRUPT', file, `file is truncated: ${have} bytes of voxel data, the header needs ${need} (${count} voxels of ${type}); re-copy or re-export the file`);
   }
   const out = new Float32Array(count);
   const scaled = slope !== 1 || inter !== 0;
@@ -71,15 +76,25 @@ export function decodeSamples(
 
 function typedView(buf: ArrayBuffer, type: SampleType) {
   switch (type) {
-    case 'int8': return new Int8Array(buf);
-    case 'uint8': return new Uint8Array(buf);
-    case 'int16': return new Int16Array(buf);
-    case 'uint16': return new Uint16Array(buf);
-    case 'int32': return new Int32Array(buf);
-    case 'uint32': return new Uint32Array(buf);
-    case 'int64': return new BigInt64Array(buf);
-    case 'uint64': return new BigUint64Array(buf);
-    case 'float32': return new Float32Array(buf);
-    case 'float64': return new Float64Array(buf);
+    case 'int8':
+      return new Int8Array(buf);
+    case 'uint8':
+      return new Uint8Array(buf);
+    case 'int16':
+      return new Int16Array(buf);
+    case 'uint16':
+      return new Uint16Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'uint32':
+      return new Uint32Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
+    case 'uint64':
+      return new BigUint64Array(buf);
+    case 'float32':
+      return new Float32Array(buf);
+    case 'float64':
+      return new Float64Array(buf);
   }
 }

@@ -34,7 +34,10 @@ function decodePng(bytes: Uint8Array) {
     o += 12 + len;
   }
   assert.equal(o, bytes.length, 'no trailing bytes');
-  assert.deepEqual(chunks.map((c) => c.type), ['IHDR', 'IDAT', 'IEND']);
+  assert.deepEqual(
+    chunks.map((c) => c.type),
+    ['IHDR', 'IDAT', 'IEND'],
+  );
   const ih = new DataView(chunks[0].data.buffer, chunks[0].data.byteOffset, 13);
   const width = ih.getUint32(0);
   const height = ih.getUint32(4);

@@ -17,8 +17,7 @@ export function decodeRleFrame(frame: Uint8Array, pixels: number, bytesPerSample
   const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const nseg = v.getUint32(0, true);
   if (nseg !== bytesPerSample) {
-    throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', file,
-      `RLE frame has ${nseg} segments, expected ${bytesPerSample} for one ${8 * bytesPerSample}-bit sample per pixel (colour RLE is not read)`);
+    throw new ImagingError('TWF_E_IMPORT_UNSUPPORTED', file, `RLE frame has ${nseg} segments, expected ${bytesPerSample} for one ${8 * bytesPerSample}-bit sample per pixel (colour RLE is not read)`);
   }
   const offsets: number[] = [];
   for (let s = 0; s < nseg; s++) offsets.push(v.getUint32(4 + 4 * s, true));

@@ -4,8 +4,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import {
-  ImagingError, checkMaskVoxels, importLimits, fillPolygonEvenOdd, longestDiameter, longestDiameterMm, maskVolumeMm3, maskVoxelCount, parseRtStruct, readDicomSeries,
-  readNiftiImage, rtStructToMasks, type ImageVolume,
+  ImagingError,
+  checkMaskVoxels,
+  importLimits,
+  fillPolygonEvenOdd,
+  longestDiameter,
+  longestDiameterMm,
+  maskVolumeMm3,
+  maskVoxelCount,
+  parseRtStruct,
+  readDicomSeries,
+  readNiftiImage,
+  rtStructToMasks,
+  type ImageVolume,
 } from './index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -14,7 +25,10 @@ const DATA = path.resolve(here, '../../../fixtures');
 const read = (rel: string) => readFileSync(path.join(DATA ?? '', rel));
 
 describe('RTSTRUCT', () => {
-  for (const [mod, roiName] of [['PET', 'GTV_Mass_PET'], ['MR_T1', 'GTV_Mass_MR_T1']] as const) {
+  for (const [mod, roiName] of [
+    ['PET', 'GTV_Mass_PET'],
+    ['MR_T1', 'GTV_Mass_MR_T1'],
+  ] as const) {
     it(`STS_002 ${mod}: rasterised GTV volume matches the NIfTI mask within 3%`, () => {
       const dir = `formats/ibsi_sts_dicom/STS_002/${mod}`;
       const image = readDicomSeries(readdirSync(path.join(DATA!, dir, 'image')).map((n) => ({ name: n, bytes: read(`${dir}/image/${n}`) })));
@@ -41,13 +55,24 @@ describe('RTSTRUCT', () => {
 
   it('pydicom rtstruct.dcm (no preamble, implicit VR): ROI names/numbers, point ROIs skipped when rasterising', () => {
     const rt = parseRtStruct(read('formats/pydicom/rtstruct.dcm'), 'rtstruct.dcm');
-    assert.deepEqual(rt.rois.map((r) => [r.number, r.name]), [[1, 'patient'], [2, 'Isocenter 1'], [3, 'Isocenter 2']]);
+    assert.deepEqual(
+      rt.rois.map((r) => [r.number, r.name]),
+      [
+        [1, 'patient'],
+        [2, 'Isocenter 1'],
+        [3, 'Isocenter 2'],
+      ],
+    );
     assert.equal(rt.rois[0].contours[0].points.length, 15);
     assert.equal(rt.rois[1].contours[0].geometricType, 'POINT');
     // A 40x30x3 grid, 10 mm voxels, centred on the patient contour planes z = -200, -190, -180.
     const grid: ImageVolume = {
-      dims: [40, 30, 3], spacingMm: [10, 10, 10], originMm: [-195, -145, -200], direction: [1, 0, 0, 0, 1, 0, 0, 0, 1],
-      data: new Float32Array(3600), source: { format: 'dicom', files: [] },
+      dims: [40, 30, 3],
+      spacingMm: [10, 10, 10],
+      originMm: [-195, -145, -200],
+      direction: [1, 0, 0, 0, 1, 0, 0, 0, 1],
+      data: new Float32Array(3600),
+      source: { format: 'dicom', files: [] },
     };
     const masks = rtStructToMasks(rt, grid, { ignoreFrameOfReference: true });
     assert.equal(masks.length, 1);
@@ -66,8 +91,10 @@ describe('RTSTRUCT import limits', () => {
     const points = rt.rois.reduce((n, r) => n + r.contours.reduce((m, c) => m + c.points.length / 3, 0), 0);
     assert.ok(points > 100, `${points} points`);
     assert.equal(parseRtStruct(rs(), 'RS.dcm', { maxContourPoints: points }).rois[0].contours.length, 16);
-    assert.throws(() => parseRtStruct(rs(), 'RS.dcm', { maxContourPoints: points - 1 }),
-      tooLarge(new RegExp(`contour points: ${points} contour points, more than the limit of ${points - 1} per RTSTRUCT.*--max-contour-points`)));
+    assert.throws(
+      () => parseRtStruct(rs(), 'RS.dcm', { maxContourPoints: points - 1 }),
+      tooLarge(new RegExp(`contour points: ${points} contour points, more than the limit of ${points - 1} per RTSTRUCT.*--max-contour-points`)),
+    );
   });
 
   it('ROIs x grid voxels beyond maxMaskVoxels is refused before the first mask is made, across the RTSTRUCTs of a series', () => {
@@ -85,7 +112,10 @@ describe('rasterisation and measurements (made here)', () => {
     const out = new Uint8Array(100);
     fillPolygonEvenOdd(Float64Array.from([0.5, 8.5, 8.5, 0.5]), Float64Array.from([0.5, 0.5, 8.5, 8.5]), 10, 10, out); // 8x8 centres 1..8
     fillPolygonEvenOdd(Float64Array.from([2.5, 6.5, 6.5, 2.5]), Float64Array.from([2.5, 2.5, 6.5, 6.5]), 10, 10, out); // XOR 4x4 hole
-    assert.equal(out.reduce((a, b) => a + b, 0), 64 - 16);
+    assert.equal(
+      out.reduce((a, b) => a + b, 0),
+      64 - 16,
+    );
     assert.equal(out[4 + 10 * 4], 0);
     assert.equal(out[1 + 10 * 1], 1);
   });

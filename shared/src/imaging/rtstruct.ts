@@ -45,8 +45,7 @@ const s = (ds: DataSet, tag: string): string | undefined => {
   const v = ds.string(tag);
   return v === undefined || v === '' ? undefined : v;
 };
-const items = (ds: DataSet, tag: string): DataSet[] =>
-  (ds.elements[tag]?.items ?? []).map((i) => i.dataSet).filter((d): d is DataSet => d != null);
+const items = (ds: DataSet, tag: string): DataSet[] => (ds.elements[tag]?.items ?? []).map((i) => i.dataSet).filter((d): d is DataSet => d != null);
 
 /** SeriesInstanceUIDs referenced by an RTSTRUCT (ReferencedFrameOfReference → RTReferencedStudy → RTReferencedSeries). */
 export function rtReferencedSeriesUids(ds: DataSet): string[] {
@@ -123,8 +122,7 @@ export function parseRtStruct(input: Uint8Array | DicomFile, name = '<rtstruct>'
       const vals = parseDsList(text, valueCount(text));
       const npts = Number(s(c, 'x30060046') ?? vals.length / 3);
       if (vals.length % 3 !== 0 || vals.some((v) => !Number.isFinite(v)) || (Number.isFinite(npts) && npts * 3 !== vals.length)) {
-        throw new ImagingError('TWF_E_IMPORT_CORRUPT', file,
-          `ContourData of ROI ${num} (${roi.name}) has ${vals.length} values for ${npts} points, or values that are not numbers`);
+        throw new ImagingError('TWF_E_IMPORT_CORRUPT', file, `ContourData of ROI ${num} (${roi.name}) has ${vals.length} values for ${npts} points, or values that are not numbers`);
       }
       const contour: RtContour = { geometricType: s(c, 'x30060042') ?? 'CLOSED_PLANAR', points: vals };
       const ref = items(c, 'x30060016')[0];
@@ -136,7 +134,11 @@ export function parseRtStruct(input: Uint8Array | DicomFile, name = '<rtstruct>'
   const rt: RtStruct = { file, referencedSeriesUids: rtReferencedSeriesUids(ds), rois: [...rois.values()].sort((a, b) => a.number - b.number) };
   if (f.sopInstanceUid) rt.sopInstanceUid = f.sopInstanceUid;
   if (f.seriesUid) rt.seriesUid = f.seriesUid;
-  const fr = f.frameOfReferenceUid ?? items(ds, 'x30060010').map((d) => s(d, 'x00200052')).find((x) => x);
+  const fr =
+    f.frameOfReferenceUid ??
+    items(ds, 'x30060010')
+      .map((d) => s(d, 'x00200052'))
+      .find((x) => x);
   if (fr) rt.frameOfReferenceUid = fr;
   return rt;
 }
@@ -159,27 +161,46 @@ export function rasteriseRoi(roi: RtRoi, image: ImageVolume, opts: RasteriseOpti
   const [nx, ny, nz] = image.dims;
   const warnings: string[] = [];
   if (!opts.ignoreFrameOfReference && roi.frameOfReferenceUid && image.frameOfReferenceUid && roi.frameOfReferenceUid !== image.frameOfReferenceUid) {
-    throw new ImagingError('TWF_E_IMPORT_REFERENCE', undefined,
-      `ROI "${roi.name}" is in frame of reference ${roi.frameOfReferenceUid}, the image series ${image.seriesUid ?? ''} in ${image.frameOfReferenceUid}: they are not registered; rasterise onto the referenced series`);
+    throw new ImagingError(
+      'TWF_E_IMPORT_REFERENCE',
+      undefined,
+      `ROI "${roi.name}" is in frame of reference ${roi.frameOfReferenceUid}, the image series ${image.seriesUid ?? ''} in ${image.frameOfReferenceUid}: they are not registered; rasterise onto the referenced series`,
+    );
   }
   const toVox = worldToVoxelFn(image);
   const mask = new Uint8Array(nx * ny * nz);
   const sliceBuf = new Uint8Array(nx * ny);
-  let skippedType = 0, outside = 0, nonPlanar = 0;
+  let skippedType = 0,
+    outside = 0,
+    nonPlanar = 0;
   for (const c of roi.contours) {
-    if (c.geometricType !== 'CLOSED_PLANAR' || c.points.length < 9) { skippedType++; continue; }
+    if (c.geometricType !== 'CLOSED_PLANAR' || c.points.length < 9) {
+      skippedType++;
+      continue;
+    }
     const np = c.points.length / 3;
     const xs = new Float64Array(np);
     const ys = new Float64Array(np);
-    let kMin = Infinity, kMax = -Infinity, kSum = 0;
+    let kMin = Infinity,
+      kMax = -Infinity,
+      kSum = 0;
     for (let p = 0; p < np; p++) {
       const [i, j, k] = toVox(c.points[3 * p], c.points[3 * p + 1], c.points[3 * p + 2]);
-      xs[p] = i; ys[p] = j;
-      kMin = Math.min(kMin, k); kMax = Math.max(kMax, k); kSum += k;
+      xs[p] = i;
+      ys[p] = j;
+      kMin = Math.min(kMin, k);
+      kMax = Math.max(kMax, k);
+      kSum += k;
     }
-    if (kMax - kMin > 0.5) { nonPlanar++; continue; }
+    if (kMax - kMin > 0.5) {
+      nonPlanar++;
+      continue;
+    }
     const k = Math.round(kSum / np);
-    if (k < 0 || k >= nz) { outside++; continue; }
+    if (k < 0 || k >= nz) {
+      outside++;
+      continue;
+    }
     sliceBuf.fill(0);
     fillPolygonEvenOdd(xs, ys, nx, ny, sliceBuf);
     const base = k * nx * ny;
@@ -229,13 +250,11 @@ export function checkMaskVoxels(rts: RtStruct[], image: ImageVolume, limits: Imp
  */
 export function rtStructToMasks(rt: RtStruct, image: ImageVolume, opts: RasteriseOptions = {}): MaskVolume[] {
   checkMaskVoxels([rt], image, importLimits(opts.limits));
-  return rt.rois
-    .filter(hasClosedContour)
-    .map((r) => {
-      const m = rasteriseRoi(r, image, opts);
-      m.source = { ...m.source, files: [rt.file] };
-      return m;
-    });
+  return rt.rois.filter(hasClosedContour).map((r) => {
+    const m = rasteriseRoi(r, image, opts);
+    m.source = { ...m.source, files: [rt.file] };
+    return m;
+  });
 }
 
 /**
@@ -244,15 +263,20 @@ export function rtStructToMasks(rt: RtStruct, image: ImageVolume, opts: Rasteris
  */
 export function fillPolygonEvenOdd(xs: Float64Array, ys: Float64Array, nx: number, ny: number, out: Uint8Array): void {
   const n = xs.length;
-  let yMin = Infinity, yMax = -Infinity;
-  for (let p = 0; p < n; p++) { yMin = Math.min(yMin, ys[p]); yMax = Math.max(yMax, ys[p]); }
+  let yMin = Infinity,
+    yMax = -Infinity;
+  for (let p = 0; p < n; p++) {
+    yMin = Math.min(yMin, ys[p]);
+    yMax = Math.max(yMax, ys[p]);
+  }
   const j0 = Math.max(0, Math.ceil(yMin));
   const j1 = Math.min(ny - 1, Math.floor(yMax));
   const cross: number[] = [];
   for (let j = j0; j <= j1; j++) {
     cross.length = 0;
     for (let p = 0, q = n - 1; p < n; q = p++) {
-      const ya = ys[q], yb = ys[p];
+      const ya = ys[q],
+        yb = ys[p];
       if ((ya <= j && yb > j) || (yb <= j && ya > j)) cross.push(xs[q] + ((j - ya) * (xs[p] - xs[q])) / (yb - ya));
     }
     cross.sort((a, b) => a - b);

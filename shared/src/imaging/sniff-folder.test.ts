@@ -24,9 +24,16 @@ describe('sniffFormat, fileDigest', () => {
 describe('sniffFormat and scanFolder on real files', () => {
   it('detects NIfTI-1 (both byte orders), NIfTI-2, gzip, NRRD, DICOM with and without preamble', () => {
     const cases: [string, string][] = [
-      ['formats/nibabel/anatomical.nii', 'nifti'], ['formats/nibabel/example_nifti2.nii.gz', 'nifti'], ['formats/nibabel/functional.nii', 'nifti'],
-      ['sts/nifti/STS_002/PET_mask.nii.gz', 'nifti'], ['pyradiomics-cases/brain1_image.nrrd', 'nrrd'], ['formats/pydicom/CT_small.dcm', 'dicom'],
-      ['formats/pydicom/rtstruct.dcm', 'dicom'], ['growth-laleh2022/Study1.csv', 'csv'], ['README.md', 'unknown'], ['formats/nibabel/test.mgz', 'unknown'],
+      ['formats/nibabel/anatomical.nii', 'nifti'],
+      ['formats/nibabel/example_nifti2.nii.gz', 'nifti'],
+      ['formats/nibabel/functional.nii', 'nifti'],
+      ['sts/nifti/STS_002/PET_mask.nii.gz', 'nifti'],
+      ['pyradiomics-cases/brain1_image.nrrd', 'nrrd'],
+      ['formats/pydicom/CT_small.dcm', 'dicom'],
+      ['formats/pydicom/rtstruct.dcm', 'dicom'],
+      ['growth-laleh2022/Study1.csv', 'csv'],
+      ['README.md', 'unknown'],
+      ['formats/nibabel/test.mgz', 'unknown'],
     ];
     for (const [rel, want] of cases) assert.equal(sniffFormat(rel, read(rel)), want, rel);
     // Only the first bytes are needed, gzip included.
@@ -39,13 +46,22 @@ describe('sniffFormat and scanFolder on real files', () => {
     const mr = scan.units.find((u) => u.kind === 'dicom-series' && u.seriesDescription?.includes('MR_T1'));
     assert.equal(pet?.files.length, 48);
     assert.equal(mr?.files.length, 35);
-    assert.deepEqual(pet?.rtstructs?.map((f) => path.relative(DATA!, f)), ['formats/ibsi_sts_dicom/STS_002/PET/mask/RS.dcm']);
-    assert.deepEqual(mr?.rtstructs?.map((f) => path.relative(DATA!, f)), ['formats/ibsi_sts_dicom/STS_002/MR_T1/mask/RS.dcm']);
+    assert.deepEqual(
+      pet?.rtstructs?.map((f) => path.relative(DATA!, f)),
+      ['formats/ibsi_sts_dicom/STS_002/PET/mask/RS.dcm'],
+    );
+    assert.deepEqual(
+      mr?.rtstructs?.map((f) => path.relative(DATA!, f)),
+      ['formats/ibsi_sts_dicom/STS_002/MR_T1/mask/RS.dcm'],
+    );
     assert.ok(scan.units.some((u) => u.kind === 'nifti' && u.files[0].endsWith('anatomical.nii')));
     assert.ok(!scan.units.some((u) => u.files[0].endsWith('.hdr')));
     assert.ok(scan.skipped.some((s) => s.file.endsWith('nifti1.hdr') && /hdr\/\.img pair/.test(s.reason)));
     assert.equal(scan.skipped.filter((s) => /same SOPInstanceUID/.test(s.reason)).length, 4); // MR_small in 5 encodings
-    assert.deepEqual(scan.unattachedRtstructs.map((f) => path.basename(f)), ['rtstruct.dcm']);
+    assert.deepEqual(
+      scan.unattachedRtstructs.map((f) => path.basename(f)),
+      ['rtstruct.dcm'],
+    );
 
     const { image, masks } = await loadImportUnit(pet!);
     assert.deepEqual(image.dims, [30, 27, 48]);

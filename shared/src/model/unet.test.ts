@@ -3,9 +3,7 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { deriveSeed, mulberry32, permutation } from './prng.js';
-import {
-  countParams, createUNet, disposeUNet, getFlatWeights, initialWeights, segmentationLoss, setFlatWeights, unetLogits, unetParamSpecs,
-} from './unet.js';
+import { countParams, createUNet, disposeUNet, getFlatWeights, initialWeights, segmentationLoss, setFlatWeights, unetLogits, unetParamSpecs } from './unet.js';
 
 describe('prng', () => {
   it('mulberry32 is a fixed stream', () => {
@@ -19,7 +17,10 @@ describe('prng', () => {
   });
   it('permutation is a permutation', () => {
     const p = permutation(50, mulberry32(deriveSeed(3, 'x')));
-    assert.deepEqual([...p].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+    assert.deepEqual(
+      [...p].sort((a, b) => a - b),
+      Array.from({ length: 50 }, (_, i) => i),
+    );
   });
 });
 
@@ -37,7 +38,9 @@ describe('U-Net', () => {
 
   it('initial weights are deterministic, seed-dependent and He-scaled', () => {
     const cfg = { inChannels: 1, nClasses: 2, base: 8, depth: 2, size: 48 };
-    const a = initialWeights(cfg, 5), b = initialWeights(cfg, 5), c = initialWeights(cfg, 6);
+    const a = initialWeights(cfg, 5),
+      b = initialWeights(cfg, 5),
+      c = initialWeights(cfg, 6);
     assert.deepEqual(a, b);
     assert.notDeepEqual(a, c);
     // First kernel: fan-in 9, limit sqrt(6/9).

@@ -35,34 +35,65 @@ export function convexHull(points: Int32Array): Hull | null {
     }
   }
   const cand = [...new Set([...rows.values()].flat())];
-  const X = (p: number) => points[3 * p], Y = (p: number) => points[3 * p + 1], Z = (p: number) => points[3 * p + 2];
+  const X = (p: number) => points[3 * p],
+    Y = (p: number) => points[3 * p + 1],
+    Z = (p: number) => points[3 * p + 2];
   /** > 0 when d is on the positive (outer) side of the plane (a, b, c) oriented counter-clockwise seen from outside. */
   const orient = (a: number, b: number, c: number, d: number) => {
-    const ax = X(a) - X(d), ay = Y(a) - Y(d), az = Z(a) - Z(d);
-    const bx = X(b) - X(d), by = Y(b) - Y(d), bz = Z(b) - Z(d);
-    const cx = X(c) - X(d), cy = Y(c) - Y(d), cz = Z(c) - Z(d);
+    const ax = X(a) - X(d),
+      ay = Y(a) - Y(d),
+      az = Z(a) - Z(d);
+    const bx = X(b) - X(d),
+      by = Y(b) - Y(d),
+      bz = Z(b) - Z(d);
+    const cx = X(c) - X(d),
+      cy = Y(c) - Y(d),
+      cz = Z(c) - Z(d);
     return -(ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx));
   };
   // Initial tetrahedron from four affinely independent points.
   const a = cand[0];
-  let b = -1, c = -1, d = -1;
-  for (const p of cand) if (X(p) !== X(a) || Y(p) !== Y(a) || Z(p) !== Z(a)) { b = p; break; }
+  let b = -1,
+    c = -1,
+    d = -1;
+  for (const p of cand)
+    if (X(p) !== X(a) || Y(p) !== Y(a) || Z(p) !== Z(a)) {
+      b = p;
+      break;
+    }
   if (b < 0) return null;
   const cross = (p: number) => {
-    const ux = X(b) - X(a), uy = Y(b) - Y(a), uz = Z(b) - Z(a);
-    const vx = X(p) - X(a), vy = Y(p) - Y(a), vz = Z(p) - Z(a);
+    const ux = X(b) - X(a),
+      uy = Y(b) - Y(a),
+      uz = Z(b) - Z(a);
+    const vx = X(p) - X(a),
+      vy = Y(p) - Y(a),
+      vz = Z(p) - Z(a);
     return [uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx];
   };
-  for (const p of cand) { const q = cross(p); if (q[0] || q[1] || q[2]) { c = p; break; } }
+  for (const p of cand) {
+    const q = cross(p);
+    if (q[0] || q[1] || q[2]) {
+      c = p;
+      break;
+    }
+  }
   if (c < 0) return null;
-  for (const p of cand) if (orient(a, b, c, p) !== 0) { d = p; break; }
+  for (const p of cand)
+    if (orient(a, b, c, p) !== 0) {
+      d = p;
+      break;
+    }
   if (d < 0) return null;
 
   type Face = { v: [number, number, number]; alive: boolean };
   const faces: Face[] = [];
-  const addFace = (p: number, q: number, r: number) => { faces.push({ v: [p, q, r], alive: true }); };
+  const addFace = (p: number, q: number, r: number) => {
+    faces.push({ v: [p, q, r], alive: true });
+  };
   // Orient the tetrahedron so that d is inside (on the negative side of every face).
-  if (orient(a, b, c, d) > 0) addFace(a, c, b); else addFace(a, b, c);
+  if (orient(a, b, c, d) > 0) addFace(a, c, b);
+  else addFace(a, b, c);
   const f0 = faces[0].v;
   addFace(f0[0], f0[2], d);
   addFace(f0[2], f0[1], d);
@@ -84,10 +115,12 @@ export function convexHull(points: Int32Array): Hull | null {
     const edges = new Set<string>();
     for (const f of visible) for (let t = 0; t < 3; t++) edges.add(`${f.v[t]},${f.v[(t + 1) % 3]}`);
     for (const f of visible) f.alive = false;
-    for (const f of visible) for (let t = 0; t < 3; t++) {
-      const u = f.v[t], w = f.v[(t + 1) % 3];
-      if (!edges.has(`${w},${u}`)) addFace(u, w, p);
-    }
+    for (const f of visible)
+      for (let t = 0; t < 3; t++) {
+        const u = f.v[t],
+          w = f.v[(t + 1) % 3];
+        if (!edges.has(`${w},${u}`)) addFace(u, w, p);
+      }
     // Compact now and then so the scan above stays proportional to the live hull.
     if (faces.length > 64 && faces.length > 4 * faces.filter((f) => f.alive).length) {
       const live = faces.filter((f) => f.alive);

@@ -103,8 +103,7 @@ export function compareWithReference(features: Record<string, number>, rows: Ref
 /** Plain-text table of a compliance report, then each failing and (optionally) missing tag. */
 export function formatCompliance(report: ComplianceReport, opts: { listMissing?: boolean } = {}): string {
   const out: string[] = [];
-  const row = (s: FamilySummary) =>
-    `${s.family.padEnd(7)} ${`${s.pass}/${s.total}`.padStart(9)} ${String(s.fail).padStart(5)} ${String(s.missing).padStart(8)} ${String(s.noConsensus).padStart(13)}`;
+  const row = (s: FamilySummary) => `${s.family.padEnd(7)} ${`${s.pass}/${s.total}`.padStart(9)} ${String(s.fail).padStart(5)} ${String(s.missing).padStart(8)} ${String(s.noConsensus).padStart(13)}`;
   out.push(`${'family'.padEnd(7)} ${'pass/total'.padStart(9)} ${'fail'.padStart(5)} ${'missing'.padStart(8)} ${'no consensus'.padStart(13)}`);
   for (const s of report.families) out.push(row(s));
   out.push(row(report.total));

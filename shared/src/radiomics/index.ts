@@ -71,17 +71,32 @@ export function extractRadiomics(image: ImageVolume, mask: MaskVolume | ImageVol
 
   // Crop to the ROI's bounding box plus the local-intensity sphere radius (plus one voxel of background for the
   // mesh and distance zones); features do not change, work shrinks.
-  const c = cropToRoi(img, rois.morphMask, rois.intensityMask, [0, 1, 2].map((a) => Math.ceil(PEAK_SPHERE_RADIUS_MM / img.spacingMm[a]) + 1));
+  const c = cropToRoi(
+    img,
+    rois.morphMask,
+    rois.intensityMask,
+    [0, 1, 2].map((a) => Math.ceil(PEAK_SPHERE_RADIUS_MM / img.spacingMm[a]) + 1),
+  );
   const { dims, spacingMm } = c;
   const roiValues: number[] = [];
   for (let q = 0; q < c.data.length; q++) if (c.intensityMask[q]) roiValues.push(c.data[q]);
 
   const features: Record<string, number> = {};
   if (families.has('morph')) {
-    Object.assign(features, morphologyFeatures({
-      dims, spacingMm, morphMask: c.morphMask, intensityMask: c.intensityMask, intensities: c.data,
-      maxVoxelsForPairwise: settings.maxVoxelsForPairwise ?? 20000,
-    }, warnings));
+    Object.assign(
+      features,
+      morphologyFeatures(
+        {
+          dims,
+          spacingMm,
+          morphMask: c.morphMask,
+          intensityMask: c.intensityMask,
+          intensities: c.data,
+          maxVoxelsForPairwise: settings.maxVoxelsForPairwise ?? 20000,
+        },
+        warnings,
+      ),
+    );
   }
   if (families.has('loc')) Object.assign(features, localIntensityFeatures(c.data, dims, spacingMm, c.intensityMask));
   if (families.has('stat')) Object.assign(features, statisticsFeatures(roiValues));
@@ -93,10 +108,7 @@ export function extractRadiomics(image: ImageVolume, mask: MaskVolume | ImageVol
     if (families.has('ih')) Object.assign(features, histogramFeatures(roiLevels, d.nLevels));
     if (families.has('ivh')) Object.assign(features, ivhFeatures(roiLevels, d.ivhRange[0], d.ivhRange[1], d.levelIntensity));
     if (families.has('texture')) {
-      const t = textureFeatures(
-        { dims, spacingMm, levels: d.levels, morphMask: c.morphMask, nLevels: d.nLevels },
-        { distance: settings.textureDistance ?? 1, ngldmAlpha: settings.ngldmAlpha ?? 0 },
-      );
+      const t = textureFeatures({ dims, spacingMm, levels: d.levels, morphMask: c.morphMask, nLevels: d.nLevels }, { distance: settings.textureDistance ?? 1, ngldmAlpha: settings.ngldmAlpha ?? 0 });
       const wanted = (tag: string) =>
         (dimensions.includes('2D') && /_2D(_|$)/.test(tag)) || (dimensions.includes('2.5D') && /_2_5D(_|$)/.test(tag)) || (dimensions.includes('3D') && /_3D(_|$)/.test(tag));
       for (const [tag, v] of Object.entries(t)) if (wanted(tag)) features[tag] = v;
@@ -115,23 +127,33 @@ export function extractRadiomics(image: ImageVolume, mask: MaskVolume | ImageVol
 /** Crops image and both masks to the ROI bounding box grown by `margin` voxels per axis (clamped to the grid). */
 function cropToRoi(g: Grid, morph: Uint8Array, inten: Uint8Array, margin: number[]) {
   const [nx, ny, nz] = g.dims;
-  const lo = [nx, ny, nz], hi = [-1, -1, -1];
-  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
-    if (!morph[i + nx * (j + ny * k)]) continue;
-    const p = [i, j, k];
-    for (let a = 0; a < 3; a++) { if (p[a] < lo[a]) lo[a] = p[a]; if (p[a] > hi[a]) hi[a] = p[a]; }
-  }
+  const lo = [nx, ny, nz],
+    hi = [-1, -1, -1];
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++)
+      for (let i = 0; i < nx; i++) {
+        if (!morph[i + nx * (j + ny * k)]) continue;
+        const p = [i, j, k];
+        for (let a = 0; a < 3; a++) {
+          if (p[a] < lo[a]) lo[a] = p[a];
+          if (p[a] > hi[a]) hi[a] = p[a];
+        }
+      }
   const a0 = [0, 1, 2].map((a) => Math.max(0, lo[a] - margin[a]));
   const a1 = [0, 1, 2].map((a) => Math.min(g.dims[a] - 1, hi[a] + margin[a]));
   const dims = [0, 1, 2].map((a) => a1[a] - a0[a] + 1) as [number, number, number];
   const n = dims[0] * dims[1] * dims[2];
-  const data = new Float32Array(n), morphMask = new Uint8Array(n), intensityMask = new Uint8Array(n);
-  for (let k = 0; k < dims[2]; k++) for (let j = 0; j < dims[1]; j++) for (let i = 0; i < dims[0]; i++) {
-    const src = i + a0[0] + nx * (j + a0[1] + ny * (k + a0[2]));
-    const dst = i + dims[0] * (j + dims[1] * k);
-    data[dst] = g.data[src];
-    morphMask[dst] = morph[src];
-    intensityMask[dst] = inten[src];
-  }
+  const data = new Float32Array(n),
+    morphMask = new Uint8Array(n),
+    intensityMask = new Uint8Array(n);
+  for (let k = 0; k < dims[2]; k++)
+    for (let j = 0; j < dims[1]; j++)
+      for (let i = 0; i < dims[0]; i++) {
+        const src = i + a0[0] + nx * (j + a0[1] + ny * (k + a0[2]));
+        const dst = i + dims[0] * (j + dims[1] * k);
+        data[dst] = g.data[src];
+        morphMask[dst] = morph[src];
+        intensityMask[dst] = inten[src];
+      }
   return { dims, spacingMm: g.spacingMm, data, morphMask, intensityMask };
 }

@@ -27,7 +27,10 @@ export function distributionStats(values: ArrayLike<number>, prefix: string): Re
   const x = Float64Array.from(values).sort();
   let mean = 0;
   for (let i = 0; i < n; i++) mean += x[i] / n;
-  let m2 = 0, m3 = 0, m4 = 0, mad = 0;
+  let m2 = 0,
+    m3 = 0,
+    m4 = 0,
+    mad = 0;
   for (let i = 0; i < n; i++) {
     const d = x[i] - mean;
     m2 += (d * d) / n;
@@ -36,7 +39,10 @@ export function distributionStats(values: ArrayLike<number>, prefix: string): Re
     mad += Math.abs(d) / n;
   }
   const median = percentile(x, 50);
-  const p10 = percentile(x, 10), p90 = percentile(x, 90), p25 = percentile(x, 25), p75 = percentile(x, 75);
+  const p10 = percentile(x, 10),
+    p90 = percentile(x, 90),
+    p25 = percentile(x, 25),
+    p75 = percentile(x, 75);
   const robust = x.filter((v) => v >= p10 && v <= p90);
   const rMean = robust.reduce((a, b) => a + b, 0) / robust.length;
   const rmad = robust.reduce((a, b) => a + Math.abs(b - rMean), 0) / robust.length;
@@ -91,7 +97,8 @@ export function histogramFeatures(levels: ArrayLike<number>, nLevels: number): R
     if (H[g] > H[mode] || (H[g] === H[mode] && Math.abs(g - mean) < Math.abs(mode - mean))) mode = g;
   }
   f.ih_mode = mode;
-  let entropy = 0, uniformity = 0;
+  let entropy = 0,
+    uniformity = 0;
   for (let g = 1; g <= nLevels; g++) {
     const p = H[g] / n;
     if (p > 0) entropy -= p * Math.log2(p);
@@ -100,11 +107,20 @@ export function histogramFeatures(levels: ArrayLike<number>, nLevels: number): R
   f.ih_entropy = entropy;
   f.ih_uniformity = uniformity;
   if (nLevels >= 2) {
-    let maxG = -Infinity, maxAt = 1, minG = Infinity, minAt = 1;
+    let maxG = -Infinity,
+      maxAt = 1,
+      minG = Infinity,
+      minAt = 1;
     for (let g = 1; g <= nLevels; g++) {
       const d = g === 1 ? H[2] - H[1] : g === nLevels ? H[g] - H[g - 1] : (H[g + 1] - H[g - 1]) / 2;
-      if (d > maxG) { maxG = d; maxAt = g; }
-      if (d < minG) { minG = d; minAt = g; }
+      if (d > maxG) {
+        maxG = d;
+        maxAt = g;
+      }
+      if (d < minG) {
+        minG = d;
+        minAt = g;
+      }
     }
     f.ih_max_grad = maxG;
     f.ih_max_grad_g = maxAt;
@@ -143,7 +159,10 @@ export function ivhFeatures(levels: ArrayLike<number>, gmin: number, gmax: numbe
     for (let g = gmin; g <= gmax; g++) if (nu[g] <= x) return levelIntensity(g);
     return levelIntensity(gmax + 1);
   };
-  const v10 = V(0.1), v90 = V(0.9), i10 = I(0.1), i90 = I(0.9);
+  const v10 = V(0.1),
+    v90 = V(0.9),
+    i10 = I(0.1),
+    i90 = I(0.9);
   return { ivh_v10: v10, ivh_v90: v90, ivh_i10: i10, ivh_i90: i90, ivh_diff_v10_v90: v10 - v90, ivh_diff_i10_i90: i10 - i90 };
 }
 
@@ -161,14 +180,21 @@ export function localIntensityFeatures(data: Float32Array | Float64Array, dims: 
   const r = PEAK_SPHERE_RADIUS_MM;
   const offs: [number, number, number][] = [];
   const ri = [0, 1, 2].map((a) => Math.floor(r / spacingMm[a]));
-  for (let dk = -ri[2]; dk <= ri[2]; dk++) for (let dj = -ri[1]; dj <= ri[1]; dj++) for (let di = -ri[0]; di <= ri[0]; di++) {
-    if ((di * spacingMm[0]) ** 2 + (dj * spacingMm[1]) ** 2 + (dk * spacingMm[2]) ** 2 <= r * r) offs.push([di, dj, dk]);
-  }
+  for (let dk = -ri[2]; dk <= ri[2]; dk++)
+    for (let dj = -ri[1]; dj <= ri[1]; dj++)
+      for (let di = -ri[0]; di <= ri[0]; di++) {
+        if ((di * spacingMm[0]) ** 2 + (dj * spacingMm[1]) ** 2 + (dk * spacingMm[2]) ** 2 <= r * r) offs.push([di, dj, dk]);
+      }
   const meanAround = (q: number) => {
-    const i = q % nx, j = Math.floor(q / nx) % ny, k = Math.floor(q / (nx * ny));
-    let s = 0, c = 0;
+    const i = q % nx,
+      j = Math.floor(q / nx) % ny,
+      k = Math.floor(q / (nx * ny));
+    let s = 0,
+      c = 0;
     for (const [di, dj, dk] of offs) {
-      const a = i + di, b = j + dj, e = k + dk;
+      const a = i + di,
+        b = j + dj,
+        e = k + dk;
       if (a < 0 || b < 0 || e < 0 || a >= nx || b >= ny || e >= nz) continue;
       s += data[a + nx * (b + ny * e)];
       c++;
@@ -177,7 +203,8 @@ export function localIntensityFeatures(data: Float32Array | Float64Array, dims: 
   };
   let maxI = -Infinity;
   for (let q = 0; q < roi.length; q++) if (roi[q] && data[q] > maxI) maxI = data[q];
-  let peakLoc = -Infinity, peakGlob = -Infinity;
+  let peakLoc = -Infinity,
+    peakGlob = -Infinity;
   for (let q = 0; q < roi.length; q++) {
     if (!roi[q]) continue;
     const m = meanAround(q);

@@ -139,39 +139,58 @@ export interface Mesh {
  */
 export function marchingCubes(mask: Uint8Array, dims: [number, number, number], spacingMm: [number, number, number]): Mesh {
   const [nx, ny, nz] = dims;
-  let x0 = nx, y0 = ny, z0 = nz, x1 = -1, y1 = -1, z1 = -1;
-  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
-    if (!mask[i + nx * (j + ny * k)]) continue;
-    if (i < x0) x0 = i; if (i > x1) x1 = i;
-    if (j < y0) y0 = j; if (j > y1) y1 = j;
-    if (k < z0) z0 = k; if (k > z1) z1 = k;
-  }
+  let x0 = nx,
+    y0 = ny,
+    z0 = nz,
+    x1 = -1,
+    y1 = -1,
+    z1 = -1;
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++)
+      for (let i = 0; i < nx; i++) {
+        if (!mask[i + nx * (j + ny * k)]) continue;
+        if (i < x0) x0 = i;
+        if (i > x1) x1 = i;
+        if (j < y0) y0 = j;
+        if (j > y1) y1 = j;
+        if (k < z0) z0 = k;
+        if (k > z1) z1 = k;
+      }
   if (x1 < 0) return { positionsMm: new Float64Array(0), doubledIndex: new Int32Array(0), triangles: new Uint32Array(0) };
   const at = (i: number, j: number, k: number) => (i < 0 || j < 0 || k < 0 || i >= nx || j >= ny || k >= nz ? 0 : mask[i + nx * (j + ny * k)] ? 1 : 0);
   // Vertex key from doubled coordinates shifted by +2 (so >= 0) in a box of (2n + 4) per axis.
-  const bx = 2 * nx + 4, by = 2 * ny + 4;
+  const bx = 2 * nx + 4,
+    by = 2 * ny + 4;
   const ids = new Map<number, number>();
   const doubled: number[] = [];
   const tris: number[] = [];
   const table = triangleTable();
-  const edgeDoubled = EDGES.map(([a, b]) => { const pa = cornerOffset(a); const pb = cornerOffset(b); return [pa[0] + pb[0], pa[1] + pb[1], pa[2] + pb[2]]; });
-  for (let k = z0 - 1; k <= z1; k++) for (let j = y0 - 1; j <= y1; j++) for (let i = x0 - 1; i <= x1; i++) {
-    let config = 0;
-    for (let c = 0; c < 8; c++) if (at(i + (c & 1), j + ((c >> 1) & 1), k + ((c >> 2) & 1))) config |= 1 << c;
-    if (config === 0 || config === 255) continue;
-    for (const e of table[config]) {
-      const d = edgeDoubled[e];
-      const X = 2 * i + d[0], Y = 2 * j + d[1], Z = 2 * k + d[2];
-      const key = (X + 2) + bx * ((Y + 2) + by * (Z + 2));
-      let id = ids.get(key);
-      if (id === undefined) {
-        id = doubled.length / 3;
-        ids.set(key, id);
-        doubled.push(X, Y, Z);
+  const edgeDoubled = EDGES.map(([a, b]) => {
+    const pa = cornerOffset(a);
+    const pb = cornerOffset(b);
+    return [pa[0] + pb[0], pa[1] + pb[1], pa[2] + pb[2]];
+  });
+  for (let k = z0 - 1; k <= z1; k++)
+    for (let j = y0 - 1; j <= y1; j++)
+      for (let i = x0 - 1; i <= x1; i++) {
+        let config = 0;
+        for (let c = 0; c < 8; c++) if (at(i + (c & 1), j + ((c >> 1) & 1), k + ((c >> 2) & 1))) config |= 1 << c;
+        if (config === 0 || config === 255) continue;
+        for (const e of table[config]) {
+          const d = edgeDoubled[e];
+          const X = 2 * i + d[0],
+            Y = 2 * j + d[1],
+            Z = 2 * k + d[2];
+          const key = X + 2 + bx * (Y + 2 + by * (Z + 2));
+          let id = ids.get(key);
+          if (id === undefined) {
+            id = doubled.length / 3;
+            ids.set(key, id);
+            doubled.push(X, Y, Z);
+          }
+          tris.push(id);
+        }
       }
-      tris.push(id);
-    }
-  }
   const doubledIndex = Int32Array.from(doubled);
   const positionsMm = new Float64Array(doubled.length);
   for (let v = 0; v < doubled.length; v++) positionsMm[v] = (doubled[v] / 2) * spacingMm[v % 3];
@@ -184,7 +203,9 @@ export function meshVolumeMm3(mesh: Mesh): number {
   const t = mesh.triangles;
   let v = 0;
   for (let f = 0; f < t.length; f += 3) {
-    const a = 3 * t[f], b = 3 * t[f + 1], c = 3 * t[f + 2];
+    const a = 3 * t[f],
+      b = 3 * t[f + 1],
+      c = 3 * t[f + 2];
     v += p[a] * (p[b + 1] * p[c + 2] - p[b + 2] * p[c + 1]) - p[a + 1] * (p[b] * p[c + 2] - p[b + 2] * p[c]) + p[a + 2] * (p[b] * p[c + 1] - p[b + 1] * p[c]);
   }
   return v / 6;
@@ -196,10 +217,18 @@ export function meshAreaMm2(mesh: Mesh): number {
   const t = mesh.triangles;
   let s = 0;
   for (let f = 0; f < t.length; f += 3) {
-    const a = 3 * t[f], b = 3 * t[f + 1], c = 3 * t[f + 2];
-    const ux = p[b] - p[a], uy = p[b + 1] - p[a + 1], uz = p[b + 2] - p[a + 2];
-    const vx = p[c] - p[a], vy = p[c + 1] - p[a + 1], vz = p[c + 2] - p[a + 2];
-    const cx = uy * vz - uz * vy, cy = uz * vx - ux * vz, cz = ux * vy - uy * vx;
+    const a = 3 * t[f],
+      b = 3 * t[f + 1],
+      c = 3 * t[f + 2];
+    const ux = p[b] - p[a],
+      uy = p[b + 1] - p[a + 1],
+      uz = p[b + 2] - p[a + 2];
+    const vx = p[c] - p[a],
+      vy = p[c + 1] - p[a + 1],
+      vz = p[c + 2] - p[a + 2];
+    const cx = uy * vz - uz * vy,
+      cy = uz * vx - ux * vz,
+      cz = ux * vy - uy * vx;
     s += Math.sqrt(cx * cx + cy * cy + cz * cz) / 2;
   }
   return s;

@@ -40,9 +40,14 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
   const intVal: number[] = [];
   for (let q = 0; q < morphMask.length; q++) {
     if (!morphMask[q] && !intensityMask[q]) continue;
-    const i = q % nx, j = Math.floor(q / nx) % ny, k = Math.floor(q / (nx * ny));
+    const i = q % nx,
+      j = Math.floor(q / nx) % ny,
+      k = Math.floor(q / (nx * ny));
     if (morphMask[q]) morphPos.push(i * s[0], j * s[1], k * s[2]);
-    if (intensityMask[q]) { intPos.push(i * s[0], j * s[1], k * s[2]); intVal.push(intensities[q]); }
+    if (intensityMask[q]) {
+      intPos.push(i * s[0], j * s[1], k * s[2]);
+      intVal.push(intensities[q]);
+    }
   }
   const nMorph = morphPos.length / 3;
   const nInt = intVal.length;
@@ -67,7 +72,10 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
   for (let p = 0; p < nMorph; p++) for (let a = 0; a < 3; a++) geo[a] += morphPos[3 * p + a] / nMorph;
   const wc = [0, 0, 0];
   let wsum = 0;
-  for (let p = 0; p < nInt; p++) { wsum += intVal[p]; for (let a = 0; a < 3; a++) wc[a] += intVal[p] * intPos[3 * p + a]; }
+  for (let p = 0; p < nInt; p++) {
+    wsum += intVal[p];
+    for (let a = 0; a < 3; a++) wc[a] += intVal[p] * intPos[3 * p + a];
+  }
   f.morph_com = Math.hypot(geo[0] - wc[0] / wsum, geo[1] - wc[1] / wsum, geo[2] - wc[2] / wsum);
 
   // 3.1.12 maximum 3D diameter: largest distance between mesh vertices; the farthest pair is always on the
@@ -76,11 +84,13 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
   const hv = hull ? hull.vertices : [];
   const P = mesh.positionsMm;
   let diam2 = 0;
-  for (let x = 0; x < hv.length; x++) for (let y = x + 1; y < hv.length; y++) {
-    const a = 3 * hv[x], b = 3 * hv[y];
-    const d2 = (P[a] - P[b]) ** 2 + (P[a + 1] - P[b + 1]) ** 2 + (P[a + 2] - P[b + 2]) ** 2;
-    if (d2 > diam2) diam2 = d2;
-  }
+  for (let x = 0; x < hv.length; x++)
+    for (let y = x + 1; y < hv.length; y++) {
+      const a = 3 * hv[x],
+        b = 3 * hv[y];
+      const d2 = (P[a] - P[b]) ** 2 + (P[a + 1] - P[b + 1]) ** 2 + (P[a + 2] - P[b + 2]) ** 2;
+      if (d2 > diam2) diam2 = d2;
+    }
   f.morph_diam = Math.sqrt(diam2);
 
   // 3.1.13-3.1.17 PCA of the voxel positions of the morphological ROI: eigenvalues of the covariance matrix
@@ -94,15 +104,22 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
   f.morph_pca_flatness = Math.sqrt(lLeast / lMaj);
 
   // 3.1.18-3.1.19 axis-aligned bounding box of the mesh vertices.
-  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
-  for (let v = 0; v < P.length; v += 3) for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], P[v + a]); hi[a] = Math.max(hi[a], P[v + a]); }
+  const lo = [Infinity, Infinity, Infinity],
+    hi = [-Infinity, -Infinity, -Infinity];
+  for (let v = 0; v < P.length; v += 3)
+    for (let a = 0; a < 3; a++) {
+      lo[a] = Math.min(lo[a], P[v + a]);
+      hi[a] = Math.max(hi[a], P[v + a]);
+    }
   const e = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
   f.morph_vol_dens_aabb = V / (e[0] * e[1] * e[2]);
   f.morph_area_dens_aabb = A / (2 * (e[0] * e[1] + e[1] * e[2] + e[0] * e[2]));
 
   // 3.1.22-3.1.23 approximate enclosing ellipsoid: semi-axes a = 2 sqrt(l_major), b = 2 sqrt(l_minor),
   // c = 2 sqrt(l_least); volume 4 pi abc / 3; surface area by the Legendre series of IBSI 3.1.23.
-  const ea = 2 * Math.sqrt(lMaj), eb = 2 * Math.sqrt(lMin), ec = 2 * Math.sqrt(lLeast);
+  const ea = 2 * Math.sqrt(lMaj),
+    eb = 2 * Math.sqrt(lMin),
+    ec = 2 * Math.sqrt(lLeast);
   f.morph_vol_dens_aee = V / ((4 * Math.PI * ea * eb * ec) / 3);
   f.morph_area_dens_aee = A / ellipsoidArea(ea, eb, ec);
 
@@ -120,18 +137,31 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
   // 3.1.29-3.1.30 Moran's I and Geary's C over all pairs of intensity-ROI voxels, weights 1/distance
   // (Moran 1950; Geary 1954; IBSI 3.1.29-30).
   if (nInt > input.maxVoxelsForPairwise) {
-    warnings.push(`morph_moran_i and morph_geary_c left out: the intensity ROI has ${nInt} voxels, above maxVoxelsForPairwise = ${input.maxVoxelsForPairwise} (they take O(N^2) time); raise the setting to compute them.`);
+    warnings.push(
+      `morph_moran_i and morph_geary_c left out: the intensity ROI has ${nInt} voxels, above maxVoxelsForPairwise = ${input.maxVoxelsForPairwise} (they take O(N^2) time); raise the setting to compute them.`,
+    );
   } else if (nInt > 1) {
-    let sw = 0, num = 0, numG = 0, den = 0;
+    let sw = 0,
+      num = 0,
+      numG = 0,
+      den = 0;
     const pos = Float64Array.from(intPos);
     const val = Float64Array.from(intVal);
     for (let p = 0; p < nInt; p++) den += (val[p] - mean) ** 2;
     // Each unordered pair once, counted twice (w_ij = w_ji).
     for (let p = 0; p < nInt; p++) {
-      const dp = val[p] - mean, xp = pos[3 * p], yp = pos[3 * p + 1], zp = pos[3 * p + 2], vp = val[p];
-      let swp = 0, nump = 0, numGp = 0;
+      const dp = val[p] - mean,
+        xp = pos[3 * p],
+        yp = pos[3 * p + 1],
+        zp = pos[3 * p + 2],
+        vp = val[p];
+      let swp = 0,
+        nump = 0,
+        numGp = 0;
       for (let q = p + 1; q < nInt; q++) {
-        const dx = xp - pos[3 * q], dy = yp - pos[3 * q + 1], dz = zp - pos[3 * q + 2];
+        const dx = xp - pos[3 * q],
+          dy = yp - pos[3 * q + 1],
+          dz = zp - pos[3 * q + 2];
         const w = 1 / Math.sqrt(dx * dx + dy * dy + dz * dz);
         const vq = val[q];
         swp += w;
@@ -146,7 +176,7 @@ export function morphologyFeatures(input: MorphologyInput, warnings: string[]): 
       f.morph_moran_i = ((nInt / sw) * num) / den;
       f.morph_geary_c = (((nInt - 1) / (2 * sw)) * numG) / den;
     } else {
-      warnings.push("morph_moran_i and morph_geary_c left out: every intensity-ROI voxel has the same intensity (they divide by the variance).");
+      warnings.push('morph_moran_i and morph_geary_c left out: every intensity-ROI voxel has the same intensity (they divide by the variance).');
     }
   }
   return f;
@@ -202,7 +232,8 @@ export function ellipsoidArea(a: number, b: number, c: number): number {
   const beta = Math.sqrt(Math.max(0, 1 - (c * c) / (a * a)));
   const ab = alpha * beta;
   const half = (alpha * alpha + beta * beta) / 2; // x * alpha * beta
-  let qPrev = 1, q = half;
+  let qPrev = 1,
+    q = half;
   let sum = 1 + q / (1 - 4);
   for (let v = 1; v < 20; v++) {
     const qNext = ((2 * v + 1) * half * q - v * ab * ab * qPrev) / (v + 1);

@@ -41,7 +41,9 @@ export function resampleTrilinear(g: Grid, spacingMm: [number, number, number]):
   const step = [0, 1, 2].map((a) => spacingMm[a] / g.spacingMm[a]);
   // Per-axis lower index and weight, clamped to the grid.
   const axis = (a: number) => {
-    const lo = new Int32Array(n[a]), hi = new Int32Array(n[a]), w = new Float64Array(n[a]);
+    const lo = new Int32Array(n[a]),
+      hi = new Int32Array(n[a]),
+      w = new Float64Array(n[a]);
     const max = g.dims[a] - 1;
     for (let m = 0; m < n[a]; m++) {
       const u = Math.min(max, Math.max(0, start[a] + m * step[a]));
@@ -51,19 +53,29 @@ export function resampleTrilinear(g: Grid, spacingMm: [number, number, number]):
     }
     return { lo, hi, w };
   };
-  const X = axis(0), Y = axis(1), Z = axis(2);
+  const X = axis(0),
+    Y = axis(1),
+    Z = axis(2);
   const out = new Float32Array(n[0] * n[1] * n[2]);
   const at = (i: number, j: number, k: number) => g.data[i + na * (j + nb * k)];
-  for (let k = 0; k < n[2]; k++) for (let j = 0; j < n[1]; j++) for (let i = 0; i < n[0]; i++) {
-    const x0 = X.lo[i], x1 = X.hi[i], wx = X.w[i];
-    const y0 = Y.lo[j], y1 = Y.hi[j], wy = Y.w[j];
-    const z0 = Z.lo[k], z1 = Z.hi[k], wz = Z.w[k];
-    const c00 = at(x0, y0, z0) * (1 - wx) + at(x1, y0, z0) * wx;
-    const c10 = at(x0, y1, z0) * (1 - wx) + at(x1, y1, z0) * wx;
-    const c01 = at(x0, y0, z1) * (1 - wx) + at(x1, y0, z1) * wx;
-    const c11 = at(x0, y1, z1) * (1 - wx) + at(x1, y1, z1) * wx;
-    out[i + n[0] * (j + n[1] * k)] = (c00 * (1 - wy) + c10 * wy) * (1 - wz) + (c01 * (1 - wy) + c11 * wy) * wz;
-  }
+  for (let k = 0; k < n[2]; k++)
+    for (let j = 0; j < n[1]; j++)
+      for (let i = 0; i < n[0]; i++) {
+        const x0 = X.lo[i],
+          x1 = X.hi[i],
+          wx = X.w[i];
+        const y0 = Y.lo[j],
+          y1 = Y.hi[j],
+          wy = Y.w[j];
+        const z0 = Z.lo[k],
+          z1 = Z.hi[k],
+          wz = Z.w[k];
+        const c00 = at(x0, y0, z0) * (1 - wx) + at(x1, y0, z0) * wx;
+        const c10 = at(x0, y1, z0) * (1 - wx) + at(x1, y1, z0) * wx;
+        const c01 = at(x0, y0, z1) * (1 - wx) + at(x1, y0, z1) * wx;
+        const c11 = at(x0, y1, z1) * (1 - wx) + at(x1, y1, z1) * wx;
+        out[i + n[0] * (j + n[1] * k)] = (c00 * (1 - wy) + c10 * wy) * (1 - wz) + (c01 * (1 - wy) + c11 * wy) * wz;
+      }
   // New origin: original origin moved by D * (start index * original spacing).
   const shift = [0, 1, 2].map((a) => start[a] * g.spacingMm[a]);
   const D = g.direction;
@@ -90,20 +102,33 @@ export function buildRois(image: Float32Array, maskValues: Float32Array, thresho
   const morphMask = new Uint8Array(n);
   const intensityMask = new Uint8Array(n);
   let nMorph = 0;
-  for (let q = 0; q < n; q++) if (maskValues[q] >= threshold) { morphMask[q] = 1; nMorph++; }
+  for (let q = 0; q < n; q++)
+    if (maskValues[q] >= threshold) {
+      morphMask[q] = 1;
+      nMorph++;
+    }
   if (nMorph === 0) throw new RadiomicsError('TWF_E_RADIOMICS_EMPTY_ROI', 'the mask has no voxel inside the ROI (no non-zero voxel)');
   let lo = reseg?.minIntensity ?? -Infinity;
   let hi = reseg?.maxIntensity ?? Infinity;
   if (reseg?.outlierSigma !== undefined) {
-    let s = 0, s2 = 0;
-    for (let q = 0; q < n; q++) if (morphMask[q]) { s += image[q]; s2 += image[q] * image[q]; }
+    let s = 0,
+      s2 = 0;
+    for (let q = 0; q < n; q++)
+      if (morphMask[q]) {
+        s += image[q];
+        s2 += image[q] * image[q];
+      }
     const mean = s / nMorph;
     const sd = Math.sqrt(Math.max(0, s2 / nMorph - mean * mean));
     lo = Math.max(lo, mean - reseg.outlierSigma * sd);
     hi = Math.min(hi, mean + reseg.outlierSigma * sd);
   }
   let nIntensity = 0;
-  for (let q = 0; q < n; q++) if (morphMask[q] && image[q] >= lo && image[q] <= hi) { intensityMask[q] = 1; nIntensity++; }
+  for (let q = 0; q < n; q++)
+    if (morphMask[q] && image[q] >= lo && image[q] <= hi) {
+      intensityMask[q] = 1;
+      nIntensity++;
+    }
   if (nIntensity === 0) throw new RadiomicsError('TWF_E_RADIOMICS_EMPTY_ROI', `no ROI voxel has an intensity within the re-segmentation range [${lo}, ${hi}] (the ROI has ${nMorph} voxels)`);
   return { morphMask, intensityMask, nMorph, nIntensity };
 }
@@ -126,8 +151,13 @@ export interface Discretised {
  *  - none: the intensities are the grey levels; they must be integers >= 1.
  */
 export function discretise(image: Float32Array, roi: Uint8Array, settings: RadiomicsSettings): Discretised {
-  let min = Infinity, max = -Infinity;
-  for (let q = 0; q < roi.length; q++) if (roi[q]) { if (image[q] < min) min = image[q]; if (image[q] > max) max = image[q]; }
+  let min = Infinity,
+    max = -Infinity;
+  for (let q = 0; q < roi.length; q++)
+    if (roi[q]) {
+      if (image[q] < min) min = image[q];
+      if (image[q] > max) max = image[q];
+    }
   const levels = new Int32Array(roi.length);
   const d = settings.discretisation;
   if (d.method === 'none') {
@@ -151,7 +181,7 @@ export function discretise(image: Float32Array, roi: Uint8Array, settings: Radio
     return { levels, nLevels: Ng, levelIntensity: (g) => g, ivhRange: [1, Ng] };
   }
   const w = d.binWidth;
-  const x0 = d.binOrigin === 'zero' ? Math.floor(min / w) * w : settings.resegmentation?.minIntensity ?? min;
+  const x0 = d.binOrigin === 'zero' ? Math.floor(min / w) * w : (settings.resegmentation?.minIntensity ?? min);
   let nLevels = 1;
   for (let q = 0; q < roi.length; q++) {
     if (!roi[q]) continue;

@@ -4,8 +4,21 @@ import { describe, it } from 'node:test';
 import type { ImageVolume } from '../imaging/types.js';
 import { compareWithReference, formatCompliance, passesIbsi, parseReferenceTable, roundSignificant } from './ibsi.js';
 import {
-  convexHull, discretise, ellipsoidArea, extractRadiomics, histogramFeatures, ivhFeatures, localIntensityFeatures, marchingCubes,
-  meshAreaMm2, meshVolumeMm3, parseRadiomicsSettings, RadiomicsError, resampleTrilinear, statisticsFeatures, symmetricEigenvalues3,
+  convexHull,
+  discretise,
+  ellipsoidArea,
+  extractRadiomics,
+  histogramFeatures,
+  ivhFeatures,
+  localIntensityFeatures,
+  marchingCubes,
+  meshAreaMm2,
+  meshVolumeMm3,
+  parseRadiomicsSettings,
+  RadiomicsError,
+  resampleTrilinear,
+  statisticsFeatures,
+  symmetricEigenvalues3,
   type RadiomicsSettings,
 } from './index.js';
 
@@ -49,7 +62,7 @@ describe('marching cubes mesh', () => {
 
   it('random masks (ambiguous faces included) give closed, consistently oriented meshes', () => {
     let seed = 12345;
-    const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     for (let trial = 0; trial < 20; trial++) {
       const dims: [number, number, number] = [6, 5, 4];
       const m = new Uint8Array(120).map(() => (rnd() < 0.45 ? 1 : 0));
@@ -57,10 +70,11 @@ describe('marching cubes mesh', () => {
       // Every directed edge appears once and its reverse once: closed 2-manifold, consistent orientation.
       const edges = new Map<string, number>();
       const t = mesh.triangles;
-      for (let f = 0; f < t.length; f += 3) for (let a = 0; a < 3; a++) {
-        const key = `${t[f + a]},${t[f + ((a + 1) % 3)]}`;
-        edges.set(key, (edges.get(key) ?? 0) + 1);
-      }
+      for (let f = 0; f < t.length; f += 3)
+        for (let a = 0; a < 3; a++) {
+          const key = `${t[f + a]},${t[f + ((a + 1) % 3)]}`;
+          edges.set(key, (edges.get(key) ?? 0) + 1);
+        }
       for (const [key, count] of edges) {
         assert.equal(count, 1, `edge ${key} used twice in one direction`);
         const [u, w] = key.split(',');
@@ -77,7 +91,7 @@ describe('marching cubes mesh', () => {
 describe('convex hull', () => {
   it('random integer points: every point is inside or on every face, the hull is closed, and its vertices are input points', () => {
     let seed = 777;
-    const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    const rnd = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
     for (let trial = 0; trial < 10; trial++) {
       const n = 30 + rnd(200);
       const pts = new Int32Array(3 * n).map(() => rnd(21) - 10);
@@ -86,7 +100,8 @@ describe('convex hull', () => {
       const P = (i: number) => [pts[3 * i], pts[3 * i + 1], pts[3 * i + 2]];
       for (let f = 0; f < t.length; f += 3) {
         const [a, b, c] = [P(t[f]), P(t[f + 1]), P(t[f + 2])];
-        const u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]], v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        const u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]],
+          v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
         const nrm = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
         for (let p = 0; p < n; p++) {
           const q = P(p);
@@ -96,7 +111,10 @@ describe('convex hull', () => {
       }
       const edges = new Set<string>();
       for (let f = 0; f < t.length; f += 3) for (let a = 0; a < 3; a++) edges.add(`${t[f + a]},${t[f + ((a + 1) % 3)]}`);
-      for (const e of edges) { const [x, y] = e.split(','); assert.ok(edges.has(`${y},${x}`), `open edge ${e}`); }
+      for (const e of edges) {
+        const [x, y] = e.split(',');
+        assert.ok(edges.has(`${y},${x}`), `open edge ${e}`);
+      }
     }
   });
   it('a single voxel with spacing 1 x 2 x 3 mm: the octahedron scales to volume 6/6 mm^3', () => {
@@ -107,7 +125,8 @@ describe('convex hull', () => {
 describe('ellipsoid, eigenvalues', () => {
   it('ellipsoid area series of IBSI 3.1.23: exact for a sphere; for a spheroid P_v(1) = 1 leaves sum e^(2v) / (1 - 4v^2)', () => {
     close(ellipsoidArea(3, 3, 3), 4 * Math.PI * 9, 1e-12);
-    const a = 5, b = 3;
+    const a = 5,
+      b = 3;
     const e2 = 1 - (b * b) / (a * a);
     let sum = 0;
     for (let v = 0; v <= 20; v++) sum += e2 ** v / (1 - 4 * v * v);
@@ -212,7 +231,10 @@ describe('image processing', () => {
 
 describe('extractRadiomics input checks', () => {
   const settings: RadiomicsSettings = { discretisation: { method: 'fbn', bins: 8 } };
-  const img = volume([3, 3, 3], Array.from({ length: 27 }, (_, i) => i));
+  const img = volume(
+    [3, 3, 3],
+    Array.from({ length: 27 }, (_, i) => i),
+  );
   it('refuses a mask on another grid, an empty mask, and a re-segmentation range that empties the ROI', () => {
     assert.throws(() => extractRadiomics(img, volume([3, 3, 2], new Array(18).fill(1)), settings), isCode('TWF_E_RADIOMICS_GRID'));
     assert.throws(() => extractRadiomics(img, volume([3, 3, 3], new Array(27).fill(1), [1, 1, 2]), settings), isCode('TWF_E_RADIOMICS_GRID'));
@@ -230,17 +252,34 @@ describe('extractRadiomics input checks', () => {
   });
   it('features undefined for the ROI are NaN with a warning, never infinite', () => {
     // One voxel: PCA needs at least two positions; a line of three: its enclosing ellipsoid is flat.
-    const one = extractRadiomics(img, volume([3, 3, 3], Array.from({ length: 27 }, (_, i) => (i === 13 ? 1 : 0))), settings);
+    const one = extractRadiomics(
+      img,
+      volume(
+        [3, 3, 3],
+        Array.from({ length: 27 }, (_, i) => (i === 13 ? 1 : 0)),
+      ),
+      settings,
+    );
     assert.ok(Number.isNaN(one.features.morph_pca_maj_axis));
     close(one.features.morph_volume, 1 / 6);
-    const line = extractRadiomics(img, volume([3, 3, 3], Array.from({ length: 27 }, (_, i) => (i >= 12 && i <= 14 ? 1 : 0))), settings);
+    const line = extractRadiomics(
+      img,
+      volume(
+        [3, 3, 3],
+        Array.from({ length: 27 }, (_, i) => (i >= 12 && i <= 14 ? 1 : 0)),
+      ),
+      settings,
+    );
     assert.ok(Number.isNaN(line.features.morph_vol_dens_aee));
     close(line.features.morph_diam, 3, 1e-9, 'line of 3 voxels: end-cap vertices half a voxel beyond the end centres');
     assert.ok(Object.values(line.features).every((v) => Number.isNaN(v) || Number.isFinite(v)));
     assert.match(line.warnings.join('\n'), /undefined for this ROI.*morph_vol_dens_aee/);
   });
   it('settings files are checked field by field', () => {
-    assert.throws(() => parseRadiomicsSettings({ discretisation: { method: 'fbs' } }, 'x.json'), (e: unknown) => isCode('TWF_E_RADIOMICS_SETTINGS')(e) && /x\.json: discretisation/.test((e as Error).message));
+    assert.throws(
+      () => parseRadiomicsSettings({ discretisation: { method: 'fbs' } }, 'x.json'),
+      (e: unknown) => isCode('TWF_E_RADIOMICS_SETTINGS')(e) && /x\.json: discretisation/.test((e as Error).message),
+    );
     assert.throws(() => parseRadiomicsSettings({ discretisation: { method: 'none' }, resegmentation: { minIntensity: 5, maxIntensity: 1 } }), isCode('TWF_E_RADIOMICS_SETTINGS'));
     assert.throws(() => parseRadiomicsSettings({ discretisation: { method: 'none' }, textureDistnce: 1 }), isCode('TWF_E_RADIOMICS_SETTINGS'));
   });
@@ -258,12 +297,21 @@ describe('IBSI pass rule', () => {
   it('counts pass, fail, missing and no-consensus rows per family and lists the failing tags', () => {
     const rows = parseReferenceTable('value;tolerance;tag\n556;4;morph_volume\n;;morph_vol_dens_ombb\n2.15;0;stat_mean\n1;0;stat_min\n');
     const r = compareWithReference({ morph_volume: 559.6, stat_mean: 2.2, morph_vol_dens_ombb: 0.5 }, rows);
-    assert.deepEqual(r.families.map((f) => [f.family, f.pass, f.fail, f.missing, f.total, f.noConsensus]), [['morph', 1, 0, 0, 1, 1], ['stat', 0, 1, 1, 2, 0]]);
+    assert.deepEqual(
+      r.families.map((f) => [f.family, f.pass, f.fail, f.missing, f.total, f.noConsensus]),
+      [
+        ['morph', 1, 0, 0, 1, 1],
+        ['stat', 0, 1, 1, 2, 0],
+      ],
+    );
     assert.deepEqual([r.total.pass, r.total.fail, r.total.missing, r.total.total], [1, 1, 1, 3]);
     assert.match(formatCompliance(r, { listMissing: true }), /stat_mean: 2\.2 \(computed 2\.2\) vs 2\.15 \+\/- 0[\s\S]*missing tags[\s\S]*stat_min/);
   });
   it('parses value;tolerance;tag with empty no-consensus rows', () => {
     const rows = parseReferenceTable('reference value;tolerance;tag\n556;4;morph_volume\n;;morph_vol_dens_ombb\n');
-    assert.deepEqual(rows, [{ tag: 'morph_volume', value: 556, tolerance: 4 }, { tag: 'morph_vol_dens_ombb', value: null, tolerance: null }]);
+    assert.deepEqual(rows, [
+      { tag: 'morph_volume', value: 556, tolerance: 4 },
+      { tag: 'morph_vol_dens_ombb', value: null, tolerance: null },
+    ]);
   });
 });

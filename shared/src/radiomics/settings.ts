@@ -61,30 +61,40 @@ export const PYRADIOMICS_DEFAULT_SETTINGS: RadiomicsSettings = {
 };
 
 const vec3 = z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]);
-export const RadiomicsSettingsSchema = z.object({
-  resampling: z.object({
-    spacingMm: vec3,
-    partialVolumeThreshold: z.number().gt(0).lte(1).optional(),
-    roundIntensities: z.boolean().optional(),
-  }).strict().nullable().optional(),
-  resegmentation: z.object({
-    minIntensity: z.number().optional(),
-    maxIntensity: z.number().optional(),
-    outlierSigma: z.number().positive().optional(),
-  }).strict().nullable().optional(),
-  discretisation: z.discriminatedUnion('method', [
-    z.object({ method: z.literal('none') }).strict(),
-    z.object({ method: z.literal('fbn'), bins: z.number().int().min(1).max(65536) }).strict(),
-    z.object({ method: z.literal('fbs'), binWidth: z.number().positive(), binOrigin: z.enum(['roi-min', 'zero']).optional() }).strict(),
-  ]),
-  textureDistance: z.number().int().min(1).optional(),
-  ngldmAlpha: z.number().int().min(0).optional(),
-  dimensions: z.array(z.enum(['2D', '2.5D', '3D'])).optional(),
-  families: z.array(z.enum(FAMILIES)).optional(),
-  maxVoxelsForPairwise: z.number().int().min(0).optional(),
-  /** Free text shown nowhere; lets a settings file say where it comes from. */
-  description: z.string().optional(),
-}).strict();
+export const RadiomicsSettingsSchema = z
+  .object({
+    resampling: z
+      .object({
+        spacingMm: vec3,
+        partialVolumeThreshold: z.number().gt(0).lte(1).optional(),
+        roundIntensities: z.boolean().optional(),
+      })
+      .strict()
+      .nullable()
+      .optional(),
+    resegmentation: z
+      .object({
+        minIntensity: z.number().optional(),
+        maxIntensity: z.number().optional(),
+        outlierSigma: z.number().positive().optional(),
+      })
+      .strict()
+      .nullable()
+      .optional(),
+    discretisation: z.discriminatedUnion('method', [
+      z.object({ method: z.literal('none') }).strict(),
+      z.object({ method: z.literal('fbn'), bins: z.number().int().min(1).max(65536) }).strict(),
+      z.object({ method: z.literal('fbs'), binWidth: z.number().positive(), binOrigin: z.enum(['roi-min', 'zero']).optional() }).strict(),
+    ]),
+    textureDistance: z.number().int().min(1).optional(),
+    ngldmAlpha: z.number().int().min(0).optional(),
+    dimensions: z.array(z.enum(['2D', '2.5D', '3D'])).optional(),
+    families: z.array(z.enum(FAMILIES)).optional(),
+    maxVoxelsForPairwise: z.number().int().min(0).optional(),
+    /** Free text shown nowhere; lets a settings file say where it comes from. */
+    description: z.string().optional(),
+  })
+  .strict();
 
 /** Checks a settings object (e.g. parsed from a JSON file); throws TWF_E_RADIOMICS_SETTINGS naming the bad field. */
 export function parseRadiomicsSettings(value: unknown, source = 'settings'): RadiomicsSettings {

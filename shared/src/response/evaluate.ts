@@ -18,7 +18,11 @@ export interface ResponseEvaluation {
 }
 
 export function evaluateResponse(c: LogRegConfig, w: ArrayLike<number>, ex: readonly ResponseExample[]): ResponseEvaluation {
-  return evaluateProbs(ex.map((e) => predictProba(c, w, e.x)), ex.map((e) => e.y), c.nClasses);
+  return evaluateProbs(
+    ex.map((e) => predictProba(c, w, e.x)),
+    ex.map((e) => e.y),
+    c.nClasses,
+  );
 }
 
 /** Metrics from class probabilities (one row per example) and true classes. */
@@ -51,7 +55,13 @@ export interface FeatureImportance {
  * column is shuffled across the evaluated patients, mean and SD over `repeats` seeded shuffles.
  * Not SHAP values. Sorted by decreasing mean drop.
  */
-export function permutationImportance(c: LogRegConfig, w: ArrayLike<number>, ex: readonly ResponseExample[], names: readonly string[], opts: { repeats?: number; seed?: number } = {}): FeatureImportance[] {
+export function permutationImportance(
+  c: LogRegConfig,
+  w: ArrayLike<number>,
+  ex: readonly ResponseExample[],
+  names: readonly string[],
+  opts: { repeats?: number; seed?: number } = {},
+): FeatureImportance[] {
   const repeats = opts.repeats ?? 20;
   const base = evaluateResponse(c, w, ex).auc;
   if (base === null || ex.length < 2) return [];

@@ -26,16 +26,7 @@ import { recistLabel, type ClassIndex } from './labels.js';
  * the Laleh tables are study-specific (Study_1_Arm_1 …), so these columns are mostly a site
  * indicator; see docs/response.md.
  */
-export const NUMERIC_FEATURES = [
-  'logRatioD1',
-  'logRatioD2',
-  'day1Per100',
-  'day2Per100',
-  'slopeLogDPer100d',
-  'logBaselinePer50mm',
-  'logReboundFromNadir',
-  'expRatePer100d',
-] as const;
+export const NUMERIC_FEATURES = ['logRatioD1', 'logRatioD2', 'day1Per100', 'day2Per100', 'slopeLogDPer100d', 'logBaselinePer50mm', 'logReboundFromNadir', 'expRatePer100d'] as const;
 
 export const DIAMETER_OFFSET_MM = 1;
 export const FEATURE_CLIP = 5;
@@ -54,8 +45,14 @@ export const GROWTH_PRIOR: GaussianPrior = {
   paramNames: ['V0', 'a'],
   n: 0,
   mean: [0, 0],
-  cov: [[1, 0], [0, 1e-4]],
-  precision: [[1, 0], [0, 1e4]],
+  cov: [
+    [1, 0],
+    [0, 1e-4],
+  ],
+  precision: [
+    [1, 0],
+    [0, 1e4],
+  ],
   sigma2: 0.01,
   nu: 2,
 };
@@ -92,7 +89,11 @@ export function responseFeatures(p: ResponsePatient, arms: readonly string[]): F
   const r2 = Math.log((d2 + o) / (d0 + o));
   const day1 = (t1 - t0) / 100;
   const day2 = (t2 - t0) / 100;
-  const fit = fitPatient('exponential', { days: p.days.slice(0, FIRST_N), volumesMm3: p.diametersMm.slice(0, FIRST_N).map(volumeFromDiameter) }, { prior: GROWTH_PRIOR, errorScale: 'diameter', seed: 1 });
+  const fit = fitPatient(
+    'exponential',
+    { days: p.days.slice(0, FIRST_N), volumesMm3: p.diametersMm.slice(0, FIRST_N).map(volumeFromDiameter) },
+    { prior: GROWTH_PRIOR, errorScale: 'diameter', seed: 1 },
+  );
   const aPerDay = fit.theta[1];
   const numeric = [r1, r2, day1, day2, r2 / Math.max(day2, 0.01), Math.log((d0 + o) / 50), Math.log((d2 + o) / (Math.min(d0, d1, d2) + o)), 100 * aPerDay];
   const x = new Float64Array(NUMERIC_FEATURES.length + arms.length);
@@ -109,12 +110,19 @@ export const MIN_MEASUREMENTS = 5;
  * Examples (features of the first three measurements, RECIST label at the last) of every patient
  * with ≥ minMeasurements usable measurements; the others are counted in `excluded`.
  */
-export function buildExamples(patients: readonly ResponsePatient[], arms: readonly string[], minMeasurements = MIN_MEASUREMENTS): { examples: ResponseExample[]; excluded: number; unknownArm: number } {
+export function buildExamples(
+  patients: readonly ResponsePatient[],
+  arms: readonly string[],
+  minMeasurements = MIN_MEASUREMENTS,
+): { examples: ResponseExample[]; excluded: number; unknownArm: number } {
   const examples: ResponseExample[] = [];
   let excluded = 0;
   let unknownArm = 0;
   for (const p of patients) {
-    const ok = p.days.map((d, i) => ({ d, v: p.diametersMm[i] })).filter((m) => Number.isFinite(m.d) && Number.isFinite(m.v) && m.v >= 0).sort((a, b) => a.d - b.d);
+    const ok = p.days
+      .map((d, i) => ({ d, v: p.diametersMm[i] }))
+      .filter((m) => Number.isFinite(m.d) && Number.isFinite(m.v) && m.v >= 0)
+      .sort((a, b) => a.d - b.d);
     if (ok.length < Math.max(minMeasurements, FIRST_N + 1)) {
       excluded++;
       continue;

@@ -20,7 +20,7 @@ export function binaryAuc(scores: ArrayLike<number>, positive: ArrayLike<boolean
   if (positive.length !== n) throw new Error(`binaryAuc: ${n} scores but ${positive.length} labels`);
   const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
   const rank = new Float64Array(n);
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[idx[j + 1]] === scores[idx[i]]) j++;
     const mid = (i + j) / 2 + 1; // ranks are 1-based
@@ -29,10 +29,11 @@ export function binaryAuc(scores: ArrayLike<number>, positive: ArrayLike<boolean
   }
   let nPos = 0;
   let rPos = 0;
-  for (let i = 0; i < n; i++) if (positive[i]) {
-    nPos++;
-    rPos += rank[i];
-  }
+  for (let i = 0; i < n; i++)
+    if (positive[i]) {
+      nPos++;
+      rPos += rank[i];
+    }
   const nNeg = n - nPos;
   if (nPos === 0 || nNeg === 0) return null;
   return (rPos - (nPos * (nPos + 1)) / 2) / (nPos * nNeg);
@@ -51,7 +52,10 @@ export function macroAucOvr(probs: readonly ArrayLike<number>[], y: readonly num
   const perClass: (number | null)[] = [];
   const skipped: number[] = [];
   for (let k = 0; k < nClasses; k++) {
-    const a = binaryAuc(probs.map((p) => p[k]), y.map((c) => c === k));
+    const a = binaryAuc(
+      probs.map((p) => p[k]),
+      y.map((c) => c === k),
+    );
     perClass.push(a);
     if (a === null) skipped.push(k);
   }
@@ -90,7 +94,11 @@ export function bootstrapMacroAucCi(probs: readonly ArrayLike<number>[], y: read
   const vals: number[] = [];
   for (let b = 0; b < (opts.resamples ?? 1000); b++) {
     const idx = Array.from({ length: n }, () => Math.floor(rand() * n));
-    const a = macroAucOvr(idx.map((i) => probs[i]), idx.map((i) => y[i]), nClasses).auc;
+    const a = macroAucOvr(
+      idx.map((i) => probs[i]),
+      idx.map((i) => y[i]),
+      nClasses,
+    ).auc;
     if (a !== null) vals.push(a);
   }
   if (vals.length === 0) return null;

@@ -82,7 +82,7 @@ export function predictProba(c: LogRegConfig, w: ArrayLike<number>, x: ArrayLike
   }
   const m = Math.max(...z);
   let t = 0;
-  for (let k = 0; k < z.length; k++) t += (z[k] = Math.exp(z[k] - m));
+  for (let k = 0; k < z.length; k++) t += z[k] = Math.exp(z[k] - m);
   for (let k = 0; k < z.length; k++) z[k] /= t;
   return z;
 }
@@ -129,7 +129,10 @@ export function trainLogReg(c: LogRegConfig, start: Float32Array, ex: readonly R
   };
   if (o.dp) return trainLogRegDp(c, w, ex, o, o.dp, addPenalties);
   if (ex.length === 0) return { weights: Float32Array.from(w), loss: NaN, steps: 0 };
-  const cw = classWeights(ex.map((e) => e.y), c.nClasses);
+  const cw = classWeights(
+    ex.map((e) => e.y),
+    c.nClasses,
+  );
   const rand = mulberry32(o.seed >>> 0);
   const bs = Math.max(1, Math.min(o.batchSize, ex.length));
   const epochs = Math.max(1, Math.round(o.epochs));
@@ -158,10 +161,7 @@ export function trainLogReg(c: LogRegConfig, start: Float32Array, ex: readonly R
 }
 
 /** The DP-SGD loop of trainLogReg (see the module comment); `w` is updated in place. */
-function trainLogRegDp(
-  c: LogRegConfig, w: Float64Array, ex: readonly ResponseExample[], o: TrainOptions, dp: DpSgdOptions,
-  addPenalties: (grad: Float64Array) => void,
-): LogRegTrainResult {
+function trainLogRegDp(c: LogRegConfig, w: Float64Array, ex: readonly ResponseExample[], o: TrainOptions, dp: DpSgdOptions, addPenalties: (grad: Float64Array) => void): LogRegTrainResult {
   checkDpSgdOptions(dp, 'trainLogReg');
   const nPatients = ex.length;
   if (nPatients === 0) throw new Error('trainLogReg: DP-SGD needs at least one training patient');

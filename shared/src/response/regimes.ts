@@ -41,24 +41,74 @@ export function federatedPlain(c: LogRegConfig, init: Float32Array, sites: reado
  * pooled. Every model is scored on every site's held-out patients and on their union ('pooled');
  * for local-only, 'pooled' is each site's model on its own patients, concatenated.
  */
-export function compareRegimes(c: LogRegConfig, init: Float32Array, sites: readonly SiteSplit[], t: TrainOptions & { rounds: number }, federated?: Float32Array): { rows: RegimeRow[]; models: Record<string, Float32Array> } {
+export function compareRegimes(
+  c: LogRegConfig,
+  init: Float32Array,
+  sites: readonly SiteSplit[],
+  t: TrainOptions & { rounds: number },
+  federated?: Float32Array,
+): { rows: RegimeRow[]; models: Record<string, Float32Array> } {
   const total = { ...t, epochs: t.rounds * t.epochs };
-  const fed = federated ?? federatedPlain(c, init, sites.map((s) => s.train), t);
-  const central = trainLogReg(c, init, sites.flatMap((s) => s.train), total).weights;
+  const fed =
+    federated ??
+    federatedPlain(
+      c,
+      init,
+      sites.map((s) => s.train),
+      t,
+    );
+  const central = trainLogReg(
+    c,
+    init,
+    sites.flatMap((s) => s.train),
+    total,
+  ).weights;
   const local = sites.map((s) => trainLogReg(c, init, s.train, total).weights);
   const allTest = sites.flatMap((s) => s.test);
   const rows: RegimeRow[] = [];
-  for (const [regime, w] of [['federated', fed], ['centralised', central]] as const) {
+  for (const [regime, w] of [
+    ['federated', fed],
+    ['centralised', central],
+  ] as const) {
     for (const s of sites) rows.push({ regime, evaluatedOn: s.name, eval: evaluateResponse(c, w, s.test) });
-    rows.push({ regime, evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => predictProba(c, w, e.x)), allTest, c.nClasses) });
+    rows.push({
+      regime,
+      evaluatedOn: 'pooled',
+      ...pooledScore(
+        allTest.map((e) => predictProba(c, w, e.x)),
+        allTest,
+        c.nClasses,
+      ),
+    });
   }
   sites.forEach((s, i) => rows.push({ regime: 'local-only', evaluatedOn: s.name, eval: evaluateResponse(c, local[i], s.test) }));
   const tagged = sites.flatMap((s, i) => s.test.map((e) => ({ e, w: local[i] })));
-  rows.push({ regime: 'local-only', evaluatedOn: 'pooled', ...pooledScore(tagged.map((t) => predictProba(c, t.w, t.e.x)), tagged.map((t) => t.e), c.nClasses) });
+  rows.push({
+    regime: 'local-only',
+    evaluatedOn: 'pooled',
+    ...pooledScore(
+      tagged.map((t) => predictProba(c, t.w, t.e.x)),
+      tagged.map((t) => t.e),
+      c.nClasses,
+    ),
+  });
   // No learning: the category already reached at the third measurement, carried forward (one-hot scores, so AUC has ties).
-  const carry = (ex: readonly ResponseExample[]) => evaluateProbs(ex.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), ex.map((e) => e.y), c.nClasses);
+  const carry = (ex: readonly ResponseExample[]) =>
+    evaluateProbs(
+      ex.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))),
+      ex.map((e) => e.y),
+      c.nClasses,
+    );
   for (const s of sites) rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: s.name, eval: carry(s.test) });
-  rows.push({ regime: 'carry-forward (category at 3rd measurement)', evaluatedOn: 'pooled', ...pooledScore(allTest.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))), allTest, c.nClasses) });
+  rows.push({
+    regime: 'carry-forward (category at 3rd measurement)',
+    evaluatedOn: 'pooled',
+    ...pooledScore(
+      allTest.map((e) => [0, 1, 2].map((k) => (k === e.atThird ? 1 : 0))),
+      allTest,
+      c.nClasses,
+    ),
+  });
   const models: Record<string, Float32Array> = { federated: fed, centralised: central };
   sites.forEach((s, i) => (models[`local-${s.name}`] = local[i]));
   return { rows, models };

@@ -4,8 +4,22 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseLalehCsv } from '../twin/laleh.js';
 import {
-  balancedAccuracy, binaryAuc, bootstrapMacroAucCi, buildExamples, evaluateResponse, featureNames, initLogReg, lossAndGradient, macroAucOvr,
-  NUMERIC_FEATURES, permutationImportance, predictProba, recistLabel, responsePatientsFromLaleh, splitOf, trainLogReg,
+  balancedAccuracy,
+  binaryAuc,
+  bootstrapMacroAucCi,
+  buildExamples,
+  evaluateResponse,
+  featureNames,
+  initLogReg,
+  lossAndGradient,
+  macroAucOvr,
+  NUMERIC_FEATURES,
+  permutationImportance,
+  predictProba,
+  recistLabel,
+  responsePatientsFromLaleh,
+  splitOf,
+  trainLogReg,
   type ResponseExample,
 } from './index.js';
 import { mulberry32 } from '../model/prng.js';
@@ -25,7 +39,12 @@ test('binary AUC equals the hand-counted pair fraction, ties counted 1/2', () =>
 });
 
 test('macro one-vs-rest AUC skips (and reports) a class absent from the set', () => {
-  const probs = [[0.7, 0.2, 0.1], [0.4, 0.5, 0.1], [0.5, 0.3, 0.2], [0.1, 0.8, 0.1]];
+  const probs = [
+    [0.7, 0.2, 0.1],
+    [0.4, 0.5, 0.1],
+    [0.5, 0.3, 0.2],
+    [0.1, 0.8, 0.1],
+  ];
   const y = [0, 0, 1, 1];
   const m = macroAucOvr(probs, y, 3);
   assert.deepEqual(m.skipped, [2]);
@@ -56,10 +75,16 @@ test('RECIST labels: response below 70% of baseline, progression 20% above the n
 test('patient split is deterministic, salted and near the asked fraction', () => {
   const ids = Array.from({ length: 2000 }, (_, i) => `p${i}`);
   const a = ids.map((id) => splitOf(id, 's', 70));
-  assert.deepEqual(a, ids.map((id) => splitOf(id, 's', 70)));
+  assert.deepEqual(
+    a,
+    ids.map((id) => splitOf(id, 's', 70)),
+  );
   const frac = a.filter((s) => s === 'train').length / ids.length;
   assert.ok(frac > 0.66 && frac < 0.74, `train fraction ${frac}`);
-  assert.notDeepEqual(a, ids.map((id) => splitOf(id, 'other', 70)));
+  assert.notDeepEqual(
+    a,
+    ids.map((id) => splitOf(id, 'other', 70)),
+  );
 });
 
 function synthetic(n: number, seed: number): ResponseExample[] {
@@ -104,7 +129,11 @@ test('training is seeded, learns a separable signal and permutation importance f
   assert.ok(after.auc! > 0.95 && after.auc! > before.auc!, `AUC ${before.auc} → ${after.auc}`);
   assert.ok(after.balancedAccuracy! > 0.9);
   const p = predictProba(c, a.weights, te[0].x);
-  close(p.reduce((s, v) => s + v, 0), 1, 1e-9);
+  close(
+    p.reduce((s, v) => s + v, 0),
+    1,
+    1e-9,
+  );
   const imp = permutationImportance(c, a.weights, te, ['signal', 'noise'], { repeats: 10, seed: 1 });
   assert.equal(imp[0].feature, 'signal');
   assert.ok(imp[0].meanAucDrop > 0.2 && Math.abs(imp[1].meanAucDrop) < 0.05, JSON.stringify(imp));

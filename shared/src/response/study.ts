@@ -6,9 +6,17 @@ import type { ResponseSpec } from '@twinfed/protocols';
  * columns encode "which trial and which arm of it"; they are mostly a site indicator.
  */
 export const LALEH_STUDY1_3_ARMS = [
-  'Study_1_Arm_1', 'Study_1_Arm_2', 'Study_1_Arm_3',
-  'Study_2_Arm_1', 'Study_2_Arm_2',
-  'Study_3_Arm_1', 'Study_3_Arm_2', 'Study_3_Arm_3', 'Study_3_Arm_4', 'Study_3_Arm_5', 'Study_3_Arm_6',
+  'Study_1_Arm_1',
+  'Study_1_Arm_2',
+  'Study_1_Arm_3',
+  'Study_2_Arm_1',
+  'Study_2_Arm_2',
+  'Study_3_Arm_1',
+  'Study_3_Arm_2',
+  'Study_3_Arm_3',
+  'Study_3_Arm_4',
+  'Study_3_Arm_5',
+  'Study_3_Arm_6',
 ];
 
 /**

@@ -42,14 +42,7 @@ function checkShare(what: string, s: Uint8Array): void {
 }
 
 /** Seals `bundle` from `fromSiteId` to `toSiteId` for this round; returns base64 (nonce || box). */
-export function sealShares(
-  ctx: RoundContext,
-  fromSiteId: string,
-  toSiteId: string,
-  bundle: ShareBundle,
-  senderX25519Sk: Uint8Array,
-  recipientX25519Pk: Uint8Array,
-): string {
+export function sealShares(ctx: RoundContext, fromSiteId: string, toSiteId: string, bundle: ShareBundle, senderX25519Sk: Uint8Array, recipientX25519Pk: Uint8Array): string {
   checkKeyBytes('sender X25519 secret key', senderX25519Sk);
   checkKeyBytes('recipient X25519 public key', recipientX25519Pk);
   checkShare('bShare', bundle?.bShare);
@@ -72,14 +65,7 @@ export function sealShares(
  * TWF_E_SECAGG_BOX when it does not open (wrong keys, tampered bytes) or is
  * bound to another study, manifest, round, sender or recipient.
  */
-export function openShares(
-  ctx: RoundContext,
-  fromSiteId: string,
-  toSiteId: string,
-  boxB64: string,
-  recipientX25519Sk: Uint8Array,
-  senderX25519Pk: Uint8Array,
-): ShareBundle {
+export function openShares(ctx: RoundContext, fromSiteId: string, toSiteId: string, boxB64: string, recipientX25519Sk: Uint8Array, senderX25519Pk: Uint8Array): ShareBundle {
   checkKeyBytes('recipient X25519 secret key', recipientX25519Sk);
   checkKeyBytes('sender X25519 public key', senderX25519Pk);
   const binding = boxBinding(ctx, fromSiteId, toSiteId);

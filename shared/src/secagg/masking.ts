@@ -76,14 +76,7 @@ function addPairMask(acc: Float64Array, seed: Uint8Array, t: bigint, sign: 1 | -
  * round's key set (never contains selfId; TWF_E_SECAGG_PEERS if it does, or
  * repeats a site); 1 + peers.length must be a valid round size (3..255).
  */
-export function maskInput(
-  ctx: RoundContext,
-  t: bigint,
-  selfId: string,
-  secrets: RoundSecrets,
-  q: Float64Array,
-  peers: { siteId: string; sPk: Uint8Array }[],
-): Float64Array {
+export function maskInput(ctx: RoundContext, t: bigint, selfId: string, secrets: RoundSecrets, q: Float64Array, peers: { siteId: string; sPk: Uint8Array }[]): Float64Array {
   const tn = checkPlainModulus(t);
   checkSiteId(selfId);
   checkInZt('q', q, tn);

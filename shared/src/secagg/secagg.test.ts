@@ -12,17 +12,7 @@ import { combine } from 'shamir-secret-sharing';
 import { generateIdentity, type Identity } from '../crypto/identity.js';
 import { fromB64, initSodium, sodium, toB64 } from '../crypto/sodium.js';
 import { signStatement, verifyStatement } from '../crypto/statement.js';
-import {
-  DEFAULT_HE_PARAMS,
-  addCiphertexts,
-  averageFromCentred,
-  createHeContext,
-  decryptSlots,
-  encryptSlots,
-  generateSecretKey,
-  quantizeToZt,
-  type HeContext,
-} from '../he/index.js';
+import { DEFAULT_HE_PARAMS, addCiphertexts, averageFromCentred, createHeContext, decryptSlots, encryptSlots, generateSecretKey, quantizeToZt, type HeContext } from '../he/index.js';
 import { mulberry32 } from '../model/prng.js';
 import {
   MASK_BLOCK_SLOTS,
@@ -190,7 +180,7 @@ test('expandMask is uniform on Z_t: mean, variance and chi-square over 10^5 valu
   const { mean, variance } = meanVar(v);
   // uniform on [0, t): mean (t-1)/2, variance (t^2-1)/12; standard error of the mean t/sqrt(12 n)
   assert.ok(Math.abs(mean - (TN - 1) / 2) < 5 * (TN / Math.sqrt(12 * n)), `mean ${mean / TN} t`);
-  assert.ok(Math.abs(variance / (TN * TN / 12) - 1) < 0.02, `variance ${variance / (TN * TN / 12)} of t^2/12`);
+  assert.ok(Math.abs(variance / ((TN * TN) / 12) - 1) < 0.02, `variance ${variance / ((TN * TN) / 12)} of t^2/12`);
   // 100 bins, 99 degrees of freedom: P(chi2 > 160) ≈ 1e-4
   const chi = chiSquare(v, TN, 100);
   assert.ok(chi < 160, `chi-square ${chi}`);
@@ -396,8 +386,7 @@ function makeSites(ids: string[]): Site[] {
   return ids.map((id) => ({ id, secrets: generateRoundSecrets(), identity: generateIdentity() }));
 }
 
-const peersOf = (sites: Site[], self: Site): { siteId: string; sPk: Uint8Array }[] =>
-  sites.filter((s) => s !== self).map((s) => ({ siteId: s.id, sPk: s.secrets.sPk }));
+const peersOf = (sites: Site[], self: Site): { siteId: string; sPk: Uint8Array }[] => sites.filter((s) => s !== self).map((s) => ({ siteId: s.id, sPk: s.secrets.sPk }));
 
 function addZt(a: Float64Array, b: Float64Array, t: number): Float64Array {
   return a.map((x, i) => (x + b[i]) % t);
@@ -413,7 +402,14 @@ test('masks cancel: Σ y = Σ q + Σ PRG(b); unmaskSum with and without dropped 
   // all five survive
   let sum = y.reduce((acc, v) => addZt(acc, v, TN), new Float64Array(L));
   const sumQ = q.reduce((acc, v) => addZt(acc, v, TN), new Float64Array(L));
-  unmaskSum(CTX, T, sum, sites.map((s) => ({ siteId: s.id, b: s.secrets.b })), [], new Map());
+  unmaskSum(
+    CTX,
+    T,
+    sum,
+    sites.map((s) => ({ siteId: s.id, b: s.secrets.b })),
+    [],
+    new Map(),
+  );
   assert.deepEqual(sum, sumQ);
   // 'a' and 'e' drop after the key set-up: their masked inputs are never added
   const alive = [0, 2, 3];
@@ -427,10 +423,20 @@ test('masks cancel: Σ y = Σ q + Σ PRG(b); unmaskSum with and without dropped 
     [1, 4].map((k) => ({ siteId: sites[k].id, sSk: sites[k].secrets.sSk })),
     pks,
   );
-  assert.deepEqual(sum, alive.reduce((acc, k) => addZt(acc, q[k], TN), new Float64Array(L)));
+  assert.deepEqual(
+    sum,
+    alive.reduce((acc, k) => addZt(acc, q[k], TN), new Float64Array(L)),
+  );
   // forgetting a dropped site leaves its masks in: the result is not the sum
   const wrong = alive.reduce((acc, k) => addZt(acc, y[k], TN), new Float64Array(L));
-  unmaskSum(CTX, T, wrong, alive.map((k) => ({ siteId: sites[k].id, b: sites[k].secrets.b })), [{ siteId: 'a', sSk: sites[1].secrets.sSk }], pks);
+  unmaskSum(
+    CTX,
+    T,
+    wrong,
+    alive.map((k) => ({ siteId: sites[k].id, b: sites[k].secrets.b })),
+    [{ siteId: 'a', sSk: sites[1].secrets.sSk }],
+    pks,
+  );
   assert.notDeepEqual(wrong, sum);
 });
 
@@ -596,7 +602,11 @@ test('end to end: 5 sites, real SEAL, one dropped after key set-up, one rogue sh
     for (const k of survivorsIdx) acc = addCiphertexts(he, acc, uploads.get(k)![c]);
     return acc!;
   });
-  const survivorsFields = survivorsStatementFields(CTX, ids, survivorsIdx.map((k) => ids[k]));
+  const survivorsFields = survivorsStatementFields(
+    CTX,
+    ids,
+    survivorsIdx.map((k) => ids[k]),
+  );
   assert.deepEqual(survivorsFields.survivors, ['hosp-a', 'hosp-b', 'hosp-c', 'hosp-e']);
 
   // --- round 4: each survivor opens the boxes sent to it and reveals b-shares of survivors, s-shares of the dropped site
@@ -646,7 +656,12 @@ test('end to end: 5 sites, real SEAL, one dropped after key set-up, one rogue sh
 
   // --- the privacy claim: one site's own ciphertext, decrypted with the study key, is uniform noise mod t
   const k0 = 1; // hosp-a, 45 samples
-  const single = decryptSlots(he, studyKey, uploads.get(k0)!.map((c) => addCiphertexts(he, null, c)), L);
+  const single = decryptSlots(
+    he,
+    studyKey,
+    uploads.get(k0)!.map((c) => addCiphertexts(he, null, c)),
+    L,
+  );
   const { mean } = meanVar(single);
   assert.ok(Math.abs(mean / TN - 0.5) < 5 / Math.sqrt(12 * L), `mean ${mean / TN} t`);
   assert.ok(chiSquare(single, TN, 50) < 49 + 6 * Math.sqrt(98), 'chi-square, 50 bins');
@@ -670,7 +685,12 @@ test('round keys are clamped (RFC 7748 sec. 5) and isKeyPair accepts only that c
     assert.equal(k.sSk[31] & 0xc0, 0x40);
     assert.equal(isKeyPair(k.sSk, k.sPk), true);
     // Same X25519 key after clamping, but not the secret that was shared: refused.
-    for (const [byte, bit] of [[0, 1], [0, 4], [31, 128], [31, 64]] as const) {
+    for (const [byte, bit] of [
+      [0, 1],
+      [0, 4],
+      [31, 128],
+      [31, 64],
+    ] as const) {
       const other = Uint8Array.from(k.sSk);
       other[byte] ^= bit;
       assert.equal(isKeyPair(other, k.sPk), false, `byte ${byte} bit ${bit}`);

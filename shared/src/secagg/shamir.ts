@@ -74,12 +74,7 @@ function nextColex(c: number[], m: number): boolean {
  * sPk) catches a wrong secret. Exceptions thrown by `check` propagate.
  * Throws TWF_E_SECAGG_SHARES when fewer than t shares are given.
  */
-export async function reconstructChecked(
-  shares: Uint8Array[],
-  t: number,
-  check: (secret: Uint8Array) => boolean,
-  maxTries = 256,
-): Promise<Uint8Array | null> {
+export async function reconstructChecked(shares: Uint8Array[], t: number, check: (secret: Uint8Array) => boolean, maxTries = 256): Promise<Uint8Array | null> {
   if (!Number.isSafeInteger(t) || t < 2 || t > MAX_SITES) throw new SecaggError('TWF_E_SECAGG_PARAMS', `threshold must be 2..${MAX_SITES} (got ${t})`);
   if (!Number.isSafeInteger(maxTries) || maxTries < 1) throw new SecaggError('TWF_E_SECAGG_PARAMS', `maxTries must be a positive integer (got ${maxTries})`);
   if (!Array.isArray(shares) || shares.length < t) {

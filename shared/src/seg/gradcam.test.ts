@@ -35,7 +35,10 @@ describe('Grad-CAM', () => {
         return [unetLogits(m, x).dataSync(), unetLogits(m, x, { tap: (n, h) => (seen.push(`${n}:${h.shape.slice(1).join('x')}`), h) }).dataSync()];
       });
       assert.deepEqual(seen, ['down0:16x16x2', 'down1:8x8x4', 'bottleneck:4x4x8', 'up1:8x8x4', 'up0:16x16x2']);
-      assert.deepEqual(seen.map((s) => s.split(':')[0]), unetLayerNames(m.config));
+      assert.deepEqual(
+        seen.map((s) => s.split(':')[0]),
+        unetLayerNames(m.config),
+      );
       assert.deepEqual(a, b);
       assert.deepEqual(getFlatWeights(m), w0, 'parameters untouched');
     } finally {
@@ -54,7 +57,10 @@ describe('Grad-CAM', () => {
         const [h] = r.layerSize;
         assert.equal(r.camLayer.length, h * h);
         assert.equal(h, { down0: 16, down1: 8, bottleneck: 4, up1: 8, up0: 16 }[layer]);
-        assert.ok(r.cam.every((v) => v >= 0 && v <= 1 && Number.isFinite(v)), layer);
+        assert.ok(
+          r.cam.every((v) => v >= 0 && v <= 1 && Number.isFinite(v)),
+          layer,
+        );
         if (r.camMax > 0) assert.ok(Math.abs(Math.max(...r.cam) - 1) < 1e-6, `${layer} normalised to max 1`);
         assert.ok(r.targetRegion === 'predicted' ? r.targetPixels === r.predicted.reduce((a, b) => a + b, 0) : r.targetPixels === 256);
       }

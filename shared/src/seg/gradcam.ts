@@ -227,7 +227,16 @@ export function gradCam(model: UNet, image: Float32Array, opts: GradCamOptions =
   for (const v of up) if (v > max) max = v;
   const cam = max > 0 ? up.map((v) => v / max) : up;
   return {
-    layer, targetClass, targetRegion, targetPixels: targetRegion === 'predicted' ? n : S * S, targetValue: g.target,
-    cam, camLayer, layerSize: [h, w], camMax: max, channelWeights: alpha, predicted,
+    layer,
+    targetClass,
+    targetRegion,
+    targetPixels: targetRegion === 'predicted' ? n : S * S,
+    targetValue: g.target,
+    cam,
+    camLayer,
+    layerSize: [h, w],
+    camMax: max,
+    channelWeights: alpha,
+    predicted,
   };
 }

@@ -33,11 +33,16 @@ describe('segmentation metrics', () => {
     const [nx, ny, nz] = dims;
     const suv = new Float32Array(nx * ny * nz).fill(1);
     const truth = new Uint8Array(suv.length);
-    for (let z = 0; z < nz; z++) for (let y = 0; y < ny; y++) for (let x = 0; x < nx; x++) {
-      const r = Math.hypot(x - 10, y - 10, z - 10);
-      const i = x + nx * (y + ny * z);
-      if (r <= 4) { truth[i] = 1; suv[i] = 10 - r; } // SUV 6..10 inside, 1 outside
-    }
+    for (let z = 0; z < nz; z++)
+      for (let y = 0; y < ny; y++)
+        for (let x = 0; x < nx; x++) {
+          const r = Math.hypot(x - 10, y - 10, z - 10);
+          const i = x + nx * (y + ny * z);
+          if (r <= 4) {
+            truth[i] = 1;
+            suv[i] = 10 - r;
+          } // SUV 6..10 inside, 1 outside
+        }
     suv[0] = 50; // bladder-like hot voxel far from the lesion
     const pred = thresholdBaseline(suv, truth, dims, [2, 2, 2], { marginMm: 4 });
     assert.equal(pred[0], 0);

@@ -99,28 +99,43 @@ export function thresholdBaseline(suv: ArrayLike<number>, truth: ArrayLike<numbe
   const [nx, ny, nz] = dims;
   const frac = opts.fraction ?? 0.4;
   const margin = opts.marginMm ?? 10;
-  let x0 = nx, y0 = ny, z0 = nz, x1 = -1, y1 = -1, z1 = -1;
-  for (let z = 0; z < nz; z++) for (let y = 0; y < ny; y++) for (let x = 0; x < nx; x++) {
-    if (truth[x + nx * (y + ny * z)] > 0) {
-      x0 = Math.min(x0, x); x1 = Math.max(x1, x);
-      y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-      z0 = Math.min(z0, z); z1 = Math.max(z1, z);
-    }
-  }
+  let x0 = nx,
+    y0 = ny,
+    z0 = nz,
+    x1 = -1,
+    y1 = -1,
+    z1 = -1;
+  for (let z = 0; z < nz; z++)
+    for (let y = 0; y < ny; y++)
+      for (let x = 0; x < nx; x++) {
+        if (truth[x + nx * (y + ny * z)] > 0) {
+          x0 = Math.min(x0, x);
+          x1 = Math.max(x1, x);
+          y0 = Math.min(y0, y);
+          y1 = Math.max(y1, y);
+          z0 = Math.min(z0, z);
+          z1 = Math.max(z1, z);
+        }
+      }
   const out = new Uint8Array(nx * ny * nz);
   if (x1 < 0) return out;
   const mx = Math.round(margin / spacingMm[0]);
   const my = Math.round(margin / spacingMm[1]);
   const mz = Math.round(margin / spacingMm[2]);
-  x0 = Math.max(0, x0 - mx); x1 = Math.min(nx - 1, x1 + mx);
-  y0 = Math.max(0, y0 - my); y1 = Math.min(ny - 1, y1 + my);
-  z0 = Math.max(0, z0 - mz); z1 = Math.min(nz - 1, z1 + mz);
+  x0 = Math.max(0, x0 - mx);
+  x1 = Math.min(nx - 1, x1 + mx);
+  y0 = Math.max(0, y0 - my);
+  y1 = Math.min(ny - 1, y1 + my);
+  z0 = Math.max(0, z0 - mz);
+  z1 = Math.min(nz - 1, z1 + mz);
   let max = -Infinity;
   for (let z = z0; z <= z1; z++) for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) max = Math.max(max, suv[x + nx * (y + ny * z)]);
   const thr = frac * max;
-  for (let z = z0; z <= z1; z++) for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) {
-    const i = x + nx * (y + ny * z);
-    if (suv[i] >= thr) out[i] = 1;
-  }
+  for (let z = z0; z <= z1; z++)
+    for (let y = y0; y <= y1; y++)
+      for (let x = x0; x <= x1; x++) {
+        const i = x + nx * (y + ny * z);
+        if (suv[i] >= thr) out[i] = 1;
+      }
   return out;
 }

@@ -11,9 +11,17 @@ describe('Grad-CAM overlay', () => {
     for (let y = 1; y <= 3; y++) for (let x = 1; x <= 3; x++) m[y * N + x] = 1;
     const inner = maskBoundary(m, N, 'inner');
     const outer = maskBoundary(m, N, 'outer');
-    assert.equal(inner.reduce((a, b) => a + b, 0), 8, 'the 3x3 square minus its centre');
+    assert.equal(
+      inner.reduce((a, b) => a + b, 0),
+      8,
+      'the 3x3 square minus its centre',
+    );
     assert.equal(inner[2 * N + 2], 0);
-    assert.equal(outer.reduce((a, b) => a + b, 0), 12, 'the 4-neighbours of the square outside it (corners excluded)');
+    assert.equal(
+      outer.reduce((a, b) => a + b, 0),
+      12,
+      'the 4-neighbours of the square outside it (corners excluded)',
+    );
     assert.equal(outer[0], 0);
     assert.deepEqual([...upscaleMask([1, 0, 0, 1], 2, 2)], [1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1]);
   });

@@ -37,9 +37,7 @@ export function checkApply(global: Float32Array, mean: Float32Array): void {
  * as fresh copies (apply never mutates its input); at null (version 0) each starts filled with
  * `init[name]`.
  */
-export function stateVectors<K extends string>(
-  strategy: StrategyName, state: StrategyState | null, length: number, init: Record<K, number>,
-): { vectors: Record<K, Float64Array>; steps: number } {
+export function stateVectors<K extends string>(strategy: StrategyName, state: StrategyState | null, length: number, init: Record<K, number>): { vectors: Record<K, Float64Array>; steps: number } {
   const names = Object.keys(init).sort() as K[];
   const vectors = {} as Record<K, Float64Array>;
   if (state === null) {

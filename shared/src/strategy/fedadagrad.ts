@@ -13,12 +13,19 @@ import type { Strategy } from './types.js';
 export function fedadagrad(cfg: { serverLearningRate: number; beta1: number; tau: number }): Strategy {
   const { serverLearningRate: eta, beta1, tau } = cfg;
   return {
-    name: 'fedadagrad', linear: true, combine: 'encrypted-sum', paper: FEDOPT_PAPER, stateful: true,
+    name: 'fedadagrad',
+    linear: true,
+    combine: 'encrypted-sum',
+    paper: FEDOPT_PAPER,
+    stateful: true,
     localObjective: () => ({}),
     encode: pseudoGradient,
     apply(global, mean, state) {
       checkApply(global, mean);
-      const { vectors: { m, v }, steps } = stateVectors('fedadagrad', state, global.length, { m: 0, v: tau * tau });
+      const {
+        vectors: { m, v },
+        steps,
+      } = stateVectors('fedadagrad', state, global.length, { m: 0, v: tau * tau });
       const weights = new Float32Array(global.length);
       for (let i = 0; i < weights.length; i++) {
         const d = mean[i];

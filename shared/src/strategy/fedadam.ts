@@ -15,12 +15,19 @@ export const FEDOPT_PAPER = 'Reddi et al., Adaptive Federated Optimization, ICLR
 export function fedadam(cfg: { serverLearningRate: number; beta1: number; beta2: number; tau: number }): Strategy {
   const { serverLearningRate: eta, beta1, beta2, tau } = cfg;
   return {
-    name: 'fedadam', linear: true, combine: 'encrypted-sum', paper: FEDOPT_PAPER, stateful: true,
+    name: 'fedadam',
+    linear: true,
+    combine: 'encrypted-sum',
+    paper: FEDOPT_PAPER,
+    stateful: true,
     localObjective: () => ({}),
     encode: pseudoGradient,
     apply(global, mean, state) {
       checkApply(global, mean);
-      const { vectors: { m, v }, steps } = stateVectors('fedadam', state, global.length, { m: 0, v: tau * tau });
+      const {
+        vectors: { m, v },
+        steps,
+      } = stateVectors('fedadam', state, global.length, { m: 0, v: tau * tau });
       const weights = new Float32Array(global.length);
       for (let i = 0; i < weights.length; i++) {
         const d = mean[i];

@@ -20,7 +20,11 @@ export function addMean(global: Float32Array, mean: Float32Array): Float32Array 
 
 export function fedavg(): Strategy {
   return {
-    name: 'fedavg', linear: true, combine: 'encrypted-sum', paper: FEDAVG_PAPER, stateful: false,
+    name: 'fedavg',
+    linear: true,
+    combine: 'encrypted-sum',
+    paper: FEDAVG_PAPER,
+    stateful: false,
     localObjective: () => ({}),
     encode: pseudoGradient,
     apply: (global, mean) => ({ weights: addMean(global, mean), state: null }),

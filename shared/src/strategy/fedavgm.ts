@@ -14,12 +14,19 @@ export function fedavgm(cfg: { serverLearningRate: number; momentum: number }): 
   const eta = cfg.serverLearningRate;
   const beta = cfg.momentum;
   return {
-    name: 'fedavgm', linear: true, combine: 'encrypted-sum', paper: FEDAVGM_PAPER, stateful: true,
+    name: 'fedavgm',
+    linear: true,
+    combine: 'encrypted-sum',
+    paper: FEDAVGM_PAPER,
+    stateful: true,
     localObjective: () => ({}),
     encode: pseudoGradient,
     apply(global, mean, state) {
       checkApply(global, mean);
-      const { vectors: { v }, steps } = stateVectors('fedavgm', state, global.length, { v: 0 });
+      const {
+        vectors: { v },
+        steps,
+      } = stateVectors('fedavgm', state, global.length, { v: 0 });
       const weights = new Float32Array(global.length);
       for (let i = 0; i < weights.length; i++) {
         v[i] = beta * v[i] + mean[i];

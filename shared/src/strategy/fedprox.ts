@@ -12,7 +12,11 @@ export const FEDPROX_PAPER = 'Li et al., Federated Optimization in Heterogeneous
 export function fedprox(cfg: { mu: number }): Strategy {
   const mu = cfg.mu;
   return {
-    name: 'fedprox', linear: true, combine: 'encrypted-sum', paper: FEDPROX_PAPER, stateful: false,
+    name: 'fedprox',
+    linear: true,
+    combine: 'encrypted-sum',
+    paper: FEDPROX_PAPER,
+    stateful: false,
     localObjective: () => ({ proximalMu: mu }),
     encode: pseudoGradient,
     apply: (global, mean) => ({ weights: addMean(global, mean), state: null }),

@@ -15,12 +15,19 @@ import type { Strategy } from './types.js';
 export function fedyogi(cfg: { serverLearningRate: number; beta1: number; beta2: number; tau: number }): Strategy {
   const { serverLearningRate: eta, beta1, beta2, tau } = cfg;
   return {
-    name: 'fedyogi', linear: true, combine: 'encrypted-sum', paper: `${FEDOPT_PAPER}; Zaheer et al., Adaptive Methods for Nonconvex Optimization, NeurIPS 2018`, stateful: true,
+    name: 'fedyogi',
+    linear: true,
+    combine: 'encrypted-sum',
+    paper: `${FEDOPT_PAPER}; Zaheer et al., Adaptive Methods for Nonconvex Optimization, NeurIPS 2018`,
+    stateful: true,
     localObjective: () => ({}),
     encode: pseudoGradient,
     apply(global, mean, state) {
       checkApply(global, mean);
-      const { vectors: { m, v }, steps } = stateVectors('fedyogi', state, global.length, { m: 0, v: tau * tau });
+      const {
+        vectors: { m, v },
+        steps,
+      } = stateVectors('fedyogi', state, global.length, { m: 0, v: tau * tau });
       const weights = new Float32Array(global.length);
       for (let i = 0; i < weights.length; i++) {
         const d = mean[i];

@@ -24,12 +24,18 @@ export { fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad };
 export function strategyFor(config: StrategyConfig | undefined): Strategy {
   if (!config) return fedavg();
   switch (config.name) {
-    case 'fedavg': return fedavg();
-    case 'fedprox': return fedprox(config);
-    case 'fedavgm': return fedavgm(config);
-    case 'fedadam': return fedadam(config);
-    case 'fedyogi': return fedyogi(config);
-    case 'fedadagrad': return fedadagrad(config);
+    case 'fedavg':
+      return fedavg();
+    case 'fedprox':
+      return fedprox(config);
+    case 'fedavgm':
+      return fedavgm(config);
+    case 'fedadam':
+      return fedadam(config);
+    case 'fedyogi':
+      return fedyogi(config);
+    case 'fedadagrad':
+      return fedadagrad(config);
     default: {
       const name = (config as { name: string }).name;
       throw new Error(`TWF_E_STRATEGY_NOT_LINEAR: no linear strategy named ${JSON.stringify(name)}`);

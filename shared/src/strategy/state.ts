@@ -40,14 +40,21 @@ export function serialiseState(state: StrategyState): Uint8Array {
   const out = new Uint8Array(size);
   const dv = new DataView(out.buffer);
   let at = 0;
-  out.set(MAGIC, at); at += 4;
+  out.set(MAGIC, at);
+  at += 4;
   dv.setUint8(at++, STATE_FORMAT_VERSION);
-  dv.setUint8(at++, strategy.length); out.set(strategy, at); at += strategy.length;
-  dv.setUint32(at, state.steps, true); at += 4;
-  dv.setUint32(at, length, true); at += 4;
+  dv.setUint8(at++, strategy.length);
+  out.set(strategy, at);
+  at += strategy.length;
+  dv.setUint32(at, state.steps, true);
+  at += 4;
+  dv.setUint32(at, length, true);
+  at += 4;
   dv.setUint8(at++, names.length);
   names.forEach((n, k) => {
-    dv.setUint8(at++, encNames[k].length); out.set(encNames[k], at); at += encNames[k].length;
+    dv.setUint8(at++, encNames[k].length);
+    out.set(encNames[k], at);
+    at += encNames[k].length;
     const v = state.vectors[n];
     for (let i = 0; i < length; i++, at += 8) dv.setFloat64(at, v[i], true);
   });
@@ -56,22 +63,35 @@ export function serialiseState(state: StrategyState): Uint8Array {
 
 /** Parses what serialiseState wrote; TWF_E_STRATEGY_STATE on any other bytes (wrong magic or version, truncated, trailing bytes, NaN). */
 export function parseState(bytes: Uint8Array): StrategyState {
-  const bad = (why: string): never => { throw new StrategyError('TWF_E_STRATEGY_STATE', `unreadable strategy state: ${why}`); };
+  const bad = (why: string): never => {
+    throw new StrategyError('TWF_E_STRATEGY_STATE', `unreadable strategy state: ${why}`);
+  };
   if (!(bytes instanceof Uint8Array)) bad('not bytes');
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
-  const need = (n: number) => { if (at + n > bytes.length) bad('truncated'); };
+  const need = (n: number) => {
+    if (at + n > bytes.length) bad('truncated');
+  };
   need(6);
   if (!MAGIC.every((b, i) => bytes[i] === b)) bad('wrong magic');
   at = 4;
   const version = dv.getUint8(at++);
   if (version !== STATE_FORMAT_VERSION) bad(`format version ${version}; this site reads ${STATE_FORMAT_VERSION}`);
-  const str = (): string => { need(1); const n = dv.getUint8(at++); need(n); const s = new TextDecoder().decode(bytes.subarray(at, at + n)); at += n; return s; };
+  const str = (): string => {
+    need(1);
+    const n = dv.getUint8(at++);
+    need(n);
+    const s = new TextDecoder().decode(bytes.subarray(at, at + n));
+    at += n;
+    return s;
+  };
   const strategy = str() as StrategyName;
   if (!NAMES.includes(strategy)) bad(`unknown strategy ${JSON.stringify(strategy)}`);
   need(9);
-  const steps = dv.getUint32(at, true); at += 4;
-  const length = dv.getUint32(at, true); at += 4;
+  const steps = dv.getUint32(at, true);
+  at += 4;
+  const length = dv.getUint32(at, true);
+  at += 4;
   const count = dv.getUint8(at++);
   const vectors: Record<string, Float64Array> = {};
   let prev = '';

@@ -9,9 +9,7 @@ import { StrategySchema, type StrategyConfig } from '@twinfed/protocols';
 import { averageFromCentred, quantizeToZt } from '../he/quantize.js';
 import { mulberry32 } from '../model/prng.js';
 import { centreZt } from '../secagg/zt.js';
-import {
-  NO_STATE_HASH, StrategyError, parseState, serialiseState, stateHash, strategyFor, type Strategy, type StrategyState,
-} from './index.js';
+import { NO_STATE_HASH, StrategyError, parseState, serialiseState, stateHash, strategyFor, type Strategy, type StrategyState } from './index.js';
 
 const f32 = Math.fround;
 const bits = (a: Float32Array | Float64Array | Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
@@ -52,7 +50,7 @@ function refFedOpt(kind: 'adam' | 'yogi' | 'adagrad', eta: number, b1: number, b
       if (kind === 'yogi') return vi - (1 - b2) * g2 * Math.sign(vi - g2);
       return vi + g2;
     });
-    return w.map((x, i) => f32(x + eta * m![i] / (Math.sqrt(v![i]) + tau)));
+    return w.map((x, i) => f32(x + (eta * m![i]) / (Math.sqrt(v![i]) + tau)));
   };
 }
 
@@ -221,9 +219,11 @@ test('state: serialise/parse round trip, the hash, and corrupt or foreign bytes 
   assert.notEqual(stateHash({ ...st, vectors: { ...st.vectors, v: flipped } }), stateHash(st));
   assert.throws(() => parseState(bytes.subarray(0, bytes.length - 1)), /TWF_E_STRATEGY_STATE/);
   assert.throws(() => parseState(Uint8Array.from([...bytes, 0])), /trailing/);
-  const v2 = Uint8Array.from(bytes); v2[4] = 2;
+  const v2 = Uint8Array.from(bytes);
+  v2[4] = 2;
   assert.throws(() => parseState(v2), /format version/);
-  const nan = Uint8Array.from(bytes); new DataView(nan.buffer).setFloat64(nan.length - 8, NaN, true);
+  const nan = Uint8Array.from(bytes);
+  new DataView(nan.buffer).setFloat64(nan.length - 8, NaN, true);
   assert.throws(() => parseState(nan), /not finite/);
   // a state of another strategy, or of another length, is refused by apply
   assert.throws(() => strategyFor(cfg({ name: 'fedyogi' })).apply(new Float32Array(10), new Float32Array(10), back), /TWF_E_STRATEGY_STATE/);

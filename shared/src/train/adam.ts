@@ -32,7 +32,10 @@ export class FlatAdam {
   private accBeta2: number;
   private t = 0;
 
-  constructor(readonly size: number, o: FlatAdamOptions) {
+  constructor(
+    readonly size: number,
+    o: FlatAdamOptions,
+  ) {
     if (!(o.learningRate > 0)) throw new Error(`FlatAdam: learningRate must be > 0, got ${o.learningRate}`);
     this.learningRate = o.learningRate;
     this.beta1 = o.beta1 ?? 0.9;
@@ -55,16 +58,22 @@ export class FlatAdam {
       throw new Error(`FlatAdam.step: expected ${this.size} weights and gradients, got ${w.length} and ${g.length}`);
     }
     const { m, v } = this;
-    const b1 = f(this.beta1), b2 = f(this.beta2), c1 = f(1 - this.beta1), c2 = f(1 - this.beta2);
-    const omb1 = f(1 - this.accBeta1), omb2 = f(1 - this.accBeta2);
-    const eps = f(this.epsilon), nlr = f(-this.learningRate);
+    const b1 = f(this.beta1),
+      b2 = f(this.beta2),
+      c1 = f(1 - this.beta1),
+      c2 = f(1 - this.beta2);
+    const omb1 = f(1 - this.accBeta1),
+      omb2 = f(1 - this.accBeta2);
+    const eps = f(this.epsilon),
+      nlr = f(-this.learningRate);
     for (let i = 0; i < w.length; i++) {
       const gi = g[i];
       const mi = f(f(m[i] * b1) + f(gi * c1));
       const vi = f(f(v[i] * b2) + f(f(gi * gi) * c2));
       m[i] = mi;
       v[i] = vi;
-      const mh = f(mi / omb1), vh = f(vi / omb2);
+      const mh = f(mi / omb1),
+        vh = f(vi / omb2);
       w[i] = f(f(f(mh / f(f(Math.sqrt(vh)) + eps)) * nlr) + w[i]);
     }
     this.accBeta1 = f(this.accBeta1 * b1);

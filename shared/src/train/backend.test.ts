@@ -17,7 +17,14 @@ describe('selectBackend', () => {
     if (r.name === 'tensorflow') return t.skip('tfjs-node is installed here');
     assert.equal(r.name, 'wasm');
     assert.equal(tf.getBackend(), 'wasm');
-    assert.deepEqual(r.tried.map((a) => [a.name, a.ok]), [['tensorflow', false], ['tensorflow', false], ['wasm', true]]);
+    assert.deepEqual(
+      r.tried.map((a) => [a.name, a.ok]),
+      [
+        ['tensorflow', false],
+        ['tensorflow', false],
+        ['wasm', true],
+      ],
+    );
     assert.match(r.reason, /^wasm: @tensorflow\/tfjs-node-gpu not installed \(run `npm run setup:gpu` on a server with CUDA\)/);
     assert.match(r.reason, /Twinfed's training kernels/);
     // Selecting again is cheap and stable.

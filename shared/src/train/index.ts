@@ -1,12 +1,28 @@
 export { selectBackend, wasmBinaryDir, type BackendName, type BackendChoice, type BackendAttempt } from './backend.js';
 export {
-  registerWasmTrainingKernels, registerCpuTrainingKernels, backpropInputPath, backpropFilterPath, TWINFED_WASM_KERNELS, DEFAULT_WASM_KERNELS,
+  registerWasmTrainingKernels,
+  registerCpuTrainingKernels,
+  backpropInputPath,
+  backpropFilterPath,
+  TWINFED_WASM_KERNELS,
+  DEFAULT_WASM_KERNELS,
   setBackpropFilterMatMul,
-  type BackpropInputPath, type BackpropFilterPath, type WasmKernelSet,
+  type BackpropInputPath,
+  type BackpropFilterPath,
+  type WasmKernelSet,
 } from './wasm-kernels.js';
 export {
-  trainLocal, dice, evaluateDice, predictMasks, patientSlices, patientLossGradient,
-  type TrainOptions, type TrainResult, type TrainProgress, type DiceReport, type UNetDpSgdOptions,
+  trainLocal,
+  dice,
+  evaluateDice,
+  predictMasks,
+  patientSlices,
+  patientLossGradient,
+  type TrainOptions,
+  type TrainResult,
+  type TrainProgress,
+  type DiceReport,
+  type UNetDpSgdOptions,
 } from './train.js';
 export { addProximalGradient, addProximalGradientF32, type ProximalOptions } from './proximal.js';
 export { fedAvg } from './fedavg.js';

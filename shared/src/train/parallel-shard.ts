@@ -39,7 +39,9 @@ export function diceStats(model: UNet, x: tf.Tensor4D, oneHot: tf.Tensor4D): Dic
     return [tf.sum(tf.mul(p, y), [0, 1, 2]), tf.sum(p, [0, 1, 2]), tf.sum(y, [0, 1, 2])];
   });
   const out = {
-    inter: Float64Array.from(inter.dataSync()), pSum: Float64Array.from(pSum.dataSync()), ySum: Float64Array.from(ySum.dataSync()),
+    inter: Float64Array.from(inter.dataSync()),
+    pSum: Float64Array.from(pSum.dataSync()),
+    ySum: Float64Array.from(ySum.dataSync()),
   };
   tf.dispose([inter, pSum, ySum]);
   return out;
@@ -68,7 +70,8 @@ export interface DiceCoefficients {
 /** The global constants of the chain rule above, from the whole batch's sums. */
 export function diceCoefficients(sums: DiceSums, diceWeight: number): DiceCoefficients {
   const F = sums.inter.length;
-  const gI = new Float64Array(F), gP = new Float64Array(F);
+  const gI = new Float64Array(F),
+    gP = new Float64Array(F);
   let meanDice = 0;
   for (let c = 0; c < F; c++) {
     const d = sums.pSum[c] + sums.ySum[c] + DICE_EPS;
@@ -85,9 +88,7 @@ export function diceCoefficients(sums: DiceSums, diceWeight: number): DiceCoeffi
  * when `coef` is given, Σ_c gI_c·I_c + gP_c·P_c. Its value is not a loss; returns also
  * the shard's cross-entropy share so the caller can add up the true loss.
  */
-export function shardLossForGradient(
-  model: UNet, x: tf.Tensor4D, oneHot: tf.Tensor4D, nPixelsTotal: number, coef: DiceCoefficients | undefined,
-): { surrogate: tf.Scalar; ce: tf.Scalar } {
+export function shardLossForGradient(model: UNet, x: tf.Tensor4D, oneHot: tf.Tensor4D, nPixelsTotal: number, coef: DiceCoefficients | undefined): { surrogate: tf.Scalar; ce: tf.Scalar } {
   return tf.tidy(() => {
     const logits = unetLogits(model, x);
     const logp = tf.logSoftmax(logits);

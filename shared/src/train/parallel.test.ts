@@ -37,7 +37,8 @@ describe('data-parallel training on worker threads', () => {
 
   it('FlatAdam follows tf.train.adam step by step', async () => {
     await tf.setBackend('cpu');
-    const n = 1000, r = mulberry32(12);
+    const n = 1000,
+      r = mulberry32(12);
     const w0 = Float32Array.from({ length: n }, () => 2 * r() - 1);
     const v = tf.variable(tf.tensor1d(w0));
     const opt = tf.train.adam(1e-2);
@@ -99,16 +100,24 @@ describe('data-parallel training on worker threads', () => {
   }
 
   it('trainLocal({ workers: 2 }) follows single-thread trainLocal', async () => {
-    const n = 12, size = 16;
+    const n = 12,
+      size = 16;
     const r = mulberry32(4);
     const images = Float32Array.from({ length: n * size * size }, () => r());
     const masks = Uint8Array.from(images, (v) => (v > 0.7 ? 1 : 0));
     const data: SliceSet = {
-      images, masks, n, size, spacingMm: [1, 1, 1], z: Int32Array.from({ length: n }, (_, i) => i),
-      patient: new Int32Array(n), maskVoxelsOutside: 0,
+      images,
+      masks,
+      n,
+      size,
+      spacingMm: [1, 1, 1],
+      z: Int32Array.from({ length: n }, (_, i) => i),
+      patient: new Int32Array(n),
+      maskVoxelsOutside: 0,
     };
     const opts = { epochs: 2, batchSize: 5, learningRate: 0.01, seed: 3 };
-    const a = createUNet({ size }, 1), b = createUNet({ size }, 1);
+    const a = createUNet({ size }, 1),
+      b = createUNet({ size }, 1);
     const ra = await trainLocal(a, data, { ...opts, workers: 0 });
     const rb = await trainLocal(b, data, { ...opts, workers: 2 });
     assert.equal(rb.steps, ra.steps);
@@ -117,7 +126,8 @@ describe('data-parallel training on worker threads', () => {
     // divides by the gradient's running RMS, so a weight whose gradient is ~0 moves by up
     // to ~lr either way on float noise and trajectories drift apart at that level. Most
     // weights must agree to float precision; none may differ by more than Adam's step bound.
-    const wa = getFlatWeights(a), wb = getFlatWeights(b);
+    const wa = getFlatWeights(a),
+      wb = getFlatWeights(b);
     const d = Array.from(wa, (v, i) => Math.abs(v - wb[i])).sort((p, q) => p - q);
     assert.ok(d[Math.floor(d.length / 2)] < 1e-6, `median weight difference ${d[Math.floor(d.length / 2)]}`);
     assert.ok(d[d.length - 1] <= 2 * opts.learningRate * ra.steps, `largest weight difference ${d[d.length - 1]}`);
@@ -134,9 +144,6 @@ describe('data-parallel training on worker threads', () => {
   });
 
   it('a worker that cannot start its backend is reported, not hung on', async () => {
-    await assert.rejects(
-      DataParallelTrainer.start(cfg, { workers: 1, backend: 'no-such-backend' as never }),
-      /training worker/,
-    );
+    await assert.rejects(DataParallelTrainer.start(cfg, { workers: 1, backend: 'no-such-backend' as never }), /training worker/);
   });
 });

@@ -88,7 +88,10 @@ export interface ShardGradient {
 }
 
 export class DataParallelTrainer {
-  private constructor(readonly config: UNetConfig, private readonly replicas: Replica[]) {}
+  private constructor(
+    readonly config: UNetConfig,
+    private readonly replicas: Replica[],
+  ) {}
 
   get workers(): number {
     return this.replicas.length;
@@ -99,8 +102,7 @@ export class DataParallelTrainer {
     if (!(Number.isInteger(opts.workers) && opts.workers >= 1)) throw new Error(`DataParallelTrainer: workers must be ≥ 1, got ${opts.workers}`);
     const backend = opts.backend ?? (tf.getBackend() as BackendName);
     const init: WorkerInit = { config, backend, kernels: opts.kernels };
-    const replicas = Array.from({ length: opts.workers }, () =>
-      new Replica(new Worker(new URL('./parallel-worker.js', import.meta.url), { workerData: init })));
+    const replicas = Array.from({ length: opts.workers }, () => new Replica(new Worker(new URL('./parallel-worker.js', import.meta.url), { workerData: init })));
     const trainer = new DataParallelTrainer(config, replicas);
     try {
       await Promise.all(replicas.map((r) => r.reply()));
@@ -120,7 +122,8 @@ export class DataParallelTrainer {
     const px = size * size;
     const k = Math.min(this.replicas.length, bs);
     const shards = Array.from({ length: k }, (_, i) => {
-      const b0 = Math.floor((i * bs) / k), b1 = Math.floor(((i + 1) * bs) / k);
+      const b0 = Math.floor((i * bs) / k),
+        b1 = Math.floor(((i + 1) * bs) / k);
       return {
         bs: b1 - b0,
         x: x.slice(b0 * px * inChannels, b1 * px * inChannels),
@@ -130,16 +133,20 @@ export class DataParallelTrainer {
     let coef: DiceCoefficients | undefined;
     let sendWeights = true;
     if (diceWeight > 0) {
-      const stats = await Promise.all(shards.map((s, i) =>
-        this.replicas[i].request({ kind: 'stats', weights: weights, x: s.x, y: s.y, bs: s.bs })));
+      const stats = await Promise.all(shards.map((s, i) => this.replicas[i].request({ kind: 'stats', weights: weights, x: s.x, y: s.y, bs: s.bs })));
       let sums: DiceSums | undefined;
       for (const s of stats) if (s.kind === 'stats') sums = addDiceSums(sums, s);
       coef = diceCoefficients(sums!, diceWeight);
       sendWeights = false;
     }
-    const replies = await Promise.all(shards.map((s, i) => this.replicas[i].request(
-      { kind: 'grad', weights: sendWeights ? weights : undefined, x: s.x, y: s.y, bs: s.bs, nPixelsTotal: bs * px, coef },
-      [s.x.buffer as ArrayBuffer, s.y.buffer as ArrayBuffer])));
+    const replies = await Promise.all(
+      shards.map((s, i) =>
+        this.replicas[i].request({ kind: 'grad', weights: sendWeights ? weights : undefined, x: s.x, y: s.y, bs: s.bs, nPixelsTotal: bs * px, coef }, [
+          s.x.buffer as ArrayBuffer,
+          s.y.buffer as ArrayBuffer,
+        ]),
+      ),
+    );
     const grads = new Float32Array(weights.length);
     let ce = 0;
     for (const r of replies) {
@@ -156,7 +163,7 @@ export class DataParallelTrainer {
    * `w` into its model when done (setFlatWeights), not every step.
    */
   async step(w: Float32Array, adam: FlatAdam, x: Float32Array, y: Float32Array, bs: number, diceWeight: number): Promise<number> {
-    if (w.length !== countParams(this.config)) throw new Error('DataParallelTrainer.step: weights do not match the workers\' U-Net configuration');
+    if (w.length !== countParams(this.config)) throw new Error("DataParallelTrainer.step: weights do not match the workers' U-Net configuration");
     const { loss, grads } = await this.gradient(w, x, y, bs, diceWeight);
     adam.step(w, grads);
     return loss;

@@ -32,6 +32,7 @@ export function addProximalGradient(grad: Float64Array, w: ArrayLike<number>, p:
 /** grad += mu · (w − anchor) with every operation rounded to float32 (the flat U-Net paths). */
 export function addProximalGradientF32(grad: Float32Array, w: Float32Array, p: ProximalOptions): void {
   const f = Math.fround;
-  const mu = f(p.mu), anchor = p.anchor;
+  const mu = f(p.mu),
+    anchor = p.anchor;
   for (let i = 0; i < grad.length; i++) grad[i] = f(grad[i] + f(mu * f(w[i] - anchor[i])));
 }

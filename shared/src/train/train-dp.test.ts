@@ -15,16 +15,24 @@ function squares(n: number, size: number, seed: number, patientOf: (i: number) =
   const masks = new Uint8Array(n * size * size);
   for (let k = 0; k < n; k++) {
     const w = 3 + Math.floor(r() * 4);
-    const x0 = Math.floor(r() * (size - w)), y0 = Math.floor(r() * (size - w));
-    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
-      const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
-      images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
-      masks[k * size * size + y * size + x] = inside ? 1 : 0;
-    }
+    const x0 = Math.floor(r() * (size - w)),
+      y0 = Math.floor(r() * (size - w));
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++) {
+        const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
+        images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
+        masks[k * size * size + y * size + x] = inside ? 1 : 0;
+      }
   }
   return {
-    images, masks, n, size, spacingMm: [1, 1, 1], z: Int32Array.from({ length: n }, (_, i) => i),
-    patient: Int32Array.from({ length: n }, (_, i) => patientOf(i)), maskVoxelsOutside: 0,
+    images,
+    masks,
+    n,
+    size,
+    spacingMm: [1, 1, 1],
+    z: Int32Array.from({ length: n }, (_, i) => i),
+    patient: Int32Array.from({ length: n }, (_, i) => patientOf(i)),
+    maskVoxelsOutside: 0,
   };
 }
 
@@ -34,10 +42,12 @@ const sortedAbsDiff = (a: Float32Array, b: Float32Array) => Array.from(a, (v, i)
 
 /** tfjs gradient (flat, wire order) of (1/P) Σ_p segmentationLoss(patient p's slices). */
 function meanPatientLossGradient(model: UNet, data: SliceSet, diceWeight: number): Float32Array {
-  const s = data.size, px = s * s;
+  const s = data.size,
+    px = s * s;
   const patients = patientSlices(data);
   const batches = patients.map((sl) => {
-    const xs = new Float32Array(sl.length * px), ys = new Float32Array(sl.length * px * 2);
+    const xs = new Float32Array(sl.length * px),
+      ys = new Float32Array(sl.length * px * 2);
     sl.forEach((i, j) => {
       for (let k = 0; k < px; k++) {
         xs[j * px + k] = data.images[i * px + k];
@@ -67,7 +77,9 @@ describe('trainLocal: FedProx', () => {
 
   for (const workers of [0, 2]) {
     it(`mu = 0 is bit-identical to plain training; a large mu keeps the weights near the anchor (workers ${workers})`, async () => {
-      const a = createUNet(cfg, 9), b = createUNet(cfg, 9), c = createUNet(cfg, 9);
+      const a = createUNet(cfg, 9),
+        b = createUNet(cfg, 9),
+        c = createUNet(cfg, 9);
       const anchor = getFlatWeights(a);
       const tensors = tf.memory().numTensors;
       const ra = await trainLocal(a, data, { ...opts, workers });
@@ -78,7 +90,8 @@ describe('trainLocal: FedProx', () => {
       assert.deepEqual(getFlatWeights(b), getFlatWeights(a));
       // Adam moves every weight by about lr per step whatever the gradient's size; with mu·(w − anchor)
       // dominating the gradient the weights oscillate within ~lr of the anchor instead of drifting.
-      const moved = dist(getFlatWeights(a), anchor), kept = dist(getFlatWeights(c), anchor);
+      const moved = dist(getFlatWeights(a), anchor),
+        kept = dist(getFlatWeights(c), anchor);
       assert.ok(kept < 0.35 * moved, `proximal run moved ${kept}, plain ${moved}`);
       await assert.rejects(trainLocal(c, data, { ...opts, workers, proximal: { mu: 1, anchor: new Float32Array(3) } }), /anchor/);
       [a, b, c].forEach(disposeUNet);
@@ -93,7 +106,11 @@ describe('trainLocal: patient-level DP-SGD', () => {
 
   it('patientSlices groups slices by patient in ascending id order', () => {
     const d = squares(7, 16, 1, (i) => [5, 2, 5, 9, 2, 2, 9][i]);
-    assert.deepEqual(patientSlices(d), [[1, 4, 5], [0, 2], [3, 6]]);
+    assert.deepEqual(patientSlices(d), [
+      [1, 4, 5],
+      [0, 2],
+      [3, 6],
+    ]);
   });
 
   it('a patient done in micro-batches has the gradient of its whole loss (CE + soft Dice)', () => {
@@ -115,9 +132,15 @@ describe('trainLocal: patient-level DP-SGD', () => {
     it(`sigma 0, q 1, C huge: one DP step is the full-batch Adam step on the mean per-patient loss (diceWeight ${diceWeight})`, async () => {
       const data = squares(10, 16, 6, (i) => (i < 2 ? 0 : i < 6 ? 1 : 2)); // patients of 2, 4, 4 slices
       const lr = 0.01;
-      const a = createUNet(cfg, 5), b = createUNet(cfg, 5);
+      const a = createUNet(cfg, 5),
+        b = createUNet(cfg, 5);
       const r = await trainLocal(a, data, {
-        epochs: 1, batchSize: 4, learningRate: lr, seed: 1, augment: false, diceWeight,
+        epochs: 1,
+        batchSize: 4,
+        learningRate: lr,
+        seed: 1,
+        augment: false,
+        diceWeight,
         dp: { samplingRate: 1, noiseMultiplier: 0, clipNorm: 1e9, steps: 1, microBatchSlices: 3 },
       });
       assert.equal(r.steps, 1);
@@ -146,8 +169,12 @@ describe('trainLocal: patient-level DP-SGD', () => {
     const model = createUNet(cfg, 3);
     const w0 = getFlatWeights(model);
     const tensors = tf.memory().numTensors;
-    let ticks = 0, ticking = true;
-    const tick = () => { ticks++; if (ticking) setImmediate(tick); };
+    let ticks = 0,
+      ticking = true;
+    const tick = () => {
+      ticks++;
+      if (ticking) setImmediate(tick);
+    };
     setImmediate(tick);
     const losses: number[] = [];
     const dp = { samplingRate: 0.5, noiseMultiplier: 0.5, clipNorm: 1, steps: 12 };

@@ -15,16 +15,24 @@ function squares(n: number, size: number, seed: number): SliceSet {
   const masks = new Uint8Array(n * size * size);
   for (let k = 0; k < n; k++) {
     const w = 3 + Math.floor(r() * 4);
-    const x0 = Math.floor(r() * (size - w)), y0 = Math.floor(r() * (size - w));
-    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
-      const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
-      images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
-      masks[k * size * size + y * size + x] = inside ? 1 : 0;
-    }
+    const x0 = Math.floor(r() * (size - w)),
+      y0 = Math.floor(r() * (size - w));
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++) {
+        const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
+        images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
+        masks[k * size * size + y * size + x] = inside ? 1 : 0;
+      }
   }
   return {
-    images, masks, n, size, spacingMm: [1, 1, 1], z: Int32Array.from({ length: n }, (_, i) => i),
-    patient: Int32Array.from({ length: n }, (_, i) => (i < n / 2 ? 0 : 1)), maskVoxelsOutside: 0,
+    images,
+    masks,
+    n,
+    size,
+    spacingMm: [1, 1, 1],
+    z: Int32Array.from({ length: n }, (_, i) => i),
+    patient: Int32Array.from({ length: n }, (_, i) => (i < n / 2 ? 0 : 1)),
+    maskVoxelsOutside: 0,
   };
 }
 
@@ -40,7 +48,10 @@ describe('dice', () => {
 
 describe('fedAvg', () => {
   it('weights by sample count', () => {
-    const w = fedAvg([{ weights: Float32Array.from([0, 2]), nSamples: 1 }, { weights: Float32Array.from([3, 5]), nSamples: 2 }]);
+    const w = fedAvg([
+      { weights: Float32Array.from([0, 2]), nSamples: 1 },
+      { weights: Float32Array.from([3, 5]), nSamples: 2 },
+    ]);
     assert.deepEqual([...w], [2, 4]);
     assert.throws(() => fedAvg([]), /no updates/);
   });
@@ -54,13 +65,17 @@ describe('trainLocal / evaluateDice', () => {
   const opts = { epochs: 8, batchSize: 8, learningRate: 0.01, seed: 7 };
 
   it('learns squares, yields to the event loop, and leaks no tensors', async () => {
-    const train = squares(32, 16, 1), val = squares(12, 16, 2);
+    const train = squares(32, 16, 1),
+      val = squares(12, 16, 2);
     const model = createUNet({ size: 16 }, 3);
     const before = await evaluateDice(model, val);
     const tensors = tf.memory().numTensors;
     let ticks = 0;
     let ticking = true;
-    const tick = () => { ticks++; if (ticking) setImmediate(tick); };
+    const tick = () => {
+      ticks++;
+      if (ticking) setImmediate(tick);
+    };
     setImmediate(tick);
     const losses: number[] = [];
     const res = await trainLocal(model, train, { ...opts, onProgress: (p) => losses.push(p.loss) });
@@ -80,7 +95,8 @@ describe('trainLocal / evaluateDice', () => {
 
   it('is deterministic for a seed and honours maxSteps', async () => {
     const train = squares(20, 16, 4);
-    const a = createUNet({ size: 16 }, 9), b = createUNet({ size: 16 }, 9);
+    const a = createUNet({ size: 16 }, 9),
+      b = createUNet({ size: 16 }, 9);
     await trainLocal(a, train, { ...opts, epochs: 2 });
     await trainLocal(b, train, { ...opts, epochs: 2 });
     assert.deepEqual(getFlatWeights(a), getFlatWeights(b));
@@ -96,7 +112,13 @@ describe('trainLocal / evaluateDice', () => {
     const model = createUNet({ size: 16 }, 1);
     const val = squares(6, 16, 5);
     const r = await evaluateDice(model, val, [5, 5, 5, 9, 9, 9]);
-    assert.deepEqual(r.perPatient.map((p) => [p.patient, p.slices]), [[5, 3], [9, 3]]);
+    assert.deepEqual(
+      r.perPatient.map((p) => [p.patient, p.slices]),
+      [
+        [5, 3],
+        [9, 3],
+      ],
+    );
     assert.ok(Math.abs(r.mean - (r.perPatient[0].dice + r.perPatient[1].dice) / 2) < 1e-12);
     await assert.rejects(evaluateDice(model, val, [0]), /length/);
     disposeUNet(model);

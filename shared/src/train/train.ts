@@ -97,10 +97,7 @@ export interface TrainResult {
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Copies slice `src` of `data` into batch position `dst`, optionally flipped; writes one-hot labels. */
-function fillSample(
-  data: SliceSet, src: number, dst: number, flipX: boolean, flipY: boolean, nClasses: number,
-  xs: Float32Array, ys: Float32Array,
-): void {
+function fillSample(data: SliceSet, src: number, dst: number, flipX: boolean, flipY: boolean, nClasses: number, xs: Float32Array, ys: Float32Array): void {
   const s = data.size;
   const px = s * s;
   for (let y = 0; y < s; y++) {
@@ -123,7 +120,12 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   if (inChannels !== 1) throw new Error('trainLocal: SliceSet holds one channel; model expects ' + inChannels);
   if (!(batchSize >= 1 && epochs >= 0 && learningRate > 0)) throw new Error('trainLocal: bad options');
   const prox = opts.proximal != null && opts.proximal.mu > 0 ? opts.proximal : undefined;
-  if (opts.proximal) checkProximal(opts.proximal, model.params.reduce((n, p) => n + p.size, 0), 'trainLocal');
+  if (opts.proximal)
+    checkProximal(
+      opts.proximal,
+      model.params.reduce((n, p) => n + p.size, 0),
+      'trainLocal',
+    );
   const nWorkersAsked = opts.workers ?? workersFromEnv();
   if (opts.dp) {
     if (nWorkersAsked > 0) console.error(`trainLocal: patient-level DP-SGD runs on the calling thread; ignoring workers=${nWorkersAsked}`);
@@ -240,10 +242,13 @@ export function patientSlices(data: SliceSet): number[][] {
  * the whole-patient gradient up to float summation order.
  */
 export function patientLossGradient(
-  model: UNet, data: SliceSet, slices: readonly number[],
+  model: UNet,
+  data: SliceSet,
+  slices: readonly number[],
   o: { diceWeight: number; microBatchSlices: number; flips?: readonly (readonly [boolean, boolean])[] },
 ): { loss: number; grad: Float32Array } {
-  const s = data.size, px = s * s;
+  const s = data.size,
+    px = s * s;
   const { nClasses } = model.config;
   const nWeights = model.params.reduce((n, p) => n + p.size, 0);
   const grad = new Float32Array(nWeights);
@@ -316,9 +321,7 @@ export function patientLossGradient(
  * The data-parallel workers are not used: each patient's gradient is one small batch, and the
  * per-patient clipping needs the per-patient gradients on one thread anyway.
  */
-async function trainLocalDp(
-  model: UNet, data: SliceSet, opts: TrainOptions, dp: UNetDpSgdOptions, prox: ProximalOptions | undefined, t0: number,
-): Promise<TrainResult> {
+async function trainLocalDp(model: UNet, data: SliceSet, opts: TrainOptions, dp: UNetDpSgdOptions, prox: ProximalOptions | undefined, t0: number): Promise<TrainResult> {
   checkDpSgdOptions(dp, 'trainLocal');
   const patients = patientSlices(data);
   const nPatients = patients.length;

@@ -16,9 +16,7 @@ function randn(n: number, seed: number): Float32Array {
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 /** Runs one kernel on a backend with fresh inputs; returns output values and shape. */
-async function runOn(
-  backend: string, kernel: string, inputs: Record<string, { shape: number[]; data: Float32Array }>, attrs: object,
-): Promise<{ data: Float32Array; shape: number[] }> {
+async function runOn(backend: string, kernel: string, inputs: Record<string, { shape: number[]; data: Float32Array }>, attrs: object): Promise<{ data: Float32Array; shape: number[] }> {
   await tf.setBackend(backend);
   const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
   const out = tf.engine().runKernel(kernel, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
@@ -39,26 +37,35 @@ function assertClose(actual: Float32Array, expected: Float32Array, what: string,
 }
 
 /** Direct definition of dW for NHWC convolution, independent of every backend. */
-function naiveBackpropFilter(
-  x: Float32Array, xs: number[], dy: Float32Array, dys: number[], fs: number[], sh: number, sw: number, top: number, left: number,
-): Float32Array {
+function naiveBackpropFilter(x: Float32Array, xs: number[], dy: Float32Array, dys: number[], fs: number[], sh: number, sw: number, top: number, left: number): Float32Array {
   const [B, H, W, C] = xs;
   const [, oh, ow, O] = dys;
   const [kh, kw] = fs;
   const out = new Float32Array(size(fs));
-  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let c = 0; c < C; c++) for (let o = 0; o < O; o++) {
-    let acc = 0;
-    for (let b = 0; b < B; b++) for (let p = 0; p < oh; p++) for (let q = 0; q < ow; q++) {
-      const h = p * sh + i - top, w = q * sw + j - left;
-      if (h < 0 || h >= H || w < 0 || w >= W) continue;
-      acc += x[((b * H + h) * W + w) * C + c] * dy[((b * oh + p) * ow + q) * O + o];
-    }
-    out[((i * kw + j) * C + c) * O + o] = acc;
-  }
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++)
+      for (let c = 0; c < C; c++)
+        for (let o = 0; o < O; o++) {
+          let acc = 0;
+          for (let b = 0; b < B; b++)
+            for (let p = 0; p < oh; p++)
+              for (let q = 0; q < ow; q++) {
+                const h = p * sh + i - top,
+                  w = q * sw + j - left;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                acc += x[((b * H + h) * W + w) * C + c] * dy[((b * oh + p) * ow + q) * O + o];
+              }
+          out[((i * kw + j) * C + c) * O + o] = acc;
+        }
   return out;
 }
 
-interface Case { x: number[]; f: number[]; strides: [number, number]; pad: Pad }
+interface Case {
+  x: number[];
+  f: number[];
+  strides: [number, number];
+  pad: Pad;
+}
 
 const CASES: Case[] = [
   { x: [2, 7, 7, 3], f: [3, 3, 3, 4], strides: [1, 1], pad: 'same' },
@@ -79,22 +86,30 @@ function naiveMaxPoolGrad(x: Float32Array, xs: number[], dy: Float32Array, k: nu
   const [B, H, W, C] = xs;
   const [, oh, ow] = ys;
   const dx = new Float32Array(x.length);
-  for (let b = 0; b < B; b++) for (let p = 0; p < oh; p++) for (let q = 0; q < ow; q++) for (let c = 0; c < C; c++) {
-    let best = -Infinity, at = -1;
-    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
-      const h = p * s + i - top, w = q * s + j - left;
-      if (h < 0 || h >= H || w < 0 || w >= W) continue;
-      const v = x[((b * H + h) * W + w) * C + c];
-      if (v > best) { best = v; at = ((b * H + h) * W + w) * C + c; }
-    }
-    if (at >= 0) dx[at] += dy[((b * oh + p) * ow + q) * C + c];
-  }
+  for (let b = 0; b < B; b++)
+    for (let p = 0; p < oh; p++)
+      for (let q = 0; q < ow; q++)
+        for (let c = 0; c < C; c++) {
+          let best = -Infinity,
+            at = -1;
+          for (let i = 0; i < k; i++)
+            for (let j = 0; j < k; j++) {
+              const h = p * s + i - top,
+                w = q * s + j - left;
+              if (h < 0 || h >= H || w < 0 || w >= W) continue;
+              const v = x[((b * H + h) * W + w) * C + c];
+              if (v > best) {
+                best = v;
+                at = ((b * H + h) * W + w) * C + c;
+              }
+            }
+          if (at >= 0) dx[at] += dy[((b * oh + p) * ow + q) * C + c];
+        }
   return dx;
 }
 
 function outShape(c: Case): number[] {
-  const info = tf.backend_util.computeConv2DInfo(
-    c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+  const info = tf.backend_util.computeConv2DInfo(c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
   return info.outShape;
 }
 
@@ -110,7 +125,8 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     for (const matMul of [false, true]) {
       it(`Conv2DBackpropFilter (${matMul ? backpropFilterPath(c.x, c.f, c.strides, c.pad) : 'dilated-conv'}): ${label}`, async () => {
         const ys = outShape(c);
-        const x = randn(size(c.x), 100 + k), dy = randn(size(ys), 200 + k);
+        const x = randn(size(c.x), 100 + k),
+          dy = randn(size(ys), 200 + k);
         const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
         const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
         setBackpropFilterMatMul(matMul);
@@ -119,8 +135,7 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
         const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
         assert.deepEqual(w.shape, c.f);
         assertClose(w.data, cpu.data, 'wasm vs cpu');
-        const info = tf.backend_util.computeConv2DInfo(
-          c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+        const info = tf.backend_util.computeConv2DInfo(c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
         const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
         assertClose(cpu.data, naive, 'stock cpu vs definition');
       });
@@ -191,23 +206,32 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     await tf.setBackend('wasm');
     const c = CASES[2];
     const ys = outShape(c);
-    const x = tf.tensor(randn(size(c.x), 1), c.x), dy = tf.tensor(randn(size(ys), 2), ys), f = tf.tensor(randn(size(c.f), 3), c.f);
+    const x = tf.tensor(randn(size(c.x), 1), c.x),
+      dy = tf.tensor(randn(size(ys), 2), ys),
+      f = tf.tensor(randn(size(c.f), 3), c.f);
     const before = tf.backend().numDataIds();
     for (let i = 0; i < 3; i++) {
-      tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
-        { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap));
+      tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap));
       setBackpropFilterMatMul(true);
-      for (const cc of [CASES[0], CASES[4]]) { // im2col and space-to-depth MatMul paths
-        const x2 = tf.tensor(randn(size(cc.x), 6), cc.x), y2 = tf.tensor(randn(size(outShape(cc)), 7), outShape(cc));
-        tf.dispose([x2, y2, tf.engine().runKernel('Conv2DBackpropFilter', { x: x2, dy: y2 },
-          { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', filterShape: cc.f } as unknown as tf.NamedAttrMap)]);
+      for (const cc of [CASES[0], CASES[4]]) {
+        // im2col and space-to-depth MatMul paths
+        const x2 = tf.tensor(randn(size(cc.x), 6), cc.x),
+          y2 = tf.tensor(randn(size(outShape(cc)), 7), outShape(cc));
+        tf.dispose([
+          x2,
+          y2,
+          tf.engine().runKernel('Conv2DBackpropFilter', { x: x2, dy: y2 }, { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', filterShape: cc.f } as unknown as tf.NamedAttrMap),
+        ]);
       }
       setBackpropFilterMatMul(false);
       for (const cc of [c, CASES[0], CASES[4]]) {
         const y2 = tf.tensor(randn(size(outShape(cc)), 4), outShape(cc));
         const f2 = tf.tensor(randn(size(cc.f), 5), cc.f);
-        tf.dispose([y2, f2, tf.engine().runKernel('Conv2DBackpropInput', { dy: y2, filter: f2 },
-          { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', inputShape: cc.x } as unknown as tf.NamedAttrMap)]);
+        tf.dispose([
+          y2,
+          f2,
+          tf.engine().runKernel('Conv2DBackpropInput', { dy: y2, filter: f2 }, { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', inputShape: cc.x } as unknown as tf.NamedAttrMap),
+        ]);
       }
     }
     assert.equal(tf.backend().numDataIds(), before);
@@ -216,7 +240,8 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
 
   it('has every kernel a U-Net training step uses, and its gradients match cpu', async () => {
     const cfg = { inChannels: 2, nClasses: 3, base: 4, depth: 2, size: 12 };
-    const B = 2, S = cfg.size;
+    const B = 2,
+      S = cfg.size;
     const xs = randn(B * S * S * cfg.inChannels, 7);
     const labels = Float32Array.from({ length: B * S * S }, (_, i) => (xs[i * 2] > 0.3 ? 1 : xs[i * 2] < -0.5 ? 2 : 0));
     const results: Record<string, { loss: number; grads: Float32Array[]; kernels: string[] }> = {};
@@ -264,13 +289,11 @@ describe('cpu Conv2DBackpropFilter replacement', () => {
     registerCpuTrainingKernels();
     for (const [k, c] of CASES.entries()) {
       const ys = outShape(c);
-      const x = randn(size(c.x), 500 + k), dy = randn(size(ys), 600 + k);
-      const r = await runOn('cpu', 'Conv2DBackpropFilter', { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } },
-        { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f });
-      const info = tf.backend_util.computeConv2DInfo(
-        c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
-      assertClose(r.data, naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left),
-        `case ${k}`);
+      const x = randn(size(c.x), 500 + k),
+        dy = randn(size(ys), 600 + k);
+      const r = await runOn('cpu', 'Conv2DBackpropFilter', { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f });
+      const info = tf.backend_util.computeConv2DInfo(c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
+      assertClose(r.data, naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left), `case ${k}`);
     }
   });
 });

@@ -67,9 +67,7 @@ function transpose(bn: string, backend: KernelBackend, x: TensorInfo, perm: numb
   return call(bn, backend, 'Transpose', { x }, { perm });
 }
 
-function conv2d(
-  bn: string, backend: KernelBackend, x: TensorInfo, filter: TensorInfo, pad: backend_util.ExplicitPadding, dilations: [number, number],
-): TensorInfo {
+function conv2d(bn: string, backend: KernelBackend, x: TensorInfo, filter: TensorInfo, pad: backend_util.ExplicitPadding, dilations: [number, number]): TensorInfo {
   return call(bn, backend, 'Conv2D', { x, filter }, { strides: [1, 1], pad, dataFormat: 'NHWC', dilations, dimRoundingMode: undefined });
 }
 
@@ -106,8 +104,7 @@ function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
   const { x, dy } = args.inputs as Record<string, TensorInfo>;
   const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropFilter');
-  const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  const info = backend_util.computeConv2DInfo(x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
   const [kh, kw, ci, co] = attrs.filterShape;
   const [, H, W] = x.shape;
   const { top, left } = info.padInfo;
@@ -119,7 +116,19 @@ function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
   const padRight = Math.max(0, kw + (ow - 1) * sw - W - left);
   const xt = transpose(bn, backend, x, [3, 1, 2, 0]); // [ci, H, W, B]
   const dyt = transpose(bn, backend, dy, [1, 2, 0, 3]); // [oh, ow, B, co]
-  const r = conv2d(bn, backend, xt, dyt, [[0, 0], [top, padBottom], [left, padRight], [0, 0]], [sh, sw]); // [ci, >=kh, >=kw, co]
+  const r = conv2d(
+    bn,
+    backend,
+    xt,
+    dyt,
+    [
+      [0, 0],
+      [top, padBottom],
+      [left, padRight],
+      [0, 0],
+    ],
+    [sh, sw],
+  ); // [ci, >=kh, >=kw, co]
   free(backend, xt, dyt);
   let rk = r;
   if (r.shape[1] !== kh || r.shape[2] !== kw) {
@@ -151,8 +160,7 @@ function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
 export type BackpropFilterPath = 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
 
 function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: [number, number, number, number] }) {
-  const info = backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  const info = backend_util.computeConv2DInfo(xShape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
   const [kh, kw] = attrs.filterShape;
   const [, H, W] = xShape;
   const { top, left } = info.padInfo;
@@ -164,9 +172,7 @@ function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: 
 }
 
 /** The algorithm the Twinfed wasm Conv2DBackpropFilter picks for these shapes. */
-export function backpropFilterPath(
-  xShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad,
-): BackpropFilterPath {
+export function backpropFilterPath(xShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad): BackpropFilterPath {
   return backpropFilterPlan(xShape, { strides, pad, dataFormat: 'NHWC', filterShape: filterShape as [number, number, number, number] }).path;
 }
 
@@ -191,11 +197,13 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
     const xv = backend.typedArrayFromHeap(x) as Float32Array;
     for (let bb = 0; bb < B; bb++) {
       for (let r = 0; r < H; r++) {
-        const p = (r / kh) | 0, i = r - p * kh;
+        const p = (r / kh) | 0,
+          i = r - p * kh;
         for (let s = 0; s < W; s++) {
-          const q = (s / kw) | 0, j = s - q * kw;
+          const q = (s / kw) | 0,
+            j = s - q * kw;
           const src = ((bb * H + r) * W + s) * ci;
-          const dst = ((i * kw + j) * ci) * N + (bb * oh + p) * ow + q;
+          const dst = (i * kw + j) * ci * N + (bb * oh + p) * ow + q;
           for (let c = 0; c < ci; c++) A[dst + c * N] = xv[src + c];
         }
       }
@@ -207,7 +215,8 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
   }
   if (path !== 'im2col-matmul') return null;
 
-  const Hp = oh + kh - 1, Wp = ow + kw - 1;
+  const Hp = oh + kh - 1,
+    Wp = ow + kw - 1;
   const N = B * Hp * Wp;
   const aInfo = backend.makeOutput([1, K, N], 'float32');
   const dInfo = backend.makeOutput([1, N, co], 'float32');
@@ -218,11 +227,13 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
   const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
   // Rows 0..ci-1 of A (tap 0,0) hold xp itself.
   A.fill(0, 0, ci * N);
-  const r0 = Math.max(0, top), r1 = Math.min(Hp, H + top); // grid rows holding x rows r - top
-  const s0 = Math.max(0, left), s1 = Math.min(Wp, W + left);
+  const r0 = Math.max(0, top),
+    r1 = Math.min(Hp, H + top); // grid rows holding x rows r - top
+  const s0 = Math.max(0, left),
+    s1 = Math.min(Wp, W + left);
   for (let bb = 0; bb < B; bb++) {
     for (let r = r0; r < r1; r++) {
-      const xRow = ((bb * H + (r - top)) * W) * ci;
+      const xRow = (bb * H + (r - top)) * W * ci;
       const gRow = (bb * Hp + r) * Wp;
       for (let s = s0; s < s1; s++) {
         const src = xRow + (s - left) * ci;
@@ -267,8 +278,7 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
   const backend = args.backend as BackendWasm;
   const { dy, input } = args.inputs as Record<string, TensorInfo>;
   const attrs = args.attrs as unknown as { filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-  const info = backend_util.computePool2DInfo(
-    input.shape as [number, number, number, number], attrs.filterSize, attrs.strides, 1, attrs.pad as 'valid' | 'same' | number, attrs.dimRoundingMode);
+  const info = backend_util.computePool2DInfo(input.shape as [number, number, number, number], attrs.filterSize, attrs.strides, 1, attrs.pad as 'valid' | 'same' | number, attrs.dimRoundingMode);
   const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow } = info;
   const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
   const { top, left } = info.padInfo;
@@ -279,9 +289,11 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
   dx.fill(0);
   for (let b = 0; b < B; b++) {
     for (let p = 0; p < oh; p++) {
-      const rMin = Math.max(0, p * sh - top), rMax = Math.min(H, p * sh - top + fh);
+      const rMin = Math.max(0, p * sh - top),
+        rMax = Math.min(H, p * sh - top + fh);
       for (let q = 0; q < ow; q++) {
-        const cMin = Math.max(0, q * sw - left), cMax = Math.min(W, q * sw - left + fw);
+        const cMin = Math.max(0, q * sw - left),
+          cMax = Math.min(W, q * sw - left + fw);
         const o = ((b * oh + p) * ow + q) * C;
         for (let c = 0; c < C; c++) {
           let best = Number.NEGATIVE_INFINITY;
@@ -313,8 +325,15 @@ export type BackpropInputPath = 'conv' | 'depth-to-space' | 'zero-insert' | 'sto
 
 function backpropInputPlan(inputShape: number[], filterShape: number[], attrs: ConvAttrs) {
   const info = backend_util.computeConv2DInfo(
-    inputShape as [number, number, number, number], filterShape as [number, number, number, number],
-    attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    inputShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const [, H, W] = inputShape;
   const [kh, kw] = filterShape;
   const { top, left } = info.padInfo;
@@ -334,9 +353,7 @@ function backpropInputPlan(inputShape: number[], filterShape: number[], attrs: C
 }
 
 /** The algorithm the Twinfed wasm Conv2DBackpropInput picks for these shapes. */
-export function backpropInputPath(
-  inputShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad,
-): BackpropInputPath {
+export function backpropInputPath(inputShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad): BackpropInputPath {
   return backpropInputPlan(inputShape, filterShape, { strides, pad, dataFormat: 'NHWC' }).path;
 }
 
@@ -346,7 +363,12 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   const attrs = args.attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropInput');
   const { path, info, pads } = backpropInputPlan(attrs.inputShape, filter.shape, attrs);
-  const explicit: backend_util.ExplicitPadding = [[0, 0], [pads.top, pads.bottom], [pads.left, pads.right], [0, 0]];
+  const explicit: backend_util.ExplicitPadding = [
+    [0, 0],
+    [pads.top, pads.bottom],
+    [pads.left, pads.right],
+    [0, 0],
+  ];
 
   if (path === 'conv') {
     const wf = flipTransposeFilter(backend, filter);
@@ -377,8 +399,10 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
 
   if (path === 'zero-insert') {
     const [B, oh, ow, co] = dy.shape;
-    const sh = info.strideHeight, sw = info.strideWidth;
-    const uh = (oh - 1) * sh + 1, uw = (ow - 1) * sw + 1;
+    const sh = info.strideHeight,
+      sw = info.strideWidth;
+    const uh = (oh - 1) * sh + 1,
+      uw = (ow - 1) * sw + 1;
     const up = backend.makeOutput([B, uh, uw, co], 'float32');
     const upv = backend.typedArrayFromHeap(up) as Float32Array;
     const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
@@ -479,7 +503,8 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
   useBackpropFilterMatMul = set.backpropFilterMatMul;
   if (tf.getKernel('Conv2DBackpropFilter', WASM) == null) {
     tf.registerKernel({
-      kernelName: 'Conv2DBackpropFilter', backendName: WASM,
+      kernelName: 'Conv2DBackpropFilter',
+      backendName: WASM,
       kernelFunc: ((args) => (useBackpropFilterMatMul ? conv2DBackpropFilterMatMul(args) : null) ?? conv2DBackpropFilter(WASM, args)) as KernelFunc,
     });
   }
@@ -525,7 +550,8 @@ export function registerCpuTrainingKernels(): void {
   cpuRegistered = true;
   if (tf.getKernel('Conv2DBackpropFilter', 'cpu') != null) tf.unregisterKernel('Conv2DBackpropFilter', 'cpu');
   tf.registerKernel({
-    kernelName: 'Conv2DBackpropFilter', backendName: 'cpu',
+    kernelName: 'Conv2DBackpropFilter',
+    backendName: 'cpu',
     kernelFunc: ((args) => conv2DBackpropFilter('cpu', args)) as KernelFunc,
   });
 }

@@ -2,16 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import {
-  compareSchedules,
-  evaluateHoldout,
-  fitPatient,
-  forecastWithBand,
-  makeRng,
-  parseLalehCsv,
-  simulate,
-  type EvalPatient,
-} from './index.js';
+import { compareSchedules, evaluateHoldout, fitPatient, forecastWithBand, makeRng, parseLalehCsv, simulate, type EvalPatient } from './index.js';
 
 function syntheticCohort(n: number, seed: number): EvalPatient[] {
   const rng = makeRng(seed);
@@ -49,10 +40,15 @@ describe('forecasts', () => {
 
   it('what-if: radiotherapy lowers the forecast, side by side with the same draws', () => {
     const fd = [140, 200];
-    const res = compareSchedules(fit, fd, {
-      none: undefined,
-      rt: { radiotherapy: [{ dayStart: 130, fractions: 10, doseGyPerFraction: 2 }] },
-    }, { seed: 1, draws: 100 });
+    const res = compareSchedules(
+      fit,
+      fd,
+      {
+        none: undefined,
+        rt: { radiotherapy: [{ dayStart: 130, fractions: 10, doseGyPerFraction: 2 }] },
+      },
+      { seed: 1, draws: 100 },
+    );
     assert.ok(res.rt.median[0] < 0.5 * res.none.median[0]);
     assert.ok(res.rt.point[1] < res.none.point[1]);
   });
@@ -94,7 +90,10 @@ describe('parseLalehCsv on the real data (Ghaffari Laleh et al. 2022, S1 Data)',
     assert.deepEqual(p!.days, [-2, 37, 84, 125, 163]);
     assert.equal(p!.arm, 'Study_1_Arm_1');
     assert.ok(Math.abs(p!.volumesMm3[0] - 0.52 * 33 ** 3) < 1e-9);
-    assert.equal(c.reduce((s, x) => s + x.days.length, 0), 454);
+    assert.equal(
+      c.reduce((s, x) => s + x.days.length, 0),
+      454,
+    );
   });
 
   it('Study2: empty and TOO SMALL TO MEASURE cells skipped, duplicate days merged', () => {

@@ -206,8 +206,7 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
   const sparseMap: Record<string, ModelScore> = {};
   const sparseModels: Record<string, ModelScore> = {};
   const fitsByModel = new Map<ModelName, Fit[]>();
-  const bandOf = (fit: Fit, x: Prepared, label: string) =>
-    forecastWithBand(fit, x.testDays, fit.schedule, { draws, seed: subSeed(seed, `${label}:${x.p.id}`) });
+  const bandOf = (fit: Fit, x: Prepared, label: string) => forecastWithBand(fit, x.testDays, fit.schedule, { draws, seed: subSeed(seed, `${label}:${x.p.id}`) });
 
   for (const m of models) {
     const raw = main.map((x) => fitPatient(m, { days: x.fitDays, volumesMm3: x.fitV }, { starts, seed: subSeed(seed, x.p.id), errorScale }));
@@ -280,8 +279,7 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
       patientsEvaluated: main.length,
       excludedTooFewPoints: tooFew,
       excludedAllZero: allZero,
-      priorSource:
-        'leave-one-out: sufficient statistics of the fit-window fits of all other evaluated patients of the same cohort (held-out points never used)',
+      priorSource: 'leave-one-out: sufficient statistics of the fit-window fits of all other evaluated patients of the same cohort (held-out points never used)',
       seconds: (Date.now() - t0) / 1000,
     },
   };

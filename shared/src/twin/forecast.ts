@@ -85,12 +85,7 @@ export function forecastWithBand(fit: Fit, days: readonly number[], schedule: Sc
 }
 
 /** Side-by-side what-if: the same fit (and the same parameter draws, same seed) under several schedules. */
-export function compareSchedules(
-  fit: Fit,
-  days: readonly number[],
-  schedules: Record<string, Schedule | undefined>,
-  opts: BandOptions = {},
-): Record<string, ForecastBand> {
+export function compareSchedules(fit: Fit, days: readonly number[], schedules: Record<string, Schedule | undefined>, opts: BandOptions = {}): Record<string, ForecastBand> {
   const out: Record<string, ForecastBand> = {};
   for (const [name, s] of Object.entries(schedules)) out[name] = forecastWithBand(fit, days, s, opts);
   return out;

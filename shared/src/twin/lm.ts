@@ -48,13 +48,7 @@ const sumSq = (r: number[]): number => {
   return Number.isFinite(s) ? s : Infinity;
 };
 
-export function levenbergMarquardt(
-  res: (z: number[]) => number[],
-  z0: number[],
-  lo: number[],
-  hi: number[],
-  opts: LmOptions = {},
-): LmResult {
+export function levenbergMarquardt(res: (z: number[]) => number[], z0: number[], lo: number[], hi: number[], opts: LmOptions = {}): LmResult {
   const maxIter = opts.maxIter ?? 100;
   const ftol = opts.ftol ?? 1e-8;
   const xtol = opts.xtol ?? 1e-7;
@@ -90,7 +84,10 @@ export function levenbergMarquardt(
       const M = free.map((i) => free.map((j) => A[i][j] + (i === j ? lambda * (A[i][i] + 1e-9 * maxDiag + 1e-15) : 0)));
       let delta: number[];
       try {
-        delta = cholSolve(cholesky(M), free.map((j) => -g[j]));
+        delta = cholSolve(
+          cholesky(M),
+          free.map((j) => -g[j]),
+        );
       } catch {
         lambda *= 10;
         continue;

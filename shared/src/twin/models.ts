@@ -16,13 +16,7 @@
  * closed forms and RK45 agree.
  */
 
-export type ModelName =
-  | 'exponential'
-  | 'logistic'
-  | 'gompertz'
-  | 'generalGompertz'
-  | 'classicBertalanffy'
-  | 'generalBertalanffy';
+export type ModelName = 'exponential' | 'logistic' | 'gompertz' | 'generalGompertz' | 'classicBertalanffy' | 'generalBertalanffy';
 
 export interface ParamSpec {
   name: string;
@@ -66,9 +60,7 @@ export const exponential: GrowthModel = {
   citation:
     'Benzekry et al. 2014 (PLoS Comput Biol 10:e1003800), exponential model; Ghaffari Laleh et al. 2022. ' +
     'a may be negative here: patients are measured under therapy, so the fitted rate is the net rate.',
-  params: [
-    { name: 'a', lower: -0.1, upper: 0.1, unit: '1/day', transform: 'identity', start: [-0.01, 0.01], description: 'net growth rate' },
-  ],
+  params: [{ name: 'a', lower: -0.1, upper: 0.1, unit: '1/day', transform: 'identity', start: [-0.01, 0.01], description: 'net growth rate' }],
   rhs: (V, th) => th[0] * V,
   exact: (V0, th, dt, k) => V0 * Math.exp((th[0] - k) * dt),
 };
@@ -84,7 +76,8 @@ export const logistic: GrowthModel = {
   rhs: (V, th) => th[0] * V * (1 - V / th[1]),
   // Bernoulli substitution u = 1/V: du/dt = −r·u + a/K with r = a − k.
   exact: (V0, th, dt, k) => {
-    const a = th[0], K = th[1];
+    const a = th[0],
+      K = th[1];
     const r = a - k;
     const u0 = 1 / V0;
     const u = u0 * Math.exp(-r * dt) + (a / K) * dt * phi(r * dt);
@@ -105,7 +98,8 @@ export const gompertz: GrowthModel = {
   rhs: (V, th) => th[0] * V * Math.log(th[1] / V),
   // w = ln V: dw/dt = β(ln K − w) − k, linear.
   exact: (V0, th, dt, k) => {
-    const b = th[0], lnK = Math.log(th[1]);
+    const b = th[0],
+      lnK = Math.log(th[1]);
     const w0 = Math.log(V0);
     const e = -Math.expm1(-b * dt); // 1 − e^{−β dt}
     const w = w0 + (lnK - w0) * e - k * dt * phi(b * dt);

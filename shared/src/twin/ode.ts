@@ -24,24 +24,40 @@ export interface OdeOptions {
 }
 
 // Dormand–Prince 5(4) tableau
-const C2 = 1 / 5, C3 = 3 / 10, C4 = 4 / 5, C5 = 8 / 9;
+const C2 = 1 / 5,
+  C3 = 3 / 10,
+  C4 = 4 / 5,
+  C5 = 8 / 9;
 const A21 = 1 / 5;
-const A31 = 3 / 40, A32 = 9 / 40;
-const A41 = 44 / 45, A42 = -56 / 15, A43 = 32 / 9;
-const A51 = 19372 / 6561, A52 = -25360 / 2187, A53 = 64448 / 6561, A54 = -212 / 729;
-const A61 = 9017 / 3168, A62 = -355 / 33, A63 = 46732 / 5247, A64 = 49 / 176, A65 = -5103 / 18656;
-const B1 = 35 / 384, B3 = 500 / 1113, B4 = 125 / 192, B5 = -2187 / 6784, B6 = 11 / 84;
+const A31 = 3 / 40,
+  A32 = 9 / 40;
+const A41 = 44 / 45,
+  A42 = -56 / 15,
+  A43 = 32 / 9;
+const A51 = 19372 / 6561,
+  A52 = -25360 / 2187,
+  A53 = 64448 / 6561,
+  A54 = -212 / 729;
+const A61 = 9017 / 3168,
+  A62 = -355 / 33,
+  A63 = 46732 / 5247,
+  A64 = 49 / 176,
+  A65 = -5103 / 18656;
+const B1 = 35 / 384,
+  B3 = 500 / 1113,
+  B4 = 125 / 192,
+  B5 = -2187 / 6784,
+  B6 = 11 / 84;
 // error coefficients b - b*
-const E1 = 71 / 57600, E3 = -71 / 16695, E4 = 71 / 1920, E5 = -17253 / 339200, E6 = 22 / 525, E7 = -1 / 40;
+const E1 = 71 / 57600,
+  E3 = -71 / 16695,
+  E4 = 71 / 1920,
+  E5 = -17253 / 339200,
+  E6 = 22 / 525,
+  E7 = -1 / 40;
 
 /** Integrates from (t0, y0) to t1 (t1 ≥ t0) and returns y(t1). */
-export function integrateScalar(
-  f: (t: number, y: number) => number,
-  y0: number,
-  t0: number,
-  t1: number,
-  opts: OdeOptions = {},
-): number {
+export function integrateScalar(f: (t: number, y: number) => number, y0: number, t0: number, t1: number, opts: OdeOptions = {}): number {
   const rtol = opts.rtol ?? 1e-7;
   const atol = opts.atol ?? 1e-10;
   const floor = opts.floor ?? 1e-12;
@@ -114,13 +130,7 @@ export function integrateScalar(
  * L-stable Rosenbrock method for stiff scalar ODEs, with the linearly implicit Euler solution as the
  * embedded 1st-order estimate. ∂f/∂y by finite differences. State clamped ≥ floor.
  */
-export function integrateStiff(
-  f: (t: number, y: number) => number,
-  y0: number,
-  t0: number,
-  t1: number,
-  opts: OdeOptions = {},
-): number {
+export function integrateStiff(f: (t: number, y: number) => number, y0: number, t0: number, t1: number, opts: OdeOptions = {}): number {
   const rtol = opts.rtol ?? 1e-6;
   const atol = opts.atol ?? 1e-10;
   const floor = opts.floor ?? 1e-12;

@@ -105,9 +105,7 @@ export function priorFromStats(stats: SufficientStats, opts: PriorOptions = {}):
   const mean = stats.sum.map((s) => s / n);
   const inflate = opts.inflate ?? 1;
   const floor = opts.minVariance ?? 1e-4;
-  const cov = stats.sumSq.map((row, i) =>
-    row.map((v, j) => (inflate * (v - n * mean[i] * mean[j])) / (n - 1) + (i === j ? floor : 0)),
-  );
+  const cov = stats.sumSq.map((row, i) => row.map((v, j) => (inflate * (v - n * mean[i] * mean[j])) / (n - 1) + (i === j ? floor : 0)));
   // guard against tiny negative round-off on the diagonal
   for (let i = 0; i < p; i++) cov[i][i] = Math.max(cov[i][i], floor);
   const sigma2 = stats.dof > 0 ? Math.max(stats.rss / stats.dof, 1e-8) : 0.01;

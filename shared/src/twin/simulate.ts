@@ -1,12 +1,6 @@
 import { getModel, type GrowthModel, type ModelName } from './models.js';
 import { integrateScalar, type OdeOptions } from './ode.js';
-import {
-  fractionEvents,
-  isEmptySchedule,
-  killRateAt,
-  type Schedule,
-  type TreatmentEffects,
-} from './treatment.js';
+import { fractionEvents, isEmptySchedule, killRateAt, type Schedule, type TreatmentEffects } from './treatment.js';
 
 /** Smallest volume a simulation keeps (same unit as V0); prevents log(0) and 0^γ. */
 export const VOLUME_FLOOR = 1e-12;

@@ -1,15 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  expandFractionDays,
-  fitPatient,
-  fractionEvents,
-  killRateAt,
-  lqSurvivingFraction,
-  simulate,
-  totalSurvivingFraction,
-  type Schedule,
-} from './index.js';
+import { expandFractionDays, fitPatient, fractionEvents, killRateAt, lqSurvivingFraction, simulate, totalSurvivingFraction, type Schedule } from './index.js';
 
 const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
 
@@ -35,7 +26,15 @@ describe('linear-quadratic radiotherapy', () => {
     assert.deepEqual(expandFractionDays({ dayStart: 0, fractions: 3, doseGyPerFraction: 2, days: [5, 1, 3] }), [1, 3, 5]);
     assert.throws(() => expandFractionDays({ dayStart: 0, fractions: 2, doseGyPerFraction: 2, days: [1] }));
     assert.throws(() => expandFractionDays({ dayStart: 0, fractions: 2, doseGyPerFraction: 2, fractionsPerWeek: 8 }));
-    assert.equal(fractionEvents({ radiotherapy: [{ dayStart: 0, fractions: 4, doseGyPerFraction: 2 }, { dayStart: 2, fractions: 1, doseGyPerFraction: 8 }] }).length, 5);
+    assert.equal(
+      fractionEvents({
+        radiotherapy: [
+          { dayStart: 0, fractions: 4, doseGyPerFraction: 2 },
+          { dayStart: 2, fractions: 1, doseGyPerFraction: 8 },
+        ],
+      }).length,
+      5,
+    );
   });
 
   it('direct kill (V → S·V) and carrying-capacity kill (K → S·K) differ as expected', () => {

@@ -137,9 +137,7 @@ export function totalSurvivingFraction(schedule: Schedule, effects: TreatmentEff
 export function killRateOf(c: SystemicCourse, effects: TreatmentEffects = {}): number {
   const k = effects.killRateOverride ?? c.killRatePerDay ?? effects.killRates?.[c.agentClass];
   if (k === undefined) {
-    throw new Error(
-      `no log-kill rate for agent class '${c.agentClass}': set killRatePerDay on the course, effects.killRates, or fit it (estimateKill)`,
-    );
+    throw new Error(`no log-kill rate for agent class '${c.agentClass}': set killRatePerDay on the course, effects.killRates, or fit it (estimateKill)`);
   }
   if (!(k >= 0)) throw new Error(`log-kill rate must be ≥ 0, got ${k}`);
   return k;

@@ -10,14 +10,16 @@ import { volumeFromDiameter } from '@twinfed/shared/twin/index';
  */
 export const CsvMappingSchema = z.object({
   name: z.string(),
-  columns: z.object({
-    patientId: z.string(),
-    day: z.string(),
-    longestDiameterMm: z.string().optional(),
-    volumeMm3: z.string().optional(),
-    /** Treatment arm or agent class; becomes a systemic-therapy record. */
-    arm: z.string().optional(),
-  }).refine((c) => c.longestDiameterMm || c.volumeMm3, 'map longestDiameterMm or volumeMm3'),
+  columns: z
+    .object({
+      patientId: z.string(),
+      day: z.string(),
+      longestDiameterMm: z.string().optional(),
+      volumeMm3: z.string().optional(),
+      /** Treatment arm or agent class; becomes a systemic-therapy record. */
+      arm: z.string().optional(),
+    })
+    .refine((c) => c.longestDiameterMm || c.volumeMm3, 'map longestDiameterMm or volumeMm3'),
   /** Lesion name the measurements belong to. */
   lesion: z.string().default('target'),
   /** Systemic therapy from the arm column starts at this day (trial day 0 = treatment start). */
@@ -71,7 +73,7 @@ export function mapMeasurementCsv(text: string, mapping: CsvMapping): MappedCsv 
     else if (c.longestDiameterMm && r[c.longestDiameterMm] !== '' && Number.isFinite(d)) volumeMm3 = volumeFromDiameter(d);
     else return void skipped.push({ row: i + 1, reason: `no usable measurement ("${c.longestDiameterMm ? r[c.longestDiameterMm] : r[c.volumeMm3!]}")` });
     const pid = mapping.patientPrefix + id;
-    const p = byId.get(pid) ?? { patientId: pid, arm: c.arm ? (r[c.arm] || null) : null, measurements: [] };
+    const p = byId.get(pid) ?? { patientId: pid, arm: c.arm ? r[c.arm] || null : null, measurements: [] };
     p.measurements.push({ day, longestDiameterMm: Number.isFinite(d) ? d : null, volumeMm3 });
     byId.set(pid, p);
   });

@@ -5,8 +5,20 @@ import { sha256Hex } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { extractSlices, type NiftiVolume } from '@twinfed/shared/data/index';
 import {
-  ImagingError, checkFileSize, fileDigest, importLimits, loadImportUnit, longestDiameterMm, maskVolumeMm3, maskVoxelCount, scanFolder, sniffFormat,
-  type ImageVolume, type ImportLimits, type ImportUnit, type MaskVolume,
+  ImagingError,
+  checkFileSize,
+  fileDigest,
+  importLimits,
+  loadImportUnit,
+  longestDiameterMm,
+  maskVolumeMm3,
+  maskVoxelCount,
+  scanFolder,
+  sniffFormat,
+  type ImageVolume,
+  type ImportLimits,
+  type ImportUnit,
+  type MaskVolume,
 } from '@twinfed/shared/imaging/index';
 import type { SiteDb } from '../db/index.js';
 import { importedFiles, imagingSeries, lesions, masks, measurements, radiomicsFeatures, segSlices, timepoints, treatments, twinPatients } from '../db/schema.js';
@@ -148,7 +160,13 @@ export async function importPath(db: SiteDb, audit: AuditLog, path: string, opts
 }
 
 async function importImageUnit(
-  db: SiteDb, audit: AuditLog, u: ImportUnit, labelUnits: ImportUnit[], patientOf: (u: ImportUnit, i?: ImageVolume) => string, opts: ImportOptions, changed: Set<string>,
+  db: SiteDb,
+  audit: AuditLog,
+  u: ImportUnit,
+  labelUnits: ImportUnit[],
+  patientOf: (u: ImportUnit, i?: ImageVolume) => string,
+  opts: ImportOptions,
+  changed: Set<string>,
 ): Promise<ImportRow> {
   const name = u.kind === 'dicom-series' ? `${dirname(u.files[0])} (DICOM series, ${u.files.length} files)` : u.files[0];
   const allFiles = [...u.files, ...(u.rtstructs ?? []), ...labelUnits.flatMap((l) => l.files)];
@@ -195,38 +213,80 @@ async function importImageUnit(
       // Day 0 is the patient's first dated study unless --day says otherwise.
       let day = opts.day ?? 0;
       if (opts.day === undefined && studyDate) {
-        const first = tx.select({ date: timepoints.date }).from(timepoints).where(and(eq(timepoints.patientId, patientId), isNotNull(timepoints.date))).all().map((r) => r.date!).sort()[0];
+        const first = tx
+          .select({ date: timepoints.date })
+          .from(timepoints)
+          .where(and(eq(timepoints.patientId, patientId), isNotNull(timepoints.date)))
+          .all()
+          .map((r) => r.date!)
+          .sort()[0];
         day = first ? daysBetween(first.replace(/-/g, ''), studyDate) : 0;
       }
       const iso = studyDate ? `${studyDate.slice(0, 4)}-${studyDate.slice(4, 6)}-${studyDate.slice(6, 8)}` : null;
       tx.insert(timepoints).values({ patientId, day, date: iso }).onConflictDoNothing().run();
-      const tp = tx.select().from(timepoints).where(and(eq(timepoints.patientId, patientId), eq(timepoints.day, day))).get()!;
-      const series = tx.insert(imagingSeries).values({
-        patientId, timepointId: tp.id, modality, sequence: image.seriesDescription ?? (modality === 'PET' ? 'SUV' : null), seriesUid: image.seriesUid ?? null,
-        format: image.source.format, dimsJson: JSON.stringify(image.dims), spacingMmJson: JSON.stringify(image.spacingMm), orientationJson: JSON.stringify(image.direction),
-        fileDigest: digest, path: u.files[0],
-      }).returning({ id: imagingSeries.id }).get();
+      const tp = tx
+        .select()
+        .from(timepoints)
+        .where(and(eq(timepoints.patientId, patientId), eq(timepoints.day, day)))
+        .get()!;
+      const series = tx
+        .insert(imagingSeries)
+        .values({
+          patientId,
+          timepointId: tp.id,
+          modality,
+          sequence: image.seriesDescription ?? (modality === 'PET' ? 'SUV' : null),
+          seriesUid: image.seriesUid ?? null,
+          format: image.source.format,
+          dimsJson: JSON.stringify(image.dims),
+          spacingMmJson: JSON.stringify(image.spacingMm),
+          orientationJson: JSON.stringify(image.direction),
+          fileDigest: digest,
+          path: u.files[0],
+        })
+        .returning({ id: imagingSeries.id })
+        .get();
       const notes: string[] = [`${modality} ${image.dims.join('x')} @ ${image.spacingMm.map((s) => s.toFixed(2)).join('x')} mm, day ${day}`];
       for (const [maskIndex, m] of labelMasks.entries()) {
         for (const lab of m.labels.length ? m.labels : [{ value: 1, name: 'GTV' }]) {
           const voxels = maskVoxelCount(m, lab.value);
           if (voxels === 0) continue;
           tx.insert(lesions).values({ patientId, name: lab.name }).onConflictDoNothing().run();
-          const lesion = tx.select().from(lesions).where(and(eq(lesions.patientId, patientId), eq(lesions.name, lab.name))).get()!;
+          const lesion = tx
+            .select()
+            .from(lesions)
+            .where(and(eq(lesions.patientId, patientId), eq(lesions.name, lab.name)))
+            .get()!;
           const volumeMm3 = maskVolumeMm3(m, lab.value);
           const diameter = longestDiameterMm(m, 'in-plane', lab.value);
-          const mask = tx.insert(masks).values({ seriesId: series.id, lesionId: lesion.id, origin: u.rtstructs?.length ? 'rtstruct' : 'manual', voxels, volumeMm3, longestDiameterMm: diameter, fileDigest: digest })
-            .returning({ id: masks.id }).get();
+          const mask = tx
+            .insert(masks)
+            .values({ seriesId: series.id, lesionId: lesion.id, origin: u.rtstructs?.length ? 'rtstruct' : 'manual', voxels, volumeMm3, longestDiameterMm: diameter, fileDigest: digest })
+            .returning({ id: masks.id })
+            .get();
           const rad = radiomics.get(`${maskIndex}:${lab.value}`);
           if (rad?.ok) {
             const rows = Object.entries(rad.features).map(([tag, value]) => ({
-              maskId: mask.id, patientId, lesionId: lesion.id, settings: rad.name, tag, value: Number.isFinite(value) ? value : null,
+              maskId: mask.id,
+              patientId,
+              lesionId: lesion.id,
+              settings: rad.name,
+              tag,
+              value: Number.isFinite(value) ? value : null,
             }));
-            for (let r = 0; r < rows.length; r += 200) tx.insert(radiomicsFeatures).values(rows.slice(r, r + 200)).run();
+            for (let r = 0; r < rows.length; r += 200)
+              tx.insert(radiomicsFeatures)
+                .values(rows.slice(r, r + 200))
+                .run();
             notes.push(`${lab.name}: ${rows.length} radiomics features (${rad.name})${rad.warnings.length ? ` [${rad.warnings.join('; ')}]` : ''}`);
           } else if (rad) notes.push(`${lab.name}: no radiomics features: ${rad.reason}`);
-          tx.insert(measurements).values({ patientId, lesionId: lesion.id, timepointId: tp.id, day, volumeMm3, longestDiameterMm: diameter, source: 'mask', sourceDigest: digest })
-            .onConflictDoUpdate({ target: [measurements.patientId, measurements.lesionId, measurements.day, measurements.source], set: { volumeMm3, longestDiameterMm: diameter, sourceDigest: digest } }).run();
+          tx.insert(measurements)
+            .values({ patientId, lesionId: lesion.id, timepointId: tp.id, day, volumeMm3, longestDiameterMm: diameter, source: 'mask', sourceDigest: digest })
+            .onConflictDoUpdate({
+              target: [measurements.patientId, measurements.lesionId, measurements.day, measurements.source],
+              set: { volumeMm3, longestDiameterMm: diameter, sourceDigest: digest },
+            })
+            .run();
           changed.add(patientId);
           notes.push(`${lab.name} ${volumeMm3.toFixed(0)} mm³, longest diameter ${diameter.toFixed(1)} mm`);
         }
@@ -240,9 +300,17 @@ async function importImageUnit(
         const s = extractSlices(asNifti(image, image.data), asNifti(first, binary), { size });
         const split = opts.val ? (opts.val.includes(patientId) ? 'val' : 'train') : parseInt(sha256Hex(patientId).slice(0, 8), 16) % 4 === 0 ? 'val' : 'train';
         const values = {
-          patientId, split, modality, sourceDigest: digest, nSlices: s.n, size: s.size,
-          images: Buffer.from(s.images.buffer, s.images.byteOffset, s.images.byteLength), masks: Buffer.from(s.masks.buffer, s.masks.byteOffset, s.masks.byteLength),
-          pixelSpacingMm: image.spacingMm[0], sliceThicknessMm: image.spacingMm[2], importedAtMs: Date.now(),
+          patientId,
+          split,
+          modality,
+          sourceDigest: digest,
+          nSlices: s.n,
+          size: s.size,
+          images: Buffer.from(s.images.buffer, s.images.byteOffset, s.images.byteLength),
+          masks: Buffer.from(s.masks.buffer, s.masks.byteOffset, s.masks.byteLength),
+          pixelSpacingMm: image.spacingMm[0],
+          sliceThicknessMm: image.spacingMm[2],
+          importedAtMs: Date.now(),
         };
         if (s.n > 0) {
           tx.insert(segSlices).values(values).onConflictDoUpdate({ target: segSlices.patientId, set: values }).run();
@@ -278,27 +346,68 @@ function importCsv(db: SiteDb, audit: AuditLog, file: string, opts: ImportOption
     const selected = mapped.patients.filter((p) => !opts.patients || opts.patients.includes(p.patientId));
     db.transaction((tx) => {
       for (const p of selected) {
-        tx.insert(twinPatients).values({ patientId: p.patientId, cohort: stem(file), createdAtMs: Date.now() }).onConflictDoNothing().run();
+        tx.insert(twinPatients)
+          .values({ patientId: p.patientId, cohort: stem(file), createdAtMs: Date.now() })
+          .onConflictDoNothing()
+          .run();
         tx.insert(lesions).values({ patientId: p.patientId, name: mapping.lesion }).onConflictDoNothing().run();
-        const lesion = tx.select().from(lesions).where(and(eq(lesions.patientId, p.patientId), eq(lesions.name, mapping.lesion))).get()!;
+        const lesion = tx
+          .select()
+          .from(lesions)
+          .where(and(eq(lesions.patientId, p.patientId), eq(lesions.name, mapping.lesion)))
+          .get()!;
         for (const m of p.measurements) {
           tx.insert(timepoints).values({ patientId: p.patientId, day: m.day }).onConflictDoNothing().run();
-          const tp = tx.select().from(timepoints).where(and(eq(timepoints.patientId, p.patientId), eq(timepoints.day, m.day))).get()!;
-          tx.insert(measurements).values({ patientId: p.patientId, lesionId: lesion.id, timepointId: tp.id, day: m.day, volumeMm3: m.volumeMm3, longestDiameterMm: m.longestDiameterMm, source: 'csv', sourceDigest: digest })
-            .onConflictDoUpdate({ target: [measurements.patientId, measurements.lesionId, measurements.day, measurements.source], set: { volumeMm3: m.volumeMm3, longestDiameterMm: m.longestDiameterMm, sourceDigest: digest } }).run();
+          const tp = tx
+            .select()
+            .from(timepoints)
+            .where(and(eq(timepoints.patientId, p.patientId), eq(timepoints.day, m.day)))
+            .get()!;
+          tx.insert(measurements)
+            .values({
+              patientId: p.patientId,
+              lesionId: lesion.id,
+              timepointId: tp.id,
+              day: m.day,
+              volumeMm3: m.volumeMm3,
+              longestDiameterMm: m.longestDiameterMm,
+              source: 'csv',
+              sourceDigest: digest,
+            })
+            .onConflictDoUpdate({
+              target: [measurements.patientId, measurements.lesionId, measurements.day, measurements.source],
+              set: { volumeMm3: m.volumeMm3, longestDiameterMm: m.longestDiameterMm, sourceDigest: digest },
+            })
+            .run();
         }
-        if (p.arm && !tx.select().from(treatments).where(and(eq(treatments.patientId, p.patientId), eq(treatments.agentClass, p.arm))).get()) {
+        if (
+          p.arm &&
+          !tx
+            .select()
+            .from(treatments)
+            .where(and(eq(treatments.patientId, p.patientId), eq(treatments.agentClass, p.arm)))
+            .get()
+        ) {
           tx.insert(treatments).values({ patientId: p.patientId, kind: 'systemic', startDay: mapping.armStartDay, stopDay: null, agentClass: p.arm, sourceDigest: digest }).run();
         }
         changed.add(p.patientId);
       }
       tx.insert(importedFiles).values({ digest, path: file, kind: 'csv', patientId: null, importedAtMs: Date.now() }).run();
-      audit.append({ actor: audit.ownerId, action: 'data.imported', digest, detail: `${basename(file)} (${mapping.name}): ${selected.length} patients, ${selected.reduce((a, p) => a + p.measurements.length, 0)} measurements, ${mapped.skipped.length} rows skipped` });
+      audit.append({
+        actor: audit.ownerId,
+        action: 'data.imported',
+        digest,
+        detail: `${basename(file)} (${mapping.name}): ${selected.length} patients, ${selected.reduce((a, p) => a + p.measurements.length, 0)} measurements, ${mapped.skipped.length} rows skipped`,
+      });
     });
     const reasons = [...new Set(mapped.skipped.map((s) => s.reason.replace(/".*"/, '"…"')))].slice(0, 3).join('; ');
-    return { unit: file, kind: 'csv', status: 'imported', detail: `${mapping.name}: ${selected.length} patients, ${selected.reduce((a, p) => a + p.measurements.length, 0)} measurements; ${mapped.skipped.length} rows skipped${reasons ? ` (${reasons})` : ''}` };
+    return {
+      unit: file,
+      kind: 'csv',
+      status: 'imported',
+      detail: `${mapping.name}: ${selected.length} patients, ${selected.reduce((a, p) => a + p.measurements.length, 0)} measurements; ${mapped.skipped.length} rows skipped${reasons ? ` (${reasons})` : ''}`,
+    };
   } catch (e) {
     return { unit: file, kind: 'csv', status: 'failed', detail: (e as Error).message };
   }
 }
-

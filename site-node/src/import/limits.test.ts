@@ -90,7 +90,12 @@ describe('site import: files beyond the import limits', () => {
 
     const row = (p: string) => r.rows.find((x) => x.unit.includes(`${p}/`) || x.unit.includes(`${p} (`));
     assert.equal(row('GOOD')?.status, 'imported', JSON.stringify(r.rows));
-    for (const [p, limit] of [['BOMB_NII', /voxels: dims 2048x2048x512/], ['BOMB_NRRD', /voxels: sizes 2048x2048x512/], ['BOMB_MASK', /PET_mask\.nii\.gz: voxels: dims 1024x1024x512/], ['BOMB_DICOM', /voxels: Columns x Rows x slices 65535x65535x1/]] as const) {
+    for (const [p, limit] of [
+      ['BOMB_NII', /voxels: dims 2048x2048x512/],
+      ['BOMB_NRRD', /voxels: sizes 2048x2048x512/],
+      ['BOMB_MASK', /PET_mask\.nii\.gz: voxels: dims 1024x1024x512/],
+      ['BOMB_DICOM', /voxels: Columns x Rows x slices 65535x65535x1/],
+    ] as const) {
       assert.equal(row(p)?.status, 'failed', `${p}: ${JSON.stringify(row(p))}`);
       assert.match(row(p)!.detail, /^TWF_E_IMPORT_TOO_LARGE: /);
       assert.match(row(p)!.detail, limit);
@@ -98,13 +103,19 @@ describe('site import: files beyond the import limits', () => {
     assert.equal(r.rows.length, 5, JSON.stringify(r.rows));
     // Only the good patient's rows were written: one series, one mask, one measurement, one imported file.
     const after = counts();
-    assert.deepEqual(
-      Object.fromEntries(TABLES.map((t) => [t, after[t] - before[t]])),
-      { twin_patients: 1, timepoints: 1, lesions: 1, imaging_series: 1, masks: 1, measurements: 1, radiomics_features: 0, imported_files: 1, seg_slices: 1 },
-    );
+    assert.deepEqual(Object.fromEntries(TABLES.map((t) => [t, after[t] - before[t]])), {
+      twin_patients: 1,
+      timepoints: 1,
+      lesions: 1,
+      imaging_series: 1,
+      masks: 1,
+      measurements: 1,
+      radiomics_features: 0,
+      imported_files: 1,
+      seg_slices: 1,
+    });
     assert.deepEqual(db.$client.prepare('select distinct patient_id p from imaging_series').all(), [{ p: 'GOOD' }]);
     assert.ok(!audit.entries().some((e) => /BOMB/.test(e.detail ?? '')), 'no audit entry for a refused file');
     assert.ok(growthMiB < 512, `peak RSS grew ${growthMiB.toFixed(0)} MiB during the import`);
   });
-
 });

@@ -30,7 +30,12 @@ describe('radiomics at import', () => {
     rmSync(dir, { recursive: true, force: true });
   });
   const rows = (patient: string) =>
-    db.$client.prepare('select r.tag, r.value, r.settings, r.mask_id maskId from radiomics_features r where r.patient_id = ?').all(patient) as { tag: string; value: number | null; settings: string; maskId: number }[];
+    db.$client.prepare('select r.tag, r.value, r.settings, r.mask_id maskId from radiomics_features r where r.patient_id = ?').all(patient) as {
+      tag: string;
+      value: number | null;
+      settings: string;
+      maskId: number;
+    }[];
 
   it('an imported PET mask gets its IBSI features, stored once per tag and linked to the mask row', async () => {
     const r = await importPath(db, audit, STS_010, { patient: 'P1', day: 0, refit: false });
@@ -39,7 +44,11 @@ describe('radiomics at import', () => {
     const f = rows('P1');
     const byTag = new Map(f.map((x) => [x.tag, x.value]));
     assert.equal(byTag.size, f.length, 'one row per tag');
-    for (const fam of ['morph_', 'loc_', 'stat_', 'ih_', 'ivh_', 'cm_', 'rlm_', 'szm_', 'dzm_', 'ngt_', 'ngl_']) assert.ok(f.some((x) => x.tag.startsWith(fam)), fam);
+    for (const fam of ['morph_', 'loc_', 'stat_', 'ih_', 'ivh_', 'cm_', 'rlm_', 'szm_', 'dzm_', 'ngt_', 'ngl_'])
+      assert.ok(
+        f.some((x) => x.tag.startsWith(fam)),
+        fam,
+      );
     assert.ok(f.every((x) => x.settings === 'pyradiomics-default-pet'));
     const mask = db.$client.prepare('select id, voxels, volume_mm3 v from masks').get() as { id: number; voxels: number; v: number };
     assert.ok(f.every((x) => x.maskId === mask.id));
@@ -47,8 +56,14 @@ describe('radiomics at import', () => {
     assert.ok(Math.abs(byTag.get('morph_vol_approx')! - mask.v) < 1e-6 * mask.v);
     const image = readNiftiImage(readFileSync(join(STS_010, 'PET_image.nii.gz')));
     const m = readNiftiImage(readFileSync(join(STS_010, 'PET_mask.nii.gz')));
-    let max = -Infinity, n = 0;
-    m.data.forEach((v, q) => { if (v) { n++; max = Math.max(max, image.data[q]); } });
+    let max = -Infinity,
+      n = 0;
+    m.data.forEach((v, q) => {
+      if (v) {
+        n++;
+        max = Math.max(max, image.data[q]);
+      }
+    });
     assert.equal(n, mask.voxels);
     assert.ok(Math.abs(byTag.get('stat_max')! - max) < 1e-6 * Math.abs(max));
     // PET in SUV with bin width 0.25: more than one grey level, so texture is not degenerate.
@@ -56,7 +71,12 @@ describe('radiomics at import', () => {
   });
 
   it('a ROI the features cannot handle gives a reason instead of an exception', () => {
-    const grid = { spacingMm: [1, 1, 1] as [number, number, number], originMm: [0, 0, 0] as [number, number, number], direction: [1, 0, 0, 0, 1, 0, 0, 0, 1], source: { format: 'nifti1' as const, files: [] } };
+    const grid = {
+      spacingMm: [1, 1, 1] as [number, number, number],
+      originMm: [0, 0, 0] as [number, number, number],
+      direction: [1, 0, 0, 0, 1, 0, 0, 0, 1],
+      source: { format: 'nifti1' as const, files: [] },
+    };
     // MR-like intensities over 0..100000: bin width 25 gives 4000 grey levels, more than the texture matrices take.
     const image = { ...grid, dims: [4, 4, 4] as [number, number, number], data: Float32Array.from({ length: 64 }, (_, i) => (i * 100000) / 63) };
     const mask = { ...grid, dims: [4, 4, 4] as [number, number, number], data: new Float32Array(64).fill(1), labels: [] };

@@ -14,9 +14,7 @@ export function importRadiomicsSettings(modality: string): { name: string; setti
   return { name: 'pyradiomics-default', settings: PYRADIOMICS_DEFAULT_SETTINGS };
 }
 
-export type ImportRadiomics =
-  | { ok: true; name: string; features: Record<string, number>; warnings: string[] }
-  | { ok: false; name: string; reason: string };
+export type ImportRadiomics = { ok: true; name: string; features: Record<string, number>; warnings: string[] } | { ok: false; name: string; reason: string };
 
 /**
  * IBSI features of the voxels of `mask` equal to `label`, on `image`. Never throws: a problem of the ROI (mask

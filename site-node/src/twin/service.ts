@@ -1,8 +1,18 @@
 import { and, asc, desc, eq, isNull } from 'drizzle-orm';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import {
-  MODEL_NAMES, fitModels, forecastWithBand, getModel, parameterSummary, priorFromStats, sufficientStats,
-  type Fit, type ForecastBand, type GaussianPrior, type ModelName, type Schedule,
+  MODEL_NAMES,
+  fitModels,
+  forecastWithBand,
+  getModel,
+  parameterSummary,
+  priorFromStats,
+  sufficientStats,
+  type Fit,
+  type ForecastBand,
+  type GaussianPrior,
+  type ModelName,
+  type Schedule,
 } from '@twinfed/shared/twin/index';
 import type { SiteDb } from '../db/index.js';
 import { forecasts, imagingSeries, lesions, masks, measurements, radiomicsFeatures, timepoints, treatments, twinFits, twinPatients } from '../db/schema.js';
@@ -42,7 +52,10 @@ export interface RefitResult {
  * site database; the maths is in @twinfed/shared/twin.
  */
 export class TwinService {
-  constructor(private readonly db: SiteDb, private readonly audit: AuditLog) {}
+  constructor(
+    private readonly db: SiteDb,
+    private readonly audit: AuditLog,
+  ) {}
 
   /** Measurements of the patient's primary lesion (the one measured most often), one value per day. */
   observations(patientId: string): { lesion: string | null; days: number[]; volumesMm3: number[] } {
@@ -63,20 +76,31 @@ export class TwinService {
     const rows = this.db.select().from(treatments).where(eq(treatments.patientId, patientId)).all();
     if (rows.length === 0) return undefined;
     return {
-      radiotherapy: rows.filter((r) => r.kind === 'radiotherapy' && r.fractions && r.doseGyPerFraction)
+      radiotherapy: rows
+        .filter((r) => r.kind === 'radiotherapy' && r.fractions && r.doseGyPerFraction)
         .map((r) => ({ dayStart: r.startDay, fractions: r.fractions!, doseGyPerFraction: r.doseGyPerFraction! })),
       systemic: rows.filter((r) => r.kind === 'systemic').map((r) => ({ agentClass: r.agentClass ?? 'systemic', startDay: r.startDay, stopDay: r.stopDay ?? Infinity })),
     };
   }
 
   selectedFit(patientId: string): { row: typeof twinFits.$inferSelect; fit: Fit } | null {
-    const row = this.db.select().from(twinFits).where(and(eq(twinFits.patientId, patientId), eq(twinFits.selected, true))).orderBy(desc(twinFits.id)).limit(1).get();
+    const row = this.db
+      .select()
+      .from(twinFits)
+      .where(and(eq(twinFits.patientId, patientId), eq(twinFits.selected, true)))
+      .orderBy(desc(twinFits.id))
+      .limit(1)
+      .get();
     return row ? { row, fit: restoreFit(row.model, row.paramsJson) } : null;
   }
 
   /** Population prior per model from this site's selected well-measured fits (sufficient statistics). */
   sitePrior(model: ModelName): GaussianPrior | null {
-    const rows = this.db.select().from(twinFits).where(and(eq(twinFits.model, model), eq(twinFits.selected, true), eq(twinFits.method, 'wls'))).all();
+    const rows = this.db
+      .select()
+      .from(twinFits)
+      .where(and(eq(twinFits.model, model), eq(twinFits.selected, true), eq(twinFits.method, 'wls')))
+      .all();
     const fits = rows.filter((r) => r.nPoints >= PRIOR_BELOW_POINTS).map((r) => restoreFit(r.model, r.paramsJson));
     if (fits.length < 3) return null;
     return priorFromStats(sufficientStats(fits));
@@ -99,12 +123,26 @@ export class TwinService {
       obs.days.forEach((day, i) => {
         if (used.has(day) || day <= lastUsed) return;
         const band = forecastWithBand(prev.fit, [day], prev.fit.schedule, { seed: opts.seed ?? 7 });
-        const s = { day, predictedMm3: band.median[0], observedMm3: obs.volumesMm3[i], absErrorNorm: Math.abs(obs.volumesMm3[i] - band.median[0]) / vmax, inside90: obs.volumesMm3[i] >= band.lower[0] && obs.volumesMm3[i] <= band.upper[0] };
+        const s = {
+          day,
+          predictedMm3: band.median[0],
+          observedMm3: obs.volumesMm3[i],
+          absErrorNorm: Math.abs(obs.volumesMm3[i] - band.median[0]) / vmax,
+          inside90: obs.volumesMm3[i] >= band.lower[0] && obs.volumesMm3[i] <= band.upper[0],
+        };
         scored.push(s);
-        const existing = this.db.select().from(forecasts).where(and(eq(forecasts.fitId, prev.row.id), eq(forecasts.day, day))).get();
+        const existing = this.db
+          .select()
+          .from(forecasts)
+          .where(and(eq(forecasts.fitId, prev.row.id), eq(forecasts.day, day)))
+          .get();
         const values = { observedMm3: s.observedMm3, absErrorNorm: s.absErrorNorm, inside90: s.inside90, scoredAtMs: Date.now() };
         if (existing) this.db.update(forecasts).set(values).where(eq(forecasts.id, existing.id)).run();
-        else this.db.insert(forecasts).values({ fitId: prev.row.id, patientId, day, predictedMm3: band.median[0], lower90Mm3: band.lower[0], upper90Mm3: band.upper[0], createdAtMs: Date.now(), ...values }).run();
+        else
+          this.db
+            .insert(forecasts)
+            .values({ fitId: prev.row.id, patientId, day, predictedMm3: band.median[0], lower90Mm3: band.lower[0], upper90Mm3: band.upper[0], createdAtMs: Date.now(), ...values })
+            .run();
       });
     }
     if (obs.days.length < 2) return { patientId, points: obs.days.length, selected: null, method: null, scored, reason: 'needs at least 2 measurements' };
@@ -120,8 +158,13 @@ export class TwinService {
     const useModels = models.length > 0 ? models : (['exponential'] as ModelName[]);
     const fitsByModel: Partial<Record<ModelName, Fit>> = {};
     for (const m of useModels) {
-      const prior = sparse ? this.sitePrior(m) ?? undefined : undefined;
-      fitsByModel[m] = fitModels({ days: obs.days, volumesMm3: obs.volumesMm3 }, [m], { schedule, estimateKill: killIdentifiable, seed: opts.seed ?? 1, ...(prior && !killIdentifiable ? { prior } : {}) }).fits[m];
+      const prior = sparse ? (this.sitePrior(m) ?? undefined) : undefined;
+      fitsByModel[m] = fitModels({ days: obs.days, volumesMm3: obs.volumesMm3 }, [m], {
+        schedule,
+        estimateKill: killIdentifiable,
+        seed: opts.seed ?? 1,
+        ...(prior && !killIdentifiable ? { prior } : {}),
+      }).fits[m];
     }
     const list = Object.values(fitsByModel) as Fit[];
     const crit = (f: Fit) => (list.every((x) => Number.isFinite(x.aicc)) ? f.aicc : f.aic);
@@ -131,29 +174,60 @@ export class TwinService {
       tx.insert(twinPatients).values({ patientId, createdAtMs: Date.now() }).onConflictDoNothing().run();
       tx.update(twinFits).set({ selected: false }).where(eq(twinFits.patientId, patientId)).run();
       for (const f of list) {
-        const row = tx.insert(twinFits).values({
-          patientId, model: f.modelName, method: f.map ? 'map' : 'wls', paramsJson: serialiseFit(f), covarianceJson: JSON.stringify(f.cov),
-          sigma: f.sigma, aic: f.aic, bic: f.bic, nPoints: f.n, dataDaysJson: JSON.stringify(obs.days), selected: f === best, fittedAtMs: Date.now(),
-        }).returning({ id: twinFits.id }).get();
+        const row = tx
+          .insert(twinFits)
+          .values({
+            patientId,
+            model: f.modelName,
+            method: f.map ? 'map' : 'wls',
+            paramsJson: serialiseFit(f),
+            covarianceJson: JSON.stringify(f.cov),
+            sigma: f.sigma,
+            aic: f.aic,
+            bic: f.bic,
+            nPoints: f.n,
+            dataDaysJson: JSON.stringify(obs.days),
+            selected: f === best,
+            fittedAtMs: Date.now(),
+          })
+          .returning({ id: twinFits.id })
+          .get();
         if (f !== best) continue;
         const days = FORECAST_HORIZON_DAYS.map((d) => lastDay + d);
         const band = forecastWithBand(f, days, f.schedule, { seed: opts.seed ?? 7 });
-        days.forEach((day, i) => tx.insert(forecasts).values({ fitId: row.id, patientId, day, predictedMm3: band.median[i], lower90Mm3: band.lower[i], upper90Mm3: band.upper[i], createdAtMs: Date.now() }).run());
+        days.forEach((day, i) =>
+          tx.insert(forecasts).values({ fitId: row.id, patientId, day, predictedMm3: band.median[i], lower90Mm3: band.lower[i], upper90Mm3: band.upper[i], createdAtMs: Date.now() }).run(),
+        );
       }
-      this.audit.append({ actor: this.audit.ownerId, action: 'twin.refit', detail: `${patientId}: ${obs.days.length} points, ${best.modelName} (${best.map ? 'MAP with site prior' : 'least squares'})${scored.length ? `, scored ${scored.length} earlier forecast(s)` : ''}` });
+      this.audit.append({
+        actor: this.audit.ownerId,
+        action: 'twin.refit',
+        detail: `${patientId}: ${obs.days.length} points, ${best.modelName} (${best.map ? 'MAP with site prior' : 'least squares'})${scored.length ? `, scored ${scored.length} earlier forecast(s)` : ''}`,
+      });
     });
     return { patientId, points: obs.days.length, selected: best.modelName, method: best.map ? 'map' : 'wls', scored };
   }
 
   /** The twin's score sheet: every earlier forecast checked against a later measurement. */
   scoreSheet(patientId: string) {
-    return this.db.select().from(forecasts).where(eq(forecasts.patientId, patientId)).orderBy(asc(forecasts.day)).all().filter((f) => f.observedMm3 !== null);
+    return this.db
+      .select()
+      .from(forecasts)
+      .where(eq(forecasts.patientId, patientId))
+      .orderBy(asc(forecasts.day))
+      .all()
+      .filter((f) => f.observedMm3 !== null);
   }
 
   pendingForecasts(patientId: string) {
     const sel = this.selectedFit(patientId);
     if (!sel) return [];
-    return this.db.select().from(forecasts).where(and(eq(forecasts.fitId, sel.row.id), isNull(forecasts.observedMm3))).orderBy(asc(forecasts.day)).all();
+    return this.db
+      .select()
+      .from(forecasts)
+      .where(and(eq(forecasts.fitId, sel.row.id), isNull(forecasts.observedMm3)))
+      .orderBy(asc(forecasts.day))
+      .all();
   }
 
   /** What-if: the current fit under alternative schedules, with the same parameter draws for each. */
@@ -172,7 +246,9 @@ export class TwinService {
       try {
         out[name] = forecastWithBand(f, days, merged, { seed: 7 });
       } catch (e) {
-        throw new Error(`TWF_E_WHATIF: "${name}" cannot be simulated for ${patientId}: ${(e as Error).message}. (A twin calibrated without measurements before systemic therapy started has that therapy folded into its growth rate, so changes to systemic therapy cannot be simulated.)`);
+        throw new Error(
+          `TWF_E_WHATIF: "${name}" cannot be simulated for ${patientId}: ${(e as Error).message}. (A twin calibrated without measurements before systemic therapy started has that therapy folded into its growth rate, so changes to systemic therapy cannot be simulated.)`,
+        );
       }
     }
     return { fit: f, current, alternatives: out };
@@ -185,7 +261,16 @@ export class TwinService {
    */
   radiomics(patientId: string): { day: number; modality: string; lesion: string; origin: string; settings: string; features: Record<string, number | null> }[] {
     const rows = this.db
-      .select({ maskId: radiomicsFeatures.maskId, settings: radiomicsFeatures.settings, tag: radiomicsFeatures.tag, value: radiomicsFeatures.value, day: timepoints.day, modality: imagingSeries.modality, lesion: lesions.name, origin: masks.origin })
+      .select({
+        maskId: radiomicsFeatures.maskId,
+        settings: radiomicsFeatures.settings,
+        tag: radiomicsFeatures.tag,
+        value: radiomicsFeatures.value,
+        day: timepoints.day,
+        modality: imagingSeries.modality,
+        lesion: lesions.name,
+        origin: masks.origin,
+      })
       .from(radiomicsFeatures)
       .innerJoin(masks, eq(masks.id, radiomicsFeatures.maskId))
       .innerJoin(imagingSeries, eq(imagingSeries.id, masks.seriesId))

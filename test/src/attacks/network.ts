@@ -49,8 +49,12 @@ export const NETWORK_ATTACKS: Attack[] = [
         const tok = await lead<{ token: string }>(url, 'POST', '/api/enrolment-tokens', { siteName: 'Hospital Inspected' });
         const dir1 = join(ctx.dir, 'enrolling');
         let enrolCode: string | null = null;
-        await withEnv({ ...PROXY_ENV, HTTPS_PROXY: proxy.url }, () => enrolSite({ dataDir: dir1, coordinatorUrl: url, token: tok.json.token, tls: { pin: real.pin } }))
-          .then(() => undefined, (e) => { enrolCode = codeOf(e); });
+        await withEnv({ ...PROXY_ENV, HTTPS_PROXY: proxy.url }, () => enrolSite({ dataDir: dir1, coordinatorUrl: url, token: tok.json.token, tls: { pin: real.pin } })).then(
+          () => undefined,
+          (e) => {
+            enrolCode = codeOf(e);
+          },
+        );
         ctx.log(`enrolment through the proxy: ${enrolCode}`);
         if (enrolCode !== 'TWF_E_TLS_PIN') return failed(`enrolment through the inspecting proxy ended with ${enrolCode ?? 'success'}`);
         if (existsSync(join(dir1, SITE_FILES.config)) || existsSync(join(dir1, SITE_FILES.identity))) return failed('the refused enrolment left an identity or site.json behind');
@@ -62,7 +66,7 @@ export const NETWORK_ATTACKS: Attack[] = [
         ctx.log(`site node through the proxy: ${run.codes.join(', ')}; connected ${run.connected}`);
         if (run.connected) return failed('the site connected through the inspecting proxy');
         if (run.codes[0] !== 'TWF_E_TLS_PIN') return failed(`the site node reported ${run.codes.join(', ') || 'nothing'}, not TWF_E_TLS_PIN`);
-        if (!run.refusedAudited) return failed('the refusal is not in the site\'s audit log (tls.refused)');
+        if (!run.refusedAudited) return failed("the refusal is not in the site's audit log (tls.refused)");
 
         const leaked = proxy.fromSite().subarray(control);
         if (proxy.connects.length < tunnels + 2) return failed(`${proxy.connects.length - tunnels} tunnels through the proxy, not 2 (enrolment, WebSocket): the attack proves less than it says`);
@@ -72,7 +76,10 @@ export const NETWORK_ATTACKS: Attack[] = [
         if (heard > 0) return failed(`the coordinator received ${heard} messages from the site through the proxy`);
         const sites = await lead<{ siteName: string }[]>(url, 'GET', '/api/sites');
         if (sites.json.some((s) => s.siteName === 'Hospital Inspected')) return failed('the refused enrolment registered a site');
-        return refused(`enrolment and the site's WebSocket refused (${proxy.connects.length - tunnels} tunnels); the proxy read 0 bytes in clear (it read ${control} from a client that trusts any key)`, 'TWF_E_TLS_PIN');
+        return refused(
+          `enrolment and the site's WebSocket refused (${proxy.connects.length - tunnels} tunnels); the proxy read 0 bytes in clear (it read ${control} from a client that trusts any key)`,
+          'TWF_E_TLS_PIN',
+        );
       } finally {
         await proxy.close();
         await c.close();
@@ -82,7 +89,7 @@ export const NETWORK_ATTACKS: Attack[] = [
   {
     name: 'tls-wrong-server',
     finding: null,
-    expected: 'another server (another certificate) at the coordinator\'s address: enrolment and site refuse it (TWF_E_TLS_PIN) and it receives no request',
+    expected: "another server (another certificate) at the coordinator's address: enrolment and site refuse it (TWF_E_TLS_PIN) and it receives no request",
     async run(ctx: AttackContext) {
       const real = makeCert(ctx.dir, 'coordinator');
       const impostorCert = makeCert(ctx.dir, 'impostor'); // same subject, another key
@@ -98,7 +105,9 @@ export const NETWORK_ATTACKS: Attack[] = [
       const requests: string[] = [];
       const impostor = https.createServer({ cert: impostorCert.certPem, key: impostorCert.keyPem }, (req, res) => {
         let body = '';
-        req.on('data', (d: Buffer) => { body += d.toString('utf8'); });
+        req.on('data', (d: Buffer) => {
+          body += d.toString('utf8');
+        });
         req.on('end', () => {
           requests.push(`${req.method} ${req.url} ${body}`);
           res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
@@ -111,13 +120,17 @@ export const NETWORK_ATTACKS: Attack[] = [
       await new Promise<void>((r) => impostor.listen(port, '127.0.0.1', r));
       try {
         let enrolCode: string | null = null;
-        await withEnv(PROXY_ENV, () => enrolSite({ dataDir: join(ctx.dir, 'new'), coordinatorUrl: url, token: tok.json.token, tls: { pin: real.pin } }))
-          .then(() => undefined, (e) => { enrolCode = codeOf(e); });
+        await withEnv(PROXY_ENV, () => enrolSite({ dataDir: join(ctx.dir, 'new'), coordinatorUrl: url, token: tok.json.token, tls: { pin: real.pin } })).then(
+          () => undefined,
+          (e) => {
+            enrolCode = codeOf(e);
+          },
+        );
         if (enrolCode !== 'TWF_E_TLS_PIN') return failed(`enrolment with the impostor ended with ${enrolCode ?? 'success'}`);
         const run = await withEnv(PROXY_ENV, () => tryConnect(dir));
         if (run.connected || run.codes[0] !== 'TWF_E_TLS_PIN') return failed(`the site node: connected ${run.connected}, reported ${run.codes.join(', ') || 'nothing'}`);
         if (requests.length > 0) return failed(`the impostor received ${requests.length} requests: ${requests[0].slice(0, 120)}`);
-        return refused('enrolment (with the pin given) and the running site refused the impostor\'s key; it received no request, no token, no handshake', 'TWF_E_TLS_PIN');
+        return refused("enrolment (with the pin given) and the running site refused the impostor's key; it received no request, no token, no handshake", 'TWF_E_TLS_PIN');
       } finally {
         await new Promise<void>((r) => impostor.close(() => r()));
       }

@@ -3,9 +3,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { io } from 'socket.io-client';
-import {
-  PROTOCOL_VERSION, WIRE_ERRORS, manifestHash as hashOf, sha256Hex, type Ack, type Envelope, type StudyManifest,
-} from '@twinfed/protocols';
+import { PROTOCOL_VERSION, WIRE_ERRORS, manifestHash as hashOf, sha256Hex, type Ack, type Envelope, type StudyManifest } from '@twinfed/protocols';
 import { SITE_FILES, SiteNode, enrolSite, openSiteStore } from '@twinfed/site-node';
 import { dropTail, rewriteAndResign } from '@twinfed/shared/audit/testing';
 import { loadIdentity, sealEnvelope } from '@twinfed/shared/crypto/index';
@@ -13,8 +11,23 @@ import { gzipOneMember, niftiGz, niftiHeader, nrrdGz } from '@twinfed/shared/ima
 import { RawSite, STS_DIR, createAndStart, enrolNewSite, lead, startCoordinator, tinySpec, waitFor } from '../harness.js';
 import { RawParticipant } from '../raw-protocol.js';
 import {
-  connectedAt, coordinatorProcess, dbBytes, emitToSite, enrolledSite, freePort, metricSum, metrics, openSite, operatorSigner, pool, serverSocket,
-  sleep, tableCounts, tree, twinfed, type OpenSite,
+  connectedAt,
+  coordinatorProcess,
+  dbBytes,
+  emitToSite,
+  enrolledSite,
+  freePort,
+  metricSum,
+  metrics,
+  openSite,
+  operatorSigner,
+  pool,
+  serverSocket,
+  sleep,
+  tableCounts,
+  tree,
+  twinfed,
+  type OpenSite,
 } from './ops-kit.js';
 import { failed, refused, type Attack, type AttackContext } from './types.js';
 
@@ -47,7 +60,10 @@ async function rosterOfThree(ctx: AttackContext, open: number, withData = false)
       else await enrolNewSite(url, dirs[i], `Hospital ${'ABC'[i]}`);
     }
     for (const s of sites) s.node.connect();
-    await connectedAt(c, sites.map((s) => s.node.siteId));
+    await connectedAt(
+      c,
+      sites.map((s) => s.node.siteId),
+    );
     const study = await createAndStart(url, tinySpec({ rounds: 1, minSites: 3 }));
     await waitFor(() => sites.every((s) => studyStatus(s, study.studyId) !== null), 'the study announced at the open sites', 20_000, 50);
     return { c, url, sites, dirs, ...study, close };
@@ -64,7 +80,8 @@ const firstLine = (s: string) => s.split('\n').find((l) => l.trim()) ?? '';
 const auditTampering: Attack = {
   name: 'audit-log-tampering',
   finding: 8,
-  expected: 'after a real 3-site round, a copy of coordinator.db with its tail dropped, a message deleted or a digest altered (re-signed with its own key) fails `audit compare` (exit 2, naming receipt/checkpoint/entry); a lost message passes only if the site logged msg.unacked',
+  expected:
+    'after a real 3-site round, a copy of coordinator.db with its tail dropped, a message deleted or a digest altered (re-signed with its own key) fails `audit compare` (exit 2, naming receipt/checkpoint/entry); a lost message passes only if the site logged msg.unacked',
   async run(ctx) {
     const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'));
     const sites: OpenSite[] = [];
@@ -81,8 +98,15 @@ const auditTampering: Attack = {
       for (const s of sites) s.node.connect();
       await waitFor(() => sites.every((s) => studyStatus(s, studyId) !== null), 'announcements', 20_000, 50);
       for (const s of sites) SiteNode.approve(s.node.db, s.node.audit, studyId, `officer ${s.node.config.siteName}`, manifestHash);
-      await waitFor(() => c.engine.studyStatus(studyId).state === 'completed' && c.engine.roundStatus(studyId, 1).metrics.length === 3
-        && sites.every((s) => studyStatus(s, studyId) === 'completed' && tableCounts(join(s.dir, SITE_FILES.db)).audit_checkpoints > 0), 'the round, its metrics and checkpoints', 90_000, 100);
+      await waitFor(
+        () =>
+          c.engine.studyStatus(studyId).state === 'completed' &&
+          c.engine.roundStatus(studyId, 1).metrics.length === 3 &&
+          sites.every((s) => studyStatus(s, studyId) === 'completed' && tableCounts(join(s.dir, SITE_FILES.db)).audit_checkpoints > 0),
+        'the round, its metrics and checkpoints',
+        90_000,
+        100,
+      );
       ctx.log('round completed; losing one hello of A in transit');
 
       // A message lost in transit: the coordinator never logs A's next hello (it hangs, as if the
@@ -123,7 +147,8 @@ const auditTampering: Attack = {
       };
       const siteId = a.node.siteId;
       const entries = new Database(coordinatorDb, { readonly: true });
-      const received = (type: string) => entries.prepare("select id, seq from audit_log where actor = ? and action = 'msg.received' and msg_type = ? order by id limit 1").get(siteId, type) as { id: number; seq: number };
+      const received = (type: string) =>
+        entries.prepare("select id, seq from audit_log where actor = ? and action = 'msg.received' and msg_type = ? order by id limit 1").get(siteId, type) as { id: number; seq: number };
       const total = (entries.prepare('select count(*) n from audit_log').get() as { n: number }).n;
       const setup = received('mask.setup');
       const chunk = received('update.chunk');
@@ -149,20 +174,48 @@ const auditTampering: Attack = {
 
       const compare = (site: string, coordinator: string) => twinfed(ctx.dir, ['audit', 'compare', '--site-db', join(site, SITE_FILES.db), '--coordinator-db', coordinator]);
       const [base, tail, deleted, digest, hidden] = await Promise.all([
-        compare(a.dir, variants.base), compare(a.dir, variants.tail), compare(a.dir, variants.deleted), compare(a.dir, variants.digest), compare(siteCopy, variants.base),
+        compare(a.dir, variants.base),
+        compare(a.dir, variants.tail),
+        compare(a.dir, variants.deleted),
+        compare(a.dir, variants.digest),
+        compare(siteCopy, variants.base),
       ]);
       const checks: [string, boolean, string][] = [
-        ['honest copy', base.code === 0 && new RegExp(`\\d+ unacknowledged site messages the coordinator never logged \\(lost in transit\\): seq [0-9, .]*\\b${lost}\\b`).test(base.out), base.out + base.err],
-        ['dropped tail', tail.code === 2 && new RegExp(`checkpoint: checkpoint of coordinator entry ${newestCheckpoint} .*no entry ${newestCheckpoint} \\(it has ${newestCheckpoint - 1}\\): its tail was dropped`).test(tail.out), tail.out + tail.err],
-        ['deleted message', deleted.code === 2 && /coordinator log +\d+ entries: chain intact/.test(deleted.out) && new RegExp(`receipt: receipt for site seq ${setup.seq} \\(coordinator entry \\d+\\)`).test(deleted.out)
-          && new RegExp(`sent-not-received: site seq ${setup.seq} \\(mask.setup\\)`).test(deleted.out), deleted.out + deleted.err],
-        ['altered digest', digest.code === 2 && /coordinator log +\d+ entries: chain intact/.test(digest.out) && new RegExp(`digest-mismatch: site seq ${chunk.seq} \\(update.chunk\\)`).test(digest.out)
-          && new RegExp(`receipt: receipt for site seq ${chunk.seq} \\(coordinator entry ${chunk.id}\\): coordinator entry ${chunk.id} has another hash`).test(digest.out), digest.out + digest.err],
+        [
+          'honest copy',
+          base.code === 0 && new RegExp(`\\d+ unacknowledged site messages the coordinator never logged \\(lost in transit\\): seq [0-9, .]*\\b${lost}\\b`).test(base.out),
+          base.out + base.err,
+        ],
+        [
+          'dropped tail',
+          tail.code === 2 &&
+            new RegExp(`checkpoint: checkpoint of coordinator entry ${newestCheckpoint} .*no entry ${newestCheckpoint} \\(it has ${newestCheckpoint - 1}\\): its tail was dropped`).test(tail.out),
+          tail.out + tail.err,
+        ],
+        [
+          'deleted message',
+          deleted.code === 2 &&
+            /coordinator log +\d+ entries: chain intact/.test(deleted.out) &&
+            new RegExp(`receipt: receipt for site seq ${setup.seq} \\(coordinator entry \\d+\\)`).test(deleted.out) &&
+            new RegExp(`sent-not-received: site seq ${setup.seq} \\(mask.setup\\)`).test(deleted.out),
+          deleted.out + deleted.err,
+        ],
+        [
+          'altered digest',
+          digest.code === 2 &&
+            /coordinator log +\d+ entries: chain intact/.test(digest.out) &&
+            new RegExp(`digest-mismatch: site seq ${chunk.seq} \\(update.chunk\\)`).test(digest.out) &&
+            new RegExp(`receipt: receipt for site seq ${chunk.seq} \\(coordinator entry ${chunk.id}\\): coordinator entry ${chunk.id} has another hash`).test(digest.out),
+          digest.out + digest.err,
+        ],
         ['msg.unacked hidden', hidden.code === 2 && new RegExp(`sent-not-received: site seq ${lost} \\(hello\\)`).test(hidden.out), hidden.out + hidden.err],
       ];
       const bad = checks.find(([, ok]) => !ok);
       if (bad) return failed(`${bad[0]}: audit compare said ${JSON.stringify(bad[2].slice(0, 900))}`);
-      return refused(`honest copy exit 0 (A's lost hello seq ${lost} explained by its msg.unacked); last ${drop} of ${total} entries dropped -> exit 2, checkpoint of entry ${newestCheckpoint} missing; mask.setup seq ${setup.seq} deleted + chain re-signed (verifies alone) -> exit 2, its receipt and sent-not-received; update.chunk seq ${chunk.seq} digest altered + re-signed -> exit 2, digest-mismatch and its receipt; the site's msg.unacked removed -> exit 2, sent-not-received seq ${lost}`, null);
+      return refused(
+        `honest copy exit 0 (A's lost hello seq ${lost} explained by its msg.unacked); last ${drop} of ${total} entries dropped -> exit 2, checkpoint of entry ${newestCheckpoint} missing; mask.setup seq ${setup.seq} deleted + chain re-signed (verifies alone) -> exit 2, its receipt and sent-not-received; update.chunk seq ${chunk.seq} digest altered + re-signed -> exit 2, digest-mismatch and its receipt; the site's msg.unacked removed -> exit 2, sent-not-received seq ${lost}`,
+        null,
+      );
     } finally {
       await shutDown();
     }
@@ -174,7 +227,8 @@ const auditTampering: Attack = {
 const connectionFlood: Attack = {
   name: 'unauthenticated-connection-flood',
   finding: 9,
-  expected: '300 unauthenticated nonce requests, socket handshakes and junk connections plus pre-hello junk from one address add no audit row per attempt, are counted in /metrics, and get 429 TWF_E_RATE_LIMITED; an open site connection keeps working',
+  expected:
+    '300 unauthenticated nonce requests, socket handshakes and junk connections plus pre-hello junk from one address add no audit row per attempt, are counted in /metrics, and get 429 TWF_E_RATE_LIMITED; an open site connection keeps working',
   async run(ctx) {
     const limit = { burst: 120, perS: 4 };
     const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'), { preAuthRateLimit: limit });
@@ -195,22 +249,41 @@ const connectionFlood: Attack = {
       const m0 = await metrics(url);
 
       // 100 raw TCP connections carrying junk instead of HTTP.
-      const junk = await pool(Array.from({ length: 100 }, (_, i) => i), 10, (i) => new Promise<string>((res) => {
-        const t = tcpConnect(port, '127.0.0.1', () => t.end(i % 2 ? '\x16\x03\x01\x02\x00junk' : 'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x00\xff garbage'));
-        let got = '';
-        t.on('data', (b: Buffer) => (got += b.toString('latin1')));
-        t.setTimeout(3000, () => t.destroy());
-        t.on('close', () => res(got.split('\r\n')[0] || 'closed'));
-        t.on('error', () => undefined);
-      }));
+      const junk = await pool(
+        Array.from({ length: 100 }, (_, i) => i),
+        10,
+        (i) =>
+          new Promise<string>((res) => {
+            const t = tcpConnect(port, '127.0.0.1', () =>
+              t.end(i % 2 ? '\x16\x03\x01\x02\x00junk' : 'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x00\xff garbage'),
+            );
+            let got = '';
+            t.on('data', (b: Buffer) => (got += b.toString('latin1')));
+            t.setTimeout(3000, () => t.destroy());
+            t.on('close', () => res(got.split('\r\n')[0] || 'closed'));
+            t.on('error', () => undefined);
+          }),
+      );
       // At the same time, 100 socket handshakes with junk auth (none, a bare site id, a made-up nonce, a
       // path and an old version) and 100 nonce requests (bad JSON, a path as site id, no site id, unknown ids).
-      const auths = [{}, { siteId: site.node.siteId, protocolVersion: PROTOCOL_VERSION }, { siteId: site.node.siteId, protocolVersion: PROTOCOL_VERSION, nonce: 'made-up-nonce-0123456789abcdef', signature: 'AAAA' }, { siteId: '../../etc', protocolVersion: '1.0' }];
-      const socket = (i: number) => new Promise<string>((res) => {
-        const s = io(url, { auth: auths[i % 4], transports: ['websocket'], reconnection: false, forceNew: true, timeout: 5000 });
-        s.once('connect', () => { s.disconnect(); res('connected'); });
-        s.once('connect_error', (e: Error & { data?: { code?: string } }) => { s.disconnect(); res(e.data?.code ?? e.message); });
-      });
+      const auths = [
+        {},
+        { siteId: site.node.siteId, protocolVersion: PROTOCOL_VERSION },
+        { siteId: site.node.siteId, protocolVersion: PROTOCOL_VERSION, nonce: 'made-up-nonce-0123456789abcdef', signature: 'AAAA' },
+        { siteId: '../../etc', protocolVersion: '1.0' },
+      ];
+      const socket = (i: number) =>
+        new Promise<string>((res) => {
+          const s = io(url, { auth: auths[i % 4], transports: ['websocket'], reconnection: false, forceNew: true, timeout: 5000 });
+          s.once('connect', () => {
+            s.disconnect();
+            res('connected');
+          });
+          s.once('connect_error', (e: Error & { data?: { code?: string } }) => {
+            s.disconnect();
+            res(e.data?.code ?? e.message);
+          });
+        });
       const bodies = ['{"siteId":', JSON.stringify({ siteId: '../../etc' }), '{}', ''];
       const nonce = async (i: number) => {
         const body = i % 4 === 3 ? JSON.stringify({ siteId: `site-nobody-${i}` }) : bodies[i % 4];
@@ -218,7 +291,11 @@ const connectionFlood: Attack = {
         const j = (await r.json().catch(() => ({}))) as { code?: string };
         return `${r.status}${j.code ? ` ${j.code}` : ''}`;
       };
-      const mixed = await pool(Array.from({ length: 200 }, (_, i) => i), 10, (i) => (i % 2 ? nonce(i >> 1) : socket(i >> 1)));
+      const mixed = await pool(
+        Array.from({ length: 200 }, (_, i) => i),
+        10,
+        (i) => (i % 2 ? nonce(i >> 1) : socket(i >> 1)),
+      );
       const sockets = mixed.filter((_, i) => i % 2 === 0);
       const http = mixed.filter((_, i) => i % 2 === 1);
       // A NEW connection from the same address now waits for the bucket to refill, even a real site's.
@@ -244,10 +321,14 @@ const connectionFlood: Attack = {
       const limitedSeen = http.filter((x) => x === '429 TWF_E_RATE_LIMITED').length + sockets.filter((x) => x === 'TWF_E_RATE_LIMITED').length;
       const socketRefusals = sockets.filter((x) => x !== 'TWF_E_RATE_LIMITED').length;
 
-
       // The site connected before the flood keeps working: it is shown the next study and its answer is accepted.
       const { studyId } = await createAndStart(url, tinySpec({ rounds: 1, minSites: 3 }));
-      await waitFor(() => c.engine.audit.entries().some((e) => e.actor === site!.node.siteId && e.action === 'msg.received' && e.msgType === 'study.decline' && e.studyId === studyId), 'the open site to answer the new study', 10_000, 20);
+      await waitFor(
+        () => c.engine.audit.entries().some((e) => e.actor === site!.node.siteId && e.action === 'msg.received' && e.msgType === 'study.decline' && e.studyId === studyId),
+        'the open site to answer the new study',
+        10_000,
+        20,
+      );
       const stillConnected = site.node.connected && c.engine.listSites().find((s) => s.siteId === site!.node.siteId)!.connected;
 
       const summary = `audit +${rows1 - rows0} rows (${added.join(', ') || 'none'}) and DB ${((bytes1 - bytes0) / 1024).toFixed(0)} KiB (${(bytes0 / 1024).toFixed(0)} -> ${(bytes1 / 1024).toFixed(0)} KiB) for 300 attempts + ${junkAcked} pre-hello junk messages`;
@@ -256,7 +337,10 @@ const connectionFlood: Attack = {
       if (refusedCounted < socketRefusals) return failed(`${socketRefusals} refused socket handshakes but /metrics counts ${refusedCounted}`);
       if (!stillConnected) return failed('the site connected before the flood lost its connection');
       if (junk.some((x) => x.startsWith('HTTP/1.1 2'))) return failed(`a junk TCP connection got a 2xx: ${junk.find((x) => x.startsWith('HTTP/1.1 2'))}`);
-      return refused(`${summary}; /metrics counts ${refusedCounted} refused handshakes and ${limitedCounted} rate-limited; TWF_E_RATE_LIMITED (429 on HTTP) for ${sockets.filter((x) => x === 'TWF_E_RATE_LIMITED').length} of the sockets and ${http.filter((x) => x.startsWith('429')).length} of the nonce requests once the address's budget (burst ${limit.burst}, ${limit.perS}/s) was spent; the junk TCP connections got ${[...new Set(junk)].join(' / ')}; B cut off after ${junkAcked} junk messages; site A, connected before, was shown the next study and its answer accepted. Trade-off: on loopback every client is 127.0.0.1, so right after the flood a NEW handshake of the real site got ${fresh.status} too: sites behind one NAT share one budget with whoever floods from there (an open connection is not affected)`, 'TWF_E_RATE_LIMITED');
+      return refused(
+        `${summary}; /metrics counts ${refusedCounted} refused handshakes and ${limitedCounted} rate-limited; TWF_E_RATE_LIMITED (429 on HTTP) for ${sockets.filter((x) => x === 'TWF_E_RATE_LIMITED').length} of the sockets and ${http.filter((x) => x.startsWith('429')).length} of the nonce requests once the address's budget (burst ${limit.burst}, ${limit.perS}/s) was spent; the junk TCP connections got ${[...new Set(junk)].join(' / ')}; B cut off after ${junkAcked} junk messages; site A, connected before, was shown the next study and its answer accepted. Trade-off: on loopback every client is 127.0.0.1, so right after the flood a NEW handshake of the real site got ${fresh.status} too: sites behind one NAT share one budget with whoever floods from there (an open connection is not affected)`,
+        'TWF_E_RATE_LIMITED',
+      );
     } finally {
       raw?.close();
       await site?.close();
@@ -270,7 +354,8 @@ const connectionFlood: Attack = {
 const decompressionBombs: Attack = {
   name: 'decompression-bomb-import',
   finding: 10,
-  expected: '`twinfed site import` of a 510 KB .nii.gz bomb (and an NRRD bomb, a 1 MB ratio bomb, a DICOM with lying Rows/Columns) is refused with TWF_E_IMPORT_TOO_LARGE within seconds, peak RSS far below 1 GiB, nothing stored',
+  expected:
+    '`twinfed site import` of a 510 KB .nii.gz bomb (and an NRRD bomb, a 1 MB ratio bomb, a DICOM with lying Rows/Columns) is refused with TWF_E_IMPORT_TOO_LARGE within seconds, peak RSS far below 1 GiB, nothing stored',
   async run(ctx) {
     const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'));
     const site = join(ctx.dir, 'site');
@@ -316,7 +401,10 @@ const decompressionBombs: Attack = {
     const after = tableCounts(dbPath, skip);
     const changed = Object.keys(after).filter((t) => after[t] !== before[t]);
     if (changed.length) return failed(`rows were stored: ${changed.map((t) => `${t} ${before[t]} -> ${after[t]}`).join(', ')}`);
-    return refused(`each refused by the CLI (exit 3), peak RSS of the whole CLI process: ${rows.join('; ')}; no table of site.db changed (${Object.keys(after).length} checked)`, 'TWF_E_IMPORT_TOO_LARGE');
+    return refused(
+      `each refused by the CLI (exit 3), peak RSS of the whole CLI process: ${rows.join('; ')}; no table of site.db changed (${Object.keys(after).length} checked)`,
+      'TWF_E_IMPORT_TOO_LARGE',
+    );
   },
 };
 
@@ -335,22 +423,33 @@ const refusedEnrolment: Attack = {
       const expired = await issue('Hospital C');
       // A token issued long ago: its expiry is in the past (the lead cannot issue one shorter than 60 s).
       c.db.$client.prepare('update enrolment_tokens set expires_at_ms = ? where token_hash = ?').run(Date.now() - 1000, sha256Hex(expired));
-      const tries = [['unknown token', 'never-issued-token-0123456789abcdef'], ['already used', used], ['expired', expired]] as const;
+      const tries = [
+        ['unknown token', 'never-issued-token-0123456789abcdef'],
+        ['already used', used],
+        ['expired', expired],
+      ] as const;
       const answers: string[] = [];
       for (const [what, token] of tries) {
-        const r = await enrolSite({ dataDir: join(ctx.dir, `try-${what.replaceAll(' ', '-')}`), coordinatorUrl: url, token }).then(() => 'enrolled', (e: Error) => e.message);
+        const r = await enrolSite({ dataDir: join(ctx.dir, `try-${what.replaceAll(' ', '-')}`), coordinatorUrl: url, token }).then(
+          () => 'enrolled',
+          (e: Error) => e.message,
+        );
         if (!/401 TWF_E_ENROLMENT_TOKEN/.test(r)) return failed(`${what} token: ${r}`);
         answers.push(what);
       }
       const audit = await lead<{ action: string; detail: string | null; digest: string | null }[]>(url, 'GET', '/api/audit?limit=1000');
       const logged = audit.json.filter((e) => e.action === 'enrolment.refused');
       for (const [what, token] of tries) {
-        if (!logged.some((e) => e.detail === `TWF_E_ENROLMENT_TOKEN: ${what}` && e.digest === sha256Hex(token))) return failed(`no audit entry "TWF_E_ENROLMENT_TOKEN: ${what}" with the token's hash (${logged.length} enrolment.refused entries)`);
+        if (!logged.some((e) => e.detail === `TWF_E_ENROLMENT_TOKEN: ${what}` && e.digest === sha256Hex(token)))
+          return failed(`no audit entry "TWF_E_ENROLMENT_TOKEN: ${what}" with the token's hash (${logged.length} enrolment.refused entries)`);
       }
       const text = JSON.stringify(audit.json);
       if (tries.some(([, t]) => text.includes(t))) return failed('a token appears in clear in the audit log');
       if (c.engine.listSites().length !== 1) return failed(`${c.engine.listSites().length} sites enrolled; only the first use of the token should have`);
-      return refused(`${answers.join(', ')} tokens answered 401 TWF_E_ENROLMENT_TOKEN; ${logged.length} enrolment.refused entries in GET /api/audit with the reason and the token's SHA-256 only; one site enrolled`, 'TWF_E_ENROLMENT_TOKEN');
+      return refused(
+        `${answers.join(', ')} tokens answered 401 TWF_E_ENROLMENT_TOKEN; ${logged.length} enrolment.refused entries in GET /api/audit with the reason and the token's SHA-256 only; one site enrolled`,
+        'TWF_E_ENROLMENT_TOKEN',
+      );
     } finally {
       await c.close();
     }
@@ -364,7 +463,8 @@ const refusedEnrolment: Attack = {
 const enrolmentJunk: Attack = {
   name: 'enrolment-junk-audit-growth',
   finding: null,
-  expected: 'refused enrolments are audited (finding 11) without a stranger adding a row per junk request: rows are coalesced per kind and minute, every refusal is counted in /metrics, the per-address limit answers 429',
+  expected:
+    'refused enrolments are audited (finding 11) without a stranger adding a row per junk request: rows are coalesced per kind and minute, every refusal is counted in /metrics, the per-address limit answers 429',
   async run(ctx) {
     const limit = { burst: 120, perS: 4 };
     const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'), { preAuthRateLimit: limit });
@@ -374,13 +474,18 @@ const enrolmentJunk: Attack = {
       const bytes0 = dbBytes(dbPath);
       const key = Buffer.alloc(32, 7).toString('base64');
       const t0 = performance.now();
-      const answers = await pool(Array.from({ length: 200 }, (_, i) => i), 10, async (i) => {
-        const res = await fetch(new URL('/api/enrol', url), {
-          method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ token: `junk-token-${String(i).padStart(8, '0')}-0123456789`, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: key, x25519PublicKey: key }),
-        });
-        return res.status;
-      });
+      const answers = await pool(
+        Array.from({ length: 200 }, (_, i) => i),
+        10,
+        async (i) => {
+          const res = await fetch(new URL('/api/enrol', url), {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ token: `junk-token-${String(i).padStart(8, '0')}-0123456789`, protocolVersion: PROTOCOL_VERSION, ed25519PublicKey: key, x25519PublicKey: key }),
+          });
+          return res.status;
+        },
+      );
       const seconds = (performance.now() - t0) / 1000;
       const rows = c.engine.audit.entries().length - rows0;
       const kib = (dbBytes(dbPath) - bytes0) / 1024;
@@ -391,7 +496,10 @@ const enrolmentJunk: Attack = {
       if (answers.some((x) => x === 201)) return failed(`a junk token enrolled a site`);
       if (rows > 3) return failed(`200 junk enrolments added ${rows} audit rows (+${kib.toFixed(0)} KiB): one per request`);
       if (counted !== n401) return failed(`${n401} refusals but /metrics counts ${counted}`);
-      return refused(`200 junk enrolments from one address in ${seconds.toFixed(1)} s: ${n401} refused (TWF_E_ENROLMENT_TOKEN), all counted in /metrics, written as ${rows} coalesced audit row(s) (+${kib.toFixed(0)} KiB); then ${n429} answered 429 TWF_E_RATE_LIMITED`, 'TWF_E_RATE_LIMITED');
+      return refused(
+        `200 junk enrolments from one address in ${seconds.toFixed(1)} s: ${n401} refused (TWF_E_ENROLMENT_TOKEN), all counted in /metrics, written as ${rows} coalesced audit row(s) (+${kib.toFixed(0)} KiB); then ${n429} answered 429 TWF_E_RATE_LIMITED`,
+        'TWF_E_RATE_LIMITED',
+      );
     } finally {
       await c.close();
     }
@@ -403,7 +511,8 @@ const enrolmentJunk: Attack = {
 const pathStudyIds: Attack = {
   name: 'study-id-as-path',
   finding: 12,
-  expected: "a coordinator announcing studies '../../etc', 'a/b', '..' (in the envelope or only in the manifest) or completing one is refused as malformed by a real site before any file use: nothing created in or above its data folder",
+  expected:
+    "a coordinator announcing studies '../../etc', 'a/b', '..' (in the envelope or only in the manifest) or completing one is refused as malformed by a real site before any file use: nothing created in or above its data folder",
   async run(ctx) {
     const r = await rosterOfThree(ctx, 1);
     try {
@@ -428,8 +537,12 @@ const pathStudyIds: Attack = {
       const created = tree(ctx.dir).filter((p) => !before.includes(p));
       if (created.length) return failed(`files appeared: ${created.join(', ')}`);
       if (tableCounts(join(a.dir, SITE_FILES.db)).studies !== studies0) return failed('a study row was stored');
-      if (auditOf(a).some((e) => e.action === 'msg.received' && e.studyId !== null && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(e.studyId))) return failed('a path-like study id was accepted into the site log');
-      return refused(`all ${sent.length} signed envelopes refused as malformed (${malformed.filter((e) => e.action === 'msg.rejected').length} at the envelope's studyId, ${malformed.filter((e) => e.action === 'msg.failed').length} at the manifest's); no new file or folder under the data folder, its parent or grandparent (${before.length} paths compared); no study row`, 'TWF_E_MALFORMED');
+      if (auditOf(a).some((e) => e.action === 'msg.received' && e.studyId !== null && !/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(e.studyId)))
+        return failed('a path-like study id was accepted into the site log');
+      return refused(
+        `all ${sent.length} signed envelopes refused as malformed (${malformed.filter((e) => e.action === 'msg.rejected').length} at the envelope's studyId, ${malformed.filter((e) => e.action === 'msg.failed').length} at the manifest's); no new file or folder under the data folder, its parent or grandparent (${before.length} paths compared); no study row`,
+        'TWF_E_MALFORMED',
+      );
     } finally {
       await r.close();
     }
@@ -443,7 +556,8 @@ const SECRET = 'SQLITE_CORRUPT at /var/lib/twinfed/coordinator.db: admin token h
 const errorHygiene: Attack = {
   name: 'client-and-internal-errors',
   finding: 13,
-  expected: 'bad JSON, wrong types, a huge body, unknown routes and bad ids get 4xx with a catalogue code; a forced internal error reaches neither a REST client nor a site (ack, reject, audit) with its message',
+  expected:
+    'bad JSON, wrong types, a huge body, unknown routes and bad ids get 4xx with a catalogue code; a forced internal error reaches neither a REST client nor a site (ack, reject, audit) with its message',
   async run(ctx) {
     const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'));
     let raw: RawSite | null = null;
@@ -476,7 +590,9 @@ const errorHygiene: Attack = {
         let code = '';
         try {
           code = (JSON.parse(r.text) as { code?: string }).code ?? '';
-        } catch { /* not JSON: caught below */ }
+        } catch {
+          /* not JSON: caught below */
+        }
         if (r.status < 400 || r.status >= 500 || !(code in WIRE_ERRORS) || /"stack"|node_modules|\/work\//.test(r.text)) return failed(`${what}: ${r.status} ${r.text.slice(0, 200)}`);
         seen.push(`${what} ${r.status}`);
       }
@@ -491,7 +607,10 @@ const errorHygiene: Attack = {
         throw new Error(SECRET);
       };
       try {
-        for (const [method, name, path, body, headers] of [['GET', 'listStudies', '/api/studies', undefined, auth], ['POST', 'issueChallenge', '/api/handshake', JSON.stringify({ siteId: 'site-x' }), json]] as const) {
+        for (const [method, name, path, body, headers] of [
+          ['GET', 'listStudies', '/api/studies', undefined, auth],
+          ['POST', 'issueChallenge', '/api/handshake', JSON.stringify({ siteId: 'site-x' }), json],
+        ] as const) {
           engine[name] = boom;
           const r = await call(method, path, body, headers);
           delete engine[name];
@@ -502,7 +621,8 @@ const errorHygiene: Attack = {
         const e = await new Promise<Error & { data?: unknown }>((res) => s.once('connect_error', res));
         s.disconnect();
         delete engine.authenticateHandshake;
-        if (`${e.message} ${JSON.stringify(e.data)}`.includes('hunter2') || (e.data as { code?: string })?.code !== 'TWF_E_INTERNAL') leaks.push(`socket handshake: ${e.message} ${JSON.stringify(e.data)}`);
+        if (`${e.message} ${JSON.stringify(e.data)}`.includes('hunter2') || (e.data as { code?: string })?.code !== 'TWF_E_INTERNAL')
+          leaks.push(`socket handshake: ${e.message} ${JSON.stringify(e.data)}`);
       } finally {
         console.error = realError;
         delete engine.listStudies;
@@ -522,7 +642,10 @@ const errorHygiene: Attack = {
       if (auditText.includes('hunter2')) leaks.push('the audit log (GET /api/audit) holds the internal message');
       if (leaks.length) return failed(`internal message left the process: ${leaks.join('; ')}`);
       const kept = printed.filter((l) => l.includes('hunter2')).length;
-      return refused(`${seen.join(', ')}: all 4xx with a TWF_E_ code, no stack or path; forced internal errors on GET /api/studies, POST /api/handshake, the socket handshake and a site's hello answered TWF_E_INTERNAL with only a log reference (${(ack as Extract<Ack, { ok: false }>).detail}); the message stayed in the coordinator's own log (${kept} lines)`, 'TWF_E_INTERNAL');
+      return refused(
+        `${seen.join(', ')}: all 4xx with a TWF_E_ code, no stack or path; forced internal errors on GET /api/studies, POST /api/handshake, the socket handshake and a site's hello answered TWF_E_INTERNAL with only a log reference (${(ack as Extract<Ack, { ok: false }>).detail}); the message stayed in the coordinator's own log (${kept} lines)`,
+        'TWF_E_INTERNAL',
+      );
     } finally {
       raw?.close();
       await c.close();
@@ -535,7 +658,8 @@ const errorHygiene: Attack = {
 const restartReconnect: Attack = {
   name: 'coordinator-restart-reconnect',
   finding: 14,
-  expected: 'after the coordinator process is stopped (SIGTERM: server-side disconnect) and restarted on its port, real site nodes reconnect by themselves: GET /api/sites shows them connected within seconds',
+  expected:
+    'after the coordinator process is stopped (SIGTERM: server-side disconnect) and restarted on its port, real site nodes reconnect by themselves: GET /api/sites shows them connected within seconds',
   async run(ctx) {
     const port = await freePort();
     const dataDir = join(ctx.dir, 'coordinator');
@@ -559,7 +683,10 @@ const restartReconnect: Attack = {
       const s = (performance.now() - t0) / 1000;
       if (!ok) return failed('the sites did not reconnect within 30 s of the restart');
       const reconnects = sites.map((x) => x.node.audit.entries().filter((e) => e.action === 'msg.sent' && e.msgType === 'hello').length);
-      return refused(`SIGTERM closed every connection server-side; ${s.toFixed(1)} s after the new process answered /healthz, GET /api/sites showed all 3 connected again (hellos per site: ${reconnects.join(', ')})`, null);
+      return refused(
+        `SIGTERM closed every connection server-side; ${s.toFixed(1)} s after the new process answered /healthz, GET /api/sites showed all 3 connected again (hellos per site: ${reconnects.join(', ')})`,
+        null,
+      );
     } finally {
       for (const x of sites) await x.close();
       await coord.stop('SIGKILL');
@@ -570,7 +697,8 @@ const restartReconnect: Attack = {
 const stoppedStudyJoins: Attack = {
   name: 'approval-after-study-stopped',
   finding: 14,
-  expected: 'officers approve a study the lead already stopped (site A heard of the stop, B\'s notice was lost in transit, C was offline): over 10 s none sends study.join more than once, and the audit logs stay small',
+  expected:
+    "officers approve a study the lead already stopped (site A heard of the stop, B's notice was lost in transit, C was offline): over 10 s none sends study.join more than once, and the audit logs stay small",
   async run(ctx) {
     const r = await rosterOfThree(ctx, 3, true);
     let c2: OpenSite | null = null;
@@ -602,7 +730,10 @@ const stoppedStudyJoins: Attack = {
       await sleep(10_000);
       const rows1 = rows();
       const joins = nodes.map((s) => s.node.audit.entries().filter((e) => e.action === 'msg.sent' && e.msgType === 'study.join').length);
-      const refusedJoins = r.c.engine.audit.entries().filter((e) => e.action === 'msg.rejected' && e.msgType === 'study.join').map((e) => e.detail?.split(':')[0] ?? '');
+      const refusedJoins = r.c.engine.audit
+        .entries()
+        .filter((e) => e.action === 'msg.rejected' && e.msgType === 'study.join')
+        .map((e) => e.detail?.split(':')[0] ?? '');
       const refusedSummary = [...new Set(refusedJoins)].map((code) => `${refusedJoins.filter((x) => x === code).length}x ${code}`).join(', ');
       const growth = `audit growth over 10 s: coordinator +${rows1[0] - rows0[0]}, A +${rows1[1] - rows0[1]}, B +${rows1[2] - rows0[2]}, C +${rows1[3] - rows0[3]} rows`;
       const said = `study.join sent by A ${joins[0]}, B ${joins[1]}, C ${joins[2]} times (refused: ${refusedSummary || 'none'}); statuses ${nodes.map((s) => studyStatus(s, r.studyId)).join('/')}; ${growth}`;
@@ -620,7 +751,8 @@ const stoppedStudyJoins: Attack = {
 const wrongHashApproval: Attack = {
   name: 'approve-with-wrong-hash',
   finding: 14,
-  expected: '`twinfed site approve STUDY --hash WRONG` is refused (TWF_E_APPROVAL_HASH, not "the manifest changed"), says to review the manifest, does not print the right hash to paste, approves nothing',
+  expected:
+    '`twinfed site approve STUDY --hash WRONG` is refused (TWF_E_APPROVAL_HASH, not "the manifest changed"), says to review the manifest, does not print the right hash to paste, approves nothing',
   async run(ctx) {
     const r = await rosterOfThree(ctx, 1);
     try {
@@ -635,7 +767,10 @@ const wrongHashApproval: Attack = {
       // The same command with the hash the officer reviewed works: the refusal is about the hash alone.
       const good = await twinfed(ctx.dir, ['site', 'approve', r.studyId, '--data-dir', a.dir, '--officer', 'Officer A', '--hash', r.manifestHash]);
       if (good.code !== 0) return failed(`the right hash was refused too: ${good.err.slice(0, 200)}`);
-      return refused(`exit ${bad.code}: "${firstLine(bad.err).slice(0, 150)}…"; no hash of the announced manifest in the output, nothing approved; with the reviewed hash the same command approves (exit 0)`, 'TWF_E_APPROVAL_HASH');
+      return refused(
+        `exit ${bad.code}: "${firstLine(bad.err).slice(0, 150)}…"; no hash of the announced manifest in the output, nothing approved; with the reviewed hash the same command approves (exit 0)`,
+        'TWF_E_APPROVAL_HASH',
+      );
     } finally {
       await r.close();
     }
@@ -664,7 +799,10 @@ const staleMessage: Attack = {
       emitToSite(r.c, a.node.siteId, msg());
       const ok = await waitFor(() => studyStatus(a, r.studyId) === 'stopped', 'the fresh message to apply', 10_000, 20).catch(() => false);
       if (!ok) return failed('the fresh control message was not applied either; the test proves nothing');
-      return refused(`past and future timestamps (±10 min, skew ±${a.node.config.clockSkewMs / 60_000} min) refused: "${rejections(a, 'TWF_E_STALE_MESSAGE')[0].detail!.slice(0, 90)}…"; study stayed ${status0}; the same message fresh was applied`, 'TWF_E_STALE_MESSAGE');
+      return refused(
+        `past and future timestamps (±10 min, skew ±${a.node.config.clockSkewMs / 60_000} min) refused: "${rejections(a, 'TWF_E_STALE_MESSAGE')[0].detail!.slice(0, 90)}…"; study stayed ${status0}; the same message fresh was applied`,
+        'TWF_E_STALE_MESSAGE',
+      );
     } finally {
       await r.close();
     }
@@ -674,7 +812,7 @@ const staleMessage: Attack = {
 const wrongRecipient: Attack = {
   name: 'message-for-another-site',
   finding: 15,
-  expected: 'a coordinator message addressed to site A, delivered on site B\'s connection, is refused by B (TWF_E_WRONG_RECIPIENT) and has no effect; A accepts the very same envelope',
+  expected: "a coordinator message addressed to site A, delivered on site B's connection, is refused by B (TWF_E_WRONG_RECIPIENT) and has no effect; A accepts the very same envelope",
   async run(ctx) {
     const r = await rosterOfThree(ctx, 2);
     try {
@@ -697,7 +835,8 @@ const wrongRecipient: Attack = {
 const restoredFromBackup: Attack = {
   name: 'site-restored-from-backup',
   finding: 15,
-  expected: 'a site whose data folder is restored from a copy taken during round 1 (after it ran on) is not locked out: it logs seq.resync, reconnects and takes part in round 2 to the same final model',
+  expected:
+    'a site whose data folder is restored from a copy taken during round 1 (after it ran on) is not locked out: it logs seq.resync, reconnects and takes part in round 2 to the same final model',
   async run(ctx) {
     const { c, url } = await startCoordinator(join(ctx.dir, 'coordinator'));
     const sites: OpenSite[] = [];
@@ -750,11 +889,16 @@ const restoredFromBackup: Attack = {
       restored.node.connect();
       const done = await waitFor(() => c.engine.studyStatus(studyId).state === 'completed', 'study completion with the restored site', 90_000, 100).catch(() => false);
       const resync = restored.node.audit.entries().find((e) => e.action === 'seq.resync');
-      const rejected = restored.node.audit.entries().filter((e) => e.action === 'msg.rejected' || e.action === 'msg.failed').map((e) => e.detail?.split(':')[0]);
+      const rejected = restored.node.audit
+        .entries()
+        .filter((e) => e.action === 'msg.rejected' || e.action === 'msg.failed')
+        .map((e) => e.detail?.split(':')[0]);
       if (!resync) return failed(`no seq.resync in the restored site's log (backup seq ${seqAtBackup}, coordinator saw ${seqSeen})`);
       if (!done) {
         const st = c.engine.studyStatus(studyId);
-        return failed(`the study did not complete after the restore: round ${st.currentRound}, ${JSON.stringify(st.roundSummaries.map((x) => ({ r: x.round, s: x.state, p: x.phase, done: x.completed, why: x.failReason })))}`);
+        return failed(
+          `the study did not complete after the restore: round ${st.currentRound}, ${JSON.stringify(st.roundSummaries.map((x) => ({ r: x.round, s: x.state, p: x.phase, done: x.completed, why: x.failReason })))}`,
+        );
       }
       const st = c.engine.studyStatus(studyId);
       const last = st.roundSummaries.filter((x) => x.state === 'closed').at(-1)!;
@@ -767,7 +911,10 @@ const restoredFromBackup: Attack = {
       const cmp = await twinfed(ctx.dir, ['audit', 'compare', '--site-db', join(dirA, SITE_FILES.db), '--coordinator-db', join(ctx.dir, 'coordinator', 'coordinator.db')]);
       const gap = /(\d+) coordinator entries inside a seq.resync gap/.exec(cmp.out)?.[1];
       if (cmp.code !== 0) return failed(`audit compare of the restored site: exit ${cmp.code}: ${cmp.out.slice(0, 600)}`);
-      return refused(`backup taken at seq ${seqAtBackup}, the coordinator had accepted ${seqSeen}; after the restore A logged seq.resync ${resync.detail}, contributed to round ${last.round} (${st.roundSummaries.length} rounds, ${st.roundSummaries.filter((x) => x.state === 'failed').length} failed), holds the same final model (coordinator messages it refused or failed on: ${rejected.join(', ') || 'none'}); audit compare passes, ${gap} coordinator entries explained by the resync gap`, null);
+      return refused(
+        `backup taken at seq ${seqAtBackup}, the coordinator had accepted ${seqSeen}; after the restore A logged seq.resync ${resync.detail}, contributed to round ${last.round} (${st.roundSummaries.length} rounds, ${st.roundSummaries.filter((x) => x.state === 'failed').length} failed), holds the same final model (coordinator messages it refused or failed on: ${rejected.join(', ') || 'none'}); audit compare passes, ${gap} coordinator entries explained by the resync gap`,
+        null,
+      );
     } finally {
       await shutDown();
     }
@@ -796,7 +943,13 @@ const revokedSite: Attack = {
       const run = await twinfed(ctx.dir, ['site', 'run', '--data-dir', join(ctx.dir, 'a')], 60_000);
       if (run.code === 0 || run.code === null || !/TWF_E_SITE_REVOKED/.test(run.err)) return failed(`site run: exit ${run.code}: ${run.err.slice(-300)}`);
       const m = await metrics(url);
-      return refused(`the connected node was cut off and its reconnect refused, onFatal fired (${got.code}); \`twinfed site run\` exited ${run.code} after ${run.seconds.toFixed(1)} s ("${run.err.split('\n').find((l) => l.includes('fatal'))?.slice(0, 80)}"); /metrics counts ${m.get('twinfed_connections_refused_total{code="TWF_E_SITE_REVOKED"}') ?? 0} revoked handshakes`, 'TWF_E_SITE_REVOKED');
+      return refused(
+        `the connected node was cut off and its reconnect refused, onFatal fired (${got.code}); \`twinfed site run\` exited ${run.code} after ${run.seconds.toFixed(1)} s ("${run.err
+          .split('\n')
+          .find((l) => l.includes('fatal'))
+          ?.slice(0, 80)}"); /metrics counts ${m.get('twinfed_connections_refused_total{code="TWF_E_SITE_REVOKED"}') ?? 0} revoked handshakes`,
+        'TWF_E_SITE_REVOKED',
+      );
     } finally {
       await site?.close();
       await c.close();
@@ -838,7 +991,10 @@ const evictedSite: Attack = {
       const dKeys = d.raw.inbox.filter((x) => x.header.type === 'keys.deliver').length;
       const again = await d.join(50);
       if (dKeys !== 0 || again.ok || again.code !== 'TWF_E_EVICTED') return failed(`D got ${dKeys} more keys; its join answered ${JSON.stringify(again)}`);
-      return refused(`epoch 2 was requested and sealed for ${sealedFor.length} sites (${(JSON.parse(epoch.r) as string[]).length} recipients, not D); B received it, D received no key after epoch 1 and its join was refused`, 'TWF_E_EVICTED');
+      return refused(
+        `epoch 2 was requested and sealed for ${sealedFor.length} sites (${(JSON.parse(epoch.r) as string[]).length} recipients, not D); B received it, D received no key after epoch 1 and its join was refused`,
+        'TWF_E_EVICTED',
+      );
     } finally {
       for (const p of parts) p.raw.close();
       await c.close();
@@ -848,7 +1004,19 @@ const evictedSite: Attack = {
 
 /** Operations and audit findings of the 2026-11-27 review (8-15), plus revocation and eviction. */
 export const OPERATIONS_ATTACKS: Attack[] = [
-  auditTampering, connectionFlood, decompressionBombs, refusedEnrolment, enrolmentJunk, pathStudyIds, errorHygiene,
-  restartReconnect, stoppedStudyJoins, wrongHashApproval, staleMessage, wrongRecipient, restoredFromBackup,
-  revokedSite, evictedSite,
+  auditTampering,
+  connectionFlood,
+  decompressionBombs,
+  refusedEnrolment,
+  enrolmentJunk,
+  pathStudyIds,
+  errorHygiene,
+  restartReconnect,
+  stoppedStudyJoins,
+  wrongHashApproval,
+  staleMessage,
+  wrongRecipient,
+  restoredFromBackup,
+  revokedSite,
+  evictedSite,
 ];

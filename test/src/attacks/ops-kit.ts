@@ -61,11 +61,14 @@ export async function freePort(): Promise<number> {
 
 /** `twinfed coordinator start` as its own process (SIGTERM closes it the way an operator's restart does). */
 export function coordinatorProcess(dataDir: string, port: number): { proc: ChildProcess; url: string; up: Promise<void>; stop(signal?: NodeJS.Signals): Promise<void> } {
-  const proc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'silent', '--tick-ms', '100'], { stdio: 'ignore' });
+  const proc = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'silent', '--tick-ms', '100'], {
+    stdio: 'ignore',
+  });
   const url = `http://127.0.0.1:${port}`;
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   return {
-    proc, url,
+    proc,
+    url,
     up: waitFor(async () => (await fetch(new URL('/healthz', url)).catch(() => null))?.ok, 'coordinator process up', 20_000, 50).then(() => undefined),
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
@@ -88,8 +91,13 @@ export async function openSite(dir: string, events: SiteEvents = {}): Promise<Op
   const node = await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100, events });
   let closed: Promise<void> | null = null;
   return {
-    node, dir,
-    close: () => (closed ??= node.close().catch(() => undefined).finally(() => store.close())),
+    node,
+    dir,
+    close: () =>
+      (closed ??= node
+        .close()
+        .catch(() => undefined)
+        .finally(() => store.close())),
   };
 }
 
@@ -191,12 +199,14 @@ export function tableCounts(path: string, except: string[] = []): Record<string,
 export async function pool<T, R>(items: T[], k: number, fn: (x: T, i: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(k, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(k, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i], i);
+      }
+    }),
+  );
   return out;
 }
 

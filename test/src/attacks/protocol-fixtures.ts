@@ -156,12 +156,16 @@ export function audited(node: SiteNode, action: string, code?: string) {
 
 /** A real site's study key of one epoch, as stored in its database. */
 export function keyOf(node: SiteNode, studyId: string, epoch: number): { secretKey: Buffer; keyCommitment: string; manifestHash: string } | undefined {
-  return node.db.$client.prepare('select secret_key as secretKey, key_commitment as keyCommitment, manifest_hash as manifestHash from study_keys where study_id = ? and epoch = ?').get(studyId, epoch) as never;
+  return node.db.$client
+    .prepare('select secret_key as secretKey, key_commitment as keyCommitment, manifest_hash as manifestHash from study_keys where study_id = ? and epoch = ?')
+    .get(studyId, epoch) as never;
 }
 
 /** A real site's round_work row (null fields once wiped). */
 export function workOf(node: SiteNode, studyId: string, round: number): { state: string; signedJson: string | null; revealedJson: string | null; keySetJson: string | null } | undefined {
-  return node.db.$client.prepare('select state, signed_json as signedJson, revealed_json as revealedJson, key_set_json as keySetJson from round_work where study_id = ? and round = ?').get(studyId, round) as never;
+  return node.db.$client
+    .prepare('select state, signed_json as signedJson, revealed_json as revealedJson, key_set_json as keySetJson from round_work where study_id = ? and round = ?')
+    .get(studyId, round) as never;
 }
 
 /**

@@ -42,7 +42,11 @@ async function runOnce(n: number): Promise<{ sites: number; baselineMiB: number;
   const tmp = tempDir('bench-agg');
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const proc: ChildProcess = spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', join(tmp.dir, 'c'), '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'error', '--tick-ms', '200'], { stdio: 'ignore' });
+  const proc: ChildProcess = spawn(
+    process.execPath,
+    [BIN, 'coordinator', 'start', '--data-dir', join(tmp.dir, 'c'), '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'error', '--tick-ms', '200'],
+    { stdio: 'ignore' },
+  );
   try {
     for (let i = 0; ; i++) {
       if ((await fetch(new URL('/healthz', url)).catch(() => null))?.ok) break;
@@ -55,13 +59,15 @@ async function runOnce(n: number): Promise<{ sites: number; baselineMiB: number;
     const spec = tinySpec({ rounds: 1, minSites: secaggThresholdFor(n), roundDeadlineS: 600 });
     spec.model = { ...spec.model, base: 8, depth: 2, size: 48 }; // the demo U-Net: 29,330 parameters, 8 ciphertexts
     const { manifest, manifestHash } = await createAndStart(url, spec);
-    const sites = await Promise.all(Array.from({ length: n }, async (_, i) => {
-      const raw = await RawSite.create(url, join(tmp.dir, `s${i}`));
-      await raw.connected();
-      await raw.hello();
-      await raw.next('study.announce', 30_000);
-      return new RawParticipant(raw, manifest, manifestHash).init();
-    }));
+    const sites = await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const raw = await RawSite.create(url, join(tmp.dir, `s${i}`));
+        await raw.connected();
+        await raw.hello();
+        await raw.next('study.announce', 30_000);
+        return new RawParticipant(raw, manifest, manifestHash).init();
+      }),
+    );
     for (const s of sites) await s.join(100);
     await sites[0].deal(60_000);
     await Promise.all(sites.slice(1).map((s) => s.acceptKey(60_000)));
@@ -82,13 +88,15 @@ async function runOnce(n: number): Promise<{ sites: number; baselineMiB: number;
       }
     })();
     const t0 = performance.now();
-    await Promise.all(sites.map(async (s, i) => {
-      const cts = prepared[i].ciphertexts;
-      for (let k = 0; k < cts.length; k++) {
-        const a = await s.raw.send('update.chunk', manifest.studyId, 1, cts[k], s.chunkMeta(1, k, cts.length, 10));
-        if (!a.ok) throw new Error(`${a.code} ${a.detail}`);
-      }
-    }));
+    await Promise.all(
+      sites.map(async (s, i) => {
+        const cts = prepared[i].ciphertexts;
+        for (let k = 0; k < cts.length; k++) {
+          const a = await s.raw.send('update.chunk', manifest.studyId, 1, cts[k], s.chunkMeta(1, k, cts.length, 10));
+          if (!a.ok) throw new Error(`${a.code} ${a.detail}`);
+        }
+      }),
+    );
     await Promise.all(sites.map((s) => s.sign(1, 120_000)));
     await Promise.all(sites.map((s) => s.reveal(1, 120_000)));
     await Promise.all(sites.map((s) => s.raw.next('round.aggregate', 120_000)));
@@ -113,6 +121,9 @@ for (const n of SIZES) {
 const ref = Math.max(rows[0].growthMiB, 1);
 console.log('coordinator resident memory during one secure-aggregation round (29,330 parameters per update, 8 ciphertexts each, concurrent uploads; round s = first chunk to aggregate)');
 console.log('sites  RSS before MiB  RSS peak MiB  RSS growth MiB  growth / growth(3 sites)  JS heap growth MiB  round s');
-for (const r of rows) console.log(`${String(r.sites).padStart(5)}  ${r.baselineMiB.toFixed(1).padStart(14)}  ${r.peakMiB.toFixed(1).padStart(12)}  ${r.growthMiB.toFixed(1).padStart(14)}  ${(r.growthMiB / ref).toFixed(2).padStart(24)}  ${r.heapGrowthMiB.toFixed(1).padStart(18)}  ${r.roundS.toFixed(1).padStart(7)}`);
+for (const r of rows)
+  console.log(
+    `${String(r.sites).padStart(5)}  ${r.baselineMiB.toFixed(1).padStart(14)}  ${r.peakMiB.toFixed(1).padStart(12)}  ${r.growthMiB.toFixed(1).padStart(14)}  ${(r.growthMiB / ref).toFixed(2).padStart(24)}  ${r.heapGrowthMiB.toFixed(1).padStart(18)}  ${r.roundS.toFixed(1).padStart(7)}`,
+  );
 if (json) console.log(JSON.stringify({ rows }));
 process.exit(0);

@@ -38,35 +38,45 @@ export function syntheticRoi(nx: number, ny: number, nz: number, nLevels: number
   }
   // 3x3x3 box smoothing gives spatial correlation (runs and zones longer than one voxel).
   const smooth = new Float64Array(n);
-  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
-    let sum = 0, w = 0;
-    for (let dz = -1; dz <= 1; dz++) for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
-      const ii = i + dx, jj = j + dy, kk = k + dz;
-      if (ii < 0 || ii >= nx || jj < 0 || jj >= ny || kk < 0 || kk >= nz) continue;
-      sum += noise[ii + nx * (jj + ny * kk)];
-      w++;
-    }
-    smooth[i + nx * (j + ny * k)] = sum / w;
-  }
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++)
+      for (let i = 0; i < nx; i++) {
+        let sum = 0,
+          w = 0;
+        for (let dz = -1; dz <= 1; dz++)
+          for (let dy = -1; dy <= 1; dy++)
+            for (let dx = -1; dx <= 1; dx++) {
+              const ii = i + dx,
+                jj = j + dy,
+                kk = k + dz;
+              if (ii < 0 || ii >= nx || jj < 0 || jj >= ny || kk < 0 || kk >= nz) continue;
+              sum += noise[ii + nx * (jj + ny * kk)];
+              w++;
+            }
+        smooth[i + nx * (j + ny * k)] = sum / w;
+      }
   const levels = new Int32Array(n);
   const morphMask = new Uint8Array(n);
-  let lo = Infinity, hi = -Infinity;
-  const inside = (i: number, j: number, k: number): boolean =>
-    !ellipsoid ||
-    ((i + 0.5) / nx - 0.5) ** 2 + ((j + 0.5) / ny - 0.5) ** 2 + ((k + 0.5) / nz - 0.5) ** 2 <= 0.25;
-  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
-    if (!inside(i, j, k)) continue;
-    const x = smooth[i + nx * (j + ny * k)];
-    lo = Math.min(lo, x);
-    hi = Math.max(hi, x);
-  }
-  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
-    const v = i + nx * (j + ny * k);
-    if (!inside(i, j, k)) continue;
-    morphMask[v] = 1;
-    // IBSI 2.7 fixed bin number: floor(N_g (x - min) / (max - min)) + 1, with x = max going to N_g.
-    levels[v] = Math.min(nLevels, Math.floor((nLevels * (smooth[v] - lo)) / (hi - lo)) + 1);
-  }
+  let lo = Infinity,
+    hi = -Infinity;
+  const inside = (i: number, j: number, k: number): boolean => !ellipsoid || ((i + 0.5) / nx - 0.5) ** 2 + ((j + 0.5) / ny - 0.5) ** 2 + ((k + 0.5) / nz - 0.5) ** 2 <= 0.25;
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++)
+      for (let i = 0; i < nx; i++) {
+        if (!inside(i, j, k)) continue;
+        const x = smooth[i + nx * (j + ny * k)];
+        lo = Math.min(lo, x);
+        hi = Math.max(hi, x);
+      }
+  for (let k = 0; k < nz; k++)
+    for (let j = 0; j < ny; j++)
+      for (let i = 0; i < nx; i++) {
+        const v = i + nx * (j + ny * k);
+        if (!inside(i, j, k)) continue;
+        morphMask[v] = 1;
+        // IBSI 2.7 fixed bin number: floor(N_g (x - min) / (max - min)) + 1, with x = max going to N_g.
+        levels[v] = Math.min(nLevels, Math.floor((nLevels * (smooth[v] - lo)) / (hi - lo)) + 1);
+      }
   return { dims: [nx, ny, nz], spacingMm: [1, 1, 1], levels, morphMask, nLevels };
 }
 
@@ -86,7 +96,9 @@ function time(f: () => unknown, repeat: number): number {
 }
 
 function main(): void {
-  const nx = Number(arg('nx', '100')), ny = Number(arg('ny', '100')), nz = Number(arg('nz', '60'));
+  const nx = Number(arg('nx', '100')),
+    ny = Number(arg('ny', '100')),
+    nz = Number(arg('nz', '60'));
   const levelList = arg('levels', '32,64').split(',').map(Number);
   const repeat = Number(arg('repeat', '3'));
   const ellipsoid = arg('shape', 'box') === 'ellipsoid';

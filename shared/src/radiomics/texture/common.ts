@@ -244,8 +244,18 @@ export function sizeMatrixFeatures(m: SizeMatrix): SizeMatrixFeatures | null {
   const nL = m.nLevels;
   const total = sizeMatrixTotal(m);
   if (total <= 0) return null;
-  let se = 0, le = 0, lg = 0, hg = 0, slg = 0, shg = 0, llg = 0, lhg = 0;
-  let muI = 0, muJ = 0, entropy = 0, energy = 0;
+  let se = 0,
+    le = 0,
+    lg = 0,
+    hg = 0,
+    slg = 0,
+    shg = 0,
+    llg = 0,
+    lhg = 0;
+  let muI = 0,
+    muJ = 0,
+    entropy = 0,
+    energy = 0;
   let glnu = 0;
   const colSum = new Float64Array(nS);
   for (let g = 0; g < nL; g++) {
@@ -275,7 +285,9 @@ export function sizeMatrixFeatures(m: SizeMatrix): SizeMatrixFeatures | null {
     }
     glnu += rowSum * rowSum;
   }
-  let varI = 0, varJ = 0, slnu = 0;
+  let varI = 0,
+    varJ = 0,
+    slnu = 0;
   for (let g = 0; g < nL; g++) {
     for (let c = 0; c < nS; c++) {
       const v = m.counts[g * nS + c];
@@ -308,10 +320,7 @@ export function sizeMatrixFeatures(m: SizeMatrix): SizeMatrixFeatures | null {
 }
 
 /** Maps generic size-matrix features onto IBSI tag stems (without family prefix or aggregation suffix). */
-export function renameSizeFeatures(
-  f: SizeMatrixFeatures,
-  names: Partial<Record<keyof SizeMatrixFeatures, string>>,
-): Record<string, number> {
+export function renameSizeFeatures(f: SizeMatrixFeatures, names: Partial<Record<keyof SizeMatrixFeatures, string>>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, name] of Object.entries(names)) {
     if (name !== undefined) out[name] = f[k as keyof SizeMatrixFeatures];

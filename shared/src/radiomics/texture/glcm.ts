@@ -2,27 +2,14 @@
  * Grey level co-occurrence matrix (GLCM) and its 25 features: IBSI reference manual (arXiv:1612.07003)
  * section 3.6; Haralick et al., IEEE Trans. Syst. Man Cybern. 1973.
  */
-import {
-  DIRECTIONS_2D,
-  DIRECTIONS_3D,
-  type LevelGrid,
-  type SliceRange,
-  averageFeatures,
-  fullRange,
-  tagged,
-} from './common.js';
+import { DIRECTIONS_2D, DIRECTIONS_3D, type LevelGrid, type SliceRange, averageFeatures, fullRange, tagged } from './common.js';
 
 /**
  * Symmetric co-occurrence counts for one direction (IBSI 3.6: each pair of ROI voxels x, x + distance * dir
  * is counted in both (i, j) and (j, i)). Returns an nLevels x nLevels row-major Float64Array of counts,
  * element (i - 1) * nLevels + (j - 1). Only voxels in slices range.k0..k1-1 take part.
  */
-export function glcmMatrix(
-  grid: LevelGrid,
-  direction: readonly [number, number, number],
-  distance = 1,
-  range: SliceRange = fullRange(grid.dims),
-): Float64Array {
+export function glcmMatrix(grid: LevelGrid, direction: readonly [number, number, number], distance = 1, range: SliceRange = fullRange(grid.dims)): Float64Array {
   const [nx, ny] = grid.dims;
   const nL = grid.nLevels;
   const lv = grid.levels;
@@ -32,9 +19,12 @@ export function glcmMatrix(
   const m = new Float64Array(nL * nL);
   const off = dx + nx * (dy + ny * dz);
   // Restrict the loops so that x + offset stays inside the grid and the slice range.
-  const i0 = Math.max(0, -dx), i1 = Math.min(nx, nx - dx);
-  const j0 = Math.max(0, -dy), j1 = Math.min(ny, ny - dy);
-  const k0 = Math.max(range.k0, range.k0 - dz), k1 = Math.min(range.k1, range.k1 - dz);
+  const i0 = Math.max(0, -dx),
+    i1 = Math.min(nx, nx - dx);
+  const j0 = Math.max(0, -dy),
+    j1 = Math.min(ny, ny - dy);
+  const k0 = Math.max(range.k0, range.k0 - dz),
+    k1 = Math.min(range.k1, range.k1 - dz);
   for (let k = k0; k < k1; k++) {
     for (let j = j0; j < j1; j++) {
       const base = nx * (j + ny * k);
@@ -73,8 +63,17 @@ export function glcmFeatures(counts: Float64Array, nLevels: number): Record<stri
   const py = new Float64Array(Ng); // p_.j (column marginal)
   const pDiff = new Float64Array(Ng); // p_{x-y}(k), k = |i - j| = 0..Ng-1
   const pSum = new Float64Array(2 * Ng + 1); // p_{x+y}(k), k = i + j = 2..2Ng
-  let jointMax = 0, jointAvg = 0, jointEntr = 0, energy = 0, contrast = 0, dissim = 0;
-  let invDiff = 0, invDiffNorm = 0, invDiffMom = 0, invDiffMomNorm = 0, autoCorr = 0;
+  let jointMax = 0,
+    jointAvg = 0,
+    jointEntr = 0,
+    energy = 0,
+    contrast = 0,
+    dissim = 0;
+  let invDiff = 0,
+    invDiffNorm = 0,
+    invDiffMom = 0,
+    invDiffMomNorm = 0,
+    autoCorr = 0;
   for (let a = 0; a < Ng; a++) {
     const i = a + 1;
     for (let b = 0; b < Ng; b++) {
@@ -101,17 +100,24 @@ export function glcmFeatures(counts: Float64Array, nLevels: number): Record<stri
     }
   }
   let jointVar = 0; // 3.6.3
-  let muX = 0, muY = 0;
+  let muX = 0,
+    muY = 0;
   for (let a = 0; a < Ng; a++) {
     muX += (a + 1) * px[a];
     muY += (a + 1) * py[a];
   }
-  let sigX2 = 0, sigY2 = 0;
+  let sigX2 = 0,
+    sigY2 = 0;
   for (let a = 0; a < Ng; a++) {
     sigX2 += (a + 1 - muX) ** 2 * px[a];
     sigY2 += (a + 1 - muY) ** 2 * py[a];
   }
-  let cov = 0, clustTend = 0, clustShade = 0, clustProm = 0, hxy1 = 0, hxy2 = 0;
+  let cov = 0,
+    clustTend = 0,
+    clustShade = 0,
+    clustProm = 0,
+    hxy1 = 0,
+    hxy2 = 0;
   for (let a = 0; a < Ng; a++) {
     for (let b = 0; b < Ng; b++) {
       const q = px[a] * py[b];
@@ -128,21 +134,24 @@ export function glcmFeatures(counts: Float64Array, nLevels: number): Record<stri
       hxy1 -= p * Math.log2(q); // 3.6.24 HXY1
     }
   }
-  let diffAvg = 0, diffEntr = 0;
+  let diffAvg = 0,
+    diffEntr = 0;
   for (let k = 0; k < Ng; k++) {
     const p = pDiff[k];
     if (p === 0) continue;
     diffAvg += k * p; // 3.6.5
     diffEntr -= p * Math.log2(p); // 3.6.7
   }
-  let diffVar = 0, invVar = 0;
+  let diffVar = 0,
+    invVar = 0;
   for (let k = 0; k < Ng; k++) {
     const p = pDiff[k];
     if (p === 0) continue;
     diffVar += (k - diffAvg) ** 2 * p; // 3.6.6
     if (k > 0) invVar += p / (k * k); // 3.6.18 inverse variance (k = 1..Ng-1)
   }
-  let sumAvg = 0, sumEntr = 0;
+  let sumAvg = 0,
+    sumEntr = 0;
   for (let k = 2; k <= 2 * Ng; k++) {
     const p = pSum[k];
     if (p === 0) continue;

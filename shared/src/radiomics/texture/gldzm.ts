@@ -16,19 +16,16 @@ export function distanceToRoiEdge(mask: Uint8Array, dims: [number, number, numbe
   const n = nx * ny * nz;
   const dist = new Int32Array(n);
   const queue = new Int32Array(n);
-  let head = 0, tail = 0;
+  let head = 0,
+    tail = 0;
   const threeD = mode === '3D';
-  const isOut = (i: number, j: number, k: number): boolean =>
-    i < 0 || i >= nx || j < 0 || j >= ny || k < 0 || k >= nz || mask[i + nx * (j + ny * k)] === 0;
+  const isOut = (i: number, j: number, k: number): boolean => i < 0 || i >= nx || j < 0 || j >= ny || k < 0 || k >= nz || mask[i + nx * (j + ny * k)] === 0;
   for (let k = 0; k < nz; k++) {
     for (let j = 0; j < ny; j++) {
       for (let i = 0; i < nx; i++) {
         const v = i + nx * (j + ny * k);
         if (mask[v] === 0) continue;
-        if (
-          isOut(i - 1, j, k) || isOut(i + 1, j, k) || isOut(i, j - 1, k) || isOut(i, j + 1, k) ||
-          (threeD && (isOut(i, j, k - 1) || isOut(i, j, k + 1)))
-        ) {
+        if (isOut(i - 1, j, k) || isOut(i + 1, j, k) || isOut(i, j - 1, k) || isOut(i, j + 1, k) || (threeD && (isOut(i, j, k - 1) || isOut(i, j, k + 1)))) {
           dist[v] = 1;
           queue[tail++] = v;
         }
@@ -36,15 +33,29 @@ export function distanceToRoiEdge(mask: Uint8Array, dims: [number, number, numbe
     }
   }
   const steps = threeD
-    ? [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
-    : [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]];
+    ? [
+        [1, 0, 0],
+        [-1, 0, 0],
+        [0, 1, 0],
+        [0, -1, 0],
+        [0, 0, 1],
+        [0, 0, -1],
+      ]
+    : [
+        [1, 0, 0],
+        [-1, 0, 0],
+        [0, 1, 0],
+        [0, -1, 0],
+      ];
   while (head < tail) {
     const v = queue[head++];
     const i = v % nx;
     const j = ((v - i) / nx) % ny;
     const k = (v - i - nx * j) / (nx * ny);
     for (const [dx, dy, dz] of steps) {
-      const ii = i + dx, jj = j + dy, kk = k + dz;
+      const ii = i + dx,
+        jj = j + dy,
+        kk = k + dz;
       if (isOut(ii, jj, kk)) continue;
       const w = ii + nx * (jj + ny * kk);
       if (dist[w] !== 0) continue;
@@ -56,12 +67,7 @@ export function distanceToRoiEdge(mask: Uint8Array, dims: [number, number, numbe
 }
 
 /** Zones (as for the GLSZM) with their distance: the smallest edge distance of the zone's voxels. */
-export function zoneDistances(
-  grid: LevelGrid,
-  morphMask: Uint8Array,
-  mode: TextureMode,
-  zones: Zones = labelZones(grid, mode),
-): { zones: Zones; distance: Int32Array } {
+export function zoneDistances(grid: LevelGrid, morphMask: Uint8Array, mode: TextureMode, zones: Zones = labelZones(grid, mode)): { zones: Zones; distance: Int32Array } {
   const dmap = distanceToRoiEdge(morphMask, grid.dims, mode);
   const distance = new Int32Array(zones.count).fill(0x7fffffff);
   const lab = zones.label;
@@ -70,10 +76,7 @@ export function zoneDistances(
     if (z === 0) continue;
     const d = dmap[v];
     if (d === 0) {
-      throw new TextureError(
-        'TWF_E_TEXTURE_INPUT',
-        `voxel ${v} is in the intensity ROI (level ${grid.levels[v]}) but outside the morphological mask; the intensity ROI must lie inside morphMask`,
-      );
+      throw new TextureError('TWF_E_TEXTURE_INPUT', `voxel ${v} is in the intensity ROI (level ${grid.levels[v]}) but outside the morphological mask; the intensity ROI must lie inside morphMask`);
     }
     if (d < distance[z - 1]) distance[z - 1] = d;
   }
@@ -114,11 +117,7 @@ export function gldzmFeatures(m: SizeMatrix): Record<string, number> | null {
  * GLDZM features with 2D, 2.5D and 3D aggregation (distances from the morphological mask). `zones` may hand
  * in the zone labelling already made for the GLSZM (the same zones, IBSI 3.9) to save a pass.
  */
-export function gldzmTextureFeatures(
-  grid: LevelGrid,
-  morphMask: Uint8Array,
-  zones?: Partial<Record<TextureMode, Zones>>,
-): Record<string, number> {
+export function gldzmTextureFeatures(grid: LevelGrid, morphMask: Uint8Array, zones?: Partial<Record<TextureMode, Zones>>): Record<string, number> {
   return zoneFamilyFeatures(
     grid,
     'dzm_',

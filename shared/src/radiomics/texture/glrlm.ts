@@ -23,18 +23,13 @@ import {
  * the same grey level along `direction` (a unit step; runs do not use the GLCM distance). Only voxels in
  * slices range.k0..k1-1 take part. N_v of the matrix = ROI voxels in the range.
  */
-export function glrlmMatrix(
-  grid: LevelGrid,
-  direction: readonly [number, number, number],
-  range: SliceRange = fullRange(grid.dims),
-): SizeMatrix {
+export function glrlmMatrix(grid: LevelGrid, direction: readonly [number, number, number], range: SliceRange = fullRange(grid.dims)): SizeMatrix {
   const [nx, ny] = grid.dims;
   const lv = grid.levels;
   const [dx, dy, dz] = direction;
   const off = dx + nx * (dy + ny * dz);
   const b = new SizeMatrixBuilder(grid.nLevels);
-  const inside = (i: number, j: number, k: number): boolean =>
-    i >= 0 && i < nx && j >= 0 && j < ny && k >= range.k0 && k < range.k1;
+  const inside = (i: number, j: number, k: number): boolean => i >= 0 && i < nx && j >= 0 && j < ny && k >= range.k0 && k < range.k1;
   for (let k = range.k0; k < range.k1; k++) {
     for (let j = 0; j < ny; j++) {
       for (let i = 0; i < nx; i++) {
@@ -45,7 +40,10 @@ export function glrlmMatrix(
         // Start of a run only if the previous voxel along the direction is not the same level.
         if (inside(i - dx, j - dy, k - dz) && lv[v - off] === g) continue;
         let len = 1;
-        let ii = i + dx, jj = j + dy, kk = k + dz, w = v + off;
+        let ii = i + dx,
+          jj = j + dy,
+          kk = k + dz,
+          w = v + off;
         while (inside(ii, jj, kk) && lv[w] === g) {
           len++;
           ii += dx;
@@ -96,7 +94,12 @@ export function glrlmTextureFeatures(grid: LevelGrid): Record<string, number> {
   }
   const f2dAvg = averageFeatures(perSliceDir.flat().map(glrlmFeatures));
   const f2dComb = averageFeatures(perSliceDir.map((ms) => glrlmFeatures(mergeSizeMatrices(ms, nL))));
-  const perDir25 = DIRECTIONS_2D.map((_, d) => mergeSizeMatrices(perSliceDir.map((ms) => ms[d]), nL));
+  const perDir25 = DIRECTIONS_2D.map((_, d) =>
+    mergeSizeMatrices(
+      perSliceDir.map((ms) => ms[d]),
+      nL,
+    ),
+  );
   const f25Avg = averageFeatures(perDir25.map(glrlmFeatures));
   const f25Comb = averageFeatures([glrlmFeatures(mergeSizeMatrices(perDir25, nL))]);
   const perDir3 = DIRECTIONS_3D.map((d) => glrlmMatrix(grid, d));

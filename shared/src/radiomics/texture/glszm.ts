@@ -3,17 +3,7 @@
  * section 3.8; Thibault et al., Pattern Recognit. Image Anal. 2014. The zone labelling here is shared with
  * the GLDZM (IBSI 3.9).
  */
-import {
-  type LevelGrid,
-  type SizeMatrix,
-  SizeMatrixBuilder,
-  averageFeatures,
-  countRoiVoxels,
-  mergeSizeMatrices,
-  renameSizeFeatures,
-  sizeMatrixFeatures,
-  tagged,
-} from './common.js';
+import { type LevelGrid, type SizeMatrix, SizeMatrixBuilder, averageFeatures, countRoiVoxels, mergeSizeMatrices, renameSizeFeatures, sizeMatrixFeatures, tagged } from './common.js';
 
 /** "2D": zones and neighbourhoods within one slice (8-connected); "3D": in the volume (26-connected). */
 export type TextureMode = '2D' | '3D';

@@ -14,16 +14,7 @@ import { glszmTextureFeatures, labelZones } from './glszm.js';
 import { ngldmTextureFeatures } from './ngldm.js';
 import { ngtdmTextureFeatures } from './ngtdm.js';
 
-export {
-  DIRECTIONS_2D,
-  DIRECTIONS_3D,
-  type LevelGrid,
-  MAX_TEXTURE_LEVELS,
-  type SizeMatrix,
-  type SliceRange,
-  TextureError,
-  type TextureErrorCode,
-} from './common.js';
+export { DIRECTIONS_2D, DIRECTIONS_3D, type LevelGrid, MAX_TEXTURE_LEVELS, type SizeMatrix, type SliceRange, TextureError, type TextureErrorCode } from './common.js';
 export * from './glcm.js';
 export * from './glrlm.js';
 export * from './glszm.js';

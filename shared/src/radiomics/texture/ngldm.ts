@@ -2,17 +2,7 @@
  * Neighbouring grey level dependence matrix (NGLDM) and its 17 features: IBSI reference manual
  * (arXiv:1612.07003) section 3.11; Sun and Wee, Comput. Vis. Graph. Image Process. 1983.
  */
-import {
-  type LevelGrid,
-  type SizeMatrix,
-  SizeMatrixBuilder,
-  averageFeatures,
-  chebyshevOffsets,
-  mergeSizeMatrices,
-  renameSizeFeatures,
-  sizeMatrixFeatures,
-  tagged,
-} from './common.js';
+import { type LevelGrid, type SizeMatrix, SizeMatrixBuilder, averageFeatures, chebyshevOffsets, mergeSizeMatrices, renameSizeFeatures, sizeMatrixFeatures, tagged } from './common.js';
 import type { TextureMode } from './glszm.js';
 
 /**
@@ -37,7 +27,9 @@ export function ngldmMatrices(grid: LevelGrid, mode: TextureMode, distance = 1, 
         if (g === 0) continue;
         let dep = 1;
         for (let o = 0; o < nOff; o++) {
-          const ii = i + off[3 * o], jj = j + off[3 * o + 1], kk = k + off[3 * o + 2];
+          const ii = i + off[3 * o],
+            jj = j + off[3 * o + 1],
+            kk = k + off[3 * o + 2];
           if (ii < 0 || ii >= nx || jj < 0 || jj >= ny || kk < 0 || kk >= nz) continue;
           const h = lv[ii + nx * (jj + ny * kk)];
           if (h !== 0 && Math.abs(h - g) <= alpha) dep++;

@@ -38,9 +38,12 @@ export function ngtdmMatrices(grid: LevelGrid, mode: TextureMode, distance = 1):
         const v = i + nx * (j + ny * k);
         const g = lv[v];
         if (g === 0) continue;
-        let sum = 0, w = 0;
+        let sum = 0,
+          w = 0;
         for (let o = 0; o < nOff; o++) {
-          const ii = i + off[3 * o], jj = j + off[3 * o + 1], kk = k + off[3 * o + 2];
+          const ii = i + off[3 * o],
+            jj = j + off[3 * o + 1],
+            kk = k + off[3 * o + 2];
           if (ii < 0 || ii >= nx || jj < 0 || jj >= ny || kk < 0 || kk >= nz) continue;
           const h = lv[ii + nx * (jj + ny * kk)];
           if (h === 0) continue;
@@ -77,14 +80,19 @@ export function ngtdmFeatures(m: Ngtdm): Record<string, number> | null {
   const Nvc = m.nValid;
   if (Nvc <= 0) return null;
   const p = new Float64Array(nL);
-  let ngp = 0, sumPS = 0, sumS = 0;
+  let ngp = 0,
+    sumPS = 0,
+    sumS = 0;
   for (let g = 0; g < nL; g++) {
     p[g] = m.n[g] / Nvc;
     if (p[g] > 0) ngp++;
     sumPS += p[g] * m.s[g];
     sumS += m.s[g];
   }
-  let contrastSum = 0, busyDen = 0, complexity = 0, strengthNum = 0;
+  let contrastSum = 0,
+    busyDen = 0,
+    complexity = 0,
+    strengthNum = 0;
   for (let a = 0; a < nL; a++) {
     if (p[a] === 0) continue;
     const i = a + 1;

@@ -11,13 +11,7 @@ import { glcmFeatures, glcmMatrix } from './glcm.js';
 import { distanceToRoiEdge, gldzmMatrix } from './gldzm.js';
 import { glrlmFeatures, glrlmMatrix } from './glrlm.js';
 import { glszmFeatures, glszmMatrix } from './glszm.js';
-import {
-  PHANTOM_DIMS,
-  PHANTOM_IMAGE,
-  PHANTOM_MASK,
-  PHANTOM_SPACING_MM,
-  PHANTOM_TEXTURE_REFERENCE,
-} from './ibsi-phantom.fixture.js';
+import { PHANTOM_DIMS, PHANTOM_IMAGE, PHANTOM_MASK, PHANTOM_SPACING_MM, PHANTOM_TEXTURE_REFERENCE } from './ibsi-phantom.fixture.js';
 import { type DiscretisedRoi, textureFeatures } from './index.js';
 import { ngldmFeatures, ngldmMatrices } from './ngldm.js';
 import { ngtdmFeatures, ngtdmMatrices } from './ngtdm.js';
@@ -27,7 +21,9 @@ import { ngtdmFeatures, ngtdmMatrices } from './ngtdm.js';
 
 /** Grid from rows of grey levels, one array of rows per slice (rows are y, entries x). */
 function grid(slices: number[][][], nLevels: number): LevelGrid {
-  const nz = slices.length, ny = slices[0].length, nx = slices[0][0].length;
+  const nz = slices.length,
+    ny = slices[0].length,
+    nx = slices[0][0].length;
   const levels = new Int32Array(nx * ny * nz);
   for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) levels[i + nx * (j + ny * k)] = slices[k][j][i];
   return { dims: [nx, ny, nz], levels, nLevels };
@@ -79,9 +75,7 @@ describe('IBSI digital phantom: every texture tag matches the consensus value', 
     const rows = PHANTOM_TEXTURE_REFERENCE.filter(([tag]) => tag.startsWith(`${family}_`));
     it(`${family}: ${rows.length} tags`, () => {
       assert.ok(rows.length > 0);
-      const failures = rows
-        .filter(([tag, ref, tol]) => !passesIbsi(features[tag], ref, tol))
-        .map(([tag, ref, tol]) => `${tag}: got ${features[tag]}, reference ${ref} +- ${tol}`);
+      const failures = rows.filter(([tag, ref, tol]) => !passesIbsi(features[tag], ref, tol)).map(([tag, ref, tol]) => `${tag}: got ${features[tag]}, reference ${ref} +- ${tol}`);
       assert.deepEqual(failures, []);
     });
   }
@@ -100,10 +94,32 @@ describe('IBSI digital phantom: every texture tag matches the consensus value', 
  *     4 2 4 1
  *     4 1 2 3
  */
-const IMG4 = grid([[[1, 2, 2, 3], [1, 2, 3, 3], [4, 2, 4, 1], [4, 1, 2, 3]]], 4);
+const IMG4 = grid(
+  [
+    [
+      [1, 2, 2, 3],
+      [1, 2, 3, 3],
+      [4, 2, 4, 1],
+      [4, 1, 2, 3],
+    ],
+  ],
+  4,
+);
 
 /** 2x2x2 cube: level 1 at (0,0,0) and (1,1,1), level 2 at the 6 other corners. */
-const CUBE = grid([[[1, 2], [2, 2]], [[2, 2], [2, 1]]], 2);
+const CUBE = grid(
+  [
+    [
+      [1, 2],
+      [2, 2],
+    ],
+    [
+      [2, 2],
+      [2, 1],
+    ],
+  ],
+  2,
+);
 
 describe('GLCM (IBSI 3.6) by hand', () => {
   it('direction (1,0): symmetric counts and features', () => {
@@ -141,7 +157,10 @@ describe('GLCM (IBSI 3.6) by hand', () => {
     assert.equal(at(4, 4), 2);
     assert.equal(at(2, 4), 1);
     assert.equal(at(3, 3), 0);
-    assert.equal(m.reduce((a, b) => a + b, 0), 16);
+    assert.equal(
+      m.reduce((a, b) => a + b, 0),
+      16,
+    );
   });
   it('voxels outside the ROI (level 0) take no part', () => {
     const g = grid([[[1, 0, 1]]], 1);
@@ -201,20 +220,17 @@ describe('GLDZM (IBSI 3.9) by hand', () => {
     // 5x5 mask with a hole at (1,1). Border voxels 1; voxels next to the hole 1; the rest 2 (the centre (2,2)
     // is 2 steps from the hole).
     const mask = Uint8Array.from([1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-    assert.deepEqual([...distanceToRoiEdge(mask, [5, 5, 1], '2D')], [
-      1, 1, 1, 1, 1,
-      1, 0, 1, 2, 1,
-      1, 1, 2, 2, 1,
-      1, 2, 2, 2, 1,
-      1, 1, 1, 1, 1,
-    ]);
+    assert.deepEqual([...distanceToRoiEdge(mask, [5, 5, 1], '2D')], [1, 1, 1, 1, 1, 1, 0, 1, 2, 1, 1, 1, 2, 2, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1]);
     // Full 5x5x1: the centre is 3 steps from the grid edge in 2D, but 1 in 3D (one step out of the single slice).
     const full = new Uint8Array(25).fill(1);
     assert.equal(distanceToRoiEdge(full, [5, 5, 1], '2D')[12], 3);
     assert.equal(distanceToRoiEdge(full, [5, 5, 1], '3D')[12], 1);
     // 3x3x3 cube: only the centre voxel is at distance 2 in 3D.
     const cube = distanceToRoiEdge(new Uint8Array(27).fill(1), [3, 3, 3], '3D');
-    assert.deepEqual([...cube].map((d, v) => (d === 2 ? v : -1)).filter((v) => v >= 0), [13]);
+    assert.deepEqual(
+      [...cube].map((d, v) => (d === 2 ? v : -1)).filter((v) => v >= 0),
+      [13],
+    );
   });
   it('zone distance is the smallest distance of its voxels', () => {
     // 4x4 image, mask all ones: border distance 1, the inner 2x2 ((1,1),(2,1),(1,2),(2,2)) distance 2. Zones as in
@@ -226,7 +242,10 @@ describe('GLDZM (IBSI 3.9) by hand', () => {
   it('an intensity ROI outside the morphological mask is refused with a clear error', () => {
     const mask = new Uint8Array(16).fill(1);
     mask[0] = 0;
-    assert.throws(() => gldzmMatrix(IMG4, mask, '2D'), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT');
+    assert.throws(
+      () => gldzmMatrix(IMG4, mask, '2D'),
+      (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT',
+    );
   });
 });
 
@@ -236,7 +255,16 @@ describe('GLDZM (IBSI 3.9) by hand', () => {
  *     2 3 2
  *     1 2 1
  */
-const IMG3 = grid([[[1, 2, 1], [2, 3, 2], [1, 2, 1]]], 3);
+const IMG3 = grid(
+  [
+    [
+      [1, 2, 1],
+      [2, 3, 2],
+      [1, 2, 1],
+    ],
+  ],
+  3,
+);
 
 describe('NGTDM (IBSI 3.10) by hand', () => {
   it('3x3 image, 8-neighbourhood', () => {
@@ -339,15 +367,17 @@ describe('textureFeatures', () => {
     const n = nx * ny * nz;
     const rot = { ...roi, dims: [ny, nx, nz] as [number, number, number], levels: new Int32Array(n), morphMask: new Uint8Array(n) };
     const flip = { ...roi, levels: new Int32Array(n), morphMask: new Uint8Array(n) };
-    for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
-      const v = i + nx * (j + ny * k);
-      const r = (ny - 1 - j) + ny * (i + nx * k); // (i, j) -> (ny-1-j, i)
-      rot.levels[r] = roi.levels[v];
-      rot.morphMask[r] = roi.morphMask[v];
-      const f = i + nx * (j + ny * (nz - 1 - k));
-      flip.levels[f] = roi.levels[v];
-      flip.morphMask[f] = roi.morphMask[v];
-    }
+    for (let k = 0; k < nz; k++)
+      for (let j = 0; j < ny; j++)
+        for (let i = 0; i < nx; i++) {
+          const v = i + nx * (j + ny * k);
+          const r = ny - 1 - j + ny * (i + nx * k); // (i, j) -> (ny-1-j, i)
+          rot.levels[r] = roi.levels[v];
+          rot.morphMask[r] = roi.morphMask[v];
+          const f = i + nx * (j + ny * (nz - 1 - k));
+          flip.levels[f] = roi.levels[v];
+          flip.morphMask[f] = roi.morphMask[v];
+        }
     const a = textureFeatures(roi);
     for (const other of [textureFeatures(rot), textureFeatures(flip)]) {
       assert.deepEqual(Object.keys(other).sort(), Object.keys(a).sort());
@@ -361,11 +391,26 @@ describe('textureFeatures', () => {
   });
   it('refuses grey levels out of range and bad settings with TextureError codes', () => {
     const roi = phantomRoi();
-    assert.throws(() => textureFeatures({ ...roi, nLevels: MAX_TEXTURE_LEVELS + 1 }), (e: unknown) => e instanceof TextureError && /discretise/.test(e.message));
-    assert.throws(() => textureFeatures({ ...roi, nLevels: 5 }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT');
-    assert.throws(() => textureFeatures(roi, { distance: 0 }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_SETTINGS');
-    assert.throws(() => textureFeatures(roi, { ngldmAlpha: -1 }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_SETTINGS');
-    assert.throws(() => textureFeatures({ ...roi, morphMask: new Uint8Array(3) }), (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT');
+    assert.throws(
+      () => textureFeatures({ ...roi, nLevels: MAX_TEXTURE_LEVELS + 1 }),
+      (e: unknown) => e instanceof TextureError && /discretise/.test(e.message),
+    );
+    assert.throws(
+      () => textureFeatures({ ...roi, nLevels: 5 }),
+      (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT',
+    );
+    assert.throws(
+      () => textureFeatures(roi, { distance: 0 }),
+      (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_SETTINGS',
+    );
+    assert.throws(
+      () => textureFeatures(roi, { ngldmAlpha: -1 }),
+      (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_SETTINGS',
+    );
+    assert.throws(
+      () => textureFeatures({ ...roi, morphMask: new Uint8Array(3) }),
+      (e: unknown) => e instanceof TextureError && e.code === 'TWF_E_TEXTURE_INPUT',
+    );
   });
   it('distance and alpha settings reach the GLCM and NGLDM', () => {
     const roi = phantomRoi();
