@@ -718,11 +718,14 @@ program
   .option('--out <dir>', 'output folder', 'out/response')
   .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
   .addOption(demoStrategyOption())
-  .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
+  .option('--epsilon <e>', 'differential privacy with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
+  .addOption(
+    new Option('--dp-level <unit>', 'what --epsilon protects: one patient (DP-SGD at each site) or one whole site (distributed discrete Gaussian)').choices(['patient', 'site']).default('patient'),
+  )
   .action(
-    action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+    action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number; dpLevel?: 'patient' | 'site' }) => {
       const { runResponseDemo } = await import('./demo-response.js');
-      const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon });
+      const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon, dpLevel: o.dpLevel });
       if (!ok) process.exitCode = 1;
     }),
   );
@@ -733,11 +736,14 @@ program
   .option('--out <dir>', 'output folder', 'out/demo')
   .option('--data <dir>', 'STS NIfTI folder (STS_xxx/PET_image.nii.gz)')
   .addOption(demoStrategyOption())
-  .option('--epsilon <e>', 'patient-level DP-SGD with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
+  .option('--epsilon <e>', 'differential privacy with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
+  .addOption(
+    new Option('--dp-level <unit>', 'what --epsilon protects: one patient (DP-SGD at each site) or one whole site (distributed discrete Gaussian)').choices(['patient', 'site']).default('patient'),
+  )
   .action(
-    action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number }) => {
+    action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number; dpLevel?: 'patient' | 'site' }) => {
       const { runDemo } = await import('./demo.js');
-      const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon });
+      const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon, dpLevel: o.dpLevel });
       if (!ok) process.exitCode = 1;
     }),
   );

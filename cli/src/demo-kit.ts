@@ -224,6 +224,19 @@ export function demoPatientDp(epsilon: number, rounds: number, c: DemoDpChoice):
 }
 type PatientDpConfig = Extract<DpConfig, { level: 'patient' }>;
 
+/** Which DP unit a demo's `--epsilon` protects (`--dp-level`): a patient (default) or a whole site. */
+export type DemoDpLevel = 'patient' | 'site';
+
+/**
+ * The site-level DP block of a demo spec (distributed discrete Gaussian, Kairouz et al. 2021): one
+ * composition per round at sampling rate 1, so sigma is derived over `rounds` compositions;
+ * `clipNorm` bounds a site's whole update (L2). For contrast with patient-level DP at 3 sites.
+ */
+export function demoSiteDp(epsilon: number, rounds: number, clipNorm: number): Extract<DpConfig, { level: 'site' }> {
+  const delta = 1e-5;
+  return { level: 'site', epsilon, delta, noiseMultiplier: noiseMultiplierFor({ samplingRate: 1, steps: rounds, delta, epsilon }), clipNorm };
+}
+
 /** One line for the demo's log: the DP block and what the accountant projects for the whole study. */
 export function describeDp(dp: DpConfig, training: { epochsPerRound: number }, rounds: number): string {
   const p = projectStudyEpsilon({ dp, training, rounds });

@@ -16,7 +16,9 @@ import {
   siteIdOf,
   sleep,
   verifyDemoAudits,
+  demoSiteDp,
   type DemoDpChoice,
+  type DemoDpLevel,
   type DemoStrategyName,
 } from './demo-kit.js';
 import { compareResponse, formatResponseCompare } from './commands/response.js';
@@ -39,11 +41,20 @@ const fmt = (x: number | null | undefined) => (x === null || x === undefined ? '
  */
 export const RESPONSE_DEMO_DP: DemoDpChoice = { samplingRate: 0.25, clipNorm: 1.5, epochsPerRound: 5 };
 
+/**
+ * Site-level DP of `npm run demo:response -- --epsilon E --dp-level site`: the L2 bound of a site's
+ * whole round update, near the median unclipped site-update norm (0.49) that `npm run bench:dp`
+ * measures on these trials.
+ */
+export const RESPONSE_SITE_DP_CLIP_NORM = 0.5;
+
 /** The response demo's spec: responseStudySpec plus the chosen strategy and patient-level DP. */
-export function responseDemoSpec(rounds: number, o: { strategy?: DemoStrategyName; epsilon?: number } = {}): ResponseSpec {
+export function responseDemoSpec(rounds: number, o: { strategy?: DemoStrategyName; epsilon?: number; dpLevel?: DemoDpLevel } = {}): ResponseSpec {
   const spec = responseStudySpec(rounds);
   if (o.strategy) spec.strategy = demoStrategy(o.strategy, 'response');
-  if (o.epsilon !== undefined) {
+  if (o.epsilon !== undefined && o.dpLevel === 'site') {
+    spec.dp = demoSiteDp(o.epsilon, rounds, RESPONSE_SITE_DP_CLIP_NORM);
+  } else if (o.epsilon !== undefined) {
     spec.training.epochsPerRound = RESPONSE_DEMO_DP.epochsPerRound;
     spec.dp = demoPatientDp(o.epsilon, rounds, RESPONSE_DEMO_DP);
   }
@@ -62,7 +73,15 @@ interface StatusT {
  * encrypted federated study of the response model, the global model saved under OUT/model, then
  * `response compare` against local-only and centralised training on the same patient split.
  */
-export async function runResponseDemo(opts: { rounds: number; outDir: string; dataDir: string; timeoutS?: number; strategy?: DemoStrategyName; epsilon?: number }): Promise<boolean> {
+export async function runResponseDemo(opts: {
+  rounds: number;
+  outDir: string;
+  dataDir: string;
+  timeoutS?: number;
+  strategy?: DemoStrategyName;
+  epsilon?: number;
+  dpLevel?: DemoDpLevel;
+}): Promise<boolean> {
   const t0 = Date.now();
   const out = opts.outDir;
   for (const s of STUDIES)
@@ -87,7 +106,7 @@ export async function runResponseDemo(opts: { rounds: number; outDir: string; da
     );
 
     if (opts.epsilon !== undefined) checkSiteCaps(siteDirs, STUDIES, opts.epsilon);
-    const spec = responseDemoSpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon });
+    const spec = responseDemoSpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon, dpLevel: opts.dpLevel });
     if (spec.strategy) say(`strategy ${JSON.stringify(spec.strategy)}`);
     if (spec.dp) say(describeDp(spec.dp, spec.training, spec.rounds));
     const created = await lead.call<{ studyId: string }>('POST', '/api/studies', spec);

@@ -16,7 +16,9 @@ import {
   siteIdOf,
   sleep,
   verifyDemoAudits,
+  demoSiteDp,
   type DemoDpChoice,
+  type DemoDpLevel,
   type DemoStrategyName,
 } from './demo-kit.js';
 export { DEFAULT_STS_DIR } from './paths.js';
@@ -47,8 +49,16 @@ function sts(i: number): string {
  */
 export const DEMO_DP: DemoDpChoice = { samplingRate: 0.5, clipNorm: 1, epochsPerRound: 2 };
 
+/**
+ * Site-level DP of `npm run demo -- --epsilon E --dp-level site`: the L2 bound of a site's whole
+ * round update. A round of ~30 Adam steps at learning rate 3e-3 moves each of the 29k weights by up
+ * to ~0.1, an update norm of a few units; 5 clips little of an honest update (the site logs the
+ * norm before clipping).
+ */
+export const DEMO_SITE_DP_CLIP_NORM = 5;
+
 /** The demo study: the 2D U-Net on 48x48 PET slices, encrypted FedAvg (or `strategy`), optionally patient-level DP at `epsilon`. */
-export function demoStudySpec(rounds: number, o: { strategy?: DemoStrategyName; epsilon?: number } = {}): SegmentationSpec {
+export function demoStudySpec(rounds: number, o: { strategy?: DemoStrategyName; epsilon?: number; dpLevel?: DemoDpLevel } = {}): SegmentationSpec {
   const spec: SegmentationSpec = {
     title: 'Soft-tissue sarcoma PET tumour segmentation (demo)',
     task: 'segmentation',
@@ -62,7 +72,9 @@ export function demoStudySpec(rounds: number, o: { strategy?: DemoStrategyName; 
     roundDeadlineS: 180,
   };
   if (o.strategy) spec.strategy = demoStrategy(o.strategy, 'segmentation');
-  if (o.epsilon !== undefined) {
+  if (o.epsilon !== undefined && o.dpLevel === 'site') {
+    spec.dp = demoSiteDp(o.epsilon, rounds, DEMO_SITE_DP_CLIP_NORM);
+  } else if (o.epsilon !== undefined) {
     spec.training.epochsPerRound = DEMO_DP.epochsPerRound;
     spec.dp = demoPatientDp(o.epsilon, rounds, DEMO_DP);
     // DP-SGD steps sample whole patients; a deadline sized for plain epochs may be short
@@ -79,8 +91,10 @@ interface RunOpts {
   timeoutS?: number;
   /** Aggregation strategy (default: none in the spec, i.e. FedAvg). */
   strategy?: DemoStrategyName;
-  /** Patient-level DP budget (delta 1e-5); absent: no DP. */
+  /** DP budget (delta 1e-5); absent: no DP. */
   epsilon?: number;
+  /** What `epsilon` protects: a patient (DP-SGD, default) or a whole site (distributed discrete Gaussian). */
+  dpLevel?: DemoDpLevel;
 }
 
 type MetricT = { siteId: string; metrics: { name: string; value: number | null }[]; valPatients: number; encryptMs: number | null; uploadBytes: number | null };
@@ -148,7 +162,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         DEMO_SITES.map((s) => s.name),
         opts.epsilon,
       );
-    const spec = demoStudySpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon });
+    const spec = demoStudySpec(opts.rounds, { strategy: opts.strategy, epsilon: opts.epsilon, dpLevel: opts.dpLevel });
     if (spec.strategy) say(`strategy ${JSON.stringify(spec.strategy)}`);
     if (spec.dp) say(describeDp(spec.dp, spec.training, spec.rounds));
     const created = await lead.call<{ studyId: string }>('POST', '/api/studies', spec);

@@ -617,8 +617,7 @@ export class CoordinatorEngine {
       this.store.setSiteSeq(h.senderId, h.seq, this.now());
       if (Math.abs(h.tsMs - this.now()) > this.ctx.opts.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `timestamp ${new Date(h.tsMs).toISOString()}`);
       if (h.type !== 'hello' && !this.ready.has(h.senderId)) throw new WireError('TWF_E_HELLO_FIRST', h.type);
-      const r = await HANDLERS[h.type as keyof typeof HANDLERS]?.(this.deps, env);
-      if (!r) throw new WireError('TWF_E_MALFORMED', `${h.type} is not a site message`);
+      const r = await this.dispatch(env);
       this.metrics.messagesAccepted.inc({ type: h.type });
       this.metrics.bytesIn.inc(env.body.length);
       const receipt = this.receipt(env, r.entry);
@@ -653,6 +652,13 @@ export class CoordinatorEngine {
       }
       return { ok: false, code: err.code, detail: err.detail, ...(sigOk ? {} : { unattributable: true }) };
     }
+  }
+
+  /** Runs the handler of an authenticated envelope's type (coordinator/src/handlers); one seam for every site message. */
+  private async dispatch(env: Envelope): Promise<NonNullable<Awaited<ReturnType<(typeof HANDLERS)[keyof typeof HANDLERS]>>>> {
+    const r = await HANDLERS[env.header.type as keyof typeof HANDLERS]?.(this.deps, env);
+    if (!r) throw new WireError('TWF_E_MALFORMED', `${env.header.type} is not a site message`);
+    return r;
   }
 
   /** msg.received audit entry of an accepted message (returned for its receipt). */

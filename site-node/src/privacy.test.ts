@@ -82,7 +82,9 @@ describe('privacy ledger', () => {
   it("refuses by the site's own maxEpsilon even when the manifest allows more, and by requireDp", () => {
     const db = freshDb();
     const m = manifest('s', { epsilon: 50, rounds: 10 });
-    const strict: PrivacyPolicy = { maxEpsilon: budgetView(db, m, policy).studyAfterRound! * 1.5, delta: 1e-5, requireDp: false };
+    const T = dpStepsPerRound(2, 0.1);
+    const e = (k: number) => epsilonFor({ samplingRate: 0.1, noiseMultiplier: 1.1, steps: k * T, delta: 1e-5 }).epsilon;
+    const strict: PrivacyPolicy = { maxEpsilon: (e(1) + e(2)) / 2, delta: 1e-5, requireDp: false };
     assert.equal(budgetView(db, m, strict).refusal, null);
     recordRound(db, m, 1, strict);
     assert.match(budgetView(db, m, strict).refusal ?? '', /privacy\.maxEpsilon/);

@@ -1,6 +1,6 @@
 import { WireError, type StudyManifest } from '@twinfed/protocols';
 import { dpStepsPerRound, type DpSgdOptions } from '@twinfed/shared/dp/dpsgd';
-import type { ProximalOptions } from '@twinfed/shared/train/proximal';
+import type { ProximalOptions } from '@twinfed/shared/strategy/proximal';
 
 /** Result of local training from a given global model. */
 export interface LocalTrainResult {

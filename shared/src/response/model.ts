@@ -1,7 +1,7 @@
 import { addClipped, checkDpSgdOptions, poissonSample, privatiseClippedSum, type DpSgdOptions } from '../dp/dpsgd.js';
 import { cryptoGaussian, cryptoUniform01 } from '../dp/noise.js';
 import { deriveSeed, mulberry32 } from '../model/prng.js';
-import { addProximalGradient, checkProximal, type ProximalOptions } from '../train/proximal.js';
+import { addProximalGradient, checkProximal, type ProximalOptions } from '../strategy/proximal.js';
 import type { ResponseExample } from './features.js';
 
 /**

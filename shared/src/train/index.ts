@@ -24,7 +24,7 @@ export {
   type DiceReport,
   type UNetDpSgdOptions,
 } from './train.js';
-export { addProximalGradient, addProximalGradientF32, type ProximalOptions } from './proximal.js';
+export { addProximalGradient, addProximalGradientF32, type ProximalOptions } from '../strategy/proximal.js';
 export { fedAvg } from './fedavg.js';
 export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
 export { FlatAdam, type FlatAdamOptions } from './adam.js';

@@ -29,7 +29,7 @@ import { getFlatWeights, segmentationLoss, setFlatWeights, unetLogits, type UNet
 import { FlatAdam } from './adam.js';
 import { DataParallelTrainer, workersFromEnv } from './parallel.js';
 import { addDiceSums, diceCoefficients, diceStats, shardLossForGradient, type DiceSums } from './parallel-shard.js';
-import { addProximalGradientF32, checkProximal, type ProximalOptions } from './proximal.js';
+import { addProximalGradientF32, checkProximal, type ProximalOptions } from '../strategy/proximal.js';
 
 export interface TrainProgress {
   epoch: number;
