@@ -358,53 +358,55 @@ const tamperedState: Attack = {
   name: 'tampered-strategy-state',
   finding: null,
   expected:
-    "after a FedAdam round, one site's operator flips a byte of its strategy_state row: at the next aggregate the site refuses to apply it (TWF_E_STRATEGY_STATE), holds no diverged model, and uploads nothing from one; the others go on",
+    "after a FedAdam round, one site's operator flips a byte of its strategy_state row, another replaces the state with its SHA-256 recomputed: at the next aggregate each refuses to apply (TWF_E_STRATEGY_STATE), holds no diverged model and uploads nothing from one; the others go on",
   run(ctx) {
-    let tampered = '';
+    const tampered = new Map<number, string>();
+    /** The operator of site i+1's machine edits its database right after it applied round 1 (another connection to the file, as sqlite3 would). */
+    const edit = (i: number, how: 'flip' | 'rehash') => (e: { studyId: string; round: number }) => {
+      if (e.round !== 1 || tampered.has(i)) return;
+      const db = new Database(join(ctx.dir, `site-${i + 1}`, SITE_FILES.db));
+      try {
+        const row = db.prepare('select state from strategy_state where study_id = ? and version = 1').get(e.studyId) as { state: Buffer } | undefined;
+        if (!row) return;
+        const s = Buffer.from(row.state);
+        s[s.length - 3] ^= 0x01; // in a float64 of the last vector: a plausible value, a different state
+        if (how === 'flip') db.prepare('update strategy_state set state = ? where study_id = ? and version = 1').run(s, e.studyId);
+        else db.prepare('update strategy_state set state = ?, state_hash = ? where study_id = ? and version = 1').run(s, sha256Hex(s), e.studyId);
+        tampered.set(i, how === 'flip' ? `byte ${s.length - 3} of ${s.length} flipped` : 'a changed state with its SHA-256 recomputed');
+      } finally {
+        db.close();
+      }
+    };
     return inRespLab(
       () =>
         openRespLab(
           ctx.dir,
           respSpec(3, { strategy: { name: 'fedadam', serverLearningRate: 0.05, beta1: 0.9, beta2: 0.99, tau: 1e-3 }, roundDeadlineS: 8 }, false),
-          ['Study1', 'Study2', 'Study3', 'Study2'],
-          (i) =>
-            i === 3
-              ? {
-                  // The operator of site 4's machine edits its database right after it applied round 1 (another connection to the file, as sqlite3 would).
-                  onApplied: (e) => {
-                    if (e.round !== 1 || tampered) return;
-                    const dbFile = join(ctx.dir, 'site-4', SITE_FILES.db);
-                    const db = new Database(dbFile);
-                    try {
-                      const row = db.prepare('select state from strategy_state where study_id = ? and version = 1').get(e.studyId) as { state: Buffer } | undefined;
-                      if (!row) return;
-                      const s = Buffer.from(row.state);
-                      s[s.length - 3] ^= 0x01; // a float64 of the last vector: a plausible value, a different state
-                      db.prepare('update strategy_state set state = ? where study_id = ? and version = 1').run(s, e.studyId);
-                      tampered = `${row.state.length}-byte state, byte ${s.length - 3} flipped`;
-                    } finally {
-                      db.close();
-                    }
-                  },
-                }
-              : {},
+          ['Study1', 'Study2', 'Study3', 'Study1', 'Study2'],
+          (i) => (i === 3 ? { onApplied: edit(3, 'flip') } : i === 4 ? { onApplied: edit(4, 'rehash') } : {}),
         ),
       async (lab) => {
         const { c, studyId } = lab;
-        const [, , , victim] = lab.nodes;
+        const honest = lab.nodes.slice(0, 3);
+        const victims = lab.nodes.slice(3);
         approveResp(lab);
-        await waitFor(() => closedRound(c, studyId, 2) && tampered, 'round 2 closed after the tamper', 60_000, 50);
-        await waitFor(() => lab.nodes.slice(0, 3).every((n) => n.modelAt(studyId, 2)), 'round 2 applied at the 3 untouched sites', 20_000, 50);
-        const verdict = await waitFor(
-          () => victim.audit.entries().find((e) => e.round === 2 && (e.action === 'aggregate.applied' || (e.action === 'msg.failed' && e.msgType === 'round.aggregate'))),
-          "the tampered site's verdict on round 2",
-          20_000,
-          50,
-        );
-        if (verdict.action === 'aggregate.applied') return failed(`the tampered site applied round 2 with its edited state (${tampered}): it now holds a model the others do not: ${verdict.detail}`);
-        expect((verdict.detail ?? '').includes('TWF_E_STRATEGY_STATE'), `the tampered site failed round 2 for another reason: ${verdict.detail}`);
-        expect(!victim.modelAt(studyId, 2), 'the tampered site holds a model version 2');
-        // Round 3: the others go on; the tampered site cannot get past version 1 and trains nothing.
+        await waitFor(() => closedRound(c, studyId, 2) && tampered.size === 2, 'round 2 closed after both edits', 60_000, 50);
+        await waitFor(() => honest.every((n) => n.modelAt(studyId, 2)), 'round 2 applied at the 3 untouched sites', 20_000, 50);
+        const seen: string[] = [];
+        for (const [k, victim] of victims.entries()) {
+          const verdict = await waitFor(
+            () => victim.audit.entries().find((e) => e.round === 2 && (e.action === 'aggregate.applied' || (e.action === 'msg.failed' && e.msgType === 'round.aggregate'))),
+            "a tampered site's verdict on round 2",
+            20_000,
+            50,
+          );
+          const how = tampered.get(3 + k)!;
+          if (verdict.action === 'aggregate.applied') return failed(`a site whose state was edited (${how}) applied round 2 with it and now holds a model the others do not: ${verdict.detail}`);
+          expect((verdict.detail ?? '').startsWith('TWF_E_STRATEGY_STATE'), `a tampered site failed round 2 for another reason: ${verdict.detail}`);
+          expect(!victim.modelAt(studyId, 2), 'a tampered site holds a model version 2');
+          seen.push(`${how} -> msg.failed ${(verdict.detail ?? '').split(': ').at(-1)!.slice(0, 80)}`);
+        }
+        // Round 3: the others go on; the tampered sites cannot get past version 1 and train nothing.
         const st = await waitFor(
           () => {
             const s = c.engine.studyStatus(studyId);
@@ -415,13 +417,14 @@ const tamperedState: Attack = {
           50,
         );
         const r3 = st.roundSummaries.find((r) => r.round === 3)!;
-        const trained = victim.audit.entries().filter((e) => e.studyId === studyId && (e.round ?? 0) >= 3 && (e.action === 'training.started' || e.action === 'update.trained'));
-        expect(trained.length === 0 && !r3.survivors.includes(victim.siteId), `the tampered site took part in round 3: ${trained.map((e) => e.action).join(',')} survivors ${r3.survivors.join(',')}`);
-        const digests = new Set(lab.nodes.slice(0, 3).map((n) => n.modelHistory(studyId).find((x) => x.version === 2)!.digest));
+        for (const victim of victims) {
+          const trained = victim.audit.entries().filter((e) => e.studyId === studyId && (e.round ?? 0) >= 3 && (e.action === 'training.started' || e.action === 'update.trained'));
+          expect(trained.length === 0 && !r3.survivors.includes(victim.siteId), `a tampered site took part in round 3: ${trained.map((e) => e.action).join(',')} survivors ${r3.survivors.join(',')}`);
+        }
+        const digests = new Set(honest.map((n) => n.modelHistory(studyId).find((x) => x.version === 2)!.digest));
         expect(digests.size === 1, 'the untouched sites disagree on model version 2');
-        const code = (verdict.detail ?? '').split(':')[0];
         return refused(
-          `${tampered}: at round 2's aggregate the site refused to apply (msg.failed ${code}: ${(verdict.detail ?? '').split('TWF_E_STRATEGY_STATE: ').at(-1)!.slice(0, 70)}), holds no version 2, trained nothing in round 3 (round 3 ${r3.state} with ${r3.survivors.length} others); the 3 other sites hold the same version 2`,
+          `${seen.join('; ')}; neither holds a version 2 nor trained in round 3 (round 3 ${r3.state} with the ${r3.survivors.length} others); the 3 untouched sites hold the same version 2`,
           'TWF_E_STRATEGY_STATE',
         );
       },
@@ -435,7 +438,7 @@ const ledgerRollback: Attack = {
   name: 'privacy-ledger-rollback',
   finding: null,
   expected:
-    "contained (cannot be prevented on the operator's own machine): the site operator deletes dp_ledger rows to regain budget; the site's signed, hash-chained audit log (twinfed audit verify) still records every dp.spent, and the coordinator's records the rounds the site contributed to",
+    "the site operator deletes dp_ledger rows to regain budget: the site's next DP round is refused (TWF_E_DP_BUDGET) because its signed, hash-chained audit log (twinfed audit verify) still records every dp.spent; the coordinator's records show the rounds the site contributed to",
   run: (ctx) =>
     inRespLab(
       () => openRespLab(ctx.dir, respSpec(2), ['Study1', 'Study2', 'Study3']),
@@ -477,8 +480,32 @@ const ledgerRollback: Attack = {
             `after deleting the ledger nothing shows the spend: audit dp.spent rounds without a ledger row ${unrecorded.join(',') || 'none'}, coordinator rounds with this site ${contributed.join(',') || 'none'}`,
           );
         const lastSpend = spent.at(-1)!.detail!.match(/epsilon of this study ([0-9.]+)/)?.[1];
-        return contained(
-          `operator deleted ${deleted} dp_ledger rows: the budget view fell from epsilon ${before.datasetSpent.toFixed(3)} to 0 (not preventable on its own machine); detected: twinfed audit verify OK (${v.checked} signed entries) with dp.spent for rounds ${unrecorded.join(',')} (study epsilon ${lastSpend}) that the ledger lacks; the coordinator's audit has this site's update.chunk for rounds ${[...new Set(receipts)].join(',')} and its rounds list it among the survivors of ${contributed.join(',')}`,
+
+        // The regained budget is meant for the next study on the same data: the site's own budget check compares the ledger with its audit log.
+        const s2 = await createAndStart(lab.url, respSpec(1));
+        await waitFor(() => lab.nodes.every((x) => SiteNode.listStudies(x.db).some((st) => st.studyId === s2.studyId)), 'the second announcement', 20_000, 20);
+        lab.nodes.forEach((x, i) => SiteNode.approve(x.db, x.audit, s2.studyId, `officer ${i + 1}`, s2.manifestHash));
+        const refusal = await waitFor(
+          () => n.audit.entries().find((e) => e.studyId === s2.studyId && (e.action === 'dp.refused' || e.action === 'training.started')),
+          "the edited site's verdict on the second study's round 1",
+          30_000,
+          50,
+        );
+        const detected = `twinfed audit verify OK (${v.checked} signed entries) with dp.spent for rounds ${unrecorded.join(',')} (study epsilon ${lastSpend}) that the ledger lacks; the coordinator's audit has this site's update.chunk for rounds ${[...new Set(receipts)].join(',')} and lists it among the survivors of ${contributed.join(',')}`;
+        if (refusal.action === 'training.started')
+          return contained(
+            `operator deleted ${deleted} dp_ledger rows: the budget view fell from epsilon ${before.datasetSpent.toFixed(3)} to 0 and the site trained a new DP study on it; detected only afterwards: ${detected}`,
+          );
+        expect(/privacy ledger lacks 2 round/.test(refusal.detail ?? ''), `the site refused the second study for another reason: ${refusal.detail}`);
+        const declined = await waitFor(
+          () => c.engine.audit.entries().find((e) => e.msgType === 'round.decline' && e.studyId === s2.studyId && e.actor === n.siteId),
+          "the coordinator's record of the decline",
+          10_000,
+          50,
+        );
+        return refused(
+          `operator deleted ${deleted} dp_ledger rows (budget view: epsilon ${before.datasetSpent.toFixed(3)} -> 0); the next DP study's round was refused before training (dp.refused TWF_E_DP_BUDGET: ledger lacks 2 rounds the audit log records as spent; round.decline at the coordinator: ${declined.action}); detected as well: ${detected}`,
+          'TWF_E_DP_BUDGET',
         );
       },
     ),
