@@ -8,6 +8,7 @@ import {
   PROTOCOL_VERSION,
   RECEIPT_KIND,
   StudyManifestSchema,
+  TwinfedError,
   WireError,
   checkpointFields,
   handshakeFields,
@@ -449,7 +450,8 @@ export class SiteNode {
           this.log('warn', `unexpected ${h.type}`);
       }
     } catch (e) {
-      const code = e instanceof WireError ? e.code : 'TWF_E_INTERNAL';
+      // Any catalogued error keeps its code (e.g. the strategy layer's TWF_E_STRATEGY_STATE); only the unexpected is TWF_E_INTERNAL.
+      const code = e instanceof TwinfedError ? (e as TwinfedError<string>).code : 'TWF_E_INTERNAL';
       this.audit.append({ actor: this.config.siteId, action: 'msg.failed', msgType: h.type, studyId: h.studyId, round: h.round, detail: `${code}: ${(e as Error).message}` });
       this.log(code === 'TWF_E_INTERNAL' ? 'error' : 'warn', `${h.type}: ${(e as Error).message}`);
     }
@@ -856,6 +858,14 @@ export class SiteNode {
     if (!row) return null;
     const bytes = new Uint8Array(row.state);
     if (sha256Hex(bytes) !== row.stateHash) throw new StrategyError('TWF_E_STRATEGY_STATE', `${studyId}: the strategy state of version ${version} does not match its hash`);
+    // The row's own hash only catches a partial edit: a state replaced with its hash recomputed (an
+    // older state, another study's) must also match the hash this site wrote into its signed,
+    // hash-chained audit log when it applied that version.
+    const applied = this.db.$client.prepare("select detail from audit_log where action = 'aggregate.applied' and study_id = ? and round = ? order by id limit 1").get(studyId, version) as
+      { detail: string | null } | undefined;
+    const audited = /(?:^| )state=(\S+)/.exec(applied?.detail ?? '')?.[1];
+    if (audited !== undefined && audited !== row.stateHash)
+      throw new StrategyError('TWF_E_STRATEGY_STATE', `${studyId}: the strategy state of version ${version} is not the one this site audited when it applied that version`);
     return parseState(bytes);
   }
 

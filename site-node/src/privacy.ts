@@ -162,6 +162,20 @@ export function recordRound(
   });
 }
 
+/**
+ * Rounds the site's audit log records as spent (dp.spent, written after the ledger row, in the
+ * signed hash-chained log) that the ledger no longer holds: the ledger was edited to win budget
+ * back. The budget check refuses DP rounds while there are any; rewriting the audit log as well
+ * breaks its chain (twinfed audit verify) or its agreement with the coordinator's (audit compare).
+ */
+export function ledgerGaps(db: SiteDb): { studyId: string; round: number }[] {
+  return db.$client
+    .prepare(
+      "select distinct a.study_id as studyId, a.round as round from audit_log a where a.action = 'dp.spent' and not exists (select 1 from dp_ledger l where l.study_id = a.study_id and l.round = a.round) order by a.id",
+    )
+    .all() as { studyId: string; round: number }[];
+}
+
 /** Lines for the officer's view of a manifest (`twinfed site studies --show`). */
 export function formatBudget(v: BudgetView, m: StudyManifest, policy: PrivacyPolicy): string[] {
   if (!m.dp) {

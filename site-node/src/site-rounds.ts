@@ -39,7 +39,7 @@ import { roundWork } from './db/schema.js';
 import { studyKey } from './keys.js';
 import { addDiscreteGaussianZt } from '@twinfed/shared/dp/discrete-gaussian';
 import { clipL2, siteNoiseAllowance, siteNoiseSigmaQ, type SiteLevelNoise } from '@twinfed/shared/dp/site-level';
-import { budgetView, recordRound, type PrivacyPolicy } from './privacy.js';
+import { budgetView, ledgerGaps, recordRound, type PrivacyPolicy } from './privacy.js';
 import type { LocalEvalResult, LocalTrainer } from './trainer.js';
 
 export type RoundWorkRow = typeof roundWork.$inferSelect;
@@ -139,6 +139,12 @@ export class SiteRounds {
     if (!(await this.host.caughtUp(studyId, b.modelVersion, () => this.onStart(studyId, round, b)))) return;
     // The privacy budget is checked before any training: a refused round never touches the data.
     const budget = budgetView(this.host.db, m, this.host.privacy);
+    const gaps = m.dp ? ledgerGaps(this.host.db) : [];
+    if (gaps.length && !budget.refusal)
+      budget.refusal = `the privacy ledger lacks ${gaps.length} round(s) the audit log records as spent (${gaps
+        .slice(0, 3)
+        .map((g) => `${g.studyId} round ${g.round}`)
+        .join(', ')}${gaps.length > 3 ? ', ...' : ''}): it was edited; restore it from a backup before this site trains under DP again`;
     if (budget.refusal) {
       this.host.audit.append({ actor: this.host.siteId, action: 'dp.refused', studyId, round, detail: `TWF_E_DP_BUDGET: ${budget.refusal}` });
       this.host.log('warn', `${studyId} round ${round}: refused, ${budget.refusal}`);

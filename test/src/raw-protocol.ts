@@ -156,8 +156,18 @@ export class RawParticipant {
     return this.raw.send('mask.setup', this.manifest.studyId, round, { sPk, bCommit, signature, boxes });
   }
 
-  /** Waits for mask.peers, masks and encrypts `delta` (weight n), returns the ciphertexts without sending them. */
-  async prepareUpload(round: number, delta: Float32Array, n: number, timeoutMs = 30_000): Promise<{ ciphertexts: Uint8Array[]; alreadyReceived: number[] }> {
+  /**
+   * Waits for mask.peers, masks and encrypts `delta` (weight n), returns the ciphertexts without
+   * sending them. `tamper` sees the quantised values (in Z_t) before masking, as a site node adds
+   * its site-level DP noise there; a rogue changes them.
+   */
+  async prepareUpload(
+    round: number,
+    delta: Float32Array,
+    n: number,
+    timeoutMs = 30_000,
+    tamper?: (q: Float64Array) => Float64Array,
+  ): Promise<{ ciphertexts: Uint8Array[]; alreadyReceived: number[] }> {
     const peers = body<BodyOf['mask.peers']>(await this.raw.next('mask.peers', timeoutMs));
     const st = this.rounds.get(round)!;
     st.keySet = peers.keySet;
@@ -168,6 +178,7 @@ export class RawParticipant {
       st.shares.set(e.siteId, { b: sh.bShare, s: sh.sShare });
     }
     const q = quantizeToZt(delta, n, this.manifest.training.clipBound, this.manifest.encryption.precisionBits, this.he.plainModulus);
+    if (tamper) q.values = tamper(q.values);
     const y = maskInput(
       this.ctx(round),
       this.he.plainModulus,
