@@ -27,7 +27,8 @@ describe('site-level DP with the distributed discrete Gaussian', () => {
   const logs: StudyDeltaLog[] = [];
   const ROUNDS = 2;
   const C = 0.5;
-  const sigma = 0.5;
+  // Two rounds at sigma 1 spend epsilon ≈ 7.1 (delta 1e-5): within the sites' default maxEpsilon of 10.
+  const sigma = 1;
 
   before(async () => {
     let url: string;
@@ -37,7 +38,7 @@ describe('site-level DP with the distributed discrete Gaussian', () => {
       logs.push(site.log);
       nodes.push(await SiteNode.open({ dataDir: site.dir, trainer: site.trainer, approvalPollMs: 100 }));
     }
-    const started = await createAndStart(url, { ...responseStudySpec(ROUNDS), dp: { level: 'site', epsilon: 100, delta: 1e-5, clipNorm: C, noiseMultiplier: sigma } });
+    const started = await createAndStart(url, { ...responseStudySpec(ROUNDS), dp: { level: 'site', epsilon: 10, delta: 1e-5, clipNorm: C, noiseMultiplier: sigma } });
     ({ studyId, manifest } = started);
     for (const n of nodes) n.connect();
     await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
@@ -51,7 +52,16 @@ describe('site-level DP with the distributed discrete Gaussian', () => {
   });
 
   it('aggregates clipped, weight-1 updates plus noise of sigma·C over the sum, the same at every site', async () => {
-    await waitFor(() => c.engine.studyStatus(studyId).state === 'completed', 'study completion', 120_000, 200);
+    await waitFor(() => c.engine.studyStatus(studyId).state === 'completed', 'study completion', 120_000, 200).catch((e: Error) => {
+      const tail = nodes.map((n) =>
+        n.audit
+          .entries()
+          .slice(-4)
+          .map((a) => `${a.action} r${a.round ?? '-'} ${a.detail ?? ''}`)
+          .join(' | '),
+      );
+      throw new Error(`${e.message}: ${JSON.stringify(c.engine.studyStatus(studyId).roundSummaries)}; sites: ${tail.join(' || ')}`);
+    });
     await waitFor(() => nodes.every((n) => (n.latestModel(studyId)?.version ?? 0) === ROUNDS), 'final models', 30_000);
     const m = manifest;
     const S = 2 ** m.encryption.precisionBits / m.training.clipBound;
