@@ -1,4 +1,4 @@
-import { StudyDraftSchema, StudyManifestSchema, WireError, type CoordinatorMessageType, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
+import { StudyDraftSchema, StudyManifestSchema, WireError, isWireErrorCode, type CoordinatorMessageType, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
 import type { CoordinatorStore, StudyRow, StudySiteRow } from './store/index.js';
 import type { CoordinatorMetrics } from './metrics.js';
@@ -40,6 +40,17 @@ export interface EngineContext {
   online(siteId: string): boolean;
   /** Sends a signed checkpoint of the audit chain head to the study's connected sites. */
   checkpoint(studyId: string): void;
+}
+
+/**
+ * Errors of the core keep their code on the wire when it is catalogued. Internal errors never
+ * leave the process with their message: the peer gets a reference to the log line.
+ */
+export function toWireError(e: unknown): WireError {
+  if (e instanceof WireError) return e;
+  const code = (e as { code?: unknown })?.code;
+  const msg = e instanceof Error ? e.message : String(e);
+  return typeof code === 'string' && isWireErrorCode(code) && code !== 'TWF_E_INTERNAL' ? new WireError(code, msg) : new WireError('TWF_E_INTERNAL', '');
 }
 
 export function studyRow(store: CoordinatorStore, studyId: string): StudyRow {

@@ -1,23 +1,16 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
   CHECKPOINT_KIND,
-  HANDSHAKE_KIND,
   RECEIPT_KIND,
   checkpointFields,
   receiptFields,
-  HandshakeAuthSchema,
-  MIN_CONTRIBUTORS,
   PROTOCOL_VERSION,
   StudyDraftSchema,
   StudyManifestSchema,
-  StudySpecSchema,
   WireError,
-  handshakeFields,
   isCompatibleVersion,
-  isWireErrorCode,
   manifestHash,
   quorumOf,
-  secaggThresholdFor,
   sha256Hex,
   type Ack,
   type CoordinatorMessageType,
@@ -27,21 +20,21 @@ import {
   type StudyManifest,
 } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
-import { fromB64, siteFingerprint, parseEnvelope, sealEnvelope, signStatement, toB64, verifyEnvelope, verifyStatement, type Identity, type Signer } from '@twinfed/shared/crypto/index';
-import { DEFAULT_HE_PARAMS, checkHeParams, createHeContext, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
-import { updateLength } from '@twinfed/shared/model/update-length';
-import { dpStepsPerRound, epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
-import type { z } from 'zod';
-import { activeJoined, activeRoster, budgetLeft, draftOfRow, manifestOfRow, parseList, studyRow, type EngineContext, type EngineOptions, type Meta, type StudyRow } from './context.js';
+import { fromB64, siteFingerprint, parseEnvelope, sealEnvelope, signStatement, verifyEnvelope, type Identity, type Signer } from '@twinfed/shared/crypto/index';
+import { DEFAULT_HE_PARAMS, type HeParams } from '@twinfed/shared/he/index';
+import { activeJoined, activeRoster, budgetLeft, draftOfRow, manifestOfRow, studyRow, toWireError, type EngineContext, type EngineOptions, type Meta, type StudyRow } from './context.js';
 import { HANDLERS, type HandlerDeps } from './handlers/index.js';
+import { Handshakes } from './handshake.js';
 import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { nextAction, type StudySnapshot } from './round-policy.js';
 import { Rounds } from './rounds.js';
 import type { Exclusion, StudyState } from './states.js';
-import type { CoordinatorStore } from './store/index.js';
+import type { CoordinatorStore, SiteRow } from './store/index.js';
+import { buildRoster, changedRoster, parseStudySpec, studyDraft, validateHeParams } from './study-rules.js';
 import { tlsRolloverBody } from './tls.js';
+import * as views from './views.js';
 
 export type { EngineOptions } from './context.js';
 
@@ -54,23 +47,10 @@ export interface SiteTransport {
 }
 
 /**
- * Errors of the core keep their code on the wire when it is catalogued. Internal errors never
- * leave the process with their message: the peer gets a reference to the log line.
- */
-function toWireError(e: unknown): WireError {
-  if (e instanceof WireError) return e;
-  const code = (e as { code?: unknown })?.code;
-  const msg = e instanceof Error ? e.message : String(e);
-  return typeof code === 'string' && isWireErrorCode(code) && code !== 'TWF_E_INTERNAL' ? new WireError(code, msg) : new WireError('TWF_E_INTERNAL', '');
-}
-
-/** Handshake nonces live this long (ms); a site asks for one right before it connects. */
-const NONCE_TTL_MS = 60_000;
-const MAX_NONCES = 10_000;
-
-/**
  * The coordinator: lead API, connections, and one handler per site message type. Round life
- * cycle in rounds.ts (+ the pure round-policy.ts), study-key epochs in keys.ts. Every state change
+ * cycle in rounds.ts (+ the pure round-policy.ts), study-key epochs in keys.ts, the rules a study
+ * must satisfy in study-rules.ts, what the lead reads in views.ts, enrolment and handshake nonces
+ * in handshake.ts (methods of the same names here delegate to those). Every state change
  * is a SQLite transaction that re-reads what it depends on, so a coordinator killed at any instant
  * restarts consistent. The engine holds no secret key: it validates, adds and relays ciphertexts.
  */
@@ -79,15 +59,14 @@ export class CoordinatorEngine {
   private transport: SiteTransport | null = null;
   /** Sites whose authenticated connection said hello. */
   private readonly ready = new Set<string>();
-  private readonly nonces = new Map<string, { siteId: string; expiresAtMs: number }>();
-  /** Coalescing windows of audited enrolment refusals (see auditEnrolmentRefusal). */
-  private readonly enrolmentRefusals = new Map<string, { windowStartMs: number; suppressed: number }>();
   /** Per-site budget of refused messages: a site that keeps sending refused messages is disconnected. */
   private readonly refusals: RateLimiter;
   private readonly signer: Signer;
   private readonly ctx: EngineContext;
   readonly keys: StudyKeys;
   readonly rounds: Rounds;
+  /** Enrolment and handshake nonces: how a site gets in (handshake.ts). */
+  private readonly handshakes: Handshakes;
   private readonly stepping = new Map<string, Promise<void>>();
   private readonly now: () => number;
   private readonly tlsRollover: EngineOptions['tlsRollover'];
@@ -128,6 +107,7 @@ export class CoordinatorEngine {
     const received = (env: Envelope, detail?: string) => this.received(env, detail);
     this.keys = new StudyKeys(this.ctx, received);
     this.rounds = new Rounds(this.ctx, this.keys, received);
+    this.handshakes = new Handshakes(this.ctx, identity.ed25519PublicKey);
     this.deps = {
       ctx: this.ctx,
       keys: this.keys,
@@ -157,35 +137,17 @@ export class CoordinatorEngine {
   // ---------------------------------------------------------------- lead API
 
   /**
-   * Creates a draft study from a lead's spec. minSites below 3 is refused with
-   * TWF_E_TOO_FEW_CONTRIBUTORS: with two contributors each learns the other's update.
+   * Creates a draft study from a lead's spec, checked by study-rules.ts: minSites below 3 is
+   * refused with TWF_E_TOO_FEW_CONTRIBUTORS (with two contributors each learns the other's update),
+   * a non-linear strategy with TWF_E_STRATEGY_NOT_LINEAR, an overspending DP sigma with
+   * TWF_E_DP_PARAMS, encryption parameters the HE layer rejects with TWF_E_HE_PARAMS.
    */
   async createStudy(spec: unknown): Promise<{ studyId: string; draft: StudyDraft }> {
-    const ms = (spec as { minSites?: unknown } | null)?.minSites;
-    if (typeof ms === 'number' && ms < MIN_CONTRIBUTORS) {
-      throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${ms}: at least ${MIN_CONTRIBUTORS} contributors are needed, or each could learn another's update from the aggregate`);
-    }
-    const p = StudySpecSchema.safeParse(spec);
-    if (!p.success) {
-      const msg = p.error.issues
-        .slice(0, 5)
-        .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
-        .join('; ');
-      throw new WireError(p.error.issues.some((i) => i.path[0] === 'strategy' && i.message.includes('TWF_E_STRATEGY_NOT_LINEAR')) ? 'TWF_E_STRATEGY_NOT_LINEAR' : 'TWF_E_BAD_REQUEST', msg);
-    }
-    if (p.data.dp) p.data.dp = resolveDp(p.data);
-    const encryption = (p.data.encryption ?? DEFAULT_HE_PARAMS) as HeParams;
+    const parsed = parseStudySpec(spec);
+    const encryption = (parsed.encryption ?? DEFAULT_HE_PARAMS) as HeParams;
     await validateHeParams(encryption);
     const studyId = `study-${randomUUID().slice(0, 8)}`;
-    const draft = StudyDraftSchema.parse({
-      ...p.data,
-      studyId,
-      encryption,
-      coordinatorId: this.coordinatorId,
-      createdAt: new Date(this.now()).toISOString(),
-      updateLength: updateLength(p.data.model),
-      secureAggregation: 'double-mask-v1',
-    });
+    const draft = studyDraft(parsed, encryption, { studyId, coordinatorId: this.coordinatorId, createdAtMs: this.now() });
     this.store.transaction((tx) => {
       tx.insertStudy({ studyId, manifestJson: JSON.stringify(draft), manifestHash: '', state: 'draft', createdAtMs: this.now() });
       this.audit.append({ actor: 'lead', action: 'study.created', studyId, digest: sha256Hex(JSON.stringify(draft)), detail: draft.title });
@@ -193,34 +155,14 @@ export class CoordinatorEngine {
     return { studyId, draft };
   }
 
-  /** Checks a roster against the study's settings; returns its entries (keys from enrolment). */
+  /** Checks a roster against the study's settings (study-rules.ts buildRoster, given the listed sites' rows). */
   private buildRoster(draft: StudyDraft, siteIds: string[], keyDealers: string[]): { participants: RosterEntry[]; keyDealers: string[] } {
-    if (new Set(siteIds).size !== siteIds.length) throw new WireError('TWF_E_BAD_REQUEST', 'a site is listed twice in the roster');
-    const participants = siteIds.map((id) => {
+    const rows = new Map<string, SiteRow>();
+    for (const id of siteIds) {
       const s = this.store.site(id);
-      if (!s) throw new WireError('TWF_E_UNKNOWN_SITE', `${id} is not enrolled`);
-      if (s.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', `${id} was revoked`);
-      return { siteId: s.siteId, siteName: s.siteName, ed25519PublicKey: s.ed25519PublicKey, x25519PublicKey: s.x25519PublicKey };
-    });
-    const n = participants.length;
-    if (n < MIN_CONTRIBUTORS) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `the roster has ${n} sites; at least ${MIN_CONTRIBUTORS}`);
-    if (n > 255) throw new WireError('TWF_E_BAD_REQUEST', `the roster has ${n} sites; secure aggregation shares secrets among at most 255`);
-    if (draft.minSites > n) throw new WireError('TWF_E_TOO_FEW_CONTRIBUTORS', `minSites ${draft.minSites} is more than the ${n} sites of the roster`);
-    const t = secaggThresholdFor(n);
-    if (draft.minSites < t)
-      throw new WireError(
-        'TWF_E_TOO_FEW_CONTRIBUTORS',
-        `minSites ${draft.minSites} is below the secure-aggregation threshold t = ${t} of a ${n}-site roster (a majority, at least 3): raise minSites to ${t}`,
-      );
-    const maxTotal = maxTotalSamples(draft.encryption as HeParams);
-    if (n * draft.training.maxSamplesPerSite > maxTotal) {
-      throw new WireError(
-        'TWF_E_BAD_REQUEST',
-        `training.maxSamplesPerSite ${draft.training.maxSamplesPerSite} × ${n} sites exceeds ${maxTotal}, the most samples one encrypted sum can hold; lower it to ${Math.floor(maxTotal / n)}`,
-      );
+      if (s) rows.set(id, s);
     }
-    for (const d of keyDealers) if (!siteIds.includes(d)) throw new WireError('TWF_E_BAD_REQUEST', `key dealer ${d} is not in the roster`);
-    return { participants, keyDealers };
+    return buildRoster(draft, siteIds, keyDealers, rows);
   }
 
   /**
@@ -277,12 +219,8 @@ export class CoordinatorEngine {
     const st = studyRow(this.store, studyId);
     if (st.state !== 'running' && st.state !== 'stopped') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);
     const m = manifestOfRow(st);
-    const remove = new Set(req.remove ?? []);
-    for (const r of remove) if (!m.participants.some((p) => p.siteId === r)) throw new WireError('TWF_E_BAD_REQUEST', `${r} is not in the roster`);
-    const ids = [...m.participants.map((p) => p.siteId).filter((id) => !remove.has(id)), ...(req.add ?? []).filter((id) => !m.participants.some((p) => p.siteId === id))];
-    const dealers = [...m.keyDealers.filter((d) => ids.includes(d)), ...ids.filter((id) => !m.keyDealers.includes(id))];
-    const { manifestVersion: _v, participants: _p, keyDealers: _k, ...draftPart } = m;
-    const roster = this.buildRoster(StudyDraftSchema.parse(draftPart), ids, dealers);
+    const { remove, siteIds, keyDealers, draftPart } = changedRoster(m, req);
+    const roster = this.buildRoster(StudyDraftSchema.parse(draftPart), siteIds, keyDealers);
     const next = StudyManifestSchema.parse({ ...draftPart, manifestVersion: m.manifestVersion + 1, ...roster });
     const hash = manifestHash(next);
     const open = this.rounds.openRound(st);
@@ -372,210 +310,55 @@ export class CoordinatorEngine {
   }
 
   issueEnrolmentToken(siteName: string, expiresInS: number): { token: string; siteName: string; expiresAt: string } {
-    const token = randomBytes(24).toString('base64url');
-    const expiresAtMs = this.now() + expiresInS * 1000;
-    this.store.transaction((tx) => {
-      tx.insertToken({ tokenHash: sha256Hex(token), siteName, expiresAtMs });
-      this.audit.append({ actor: 'lead', action: 'enrolment.token_issued', detail: siteName });
-    });
-    return { token, siteName, expiresAt: new Date(expiresAtMs).toISOString() };
+    return this.handshakes.issueEnrolmentToken(siteName, expiresInS);
   }
 
-  /**
-   * Writes an enrolment refusal to the audit log, coalesced: the first refusal of a kind (code and
-   * reason, per issued token; all unknown tokens share one kind) in a minute is a row, the rest
-   * are counted and summed into the next row of that kind. A stranger cannot grow the audit log
-   * by one row per junk request, and every refusal is still accounted for (and in
-   * twinfed_enrolments_refused_total).
-   */
-  private auditEnrolmentRefusal(err: WireError, tokenHash: string, issued: boolean): void {
-    this.metrics.enrolmentsRefused.inc({ code: err.code });
-    const key = `${err.code}:${err.detail}:${issued ? tokenHash : 'unknown'}`;
-    const now = this.now();
-    const w = this.enrolmentRefusals.get(key);
-    if (w && now - w.windowStartMs < 60_000) {
-      w.suppressed++;
-      return;
-    }
-    const more = w?.suppressed ? ` (+${w.suppressed} more like it in the minute before, not written one by one)` : '';
-    this.audit.append({ actor: 'unknown', action: 'enrolment.refused', digest: tokenHash, detail: `${err.code}: ${err.detail}${more}` });
-    if (this.enrolmentRefusals.size >= 1000) this.enrolmentRefusals.delete(this.enrolmentRefusals.keys().next().value!);
-    this.enrolmentRefusals.set(key, { windowStartMs: now, suppressed: 0 });
-  }
-
-  /** Registers a site's public keys against a one-time token. A refusal is audited (outside the refused transaction). */
+  /** Registers a site's public keys against a one-time token (handshake.ts; refusals audited coalesced). */
   enrol(req: { token: string; protocolVersion: string; ed25519PublicKey: string; x25519PublicKey: string }) {
-    let issued = false;
-    const refuse = (err: WireError): never => {
-      this.auditEnrolmentRefusal(err, sha256Hex(req.token), issued);
-      throw err;
-    };
-    if (!isCompatibleVersion(req.protocolVersion)) refuse(new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${req.protocolVersion}, coordinator ${PROTOCOL_VERSION}`));
-    for (const k of [req.ed25519PublicKey, req.x25519PublicKey]) {
-      if (fromB64(k).length !== 32) refuse(new WireError('TWF_E_BAD_REQUEST', 'public keys must be 32 bytes, base64'));
-    }
-    let refusal: WireError | null = null;
-    const r = this.store.transaction((tx) => {
-      const tok = tx.token(sha256Hex(req.token));
-      issued = !!tok;
-      if (!tok || tok.usedAtMs !== null || tok.expiresAtMs < this.now()) {
-        refusal = new WireError('TWF_E_ENROLMENT_TOKEN', !tok ? 'unknown token' : tok.usedAtMs !== null ? 'already used' : 'expired');
-        return null;
-      }
-      const siteId = `site-${randomUUID().slice(0, 8)}`;
-      tx.insertSite({ siteId, siteName: tok.siteName, ed25519PublicKey: req.ed25519PublicKey, x25519PublicKey: req.x25519PublicKey, enrolledAtMs: this.now() });
-      tx.useToken(tok.tokenHash, siteId, this.now());
-      this.audit.append({ actor: siteId, action: 'site.enrolled', digest: sha256Hex(req.ed25519PublicKey + req.x25519PublicKey), detail: tok.siteName });
-      return { siteId, siteName: tok.siteName, coordinatorId: this.coordinatorId, coordinatorPublicKey: toB64(this.identity.ed25519PublicKey), protocolVersion: PROTOCOL_VERSION };
-    });
-    if (!r) return refuse(refusal!);
-    return r;
+    return this.handshakes.enrol(req);
   }
+
+  // ------------------------------------------------------------------ views (views.ts)
 
   listSites() {
-    return this.store.sites().map((s) => ({
-      siteId: s.siteId,
-      siteName: s.siteName,
-      enrolledAt: new Date(s.enrolledAtMs).toISOString(),
-      connected: this.isOnline(s.siteId),
-      lastSeenAt: s.lastSeenAtMs === null ? null : new Date(s.lastSeenAtMs).toISOString(),
-      revokedAt: s.revokedAtMs === null ? null : new Date(s.revokedAtMs).toISOString(),
-      ed25519PublicKey: s.ed25519PublicKey,
-      x25519PublicKey: s.x25519PublicKey,
-      fingerprint: siteFingerprint(s.ed25519PublicKey, s.x25519PublicKey),
-    }));
+    return views.listSites(this.ctx);
   }
 
   listStudies() {
-    return this.store
-      .studies()
-      .map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
+    return views.listStudies(this.ctx);
   }
 
   /** The manifest (with its hash) of a started study, or the draft of one not started yet. */
   manifestOf(studyId: string): { manifest: StudyManifest | StudyDraft; manifestHash: string; draft: boolean } {
-    const st = studyRow(this.store, studyId);
-    return st.state === 'draft' ? { manifest: draftOfRow(st), manifestHash: '', draft: true } : { manifest: manifestOfRow(st), manifestHash: st.manifestHash, draft: false };
+    return views.manifestOf(this.ctx, studyId);
   }
 
   studyStatus(studyId: string) {
-    const st = studyRow(this.store, studyId);
-    const draft = st.state === 'draft';
-    const m = draft ? null : manifestOfRow(st);
-    const d = draft ? draftOfRow(st) : m!;
-    const rows = this.store.studySites(studyId);
-    const joined = draft ? [] : activeJoined(this.store, st).map((r) => r.siteId);
-    return {
-      studyId,
-      title: d.title,
-      state: st.state,
-      stopReason: st.stopReason,
-      manifestHash: st.manifestHash,
-      manifestVersion: m?.manifestVersion ?? 0,
-      currentRound: st.currentRound,
-      closedRounds: this.rounds.closedCount(studyId),
-      rounds: d.rounds,
-      participants: (m?.participants ?? []).map((p) => {
-        const r = rows.find((x) => x.siteId === p.siteId);
-        return {
-          siteId: p.siteId,
-          siteName: p.siteName,
-          fingerprint: siteFingerprint(p.ed25519PublicKey, p.x25519PublicKey),
-          joined: joined.includes(p.siteId),
-          connected: this.isOnline(p.siteId),
-          excluded: r?.excluded ?? null,
-          dpExhausted: r?.dpExhaustedAtMs != null,
-        };
-      }),
-      joined,
-      keyEpoch: st.keyEpoch,
-      keyDealer: st.keyDealer,
-      roundSummaries: this.rounds.summaries(studyId).map((r) => this.roundSummary(r)),
-      baselineMetrics: this.metricsOf(studyId, 0),
-    };
+    return views.studyStatus(this.ctx, this.rounds, studyId);
   }
 
   roundStatus(studyId: string, round: number) {
-    const r = this.store.round(studyId, round);
-    if (!r) throw new WireError('TWF_E_NOT_FOUND', `study ${studyId} has no round ${round}`);
-    return this.roundSummary(r);
+    return views.roundStatus(this.ctx, studyId, round);
   }
 
-  private roundSummary(r: ReturnType<Rounds['summaries']>[number]) {
-    const participants = parseList(r.participantsJson);
-    const survivors = parseList(r.survivorsJson);
-    const completed = r.survivorsJson ? survivors : [];
-    return {
-      round: r.round,
-      state: r.state,
-      phase: r.state === 'open' ? r.phase : r.state,
-      keyEpoch: r.keyEpoch,
-      baseVersion: r.baseVersion,
-      threshold: r.threshold,
-      declined: this.store.declines(r.studyId, r.round).map((x) => ({ siteId: x.siteId, code: x.code, detail: x.detail })),
-      keySet: parseList(r.keySetJson),
-      survivors,
-      failReason: r.failReason,
-      openedAt: new Date(r.openedAtMs).toISOString(),
-      closedAt: r.closedAtMs === null ? null : new Date(r.closedAtMs).toISOString(),
-      deadlineAt: new Date(r.deadlineAtMs).toISOString(),
-      participants,
-      completed,
-      stragglers: participants.filter((p) => !completed.includes(p)),
-      totalSamples: r.totalSamples,
-      bytesIn: r.bytesIn,
-      aggregateMs: r.aggregateMs,
-      metrics: this.metricsOf(r.studyId, r.round),
-    };
-  }
-
-  /** Per-site evaluation of the global model after `round` aggregates (0 = initial model). */
-  private metricsOf(studyId: string, round: number) {
-    return this.store.metrics(studyId, round).map((x) => ({ siteId: x.siteId, metrics: x.metrics, valPatients: x.valPatients, encryptMs: x.encryptMs, uploadBytes: x.uploadBytes }));
+  /** Refusals of a round's aggregate (for the lead). */
+  refusalsOf(studyId: string, round: number) {
+    return views.refusalsOf(this.ctx, studyId, round);
   }
 
   // ------------------------------------------------------------ connections
 
-  /** POST /api/handshake: a single-use nonce the site signs to open its socket. */
+  /** POST /api/handshake: a single-use nonce the site signs to open its socket (handshake.ts). */
   issueChallenge(siteId: string): { nonce: string; coordinatorId: string; expiresAtMs: number; lastSeqSeen: number } {
-    const now = this.now();
-    if (this.nonces.size >= MAX_NONCES) for (const [k, v] of this.nonces) if (v.expiresAtMs < now || this.nonces.size >= MAX_NONCES) this.nonces.delete(k);
-    const nonce = randomBytes(24).toString('base64url');
-    const expiresAtMs = now + NONCE_TTL_MS;
-    this.nonces.set(nonce, { siteId, expiresAtMs });
-    return { nonce, coordinatorId: this.coordinatorId, expiresAtMs, lastSeqSeen: this.store.site(siteId)?.lastSeq ?? 0 };
+    return this.handshakes.issueChallenge(siteId);
   }
 
   /**
-   * Checks a socket handshake: protocol version, a fresh nonce of ours (single use), an enrolled,
-   * non-revoked site, and its Ed25519 signature over { coordinatorId, siteId, nonce }. Returns
-   * the site id. Refusals are counted in metrics, not written to the audit log row by row.
+   * Checks a socket handshake (handshake.ts): protocol version, a fresh nonce of ours, an
+   * enrolled, non-revoked site and its signature. Returns the site id; refusals are counted.
    */
   authenticateHandshake(auth: unknown): string {
-    try {
-      const p = HandshakeAuthSchema.safeParse(auth);
-      if (!p.success) {
-        const v = (auth as { protocolVersion?: unknown } | null)?.protocolVersion;
-        if (typeof v === 'string' && !isCompatibleVersion(v)) throw new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${v}, coordinator ${PROTOCOL_VERSION}`);
-        throw new WireError('TWF_E_HANDSHAKE', 'auth needs siteId, protocolVersion, nonce and signature');
-      }
-      const a = p.data;
-      if (!isCompatibleVersion(a.protocolVersion)) throw new WireError('TWF_E_PROTOCOL_VERSION', `site speaks ${a.protocolVersion}, coordinator ${PROTOCOL_VERSION}`);
-      const n = this.nonces.get(a.nonce);
-      this.nonces.delete(a.nonce);
-      if (!n || n.siteId !== a.siteId || n.expiresAtMs < this.now()) throw new WireError('TWF_E_HANDSHAKE', 'unknown, used or expired nonce');
-      const site = this.store.site(a.siteId);
-      if (!site) throw new WireError('TWF_E_UNKNOWN_SITE', 'not enrolled');
-      if (!verifyStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: this.coordinatorId, siteId: a.siteId, nonce: a.nonce }), a.signature, fromB64(site.ed25519PublicKey))) {
-        throw new WireError('TWF_E_HANDSHAKE', "signature does not verify with the site's enrolled key");
-      }
-      if (site.revokedAtMs !== null) throw new WireError('TWF_E_SITE_REVOKED', a.siteId);
-      return a.siteId;
-    } catch (e) {
-      const we = toWireError(e);
-      this.metrics.connectionsRefused.inc({ code: we.code });
-      throw we;
-    }
+    return this.handshakes.authenticate(auth);
   }
 
   onConnected(siteId: string): void {
@@ -870,52 +653,4 @@ export class CoordinatorEngine {
   sendAsCoordinator(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, m?: Meta): boolean {
     return this.sendTo(siteId, type, studyId, round, body, m);
   }
-
-  /** Refusals of a round's aggregate (for the lead). */
-  refusalsOf(studyId: string, round: number) {
-    return this.store.refusals(studyId, round);
-  }
 }
-
-/**
- * Rejects, at study creation, encryption parameters the HE layer would reject later (when a
- * dealer or the coordinator builds the context): TWF_E_HE_PARAMS (422) naming the field.
- */
-async function validateHeParams(p: HeParams): Promise<void> {
-  const bad = (why: string): never => {
-    throw new WireError('TWF_E_HE_PARAMS', `encryption: ${why}`);
-  };
-  try {
-    checkHeParams(p);
-  } catch (e) {
-    bad((e as Error).message);
-  }
-  if (p.plainModulusBits > 50) bad('plainModulusBits: secure aggregation computes masks mod t exactly in float64; at most 50 bits');
-  try {
-    await createHeContext(p);
-  } catch (e) {
-    bad(`the HE library rejects these parameters: ${(e as Error).message}`);
-  }
-}
-
-/**
- * The study's DP section as the officers approve it: a spec without `noiseMultiplier` gets the
- * smallest sigma that keeps the whole study within its (epsilon, delta) by the sites' accountant
- * (shared/src/dp/accountant.ts); a spec with one that would overspend is refused now rather than
- * by every site at the round that crosses the budget.
- */
-function resolveDp(spec: Pick<StudySpecOut, 'dp' | 'rounds' | 'training'>): NonNullable<StudySpecOut['dp']> {
-  const dp = spec.dp!;
-  const samplingRate = dp.level === 'patient' ? dp.samplingRate : 1;
-  const steps = dp.level === 'patient' ? spec.rounds * dpStepsPerRound(spec.training.epochsPerRound, samplingRate) : spec.rounds;
-  if (dp.noiseMultiplier === undefined) return { ...dp, noiseMultiplier: noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon }) };
-  const e = epsilonFor({ samplingRate, noiseMultiplier: dp.noiseMultiplier, steps, delta: dp.delta });
-  if (e.epsilon > dp.epsilon * (1 + 1e-9)) {
-    throw new WireError(
-      'TWF_E_DP_PARAMS',
-      `dp.noiseMultiplier: ${dp.noiseMultiplier} over ${spec.rounds} rounds (${steps} compositions at sampling rate ${samplingRate}) spends epsilon ${e.epsilon.toFixed(3)} at delta ${dp.delta}, above the budget ${dp.epsilon}; leave it out to have it derived, or raise it to ${noiseMultiplierFor({ samplingRate, steps, delta: dp.delta, epsilon: dp.epsilon })}`,
-    );
-  }
-  return dp;
-}
-type StudySpecOut = z.infer<typeof StudySpecSchema>;
