@@ -6,12 +6,10 @@
 import { createHash } from 'node:crypto';
 import {
   KEY_HANDOUT_KIND,
-  MASK_KEYS_KIND,
   MASK_SURVIVORS_KIND,
   PROTOCOL_VERSION,
   canonicalJson,
   keyHandoutFields,
-  maskKeysFields,
   maskSurvivorsFields,
   type Ack,
   type BodyOf,
@@ -22,7 +20,7 @@ import {
 import { AuditLog } from '@twinfed/shared/audit/index';
 import { fingerprint, fromB64, generateIdentity, initSodium, openSealed, sealEnvelope, sealTo, signStatement, toB64, type Identity } from '@twinfed/shared/crypto/index';
 import { createHeContext, encryptSlots, generateSecretKey, heParamsDigest, quantizeToZt, type HeContext, type HeParams } from '@twinfed/shared/he/index';
-import { generateRoundSecrets, maskInput, openShares, sealShares, selfMaskCommitment, splitSecret, type RoundSecrets } from '@twinfed/shared/secagg/index';
+import { buildMaskSetup, maskInput, openShares, type RoundSecrets } from '@twinfed/shared/secagg/index';
 import { openMemoryCoordinatorDb, type CoordinatorDb } from './db/index.js';
 import { CoordinatorEngine, type SiteTransport } from './engine.js';
 import { createCoordinatorMetrics } from './metrics.js';
@@ -234,20 +232,10 @@ export class FakeSite {
     const round = env.header.round!;
     const start = json<BodyOf['round.start']>(env);
     const ctx = this.ctx(round);
-    const secrets = generateRoundSecrets();
-    const n = start.participants.length;
-    const bs = await splitSecret(secrets.b, n, start.threshold);
-    const ss = await splitSecret(secrets.sSk, n, start.threshold);
     const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
-    const me = start.participants.indexOf(this.siteId);
-    const boxes = start.participants.flatMap((p, i) =>
-      p === this.siteId ? [] : [{ to: p, box: sealShares(ctx, this.siteId, p, { bShare: bs[i], sShare: ss[i] }, this.identity.x25519SecretKey, fromB64(roster.get(p)!.x25519PublicKey)) }],
-    );
-    const bCommit = selfMaskCommitment(ctx, this.siteId, secrets.b);
-    const sPk = toB64(secrets.sPk);
-    const signature = signStatement(MASK_KEYS_KIND, maskKeysFields(ctx, this.siteId, sPk, bCommit), this.identity.ed25519SecretKey);
-    this.rounds.set(round, { start, secrets, shares: new Map([[this.siteId, { b: bs[me], s: ss[me] }]]) });
-    return { round, ack: await this.send('mask.setup', this.manifest.studyId, round, { sPk, bCommit, signature, boxes }) };
+    const { body: setup, secrets, own } = await buildMaskSetup(ctx, this.siteId, start.participants, start.threshold, (p) => fromB64(roster.get(p)!.x25519PublicKey), this.identity);
+    this.rounds.set(round, { start, secrets, shares: new Map([[this.siteId, { b: own.bShare, s: own.sShare }]]) });
+    return { round, ack: await this.send('mask.setup', this.manifest.studyId, round, setup) };
   }
 
   /** Takes mask.peers, masks and encrypts a small update; returns the chunk envelopes' inputs without sending. */

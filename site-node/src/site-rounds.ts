@@ -20,19 +20,7 @@ import {
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { fromB64, signStatement, toB64, verifyStatement, type Identity } from '@twinfed/shared/crypto/index';
 import { HeError, averageFromCentred, createHeContext, decryptSlots, encryptSlots, heParamsDigest, quantizeToZt, type HeParams } from '@twinfed/shared/he/index';
-import {
-  centreZt,
-  generateRoundSecrets,
-  isKeyPair,
-  maskInput,
-  openShares,
-  reconstructChecked,
-  sealShares,
-  selfMaskCommitment,
-  splitSecret,
-  unmaskSum,
-  type RoundContext,
-} from '@twinfed/shared/secagg/index';
+import { buildMaskSetup, centreZt, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext } from '@twinfed/shared/secagg/index';
 import { StrategyError, strategyFor, type StrategyState } from '@twinfed/shared/strategy/index';
 import type { SiteDb } from './db/index.js';
 import { roundWork } from './db/schema.js';
@@ -179,24 +167,9 @@ export class SiteRounds {
 
     // Round secrets and the Shamir shares of the self-mask seed b and of sSk, t-of-n over P.
     const ctx: RoundContext = { studyId, manifestHash: hash, round };
-    const sec = generateRoundSecrets();
     const n = b.participants.length;
-    const [bShares, sShares] = [await splitSecret(sec.b, n, b.threshold), await splitSecret(sec.sSk, n, b.threshold)];
     const keys = new Map(m.participants.map((p) => [p.siteId, p]));
-    const boxes = b.participants.flatMap((p, i) =>
-      p === this.host.siteId
-        ? []
-        : [
-            {
-              to: p,
-              box: sealShares(ctx, this.host.siteId, p, { bShare: bShares[i], sShare: sShares[i] }, this.host.identity.x25519SecretKey, fromB64(keys.get(p)!.x25519PublicKey)),
-            },
-          ],
-    );
-    const self = b.participants.indexOf(this.host.siteId);
-    const bCommit = selfMaskCommitment(ctx, this.host.siteId, sec.b);
-    const signature = signStatement(MASK_KEYS_KIND, maskKeysFields(ctx, this.host.siteId, b64(sec.sPk), bCommit), this.host.identity.ed25519SecretKey);
-    const setup = { sPk: b64(sec.sPk), bCommit, signature, boxes };
+    const { body: setup, secrets: sec, own } = await buildMaskSetup(ctx, this.host.siteId, b.participants, b.threshold, (p) => fromB64(keys.get(p)!.x25519PublicKey), this.host.identity);
     this.host.db
       .insert(roundWork)
       .values({
@@ -216,7 +189,7 @@ export class SiteRounds {
         sPk: Buffer.from(sec.sPk),
         b: Buffer.from(sec.b),
         setupJson: JSON.stringify(setup),
-        sharesJson: JSON.stringify({ [this.host.siteId]: { b: b64(bShares[self]), s: b64(sShares[self]) } }),
+        sharesJson: JSON.stringify({ [this.host.siteId]: { b: b64(own.bShare), s: b64(own.sShare) } }),
       })
       .run();
     this.host.audit.append({

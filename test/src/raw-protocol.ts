@@ -1,10 +1,8 @@
 import {
   AggregateInfo,
   KEY_HANDOUT_KIND,
-  MASK_KEYS_KIND,
   MASK_SURVIVORS_KIND,
   keyHandoutFields,
-  maskKeysFields,
   maskSurvivorsFields,
   unpackFrames,
   type Ack,
@@ -14,20 +12,7 @@ import {
 } from '@twinfed/protocols';
 import { fromB64, openSealed, sealTo, signStatement, toB64, verifyStatement } from '@twinfed/shared/crypto/index';
 import { averageFromCentred, createHeContext, decryptSlots, encryptSlots, generateSecretKey, heParamsDigest, quantizeToZt, type HeContext, type HeParams } from '@twinfed/shared/he/index';
-import {
-  centreZt,
-  generateRoundSecrets,
-  isKeyPair,
-  maskInput,
-  openShares,
-  reconstructChecked,
-  sealShares,
-  selfMaskCommitment,
-  splitSecret,
-  unmaskSum,
-  type RoundContext,
-  type RoundSecrets,
-} from '@twinfed/shared/secagg/index';
+import { centreZt, buildMaskSetup, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext, type RoundSecrets } from '@twinfed/shared/secagg/index';
 import { studyKeyCommitment } from '@twinfed/site-node';
 import type { RawSite } from './harness.js';
 
@@ -132,28 +117,18 @@ export class RawParticipant {
 
   async sendSetup(round: number, start: BodyOf['round.start']): Promise<Ack> {
     const ctx = this.ctx(round);
-    const secrets = generateRoundSecrets();
-    const n = start.participants.length;
-    const bs = await splitSecret(secrets.b, n, start.threshold);
-    const ss = await splitSecret(secrets.sSk, n, start.threshold);
     const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
-    const me = start.participants.indexOf(this.siteId);
-    const boxes = start.participants.flatMap((p, i) =>
-      p === this.siteId ? [] : [{ to: p, box: sealShares(ctx, this.siteId, p, { bShare: bs[i], sShare: ss[i] }, this.raw.identity.x25519SecretKey, fromB64(roster.get(p)!.x25519PublicKey)) }],
-    );
-    const bCommit = selfMaskCommitment(ctx, this.siteId, secrets.b);
-    const sPk = toB64(secrets.sPk);
-    const signature = signStatement(MASK_KEYS_KIND, maskKeysFields(ctx, this.siteId, sPk, bCommit), this.raw.identity.ed25519SecretKey);
+    const { body: setup, secrets, own } = await buildMaskSetup(ctx, this.siteId, start.participants, start.threshold, (p) => fromB64(roster.get(p)!.x25519PublicKey), this.raw.identity);
     this.rounds.set(round, {
       participants: start.participants,
       threshold: start.threshold,
       keyEpoch: start.keyEpoch,
       baseVersion: start.modelVersion,
       secrets,
-      shares: new Map([[this.siteId, { b: bs[me], s: ss[me] }]]),
+      shares: new Map([[this.siteId, { b: own.bShare, s: own.sShare }]]),
       keySet: [],
     });
-    return this.raw.send('mask.setup', this.manifest.studyId, round, { sPk, bCommit, signature, boxes });
+    return this.raw.send('mask.setup', this.manifest.studyId, round, setup);
   }
 
   /**

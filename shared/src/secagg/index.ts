@@ -13,3 +13,4 @@ export { expandMask, expandMaskBlock, MASK_BLOCK_SLOTS } from './prg.js';
 export { pairwiseSeed, selfMaskSeed, maskInput, unmaskSum } from './masking.js';
 export { toZt, centreZt, MAX_PLAIN_MODULUS } from './zt.js';
 export { SECAGG_KEYS_KIND, SECAGG_SURVIVORS_KIND, keysStatementFields, survivorsStatementFields } from './statements.js';
+export { buildMaskSetup, type MaskSetup } from './setup.js';

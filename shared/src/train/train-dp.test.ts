@@ -4,37 +4,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { SliceSet } from '../data/slices.js';
 import { gaussianFrom } from '../dp/noise.js';
 import { mulberry32 } from '../model/prng.js';
+import { squares } from './test-slices.js';
 import { createUNet, disposeUNet, getFlatWeights, segmentationLoss, unetLogits, type UNet } from '../model/unet.js';
 import { selectBackend } from './backend.js';
 import { patientLossGradient, patientSlices, trainLocal } from './train.js';
-
-/** Noisy images with one bright square each; slices assigned to patients by `patientOf`. */
-function squares(n: number, size: number, seed: number, patientOf: (i: number) => number): SliceSet {
-  const r = mulberry32(seed);
-  const images = new Float32Array(n * size * size);
-  const masks = new Uint8Array(n * size * size);
-  for (let k = 0; k < n; k++) {
-    const w = 3 + Math.floor(r() * 4);
-    const x0 = Math.floor(r() * (size - w)),
-      y0 = Math.floor(r() * (size - w));
-    for (let y = 0; y < size; y++)
-      for (let x = 0; x < size; x++) {
-        const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
-        images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
-        masks[k * size * size + y * size + x] = inside ? 1 : 0;
-      }
-  }
-  return {
-    images,
-    masks,
-    n,
-    size,
-    spacingMm: [1, 1, 1],
-    z: Int32Array.from({ length: n }, (_, i) => i),
-    patient: Int32Array.from({ length: n }, (_, i) => patientOf(i)),
-    maskVoxelsOutside: 0,
-  };
-}
 
 const cfg = { inChannels: 1, nClasses: 2, base: 2, depth: 2, size: 16 };
 const dist = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0));

@@ -1,40 +1,11 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
-import type { SliceSet } from '../data/slices.js';
-import { mulberry32 } from '../model/prng.js';
+import { squares } from './test-slices.js';
 import { createUNet, disposeUNet, getFlatWeights } from '../model/unet.js';
 import { selectBackend } from './backend.js';
 import { fedAvg } from './fedavg.js';
 import { dice, evaluateDice, trainLocal } from './train.js';
-
-/** Noisy images with one bright square each; the mask is the square. Two "patients". */
-function squares(n: number, size: number, seed: number): SliceSet {
-  const r = mulberry32(seed);
-  const images = new Float32Array(n * size * size);
-  const masks = new Uint8Array(n * size * size);
-  for (let k = 0; k < n; k++) {
-    const w = 3 + Math.floor(r() * 4);
-    const x0 = Math.floor(r() * (size - w)),
-      y0 = Math.floor(r() * (size - w));
-    for (let y = 0; y < size; y++)
-      for (let x = 0; x < size; x++) {
-        const inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + w;
-        images[k * size * size + y * size + x] = (inside ? 1 : 0.2) + 0.2 * r();
-        masks[k * size * size + y * size + x] = inside ? 1 : 0;
-      }
-  }
-  return {
-    images,
-    masks,
-    n,
-    size,
-    spacingMm: [1, 1, 1],
-    z: Int32Array.from({ length: n }, (_, i) => i),
-    patient: Int32Array.from({ length: n }, (_, i) => (i < n / 2 ? 0 : 1)),
-    maskVoxelsOutside: 0,
-  };
-}
 
 describe('dice', () => {
   it('follows the definition', () => {
