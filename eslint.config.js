@@ -59,6 +59,15 @@ export default tseslint.config(
     },
   },
   {
+    // The consoles' browser script (served as is, no build step; see shared/src/web/assets.ts).
+    files: ['shared/web-assets/**/*.js'],
+    extends: [js.configs.recommended],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', EventSource: 'readonly', navigator: 'readonly', uPlot: 'readonly', console: 'readonly' },
+    },
+  },
+  {
     files: ['**/*.mjs', 'eslint.config.js'],
     extends: [js.configs.recommended],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', fetch: 'readonly' } },
