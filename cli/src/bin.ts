@@ -473,9 +473,13 @@ dataDirOpt(siteTwin.command('show <patientId>').description("The record, the cal
                 .map((t) => `${t} ${m.features[t] === null ? 'n/a' : f(m.features[t]!)}`)
                 .join(', ')}`,
           ),
-          ...(r.svg ? [`plot: ${r.svg}`] : []),
+          ...(r.plot?.written ? [`plot: ${r.plot.file}${r.plot.note ? ` (${r.plot.note})` : ''}`] : []),
         ].join('\n'),
       );
+      if (r.plot && !r.plot.written) {
+        console.error(`no plot written to ${r.plot.file}: ${r.plot.note}`);
+        process.exitCode = 1;
+      }
     }),
   );
 dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the twin under alternative treatment schedules, side by side with 90% bands'))
