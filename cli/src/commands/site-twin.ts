@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { TwinService, bandSeries, openSiteStore, renderTwinSvg, twinPlotOf } from '@twinfed/site-node';
 import type { ForecastBand, Schedule } from '@twinfed/shared/twin/index';
 
+export { RADIOMICS_HEADLINE } from '@twinfed/site-node';
+
 /** A what-if file: named alternative schedules (see docs/twin.md). */
 const ScheduleFile = z.object({
   horizonDays: z.number().positive().max(3650).default(180),
