@@ -12,9 +12,6 @@ import { DEFAULT_LALEH_DIR, DEFAULT_STS_DIR } from './paths.js';
 import { registerPrivacyCommands } from './commands/privacy.js';
 import type { DemoStrategyName } from './demo-kit.js';
 
-/** The radiomics features `site twin show` prints (all are in --json): size, shape, intensity, texture. */
-const RADIOMICS_HEADLINE = ['morph_volume', 'morph_sphericity', 'morph_diam', 'stat_mean', 'stat_max', 'ih_entropy', 'cm_contrast_3D_comb', 'szm_zs_entr_3D'];
-
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
 
@@ -452,7 +449,7 @@ dataDirOpt(siteTwin.command('show <patientId>').description("The record, the cal
   .option('--json', 'print JSON')
   .action(
     action(async (patientId: string, o: { dataDir: string; svg?: string; json?: boolean }) => {
-      const { twinShow } = await import('./commands/site-twin.js');
+      const { twinShow, RADIOMICS_HEADLINE } = await import('./commands/site-twin.js');
       const r = await twinShow(resolve(o.dataDir), patientId, o.svg);
       const f = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3));
       print(!!o.json, r, () =>
@@ -473,9 +470,13 @@ dataDirOpt(siteTwin.command('show <patientId>').description("The record, the cal
                 .map((t) => `${t} ${m.features[t] === null ? 'n/a' : f(m.features[t]!)}`)
                 .join(', ')}`,
           ),
-          ...(r.svg ? [`plot: ${r.svg}`] : []),
+          ...(r.plot?.written ? [`plot: ${r.plot.file}${r.plot.note ? ` (${r.plot.note})` : ''}`] : []),
         ].join('\n'),
       );
+      if (r.plot && !r.plot.written) {
+        console.error(`no plot written to ${r.plot.file}: ${r.plot.note}`);
+        process.exitCode = 1;
+      }
     }),
   );
 dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the twin under alternative treatment schedules, side by side with 90% bands'))

@@ -1,7 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { TwinService, openSiteStore, renderTwinSvg, type PlotSeries } from '@twinfed/site-node';
+import { TwinService, bandSeries, openSiteStore, renderTwinSvg, twinPlotOf } from '@twinfed/site-node';
 import type { ForecastBand, Schedule } from '@twinfed/shared/twin/index';
+
+export { RADIOMICS_HEADLINE } from '@twinfed/site-node';
 
 /** A what-if file: named alternative schedules (see docs/twin.md). */
 const ScheduleFile = z.object({
@@ -17,8 +19,13 @@ const ScheduleFile = z.object({
   ),
 });
 
-// The line is the prediction at the estimate (smooth); the band is the Monte Carlo 90% interval.
-const toSeries = (label: string, b: ForecastBand): PlotSeries => ({ label, days: b.days, median: b.point, lower: b.lower, upper: b.upper });
+/** What `--svg FILE` did: never claims a file it did not write. */
+export interface PlotOutcome {
+  file: string;
+  written: boolean;
+  /** Why no plot was written, or what the written plot lacks (observed points only). */
+  note?: string;
+}
 
 export async function twinShow(dataDir: string, patientId: string, svgPath?: string) {
   const store = await openSiteStore(dataDir);
@@ -30,22 +37,22 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
     const schedule = twin.schedule(patientId);
     const scored = twin.scoreSheet(patientId);
     const pending = twin.pendingForecasts(patientId);
-    let svg: string | null = null;
-    if (summary && svgPath) {
-      const sim = twin.simulate(patientId, {}, 120);
-      const used = new Set(sim.fit.days);
-      const lastDay = Math.max(...obs.days);
-      svg = renderTwinSvg({
-        title: `Patient ${patientId}: ${summary.model} (${summary.method === 'map' ? 'MAP with site prior' : 'least squares'}), 90% prediction band`,
-        observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: used.has(d) })),
-        fitted: toSeries('twin forecast', sim.current),
-        treatments: [
-          ...(schedule?.systemic ?? []).map((c) => ({ label: c.agentClass, startDay: c.startDay, stopDay: Number.isFinite(c.stopDay) ? c.stopDay : lastDay + 120 })),
-          ...(schedule?.radiotherapy ?? []).map((r) => ({ label: `RT ${r.fractions}x${r.doseGyPerFraction} Gy`, startDay: r.dayStart, stopDay: r.dayStart + Math.ceil(r.fractions / 5) * 7 })),
-        ],
-        nowDay: lastDay,
-      });
-      writeFileSync(svgPath, svg);
+    let plot: PlotOutcome | null = null;
+    if (svgPath) {
+      const p = twinPlotOf(twin, patientId);
+      if (!p) plot = { file: svgPath, written: false, note: `patient ${patientId} has no tumour measurement to plot (only radiomics); import a mask or a measurement CSV first` };
+      else {
+        writeFileSync(svgPath, renderTwinSvg(p));
+        plot = {
+          file: svgPath,
+          written: true,
+          ...(p.fitted
+            ? {}
+            : {
+                note: `observed point${p.observed.length === 1 ? '' : 's'} only: the twin is not calibrated (${p.observed.length < 2 ? `${p.observed.length} measurement, needs at least 2 time points` : 'imported with --no-refit; run twinfed site import again without it'})`,
+              }),
+        };
+      }
     }
     const radiomics = twin.radiomics(patientId);
     return {
@@ -57,7 +64,8 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
       twin: summary,
       scoredForecasts: scored,
       pendingForecasts: pending,
-      svg: svgPath ?? null,
+      svg: plot?.written ? plot.file : null,
+      plot,
     };
   } finally {
     store.close();
@@ -82,8 +90,8 @@ export async function twinSimulate(dataDir: string, patientId: string, scheduleF
         renderTwinSvg({
           title: `Patient ${patientId}: what-if schedules (${r.fit.modelName})`,
           observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: true })),
-          fitted: toSeries('current plan', r.current),
-          whatIf: Object.entries(r.alternatives).map(([k, b]) => toSeries(k, b)),
+          fitted: bandSeries('current plan', r.current),
+          whatIf: Object.entries(r.alternatives).map(([k, b]) => bandSeries(k, b)),
           treatments: [],
           nowDay: Math.max(...obs.days),
         }),

@@ -1,21 +1,4 @@
-/** A curve with an optional uncertainty band, in days and mm³. */
-export interface PlotSeries {
-  label: string;
-  days: number[];
-  median: number[];
-  lower?: number[];
-  upper?: number[];
-}
-
-export interface TwinPlot {
-  title: string;
-  observed: { day: number; volumeMm3: number; usedInFit: boolean }[];
-  fitted: PlotSeries;
-  whatIf?: PlotSeries[];
-  treatments: { label: string; startDay: number; stopDay: number }[];
-  /** Vertical line at the last observation ("today" for the twin). */
-  nowDay?: number;
-}
+import type { TwinPlot } from './plot.js';
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -39,7 +22,7 @@ export function renderTwinSvg(p: TwinPlot, width = 860, height = 480): string {
   const m = { l: 80, r: 190, t: 40, b: 50 };
   const W = width - m.l - m.r;
   const H = height - m.t - m.b;
-  const series = [p.fitted, ...(p.whatIf ?? [])];
+  const series = [...(p.fitted ? [p.fitted] : []), ...(p.whatIf ?? [])];
   const allDays = [...p.observed.map((o) => o.day), ...series.flatMap((s) => s.days), ...p.treatments.flatMap((t) => [t.startDay, t.stopDay])];
   // The scale follows the observations and central curves; wide upper bands are clipped, not allowed to flatten the picture.
   const allV = [...p.observed.map((o) => o.volumeMm3), ...series.flatMap((s) => s.median)].filter(Number.isFinite);

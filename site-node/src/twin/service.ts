@@ -17,6 +17,9 @@ import {
 import type { SiteDb } from '../db/index.js';
 import { forecasts, imagingSeries, lesions, masks, measurements, radiomicsFeatures, timepoints, treatments, twinFits, twinPatients } from '../db/schema.js';
 
+/** The radiomics features shown in headline (`site twin show`, the clinician's twin page): size, shape, intensity, texture; all are stored. */
+export const RADIOMICS_HEADLINE = ['morph_volume', 'morph_sphericity', 'morph_diam', 'stat_mean', 'stat_max', 'ih_entropy', 'cm_contrast_3D_comb', 'szm_zs_entr_3D'] as const;
+
 /** Days after the last observation at which the twin records a forecast. */
 export const FORECAST_HORIZON_DAYS = [30, 60, 90];
 /** Below this many measurements a patient is fitted with the site's population prior (MAP). */
