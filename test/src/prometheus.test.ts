@@ -202,6 +202,45 @@ describe('monitoring: the shipped Prometheus config, alert rules and Grafana das
     }
   });
 
+  it('promtool test rules: the site alerts fire on synthetic site series, and only then', { skip: existsSync(PROMTOOL) ? false : `${PROMTOOL} is absent` }, () => {
+    // Site series as the site console will export them (the console is not started by this test yet).
+    const site = 'job="twinfed-site", instance="127.0.0.1:7401"';
+    // promtool compares annotations exactly: test a copy of the rules without them (check rules above validates their templates).
+    const rules = readFileSync(join(DEPLOY, 'prometheus', 'alerts.yml'), 'utf8').replace(/^ {8}annotations:\n(?: {10}.*\n(?: {12,}.*\n)*)+/gm, '');
+    assert.ok(!rules.includes('annotations:'), 'alerts.yml layout changed: annotations not stripped');
+    writeFileSync(join(tmp.dir, 'alerts-bare.yml'), rules);
+    const tests = {
+      rule_files: [join(tmp.dir, 'alerts-bare.yml')],
+      evaluation_interval: '1m',
+      tests: [
+        {
+          interval: '1m',
+          input_series: [
+            { series: `twinfed_site_connected{${site}}`, values: '1 1 0x15' },
+            { series: `twinfed_site_pending_approvals{${site}}`, values: '1x1500' },
+            { series: `twinfed_site_epsilon_budget{${site}}`, values: '10x20' },
+            { series: `twinfed_site_epsilon_spent{${site}, dataset="sts-pet"}`, values: '8.9 9.5x19' },
+            { series: `twinfed_site_epsilon_spent{${site}, dataset="laleh"}`, values: '1x20' },
+          ],
+          alert_rule_test: [
+            { eval_time: '10m', alertname: 'TwinfedSiteDisconnected', exp_alerts: [] },
+            { eval_time: '13m', alertname: 'TwinfedSiteDisconnected', exp_alerts: [{ exp_labels: { severity: 'warning', job: 'twinfed-site', instance: '127.0.0.1:7401' } }] },
+            { eval_time: '0m', alertname: 'TwinfedSiteEpsilonNearBudget', exp_alerts: [] },
+            { eval_time: '2m', alertname: 'TwinfedSiteEpsilonNearBudget', exp_alerts: [{ exp_labels: { severity: 'warning', job: 'twinfed-site', instance: '127.0.0.1:7401', dataset: 'sts-pet' } }] },
+            { eval_time: '23h', alertname: 'TwinfedSiteApprovalPending', exp_alerts: [] },
+            { eval_time: '1441m', alertname: 'TwinfedSiteApprovalPending', exp_alerts: [{ exp_labels: { severity: 'info', job: 'twinfed-site', instance: '127.0.0.1:7401' } }] },
+          ],
+        },
+      ],
+    };
+    // JSON is YAML: promtool reads it as is.
+    const file = join(tmp.dir, 'site-alerts.test.yml');
+    writeFileSync(file, JSON.stringify(tests, null, 1));
+    const r = spawnSync(PROMTOOL, ['test', 'rules', file], { encoding: 'utf8' });
+    console.log(`promtool test rules (site alerts): exit ${r.status}; ${(r.stdout + r.stderr).trim().replace(/\s*\n\s*/g, '; ')}`);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+
   it('scrapes the coordinator and loads every alert group without evaluation errors', async () => {
     await waitTargetsUp(prom, targets);
     type Group = { name: string; rules: { name: string; health: string; lastError?: string }[] };
