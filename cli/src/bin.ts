@@ -530,6 +530,35 @@ audit
       if (!r.ok) process.exitCode = 2;
     }),
   );
+audit
+  .command('report')
+  .description("A signed report of the audit log for a date range, for the privacy officer to print and file: entries, counts, the whole chain's verdict, signed with the data folder's identity")
+  .requiredOption('--data-dir <dir>', 'a site data folder (site.db, identity.json) or a coordinator data folder (coordinator.db, coordinator-identity.json)')
+  .requiredOption('--from <YYYY-MM-DD>', 'first day of the range (UTC, included)')
+  .requiredOption('--to <YYYY-MM-DD>', 'last day of the range (UTC, included)')
+  .option('--out <file>', 'write the report: printable HTML, or the signed JSON when the name ends in .json')
+  .option('--json', 'print the signed report as JSON')
+  .action(
+    action(async (o: { dataDir: string; from: string; to: string; out?: string; json?: boolean }) => {
+      const { auditReportFromDataDir, formatAuditReport } = await import('./commands/audit-report.js');
+      const r = await auditReportFromDataDir(o);
+      print(!!o.json, r.signed, () => formatAuditReport(r));
+      if (!r.signed.report.chain.ok) process.exitCode = 2;
+    }),
+  );
+audit
+  .command('verify-report <file>')
+  .description('Check a saved audit report (HTML or JSON): signed by the pinned key, unchanged since (the printed part too)')
+  .option('--public-key <b64>', "the log owner's Ed25519 public key from a trusted source (without it: only the report's self-consistency)")
+  .option('--json', 'print JSON')
+  .action(
+    action(async (file: string, o: { publicKey?: string; json?: boolean }) => {
+      const { formatReportVerification, verifyReportFile } = await import('./commands/audit-report.js');
+      const v = await verifyReportFile(file, o.publicKey);
+      print(!!o.json, v, () => formatReportVerification(v));
+      if (!v.ok) process.exitCode = 2;
+    }),
+  );
 
 // -------------------------------------------------------------------- twin
 const twin = program.command('twin').description('Digital-twin science on any file (no site needed)');
