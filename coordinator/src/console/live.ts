@@ -139,7 +139,7 @@ export function metricChart(deps: ConsoleDeps, studyId: string) {
   return {
     x,
     xLabel: 'round (0 = initial model)',
-    yLabel: `${name} on each site's held-out patients`,
+    yLabel: `${name} (held-out patients)`,
     series: [
       { label: `${name}, weighted mean`, values: x.map((r) => weightedMetric(deps, studyId, r, name)) },
       ...sites.map((s) => ({
@@ -168,7 +168,7 @@ export function liveFragment(deps: ConsoleDeps, studyId: string): SafeHtml {
   const sites = siteViews(deps, studyId);
   const dp = manifest.dp;
   const summary = facts([
-    ['State', badge(st.state)],
+    ['State', html`${badge(st.state)}${st.stopReason ? ` — ${st.stopReason}` : ''}`],
     ['Open round', open ? html`${open.round} — ${badge(open.phase)} since ${iso(open.openedAtMs)}, deadline ${iso(open.phaseDeadlineAtMs ?? open.deadlineAtMs)}` : 'none'],
     ['Rounds closed', `${st.closedRounds} of ${st.rounds}`],
     ['Estimated time left', st.state === 'completed' ? 'done' : eta === null ? 'after the first round closes' : `${duration(eta)} (mean of the closed rounds' durations)`],

@@ -322,9 +322,8 @@ function studyPage(c: Ctx, studyId: string, problem: WireError | null = null): O
     ${facts([
       ['Study', html`<code>${studyId}</code>`],
       ['Title', st.title],
-      ['State', html`${badge(st.state)}${st.stopReason ? ` — ${st.stopReason}` : ''}`],
       ['Task', man.task],
-      ['Rounds', `${st.closedRounds} of ${st.rounds} closed`],
+      ['Rounds planned', st.rounds],
       ['Fewest sites per round', man.minSites],
       ['Strategy', man.strategy?.name ?? 'fedavg'],
       ['Differential privacy', man.dp ? `${man.dp.level} level, ε ${man.dp.epsilon}, δ ${man.dp.delta}, σ ${man.dp.noiseMultiplier ?? '—'}` : 'none'],
