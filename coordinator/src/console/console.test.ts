@@ -106,6 +106,8 @@ describe('coordinator console', () => {
       assert.match(String(r.headers['content-security-policy']), /script-src 'self'/);
       assert.equal(r.headers['x-frame-options'], 'DENY');
       assert.equal(r.headers['cache-control'], 'no-store');
+      // Not no-referrer: under it a browser sends Origin: null on the console's own form POSTs.
+      assert.equal(r.headers['referrer-policy'], 'same-origin');
     }
     assert.match((await get('/studies/study-1234abcd')).body, /name="next" value="\/studies\/study-1234abcd"/);
     // The REST API keeps its bearer-token JSON answer.
