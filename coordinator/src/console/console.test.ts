@@ -278,6 +278,11 @@ describe('coordinator console', () => {
     assert.match((await get('/sites', cookie)).body, /class="signin"/);
   });
 
+  it('refuses an auditor token equal to the lead token, or shorter than 16 characters', async () => {
+    await assert.rejects(buildCoordinator({ dataDir: join(dir, 'x'), adminToken: LEAD, auditorToken: LEAD }), /auditorToken: must differ/);
+    await assert.rejects(buildCoordinator({ dataDir: join(dir, 'y'), adminToken: LEAD, auditorToken: 'short' }), /auditorToken/);
+  });
+
   it('serves only allow-listed assets', async () => {
     assert.equal((await get('/assets/console.js')).statusCode, 200);
     assert.equal((await get('/assets/..%2Fpackage.json')).statusCode, 404);
