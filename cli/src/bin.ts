@@ -72,7 +72,16 @@ coord
       if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
       const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
       const { buildCoordinator } = await import('@twinfed/coordinator');
-      const c = await buildCoordinator({ dataDir: resolve(o.dataDir), host: o.host, port: o.port, adminToken: o.adminToken, tickMs: o.tickMs, logLevel: o.logLevel, ...(tls ? { tls } : {}) });
+      const c = await buildCoordinator({
+        dataDir: resolve(o.dataDir),
+        host: o.host,
+        port: o.port,
+        adminToken: o.adminToken,
+        ...(process.env.TWINFED_AUDITOR_TOKEN ? { auditorToken: process.env.TWINFED_AUDITOR_TOKEN } : {}),
+        tickMs: o.tickMs,
+        logLevel: o.logLevel,
+        ...(tls ? { tls } : {}),
+      });
       const url = await c.listen();
       console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
       if (c.tls)

@@ -9,6 +9,11 @@ export const CoordinatorConfigSchema = z.object({
   port: z.number().int().min(0).max(65535).default(7400),
   /** Bearer token leads use for the REST API. */
   adminToken: z.string().min(16),
+  /**
+   * Token of the read-only auditor (console and the GET routes of the REST API; every POST stays
+   * the lead's). Absent: no auditor can sign in. Read from TWINFED_AUDITOR_TOKEN by the CLI.
+   */
+  auditorToken: z.string().min(16).optional(),
   /** Accepted clock difference between a site's envelope timestamp and ours, ms. */
   clockSkewMs: z
     .number()
@@ -59,5 +64,8 @@ export type CoordinatorConfigInput = z.input<typeof CoordinatorConfigSchema>;
 export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
   const p = CoordinatorConfigSchema.safeParse(input);
   if (!p.success) throw new CoordinatorError('TWF_E_CONFIG', p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  // One token for two roles would make every auditor a lead.
+  if (p.data.auditorToken !== undefined && p.data.auditorToken === p.data.adminToken)
+    throw new CoordinatorError('TWF_E_CONFIG', 'auditorToken: must differ from adminToken (the auditor is read-only)');
   return p.data;
 }

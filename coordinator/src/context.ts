@@ -17,6 +17,12 @@ export interface EngineOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** The TLS pin served now and the next one: each site gets a signed tls.rollover after hello. */
   tlsRollover?: { pin: string; nextPin: string };
+  /**
+   * Called (synchronously, after the change is committed) when something a console shows of a
+   * study changed: a round opened, stepped, closed or failed; a site joined, approved, uploaded,
+   * dropped, connected or left. A hint only (the console re-reads the store); must not throw.
+   */
+  onChange?: (studyId: string) => void;
 }
 
 export type { RoundRow, StudyRow, StudySiteRow } from './store/index.js';
@@ -31,7 +37,7 @@ export interface EngineContext {
   readonly audit: AuditLog;
   readonly metrics: CoordinatorMetrics;
   readonly coordinatorId: string;
-  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover'>>;
+  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange'>>;
   now(): number;
   log(level: 'info' | 'warn' | 'error', msg: string): void;
   /** Signs, audits (msg.sent) and sends one envelope; false when the site is not connected. */

@@ -70,6 +70,7 @@ export class CoordinatorEngine {
   private readonly stepping = new Map<string, Promise<void>>();
   private readonly now: () => number;
   private readonly tlsRollover: EngineOptions['tlsRollover'];
+  private readonly onChange: NonNullable<EngineOptions['onChange']> | null;
 
   private readonly deps: HandlerDeps;
 
@@ -83,6 +84,7 @@ export class CoordinatorEngine {
     this.coordinatorId = audit.ownerId;
     this.now = opts.now ?? Date.now;
     this.tlsRollover = opts.tlsRollover;
+    this.onChange = opts.onChange ?? null;
     this.signer = { id: this.coordinatorId, ed25519SecretKey: identity.ed25519SecretKey, nextSeq: () => this.nextSeq() };
     this.refusals = new RateLimiter(60, 1, this.now);
     const options = {
@@ -180,6 +182,7 @@ export class CoordinatorEngine {
       });
       this.broadcastState(studyId, 'running');
       this.announceToRoster(studyId);
+      this.changed(studyId);
       void this.advance(studyId);
       return;
     }
@@ -208,6 +211,7 @@ export class CoordinatorEngine {
       });
     });
     this.announceToRoster(studyId);
+    this.changed(studyId);
     void this.advance(studyId);
   }
 
@@ -239,6 +243,7 @@ export class CoordinatorEngine {
       });
     });
     this.announceToRoster(studyId);
+    this.changed(studyId);
     void this.advance(studyId);
   }
 
@@ -261,6 +266,7 @@ export class CoordinatorEngine {
       return true;
     });
     if (stopped) this.broadcastState(studyId, 'stopped');
+    this.changed(studyId);
   }
 
   /** Fails the open round (audited); the study opens a fresh one when sites are ready. */
@@ -270,6 +276,7 @@ export class CoordinatorEngine {
     if (!open) throw new WireError('TWF_E_STUDY_STATE', `${studyId} has no open round`);
     this.audit.append({ actor: 'lead', action: 'round.aborted', studyId, round: open.round, detail: reason });
     this.rounds.fail(studyId, open.round, `aborted by the lead: ${reason}`);
+    this.changed(studyId);
     void this.advance(studyId);
     return { round: open.round };
   }
@@ -290,6 +297,7 @@ export class CoordinatorEngine {
       this.audit.append({ actor: this.coordinatorId, action: `site.${how}`, studyId: st.studyId, peer: siteId, detail });
     });
     if (st.state !== 'draft') this.sendTo(siteId, 'study.state', st.studyId, null, { manifestHash: st.manifestHash, state: 'excluded' });
+    this.changed(st.studyId);
   }
 
   /** Revokes a site's enrolment: its connection is closed, it cannot connect again, it leaves every study. */
@@ -364,6 +372,7 @@ export class CoordinatorEngine {
   onConnected(siteId: string): void {
     this.ready.delete(siteId); // a new connection says hello again
     this.metrics.connectedSites.set(this.ready.size);
+    this.changedSite(siteId);
   }
 
   /** The site's connection closed; `unattributable` = messages refused on it before their signature could be checked. */
@@ -371,6 +380,7 @@ export class CoordinatorEngine {
     this.ready.delete(siteId);
     this.metrics.connectedSites.set(this.ready.size);
     this.audit.append({ actor: siteId, action: 'site.disconnected', ...(unattributable ? { detail: `${unattributable} unattributable messages refused on this connection` } : {}) });
+    this.changedSite(siteId);
   }
 
   // --------------------------------------------------------- site messages
@@ -404,6 +414,8 @@ export class CoordinatorEngine {
       this.metrics.messagesAccepted.inc({ type: h.type });
       this.metrics.bytesIn.inc(env.body.length);
       const receipt = this.receipt(env, r.entry);
+      if (h.studyId) this.changed(h.studyId);
+      else this.changedSite(h.senderId);
       return { ok: true, ...(r.info ? { info: r.info } : {}), receipt };
     } catch (e) {
       let err = toWireError(e);
@@ -524,7 +536,14 @@ export class CoordinatorEngine {
    */
   advance(studyId: string): Promise<void> {
     const prev = this.stepping.get(studyId) ?? Promise.resolve();
-    const next = prev.then(() => this.advanceOnce(studyId)).catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? String(e)}`));
+    const next = prev
+      .then(async () => {
+        // The audit head moves with every state change: a tick that changed nothing notifies nobody.
+        const before = this.onChange ? this.audit.head()?.id : undefined;
+        await this.advanceOnce(studyId);
+        if (this.onChange && this.audit.head()?.id !== before) this.changed(studyId);
+      })
+      .catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? String(e)}`));
     this.stepping.set(studyId, next);
     void next.then(() => {
       if (this.stepping.get(studyId) === next) this.stepping.delete(studyId);
@@ -634,6 +653,22 @@ export class CoordinatorEngine {
         signature: signStatement(CHECKPOINT_KIND, checkpointFields(c), this.identity.ed25519SecretKey),
       });
     }
+  }
+
+  /** Tells the console (EngineOptions.onChange) that a study's view changed; never lets it break the engine. */
+  private changed(studyId: string): void {
+    if (!this.onChange) return;
+    try {
+      this.onChange(studyId);
+    } catch (e) {
+      this.log('warn', `onChange(${studyId}): ${(e as Error).message}`);
+    }
+  }
+
+  /** onChange for every study the site is on the roster of (connection state, hello). */
+  private changedSite(siteId: string): void {
+    if (!this.onChange) return;
+    for (const row of this.store.studiesOfSite(siteId)) this.changed(row.studyId);
   }
 
   private nextSeq(): number {

@@ -34,6 +34,8 @@ interface RouteDoc {
   url: string;
   summary: string;
   auth: boolean;
+  /** A read-only route the auditor's token may call too (every POST stays the lead's). */
+  auditor?: boolean;
   /** Unauthenticated routes a stranger can call: limited per client address. */
   preAuthLimited?: boolean;
   body?: z.ZodType;
@@ -80,7 +82,10 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
         }
         if (d.auth) {
           const h = req.headers.authorization ?? '';
-          if (!h.startsWith('Bearer ') || !sameToken(h.slice(7), config.adminToken)) throw new WireError('TWF_E_NOT_AUTHORISED');
+          const given = h.startsWith('Bearer ') ? h.slice(7) : null;
+          const lead = given !== null && sameToken(given, config.adminToken);
+          const auditor = given !== null && d.auditor === true && d.method === 'GET' && config.auditorToken !== undefined && sameToken(given, config.auditorToken);
+          if (!lead && !auditor) throw new WireError('TWF_E_NOT_AUTHORISED');
         }
         return handler(req, reply);
       },
@@ -115,11 +120,11 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     const r = await engine.createStudy(req.body);
     return reply.status(201).send(r);
   });
-  route({ method: 'GET', url: '/api/studies', summary: 'List studies', auth: true }, () => engine.listStudies());
-  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status: roster, joined sites, key epoch, per-round summaries', auth: true, response: StudyStatus }, (req) =>
+  route({ method: 'GET', url: '/api/studies', summary: 'List studies', auth: true, auditor: true }, () => engine.listStudies());
+  route({ method: 'GET', url: '/api/studies/:id', summary: 'Study status: roster, joined sites, key epoch, per-round summaries', auth: true, auditor: true, response: StudyStatus }, (req) =>
     engine.studyStatus(studyId(req)),
   );
-  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve (with its roster), with its hash; the draft before start', auth: true }, (req) =>
+  route({ method: 'GET', url: '/api/studies/:id/manifest', summary: 'The manifest officers approve (with its roster), with its hash; the draft before start', auth: true, auditor: true }, (req) =>
     engine.manifestOf(studyId(req)),
   );
   route(
@@ -150,11 +155,14 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
     engine.evictSite(studyId(req), siteParam(req), parse(ActionReason, req.body ?? {}).reason);
     return engine.studyStatus(studyId(req));
   });
-  route({ method: 'GET', url: '/api/studies/:id/rounds/:round', summary: 'One round: phase, key set, survivors, stragglers, bytes, metrics', auth: true, response: RoundSummary }, (req) => {
-    const round = Number((req.params as { round: string }).round);
-    if (!Number.isInteger(round) || round < 1) throw new WireError('TWF_E_BAD_REQUEST', 'round must be a positive integer');
-    return engine.roundStatus(studyId(req), round);
-  });
+  route(
+    { method: 'GET', url: '/api/studies/:id/rounds/:round', summary: 'One round: phase, key set, survivors, stragglers, bytes, metrics', auth: true, auditor: true, response: RoundSummary },
+    (req) => {
+      const round = Number((req.params as { round: string }).round);
+      if (!Number.isInteger(round) || round < 1) throw new WireError('TWF_E_BAD_REQUEST', 'round must be a positive integer');
+      return engine.roundStatus(studyId(req), round);
+    },
+  );
   route({ method: 'POST', url: '/api/enrolment-tokens', summary: 'Issue a one-time site enrolment token', auth: true, body: EnrolmentTokenRequest, response: EnrolmentTokenResponse }, (req, reply) => {
     const b = parse(EnrolmentTokenRequest, req.body ?? {});
     return reply.status(201).send(engine.issueEnrolmentToken(b.siteName, b.expiresInS));
@@ -187,8 +195,9 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
       return engine.issueChallenge(parse(HandshakeChallengeRequest, req.body ?? {}).siteId);
     },
   );
-  route({ method: 'GET', url: '/api/sites', summary: 'Enrolled sites: authenticated connection state, last seen, key fingerprints, revocation', auth: true, response: z.array(SiteSummary) }, () =>
-    engine.listSites(),
+  route(
+    { method: 'GET', url: '/api/sites', summary: 'Enrolled sites: authenticated connection state, last seen, key fingerprints, revocation', auth: true, auditor: true, response: z.array(SiteSummary) },
+    () => engine.listSites(),
   );
   route(
     { method: 'POST', url: '/api/sites/:siteId/revoke', summary: "Revoke a site's enrolment: disconnected, refused at connect, excluded from every study", auth: true, body: ActionReason },
@@ -197,11 +206,11 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
       return engine.listSites().find((s) => s.siteId === siteParam(req));
     },
   );
-  route({ method: 'GET', url: '/api/audit', summary: 'Coordinator audit log entries after ?after=ID (limit ?limit=N)', auth: true, response: z.array(AuditEntryWire) }, (req) => {
+  route({ method: 'GET', url: '/api/audit', summary: 'Coordinator audit log entries after ?after=ID (limit ?limit=N)', auth: true, auditor: true, response: z.array(AuditEntryWire) }, (req) => {
     const q = parse(z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(100000).default(1000) }), req.query);
     return engine.audit.entries(q.after, q.limit);
   });
-  route({ method: 'GET', url: '/api/audit/owner', summary: 'Who signs this audit log (coordinator id and Ed25519 public key)', auth: true }, () => ({
+  route({ method: 'GET', url: '/api/audit/owner', summary: 'Who signs this audit log (coordinator id and Ed25519 public key)', auth: true, auditor: true }, () => ({
     ownerId: engine.coordinatorId,
     ed25519PublicKey: Buffer.from(engine.identity.ed25519PublicKey).toString('base64'),
   }));
@@ -238,7 +247,7 @@ function openApi(docs: RouteDoc[]) {
     paths[path][d.method.toLowerCase()] = {
       summary: d.summary,
       ...(params.length ? { parameters: params } : {}),
-      ...(d.auth ? { security: [{ bearer: [] }] } : {}),
+      ...(d.auth ? { security: [{ bearer: [] }], 'x-twinfed-roles': d.auditor ? ['lead', 'auditor'] : ['lead'] } : {}),
       ...(d.body ? { requestBody: { required: true, content: { 'application/json': { schema: z.toJSONSchema(d.body, { io: 'input', unrepresentable: 'any' }) } } } } : {}),
       responses: {
         [d.method === 'POST' && d.body ? '201' : '200']: {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Server as IoServer, type Socket } from 'socket.io';
 import { WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
+import { EventHub } from '@twinfed/shared/web/index';
 import { fingerprint, generateIdentity, initSodium, loadIdentity, saveIdentity, type Identity } from '@twinfed/shared/crypto/index';
 import { parseCoordinatorConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.js';
 import { openCoordinatorDb, type CoordinatorDb } from './db/index.js';
@@ -12,6 +13,7 @@ import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js'
 import { RateLimiter } from './rate-limit.js';
 import { SqliteStore } from './store/sqlite.js';
 import { registerRestRoutes } from './rest.js';
+import { registerConsole, studyTopic } from './console/index.js';
 import { loadCoordinatorTls, type TlsPins } from './tls.js';
 
 export interface Coordinator {
@@ -56,13 +58,17 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const log = (level: 'info' | 'warn' | 'error', msg: string) => {
     if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
   };
-  const engine = new CoordinatorEngine(new SqliteStore(db), audit, identity, metrics, {
+  const store = new SqliteStore(db);
+  // The console's live views subscribe to a topic per study; the engine publishes a bare hint.
+  const hub = new EventHub<{ studyId: string }>();
+  const engine = new CoordinatorEngine(store, audit, identity, metrics, {
     clockSkewMs: config.clockSkewMs,
     joinSettleMs: config.joinSettleMs,
     log,
     phaseTimeoutMs: config.phaseTimeoutS * 1000,
     quorumGraceMs: config.quorumGraceS * 1000,
     dealerTimeoutMs: config.dealerTimeoutS * 1000,
+    onChange: (studyId) => hub.publish(studyTopic(studyId), { studyId }),
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });
   // One budget per client address for everything before authentication (nonces, sockets, enrolment).
@@ -71,6 +77,8 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   // With TLS, REST and the socket.io WebSocket share one HTTPS server on the same port.
   const app = (tls ? Fastify({ logger: false, bodyLimit: 1 << 20, https: { cert: tls.cert, key: tls.key } }) : Fastify({ logger: false, bodyLimit: 1 << 20 })) as FastifyInstance;
   registerRestRoutes(app, engine, metrics, config, preAuth, tls && { pin: tls.pin, nextPin: tls.nextPin });
+  // The web console for the lead and the auditor, on the same port (coordinator/src/console).
+  void app.register(registerConsole({ engine, store, config, hub, secure: tls !== null }));
 
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
     maxHttpBufferSize: config.maxMessageBytes,
