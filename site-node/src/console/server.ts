@@ -156,7 +156,7 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
       const pending = pendingApprovals(db).length;
       const path = req.url.split('?')[0];
       const badge =
-        pending && path !== '/approvals'
+        pending && path !== '/approvals' && !path.startsWith('/approvals/')
           ? html`<p class="notice note" role="status"><a href="/approvals">${pending === 1 ? '1 study awaits' : `${pending} studies await`} the privacy officer's approval</a></p>`
           : null;
       return page({
@@ -186,8 +186,10 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
     sessionOf.set(req, s);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       const body = (req.body ?? {}) as Record<string, unknown>;
-      if (!csrfOk(s, body.csrf, req.headers.origin, req.headers.host))
-        throw new ConsoleRefusal(403, "the form did not carry this session's CSRF token (or came from another site); reload the page and try again");
+      // Under the kit's Referrer-Policy no-referrer, Chromium sends `Origin: null` with a same-origin form
+      // POST; "null" is then no evidence either way, and the session's CSRF token (and SameSite=Strict) decide.
+      const origin = req.headers.origin === 'null' ? undefined : req.headers.origin;
+      if (!csrfOk(s, body.csrf, origin, req.headers.host)) throw new ConsoleRefusal(403, "the form did not carry this session's CSRF token (or came from another site); reload the page and try again");
     }
   });
 
