@@ -84,7 +84,7 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
     const waiting = pendingApprovals(db);
     checks.push({
       name: 'pending approvals',
-      ok: true,
+      ok: waiting.length === 0,
       optional: true,
       detail: waiting.length
         ? `${waiting.length} awaiting the privacy officer: ${waiting.map((w) => `${w.studyId} "${w.title}" (manifest ${w.manifestHash.slice(0, 12)})`).join(', ')}; review with twinfed site study show STUDY --data-dir ${dataDir}`
