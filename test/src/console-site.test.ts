@@ -1,12 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import type { Coordinator } from '@twinfed/coordinator';
 import { SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb, startSiteConsole, SITE_FILES, type SiteConsole } from '@twinfed/site-node';
 import { chromiumPath, launchBrowser, NO_CHROMIUM, screenshotDir, signIn } from './browser.js';
 import { createAndStart, enrolNewSite, startCoordinator, tempDir, tinySpec, waitFor } from './harness.js';
 
+const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
 const TOKEN = 'console-site-test-token-0123456789';
 const HOSTILE_TITLE = 'Sarcoma <script>window.__xss = 1</script>';
 const HOSTILE_SITE = 'Evil <img src=x onerror="window.__xss=2">';
@@ -131,5 +134,32 @@ describe('site console (browser)', { skip: chromiumPath() ? false : NO_CHROMIUM 
       assert.ok(body.includes(n), n);
     const last = Number(/twinfed_site_last_contact_timestamp_seconds ([\d.e+]+)/.exec(body)![1]);
     assert.ok(Math.abs(last - Date.now() / 1000) < 120, `last contact ${last}`);
+  });
+
+  it('site run prints the console line with the real port, logs the waiting study, and serves /metrics while connected', async () => {
+    const dirB = join(tmp.dir, 'b');
+    const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', dirB, '--console-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += String(d)));
+    p.stderr.on('data', (d) => (err += String(d)));
+    try {
+      const line = await waitFor(() => /^console: (http:\/\/127\.0\.0\.1:(\d+)\/) \(token: (.+)\)$/m.exec(out), `the console line (stdout: ${out} stderr: ${err})`, 60_000);
+      assert.notEqual(line[2], '0');
+      assert.equal(line[3], join(dirB, 'console.token'));
+      await waitFor(() => err.includes(`study ${studyId} "${HOSTILE_TITLE}" awaits the privacy officer's approval`), `the awaiting-approval log line (stderr: ${err})`, 30_000);
+      const metrics = await waitFor(
+        async () => {
+          const body = await (await fetch(new URL('/metrics', line[1]))).text();
+          return body.includes('twinfed_site_connected 1') && body.includes('twinfed_site_pending_approvals 1') ? body : null;
+        },
+        'metrics of the running site',
+        30_000,
+      );
+      assert.match(metrics, /twinfed_site_rounds_total/);
+    } finally {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
   });
 });
