@@ -35,6 +35,12 @@ const limitArg =
     if (!(n > 0) && !(zeroIsOff && n === 0)) throw new InvalidArgumentError(zeroIsOff ? 'expected a number >= 0 (0: off)' : 'expected a positive number');
     return n;
   };
+/** Parser of --console-port: 0..65535 (0: a free port). */
+const consolePortArg = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0..65535 (0: a free port)');
+  return n;
+};
 interface LimitFlags {
   maxVoxels?: number;
   maxDecompressedMib?: number;
@@ -388,10 +394,13 @@ dataDirOpt(site.command('withdraw <studyId>').description('Privacy officer: with
       console.log(`approval of ${studyId} withdrawn by ${o.officer}; the running site node tells the coordinator and takes part in no further round`);
     }),
   );
-dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies'))
+dataDirOpt(site.command('run').description('Run the site node: dial out to the coordinator and take part in approved studies; serve the site console and /metrics'))
   .option('--json-events', 'print one JSON line per event (for orchestration)')
+  .option('--console-port <port>', 'port of the site console and /metrics (default console.port of site.json, 7401; 0: a free port)', (v) => consolePortArg(v))
+  .option('--console-host <address>', 'address of the site console (default console.host of site.json, 127.0.0.1; only loopback or private addresses)')
+  .option('--no-console', 'run without the site console and /metrics')
   .action(
-    action(async (o: { dataDir: string; jsonEvents?: boolean }) => {
+    action(async (o: { dataDir: string; jsonEvents?: boolean; console?: boolean; consolePort?: number; consoleHost?: string }) => {
       const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
       const dir = resolve(o.dataDir);
       const siteDb = openSiteDb(join(dir, SITE_FILES.db));
@@ -419,6 +428,7 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
           onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
           onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
           onRefusedAggregate: (e) => (o.jsonEvents ? emit('aggregate-refused', e) : console.error(`round ${e.round}: aggregate refused: ${e.code} ${e.detail}`)),
+          onAwaitingApproval: (e) => emit('awaiting-approval', e), // the node also logs it, in words
           onFatal: (e) => {
             // Reconnecting cannot help (revoked, unknown site, other protocol): exit non-zero so a supervisor (systemd) shows it.
             console.error(`fatal: ${e.code}: ${e.detail}`);
@@ -428,8 +438,11 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
       });
       console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
       node.connect();
+      const { consoleLine, startConsoleWithNode } = await import('./commands/site-console.js');
+      const siteConsole = await startConsoleWithNode(dir, node, o, (msg) => console.error(`[warn] ${msg}`));
+      if (siteConsole) console.log(consoleLine(siteConsole));
       const stop = () => {
-        node.close().then(
+        Promise.all([siteConsole?.close(), node.close()]).then(
           () => process.exit(0),
           (e: unknown) => {
             console.error(`close failed: ${(e as Error).message}`);
@@ -439,6 +452,27 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
       };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
+    }),
+  );
+dataDirOpt(site.command('console').description('Serve the site console and /metrics on the site data alone, without connecting to the coordinator'))
+  .option('--console-port <port>', 'port (default console.port of site.json, 7401; 0: a free port)', (v) => consolePortArg(v))
+  .option('--console-host <address>', 'address (default console.host of site.json, 127.0.0.1; only loopback or private addresses)')
+  .action(
+    action(async (o: { dataDir: string; consolePort?: number; consoleHost?: string }) => {
+      const { serveConsoleAlone } = await import('./commands/site-console.js');
+      await serveConsoleAlone(o.dataDir, o);
+    }),
+  );
+const siteStudy = site.command('study').description('One study announced to this site');
+dataDirOpt(
+  siteStudy.command('show <studyId>').description('The manifest in plain words: participants with fingerprints, what leaves the hospital and how often, the privacy budget, the hash to approve'),
+)
+  .option('--json', 'print the structured form')
+  .action(
+    action(async (studyId: string, o: { dataDir: string; json?: boolean }) => {
+      const { studyShow } = await import('./commands/site-console.js');
+      const r = await studyShow(o.dataDir, studyId);
+      print(!!o.json, r.json, () => r.text);
     }),
   );
 dataDirOpt(site.command('doctor').description('Check the site: compute backend and why, keys, database, coordinator reachability'))

@@ -43,6 +43,17 @@ export const SiteConfigSchema = z.object({
       requireDp: z.boolean().default(false),
     })
     .default({ maxEpsilon: 10, delta: 1e-5, requireDp: false }),
+  /**
+   * The site's local web console and /metrics (`twinfed site run`, `twinfed site console`). Bound to
+   * loopback by default; another host must be a loopback or private (hospital network) address
+   * (site-node/src/console/bind.ts): never all interfaces, never a public address.
+   */
+  console: z
+    .object({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(7401),
+    })
+    .default({ host: '127.0.0.1', port: 7401 }),
 });
 export type SiteConfig = z.infer<typeof SiteConfigSchema>;
 

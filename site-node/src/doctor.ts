@@ -9,6 +9,7 @@ import { SITE_FILES, loadSiteConfig } from './config.js';
 import { openSiteDb } from './db/index.js';
 import { approvals, measurements, segSlices, studies } from './db/schema.js';
 import { CoordinatorLink } from './net.js';
+import { pendingApprovals } from './console/pending.js';
 
 export interface DoctorCheck {
   name: string;
@@ -79,6 +80,16 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
     const st = db.select().from(studies).all();
     const ap = db.select().from(approvals).all();
     checks.push({ name: 'studies', ok: true, detail: `${st.length} announced, ${ap.length} approvals`, optional: true });
+    // Not a failure: the site runs; but the officer should know (twinfed site study show STUDY, or the console's Approvals page).
+    const waiting = pendingApprovals(db);
+    checks.push({
+      name: 'pending approvals',
+      ok: waiting.length === 0,
+      optional: true,
+      detail: waiting.length
+        ? `${waiting.length} awaiting the privacy officer: ${waiting.map((w) => `${w.studyId} "${w.title}" (manifest ${w.manifestHash.slice(0, 12)})`).join(', ')}; review with twinfed site study show STUDY --data-dir ${dataDir}`
+        : 'none',
+    });
   } finally {
     db.$client.close();
   }

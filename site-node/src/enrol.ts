@@ -64,6 +64,7 @@ export async function enrolSite(opts: { dataDir: string; coordinatorUrl: string;
     minReportPatients: 2,
     logLevel: 'info',
     privacy: { maxEpsilon: 10, delta: 1e-5, requireDp: false },
+    console: { host: '127.0.0.1', port: 7401 },
   };
   saveSiteConfig(opts.dataDir, config);
   const db = openSiteDb(join(opts.dataDir, SITE_FILES.db));

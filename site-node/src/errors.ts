@@ -41,6 +41,14 @@ export const SITE_ERRORS = defineErrors({
       'An alternative treatment schedule cannot be simulated with this twin; the detail says why (e.g. systemic therapy folded into the growth rate of a twin calibrated without measurements before it started).',
   },
   TWF_E_TWIN_FIT: { message: 'The twin of a patient could not be recalibrated after an import; the measurements were imported, the previous twin (if any) stays. The detail gives the fitting error.' },
+  TWF_E_CONSOLE_BIND: {
+    message:
+      'The site console may listen only on a loopback address (the default, 127.0.0.1) or a private hospital-network address (10/8, 172.16/12, 192.168/16, fc00::/7, link-local); all interfaces (0.0.0.0, ::) and public addresses are refused because the console shows patient data and approves studies. Set console.host in site.json (or --console-host) to such an address, and reach it from elsewhere through an SSH tunnel or a reverse proxy inside the hospital.',
+  },
+  TWF_E_CONSOLE_TOKEN: {
+    message:
+      'The site console token is unusable: TWINFED_SITE_CONSOLE_TOKEN must hold at least 16 characters, and DATA_DIR/console.token must be readable by the site user only (mode 0600). Fix it, or delete console.token to have a new one created.',
+  },
 });
 export type SiteErrorCode = keyof typeof SITE_ERRORS;
 

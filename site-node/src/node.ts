@@ -76,6 +76,8 @@ export interface SiteEvents {
   /** The coordinator refused this site for good (revoked, unknown, other protocol): reconnecting cannot help. */
   onFatal?: (e: { code: string; detail: string }) => void;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** A study's manifest arrived (new or changed) and waits for the privacy officer's approval. */
+  onAwaitingApproval?: (e: { studyId: string; title: string; manifestHash: string; changed: boolean }) => void;
 }
 
 export interface SiteNodeOptions {
@@ -603,6 +605,7 @@ export class SiteNode {
         digest: hash,
         detail: `${m.title} (manifest version ${m.manifestVersion}, ${m.participants.length} sites)`,
       });
+      this.awaitingApproval(m, hash, false);
     } else if (prev.manifestHash !== hash) {
       // A changed manifest (e.g. a roster change) needs a new approval: the old one does not carry over.
       this.db
@@ -611,6 +614,7 @@ export class SiteNode {
         .where(eq(studies.studyId, m.studyId))
         .run();
       this.audit.append({ actor: this.config.coordinatorId, action: 'study.manifest_changed', studyId: m.studyId, digest: hash, detail: `version ${m.manifestVersion}; was ${prev.manifestHash}` });
+      this.awaitingApproval(m, hash, true);
     } else if (b.status === 'running' && prev.status === 'stopped') {
       this.db
         .update(studies)
@@ -620,6 +624,12 @@ export class SiteNode {
     }
     this.joinBackoff.delete(m.studyId);
     await this.pollStudies();
+  }
+
+  /** Tells whoever runs the node (the `site run` log, the console) that the officer has a manifest to review. */
+  private awaitingApproval(m: StudyManifest, hash: string, changed: boolean): void {
+    this.log('warn', `study ${m.studyId} "${m.title}" awaits the privacy officer's approval (manifest ${hash.slice(0, 16)}${changed ? ', changed' : ''}): twinfed site study show ${m.studyId}`);
+    this.opts.events?.onAwaitingApproval?.({ studyId: m.studyId, title: m.title, manifestHash: hash, changed });
   }
 
   private onStudyState(studyId: string, b: BodyOf['study.state']): void {
