@@ -30,6 +30,7 @@ import { consoleToken } from './token.js';
 import { pendingApprovals } from './pending.js';
 import { registerOfficerPages } from './officer.js';
 import { registerItPages } from './it.js';
+import { registerTwinPages } from './twin-pages.js';
 
 /** One role: whoever holds the site's console token (the officer, hospital IT, clinicians of this site). */
 export type SiteConsoleRole = 'site';
@@ -44,6 +45,8 @@ export interface SiteConsoleContext {
   page(req: FastifyRequest, o: { title: string; body: SafeHtml; charts?: boolean }): string;
   form(req: FastifyRequest): Record<string, string>;
   session(req: FastifyRequest): ConsoleSession<SiteConsoleRole> | null;
+  /** The session's CSRF token, for the hidden `csrf` field of a section's forms. */
+  csrf(req: FastifyRequest): string;
   db: SiteDb;
   audit: AuditLog;
   dataDir: string;
@@ -62,7 +65,7 @@ export interface SiteConsoleOptions {
   port?: number;
   /** Default: TWINFED_SITE_CONSOLE_TOKEN or DATA_DIR/console.token (created). */
   token?: string;
-  /** Hook for sections built elsewhere (the integrator passes registerTwinPages). */
+  /** Extra sections (routes) registered after the built-in ones (overview, officer, IT, twins). */
   sections?: ((app: FastifyInstance, ctx: SiteConsoleContext) => void)[];
   /** Sign-in attempts allowed per client address per minute (default 10). */
   signInPerMinute?: number;
@@ -146,6 +149,7 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
     dataDir: o.dataDir,
     node: o.node ?? null,
     session: (req) => sessionOf.get(req) ?? null,
+    csrf: (req) => sessionOf.get(req)?.csrf ?? '',
     form: (req) => {
       const b = req.body;
       if (!b || typeof b !== 'object') throw new ConsoleRefusal(400, 'this form was sent without a body');
@@ -186,10 +190,9 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
     sessionOf.set(req, s);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       const body = (req.body ?? {}) as Record<string, unknown>;
-      // Under the kit's Referrer-Policy no-referrer, Chromium sends `Origin: null` with a same-origin form
-      // POST; "null" is then no evidence either way, and the session's CSRF token (and SameSite=Strict) decide.
-      const origin = req.headers.origin === 'null' ? undefined : req.headers.origin;
-      if (!csrfOk(s, body.csrf, origin, req.headers.host)) throw new ConsoleRefusal(403, "the form did not carry this session's CSRF token (or came from another site); reload the page and try again");
+      // The kit's Referrer-Policy is same-origin, so a browser sends this origin with the console's own
+      // forms; `Origin: null` (a sandboxed frame, a data: page) is refused like any foreign origin.
+      if (!csrfOk(s, body.csrf, req.headers.origin, req.headers.host)) throw new ConsoleRefusal(403, "the form did not carry this session's CSRF token (or came from another site); reload the page and try again");
     }
   });
 
@@ -256,8 +259,7 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
   registerOverview(app, ctx);
   registerOfficerPages(app, ctx);
   registerItPages(app, ctx);
-  // ---- integrator: the clinician twin pages register here, e.g. `sections: [registerTwinPages]`
-  // (site-node/src/console/twin-pages.ts: registerTwinPages(app, ctx) serving /twins).
+  registerTwinPages(app, ctx);
   for (const section of o.sections ?? []) section(app, ctx);
 
   return { app, ctx, tokenSource, close: () => store?.close() };
