@@ -32,16 +32,44 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Runs `twinfed ARGS` to completion; resolves with its stdout, rejects with its stderr. */
-export function run(args: string[], label: string): Promise<string> {
+/** Runs `twinfed ARGS` to completion; resolves with its stdout, rejects with its stderr. `onLine` hears each stdout line as it comes. */
+export function run(args: string[], label: string, onLine?: (line: string) => void): Promise<string> {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d) => (out += d));
+    let seen = 0;
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (!onLine) return;
+      let nl: number;
+      while ((nl = out.indexOf('\n', seen)) >= 0) {
+        onLine(out.slice(seen, nl));
+        seen = nl + 1;
+      }
+    });
     p.stderr.on('data', (d) => (err += d));
     p.on('exit', (code) => (code === 0 ? res(out) : rej(new Error(`${label} failed (exit ${code}): ${err || out}`))));
   });
+}
+
+/**
+ * An `onLine` for `run(['site', 'import', ..., '--json'])`: says every `every` patients imported at a
+ * site (the demos' imports take a minute on a small machine), not the last (the caller's summary says it).
+ */
+export function importProgress(site: string, expected: number, say: (s: string) => void, every = 4): (line: string) => void {
+  let n = 0;
+  return (line) => {
+    let row: { type?: string; status?: string };
+    try {
+      row = JSON.parse(line) as { type?: string; status?: string };
+    } catch {
+      return;
+    }
+    if (row.type !== 'file' || (row.status !== 'imported' && row.status !== 'unchanged')) return;
+    n++;
+    if (n % every === 0 && n < expected) say(`${site}: ${n} of ${expected} patients imported...`);
+  };
 }
 
 /** One event line of `twinfed site run --json-events`. */

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { ResponseSpecSchema, SegmentationSpecSchema } from '@twinfed/protocols';
 import { epsilonFor, rdpSubsampledGaussian, rdpToBuffer } from '@twinfed/shared/dp/accountant';
 import { Command } from 'commander';
-import { DEMO_STRATEGIES, parseConsoleLine, readSitePrivacy, trainedLine, type TrainProgressEvent } from './demo-kit.js';
+import { DEMO_STRATEGIES, importProgress, parseConsoleLine, readSitePrivacy, trainedLine, type TrainProgressEvent } from './demo-kit.js';
 import { addDemoOptions, type DemoCommonFlags } from './demo-cli.js';
 import { DEMO_DP, demoStudySpec } from './demo.js';
 import { RESPONSE_DEMO_DP, responseDemoSpec } from './demo-response.js';
@@ -106,6 +106,16 @@ describe('demo --serve and the live lines', () => {
       tokenFile: '/d/console.token',
     });
     for (const line of ['', 'site s-1: backend wasm (SIMD)', '{"event":"uploaded","round":1}', 'console: not a url (token: x)']) assert.equal(parseConsoleLine(line), null, line);
+  });
+
+  it("importProgress: a line every 4 patients imported from `site import --json`'s file lines, not the last, nothing for other lines", () => {
+    const said: string[] = [];
+    const on = importProgress('Hospital A', 9, (x) => said.push(x));
+    on('not json');
+    on(JSON.stringify({ type: 'file', index: 1, total: 20, status: 'skipped' }));
+    for (let i = 0; i < 9; i++) on(JSON.stringify({ type: 'file', index: i + 2, total: 20, status: i === 3 ? 'unchanged' : 'imported' }));
+    on(JSON.stringify({ type: 'summary', imported: 8 }));
+    assert.deepEqual(said, ['Hospital A: 4 of 9 patients imported...', 'Hospital A: 8 of 9 patients imported...']);
   });
 
   it('trainedLine: a line when a site finishes a round that took a while; none per epoch, for fast training or for other events', () => {

@@ -10,6 +10,7 @@ import {
   demoStrategy,
   describeDp,
   finalModelDir,
+  importProgress,
   lastLine,
   formatSitePrivacy,
   readSitePrivacy,
@@ -153,7 +154,13 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
         const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s.name });
         await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s.name}`);
         const rep = JSON.parse(
-          lastLine(await run(['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)),
+          lastLine(
+            await run(
+              ['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'],
+              `import ${s.name}`,
+              importProgress(s.name, s.patients.length, say),
+            ),
+          ),
         ) as {
           rows: { status: string; seg?: { split: string; nSlices: number } }[];
         };
@@ -215,9 +222,14 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     const printed = new Set<number>();
     const deadline = Date.now() + (opts.timeoutS ?? 900) * 1000;
     let status: StudyStatusT;
+    let announced = 0;
     console.log('\nround  sites  dropped  upload bytes  encrypt ms  aggregate ms  Dice per site (validation patients)                mean Dice');
     for (;;) {
       status = await lead.call<StudyStatusT>('GET', `/api/studies/${study.studyId}`);
+      if (status.state === 'running' && status.currentRound > announced) {
+        announced = status.currentRound;
+        say(`round ${announced} of ${spec.rounds}: each site trains the global model on its own patients (${spec.training.epochsPerRound} epochs)...`);
+      }
       const r0 = roundZero(status);
       if (r0 && !printed.has(0)) {
         printed.add(0);
