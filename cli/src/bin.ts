@@ -4,13 +4,14 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/limits';
 import { DEFAULT_LALEH_DIR, DEFAULT_STS_DIR } from './paths.js';
+import { missingSite } from './site-dir.js';
 
 // Every command loads its implementation with a dynamic import() in its action, so a command loads
 // only what its role needs: `coordinator start` never loads TensorFlow.js, the imaging readers or
 // the trainers (test/src/coordinator-closure.test.ts checks it), and `--help` loads nothing heavy.
 // Only light modules (commander, option defaults) are imported statically here.
 import { registerPrivacyCommands } from './commands/privacy.js';
-import type { DemoStrategyName } from './demo-kit.js';
+import { addDemoOptions, type DemoCommonFlags } from './demo-cli.js';
 
 const program = new Command();
 program.name('twinfed').description('Twinfed: federated learning for cancer digital twins (coordinator, site node, audit).').version('0.1.0');
@@ -238,6 +239,15 @@ leadOpts(lead.command('sites').description('Enrolled sites')).action(
 
 // -------------------------------------------------------------------- site
 const site = program.command('site').description('Hospital site node commands');
+// Every site command but enrol (which creates the folder) and doctor (which reports it as a check)
+// needs an enrolled site: say so plainly instead of a raw SQLite error, and create no site.db.
+site.hook('preAction', (_site, cmd) => {
+  const problem = cmd.name() === 'enrol' || cmd.name() === 'doctor' ? null : missingSite(cmd.opts<{ dataDir?: string }>().dataDir);
+  if (problem) {
+    console.error(problem);
+    process.exit(1);
+  }
+});
 const dataDirOpt = (c: Command) => c.option('--data-dir <dir>', 'site data folder (site.json, identity.json, site.db)', './twinfed-site');
 dataDirOpt(site.command('enrol').description('Create identity keys and register them with the coordinator using a one-time token'))
   .requiredOption('--coordinator <url>', 'coordinator URL')
@@ -277,7 +287,7 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
   )
   .option('--max-contour-points <n>', `refuse an RTSTRUCT with more contour points (default ${DEFAULT_IMPORT_LIMITS.maxContourPoints} = 2^24)`, limitArg())
   .option('--max-mask-voxels <n>', `refuse RTSTRUCTs whose ROIs x series voxels exceed this (default ${DEFAULT_IMPORT_LIMITS.maxMaskVoxels} = 2^30)`, limitArg())
-  .option('--json', 'print the per-file report as JSON')
+  .option('--json', 'print one JSON line per file as it is done, then a summary line with the whole report (NDJSON)')
   .action(
     action(
       async (
@@ -297,9 +307,12 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
         },
       ) => {
         const { BUILTIN_MAPPINGS, CsvMappingSchema, importPath, openSiteStore } = await import('@twinfed/site-node');
+        const fmt = await import('./import-progress.js');
         const mapping = o.mapping ? CsvMappingSchema.parse(JSON.parse(readFileSync(o.mapping, 'utf8'))) : o.format ? BUILTIN_MAPPINGS[o.format] : undefined;
         if (o.format && !mapping) throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${o.format} (built in: ${Object.keys(BUILTIN_MAPPINGS).join(', ')})`);
         const store = await openSiteStore(resolve(o.dataDir));
+        if (!o.json) console.error(`importing ${resolve(path)} into ${resolve(o.dataDir)}...`);
+        // Each file's line is printed as soon as it is done (NDJSON with --json), the counts at the end.
         const report = await importPath(store.db, store.audit, path, {
           patients: o.patients?.split(','),
           val: o.val?.split(','),
@@ -310,19 +323,15 @@ dataDirOpt(site.command('import <path>').description('Import NIfTI, NRRD, DICOM 
           refit: o.refit,
           radiomics: o.radiomics,
           limits: importLimitsFrom(o),
+          onRow: (r, i, n) => console.log(o.json ? fmt.importRowJson(r, i, n) : fmt.importRowLine(r, i, n)),
+          onRefit: (r, i, n) => {
+            if (o.json) return;
+            if (i === 1) console.error(`refitting the twins of ${n} patient(s) whose measurements changed...`);
+            const line = fmt.refitLine(r);
+            if (line) console.log(line);
+          },
         }).finally(store.close);
-        print(!!o.json, report, () =>
-          [
-            ...report.rows.map((r) => `${r.status.padEnd(9)} ${r.unit}${r.patientId ? ` [${r.patientId}]` : ''}: ${r.detail}`),
-            ...report.refits
-              .filter((r) => r.selected)
-              .map(
-                (r) =>
-                  `twin      ${r.patientId}: ${r.points} measurements -> ${r.selected} (${r.method})${r.scored.length ? `; scored ${r.scored.length} earlier forecast(s), mean |error| ${(r.scored.reduce((a, s) => a + s.absErrorNorm, 0) / r.scored.length).toFixed(3)} of max volume` : ''}`,
-              ),
-            `${report.rows.filter((r) => r.status === 'imported').length} imported, ${report.rows.filter((r) => r.status === 'unchanged').length} unchanged, ${report.rows.filter((r) => r.status === 'skipped').length} skipped, ${report.rows.filter((r) => r.status === 'failed').length} failed`,
-          ].join('\n'),
-        );
+        console.log(o.json ? fmt.importSummaryJson(report) : fmt.importSummaryLine(report));
         if (report.rows.some((r) => r.status === 'failed')) process.exitCode = 3;
       },
     ),
@@ -425,6 +434,11 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
               : console.error(
                   `round ${e.round}: aggregate of ${e.contributors} sites applied${e.dropped.length ? ` (${e.dropped.length} dropped out; their masks removed)` : ''}, ${e.metric ? `held-out ${e.metric.name} ${e.metric.value?.toFixed(3) ?? 'n/a'}` : `validation Dice ${e.meanDice?.toFixed(3) ?? 'n/a'}`}`,
                 ),
+          // One line per epoch of local training that takes a while (a linear model trains in milliseconds: no line).
+          onTrainProgress: (e) =>
+            o.jsonEvents
+              ? emit('train-progress', e)
+              : e.elapsedMs >= 1000 && console.error(`round ${e.round}: epoch ${e.epoch}/${e.epochs} loss ${e.loss.toFixed(3)} (${(e.elapsedMs / 1000).toFixed(0)} s)`),
           onRejected: (e) => (o.jsonEvents ? emit('rejected', e) : console.error(`refused: ${e.code} ${e.detail}`)),
           onCompleted: (e) => (o.jsonEvents ? emit('completed', e) : console.error(`study ${e.studyId} completed after ${e.rounds} rounds; model in ${e.modelDir}`)),
           onRefusedAggregate: (e) => (o.jsonEvents ? emit('aggregate-refused', e) : console.error(`round ${e.round}: aggregate refused: ${e.code} ${e.detail}`)),
@@ -770,55 +784,41 @@ radiomics
 registerPrivacyCommands(program);
 
 // -------------------------------------------------------------------- demo
-const demoStrategyOption = () =>
-  new Option('--strategy <name>', 'aggregation strategy, with the parameters of cli/src/demo-kit.ts demoStrategy (default: fedavg, none in the spec)').choices([
-    'fedavg',
-    'fedprox',
-    'fedavgm',
-    'fedadam',
-    'fedyogi',
-    'fedadagrad',
-  ] satisfies DemoStrategyName[]);
-const demoEpsilonArg = (v: string): number => {
-  const n = Number(v);
-  if (!(n > 0 && n <= 100)) throw new InvalidArgumentError('expected a number in (0, 100]');
-  return n;
-};
-program
-  .command('demo-response')
-  .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated treatment-response study, then the 3-regime comparison')
-  .option('--rounds <n>', 'training rounds', (v) => Number(v), 20)
-  .option('--out <dir>', 'output folder', 'out/response')
-  .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
-  .addOption(demoStrategyOption())
-  .option('--epsilon <e>', 'differential privacy with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
-  .addOption(
-    new Option('--dp-level <unit>', 'what --epsilon protects: one patient (DP-SGD at each site) or one whole site (distributed discrete Gaussian)').choices(['patient', 'site']).default('patient'),
-  )
-  .action(
-    action(async (o: { rounds: number; out: string; data: string; strategy?: DemoStrategyName; epsilon?: number; dpLevel?: 'patient' | 'site' }) => {
-      const { runResponseDemo } = await import('./demo-response.js');
-      const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon, dpLevel: o.dpLevel });
-      if (!ok) process.exitCode = 1;
-    }),
-  );
-program
-  .command('demo')
-  .description('A coordinator and three hospital sites on this machine: a real encrypted federated study on STS PET data')
-  .option('--rounds <n>', 'training rounds', (v) => Number(v), 5)
-  .option('--out <dir>', 'output folder', 'out/demo')
-  .option('--data <dir>', 'STS NIfTI folder (STS_xxx/PET_image.nii.gz)')
-  .addOption(demoStrategyOption())
-  .option('--epsilon <e>', 'differential privacy with this budget (delta 1e-5; sigma derived, docs/privacy.md)', demoEpsilonArg)
-  .addOption(
-    new Option('--dp-level <unit>', 'what --epsilon protects: one patient (DP-SGD at each site) or one whole site (distributed discrete Gaussian)').choices(['patient', 'site']).default('patient'),
-  )
-  .action(
-    action(async (o: { rounds: number; out: string; data?: string; strategy?: DemoStrategyName; epsilon?: number; dpLevel?: 'patient' | 'site' }) => {
-      const { runDemo } = await import('./demo.js');
-      const ok = await runDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: o.data ? resolve(o.data) : undefined, strategy: o.strategy, epsilon: o.epsilon, dpLevel: o.dpLevel });
-      if (!ok) process.exitCode = 1;
-    }),
-  );
+addDemoOptions(
+  program
+    .command('demo-response')
+    .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated treatment-response study, then the 3-regime comparison')
+    .option('--rounds <n>', 'training rounds', (v) => Number(v), 20)
+    .option('--out <dir>', 'output folder', 'out/response')
+    .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR),
+).action(
+  action(async (o: DemoCommonFlags & { rounds: number; out: string; data: string }) => {
+    const { runResponseDemo } = await import('./demo-response.js');
+    const ok = await runResponseDemo({ rounds: o.rounds, outDir: resolve(o.out), dataDir: resolve(o.data), strategy: o.strategy, epsilon: o.epsilon, dpLevel: o.dpLevel, serve: !!o.serve });
+    if (!ok) process.exitCode = 1;
+  }),
+);
+addDemoOptions(
+  program
+    .command('demo')
+    .description('A coordinator and three hospital sites on this machine: a real encrypted federated study on STS PET data')
+    .option('--rounds <n>', 'training rounds', (v) => Number(v), 5)
+    .option('--out <dir>', 'output folder', 'out/demo')
+    .option('--data <dir>', 'STS NIfTI folder (STS_xxx/PET_image.nii.gz)'),
+).action(
+  action(async (o: DemoCommonFlags & { rounds: number; out: string; data?: string }) => {
+    const { runDemo } = await import('./demo.js');
+    const ok = await runDemo({
+      rounds: o.rounds,
+      outDir: resolve(o.out),
+      dataDir: o.data ? resolve(o.data) : undefined,
+      strategy: o.strategy,
+      epsilon: o.epsilon,
+      dpLevel: o.dpLevel,
+      serve: !!o.serve,
+    });
+    if (!ok) process.exitCode = 1;
+  }),
+);
 
 await program.parseAsync(process.argv);

@@ -19,6 +19,9 @@ import { BIN } from './paths.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The last non-empty line of a command's output (the summary line of NDJSON output such as `site import --json`). */
+export const lastLine = (out: string): string => out.trimEnd().split('\n').pop() ?? '';
+
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
@@ -29,16 +32,44 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Runs `twinfed ARGS` to completion; resolves with its stdout, rejects with its stderr. */
-export function run(args: string[], label: string): Promise<string> {
+/** Runs `twinfed ARGS` to completion; resolves with its stdout, rejects with its stderr. `onLine` hears each stdout line as it comes. */
+export function run(args: string[], label: string, onLine?: (line: string) => void): Promise<string> {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d) => (out += d));
+    let seen = 0;
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (!onLine) return;
+      let nl: number;
+      while ((nl = out.indexOf('\n', seen)) >= 0) {
+        onLine(out.slice(seen, nl));
+        seen = nl + 1;
+      }
+    });
     p.stderr.on('data', (d) => (err += d));
     p.on('exit', (code) => (code === 0 ? res(out) : rej(new Error(`${label} failed (exit ${code}): ${err || out}`))));
   });
+}
+
+/**
+ * An `onLine` for `run(['site', 'import', ..., '--json'])`: says every `every` patients imported at a
+ * site (the demos' imports take a minute on a small machine), not the last (the caller's summary says it).
+ */
+export function importProgress(site: string, expected: number, say: (s: string) => void, every = 4): (line: string) => void {
+  let n = 0;
+  return (line) => {
+    let row: { type?: string; status?: string };
+    try {
+      row = JSON.parse(line) as { type?: string; status?: string };
+    } catch {
+      return;
+    }
+    if (row.type !== 'file' || (row.status !== 'imported' && row.status !== 'unchanged')) return;
+    n++;
+    if (n % every === 0 && n < expected) say(`${site}: ${n} of ${expected} patients imported...`);
+  };
 }
 
 /** One event line of `twinfed site run --json-events`. */
@@ -60,10 +91,13 @@ export class DemoProcesses {
     process.on('exit', this.stopAll);
   }
 
-  /** Starts `twinfed coordinator start` on a free loopback port and waits for /healthz. */
-  async startCoordinator(dataDir: string): Promise<{ url: string; lead: LeadClient }> {
-    const adminToken = randomBytes(18).toString('base64url');
-    const url = `http://127.0.0.1:${await freePort()}`;
+  /**
+   * Starts `twinfed coordinator start` on a free loopback port (or `again.url`, with its token, to
+   * restart the same coordinator where its sites expect it) and waits for /healthz.
+   */
+  async startCoordinator(dataDir: string, again?: { url: string; adminToken: string }): Promise<{ url: string; lead: LeadClient; adminToken: string }> {
+    const adminToken = again?.adminToken ?? randomBytes(18).toString('base64url');
+    const url = again?.url ?? `http://127.0.0.1:${await freePort()}`;
     this.children.push(
       spawn(process.execPath, [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', new URL(url).port, '--admin-token', adminToken, '--log-level', 'warn', '--tick-ms', '500'], {
         stdio: ['ignore', 'ignore', 'inherit'],
@@ -73,7 +107,7 @@ export class DemoProcesses {
     for (let i = 0; ; i++) {
       try {
         await lead.call('GET', '/healthz');
-        return { url, lead };
+        return { url, lead, adminToken };
       } catch {
         if (i > 100) throw new Error('coordinator did not start');
         await sleep(200);
@@ -83,9 +117,10 @@ export class DemoProcesses {
 
   /**
    * Starts `twinfed site run --json-events` for a site folder. Errors and refusals are
-   * reported through `say`; every event goes to `onEvent`, every stderr chunk to `onStderr`.
+   * reported through `say`; every event goes to `onEvent`, every stderr chunk to `onStderr`,
+   * every whole line of either stream to `onLine`.
    */
-  startSite(dataDir: string, name: string, say: (s: string) => void, hooks: { onEvent?: (e: SiteEvent) => void; onStderr?: (s: string) => void } = {}): ChildProcess {
+  startSite(dataDir: string, name: string, say: (s: string) => void, hooks: { onEvent?: (e: SiteEvent) => void; onStderr?: (s: string) => void; onLine?: (line: string) => void } = {}): ChildProcess {
     const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', dataDir, '--json-events'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.push(p);
     let buf = '';
@@ -95,6 +130,7 @@ export class DemoProcesses {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        hooks.onLine?.(line);
         let e: SiteEvent;
         try {
           e = JSON.parse(line) as SiteEvent;
@@ -106,8 +142,17 @@ export class DemoProcesses {
         hooks.onEvent?.(e);
       }
     });
-    if (hooks.onStderr) p.stderr!.on('data', (d) => hooks.onStderr!(String(d)));
-    else p.stderr!.resume();
+    let errBuf = '';
+    p.stderr!.on('data', (d) => {
+      hooks.onStderr?.(String(d));
+      if (!hooks.onLine) return;
+      errBuf += d;
+      let nl: number;
+      while ((nl = errBuf.indexOf('\n')) >= 0) {
+        hooks.onLine(errBuf.slice(0, nl));
+        errBuf = errBuf.slice(nl + 1);
+      }
+    });
     return p;
   }
 
@@ -121,6 +166,27 @@ export class DemoProcesses {
     this.stopAll();
     process.off('exit', this.stopAll);
   }
+}
+
+/** One event line of `site run --json-events` for a finished epoch of local training (SiteEvents.onTrainProgress). */
+export interface TrainProgressEvent extends SiteEvent {
+  event: 'train-progress';
+  round: number;
+  epoch: number;
+  epochs: number;
+  loss: number;
+  elapsedMs: number;
+}
+
+/**
+ * The demo's line when a site finishes a round's local training: only for training that took a
+ * while (>= 1 s; the response model trains in milliseconds, where a line per site and round is noise).
+ */
+export function trainedLine(site: string, e: SiteEvent | TrainProgressEvent): string | null {
+  if (e.event !== 'train-progress') return null;
+  const p = e as TrainProgressEvent;
+  if (p.epoch !== p.epochs || p.elapsedMs < 1000) return null;
+  return `round ${p.round}: ${site} trained ${p.epochs} epoch(s) on its own data, loss ${p.loss.toFixed(3)} (${(p.elapsedMs / 1000).toFixed(0)} s); masking, encrypting and uploading its update`;
 }
 
 /** Each site's privacy officer approves the study once it has been announced there (hash read from the site's own database). */
@@ -314,4 +380,95 @@ export function checkSiteCaps(siteDirs: string[], names: string[], epsilon: numb
         `TWF_E_DP_PARAMS: --epsilon ${epsilon} is above ${names[i]}'s privacy.maxEpsilon ${cap} (site.json); its officer's cap would refuse rounds with TWF_E_DP_BUDGET; use --epsilon <= ${cap}`,
       );
   });
+}
+
+// ------------------------------------------------------------------ demo --serve
+
+/**
+ * The line `twinfed site run` prints when its console listens:
+ * `console: http://127.0.0.1:PORT/ (token: DATA_DIR/console.token)`; found anywhere in a line (a
+ * plain stderr line or the msg of a JSON log event). Null for any other line.
+ */
+export function parseConsoleLine(line: string): { url: string; tokenFile: string } | null {
+  const m = /console: (https?:\/\/[^\s"]+) \(token: ([^)"]+)\)/.exec(line);
+  return m ? { url: m[1], tokenFile: m[2].trim() } : null;
+}
+
+/** A token file's content, or why it cannot be shown. */
+function readToken(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    return `(cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+  }
+}
+
+export interface ServeOpts {
+  coordinator: { dataDir: string; url: string; adminToken: string };
+  sites: { name: string; dataDir: string }[];
+  studyId: string;
+  say: (s: string) => void;
+  /** How long to wait for the sites' console lines (default 15 s). */
+  consoleWaitMs?: number;
+}
+
+/**
+ * `demo --serve`: after the study (and its audit check, on stopped processes), starts the same
+ * coordinator (same URL and lead token, so the enrolled sites find it) and the sites again, prints
+ * where to look (the coordinator console at its URL, each site's console with its token) and keeps
+ * them running until Ctrl-C (SIGINT) or SIGTERM, then stops every process and resolves.
+ */
+export async function serveDemo(o: ServeOpts): Promise<void> {
+  const procs = new DemoProcesses();
+  let stopping = false;
+  try {
+    await procs.startCoordinator(o.coordinator.dataDir, { url: o.coordinator.url, adminToken: o.coordinator.adminToken });
+    const consoles = new Map<string, { url: string; tokenFile: string }>();
+    o.sites.forEach((s) => {
+      const p = procs.startSite(s.dataDir, s.name, o.say, {
+        onLine: (line) => {
+          const c = parseConsoleLine(line);
+          if (c && !consoles.has(s.name)) consoles.set(s.name, c);
+        },
+      });
+      p.on('exit', (code, signal) => {
+        if (!stopping) o.say(`${s.name}: its site node exited (${signal ?? `exit ${code}`}); the others keep running`);
+      });
+    });
+    const waitUntil = Date.now() + (o.consoleWaitMs ?? 15_000);
+    while (consoles.size < o.sites.length && Date.now() < waitUntil) await sleep(200);
+    const w = Math.max(...o.sites.map((s) => s.name.length), 'coordinator'.length) + ' console'.length;
+    const lines = [
+      '',
+      'Twinfed keeps running so you can look at what just happened (Ctrl-C stops everything):',
+      `  ${'coordinator console'.padEnd(w)}  ${o.coordinator.url}/  sign in with the lead token ${o.coordinator.adminToken}`,
+      ...o.sites.map((s) => {
+        const c = consoles.get(s.name);
+        return c
+          ? `  ${`${s.name} console`.padEnd(w)}  ${c.url}  token ${readToken(c.tokenFile)} (from ${c.tokenFile})`
+          : `  ${`${s.name} console`.padEnd(w)}  none: its site node printed no console line (site data in ${s.dataDir})`;
+      }),
+      `  lead commands: TWINFED_ADMIN_TOKEN=${o.coordinator.adminToken} npx twinfed lead status ${o.studyId} --url ${o.coordinator.url}`,
+      `  site commands: npx twinfed site studies --data-dir ${o.sites[0]?.dataDir ?? 'SITE_DIR'}`,
+    ];
+    console.log(lines.join('\n'));
+    await new Promise<void>((resolve) => {
+      const done = (sig: string) => {
+        stopping = true;
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+        o.say(`${sig}: stopping the coordinator and the sites`);
+        resolve();
+      };
+      const onInt = () => done('SIGINT');
+      const onTerm = () => done('SIGTERM');
+      process.on('SIGINT', onInt);
+      process.on('SIGTERM', onTerm);
+    });
+    stopping = true;
+    await procs.stopAndWait();
+  } finally {
+    stopping = true;
+    procs.dispose();
+  }
 }

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ResponseSpecSchema, SegmentationSpecSchema } from '@twinfed/protocols';
 import { epsilonFor, rdpSubsampledGaussian, rdpToBuffer } from '@twinfed/shared/dp/accountant';
-import { DEMO_STRATEGIES, readSitePrivacy } from './demo-kit.js';
+import { Command } from 'commander';
+import { DEMO_STRATEGIES, importProgress, parseConsoleLine, readSitePrivacy, trainedLine, type TrainProgressEvent } from './demo-kit.js';
+import { addDemoOptions, type DemoCommonFlags } from './demo-cli.js';
 import { DEMO_DP, demoStudySpec } from './demo.js';
 import { RESPONSE_DEMO_DP, responseDemoSpec } from './demo-response.js';
 
@@ -62,5 +64,65 @@ describe('demo --strategy / --epsilon', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('demo --serve and the live lines', () => {
+  const parse = (...args: string[]) => {
+    const c = addDemoOptions(
+      new Command('demo')
+        .exitOverride()
+        .configureOutput({ writeErr: () => {} })
+        .option('--rounds <n>', 'rounds', Number, 5),
+    );
+    c.parse(args, { from: 'user' });
+    return c.opts<DemoCommonFlags & { rounds: number }>();
+  };
+
+  it('--serve is off unless given, and combines with the other demo options', () => {
+    assert.equal(parse().serve, undefined);
+    assert.deepEqual(parse('--serve', '--epsilon', '3', '--dp-level', 'site', '--strategy', 'fedprox', '--rounds', '2'), {
+      serve: true,
+      epsilon: 3,
+      dpLevel: 'site',
+      strategy: 'fedprox',
+      rounds: 2,
+    });
+    assert.throws(() => parse('--serve', '--epsilon', '0'), /expected a number in \(0, 100\]/);
+    assert.throws(() => parse('--serve=1'), /unknown option|does not take an argument/);
+  });
+
+  it("parseConsoleLine: the site's console line, plain or inside a JSON log event; null for anything else", () => {
+    assert.deepEqual(parseConsoleLine('console: http://127.0.0.1:41234/ (token: /tmp/out/site-a/console.token)'), {
+      url: 'http://127.0.0.1:41234/',
+      tokenFile: '/tmp/out/site-a/console.token',
+    });
+    assert.deepEqual(parseConsoleLine('[info] console: https://127.0.0.1:8443/ (token: out/demo/site b/console.token)'), {
+      url: 'https://127.0.0.1:8443/',
+      tokenFile: 'out/demo/site b/console.token',
+    });
+    assert.deepEqual(parseConsoleLine(JSON.stringify({ event: 'log', level: 'info', msg: 'console: http://127.0.0.1:5000/ (token: /d/console.token)' })), {
+      url: 'http://127.0.0.1:5000/',
+      tokenFile: '/d/console.token',
+    });
+    for (const line of ['', 'site s-1: backend wasm (SIMD)', '{"event":"uploaded","round":1}', 'console: not a url (token: x)']) assert.equal(parseConsoleLine(line), null, line);
+  });
+
+  it("importProgress: a line every 4 patients imported from `site import --json`'s file lines, not the last, nothing for other lines", () => {
+    const said: string[] = [];
+    const on = importProgress('Hospital A', 9, (x) => said.push(x));
+    on('not json');
+    on(JSON.stringify({ type: 'file', index: 1, total: 20, status: 'skipped' }));
+    for (let i = 0; i < 9; i++) on(JSON.stringify({ type: 'file', index: i + 2, total: 20, status: i === 3 ? 'unchanged' : 'imported' }));
+    on(JSON.stringify({ type: 'summary', imported: 8 }));
+    assert.deepEqual(said, ['Hospital A: 4 of 9 patients imported...', 'Hospital A: 8 of 9 patients imported...']);
+  });
+
+  it('trainedLine: a line when a site finishes a round that took a while; none per epoch, for fast training or for other events', () => {
+    const e: TrainProgressEvent = { event: 'train-progress', round: 3, epoch: 2, epochs: 2, loss: 0.41234, elapsedMs: 12_400 };
+    assert.match(trainedLine('Hospital A', e)!, /^round 3: Hospital A trained 2 epoch\(s\) on its own data, loss 0\.412 \(12 s\)/);
+    assert.equal(trainedLine('Hospital A', { ...e, epoch: 1 }), null);
+    assert.equal(trainedLine('Study1', { ...e, elapsedMs: 3 }), null);
+    assert.equal(trainedLine('Hospital A', { event: 'uploaded', round: 3 }), null);
   });
 });

@@ -10,11 +10,14 @@ import {
   demoStrategy,
   describeDp,
   finalModelDir,
+  lastLine,
   formatSitePrivacy,
   readSitePrivacy,
   run,
+  serveDemo,
   siteIdOf,
   sleep,
+  trainedLine,
   verifyDemoAudits,
   demoSiteDp,
   type DemoDpChoice,
@@ -81,6 +84,8 @@ export async function runResponseDemo(opts: {
   strategy?: DemoStrategyName;
   epsilon?: number;
   dpLevel?: DemoDpLevel;
+  /** After the study, keep the coordinator and sites running with their consoles until Ctrl-C (serveDemo). */
+  serve?: boolean;
 }): Promise<boolean> {
   const t0 = Date.now();
   const out = opts.outDir;
@@ -91,14 +96,15 @@ export async function runResponseDemo(opts: {
   const procs = new DemoProcesses();
   const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${s}`);
   try {
-    const { url, lead } = await procs.startCoordinator(join(out, 'coordinator'));
+    const { url, lead, adminToken } = await procs.startCoordinator(join(out, 'coordinator'));
     say(`coordinator on ${url}`);
+    say('enrolling the three trial sites with one-time tokens; each imports its own table into its own SQLite file...');
     const siteDirs = STUDIES.map((_, i) => join(out, `site-${i + 1}`));
     await Promise.all(
       STUDIES.map(async (s, i) => {
         const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s });
         await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s}`);
-        const rep = JSON.parse(await run(['site', 'import', join(opts.dataDir, `${s}.csv`), '--format', 'laleh', '--no-refit', '--data-dir', siteDirs[i], '--json'], `import ${s}`)) as {
+        const rep = JSON.parse(lastLine(await run(['site', 'import', join(opts.dataDir, `${s}.csv`), '--format', 'laleh', '--no-refit', '--data-dir', siteDirs[i], '--json'], `import ${s}`))) as {
           rows: { status: string; detail: string }[];
         };
         say(`${s}: enrolled, imported ${join(opts.dataDir, `${s}.csv`)}: ${rep.rows.map((r) => `${r.status} (${r.detail})`).join('; ')}`);
@@ -122,6 +128,8 @@ export async function runResponseDemo(opts: {
     STUDIES.forEach((s, i) => {
       procs.startSite(siteDirs[i], s, say, {
         onEvent: (e) => {
+          const line = trainedLine(s, e);
+          if (line) say(line);
           if (e.event === 'applied' && e.round !== undefined) {
             const row = auc.get(e.round) ?? [null, null, null];
             row[i] = e.metric?.value ?? null;
@@ -130,12 +138,13 @@ export async function runResponseDemo(opts: {
         },
       });
     });
+    say("sites running; waiting for the study's announcement to reach each site and for each site's privacy officer to approve its manifest...");
     await approveWhenAnnounced(
       siteDirs,
       study.studyId,
       STUDIES.map((s) => `Privacy officer, ${s}`),
     );
-    say('privacy officers approved the manifest at all three sites');
+    say('privacy officers approved the manifest at all three sites; the first key dealer seals the study key to the roster, then the rounds run (a few seconds each)');
 
     console.log('\nround  sites  upload bytes  encrypt ms  held-out macro AUC per site (Study1 Study2 Study3)');
     const printed = new Set<number>();
@@ -202,8 +211,15 @@ export async function runResponseDemo(opts: {
     say(`report ${join(out, 'report.json')}; ${elapsedS.toFixed(0)} s`);
     const fed = report.rows.find((r) => r.regime === 'federated' && r.evaluatedOn === 'pooled');
     // Under DP the noise may cost the AUC (RESPONSE_DEMO_DP): success is then a clean, audited run.
-    if (spec.dp) return auditOk;
-    return auditOk && fed?.auc !== null && fed?.auc !== undefined && fed.auc > 0.5;
+    const ok = spec.dp ? auditOk : auditOk && fed?.auc !== null && fed?.auc !== undefined && fed.auc > 0.5;
+    if (opts.serve)
+      await serveDemo({
+        coordinator: { dataDir: join(out, 'coordinator'), url, adminToken },
+        sites: STUDIES.map((s, i) => ({ name: s, dataDir: siteDirs[i] })),
+        studyId: study.studyId,
+        say,
+      });
+    return ok;
   } finally {
     procs.dispose();
   }

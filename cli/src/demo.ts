@@ -10,11 +10,15 @@ import {
   demoStrategy,
   describeDp,
   finalModelDir,
+  importProgress,
+  lastLine,
   formatSitePrivacy,
   readSitePrivacy,
   run,
+  serveDemo,
   siteIdOf,
   sleep,
+  trainedLine,
   verifyDemoAudits,
   demoSiteDp,
   type DemoDpChoice,
@@ -95,6 +99,8 @@ interface RunOpts {
   epsilon?: number;
   /** What `epsilon` protects: a patient (DP-SGD, default) or a whole site (distributed discrete Gaussian). */
   dpLevel?: DemoDpLevel;
+  /** After the study, keep the coordinator and sites running with their consoles until Ctrl-C (serveDemo). */
+  serve?: boolean;
 }
 
 type MetricT = { siteId: string; metrics: { name: string; value: number | null }[]; valPatients: number; encryptMs: number | null; uploadBytes: number | null };
@@ -138,15 +144,24 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
   const say = (s: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${s}`);
 
   try {
-    const { url, lead } = await procs.startCoordinator(join(out, 'coordinator'));
+    const { url, lead, adminToken } = await procs.startCoordinator(join(out, 'coordinator'));
     say(`coordinator on ${url} (data in ${join(out, 'coordinator')})`);
+    say('enrolling the three hospitals with one-time tokens; each imports its own patients into its own SQLite file...');
 
     const siteDirs = DEMO_SITES.map((_, i) => join(out, `site-${'abc'[i]}`));
     await Promise.all(
       DEMO_SITES.map(async (s, i) => {
         const { token } = await lead.call<{ token: string }>('POST', '/api/enrolment-tokens', { siteName: s.name });
         await run(['site', 'enrol', '--data-dir', siteDirs[i], '--coordinator', url, '--token', token], `enrol ${s.name}`);
-        const rep = JSON.parse(await run(['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'], `import ${s.name}`)) as {
+        const rep = JSON.parse(
+          lastLine(
+            await run(
+              ['site', 'import', dataDir, '--data-dir', siteDirs[i], '--patients', s.patients.join(','), '--val', s.val.join(','), '--json'],
+              `import ${s.name}`,
+              importProgress(s.name, s.patients.length, say),
+            ),
+          ),
+        ) as {
           rows: { status: string; seg?: { split: string; nSlices: number } }[];
         };
         const ok = rep.rows.filter((r) => r.status === 'imported' && r.seg);
@@ -180,6 +195,10 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       const info = { name: s.name, siteId: siteIdOf(siteDirs[i]), backend: '?' };
       sitesInfo.push(info);
       procs.startSite(siteDirs[i], s.name, say, {
+        onEvent: (e) => {
+          const line = trainedLine(s.name, e);
+          if (line) say(line);
+        },
         onStderr: (d) => {
           const m = /backend (\w+) \((.*)\)/.exec(d);
           if (m) {
@@ -190,6 +209,7 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
       });
     });
 
+    say("waiting for the study's announcement to reach each site and for each site's privacy officer to approve its manifest...");
     await approveWhenAnnounced(
       siteDirs,
       study.studyId,
@@ -202,9 +222,14 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     const printed = new Set<number>();
     const deadline = Date.now() + (opts.timeoutS ?? 900) * 1000;
     let status: StudyStatusT;
+    let announced = 0;
     console.log('\nround  sites  dropped  upload bytes  encrypt ms  aggregate ms  Dice per site (validation patients)                mean Dice');
     for (;;) {
       status = await lead.call<StudyStatusT>('GET', `/api/studies/${study.studyId}`);
+      if (status.state === 'running' && status.currentRound > announced) {
+        announced = status.currentRound;
+        say(`round ${announced} of ${spec.rounds}: each site trains the global model on its own patients (${spec.training.epochsPerRound} epochs)...`);
+      }
       const r0 = roundZero(status);
       if (r0 && !printed.has(0)) {
         printed.add(0);
@@ -293,8 +318,15 @@ export async function runDemo(opts: RunOpts): Promise<boolean> {
     console.log(`audit: ${auditVerified ? 'all chains intact and cross-checked' : 'PROBLEMS FOUND (see above)'}`);
     console.log(`report ${join(out, 'report.json')}, final model ${join(out, 'model')} (as decrypted at ${sitesInfo[0].name}); ${report.elapsedS.toFixed(0)} s`);
     // Under DP at this scale the noise may well cost the Dice gain (DEMO_DP): success is then a clean, audited run.
-    if (spec.dp) return auditVerified && closed.length === spec.rounds;
-    return auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;
+    const ok = spec.dp ? auditVerified && closed.length === spec.rounds : auditVerified && finalDice !== null && initialDice !== null && finalDice > initialDice;
+    if (opts.serve)
+      await serveDemo({
+        coordinator: { dataDir: join(out, 'coordinator'), url, adminToken },
+        sites: DEMO_SITES.map((s, i) => ({ name: s.name, dataDir: siteDirs[i] })),
+        studyId: study.studyId,
+        say,
+      });
+    return ok;
   } finally {
     procs.dispose();
   }

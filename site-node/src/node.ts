@@ -48,7 +48,7 @@ import { approvals, auditCheckpoints, meta, models, receipts, strategyState, stu
 import { acceptStudyKey, dealStudyKey } from './keys.js';
 import { fetchHandshakeChallenge, linkErrorOf } from './net.js';
 import { SiteTls } from './tls-trust.js';
-import { SiteRounds, type RoundStepEvent, type RoundWorkRow } from './site-rounds.js';
+import { SiteRounds, type RoundStepEvent, type RoundWorkRow, type SiteRoundHost } from './site-rounds.js';
 import type { LocalEvalResult, LocalTrainer } from './trainer.js';
 
 /** What the site reports about each round it took part in (for the demo, logs and tests). */
@@ -73,6 +73,8 @@ export interface SiteEvents {
   onCompleted?: (e: { studyId: string; rounds: number; modelDir: string }) => void;
   /** A secure-aggregation step this site completed (setup sent, uploaded, signed, revealed). */
   onStep?: (e: RoundStepEvent) => void;
+  /** An epoch of this site's local training finished (studyId, round, epoch of epochs, loss, elapsedMs). */
+  onTrainProgress?: SiteRoundHost['events']['onTrainProgress'];
   /** The coordinator refused this site for good (revoked, unknown, other protocol): reconnecting cannot help. */
   onFatal?: (e: { code: string; detail: string }) => void;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -161,6 +163,7 @@ export class SiteNode {
         },
         onRefusedAggregate: (e) => ev.onRefusedAggregate?.(e),
         onStep: (e) => ev.onStep?.(e),
+        onTrainProgress: (e) => ev.onTrainProgress?.(e),
       },
     });
   }

@@ -89,7 +89,7 @@ export function createResponseTrainer(db: SiteDb): LocalTrainer {
       const m = resp(mIn);
       return initLogReg(responseModelConfig(m), m.model.initSeed);
     },
-    async train(mIn, weights, round): Promise<LocalTrainResult> {
+    async train(mIn, weights, round, onProgress): Promise<LocalTrainResult> {
       const m = resp(mIn);
       const t0 = performance.now();
       const d = data(m);
@@ -103,6 +103,8 @@ export function createResponseTrainer(db: SiteDb): LocalTrainer {
         proximal,
         dp,
       });
+      // Training takes milliseconds (a linear model, synchronous): one progress report when it is done.
+      onProgress?.({ epoch: t.epochsPerRound, epochs: t.epochsPerRound, loss: r.loss, elapsedMs: performance.now() - t0 });
       return { weights: r.weights, nSamples: d.train.length, loss: r.loss, ms: performance.now() - t0, ...(dp && { dp: dpReport(dp, r.steps) }) };
     },
     async evaluate(mIn, weights): Promise<LocalEvalResult> {
@@ -124,7 +126,7 @@ export function createTaskTrainer(byTask: { segmentation: LocalTrainer; response
     backend: byTask.segmentation.backend,
     dataSummary: (m) => pick(m).dataSummary(m),
     initialWeights: (m) => pick(m).initialWeights(m),
-    train: (m, w, r) => pick(m).train(m, w, r),
+    train: (m, w, r, p) => pick(m).train(m, w, r, p),
     evaluate: (m, w) => pick(m).evaluate(m, w),
   };
 }

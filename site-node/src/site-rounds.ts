@@ -28,7 +28,7 @@ import { studyKey } from './keys.js';
 import { addDiscreteGaussianZt } from '@twinfed/shared/dp/discrete-gaussian';
 import { clipL2, siteNoiseAllowance, siteNoiseSigmaQ, type SiteLevelNoise } from '@twinfed/shared/dp/site-level';
 import { budgetView, ledgerGaps, recordRound, type PrivacyPolicy } from './privacy.js';
-import type { LocalEvalResult, LocalTrainer } from './trainer.js';
+import type { LocalEvalResult, LocalTrainProgress, LocalTrainer } from './trainer.js';
 
 export type RoundWorkRow = typeof roundWork.$inferSelect;
 
@@ -61,6 +61,7 @@ export interface SiteRoundHost {
     onApplied?: (e: { studyId: string; round: number; meanDice: number | null; decryptMs: number; contributors: number; dropped: string[]; metric?: { name: string; value: number | null } }) => void;
     onRefusedAggregate?: (e: { studyId: string; round: number; code: string; detail: string }) => void;
     onStep?: (e: RoundStepEvent) => void;
+    onTrainProgress?: (e: { studyId: string; round: number } & LocalTrainProgress) => void;
   };
 }
 
@@ -141,7 +142,7 @@ export class SiteRounds {
     }
     const base = this.host.modelAt(studyId, b.modelVersion)!;
     this.host.audit.append({ actor: this.host.siteId, action: 'training.started', studyId, round, detail: `from model version ${b.modelVersion}` });
-    const tr = await this.host.trainer.train(m, base, round);
+    const tr = await this.host.trainer.train(m, base, round, (p) => this.host.events.onTrainProgress?.({ studyId, round, ...p }));
     const spent = recordRound(this.host.db, m, round, this.host.privacy, tr.dp);
     if (spent)
       this.host.audit.append({

@@ -8,7 +8,7 @@ import { initialWeights } from '@twinfed/shared/model/index';
 import { openSiteDb } from './db/index.js';
 import { measurements, segSlices, treatments } from './db/schema.js';
 import { createResponseTrainer } from './response-trainer.js';
-import { localObjective } from './trainer.js';
+import { epochProgress, localObjective, type LocalTrainProgress } from './trainer.js';
 import { createUNetTrainer } from './unet-trainer.js';
 
 const training = { epochsPerRound: 1, batchSize: 4, learningRate: 0.01, clipBound: 1, seed: 1, maxSamplesPerSite: 10_000 };
@@ -94,6 +94,37 @@ describe('site trainers under FedProx and patient-level DP', () => {
     assert.equal(dp.nSamples, 3, 'under patient-level DP: training patients');
     assert.equal(dp.weights.length, w0.length);
     assert.notDeepEqual(dp.weights, w0);
+
+    // Progress: one report per epoch as it ends (12 slices, batch 4: 3 steps an epoch), and under
+    // DP-SGD one per epoch-equivalent of noisy steps (epochs / q = 4 steps at q 0.5: 2 a report).
+    const seen: LocalTrainProgress[] = [];
+    await trainer.train(segManifest({ training: { ...training, epochsPerRound: 2 } }), w0, 2, (p) => seen.push(p));
+    assert.deepEqual(
+      seen.map((p) => `${p.epoch}/${p.epochs}`),
+      ['1/2', '2/2'],
+    );
+    assert.ok(seen.every((p) => Number.isFinite(p.loss) && p.loss > 0 && p.elapsedMs >= 0));
+    assert.ok(seen[1].elapsedMs >= seen[0].elapsedMs);
+    const dpSeen: LocalTrainProgress[] = [];
+    await trainer.train(segManifest({ dp: patientDp, training: { ...training, epochsPerRound: 2 } }), w0, 3, (p) => dpSeen.push(p));
+    assert.deepEqual(
+      dpSeen.map((p) => `${p.epoch}/${p.epochs}`),
+      ['1/2', '2/2'],
+    );
+  });
+
+  it('epochProgress: mean loss of each epoch; the last, short epoch is reported at the last step; nothing without a sink', () => {
+    assert.equal(epochProgress(2, undefined), undefined);
+    const got: LocalTrainProgress[] = [];
+    const step = epochProgress(2, (p) => got.push(p))!;
+    [1, 3, 5, 7, 9].forEach((loss, i) => step({ step: i + 1, steps: 5, loss }));
+    assert.deepEqual(
+      got.map((p) => [p.epoch, p.epochs, p.loss]),
+      [
+        [1, 2, 3],
+        [2, 2, 8],
+      ],
+    );
   });
 
   it('the response trainer runs DP-SGD and reports its steps', async () => {

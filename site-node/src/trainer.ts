@@ -31,6 +31,38 @@ export interface LocalEvalResult {
   metric?: { name: string; value: number | null };
 }
 
+/** One finished epoch of a round's local training (for progress lines and the site console). */
+export interface LocalTrainProgress {
+  /** 1-based epoch just finished, of `epochs` (the manifest's epochsPerRound). */
+  epoch: number;
+  epochs: number;
+  /** Mean training loss over that epoch's steps. */
+  loss: number;
+  /** Since training of this round started. */
+  elapsedMs: number;
+}
+
+/**
+ * Turns per-step progress (step of steps, loss) into one LocalTrainProgress per epoch: an epoch is
+ * ceil(steps / epochs) steps, i.e. one pass over the data, and under DP-SGD (steps = epochs / q
+ * Poisson-sampled steps) the steps expected to see every patient once. Undefined without a sink.
+ */
+export function epochProgress(epochs: number, sink: ((p: LocalTrainProgress) => void) | undefined): ((p: { step: number; steps: number; loss: number }) => void) | undefined {
+  if (!sink) return undefined;
+  const t0 = performance.now();
+  let sum = 0;
+  let n = 0;
+  return ({ step, steps, loss }) => {
+    sum += loss;
+    n++;
+    const per = Math.max(1, Math.ceil(steps / Math.max(1, epochs)));
+    if (step % per !== 0 && step !== steps) return;
+    sink({ epoch: Math.min(epochs, Math.ceil(step / per)), epochs, loss: sum / n, elapsedMs: performance.now() - t0 });
+    sum = 0;
+    n = 0;
+  };
+}
+
 /**
  * What a site node needs from a model: the seeded initial weights every site
  * reproduces, local training, local evaluation. The U-Net implementation is
@@ -42,7 +74,8 @@ export interface LocalTrainer {
   /** trainSlices counts the training samples (slices for segmentation, patients for response). */
   dataSummary(manifest: StudyManifest): { trainSlices: number; valPatients: number };
   initialWeights(manifest: StudyManifest): Float32Array;
-  train(manifest: StudyManifest, weights: Float32Array, round: number): Promise<LocalTrainResult>;
+  /** `onProgress`, when given, hears of each epoch as it ends (see epochProgress). */
+  train(manifest: StudyManifest, weights: Float32Array, round: number, onProgress?: (p: LocalTrainProgress) => void): Promise<LocalTrainResult>;
   evaluate(manifest: StudyManifest, weights: Float32Array): Promise<LocalEvalResult>;
 }
 

@@ -5,7 +5,7 @@ import type { SliceSet } from '@twinfed/shared/data/index';
 import { evaluateDice, selectBackend, trainLocal } from '@twinfed/shared/train/index';
 import type { SiteDb } from './db/index.js';
 import { segSlices } from './db/schema.js';
-import { dpReport, localObjective, type LocalEvalResult, type LocalTrainResult, type LocalTrainer } from './trainer.js';
+import { dpReport, epochProgress, localObjective, type LocalEvalResult, type LocalTrainResult, type LocalTrainer } from './trainer.js';
 
 /** The manifest narrowed to segmentation; a response study handed to this trainer is a wiring bug. */
 function seg(m: StudyManifest): SegmentationManifest {
@@ -70,7 +70,7 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
     initialWeights(m) {
       return initialWeights(unetConfig(m), seg(m).model.initSeed);
     },
-    async train(m, weights, round): Promise<LocalTrainResult> {
+    async train(m, weights, round, onProgress): Promise<LocalTrainResult> {
       const data = load('train', m);
       const model = createUNet(unetConfig(m), seg(m).model.initSeed);
       try {
@@ -83,6 +83,7 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
           seed: deriveSeed(m.training.seed, `round-${round}`),
           proximal,
           dp,
+          onProgress: epochProgress(m.training.epochsPerRound, onProgress),
         });
         return { weights: getFlatWeights(model), nSamples: dp ? r.nPatients : data.n, loss: r.loss, ms: r.ms, ...(dp && { dp: dpReport(dp, r.steps) }) };
       } finally {

@@ -252,8 +252,8 @@ export function recordingTrainer(real: LocalTrainer): { trainer: LocalTrainer; d
     dataSummary: (m) => real.dataSummary(m),
     initialWeights: (m) => real.initialWeights(m),
     evaluate: (m, w) => real.evaluate(m, w),
-    async train(m, w, round) {
-      const r = await real.train(m, w, round);
+    async train(m, w, round, onProgress) {
+      const r = await real.train(m, w, round, onProgress);
       deltas.set(round, { delta: r.weights.map((x, k) => x - w[k]), n: r.nSamples });
       return r;
     },

@@ -15,7 +15,7 @@
  *    and TF-Privacy use).
  *  - M. Abadi et al., "Deep Learning with Differential Privacy", CCS 2016: DP-SGD.
  */
-import { WireError } from '@twinfed/protocols';
+import { WireError } from '@twinfed/protocols/errors'; // not the index: `twinfed --help` loads this module, and the index loads zod
 
 /** Integer Rényi orders α = 2..256 at which RDP is tracked (the ledger stores one float64 per order, in this order). */
 export const RDP_ORDERS: readonly number[] = Object.freeze(Array.from({ length: 255 }, (_, i) => i + 2));

@@ -48,6 +48,13 @@ export interface ImportOptions {
    * A file beyond one is reported `failed` with TWF_E_IMPORT_TOO_LARGE and nothing of it is stored.
    */
   limits?: Partial<ImportLimits>;
+  /**
+   * Called with each row as soon as its file is done (skipped files found while scanning first),
+   * `index` of `total` counting from 1, so a long import can show progress as it goes.
+   */
+  onRow?: (row: ImportRow, index: number, total: number) => void;
+  /** Called with each twin refit as it finishes (after every file), `index` of `total`. */
+  onRefit?: (refit: RefitResult, index: number, total: number) => void;
 }
 
 export interface ImportRow {
@@ -113,7 +120,11 @@ export async function importPath(db: SiteDb, audit: AuditLog, path: string, opts
     for (const r of scan.unattachedRtstructs) rows.push({ unit: r, kind: 'rtstruct', status: 'skipped', detail: 'its referenced image series is not in this folder; import them together' });
   } else {
     const kind = sniffFormat(root, readHead(root, 65536));
-    if (kind === 'unknown') return { rows: [{ unit: root, kind, status: 'skipped', detail: 'not NIfTI, NRRD, DICOM or CSV' }], refits: [] };
+    if (kind === 'unknown') {
+      const row: ImportRow = { unit: root, kind, status: 'skipped', detail: 'not NIfTI, NRRD, DICOM or CSV' };
+      opts.onRow?.(row, 1, 1);
+      return { rows: [row], refits: [] };
+    }
     units = [{ kind: kind === 'dicom' ? 'dicom-series' : kind, files: [root] }];
   }
 
@@ -136,24 +147,33 @@ export async function importPath(db: SiteDb, audit: AuditLog, path: string, opts
   };
   const changed = new Set<string>();
 
+  const isLabel = (u: ImportUnit) => (u.kind === 'nifti' || u.kind === 'nrrd') && !imageUnits.includes(u);
+  const total = rows.length + units.filter((u) => !isLabel(u)).length;
+  rows.forEach((r, i) => opts.onRow?.(r, i + 1, total));
+  const report = (r: ImportRow) => {
+    rows.push(r);
+    opts.onRow?.(r, rows.length, total);
+  };
   for (const u of units) {
     if (u.kind === 'csv') {
-      rows.push(importCsv(db, audit, u.files[0], opts, changed));
+      report(importCsv(db, audit, u.files[0], opts, changed));
       continue;
     }
-    if ((u.kind === 'nifti' || u.kind === 'nrrd') && !imageUnits.includes(u)) continue; // a label, handled with its image
-    rows.push(await importImageUnit(db, audit, u, maskFor.get(u) ?? [], patientOf, opts, changed));
+    if (isLabel(u)) continue; // a label, handled with its image
+    report(await importImageUnit(db, audit, u, maskFor.get(u) ?? [], patientOf, opts, changed));
   }
 
   const refits: RefitResult[] = [];
   if (opts.refit !== false) {
     const twin = new TwinService(db, audit);
-    for (const p of [...changed].sort()) {
+    const patients = [...changed].sort();
+    for (const p of patients) {
       try {
         refits.push(twin.refit(p));
       } catch (e) {
         refits.push({ patientId: p, points: 0, selected: null, method: null, scored: [], reason: `TWF_E_TWIN_FIT: ${(e as Error).message}` });
       }
+      opts.onRefit?.(refits[refits.length - 1], refits.length, patients.length);
     }
   }
   return { rows, refits };

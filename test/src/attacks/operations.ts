@@ -389,7 +389,7 @@ const decompressionBombs: Attack = {
       const r = await twinfed(ctx.dir, ['site', 'import', f, '--data-dir', site, '--patient', 'P1', '--json'], 60_000);
       let row: { status?: string; detail?: string } = {};
       try {
-        row = (JSON.parse(r.out) as { rows: { status: string; detail: string }[] }).rows[0] ?? {};
+        row = (JSON.parse(r.out.trimEnd().split('\n').pop() ?? '') as { rows: { status: string; detail: string }[] }).rows[0] ?? {}; // the summary line of the NDJSON
       } catch {
         row = { detail: firstLine(r.err) };
       }
