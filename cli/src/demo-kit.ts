@@ -116,12 +116,13 @@ export class DemoProcesses {
   }
 
   /**
-   * Starts `twinfed site run --json-events` for a site folder. Errors and refusals are
+   * Starts `twinfed site run --json-events` for a site folder, its console on a free loopback port
+   * (three sites share this machine, so none may take the default 7401). Errors and refusals are
    * reported through `say`; every event goes to `onEvent`, every stderr chunk to `onStderr`,
    * every whole line of either stream to `onLine`.
    */
   startSite(dataDir: string, name: string, say: (s: string) => void, hooks: { onEvent?: (e: SiteEvent) => void; onStderr?: (s: string) => void; onLine?: (line: string) => void } = {}): ChildProcess {
-    const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', dataDir, '--json-events'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', dataDir, '--json-events', '--console-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.push(p);
     let buf = '';
     p.stdout!.on('data', (d) => {

@@ -18,9 +18,7 @@ export const SESSION_COOKIE = 'twinfed_console';
 
 export class SessionStore<Role extends string = string> {
   private readonly sessions = new Map<string, ConsoleSession<Role>>();
-  constructor(
-    private readonly opts: { idleMs?: number; maxAgeMs?: number; maxSessions?: number; now?: () => number } = {},
-  ) {}
+  constructor(private readonly opts: { idleMs?: number; maxAgeMs?: number; maxSessions?: number; now?: () => number } = {}) {}
 
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();

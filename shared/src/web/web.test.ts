@@ -9,7 +9,8 @@ import { EventHub } from './sse.js';
 describe('console html', () => {
   it('escapes every interpolated value, keeps html fragments and arrays', () => {
     const name = `<script>alert("x")</script>'&`;
-    const out = html`<td title="${name}">${name}</td>${[html`<b>${1}</b>`, html`<i>${'<'}</i>`]}${null}${false}${raw('<hr>')}`.value;
+    const out = html`<td title="${name}">${name}</td>
+      ${[html`<b>${1}</b>`, html`<i>${'<'}</i>`]}${null}${false}${raw('<hr>')}`.value;
     assert.equal(out, `<td title="${escapeHtml(name)}">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39;&amp;</td><b>1</b><i>&lt;</i><hr>`);
     assert.ok(!out.includes('<script>'));
   });
@@ -42,7 +43,13 @@ describe('console sessions', () => {
     for (let i = 0; i < 10; i++) store.create('a');
     assert.equal(store.size, 3);
     assert.deepEqual(parseCookies('a=1; twinfed_console=x%20y; a=2'), { a: '1', twinfed_console: 'x y' });
-    assert.equal(roleForToken('t2', [{ role: 'lead', token: 't1' }, { role: 'auditor', token: 't2' }]), 'auditor');
+    assert.equal(
+      roleForToken('t2', [
+        { role: 'lead', token: 't1' },
+        { role: 'auditor', token: 't2' },
+      ]),
+      'auditor',
+    );
     assert.equal(roleForToken('', [{ role: 'lead', token: undefined }]), null);
     assert.equal(safeNext('//evil.example/x'), '/');
     assert.equal(safeNext('https://evil.example'), '/');

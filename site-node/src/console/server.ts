@@ -192,7 +192,8 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
       const body = (req.body ?? {}) as Record<string, unknown>;
       // The kit's Referrer-Policy is same-origin, so a browser sends this origin with the console's own
       // forms; `Origin: null` (a sandboxed frame, a data: page) is refused like any foreign origin.
-      if (!csrfOk(s, body.csrf, req.headers.origin, req.headers.host)) throw new ConsoleRefusal(403, "the form did not carry this session's CSRF token (or came from another site); reload the page and try again");
+      if (!csrfOk(s, body.csrf, req.headers.origin, req.headers.host))
+        throw new ConsoleRefusal(403, "the form did not carry this session's CSRF token (or came from another site); reload the page and try again");
     }
   });
 
