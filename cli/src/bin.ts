@@ -231,10 +231,9 @@ leadOpts(lead.command('delete <studyId>').description('Delete a draft study (aud
 leadOpts(lead.command('sites').description('Enrolled sites')).action(
   action(async (o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
     const { LeadClient, coordinatorUrl } = await import('./http.js');
-    const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]>(
-      'GET',
-      '/api/sites',
-    );
+    const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<
+      { siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]
+    >('GET', '/api/sites');
     print(!!o.json, r, () =>
       r.map((s) => `${s.siteId}  ${s.siteName}  ${s.revokedAt ? 'revoked' : s.connected ? 'connected' : 'offline'}  ${s.fingerprint}${s.lastSeenAt ? `  last seen ${s.lastSeenAt}` : ''}`).join('\n'),
     );

@@ -15,17 +15,18 @@ export function coordinatorUrl(o: { coordinator?: string; url?: string }, env: N
   return o.coordinator ?? o.url ?? (env[COORDINATOR_URL_ENV] || DEFAULT_COORDINATOR_URL);
 }
 
-/** Why a request never got an answer: the system error code (ECONNREFUSED, ENOTFOUND, ...) or the message. */
+/** Why a request never got an answer: the system error code (ECONNREFUSED, ENOTFOUND, ...), else the innermost message ("bad port"). */
 function transportReason(e: unknown): string {
   let x: unknown = e;
+  let message = (e as Error).message;
   for (let depth = 0; x && depth < 4; depth++) {
     const code = (x as { code?: unknown }).code;
     if (typeof code === 'string' && code) return code;
+    if (typeof (x as Error).message === 'string' && (x as Error).message) message = (x as Error).message;
     const errors = (x as { errors?: unknown }).errors; // AggregateError of happy-eyeballs (IPv4 and IPv6)
-    if (Array.isArray(errors) && errors.length) x = errors[0];
-    else x = (x as { cause?: unknown }).cause;
+    x = Array.isArray(errors) && errors.length ? errors[0] : (x as { cause?: unknown }).cause;
   }
-  return (e as Error).message;
+  return message;
 }
 
 /**
@@ -76,10 +77,7 @@ export class LeadClient {
       }
     } catch (e) {
       if ((e as { code?: unknown }).code && String((e as { code?: unknown }).code).startsWith('TWF_E_')) throw e; // a pin or proxy refusal says what it is
-      throw new CliError(
-        'TWF_E_COORDINATOR_UNREACHABLE',
-        `cannot reach the coordinator at ${this.baseUrl} (${transportReason(e)}): is it running? set --coordinator or ${COORDINATOR_URL_ENV}`,
-      );
+      throw new CliError('TWF_E_COORDINATOR_UNREACHABLE', `cannot reach the coordinator at ${this.baseUrl} (${transportReason(e)}): is it running? set --coordinator or ${COORDINATOR_URL_ENV}`);
     }
     if (status < 200 || status >= 300) {
       const e = json as { code?: string; message?: string; detail?: string };

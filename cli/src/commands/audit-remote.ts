@@ -1,17 +1,7 @@
 import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { existsSync } from 'node:fs';
-import {
-  CHECKPOINT_KIND,
-  RECEIPT_KIND,
-  checkpointFields,
-  readAuditLog,
-  readSiteStatements,
-  receiptFields,
-  verifyAuditChain,
-  type AuditEntry,
-  type ChainVerdict,
-} from '@twinfed/shared/audit/index';
+import { CHECKPOINT_KIND, RECEIPT_KIND, checkpointFields, readAuditLog, readSiteStatements, receiptFields, verifyAuditChain, type AuditEntry, type ChainVerdict } from '@twinfed/shared/audit/index';
 import { initSodium, verifyStatement } from '@twinfed/shared/crypto/index';
 import { CliError } from '../errors.js';
 import type { LeadClient } from '../http.js';
@@ -155,7 +145,9 @@ export function formatReceiptsOnly(r: ReceiptsOnlyReport): string {
   return [
     `${r.ok ? 'OK' : 'MISMATCH'}  site ${r.siteId}: its own statements from coordinator ${r.coordinatorId} (receipts only, no coordinator log)`,
     `  site log             ${r.siteChain.ok ? `${r.siteChain.checked} entries: chain intact, signatures valid under the pinned key` : `BROKEN at entry ${r.siteChain.firstBroken!.id}: ${r.siteChain.firstBroken!.reason}`}`,
-    r.receiptsTable ? `  receipts             ${r.receiptsChecked} checked, ${r.badReceipts.length} bad; ${r.acknowledged} of ${r.sent} sent messages acknowledged by a valid receipt` : '  receipts             none: site.db has no receipts table',
+    r.receiptsTable
+      ? `  receipts             ${r.receiptsChecked} checked, ${r.badReceipts.length} bad; ${r.acknowledged} of ${r.sent} sent messages acknowledged by a valid receipt`
+      : '  receipts             none: site.db has no receipts table',
     r.checkpointsTable
       ? `  checkpoints          ${r.checkpointsChecked} checked, ${r.badCheckpoints.length} bad; ${r.newestCheckpoint ? `the newest valid one: the coordinator's log had ${r.newestCheckpoint.entryId} entries at ${r.newestCheckpoint.at}` : 'no valid one'}`
       : '  checkpoints          none: site.db has no audit_checkpoints table',

@@ -20,9 +20,15 @@ export async function listStudies(client: LeadClient): Promise<StudyListing[]> {
 
 export function formatStudies(rows: readonly StudyListing[]): string {
   if (!rows.length) return 'no studies yet (create one: twinfed lead create-study SPEC.json; examples in examples/specs/)';
-  const table = [['STUDY', 'STATE', 'ROUNDS', 'SITES', 'CREATED', 'TITLE'], ...rows.map((s) => [s.studyId, s.state, `${s.closedRounds}/${s.rounds}`, s.state === 'draft' ? '-' : `${s.joinedSites}/${s.rosterSites}`, s.createdAt.slice(0, 19).replace('T', ' '), s.title])];
+  const table = [
+    ['STUDY', 'STATE', 'ROUNDS', 'SITES', 'CREATED', 'TITLE'],
+    ...rows.map((s) => [s.studyId, s.state, `${s.closedRounds}/${s.rounds}`, s.state === 'draft' ? '-' : `${s.joinedSites}/${s.rosterSites}`, s.createdAt.slice(0, 19).replace('T', ' '), s.title]),
+  ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  return [...table.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')), 'ROUNDS: closed/needed; SITES: joined with the current manifest (approved by their officer) / roster'].join('\n');
+  return [
+    ...table.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')),
+    'ROUNDS: closed/needed; SITES: joined with the current manifest (approved by their officer) / roster',
+  ].join('\n');
 }
 
 /** GET /api/studies/:id, the fields this view reads. */
@@ -164,16 +170,16 @@ export function formatLeadStatus(v: LeadStatusView): string {
   const w = Math.max(4, ...v.sites.map((x) => x.siteName.length));
   const lines = [
     `${v.studyId} "${v.title}": ${v.state}${v.stopReason ? ` (${v.stopReason})` : ''}; ${v.closedRounds}/${v.rounds} rounds closed${v.openRound ? `, round ${v.openRound.round} open (${v.openRound.phase}, deadline ${v.openRound.deadlineAt})` : ''}`,
-    v.state === 'draft'
-      ? '  draft: no roster yet; start it with twinfed lead start ' + v.studyId
-      : `  manifest version ${v.manifestVersion} ${v.manifestHash}; key epoch ${v.keyEpoch}`,
+    v.state === 'draft' ? '  draft: no roster yet; start it with twinfed lead start ' + v.studyId : `  manifest version ${v.manifestVersion} ${v.manifestHash}; key epoch ${v.keyEpoch}`,
     `  ETA: ${v.etaS === null ? (v.state === 'running' ? 'after the first round closes' : '-') : v.etaS === 0 ? 'done' : `about ${duration(v.etaS)} (${v.rounds - v.closedRounds} rounds left, ${duration(v.meanRoundS!)} per round so far)`}`,
   ];
   if (v.sites.length) {
     lines.push(`  ${'SITE'.padEnd(w)}  ${'LINK'.padEnd(7)}  ${'APPROVAL'.padEnd(22)}  ROUND ${v.openRound?.round ?? '-'}`);
     for (const x of v.sites) {
       const approval = x.excluded ? `excluded (${x.excluded})` : x.approved ? 'approved, joined' : x.approved === false ? 'NOT APPROVED yet' : 'unknown (offline)';
-      lines.push(`  ${x.siteName.padEnd(w)}  ${(x.connected ? 'online' : 'offline').padEnd(7)}  ${approval.padEnd(22)}  ${x.round === null ? '-' : x.round}${x.declinedCode ? ` ${x.declinedCode}` : ''}`);
+      lines.push(
+        `  ${x.siteName.padEnd(w)}  ${(x.connected ? 'online' : 'offline').padEnd(7)}  ${approval.padEnd(22)}  ${x.round === null ? '-' : x.round}${x.declinedCode ? ` ${x.declinedCode}` : ''}`,
+      );
     }
   }
   if (v.notApproved.length) lines.push(`  not approved yet: ${v.notApproved.map((n) => `${n.siteName}${n.online ? '' : ' (offline)'}`).join(', ')}`);

@@ -203,7 +203,8 @@ export function specHashOfFile(file: string): SpecHash {
 export function manifestHashOfFile(file: string): SpecHash {
   const raw = readJsonFile(file);
   const wrapped = raw && typeof raw === 'object' && 'manifest' in raw ? (raw as { manifest: unknown; manifestHash?: unknown; draft?: unknown }) : null;
-  if (wrapped?.draft === true) throw new CliError('TWF_E_SPEC', `${file} is a draft (no roster yet): officers approve the manifest written at start; run \`twinfed lead start\`, then download it again`);
+  if (wrapped?.draft === true)
+    throw new CliError('TWF_E_SPEC', `${file} is a draft (no roster yet): officers approve the manifest written at start; run \`twinfed lead start\`, then download it again`);
   const p = StudyManifestSchema.safeParse(wrapped ? wrapped.manifest : raw);
   if (!p.success) {
     throw new CliError(
@@ -221,7 +222,8 @@ export function manifestHashOfFile(file: string): SpecHash {
     file,
     kind: 'manifest',
     hash,
-    covers: 'the whole manifest the privacy officer approves (spec, study id, encryption, roster with every site key, key-dealer order, manifest version): the hash `twinfed site approve --hash` checks',
+    covers:
+      'the whole manifest the privacy officer approves (spec, study id, encryption, roster with every site key, key-dealer order, manifest version): the hash `twinfed site approve --hash` checks',
     studyId: m.studyId,
     manifestVersion: m.manifestVersion,
     participants: m.participants.map((x) => x.siteId),

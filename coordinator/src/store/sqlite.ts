@@ -108,10 +108,12 @@ export class SqliteStore implements CoordinatorStore {
   }
 
   deleteDraft(studyId: string): boolean {
-    return this.q
-      .delete(studies)
-      .where(and(eq(studies.studyId, studyId), eq(studies.state, 'draft')))
-      .run().changes === 1;
+    return (
+      this.q
+        .delete(studies)
+        .where(and(eq(studies.studyId, studyId), eq(studies.state, 'draft')))
+        .run().changes === 1
+    );
   }
 
   addStudySite(studyId: string, siteId: string): void {
