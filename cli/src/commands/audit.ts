@@ -224,7 +224,7 @@ function chainLine(v: ChainVerdict): string {
 
 /** The comparison as a person reads it: verdict, each check with its counts, the first problems of each kind, what was explained. */
 export function formatCompare(r: CompareOutcome): string {
-  const keys = `coordinator log from ${r.coordinatorSource === 'api' ? `the API at ${r.coordinatorDb}` : r.coordinatorDb}; coordinator key from ${r.keySources.coordinator === 'argument' ? '--coordinator-key' : 'site.json'}, site key from ${r.keySources.site === 'argument' ? '--site-key' : 'identity.json'}`;
+  const keys = `${r.coordinatorSource === 'api' ? `coordinator log from the API at ${r.coordinatorDb}; ` : ''}coordinator key from ${r.keySources.coordinator === 'argument' ? '--coordinator-key' : 'site.json'}, site key from ${r.keySources.site === 'argument' ? '--site-key' : 'identity.json'}`;
   const coordinatorEntries = r.coordinatorChain.ok ? r.coordinatorChain.checked : null;
   const lines = [
     `${r.ok ? 'OK' : 'MISMATCH'}  site ${r.siteId} against coordinator ${r.coordinatorId} (${keys})`,
