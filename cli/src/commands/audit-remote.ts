@@ -23,6 +23,8 @@ export async function fetchCoordinatorLog(client: LeadClient): Promise<Coordinat
     const after = entries.length ? entries[entries.length - 1]!.id : 0;
     const page = await client.call<AuditEntry[]>('GET', `/api/audit?after=${after}&limit=${PAGE}`);
     if (!Array.isArray(page)) throw new CliError('TWF_E_AUDIT', `${client.baseUrl}/api/audit did not answer a list of entries`);
+    // A page that does not move past `after` would loop forever: the chain check reports what is wrong with the entries.
+    if (page.length && !(page[page.length - 1]!.id > after)) throw new CliError('TWF_E_AUDIT', `${client.baseUrl}/api/audit?after=${after} answered entries that do not come after ${after}`);
     // Older coordinators leave out peer, msgType or seq on the wire: null, as in the database.
     for (const e of page) entries.push({ ...e, peer: e.peer ?? null, msgType: e.msgType ?? null, seq: e.seq ?? null });
     if (page.length < PAGE) break;

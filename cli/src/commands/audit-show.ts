@@ -4,6 +4,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readAuditLog, type AuditEntry } from '@twinfed/shared/audit/index';
 import { CliError } from '../errors.js';
+import { printable } from './text.js';
 
 /** The audit database of a data folder: site.db of a site, coordinator.db of a coordinator; or the .db file given. */
 export function auditDbOf(dataDir: string): string {
@@ -72,7 +73,7 @@ export function formatAuditShow(r: AuditShow): string {
   const lines = r.entries.map((e) => {
     const where = [e.studyId, e.round !== null ? `r${e.round}` : null].filter(Boolean).join(' ');
     const msg = e.seq !== null || e.msgType ? `${e.peer ? `${e.peer} ` : ''}${e.msgType ?? ''}#${e.seq ?? '-'}` : (e.peer ?? '');
-    return `${String(e.id).padStart(5)}  ${new Date(e.tsMs).toISOString()}  ${e.actor}  ${e.action}${where ? `  [${where}]` : ''}${msg ? `  ${msg}` : ''}${e.detail ? `  ${e.detail}` : ''}`;
+    return printable(`${String(e.id).padStart(5)}  ${new Date(e.tsMs).toISOString()}  ${e.actor}  ${e.action}${where ? `  [${where}]` : ''}${msg ? `  ${msg}` : ''}${e.detail ? `  ${e.detail}` : ''}`);
   });
   return [...lines, `${r.entries.length} shown of ${r.matched} matching, ${r.total} in ${r.db} (owner ${r.ownerId ?? 'unknown'}); not verified here: twinfed audit verify ${r.db}`].join('\n');
 }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { leadStatusView, type StudyStatusWire } from './lead.js';
 import { didYouMean, lineColumn, readJsonFile } from './spec.js';
+import { printable } from './text.js';
 
 const round = (over: Partial<StudyStatusWire['roundSummaries'][number]>): StudyStatusWire['roundSummaries'][number] => ({
   round: 1,
@@ -73,6 +74,9 @@ describe('spec file helpers', () => {
     assert.equal(didYouMean('minSite', ['minSites', 'rounds']), 'minSites');
     assert.equal(didYouMean('ROUNDS', ['minSites', 'rounds']), 'rounds');
     assert.equal(didYouMean('colour', ['minSites', 'rounds']), null);
+  });
+  it('prints names and log text without terminal escape sequences', () => {
+    assert.equal(printable('Hospital \u001b[2J\u009b31m A\nnext\tcol'), 'Hospital ?[2J?31m A\nnext\tcol');
   });
   it('names the file and line:column of a JSON syntax error, also at the end of the input', () => {
     const dir = mkdtempSync(join(tmpdir(), 'twf-spec-'));

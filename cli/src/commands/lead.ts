@@ -1,4 +1,5 @@
 import type { LeadClient } from '../http.js';
+import { printable } from './text.js';
 
 /** One study as GET /api/studies lists it. */
 export interface StudyListing {
@@ -25,10 +26,12 @@ export function formatStudies(rows: readonly StudyListing[]): string {
     ...rows.map((s) => [s.studyId, s.state, `${s.closedRounds}/${s.rounds}`, s.state === 'draft' ? '-' : `${s.joinedSites}/${s.rosterSites}`, s.createdAt.slice(0, 19).replace('T', ' '), s.title]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  return [
-    ...table.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')),
-    'ROUNDS: closed/needed; SITES: joined with the current manifest (approved by their officer) / roster',
-  ].join('\n');
+  return printable(
+    [
+      ...table.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')),
+      'ROUNDS: closed/needed; SITES: joined with the current manifest (approved by their officer) / roster',
+    ].join('\n'),
+  );
 }
 
 /** GET /api/studies/:id, the fields this view reads. */
@@ -187,7 +190,7 @@ export function formatLeadStatus(v: LeadStatusView): string {
     lines.push(
       `  round ${h.round} ${h.state}${h.durationS !== null ? ` in ${duration(h.durationS)}` : ''}: contributors ${h.contributors.join(', ') || '-'}; dropped ${h.dropped.join(', ') || '-'}${h.failReason ? `; ${h.failReason}` : ''}`,
     );
-  return lines.join('\n');
+  return printable(lines.join('\n'));
 }
 
 export async function leadStatus(client: LeadClient, studyId: string): Promise<LeadStatusView> {

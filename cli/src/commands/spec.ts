@@ -50,6 +50,7 @@ export function editDistance(a: string, b: string): number {
 
 /** The allowed key nearest to an unknown one, when it is near enough to be a typo (case ignored). */
 export function didYouMean(key: string, allowed: readonly string[]): string | null {
+  if (key.length > 200) return null; // no typo of a schema key; and edit distance is quadratic
   let best: string | null = null;
   let bestD = Infinity;
   for (const k of allowed) {
