@@ -114,31 +114,42 @@ coord
 const lead = program.command('lead').description('Consortium lead commands (REST client of the coordinator)');
 const leadOpts = (c: Command) =>
   c
-    .option('--url <url>', 'coordinator URL', 'http://127.0.0.1:7400')
+    .addOption(new Option('--coordinator <url>', 'coordinator URL (default http://127.0.0.1:7400)').env('TWINFED_COORDINATOR_URL'))
+    .addOption(new Option('--url <url>', 'older name of --coordinator').hideHelp())
     .addOption(new Option('--admin-token <token>', 'lead API token').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
     .option('--json', 'print JSON');
 leadOpts(lead.command('token <siteName>').description('Issue a one-time enrolment token for a site')).action(
-  action(async (siteName: string, o: { url: string; adminToken: string; json?: boolean }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ token: string; expiresAt: string }>('POST', '/api/enrolment-tokens', { siteName });
+  action(async (siteName: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient, coordinatorUrl } = await import('./http.js');
+    const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ token: string; expiresAt: string }>('POST', '/api/enrolment-tokens', { siteName });
     print(!!o.json, r, () => `token for ${siteName} (valid until ${r.expiresAt}):\n${r.token}`);
   }),
 );
-leadOpts(lead.command('create-study <specFile>').description('Create a draft study from a JSON spec (see docs/protocol.md); its roster is fixed at start')).action(
-  action(async (file: string, o: { url: string; adminToken: string; json?: boolean }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ studyId: string }>('POST', '/api/studies', JSON.parse(readFileSync(file, 'utf8')));
-    print(!!o.json, r, () => `created draft ${r.studyId}\nstart it to fix the roster: twinfed lead start ${r.studyId} [--sites A,B,C]`);
+leadOpts(
+  lead
+    .command('create-study <specFile>')
+    .description('Create a draft study from a JSON spec (checked here first: unknown keys with a suggestion, JSON errors at file:line:column); its roster is fixed at start')
+    .addHelpText(
+      'after',
+      '\nExample specs (valid, commented in examples/specs/README.md):\n  examples/specs/segmentation.json  U-Net segmentation, FedAvg\n  examples/specs/response.json      treatment-response model\n  examples/specs/segmentation-dp.json  with patient-level differential privacy\n  examples/specs/segmentation-fedprox.json  with FedProx\nCheck a spec without a coordinator: twinfed spec check FILE',
+    ),
+).action(
+  action(async (file: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
+    const { loadValidSpec } = await import('./commands/spec.js');
+    const spec = loadValidSpec(file);
+    const { LeadClient, coordinatorUrl } = await import('./http.js');
+    const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ studyId: string }>('POST', '/api/studies', spec);
+    print(!!o.json, r, () => `created draft ${r.studyId}\nstart it to fix the roster: twinfed lead start ${r.studyId} [--sites A,B,C]; or delete it: twinfed lead delete ${r.studyId}`);
   }),
 );
 leadOpts(lead.command('start <studyId>').description('Start a draft: the roster (default every enrolled site) and key-dealer order go into the manifest officers approve; or resume a stopped study'))
   .option('--sites <ids>', 'comma-separated site ids of the roster (default: every enrolled, non-revoked site)')
   .option('--dealers <ids>', 'comma-separated key-dealer order (default: roster order)')
   .action(
-    action(async (id: string, o: { url: string; adminToken: string; json?: boolean; sites?: string; dealers?: string }) => {
+    action(async (id: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean; sites?: string; dealers?: string }) => {
       const body = { ...(o.sites ? { sites: o.sites.split(',') } : {}), ...(o.dealers ? { keyDealers: o.dealers.split(',') } : {}) };
-      const { LeadClient } = await import('./http.js');
-      const r = await new LeadClient(o.url, o.adminToken).call<{ state: string; manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>(
+      const { LeadClient, coordinatorUrl } = await import('./http.js');
+      const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ state: string; manifestHash: string; participants: { siteId: string; siteName: string; fingerprint: string }[] }>(
         'POST',
         `/api/studies/${id}/start`,
         body,
@@ -153,9 +164,9 @@ leadOpts(lead.command('start <studyId>').description('Start a draft: the roster 
     }),
   );
 leadOpts(lead.command('stop <studyId>').description('Stop a running study (its open round fails)')).action(
-  action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ state: string }>('POST', `/api/studies/${id}/stop`);
+  action(async (id: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient, coordinatorUrl } = await import('./http.js');
+    const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ state: string }>('POST', `/api/studies/${id}/stop`);
     print(!!o.json, r, () => `${id}: ${r.state}`);
   }),
 );
@@ -163,9 +174,9 @@ leadOpts(lead.command('roster <studyId>').description('Add or remove roster site
   .option('--add <ids>', 'comma-separated site ids to add')
   .option('--remove <ids>', 'comma-separated site ids to remove')
   .action(
-    action(async (id: string, o: { url: string; adminToken: string; json?: boolean; add?: string; remove?: string }) => {
-      const { LeadClient } = await import('./http.js');
-      const r = await new LeadClient(o.url, o.adminToken).call<{ manifestVersion: number; manifestHash: string }>('POST', `/api/studies/${id}/roster`, {
+    action(async (id: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean; add?: string; remove?: string }) => {
+      const { LeadClient, coordinatorUrl } = await import('./http.js');
+      const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ manifestVersion: number; manifestHash: string }>('POST', `/api/studies/${id}/roster`, {
         add: o.add?.split(',') ?? [],
         remove: o.remove?.split(',') ?? [],
       });
@@ -175,62 +186,67 @@ leadOpts(lead.command('roster <studyId>').description('Add or remove roster site
 leadOpts(lead.command('abort <studyId>').description('Abort the open round (it fails, audited; a fresh round opens when sites are ready)'))
   .option('--reason <text>', 'why (audited)')
   .action(
-    action(async (id: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
-      const { LeadClient } = await import('./http.js');
-      const r = await new LeadClient(o.url, o.adminToken).call<{ round: number }>('POST', `/api/studies/${id}/rounds/current/abort`, o.reason ? { reason: o.reason } : {});
+    action(async (id: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean; reason?: string }) => {
+      const { LeadClient, coordinatorUrl } = await import('./http.js');
+      const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<{ round: number }>('POST', `/api/studies/${id}/rounds/current/abort`, o.reason ? { reason: o.reason } : {});
       print(!!o.json, r, () => `${id}: round ${r.round} aborted`);
     }),
   );
 leadOpts(lead.command('evict <studyId> <siteId>').description('Evict a participant: no further rounds, a new study key without it'))
   .option('--reason <text>', 'why (audited)')
   .action(
-    action(async (id: string, siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
-      const { LeadClient } = await import('./http.js');
-      const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/studies/${id}/sites/${siteId}/evict`, o.reason ? { reason: o.reason } : {});
+    action(async (id: string, siteId: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean; reason?: string }) => {
+      const { LeadClient, coordinatorUrl } = await import('./http.js');
+      const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call('POST', `/api/studies/${id}/sites/${siteId}/evict`, o.reason ? { reason: o.reason } : {});
       print(!!o.json, r, () => `${siteId} evicted from ${id}; a new study key is dealt to the remaining sites`);
     }),
   );
 leadOpts(lead.command('revoke <siteId>').description("Revoke a site's enrolment: disconnected, refused at connect, excluded from every study"))
   .option('--reason <text>', 'why (audited)')
   .action(
-    action(async (siteId: string, o: { url: string; adminToken: string; json?: boolean; reason?: string }) => {
-      const { LeadClient } = await import('./http.js');
-      const r = await new LeadClient(o.url, o.adminToken).call('POST', `/api/sites/${siteId}/revoke`, o.reason ? { reason: o.reason } : {});
+    action(async (siteId: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean; reason?: string }) => {
+      const { LeadClient, coordinatorUrl } = await import('./http.js');
+      const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call('POST', `/api/sites/${siteId}/revoke`, o.reason ? { reason: o.reason } : {});
       print(!!o.json, r, () => `${siteId} revoked`);
     }),
   );
-leadOpts(lead.command('status <studyId>').description('Study and round status')).action(
-  action(async (id: string, o: { url: string; adminToken: string; json?: boolean }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{
-      state: string;
-      currentRound: number;
-      closedRounds: number;
-      rounds: number;
-      joined: string[];
-      keyEpoch: number;
-      participants: { siteId: string; joined: boolean; connected: boolean; excluded: string | null }[];
-      roundSummaries: { round: number; state: string; phase: string; survivors: string[]; keySet: string[]; stragglers: string[]; failReason: string | null }[];
-    }>('GET', `/api/studies/${id}`);
-    print(!!o.json, r, () =>
-      [
-        `${id}: ${r.state}, ${r.closedRounds}/${r.rounds} rounds closed (current ${r.currentRound}), key epoch ${r.keyEpoch}`,
-        `  sites: ${r.participants.map((p) => `${p.siteId}${p.excluded ? ` (${p.excluded})` : p.joined ? (p.connected ? '' : ' (offline)') : ' (not joined)'}`).join(', ')}`,
-        ...r.roundSummaries.map(
-          (s) =>
-            `  round ${s.round} ${s.phase}: contributors ${s.survivors.join(',') || '-'}; dropped ${s.keySet.filter((k) => !s.survivors.includes(k)).join(',') || '-'}; waiting ${s.state === 'open' ? s.stragglers.join(',') || '-' : '-'}${s.failReason ? `; ${s.failReason}` : ''}`,
-        ),
-      ].join('\n'),
-    );
+leadOpts(lead.command('studies').description('Studies: id, state, rounds closed/needed, sites joined/roster, created, title')).action(
+  action(async (o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient, coordinatorUrl } = await import('./http.js');
+    const { formatStudies, listStudies } = await import('./commands/lead.js');
+    const r = await listStudies(new LeadClient(coordinatorUrl(o), o.adminToken));
+    print(!!o.json, r, () => formatStudies(r));
+  }),
+);
+leadOpts(lead.command('status <studyId>').description("Study status by site name: each site's progress in the open round, who has not approved yet, an ETA from past rounds"))
+  .option('--watch', 'redraw every 2 s until the study completes or stops (Ctrl-C to quit); with --json one JSON line per change')
+  .action(
+    action(async (id: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean; watch?: boolean }) => {
+      const { LeadClient, coordinatorUrl } = await import('./http.js');
+      const { formatLeadStatus, leadStatus, watchStatus } = await import('./commands/lead.js');
+      const client = new LeadClient(coordinatorUrl(o), o.adminToken);
+      if (o.watch) {
+        await watchStatus(client, id, { json: !!o.json });
+        return;
+      }
+      const v = await leadStatus(client, id);
+      print(!!o.json, v, () => formatLeadStatus(v));
+    }),
+  );
+leadOpts(lead.command('delete <studyId>').description('Delete a draft study (audited); a started study is refused: stop it instead')).action(
+  action(async (id: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient, coordinatorUrl } = await import('./http.js');
+    const { deleteDraft } = await import('./commands/lead.js');
+    const r = await deleteDraft(new LeadClient(coordinatorUrl(o), o.adminToken), id);
+    print(!!o.json, r, () => `deleted draft ${r.studyId} ("${r.title}")`);
   }),
 );
 leadOpts(lead.command('sites').description('Enrolled sites')).action(
-  action(async (o: { url: string; adminToken: string; json?: boolean }) => {
-    const { LeadClient } = await import('./http.js');
-    const r = await new LeadClient(o.url, o.adminToken).call<{ siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]>(
-      'GET',
-      '/api/sites',
-    );
+  action(async (o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
+    const { LeadClient, coordinatorUrl } = await import('./http.js');
+    const r = await new LeadClient(coordinatorUrl(o), o.adminToken).call<
+      { siteId: string; siteName: string; connected: boolean; revokedAt: string | null; fingerprint: string; lastSeenAt: string | null }[]
+    >('GET', '/api/sites');
     print(!!o.json, r, () =>
       r.map((s) => `${s.siteId}  ${s.siteName}  ${s.revokedAt ? 'revoked' : s.connected ? 'connected' : 'offline'}  ${s.fingerprint}${s.lastSeenAt ? `  last seen ${s.lastSeenAt}` : ''}`).join('\n'),
     );
@@ -573,16 +589,37 @@ audit
   );
 audit
   .command('compare')
-  .description("Cross-check a site against the coordinator: both chains under pinned keys, what each logged sending and receiving, and the coordinator's signed receipts and checkpoints the site kept")
+  .description(
+    "Cross-check a site against the coordinator: both chains under pinned keys, what each logged sending and receiving, and the coordinator's signed receipts and checkpoints the site kept. The coordinator's log comes from a copy of coordinator.db, or its API (no copy needed), or is left out (--receipts-only)",
+  )
   .requiredOption('--site-db <file>', 'the site database (site.db)')
-  .requiredOption('--coordinator-db <file>', 'the coordinator database (coordinator.db)')
+  .option('--coordinator-db <file>', 'a copy of the coordinator database (coordinator.db)')
+  .addOption(new Option('--coordinator <url>', "fetch the coordinator's log through its API (GET /api/audit) instead of a copy of coordinator.db").env('TWINFED_COORDINATOR_URL'))
+  .addOption(new Option('--auditor-token <token>', 'API token for --coordinator (an auditor token; the lead token works too)').env('TWINFED_AUDITOR_TOKEN'))
+  .option('--receipts-only', "no coordinator log: check the site's chain and the coordinator's signed receipts and checkpoints it kept (not whether the coordinator's log still holds them)")
   .option('--coordinator-key <b64>', "the coordinator's Ed25519 public key (default: coordinatorPublicKey of site.json beside the site database, pinned at enrolment)")
   .option('--site-key <b64>', "the site's Ed25519 public key (default: ed25519PublicKey of identity.json beside the site database)")
   .option('--json', 'print JSON')
   .action(
-    action(async (o: { siteDb: string; coordinatorDb: string; coordinatorKey?: string; siteKey?: string; json?: boolean }) => {
-      const { compareAuditDbs, formatCompare } = await import('./commands/audit.js');
-      const r = await compareAuditDbs(o.siteDb, o.coordinatorDb, { coordinatorKey: o.coordinatorKey, siteKey: o.siteKey });
+    action(async (o: { siteDb: string; coordinatorDb?: string; coordinator?: string; auditorToken?: string; receiptsOnly?: boolean; coordinatorKey?: string; siteKey?: string; json?: boolean }) => {
+      const keys = { coordinatorKey: o.coordinatorKey, siteKey: o.siteKey };
+      if (o.receiptsOnly) {
+        if (o.coordinatorDb) throw new InvalidArgumentError('--receipts-only compares without a coordinator log: leave out --coordinator-db');
+        const { compareReceiptsOnly, formatReceiptsOnly } = await import('./commands/audit-remote.js');
+        const r = await compareReceiptsOnly(o.siteDb, keys);
+        print(!!o.json, r, () => formatReceiptsOnly(r));
+        if (!r.ok) process.exitCode = 2;
+        return;
+      }
+      const { compareAuditDbs, compareAuditWith, formatCompare } = await import('./commands/audit.js');
+      let r;
+      if (o.coordinatorDb) r = await compareAuditDbs(o.siteDb, o.coordinatorDb, keys);
+      else if (o.coordinator) {
+        if (!o.auditorToken) throw new InvalidArgumentError('--coordinator needs --auditor-token (or TWINFED_AUDITOR_TOKEN)');
+        const [{ LeadClient }, { fetchCoordinatorLog }] = await Promise.all([import('./http.js'), import('./commands/audit-remote.js')]);
+        const client = new LeadClient(o.coordinator, o.auditorToken);
+        r = await compareAuditWith(o.siteDb, () => fetchCoordinatorLog(client), keys);
+      } else throw new InvalidArgumentError("give the coordinator's log: --coordinator-db FILE, or --coordinator URL (or TWINFED_COORDINATOR_URL) with --auditor-token; or --receipts-only");
       print(!!o.json, r, () => formatCompare(r));
       if (!r.ok) process.exitCode = 2;
     }),
@@ -614,6 +651,65 @@ audit
       const v = await verifyReportFile(file, o.publicKey);
       print(!!o.json, v, () => formatReportVerification(v));
       if (!v.ok) process.exitCode = 2;
+    }),
+  );
+audit
+  .command('show')
+  .description('List the entries of an audit log (a site or coordinator data folder), filtered; read only (audit verify checks the chain)')
+  .requiredOption('--data-dir <dir>', 'site or coordinator data folder (or the .db file itself)')
+  .option('--type <actions>', 'comma-separated actions or families: study.started, msg.sent, study (every study.*)')
+  .option('--study <id>', 'entries of this study only')
+  .option('--since <iso>', 'entries at or after this time (ISO 8601)')
+  .option('--until <iso>', 'entries at or before this time (ISO 8601)')
+  .option('--grep <text>', 'case-insensitive text in actor, action, peer, message type, digest or detail')
+  .option('--limit <n>', 'the newest N matching entries', (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+    return n;
+  })
+  .option('--json', 'print JSON')
+  .action(
+    action(async (o: { dataDir: string; type?: string; study?: string; since?: string; until?: string; grep?: string; limit?: number; json?: boolean }) => {
+      const { formatAuditShow, isoMs, showAudit } = await import('./commands/audit-show.js');
+      const r = showAudit(o.dataDir, {
+        ...(o.type ? { types: o.type.split(',').map((t) => t.trim()) } : {}),
+        ...(o.study ? { studyId: o.study } : {}),
+        ...(o.since ? { sinceMs: isoMs(o.since, '--since') } : {}),
+        ...(o.until ? { untilMs: isoMs(o.until, '--until') } : {}),
+        ...(o.grep ? { grep: o.grep } : {}),
+        ...(o.limit ? { limit: o.limit } : {}),
+      });
+      print(!!o.json, r, () => formatAuditShow(r));
+    }),
+  );
+
+// -------------------------------------------------------------------- spec
+const spec = program.command('spec').description('Study specs and manifests: check a spec, hash a spec or a manifest (no coordinator needed)');
+spec
+  .command('check <file>')
+  .description('Check a study spec: JSON syntax (file:line:column), unknown keys (with "did you mean"), values; examples in examples/specs/')
+  .option('--json', 'print JSON')
+  .action(
+    action(async (file: string, o: { json?: boolean }) => {
+      const { checkSpecFile, formatSpecCheck } = await import('./commands/spec.js');
+      const { check } = checkSpecFile(file);
+      print(!!o.json, check, () => formatSpecCheck(check));
+      if (!check.ok) process.exitCode = 2;
+    }),
+  );
+spec
+  .command('hash <file>')
+  .description(
+    "SHA-256 of a spec, or with --manifest of a manifest. A privacy officer compares `twinfed spec hash --manifest FILE` with `twinfed site approve --hash`: the approval binds the MANIFEST (the spec plus study id, encryption, the roster with every site's keys, the key-dealer order), so the hash of the spec alone never equals it",
+  )
+  .option('--manifest', 'FILE is a manifest (GET /api/studies/ID/manifest as downloaded, or the bare manifest): print the hash `site approve --hash` checks')
+  .option('--json', 'print JSON')
+  .action(
+    action(async (file: string, o: { manifest?: boolean; json?: boolean }) => {
+      const { formatSpecHash, manifestHashOfFile, specHashOfFile } = await import('./commands/spec.js');
+      const r = o.manifest ? manifestHashOfFile(file) : specHashOfFile(file);
+      print(!!o.json, r, () => formatSpecHash(r));
+      if (r.statedHashMatches === false) process.exitCode = 2;
     }),
   );
 

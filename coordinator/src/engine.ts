@@ -247,6 +247,22 @@ export class CoordinatorEngine {
     void this.advance(studyId);
   }
 
+  /**
+   * Deletes a draft (audited with the digest of what was deleted). A started study is refused: its
+   * manifest was announced to the roster and approvals refer to its hash; stop it instead.
+   */
+  deleteDraft(studyId: string): { studyId: string; deleted: true; title: string } {
+    return this.store.transaction((tx) => {
+      const st = studyRow(tx, studyId);
+      if (st.state !== 'draft')
+        throw new WireError('TWF_E_STUDY_STATE', `study ${studyId} is ${st.state}: only a draft (never started) can be deleted; a running study is stopped with twinfed lead stop`);
+      const title = draftOfRow(st).title;
+      if (!tx.deleteDraft(studyId)) throw new WireError('TWF_E_STUDY_STATE', `study ${studyId} is no longer a draft`);
+      this.audit.append({ actor: 'lead', action: 'study.deleted', studyId, digest: sha256Hex(st.manifestJson), detail: title });
+      return { studyId, deleted: true as const, title };
+    });
+  }
+
   stopStudy(studyId: string): void {
     const st = studyRow(this.store, studyId);
     if (st.state !== 'running') throw new WireError('TWF_E_STUDY_STATE', `study is ${st.state}`);

@@ -30,7 +30,7 @@ import type { RateLimiter } from './rate-limit.js';
 import type { TlsPins } from './tls.js';
 
 interface RouteDoc {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   url: string;
   summary: string;
   auth: boolean;
@@ -139,6 +139,9 @@ export function registerRestRoutes(app: FastifyInstance, engine: CoordinatorEngi
       engine.startStudy(studyId(req), parse(StartStudyRequest, req.body ?? {}));
       return engine.studyStatus(studyId(req));
     },
+  );
+  route({ method: 'DELETE', url: '/api/studies/:id', summary: 'Delete a draft study (audited); a started study is refused with TWF_E_STUDY_STATE', auth: true }, (req) =>
+    engine.deleteDraft(studyId(req)),
   );
   route({ method: 'POST', url: '/api/studies/:id/stop', summary: 'Stop a running study (its open round fails)', auth: true }, (req) => {
     engine.stopStudy(studyId(req));

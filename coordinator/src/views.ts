@@ -29,7 +29,23 @@ export function listSites(ctx: ViewContext) {
 }
 
 export function listStudies(ctx: ViewContext) {
-  return ctx.store.studies().map((s) => ({ studyId: s.studyId, state: s.state, currentRound: s.currentRound, manifestHash: s.manifestHash, title: (JSON.parse(s.manifestJson) as StudyDraft).title }));
+  return ctx.store.studies().map((s) => {
+    const d = JSON.parse(s.manifestJson) as StudyDraft & { participants?: unknown[] };
+    return {
+      studyId: s.studyId,
+      state: s.state,
+      currentRound: s.currentRound,
+      manifestHash: s.manifestHash,
+      title: d.title,
+      /** Rounds the study needs closed, and those closed so far. */
+      rounds: d.rounds,
+      closedRounds: ctx.store.rounds(s.studyId, 'closed').length,
+      /** Roster size (0 for a draft), and the roster sites joined with the current manifest (approved by their officer, not excluded). */
+      rosterSites: d.participants?.length ?? 0,
+      joinedSites: s.state === 'draft' ? 0 : activeJoined(ctx.store, s).length,
+      createdAt: new Date(s.createdAtMs).toISOString(),
+    };
+  });
 }
 
 /** The manifest (with its hash) of a started study, or the draft of one not started yet. */
@@ -65,6 +81,8 @@ export function studyStatus(ctx: ViewContext, rounds: RoundQueries, studyId: str
         connected: ctx.online(p.siteId),
         excluded: r?.excluded ?? null,
         dpExhausted: r?.dpExhaustedAtMs != null,
+        /** When the site last joined (with any manifest version); joined with the current one is `joined`. */
+        joinedAt: r?.joinedAtMs == null ? null : new Date(r.joinedAtMs).toISOString(),
       };
     }),
     joined,
@@ -102,6 +120,10 @@ export function roundSummary(ctx: ViewContext, r: RoundRow) {
     participants,
     completed,
     stragglers: participants.filter((p) => !completed.includes(p)),
+    /** Progress inside the round, per site: mask keys (secure-aggregation set-up) received, uploads under way and complete. */
+    maskKeysFrom: ctx.store.roundSiteRows('maskSetups', r.studyId, r.round).map((x) => x.siteId),
+    uploading: ctx.store.updates(r.studyId, r.round, 'receiving').map((x) => x.siteId),
+    uploaded: ctx.store.updates(r.studyId, r.round, 'complete').map((x) => x.siteId),
     totalSamples: r.totalSamples,
     bytesIn: r.bytesIn,
     aggregateMs: r.aggregateMs,

@@ -178,9 +178,14 @@ export type DpConfig = z.infer<typeof DpSchema>;
 /** Fewest sites whose updates may form an aggregate: with 2, each learns the other's update from it. */
 export const MIN_CONTRIBUTORS = 3;
 
-const studyCommon = {
+/**
+ * The fields every task's spec shares. `strict`: the spec a lead writes, where an unknown key (a
+ * typo such as `minSite`) is refused rather than silently dropped; the draft and manifest the
+ * coordinator builds from it keep the tolerant nested objects.
+ */
+const studyCommon = (strict: boolean) => ({
   title: z.string().min(1).max(200),
-  training: TrainingConfigSchema,
+  training: strict ? TrainingConfigSchema.strict() : TrainingConfigSchema,
   /** Rounds that must close (aborted or failed rounds do not count). */
   rounds: z.number().int().min(1).max(1000),
   /** Quorum: fewest contributors of a round, at least 3 (TWF_E_TOO_FEW_CONTRIBUTORS), and at least the secure-aggregation threshold of the roster. */
@@ -190,26 +195,33 @@ const studyCommon = {
     .number()
     .positive()
     .max(7 * 24 * 3600),
-  encryption: HeParamsSchema.optional(),
+  encryption: (strict ? HeParamsSchema.strict() : HeParamsSchema).optional(),
   /** Aggregation strategy; absent = FedAvg. */
   strategy: StrategySchema.optional(),
   /** Differential privacy; absent = none. */
   dp: DpSchema.optional(),
-};
+});
 
-export const SegmentationSpecSchema = z.object({
-  ...studyCommon,
+const segmentationShape = (strict: boolean) => ({
+  ...studyCommon(strict),
   task: z.literal('segmentation'),
-  model: ModelConfigSchema,
-  data: DataCriteriaSchema,
+  model: strict ? ModelConfigSchema.strict() : ModelConfigSchema,
+  data: strict ? DataCriteriaSchema.strict() : DataCriteriaSchema,
+});
+const responseShape = (strict: boolean) => ({
+  ...studyCommon(strict),
+  task: z.literal('response'),
+  model: strict ? ResponseModelConfigSchema.strict() : ResponseModelConfigSchema,
+  data: strict ? ResponseDataCriteriaSchema.strict() : ResponseDataCriteriaSchema,
 });
 
-export const ResponseSpecSchema = z.object({
-  ...studyCommon,
-  task: z.literal('response'),
-  model: ResponseModelConfigSchema,
-  data: ResponseDataCriteriaSchema,
-});
+/** A segmentation spec as a lead writes it: unknown keys are refused at every level. */
+export const SegmentationSpecSchema = z.object(segmentationShape(true)).strict();
+/** A response spec as a lead writes it: unknown keys are refused at every level. */
+export const ResponseSpecSchema = z.object(responseShape(true)).strict();
+/** The tolerant forms the coordinator's drafts and manifests extend. */
+const SegmentationBaseSchema = z.object(segmentationShape(false));
+const ResponseBaseSchema = z.object(responseShape(false));
 
 /** What a lead asks for (REST body of POST /api/studies); discriminated by `task`. */
 export const StudySpecSchema = z.discriminatedUnion('task', [SegmentationSpecSchema, ResponseSpecSchema]);
@@ -253,7 +265,7 @@ const rosterExtra = {
 };
 
 /** A created study before the lead starts it: no roster yet, never shown to officers. */
-export const StudyDraftSchema = z.discriminatedUnion('task', [SegmentationSpecSchema.extend(draftExtra), ResponseSpecSchema.extend(draftExtra)]);
+export const StudyDraftSchema = z.discriminatedUnion('task', [SegmentationBaseSchema.extend(draftExtra), ResponseBaseSchema.extend(draftExtra)]);
 export type StudyDraft = z.infer<typeof StudyDraftSchema>;
 
 /**
@@ -261,7 +273,7 @@ export type StudyDraft = z.infer<typeof StudyDraftSchema>;
  * who takes part, with which keys, and who deals the study key.
  */
 export const StudyManifestSchema = z
-  .discriminatedUnion('task', [SegmentationSpecSchema.extend({ ...draftExtra, ...rosterExtra }), ResponseSpecSchema.extend({ ...draftExtra, ...rosterExtra })])
+  .discriminatedUnion('task', [SegmentationBaseSchema.extend({ ...draftExtra, ...rosterExtra }), ResponseBaseSchema.extend({ ...draftExtra, ...rosterExtra })])
   .superRefine((m, ctx) => {
     const ids = m.participants.map((p) => p.siteId);
     if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', path: ['participants'], message: 'a site is listed twice' });

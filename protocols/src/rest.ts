@@ -108,6 +108,10 @@ export const RoundSummary = z.object({
   participants: z.array(z.string()),
   completed: z.array(z.string()),
   stragglers: z.array(z.string()),
+  /** Progress inside the round: sites whose mask keys (secure-aggregation set-up) arrived, whose upload is under way, complete. */
+  maskKeysFrom: z.array(z.string()),
+  uploading: z.array(z.string()),
+  uploaded: z.array(z.string()),
   totalSamples: z.number().int(),
   bytesIn: z.number().int(),
   aggregateMs: z.number(),
@@ -138,6 +142,8 @@ export const StudyStatus = z.object({
       excluded: z.string().nullable(),
       /** The site declined a round with TWF_E_DP_BUDGET: its privacy budget is spent, it is asked to no later round. */
       dpExhausted: z.boolean(),
+      /** When the site last joined (any manifest version); null if never. */
+      joinedAt: z.string().nullable(),
     }),
   ),
   joined: z.array(z.string()),

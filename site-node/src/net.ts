@@ -98,7 +98,7 @@ export class CoordinatorLink {
   }
 
   /** One JSON request to the coordinator; `json` is null when the answer is not JSON. */
-  async request(method: 'GET' | 'POST', path: string, o: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; json: unknown }> {
+  async request(method: 'GET' | 'POST' | 'DELETE', path: string, o: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ status: number; json: unknown }> {
     const url = new URL(path, this.url);
     const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
     const timeoutMs = o.timeoutMs ?? 15_000;

@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { compareAuditLogs, readAuditLog, readSiteStatements, verifyAuditChain, type ChainVerdict, type CompareCheck, type CompareReport } from '@twinfed/shared/audit/index';
-import { fromB64, initSodium } from '@twinfed/shared/crypto/index';
+import { compareAuditLogs, readAuditLog, readSiteStatements, verifyAuditChain, type AuditEntry, type ChainVerdict, type CompareCheck, type CompareReport } from '@twinfed/shared/audit/index';
+import { fingerprint, fromB64, initSodium } from '@twinfed/shared/crypto/index';
 import { SITE_FILES } from '@twinfed/site-node/config';
 import { CliError } from '../errors.js';
 
@@ -18,21 +18,35 @@ export interface VerifyOutcome extends ChainVerdict {
   ownerId: string | null;
   /** Where the verifying key came from: pinned on the command line, or the log's own record. */
   keySource: 'argument' | 'database';
+  /**
+   * --public-key is not the key the log is signed with, while every entry verifies under the key the
+   * log records: a wrong key given (or a log re-signed as a whole by someone else), not an edited
+   * entry. Fingerprints as `fingerprint()` of shared/crypto prints them.
+   */
+  keyMismatch: { logKeyFingerprint: string; givenKeyFingerprint: string } | null;
 }
 
 /**
  * Verifies one audit log. Without --public-key the key recorded in the same
  * database is used, which proves integrity against accidental or partial
- * edits; against someone who can rewrite the whole file, pin the key.
+ * edits; against someone who can rewrite the whole file, pin the key. A
+ * pinned key that is not the log's own is reported as a key mismatch (with
+ * both fingerprints) when the log is intact under its recorded key.
  */
 export async function verifyAuditDb(path: string, publicKeyB64?: string): Promise<VerifyOutcome> {
   await initSodium();
+  const given = publicKeyB64 === undefined ? null : publicKey(publicKeyB64, '--public-key');
   const { db, sqlite } = openReadonly(path);
   try {
     const { owner, entries } = readAuditLog(db);
-    const key = publicKeyB64 ?? owner?.ed25519PublicKey;
+    const recorded = owner ? publicKey(owner.ed25519PublicKey, `the owner key recorded in ${path}`) : null;
+    const key = given ?? recorded;
     if (!key) throw new CliError('TWF_E_AUDIT', `${path} records no log owner; pass --public-key`);
-    return { ...verifyAuditChain(entries, fromB64(key)), path, ownerId: owner?.ownerId ?? null, keySource: publicKeyB64 ? 'argument' : 'database' };
+    const verdict = verifyAuditChain(entries, key);
+    let keyMismatch: VerifyOutcome['keyMismatch'] = null;
+    if (!verdict.ok && given && recorded && fingerprint(given) !== fingerprint(recorded) && verifyAuditChain(entries, recorded).ok)
+      keyMismatch = { logKeyFingerprint: fingerprint(recorded), givenKeyFingerprint: fingerprint(given) };
+    return { ...verdict, path, ownerId: owner?.ownerId ?? null, keySource: given ? 'argument' : 'database', keyMismatch };
   } finally {
     sqlite.close();
   }
@@ -47,12 +61,17 @@ export interface CompareKeys {
 
 export interface CompareOutcome extends CompareReport {
   siteDb: string;
+  /** The coordinator database's path, or the coordinator URL its log was fetched from. */
   coordinatorDb: string;
+  /** Where the coordinator's log came from: a copy of coordinator.db, or GET /api/audit. */
+  coordinatorSource: 'database' | 'api';
   /** Where each pinned key came from. */
   keySources: { coordinator: 'argument' | 'site.json'; site: 'argument' | 'identity.json' };
   /** Whether site.db has the receipts and checkpoints tables (a database from before receipts has neither). */
   receiptsTable: boolean;
   checkpointsTable: boolean;
+  /** The coordinator log names another signing key than the pinned one (fingerprints): a wrong key given, or a log re-signed by another key. */
+  coordinatorKeyMismatch: { logKeyFingerprint: string; pinnedKeyFingerprint: string } | null;
 }
 
 /** A JSON file of the site's folder, or why it cannot be used. */
@@ -82,16 +101,8 @@ function publicKey(b64: string, what: string): Uint8Array {
   return k;
 }
 
-/**
- * Cross-checks a site's database against the coordinator's: both audit
- * chains under pinned keys, the messages each logged, and the coordinator's
- * receipts and checkpoints the site kept. The keys default to those the site
- * pinned at enrolment, in its folder beside SITE.db (site.json for the
- * coordinator's, identity.json for its own), never those a database records
- * about itself.
- */
-export async function compareAuditDbs(siteDbPath: string, coordinatorDbPath: string, keys: CompareKeys = {}): Promise<CompareOutcome> {
-  await initSodium();
+/** The keys of a comparison, pinned from the site's folder beside SITE.db unless given, never those a database records about itself. */
+export function pinnedKeys(siteDbPath: string, keys: CompareKeys = {}) {
   const siteDir = dirname(siteDbPath);
   const configPath = join(siteDir, SITE_FILES.config);
   const identityPath = join(siteDir, SITE_FILES.identity);
@@ -103,45 +114,95 @@ export async function compareAuditDbs(siteDbPath: string, coordinatorDbPath: str
   const fromIdentity = keys.siteKey ? null : field(readSiteFile(identityPath), identityPath, 'ed25519PublicKey');
   const siteKey = keys.siteKey ?? fromIdentity!.value;
   if (!siteKey) throw new CliError('TWF_E_AUDIT', `no pinned site key (${fromIdentity!.why}); pass --site-key B64, the site's Ed25519 public key from a trusted source`);
-  const pinned = { coordinatorKey: pinnedCoordinatorKey, siteKey: publicKey(siteKey, keys.siteKey ? '--site-key' : `ed25519PublicKey in ${identityPath}`) };
+  return {
+    pinned: { coordinatorKey: pinnedCoordinatorKey, siteKey: publicKey(siteKey, keys.siteKey ? '--site-key' : `ed25519PublicKey in ${identityPath}`) },
+    /** The parties' ids as the site enrolled them (null where site.json does not say). */
+    siteId: field(config, configPath, 'siteId').value,
+    coordinatorId: field(config, configPath, 'coordinatorId').value,
+    configPath,
+    keySources: { coordinator: keys.coordinatorKey ? ('argument' as const) : ('site.json' as const), site: keys.siteKey ? ('argument' as const) : ('identity.json' as const) },
+  };
+}
 
+/** The coordinator's log for a comparison: where it came from and what it holds. */
+export interface CoordinatorLog {
+  source: 'database' | 'api';
+  /** Path or URL. */
+  where: string;
+  owner: { ownerId: string; ed25519PublicKey: string } | null;
+  entries: AuditEntry[];
+}
+
+/**
+ * Cross-checks a site's database against the coordinator's log (read from a
+ * copy of coordinator.db, or fetched through the API): both audit chains under
+ * pinned keys, the messages each logged, and the coordinator's receipts and
+ * checkpoints the site kept. The keys default to those the site pinned at
+ * enrolment, in its folder beside SITE.db (site.json for the coordinator's,
+ * identity.json for its own), never those a log records about itself.
+ */
+export async function compareAuditWith(siteDbPath: string, coordinatorLog: () => CoordinatorLog | Promise<CoordinatorLog>, keys: CompareKeys = {}): Promise<CompareOutcome> {
+  await initSodium();
+  const k = pinnedKeys(siteDbPath, keys);
   const s = openReadonly(siteDbPath);
   try {
-    const c = openReadonly(coordinatorDbPath);
+    const coord = await coordinatorLog();
+    const site = readAuditLog(s.db);
+    // The parties' ids as the site enrolled them; a log's own record where there is no site.json.
+    const siteId = k.siteId ?? site.owner?.ownerId;
+    const coordinatorId = k.coordinatorId ?? coord.owner?.ownerId;
+    if (!siteId || !coordinatorId) throw new CliError('TWF_E_AUDIT', `${siteId ? coord.where : siteDbPath} records no log owner and ${k.configPath} does not name it`);
+    const statements = readSiteStatements(s.db, siteId);
+    const report = compareAuditLogs({
+      siteId,
+      coordinatorId,
+      site: site.entries,
+      coordinator: coord.entries,
+      ...k.pinned,
+      receipts: statements.receipts ?? [],
+      checkpoints: statements.checkpoints ?? [],
+    });
+    let recorded: Uint8Array | null = null;
     try {
-      const site = readAuditLog(s.db);
-      const coord = readAuditLog(c.db);
-      // The parties' ids as the site enrolled them; a database's own record where there is no site.json.
-      const siteId = field(config, configPath, 'siteId').value ?? site.owner?.ownerId;
-      const coordinatorId = field(config, configPath, 'coordinatorId').value ?? coord.owner?.ownerId;
-      if (!siteId || !coordinatorId) throw new CliError('TWF_E_AUDIT', `${siteId ? coordinatorDbPath : siteDbPath} records no log owner and ${configPath} does not name it`);
-      const statements = readSiteStatements(s.db, siteId);
-      const report = compareAuditLogs({
-        siteId,
-        coordinatorId,
-        site: site.entries,
-        coordinator: coord.entries,
-        ...pinned,
-        receipts: statements.receipts ?? [],
-        checkpoints: statements.checkpoints ?? [],
-      });
-      return {
-        ...report,
-        siteDb: siteDbPath,
-        coordinatorDb: coordinatorDbPath,
-        keySources: { coordinator: keys.coordinatorKey ? 'argument' : 'site.json', site: keys.siteKey ? 'argument' : 'identity.json' },
-        receiptsTable: statements.receipts !== null,
-        checkpointsTable: statements.checkpoints !== null,
-      };
-    } finally {
-      c.sqlite.close();
+      recorded = coord.owner ? fromB64(coord.owner.ed25519PublicKey) : null;
+    } catch {
+      recorded = null;
     }
+    const mismatch = recorded && recorded.length === 32 && fingerprint(recorded) !== fingerprint(k.pinned.coordinatorKey);
+    return {
+      ...report,
+      siteDb: siteDbPath,
+      coordinatorDb: coord.where,
+      coordinatorSource: coord.source,
+      keySources: k.keySources,
+      receiptsTable: statements.receipts !== null,
+      checkpointsTable: statements.checkpoints !== null,
+      coordinatorKeyMismatch: mismatch ? { logKeyFingerprint: fingerprint(recorded!), pinnedKeyFingerprint: fingerprint(k.pinned.coordinatorKey) } : null,
+    };
   } finally {
     s.sqlite.close();
   }
 }
 
+/** Cross-checks a site's database against a copy of the coordinator's (compareAuditWith). */
+export async function compareAuditDbs(siteDbPath: string, coordinatorDbPath: string, keys: CompareKeys = {}): Promise<CompareOutcome> {
+  return compareAuditWith(
+    siteDbPath,
+    () => {
+      const c = openReadonly(coordinatorDbPath);
+      try {
+        return { source: 'database', where: coordinatorDbPath, ...readAuditLog(c.db) };
+      } finally {
+        c.sqlite.close();
+      }
+    },
+    keys,
+  );
+}
+
 export function formatVerify(v: VerifyOutcome): string {
+  if (v.keyMismatch)
+    return `KEY MISMATCH  ${v.path}: the log is signed by key ${v.keyMismatch.logKeyFingerprint} (owner ${v.ownerId}), you gave ${v.keyMismatch.givenKeyFingerprint}; every entry verifies under the log's own key, so no entry was edited. Check where your key came from; if yours is the right one, the whole log was re-signed by another key`;
   return v.ok
     ? `OK  ${v.path}: ${v.checked} entries, chain intact, signatures valid (owner ${v.ownerId}, key from ${v.keySource})`
     : `BROKEN  ${v.path}: first broken link at entry ${v.firstBroken!.id}: ${v.firstBroken!.reason} (${v.checked} entries verified before it)`;
@@ -163,12 +224,17 @@ function chainLine(v: ChainVerdict): string {
 
 /** The comparison as a person reads it: verdict, each check with its counts, the first problems of each kind, what was explained. */
 export function formatCompare(r: CompareOutcome): string {
-  const keys = `coordinator key from ${r.keySources.coordinator === 'argument' ? '--coordinator-key' : 'site.json'}, site key from ${r.keySources.site === 'argument' ? '--site-key' : 'identity.json'}`;
+  const keys = `${r.coordinatorSource === 'api' ? `coordinator log from the API at ${r.coordinatorDb}; ` : ''}coordinator key from ${r.keySources.coordinator === 'argument' ? '--coordinator-key' : 'site.json'}, site key from ${r.keySources.site === 'argument' ? '--site-key' : 'identity.json'}`;
   const coordinatorEntries = r.coordinatorChain.ok ? r.coordinatorChain.checked : null;
   const lines = [
     `${r.ok ? 'OK' : 'MISMATCH'}  site ${r.siteId} against coordinator ${r.coordinatorId} (${keys})`,
     `  site log             ${chainLine(r.siteChain)}`,
     `  coordinator log      ${chainLine(r.coordinatorChain)}`,
+    ...(r.coordinatorKeyMismatch
+      ? [
+          `  KEY MISMATCH         the coordinator log is signed by key ${r.coordinatorKeyMismatch.logKeyFingerprint}, the site pinned ${r.coordinatorKeyMismatch.pinnedKeyFingerprint}: a wrong --coordinator-key, or a log re-signed by another key`,
+        ]
+      : []),
     `  site -> coordinator  ${r.matched} matched, ${r.sentNotReceived.length} sent but not logged by the coordinator, ${r.receivedNotSent.length} logged by the coordinator but never sent, ${r.digestMismatch.length} with another digest`,
     `  coordinator -> site  ${r.matchedDownstream} matched, ${r.downstreamMismatch.length} received by the site but not logged as sent (or with another digest) by the coordinator`,
     r.receiptsTable

@@ -70,6 +70,8 @@ export interface CoordinatorStore {
   /** Every study, oldest first; or those in `state`. */
   studies(state?: StudyState): StudyRow[];
   updateStudy(studyId: string, set: Partial<Omit<StudyRow, 'studyId'>>): void;
+  /** Deletes a study that is still a draft (no roster, rounds or approvals refer to it); false when there is no such draft. */
+  deleteDraft(studyId: string): boolean;
 
   // roster sites of a study
   /** Adds a roster row (not joined) unless it exists. */

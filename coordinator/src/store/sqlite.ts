@@ -107,6 +107,15 @@ export class SqliteStore implements CoordinatorStore {
     this.q.update(studies).set(set).where(eq(studies.studyId, studyId)).run();
   }
 
+  deleteDraft(studyId: string): boolean {
+    return (
+      this.q
+        .delete(studies)
+        .where(and(eq(studies.studyId, studyId), eq(studies.state, 'draft')))
+        .run().changes === 1
+    );
+  }
+
   addStudySite(studyId: string, siteId: string): void {
     this.q.insert(studySites).values({ studyId, siteId, manifestHash: '' }).onConflictDoNothing().run();
   }
