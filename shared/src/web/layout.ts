@@ -38,52 +38,74 @@ export function page(o: PageOptions): string {
   return (
     '<!doctype html>\n' +
     html`<html lang="en">
-<head>
-<meta charset="utf-8" />
-<meta name="viewport" content="width=device-width, initial-scale=1" />
-<title>${o.title} · ${appName} ${o.instance}</title>
-<link rel="stylesheet" href="/assets/console.css" />
-${o.charts ? html`<link rel="stylesheet" href="/assets/uplot.css" /><script src="/assets/uplot.js" defer></script>` : null}
-<script src="/assets/console.js" defer></script>
-${o.csrf ? html`<meta name="csrf" content="${o.csrf}" />` : null}
-</head>
-<body class="app-${o.app}">
-<a class="skip" href="#main">Skip to content</a>
-<header class="bar">
-  <span class="brand">${appName}</span> <span class="instance">${o.instance}</span>
-  ${
-    nav.length
-      ? html`<nav aria-label="Console sections"><ul>${nav.map(
-          (n) => html`<li><a href="${n.href}"${o.path !== undefined && (o.path === n.href || (n.href !== '/' && o.path.startsWith(n.href + '/'))) ? html` aria-current="page"` : null}>${n.label}</a></li>`,
-        )}</ul></nav>`
-      : null
-  }
-  ${
-    o.user
-      ? html`<form class="signout" method="post" action="/console/sign-out"><span class="role">signed in as ${o.user.role}</span>${o.csrf ? csrfField(o.csrf) : null}<button type="submit">Sign out</button></form>`
-      : null
-  }
-</header>
-<main id="main" tabindex="-1">
-<h1>${o.title}</h1>
-${o.body}
-</main>
-</body>
-</html>
-`.value
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>${o.title} · ${appName} ${o.instance}</title>
+        <link rel="stylesheet" href="/assets/console.css" />
+        ${
+          o.charts
+            ? html`<link rel="stylesheet" href="/assets/uplot.css" />
+                <script src="/assets/uplot.js" defer></script>`
+            : null
+        }
+        <script src="/assets/console.js" defer></script>
+        ${o.csrf ? html`<meta name="csrf" content="${o.csrf}" />` : null}
+      </head>
+      <body class="app-${o.app}">
+        <a class="skip" href="#main">Skip to content</a>
+        <header class="bar">
+          <span class="brand">${appName}</span> <span class="instance">${o.instance}</span>
+          ${
+            nav.length
+              ? html`<nav aria-label="Console sections">
+                  <ul>
+                    ${nav.map(
+                      (n) =>
+                        html`<li>
+                          <a href="${n.href}" ${o.path !== undefined && (o.path === n.href || (n.href !== '/' && o.path.startsWith(n.href + '/'))) ? html` aria-current="page"` : null}>${n.label}</a>
+                        </li>`,
+                    )}
+                  </ul>
+                </nav>`
+              : null
+          }
+          ${
+            o.user
+              ? html`<form class="signout" method="post" action="/console/sign-out">
+                  <span class="role">signed in as ${o.user.role}</span>${o.csrf ? csrfField(o.csrf) : null}<button type="submit">Sign out</button>
+                </form>`
+              : null
+          }
+        </header>
+        <main id="main" tabindex="-1">
+          <h1>${o.title}</h1>
+          ${o.body}
+        </main>
+      </body>
+    </html> `.value
   );
 }
 
 /** Key-value rows (a definition list) for a record shown in human terms. */
 export function facts(rows: [string, unknown][]): SafeHtml {
-  return html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
+  return html`<dl class="facts">
+    ${rows.map(
+      ([k, v]) =>
+        html`<dt>${k}</dt>
+          <dd>${v}</dd>`,
+    )}
+  </dl>`;
 }
 
 /** A table from a header and rows; cells are escaped unless they are SafeHtml. */
 export function table(caption: string, head: string[], rows: unknown[][], opts: { id?: string; empty?: string } = {}): SafeHtml {
   if (rows.length === 0) return html`<p class="empty">${opts.empty ?? `No ${caption.toLowerCase()}.`}</p>`;
   return html`<table${opts.id ? html` id="${opts.id}"` : null}><caption>${caption}</caption><thead><tr>${head.map((h) => html`<th scope="col">${h}</th>`)}</tr></thead><tbody>${rows.map(
-    (r) => html`<tr>${r.map((c) => html`<td>${c}</td>`)}</tr>`,
+    (r) =>
+      html`<tr>
+        ${r.map((c) => html`<td>${c}</td>`)}
+      </tr>`,
   )}</tbody></table>`;
 }
 
@@ -99,12 +121,12 @@ export function signInPage(o: { app: 'coordinator' | 'site'; instance: string; r
     instance: o.instance,
     title: 'Sign in',
     body: html`${o.error ? notice('error', o.error) : null}
-<form class="signin" method="post" action="/console/sign-in">
-  <p>${o.roles}</p>
-  <label for="token">Access token</label>
-  <input id="token" name="token" type="password" autocomplete="current-password" required autofocus />
-  ${o.next ? html`<input type="hidden" name="next" value="${o.next}" />` : null}
-  <button type="submit">Sign in</button>
-</form>`,
+      <form class="signin" method="post" action="/console/sign-in">
+        <p>${o.roles}</p>
+        <label for="token">Access token</label>
+        <input id="token" name="token" type="password" autocomplete="current-password" required autofocus />
+        ${o.next ? html`<input type="hidden" name="next" value="${o.next}" />` : null}
+        <button type="submit">Sign in</button>
+      </form>`,
   });
 }
