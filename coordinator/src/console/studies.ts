@@ -225,7 +225,7 @@ function createForm(c: Ctx, values: Record<string, string>, errors: SpecErrors |
 function jsonForm(c: Ctx, text: string): SafeHtml {
   return html`<form class="stack" method="post" action="/studies/json" aria-labelledby="json-h">
     ${csrfField(c.session.csrf)}
-    <label for="f-spec">Study spec (JSON, as for <code>twinfed study create</code>)</label>
+    <label for="f-spec">Study spec (JSON, as for <code>twinfed lead create-study</code>; examples in examples/specs/)</label>
     <textarea id="f-spec" name="spec" required spellcheck="false">${text}</textarea>
     <button type="submit">Create from JSON</button>
   </form>`;
