@@ -1,7 +1,7 @@
 // Twinfed consoles: behaviour for server-rendered pages, driven by data attributes (no inline
 // script: the Content-Security-Policy forbids it).
 //   data-live="/url/of/fragment" data-events="/url/of/sse"  re-fetch the fragment on every pushed event
-//   data-chart="/url/of/json"                                 a uPlot chart: {x: [...], series: [{label, values, dash?, band?}], xLabel, yLabel}
+//   data-chart="/url/of/json"                                 a uPlot chart: {x: [...], series: [{label, values, points?, dash?, bandWith?}], xLabel, yLabel, yLog?}
 //   data-confirm="text"  on a form                            ask before submitting
 //   data-copy="#id"      on a button                          copy an element's text
 'use strict';
@@ -26,14 +26,24 @@
         d.series.forEach(function (s, i) {
           var c = s.color || palette[i % palette.length];
           series.push({ label: s.label, stroke: c, width: s.points ? 0 : 2, dash: s.dash ? [6, 4] : undefined, points: { show: !!s.points, size: 7, fill: c }, spanGaps: true });
-          data.push(s.values);
+          // A log axis cannot show values <= 0: they are left out rather than drawn at the bottom.
+          data.push(
+            d.yLog
+              ? s.values.map(function (v) {
+                  return v !== null && v > 0 ? v : null;
+                })
+              : s.values,
+          );
         });
         var bands = [];
         d.series.forEach(function (s, i) {
           if (s.bandWith !== undefined) bands.push({ series: [i + 1, s.bandWith + 1], fill: 'rgba(31,95,168,0.12)' });
         });
         var width = Math.max(320, Math.min(el.clientWidth || 720, 960));
-        var opts = { width: width, height: d.height || 300, series: series, bands: bands, axes: [{ label: d.xLabel }, { label: d.yLabel }], scales: { x: { time: false } } };
+        var scales = { x: { time: false } };
+        if (d.yLog) scales.y = { distr: 3, log: 10 };
+        // The y axis is sized for its tick labels (up to 8 characters) plus its title, so they do not overlap.
+        var opts = { width: width, height: d.height || 300, series: series, bands: bands, axes: [{ label: d.xLabel }, { label: d.yLabel, size: 90 }], scales: scales };
         el.plot = new uPlot(opts, data, el);
         el.setAttribute('data-drawn', String(d.x.length));
       })

@@ -64,7 +64,15 @@ export interface ChartData {
   x: number[];
   xLabel: string;
   yLabel: string;
-  series: { label: string; values: (number | null)[]; points?: boolean; dash?: boolean; bandWith?: number }[];
+  series: {
+    label: string;
+    values: (number | null)[];
+    points?: boolean;
+    dash?: boolean;
+    bandWith?: number;
+  }[];
+  /** Logarithmic y axis (tumour volumes span orders of magnitude under treatment); values <= 0 are left out. */
+  yLog?: boolean;
 }
 
 const round1 = (v: number | undefined): number | null => (v === undefined || !Number.isFinite(v) ? null : Math.round(v * 10) / 10);
@@ -102,5 +110,5 @@ export function twinChartData(p: TwinPlot, opts: { bands?: boolean } = {}): Char
       series.push({ label: `${c.label}: 90% lower`, values: column(c.days, c.lower) });
     }
   });
-  return { x, xLabel: 'days from treatment start', yLabel: 'tumour volume (mm³)', series };
+  return { x, xLabel: 'days from treatment start', yLabel: 'tumour volume (mm³, log scale)', series, yLog: true };
 }
