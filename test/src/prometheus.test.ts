@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { PROTOCOL_VERSION } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
 import { generateIdentity, toB64 } from '@twinfed/shared/crypto/index';
+import { BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, openSiteStore, startSiteConsole, type SiteConsole } from '@twinfed/site-node';
+import { responseStudySpec } from '@twinfed/shared/response/index';
 import { RawSite, createAndStart, enrolNewSite, startCoordinator, tempDir, tinySpec, waitFor } from './harness.js';
 import { RawParticipant } from './raw-protocol.js';
 
@@ -19,11 +21,12 @@ import { RawParticipant } from './raw-protocol.js';
  * a connection, an enrolment and a replayed message. Skipped where /usr/bin/prometheus is absent
  * (Debian: `apt-get install prometheus`, which also ships promtool).
  *
- * The site node's /metrics (site-node/src/console, 127.0.0.1:7401 by default) is not started
- * here yet: to cover it, start it in `before` and add one line to `targets`,
- * `{ job: 'twinfed-site', url, dashboardFile: 'twinfed-site.json' }` (after driving it through a
- * round, so that its labelled series exist).
+ * The site node's /metrics (served by its console, 127.0.0.1:7401 by default; here on a free
+ * loopback port) is scraped from a real site node that has imported data and taken part in a real
+ * round of a differentially private response study, so that every labelled series of the site
+ * dashboard exists (rounds by outcome, training time, epsilon spent per dataset, imported files).
  */
+const FIX = join(resolve(dirname(fileURLToPath(import.meta.url)), '../..'), 'fixtures/growth-laleh2022');
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DEPLOY = join(REPO, 'deploy');
@@ -174,11 +177,20 @@ describe('monitoring: the shipped Prometheus config, alert rules and Grafana das
   let prom: PrometheusProcess;
   let targets: ScrapeTarget[];
   const sites: RawSite[] = [];
+  const nodes: SiteNode[] = [];
+  const stores: { close(): void }[] = [];
+  let siteConsole: SiteConsole | undefined;
+  let sitePort = 0;
 
   before(async () => {
     ({ c, url } = await startCoordinator(join(tmp.dir, 'coordinator'), { phaseTimeoutS: 600 }));
     for (const d of ['a', 'b', 'c']) await enrolNewSite(url, join(tmp.dir, d), `Hospital ${d}`);
-    targets = [{ job: 'twinfed-coordinator', url, dashboardFile: 'twinfed-coordinator.json' }];
+    // The site console starts later (after its site has trained), on a port chosen now for the config.
+    sitePort = await freePort();
+    targets = [
+      { job: 'twinfed-coordinator', url, dashboardFile: 'twinfed-coordinator.json' },
+      { job: 'twinfed-site', url: `http://127.0.0.1:${sitePort}`, dashboardFile: 'twinfed-site.json' },
+    ];
     const { config, dropped } = prometheusConfigFrom(readFileSync(join(DEPLOY, 'prometheus', 'prometheus.yml'), 'utf8'), targets);
     console.log(`jobs of deploy/prometheus/prometheus.yml not started by this test (dropped): ${dropped.join(', ') || 'none'}`);
     prom = await PrometheusProcess.start(tmp.dir, config);
@@ -186,6 +198,9 @@ describe('monitoring: the shipped Prometheus config, alert rules and Grafana das
 
   after(async () => {
     for (const s of sites) s.close();
+    await siteConsole?.close();
+    for (const n of nodes) await n.close().catch(() => undefined);
+    for (const s of stores) s.close();
     await prom?.stop();
     await c?.close();
     tmp.cleanup();
@@ -242,7 +257,7 @@ describe('monitoring: the shipped Prometheus config, alert rules and Grafana das
   });
 
   it('scrapes the coordinator and loads every alert group without evaluation errors', async () => {
-    await waitTargetsUp(prom, targets);
+    await waitTargetsUp(prom, targets.slice(0, 1));
     type Group = { name: string; rules: { name: string; health: string; lastError?: string }[] };
     const groups = await waitFor(
       async () => {
@@ -332,7 +347,7 @@ describe('monitoring: the shipped Prometheus config, alert rules and Grafana das
     console.log(`alerts: ${alerts.map((a) => `${a.labels.alertname}${a.labels.code ? `{code=${a.labels.code}}` : ''} ${a.state}`).join(', ') || 'none'}`);
 
     const empty: string[] = [];
-    for (const t of targets) {
+    for (const t of targets.slice(0, 1)) {
       for (const { panel, expr } of dashboardQueries(t.dashboardFile)) {
         const r = await prom.query(expr);
         assert.equal(r.resultType, 'vector', expr);
@@ -345,5 +360,44 @@ describe('monitoring: the shipped Prometheus config, alert rules and Grafana das
     // The aggregation quantiles are numbers, not NaN: chunks were aggregated inside the window.
     const p95 = await prom.query('histogram_quantile(0.95, sum by (le) (rate(twinfed_aggregation_seconds_bucket[15m])))');
     assert.ok(Number.isFinite(Number(p95.result[0].value[1])), `aggregation p95 ${p95.result[0].value[1]}`);
+  });
+  it('scrapes a real site node after a differentially private round and answers every site dashboard query with a series', async () => {
+    // Three real response sites (Laleh et al. 2022 Study1-3), a one-round study with patient-level DP-SGD.
+    const ids: string[] = [];
+    for (const k of [1, 2, 3]) {
+      const dir = join(tmp.dir, `real-${k}`);
+      ids.push((await enrolNewSite(url, dir, `Real hospital ${k}`)).siteId);
+      const store = await openSiteStore(dir);
+      stores.push(store);
+      await importPath(store.db, store.audit, join(FIX, `Study${k}.csv`), { mapping: BUILTIN_MAPPINGS.laleh, refit: false });
+      const node = await SiteNode.open({ dataDir: dir, trainer: createResponseTrainer(store.db), approvalPollMs: 100 });
+      nodes.push(node);
+      if (k === 1) siteConsole = await startSiteConsole({ dataDir: dir, node, port: sitePort, token: 'prometheus-test-console-token-0123' });
+      node.connect();
+    }
+    const spec = { ...responseStudySpec(1), dp: { level: 'patient' as const, epsilon: 8, delta: 1e-5, clipNorm: 1, samplingRate: 0.5 } };
+    const s = await createAndStart(url, spec, { sites: ids });
+    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).some((x) => x.studyId === s.studyId)) || null, 'the manifest at the real sites', 20_000);
+    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, s.studyId, `officer ${i + 1}`, s.manifestHash));
+    await waitFor(() => (c.engine.studyStatus(s.studyId).state === 'completed' ? true : null), 'the DP response study to complete', 120_000, 200);
+
+    const site = targets[1];
+    await waitTargetsUp(prom, [site]);
+    const spent = async () => (await prom.query('twinfed_site_epsilon_spent')).result.length > 0;
+    await waitFor(spent, 'Prometheus to scrape the site after its round', 30_000, 250);
+    await new Promise((r) => setTimeout(r, 2500));
+    const empty: string[] = [];
+    for (const { panel, expr } of dashboardQueries(site.dashboardFile)) {
+      const r = await prom.query(expr);
+      assert.equal(r.resultType, 'vector', expr);
+      const values = r.result.map((x) => `${Object.values(x.metric).join(',') || '-'}=${x.value[1]}`);
+      console.log(`${site.dashboardFile} | ${panel} | ${expr} -> ${r.result.length} series: ${values.join(' ')}`);
+      if (r.result.length === 0) empty.push(`${panel}: ${expr}`);
+    }
+    assert.deepEqual(empty, [], 'site dashboard queries without any series');
+    const contributed = await prom.query('sum(twinfed_site_rounds_total{outcome="contributed"})');
+    assert.equal(Number(contributed.result[0]?.value[1]), 1, 'the site contributed to one round');
+    const eps = Number((await prom.query('max(twinfed_site_epsilon_spent)')).result[0].value[1]);
+    assert.ok(eps > 0 && eps <= 8, `epsilon spent ${eps} within the study's budget`);
   });
 });
