@@ -3,12 +3,20 @@ import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readAuditLog, verifyAuditChain } from '@twinfed/shared/audit/index';
-import { buildAuditReport, renderAuditReportHtml, signAuditReport, verifyAuditReport, verifyAuditReportHtml, type ReportVerification, type SignedAuditReport } from '@twinfed/shared/audit/report';
+import {
+  DAY_MS,
+  buildAuditReport,
+  renderAuditReportHtml,
+  utcDayMs,
+  signAuditReport,
+  verifyAuditReport,
+  verifyAuditReportHtml,
+  type ReportVerification,
+  type SignedAuditReport,
+} from '@twinfed/shared/audit/report';
 import { fromB64, initSodium, loadIdentity, toB64 } from '@twinfed/shared/crypto/index';
 import { SITE_FILES } from '@twinfed/site-node/config';
 import { CliError } from '../errors.js';
-
-const DAY_MS = 86_400_000;
 
 /** The two kinds of data folder with an audit log: the database and the identity that signs it. */
 const LAYOUTS = [
@@ -18,9 +26,8 @@ const LAYOUTS = [
 
 /** `YYYY-MM-DD` as the start of that day, UTC (ms). */
 export function parseUtcDay(v: string, option: string): number {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v);
-  const ms = m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : NaN;
-  if (!m || Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== v) throw new CliError('TWF_E_BAD_OPTION', `${option} ${JSON.stringify(v)}: give a calendar date as YYYY-MM-DD (UTC)`);
+  const ms = utcDayMs(v);
+  if (ms === null) throw new CliError('TWF_E_BAD_OPTION', `${option} ${JSON.stringify(v)}: give a calendar date as YYYY-MM-DD (UTC)`);
   return ms;
 }
 

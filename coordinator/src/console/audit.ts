@@ -74,15 +74,15 @@ function auditPage(c: Ctx) {
     e.detail ?? '',
   ]);
   const body = html`${
-      verdict.ok
-        ? html`<div class="notice ok" role="status">
+    verdict.ok
+      ? html`<div class="notice ok" role="status">
             Chain ${badge('intact')}: ${verdict.checked} entries, each linked to the previous one by its hash and signed by <code>${engine.coordinatorId}</code>. Head <code>${verdict.lastHash}</code>.
           </div>`
-        : notice(
-            'error',
-            `Chain BROKEN at entry ${verdict.firstBroken!.id}: ${verdict.firstBroken!.reason}. ${verdict.checked} entries before it verify. Keep a copy of the database and compare it with the sites' receipts (twinfed audit compare).`,
-          )
-    }
+      : notice(
+          'error',
+          `Chain BROKEN at entry ${verdict.firstBroken!.id}: ${verdict.firstBroken!.reason}. ${verdict.checked} entries before it verify. Keep a copy of the database and compare it with the sites' receipts (twinfed audit compare).`,
+        )
+  }
     <form class="grid" method="get" action="/audit" role="search" aria-label="Filter the audit log">
       ${field({ name: 'q', label: 'Text (actor, action, peer, study, detail, digest)', value: f.q, type: 'search' })}
       ${select({ name: 'type', label: 'Action', value: f.type, options: [['', 'any'], ...types.map((t): [string, string] => [t, t])] })}

@@ -61,6 +61,15 @@ function countBy(entries: readonly AuditEntry[], key: (e: AuditEntry) => string 
   return out;
 }
 
+export const DAY_MS = 86_400_000;
+
+/** `YYYY-MM-DD` as the start of that calendar day in UTC (ms), or null when it is not a real date. */
+export function utcDayMs(v: string): number | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v);
+  const ms = m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : NaN;
+  return m && !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 10) === v ? ms : null;
+}
+
 export function buildAuditReport(input: BuildAuditReportInput): AuditReport {
   const { fromMs, toMs, verdict } = input;
   if (!Number.isFinite(fromMs) || !Number.isFinite(toMs) || fromMs >= toMs) throw new RangeError(`report range: from (${fromMs}) must be before to (${toMs})`);

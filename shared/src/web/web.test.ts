@@ -9,8 +9,7 @@ import { EventHub } from './sse.js';
 describe('console html', () => {
   it('escapes every interpolated value, keeps html fragments and arrays', () => {
     const name = `<script>alert("x")</script>'&`;
-    const out = html`<td title="${name}">${name}</td>
-      ${[html`<b>${1}</b>`, html`<i>${'<'}</i>`]}${null}${false}${raw('<hr>')}`.value;
+    const out = html`<td title="${name}">${name}</td>${[html`<b>${1}</b>`, html`<i>${'<'}</i>`]}${null}${false}${raw('<hr>')}`.value;
     assert.equal(out, `<td title="${escapeHtml(name)}">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39;&amp;</td><b>1</b><i>&lt;</i><hr>`);
     assert.ok(!out.includes('<script>'));
   });

@@ -10,6 +10,8 @@ import { checkConsoleHost, isLocalAddress } from './bind.js';
 import { consoleToken } from './token.js';
 import { buildSiteConsole, startSiteConsole } from './server.js';
 import { pendingApprovals } from './pending.js';
+import { verifyAuditReportHtml } from '@twinfed/shared/audit/report';
+import { loadIdentity } from '@twinfed/shared/crypto/index';
 
 const XSS = '<script>alert(1)</script>';
 
@@ -169,6 +171,21 @@ describe('site console: token, sessions, CSRF, approvals, metrics', () => {
     } finally {
       store.close();
     }
+  });
+
+  it('prints a signed audit report for a date range, under its own script-free policy, that verifies under the site key', async () => {
+    const { cookie } = await signIn();
+    const day = new Date().toISOString().slice(0, 10);
+    const bad = await app.inject({ method: 'GET', url: '/audit/report?from=2026-02-30&to=' + day, headers: { cookie } });
+    assert.equal(bad.statusCode, 400);
+    const r = await app.inject({ method: 'GET', url: `/audit/report?from=2020-01-01&to=${day}`, headers: { cookie } });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.headers['content-security-policy'], "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
+    const v = verifyAuditReportHtml(r.body, loadIdentity(join(dir, 'identity.json')).ed25519PublicKey);
+    assert.equal(v.verdict, 'ok', v.message);
+    assert.ok(v.report!.entries.length > 0);
+    const noSession = await app.inject({ method: 'GET', url: `/audit/report?from=2020-01-01&to=${day}` });
+    assert.match(noSession.body, /action="\/console\/sign-in"/, 'no report without a session');
   });
 
   it('serves /metrics without a session, with the fixed names', async () => {

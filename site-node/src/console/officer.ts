@@ -1,5 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { readAuditLog } from '@twinfed/shared/audit/index';
+import { join } from 'node:path';
+import { readAuditLog, verifyAuditChain } from '@twinfed/shared/audit/index';
+import { DAY_MS, buildAuditReport, renderAuditReportHtml, signAuditReport, utcDayMs } from '@twinfed/shared/audit/report';
+import { loadIdentity } from '@twinfed/shared/crypto/index';
+import { SITE_FILES } from '../config.js';
 import { csrfField, facts, html, notice, table, type SafeHtml } from '@twinfed/shared/web/index';
 import { approxSize, manifestView, type ManifestView } from '../manifest-view.js';
 import { SiteNode } from '../node.js';
@@ -267,8 +271,24 @@ export function registerOfficerPages(app: FastifyInstance, ctx: SiteConsoleConte
           ['Newest coordinator checkpoint', check.newestCheckpoint === null ? 'none yet' : `names coordinator entry ${check.newestCheckpoint}`],
           ['Sent without a receipt', `${check.sentWithoutReceipt} (refused by the coordinator, or sent before receipts existed)`],
           ['Not acknowledged in time', `${check.unacked}`],
-          ['Full cross-check', html`needs the coordinator's database: <code>twinfed audit compare --site-db ${ctx.dataDir}/site.db --coordinator-db COORDINATOR.db</code>`],
+          [
+            'Full cross-check',
+            html`against the coordinator's log through its API (an auditor token from the consortium lead):
+              <code>twinfed audit compare --site-db ${ctx.dataDir}/site.db --coordinator URL --auditor-token T</code>, or with a copy of its database (<code>--coordinator-db</code>)`,
+          ],
         ])}
+      </section>
+      <section aria-labelledby="report">
+        <h2 id="report">Signed report for a date range</h2>
+        <p>
+          A printable report of this log for the dates chosen (UTC, both included): every entry in the range, counts by action and study, the whole chain's verification, signed with this site's key.
+          Anyone can check a saved copy with <code>twinfed audit verify-report FILE --public-key KEY</code>.
+        </p>
+        <form method="get" action="/audit/report" class="search">
+          <label for="from">From</label> <input id="from" name="from" type="date" required value="${new Date(Date.now() - 30 * DAY_MS).toISOString().slice(0, 10)}" /> <label for="to">To</label>
+          <input id="to" name="to" type="date" required value="${new Date().toISOString().slice(0, 10)}" />
+          <button type="submit">Make the signed report</button>
+        </form>
       </section>
       <section aria-labelledby="log">
         <h2 id="log">Audit log</h2>
@@ -287,5 +307,34 @@ export function registerOfficerPages(app: FastifyInstance, ctx: SiteConsoleConte
         </nav>
       </section>`;
     return send(req, reply, 'Audit', body);
+  });
+
+  // The signed report (shared/src/audit/report.ts): a stand-alone printable document, signed with
+  // the site's identity; its policy allows its own inline print style and nothing else (no script).
+  app.get<{ Querystring: { from?: string; to?: string } }>('/audit/report', async (req, reply) => {
+    const fromMs = utcDayMs(String(req.query.from ?? ''));
+    const toDayMs = utcDayMs(String(req.query.to ?? ''));
+    if (fromMs === null || toDayMs === null || fromMs > toDayMs) {
+      return reply
+        .code(400)
+        .type('text/html; charset=utf-8')
+        .send(ctx.page(req, { title: 'Audit report', body: notice('error', 'Give two calendar dates, the first not after the second (YYYY-MM-DD).') }));
+    }
+    const identity = loadIdentity(join(ctx.dataDir, SITE_FILES.identity));
+    const { owner, entries } = readAuditLog(ctx.db);
+    const report = buildAuditReport({
+      entries,
+      owner: { ownerId: owner?.ownerId ?? ctx.config.siteId, ed25519PublicKey: identity.ed25519PublicKey },
+      fromMs,
+      toMs: toDayMs + DAY_MS,
+      verdict: verifyAuditChain(entries, identity.ed25519PublicKey),
+    });
+    const signed = signAuditReport(report, identity.ed25519SecretKey);
+    ctx.audit.append({ actor: ctx.config.siteId, action: 'audit.report', detail: `signed report ${req.query.from} to ${req.query.to}: ${report.entries.length} entries` });
+    return reply
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+      .header('content-disposition', `inline; filename="twinfed-audit-${ctx.config.siteId}-${req.query.from}-${req.query.to}.html"`)
+      .send(renderAuditReportHtml(signed));
   });
 }

@@ -134,7 +134,10 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
     }
   });
   app.addHook('onSend', async (_req, reply, payload) => {
-    reply.headers(CONSOLE_SECURITY_HEADERS);
+    // A route serving a stand-alone document (the signed audit report, with its own inline print
+    // style and no script) sets its own, stricter policy; every other response gets the console's.
+    const own = reply.getHeader('content-security-policy');
+    reply.headers({ ...CONSOLE_SECURITY_HEADERS, ...(own ? { 'content-security-policy': own } : {}) });
     return payload;
   });
 

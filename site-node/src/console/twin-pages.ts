@@ -233,17 +233,17 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
     ];
     const v = (k: string, d = '') => formValues[k] ?? d;
     return html`${facts([
-        ['Patient', id],
-        ['Lesion followed', obs.lesion ?? 'none measured'],
-        ['Measurements', `${obs.days.length} time point${obs.days.length === 1 ? '' : 's'}`],
-        ['Treatments', treatments.length ? treatments.join('; ') : 'none recorded'],
-        [
-          'Twin',
-          summary
-            ? `${summary.model} (${summary.method === 'map' ? 'MAP with the site prior' : 'least squares'}), ${summary.points} points, AIC ${fmt(summary.aic)}`
-            : 'not calibrated (needs at least 2 time points)',
-        ],
-      ])}
+      ['Patient', id],
+      ['Lesion followed', obs.lesion ?? 'none measured'],
+      ['Measurements', `${obs.days.length} time point${obs.days.length === 1 ? '' : 's'}`],
+      ['Treatments', treatments.length ? treatments.join('; ') : 'none recorded'],
+      [
+        'Twin',
+        summary
+          ? `${summary.model} (${summary.method === 'map' ? 'MAP with the site prior' : 'least squares'}), ${summary.points} points, AIC ${fmt(summary.aic)}`
+          : 'not calibrated (needs at least 2 time points)',
+      ],
+    ])}
       ${whatIf ?? null}
       <section aria-labelledby="growth">
         <h2 id="growth">Growth</h2>
