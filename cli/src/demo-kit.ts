@@ -449,7 +449,7 @@ export async function serveDemo(o: ServeOpts): Promise<void> {
           ? `  ${`${s.name} console`.padEnd(w)}  ${c.url}  token ${readToken(c.tokenFile)} (from ${c.tokenFile})`
           : `  ${`${s.name} console`.padEnd(w)}  none: its site node printed no console line (site data in ${s.dataDir})`;
       }),
-      `  lead commands: TWINFED_ADMIN_TOKEN=${o.coordinator.adminToken} npx twinfed lead status ${o.studyId} --url ${o.coordinator.url}`,
+      `  lead commands: TWINFED_COORDINATOR_URL=${o.coordinator.url} TWINFED_ADMIN_TOKEN=${o.coordinator.adminToken} npx twinfed lead status ${o.studyId} --watch`,
       `  site commands: npx twinfed site studies --data-dir ${o.sites[0]?.dataDir ?? 'SITE_DIR'}`,
     ];
     console.log(lines.join('\n'));
