@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { responseStudySpec } from '@twinfed/shared/response/index';
 import type { ResponseSpec } from '@twinfed/protocols';
@@ -148,7 +148,9 @@ export async function runResponseDemo(opts: {
 
     console.log('\nround  sites  upload bytes  encrypt ms  held-out macro AUC per site (Study1 Study2 Study3)');
     const printed = new Set<number>();
-    const deadline = Date.now() + (opts.timeoutS ?? 600) * 1000;
+    // A few seconds a round: long soaks (--rounds 300) get time in proportion.
+    const timeoutS = opts.timeoutS ?? Math.max(600, opts.rounds * 10);
+    const deadline = Date.now() + timeoutS * 1000;
     let status: StatusT;
     for (;;) {
       status = await lead.call<StatusT>('GET', `/api/studies/${study.studyId}`);
@@ -163,13 +165,18 @@ export async function runResponseDemo(opts: {
         );
       }
       if (status.state === 'completed' && status.roundSummaries.every((r) => printed.has(r.round))) break;
-      if (Date.now() > deadline) throw new Error(`study did not complete within ${opts.timeoutS ?? 600} s (state ${status.state}, round ${status.currentRound})`);
+      if (Date.now() > deadline) throw new Error(`study did not complete within ${timeoutS} s (state ${status.state}, round ${status.currentRound})`);
       await sleep(500);
     }
     const modelSrc = await finalModelDir(siteDirs[0], study.studyId);
     await procs.stopAndWait();
     cpSync(modelSrc, join(out, 'model'), { recursive: true });
     say(`global model (decrypted at Study1) saved in ${join(out, 'model')}`);
+    // The coordinator's disk after it closed (database and any write-ahead log left): with the
+    // catch-up window it grows by the audit and round rows, not by every round's aggregate.
+    const dbFile = join(out, 'coordinator', 'coordinator.db');
+    const coordinatorDbBytes = [dbFile, `${dbFile}-wal`].reduce((n, f) => n + (existsSync(f) ? statSync(f).size : 0), 0);
+    say(`coordinator database: ${coordinatorDbBytes} bytes, ${Math.round(coordinatorDbBytes / opts.rounds)} per round`);
 
     const { ok: auditOk } = await verifyDemoAudits(join(out, 'coordinator', 'coordinator.db'), siteDirs);
     say(`audit: ${auditOk ? 'all four chains intact, site logs match the coordinator' : 'PROBLEMS FOUND (twinfed audit verify / compare)'}`);
@@ -202,6 +209,8 @@ export async function runResponseDemo(opts: {
           auditOk,
           compare: report,
           model: join(out, 'model'),
+          coordinatorDbBytes,
+          coordinatorDbBytesPerRound: Math.round(coordinatorDbBytes / opts.rounds),
           elapsedS,
         },
         null,

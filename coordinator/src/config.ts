@@ -42,6 +42,19 @@ export const CoordinatorConfigSchema = z.object({
    * address (a regional network), so the default is generous.
    */
   preAuthRateLimit: z.object({ burst: z.number().int().min(1).default(120), perS: z.number().positive().default(4) }).default({ burst: 120, perS: 4 }),
+  /**
+   * Catch-up window: the encrypted aggregates of the last `catchUpRounds` closed rounds of each
+   * study are kept for sites that missed them (aggregate.request); older ones are pruned when a
+   * round closes, their digest, size and contributors kept (docs/protocol.md, "Catch-up window").
+   * A site further behind cannot rebuild the model and sits the study out
+   * (TWF_E_AGGREGATE_PRUNED). At least 2: the newest aggregate is published after its round
+   * commits and re-sent to a site that was offline at that moment, and the one before lets a site
+   * that missed a whole round rejoin even when the next round closes first. Default 20: a site
+   * may be down for 20 rounds (a night of hourly rounds, a long weekend of daily ones) and still
+   * catch up; at ~66 KB per round of a one-ciphertext model that is ~1.3 MB kept, at 10M
+   * parameters ~3.2 GB. Capped at 100000: beyond that, pruning never happens in practice.
+   */
+  catchUpRounds: z.number().int().min(2).max(100_000).default(20),
   /** How often open rounds are checked against their deadline, ms. */
   tickMs: z.number().int().min(50).default(1000),
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */

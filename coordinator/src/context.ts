@@ -13,6 +13,8 @@ export interface EngineOptions {
   quorumGraceMs?: number;
   /** A key dealer that has not answered within this time is replaced by the next in the manifest's order, ms. */
   dealerTimeoutMs?: number;
+  /** Aggregates of the last catchUpRounds closed rounds of a study are kept for catch-up; older ones are pruned (default 20, at least 2). */
+  catchUpRounds?: number;
   now?: () => number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** The TLS pin served now and the next one: each site gets a signed tls.rollover after hello. */

@@ -93,6 +93,7 @@ export class CoordinatorEngine {
       phaseTimeoutMs: opts.phaseTimeoutMs ?? 120_000,
       quorumGraceMs: opts.quorumGraceMs ?? 60_000,
       dealerTimeoutMs: opts.dealerTimeoutMs ?? 30_000,
+      catchUpRounds: Math.max(2, opts.catchUpRounds ?? 20),
     };
     this.ctx = {
       store,

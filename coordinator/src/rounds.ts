@@ -9,6 +9,7 @@ import {
   packFrames,
   quorumOf,
   secaggThresholdFor,
+  sha256Hex,
   utf8,
   type AggregateInfoT,
   type BodyOf,
@@ -496,7 +497,11 @@ export class Rounds {
       case 'close': {
         const survivors = parseList(r.survivorsJson);
         if (survivors.length < Math.max(3, r.threshold)) throw new Error(`refusing to publish round ${r.round} with ${survivors.length} contributors`);
-        tx.updateRound(st.studyId, r.round, { state: 'closed', closedAtMs: now });
+        // The digest of the body every site receives (and records in aggregate.applied): it stays
+        // with the round when the ciphertexts are pruned.
+        const agg = this.aggregateBody(tx, st, manifestOfRow(st), r);
+        const aggregate = agg ? { aggregateDigest: sha256Hex(agg.body), aggregateBytes: agg.body.length } : {};
+        tx.updateRound(st.studyId, r.round, { state: 'closed', closedAtMs: now, ...aggregate });
         const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s));
         const revealed = tx.roundSiteRows('maskReveals', st.studyId, r.round).map((x) => x.siteId);
         this.ctx.audit.append({
@@ -504,8 +509,10 @@ export class Rounds {
           action: 'round.closed',
           studyId: st.studyId,
           round: r.round,
+          ...(aggregate.aggregateDigest ? { digest: aggregate.aggregateDigest, sizeBytes: aggregate.aggregateBytes } : {}),
           detail: `contributors=${survivors.join(',')} totalSamples=${r.totalSamples} dropped=${dropped.join(',') || 'none'} revealers=${revealed.join(',')}`,
         });
+        this.pruneTx(tx, st, now);
         return;
       }
       case 'fail':
@@ -534,6 +541,7 @@ export class Rounds {
         return;
       }
       case 'close': {
+        this.reclaimSpace();
         this.ctx.metrics.roundsClosed.inc();
         this.ctx.log('info', `${st.studyId}: round ${round} closed with ${parseList(r.survivorsJson).length} contributors`);
         const receivers = activeJoined(this.ctx.store, st)
@@ -590,13 +598,45 @@ export class Rounds {
     this.ctx.checkpoint(studyId);
   }
 
+  // ---------------------------------------------------------------- pruning
+
+  /**
+   * Deletes the ciphertexts of aggregates older than the catch-up window (the last catchUpRounds
+   * closed rounds of the study keep theirs), in the transaction that closes a round: a crash leaves
+   * either the old state or the closed round with its window, never a half-pruned one. Each pruned
+   * round keeps its row: digest, size, contributors, pruning time.
+   */
+  private pruneTx(tx: Tx, st: StudyRow, now: number): void {
+    const keep = this.ctx.opts.catchUpRounds;
+    const old = tx.rounds(st.studyId, 'closed').slice(0, -keep);
+    const pruned: number[] = [];
+    for (const r of old) {
+      if (r.aggregatePrunedAtMs !== null) continue;
+      // A round closed before digests were recorded gets its digest now, before its bytes go.
+      const legacy = r.aggregateDigest === null ? this.aggregateBody(tx, st, manifestOfRow(st), r) : null;
+      tx.deleteAccumulators(st.studyId, r.round);
+      tx.updateRound(st.studyId, r.round, { aggregatePrunedAtMs: now, ...(legacy ? { aggregateDigest: sha256Hex(legacy.body), aggregateBytes: legacy.body.length } : {}) });
+      pruned.push(r.round);
+    }
+    if (pruned.length) this.ctx.log('info', `${st.studyId}: pruned the aggregates of round(s) ${pruned.join(',')} (catch-up window ${keep} rounds; digests kept)`);
+  }
+
+  private reclaimSpace(): void {
+    try {
+      this.ctx.store.reclaimSpace();
+    } catch (e) {
+      // Only disk space is at stake: the pages stay free and are reused by later rows.
+      this.ctx.log('warn', `reclaiming free pages: ${(e as Error).message}`);
+    }
+  }
+
   // -------------------------------------------------------------- publishing
 
   /** The aggregate info (first frame) of a closed round. */
-  aggregateInfo(st: StudyRow, m: StudyManifest, r: RoundRow): AggregateInfoT {
+  aggregateInfo(st: StudyRow, m: StudyManifest, r: RoundRow, store: CoordinatorStore = this.ctx.store): AggregateInfoT {
     const keySet = parseList(r.keySetJson);
-    const setups = this.ctx.store.roundSiteRows('maskSetups', st.studyId, r.round);
-    const reveals = this.ctx.store.roundSiteRows('maskReveals', st.studyId, r.round);
+    const setups = store.roundSiteRows('maskSetups', st.studyId, r.round);
+    const reveals = store.roundSiteRows('maskReveals', st.studyId, r.round);
     return AggregateInfo.parse({
       round: r.round,
       baseVersion: r.baseVersion,
@@ -614,29 +654,53 @@ export class Rounds {
     });
   }
 
+  /** The round.aggregate body of a closed round (info frame, then its ciphertexts); null when its ciphertexts are not all there (pruned). */
+  private aggregateBody(store: CoordinatorStore, st: StudyRow, m: StudyManifest, r: RoundRow): { body: Uint8Array; count: number; infoBytes: number } | null {
+    const accs = store.accumulators(st.studyId, r.round);
+    if (accs.length === 0 || accs.length !== r.ciphertexts) return null;
+    const info = utf8(canonicalJson(this.aggregateInfo(st, m, r, store)));
+    return { body: packFrames([info, ...accs.map((a) => new Uint8Array(a.ct))]), count: accs.length, infoBytes: info.length };
+  }
+
   publish(studyId: string, round: number, to: string[]): void {
     const st = studyRow(this.ctx.store, studyId);
     const m = manifestOfRow(st);
     const r = this.ctx.store.round(studyId, round)!;
-    const accs = this.ctx.store.accumulators(studyId, round);
-    if (accs.length !== r.ciphertexts) {
-      this.ctx.log('error', `${studyId}: aggregate of round ${round} has ${accs.length}/${r.ciphertexts} ciphertexts`);
+    const agg = this.aggregateBody(this.ctx.store, st, m, r);
+    if (!agg) {
+      this.ctx.log(
+        'error',
+        `${studyId}: aggregate of round ${round} is ${r.aggregatePrunedAtMs !== null ? 'pruned (outside the catch-up window)' : `incomplete (${r.ciphertexts} ciphertexts expected)`}`,
+      );
       return;
     }
-    const info = utf8(canonicalJson(this.aggregateInfo(st, m, r)));
-    const body = packFrames([info, ...accs.map((a) => new Uint8Array(a.ct))]);
-    for (const s of to) this.ctx.send(s, 'round.aggregate', studyId, round, body, { count: accs.length, infoBytes: info.length });
+    for (const s of to) this.ctx.send(s, 'round.aggregate', studyId, round, agg.body, { count: agg.count, infoBytes: agg.infoBytes });
   }
 
-  /** aggregate.request: every closed round from `fromRound` on whose key the site holds, in order. */
+  /**
+   * aggregate.request: every closed round from `fromRound` on whose key the site holds, in order.
+   * Refused with TWF_E_AGGREGATE_PRUNED when one of them is older than the catch-up window: the
+   * site could not rebuild the model without it, so none is sent.
+   */
   onAggregateRequest(env: Envelope, isJoined: boolean): HandlerResult {
     const h = env.header;
     const b: BodyOf['aggregate.request'] = decodeBody(env, 'aggregate.request');
     const st = studyRow(this.ctx.store, requireStudyId(h.studyId));
     if (!isJoined) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} has not joined ${st.studyId}`);
+    const all = this.ctx.store.rounds(st.studyId, 'closed');
+    const pruned = all.filter((r) => r.round >= b.fromRound && r.aggregatePrunedAtMs !== null);
+    if (pruned.length) {
+      const kept = all.find((r) => r.aggregatePrunedAtMs === null);
+      throw new WireError(
+        'TWF_E_AGGREGATE_PRUNED',
+        `${st.studyId}: asked from round ${b.fromRound}; the aggregates of ${pruned.length} closed round(s) up to round ${pruned.at(-1)!.round} are pruned (catch-up window ${
+          this.ctx.opts.catchUpRounds
+        } rounds${kept ? `; the oldest kept is round ${kept.round}` : ''}): this site cannot rebuild the current model and sits the study out`,
+      );
+    }
     const entry = this.received(env);
     const epochs = this.keys.epochsOf(st.studyId, h.senderId);
-    const closed = this.ctx.store.rounds(st.studyId, 'closed').filter((r) => r.round >= b.fromRound && epochs.has(r.keyEpoch));
+    const closed = all.filter((r) => r.round >= b.fromRound && epochs.has(r.keyEpoch));
     for (const r of closed) this.publish(st.studyId, r.round, [h.senderId]);
     return { entry, info: { sent: closed.map((r) => r.round) } };
   }

@@ -68,6 +68,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     phaseTimeoutMs: config.phaseTimeoutS * 1000,
     quorumGraceMs: config.quorumGraceS * 1000,
     dealerTimeoutMs: config.dealerTimeoutS * 1000,
+    catchUpRounds: config.catchUpRounds,
     onChange: (studyId) => hub.publish(studyTopic(studyId), { studyId }),
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });

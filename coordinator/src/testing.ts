@@ -65,9 +65,13 @@ export class Lab {
   readonly db: CoordinatorDb = openMemoryCoordinatorDb();
   readonly logs: string[] = [];
 
-  static async create(): Promise<Lab> {
+  /** Engine options a test sets (e.g. the catch-up window); used by every restart. */
+  options: { catchUpRounds?: number } = {};
+
+  static async create(options: { catchUpRounds?: number } = {}): Promise<Lab> {
     await initSodium();
     const lab = new Lab();
+    lab.options = options;
     lab.restart();
     return lab;
   }
@@ -81,6 +85,7 @@ export class Lab {
       phaseTimeoutMs: 10_000,
       quorumGraceMs: 5_000,
       dealerTimeoutMs: 5_000,
+      ...this.options,
       now: () => this.clock.nowMs,
       log: (level, msg) => this.logs.push(`${level}: ${msg}`),
     });

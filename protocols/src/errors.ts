@@ -72,6 +72,11 @@ export const WIRE_ERRORS = defineErrors({
     status: 422,
     message: 'The encryption parameters are not supported by the HE layer (scheme, ring degree, modulus sizes, precision); choose parameters it accepts, e.g. the defaults.',
   },
+  TWF_E_AGGREGATE_PRUNED: {
+    status: 410,
+    message:
+      "A round's aggregate the site asked for is older than the coordinator's catch-up window (catchUpRounds; its digest is kept, its ciphertexts are gone): the site cannot rebuild the current model and sits out the study's rounds. Restore the site's data folder from a backup within the window, or withdraw it; the coordinator cannot hand out a model it cannot read.",
+  },
   TWF_E_INTERNAL: { status: 500, message: 'Internal error; see the coordinator log.' },
 });
 

@@ -9,9 +9,13 @@ export type CoordinatorDb = BetterSQLite3Database<typeof schema> & { $client: Da
 
 const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
-/** Opens (creating if needed) the coordinator's SQLite file with the migrations in coordinator/drizzle. */
+/**
+ * Opens (creating if needed) the coordinator's SQLite file with the migrations in coordinator/drizzle.
+ * A new file has auto_vacuum = INCREMENTAL: pruned aggregates (the catch-up window) give their
+ * pages back after each close (SqliteStore.reclaimSpace).
+ */
 export function openCoordinatorDb(path: string): CoordinatorDb {
-  return openMigratedSqlite(path, schema, MIGRATIONS);
+  return openMigratedSqlite(path, schema, MIGRATIONS, { incrementalVacuum: true });
 }
 
 export { schema };

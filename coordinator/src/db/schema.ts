@@ -133,6 +133,15 @@ export const rounds = sqliteTable(
     bytesIn: integer('bytes_in').notNull().default(0),
     /** Wall time spent adding ciphertexts, milliseconds. */
     aggregateMs: real('aggregate_ms').notNull().default(0),
+    /**
+     * SHA-256 (hex) and size of the published round.aggregate body (info frame and ciphertexts),
+     * fixed when the round closes: the digest every site's aggregate.applied entry records. Kept
+     * after the ciphertexts are pruned (provenance).
+     */
+    aggregateDigest: text('aggregate_digest'),
+    aggregateBytes: integer('aggregate_bytes'),
+    /** When the aggregate's ciphertexts were deleted (older than the catch-up window); null while kept. */
+    aggregatePrunedAtMs: integer('aggregate_pruned_at_ms'),
   },
   (t) => [primaryKey({ columns: [t.studyId, t.round] })],
 );

@@ -126,6 +126,12 @@ export interface CoordinatorStore {
   putAccumulator(row: AccumulatorRow): void;
   deleteAccumulator(studyId: string, round: number, index: number): void;
   deleteAccumulators(studyId: string, round: number): void;
+  /**
+   * Hands pages freed by deleted rows (pruned aggregates) back to the file system where the
+   * backend can (SQLite: PRAGMA incremental_vacuum, a no-op on a file without auto_vacuum, whose
+   * free pages are reused by later rows instead). Outside any transaction.
+   */
+  reclaimSpace(): void;
 
   // refusals and metrics
   insertRefusal(row: RefusalRow): void;

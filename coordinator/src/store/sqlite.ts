@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, isNull } from 'drizzle-orm';
+import { and, asc, desc, eq, isNull, sql } from 'drizzle-orm';
 import type { CoordinatorDb } from '../db/index.js';
 import {
   accumulators,
@@ -336,6 +336,11 @@ export class SqliteStore implements CoordinatorStore {
       .delete(accumulators)
       .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round)))
       .run();
+  }
+
+  reclaimSpace(): void {
+    // One page per step: all() steps it to the end (run() would free a single page).
+    this.q.all(sql`PRAGMA incremental_vacuum`);
   }
 
   insertRefusal(row: RefusalRow): void {
