@@ -1,13 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { sha256Hex } from '@twinfed/protocols';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseCoordinatorConfig } from './config.js';
+import { openCoordinatorDb } from './db/index.js';
 import { FakeSite, Lab, honestRound } from './testing.js';
 
 type Row = { round: number; state: string; aggregate_digest: string | null; aggregate_bytes: number | null; aggregate_pruned_at_ms: number | null; survivors_json: string | null };
 
-async function labWith(n: number, rounds: number, catchUpRounds?: number) {
-  const lab = await Lab.create(catchUpRounds === undefined ? {} : { catchUpRounds });
+async function labWith(n: number, rounds: number, catchUpRounds?: number, db?: Parameters<typeof Lab.create>[1]) {
+  const lab = await Lab.create(catchUpRounds === undefined ? {} : { catchUpRounds }, db);
   const sites: FakeSite[] = [];
   for (let i = 0; i < n; i++) sites.push(await lab.site(`H${i + 1}`));
   const studyId = await lab.study(sites, { rounds });
@@ -32,6 +36,7 @@ describe('coordinator: pruning aggregates outside the catch-up window', () => {
       assert.deepEqual(accRounds(lab, studyId), i === 1 ? [1] : [i - 1, i]);
     }
     assert.equal(lab.engine.studyStatus(studyId).state, 'completed');
+    assert.ok(!lab.logs.some((l) => l.includes('reclaiming')), lab.logs.join('\n'));
     const rows = roundRows(lab, studyId);
     assert.deepEqual(
       rows.map((r) => [r.round, r.state, r.aggregate_pruned_at_ms !== null]),
@@ -49,6 +54,11 @@ describe('coordinator: pruning aggregates outside the catch-up window', () => {
       assert.ok((r.aggregate_bytes ?? 0) > 1000);
       assert.equal(JSON.parse(r.survivors_json!).length, 3);
     }
+    // Share boxes of pruned rounds go with their aggregate; the signed mask keys stay.
+    const boxes = lab.db.$client.prepare('select round, boxes_json b, signature from mask_setups where study_id = ? order by round').all(studyId) as { round: number; b: string; signature: string }[];
+    assert.equal(boxes.length, 15);
+    for (const x of boxes) assert.equal(x.b === '[]', x.round <= 3, `round ${x.round}`);
+    assert.ok(boxes.every((x) => x.signature.length > 0));
     const closed = lab.engine.audit.entries().filter((e) => e.action === 'round.closed');
     assert.deepEqual(
       closed.map((e) => [e.round, e.digest]),
@@ -111,6 +121,34 @@ describe('coordinator: pruning aggregates outside the catch-up window', () => {
     assert.equal(after[2].state, 'closed');
     assert.deepEqual(accRounds(lab, studyId), [2, 3]);
     assert.ok(after[0].aggregate_pruned_at_ms !== null && after[0].aggregate_digest !== null);
+  });
+
+  it('on a SQLite file (auto_vacuum incremental) the pages of pruned aggregates go back: the file stops growing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinfed-prune-'));
+    try {
+      const db = openCoordinatorDb(join(dir, 'coordinator.db'));
+      assert.equal(db.$client.pragma('auto_vacuum', { simple: true }), 2);
+      const { lab, sites, studyId } = await labWith(3, 12, 2, db);
+      const pages: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        await honestRound(sites);
+        for (const s of sites) while (s.has('round.aggregate')) s.take('round.aggregate');
+        pages.push(db.$client.pragma('page_count', { simple: true }) as number);
+        assert.equal(db.$client.pragma('freelist_count', { simple: true }), 0, `round ${i + 1}: free pages left in the file`);
+      }
+      assert.deepEqual(accRounds(lab, studyId), [11, 12]);
+      assert.ok(!lab.logs.some((l) => l.includes('reclaiming')), lab.logs.join('\n'));
+      // Rounds 7-12 add their round rows, secure-aggregation messages and audit entries (a few
+      // pages each), not an aggregate each: under half of what six kept aggregates would take.
+      const aggPages = Math.ceil((roundRows(lab, studyId)[0].aggregate_bytes ?? 0) / 4096);
+      const acc = db.$client.prepare("select count(*) n from dbstat where name = 'accumulators'").get() as { n: number };
+      assert.ok(acc.n <= 2 * aggPages + 2, `accumulators hold ${acc.n} pages; two aggregates are ${2 * aggPages}`);
+      assert.ok(pages[11] - pages[5] < 3 * aggPages, `grew ${pages[11] - pages[5]} pages over 6 rounds (one aggregate is ${aggPages})`);
+      db.$client.close();
+      assert.ok(statSync(join(dir, 'coordinator.db')).size > 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('catchUpRounds: default 20, at least 2, at most 100000', () => {

@@ -62,15 +62,20 @@ export class Lab {
   readonly transport = new FakeTransport();
   engine!: CoordinatorEngine;
   readonly identity: Identity = generateIdentity();
-  readonly db: CoordinatorDb = openMemoryCoordinatorDb();
+  readonly db: CoordinatorDb;
   readonly logs: string[] = [];
 
   /** Engine options a test sets (e.g. the catch-up window); used by every restart. */
   options: { catchUpRounds?: number } = {};
 
-  static async create(options: { catchUpRounds?: number } = {}): Promise<Lab> {
+  /** `db`: a coordinator database to run on (default: a fresh in-memory one). */
+  constructor(db?: CoordinatorDb) {
+    this.db = db ?? openMemoryCoordinatorDb();
+  }
+
+  static async create(options: { catchUpRounds?: number } = {}, db?: CoordinatorDb): Promise<Lab> {
     await initSodium();
-    const lab = new Lab();
+    const lab = new Lab(db);
     lab.options = options;
     lab.restart();
     return lab;

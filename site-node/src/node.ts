@@ -653,7 +653,7 @@ export class SiteNode {
   private async pollStudies(): Promise<void> {
     if (!this.socket?.connected || this.closed) return;
     for (const st of this.db.select().from(studies).all()) {
-      if (['completed', 'stopped', 'excluded', 'joined', 'legacy'].includes(st.status)) continue;
+      if (['completed', 'stopped', 'excluded', 'joined', 'legacy', 'stranded'].includes(st.status)) continue;
       const manifest = StudyManifestSchema.parse(JSON.parse(st.manifestJson));
       if (st.status === 'withdrawn') {
         if (this.getMeta(`withdrawn:${st.studyId}`) !== st.manifestHash) {
@@ -748,14 +748,27 @@ export class SiteNode {
 
   /**
    * True when the model `version` is here; otherwise asks for the missing aggregates (e.g. the
-   * site was offline) and returns false: `then` runs once they have been applied.
+   * site was offline) and returns false: `then` runs once they have been applied. 'pruned' when
+   * the coordinator no longer holds one of them (TWF_E_AGGREGATE_PRUNED: this site fell further
+   * behind than its catch-up window): the study is `stranded` here, its last model kept; nothing
+   * but a restore of this data folder from within the window lets the site train in it again.
    */
-  private async caughtUp(studyId: string, version: number, then: () => Promise<void>): Promise<boolean> {
+  private async caughtUp(studyId: string, version: number, then: () => Promise<void>): Promise<boolean | 'pruned'> {
     if (this.modelAt(studyId, version)) return true;
     this.pending.set(studyId, { version, then });
     const have = this.latestModel(studyId)?.version ?? 0;
-    await this.send('aggregate.request', studyId, null, { fromRound: have + 1 });
-    return false;
+    const ack = await this.send('aggregate.request', studyId, null, { fromRound: have + 1 });
+    if (ack.ok || ack.code !== 'TWF_E_AGGREGATE_PRUNED') return false;
+    this.pending.delete(studyId);
+    const st = this.db.select().from(studies).where(eq(studies.studyId, studyId)).get();
+    if (st && st.status !== 'stranded' && st.status !== 'completed') {
+      this.setStatus(studyId, 'stranded', `TWF_E_AGGREGATE_PRUNED: this site holds model version ${have}, needs ${version}; ${ack.detail}`);
+      this.log(
+        'error',
+        `${studyId}: stranded at model version ${have}: the coordinator pruned the aggregates needed to reach version ${version} (TWF_E_AGGREGATE_PRUNED); this site declines the study's rounds`,
+      );
+    }
+    return 'pruned';
   }
 
   private async afterApplied(studyId: string, round: number): Promise<void> {
@@ -786,7 +799,7 @@ export class SiteNode {
   private async onCompleted(studyId: string, b: BodyOf['study.completed']): Promise<void> {
     const st = this.db.select().from(studies).where(eq(studies.studyId, studyId)).get();
     if (!st || st.status === 'completed') return;
-    if (!(await this.caughtUp(studyId, b.finalVersion, () => this.onCompleted(studyId, b)))) return;
+    if ((await this.caughtUp(studyId, b.finalVersion, () => this.onCompleted(studyId, b))) !== true) return;
     const final = this.db
       .select()
       .from(models)

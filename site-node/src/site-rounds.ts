@@ -52,8 +52,11 @@ export interface SiteRoundHost {
   storeModel(studyId: string, version: number, w: Float32Array, meanDice: number | null, state?: StrategyState | null): { digest: string; stateHash: string };
   /** The strategy state stored with model `version`; null when there is none (version 0, stateless strategies). */
   strategyStateAt(studyId: string, version: number): StrategyState | null;
-  /** True when the model `version` is here; otherwise asks for the missing aggregates and runs `then` once they are applied. */
-  caughtUp(studyId: string, version: number, then: () => Promise<void>): Promise<boolean>;
+  /**
+   * True when the model `version` is here; otherwise asks for the missing aggregates and runs
+   * `then` once they are applied (false); 'pruned' when the coordinator no longer holds them.
+   */
+  caughtUp(studyId: string, version: number, then: () => Promise<void>): Promise<boolean | 'pruned'>;
   reportMetrics(studyId: string, round: number, ev: LocalEvalResult, work: RoundWorkRow | null): Promise<void>;
   log(level: 'info' | 'warn' | 'error', msg: string): void;
   events: {
@@ -125,7 +128,16 @@ export class SiteRounds {
       return;
     }
     if (!studyKey(this.host.db, studyId, b.keyEpoch)) throw new WireError('TWF_E_NOT_PARTICIPANT', `no study key of epoch ${b.keyEpoch} yet`);
-    if (!(await this.host.caughtUp(studyId, b.modelVersion, () => this.onStart(studyId, round, b)))) return;
+    const ready = await this.host.caughtUp(studyId, b.modelVersion, () => this.onStart(studyId, round, b));
+    if (ready === 'pruned') {
+      // Without the base model this site cannot train: it says so at once, so the round goes on
+      // with the others instead of waiting for this site until its deadline.
+      const detail = `no model version ${b.modelVersion} here and the coordinator pruned the aggregates to rebuild it (catch-up window)`;
+      this.host.audit.append({ actor: this.host.siteId, action: 'round.refused', studyId, round, detail: `TWF_E_AGGREGATE_PRUNED: ${detail}` });
+      await this.host.send('round.decline', studyId, round, { code: 'TWF_E_AGGREGATE_PRUNED', detail });
+      return;
+    }
+    if (!ready) return;
     // The privacy budget is checked before any training: a refused round never touches the data.
     const budget = budgetView(this.host.db, m, this.host.privacy);
     const gaps = m.dp ? ledgerGaps(this.host.db) : [];
@@ -394,7 +406,9 @@ export class SiteRounds {
     const cts = frames.slice(1);
     const { manifest: m, hash } = this.host.manifest(studyId, false);
     if (info.round !== round) throw new WireError('TWF_E_MALFORMED', `info for round ${info.round} in an envelope of round ${round}`);
-    if (!(await this.host.caughtUp(studyId, info.baseVersion, async () => void (await this.onAggregate(env))))) return 'pending';
+    const ready = await this.host.caughtUp(studyId, info.baseVersion, async () => void (await this.onAggregate(env)));
+    if (ready === 'pruned') return 'skipped';
+    if (!ready) return 'pending';
     const refuse = async (code: string, detail: string): Promise<'skipped'> => {
       this.host.audit.append({ actor: this.host.siteId, action: 'aggregate.refused', studyId, round, digest: h.digest, detail: `${code}: ${detail}` });
       this.host.log('warn', `${studyId} round ${round}: aggregate refused: ${code} ${detail}`);

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, isNull } from 'drizzle-orm';
 import type { CoordinatorDb } from '../db/index.js';
 import {
   accumulators,
@@ -241,6 +241,13 @@ export class SqliteStore implements CoordinatorStore {
       .where(and(eq(maskSetups.studyId, studyId), eq(maskSetups.round, round), eq(maskSetups.siteId, siteId)))
       .run();
   }
+  clearMaskBoxes(studyId: string, round: number): void {
+    this.q
+      .update(maskSetups)
+      .set({ boxesJson: '[]' })
+      .where(and(eq(maskSetups.studyId, studyId), eq(maskSetups.round, round)))
+      .run();
+  }
 
   insertDecline(row: DeclineRow): void {
     this.q.insert(roundDeclines).values(row).onConflictDoNothing().run();
@@ -339,8 +346,10 @@ export class SqliteStore implements CoordinatorStore {
   }
 
   reclaimSpace(): void {
-    // One page per step: all() steps it to the end (run() would free a single page).
-    this.q.all(sql`PRAGMA incremental_vacuum`);
+    // One page per step, so the statement must be stepped to its end: better-sqlite3's pragma()
+    // does that (drizzle's run() would free a single page, its all() refuses a pragma without
+    // rows). Inside a transaction there is no client to ask; the pages wait for the next call.
+    if ('$client' in this.q) this.q.$client.pragma('incremental_vacuum');
   }
 
   insertRefusal(row: RefusalRow): void {

@@ -12,7 +12,7 @@ export const studies = sqliteTable('studies', {
   studyId: text('study_id').primaryKey(),
   manifestJson: text('manifest_json').notNull(),
   manifestHash: text('manifest_hash').notNull(),
-  /** pending (awaiting the officer) | approved | joined | completed | stopped (by the lead) | excluded (evicted, removed, revoked) | withdrawn (by this site's officer) | legacy (announced under protocol 1.x) */
+  /** pending (awaiting the officer) | approved | joined | completed | stopped (by the lead) | excluded (evicted, removed, revoked) | withdrawn (by this site's officer) | legacy (announced under protocol 1.x) | stranded (further behind than the coordinator's catch-up window: it cannot rebuild the model and declines the rounds) */
   status: text('status').notNull(),
   announcedAtMs: integer('announced_at_ms').notNull(),
   /** Manifest hash a decline was last sent for (one decline per manifest). */
