@@ -604,8 +604,8 @@ export class Rounds {
    * Deletes the ciphertexts of aggregates older than the catch-up window (the last catchUpRounds
    * closed rounds of the study keep theirs), in the transaction that closes a round: a crash leaves
    * either the old state or the closed round with its window, never a half-pruned one. Each pruned
-   * round keeps its row (digest, size, contributors, pruning time), its signed mask keys, survivor
-   * signatures and reveals; its mask set-ups' share boxes (opaque, only relayed while it was open) go too.
+   * round keeps its row (digest, size, contributors, pruning time), its mask set-ups, survivor
+   * signatures and reveals (small next to the aggregate).
    */
   private pruneTx(tx: Tx, st: StudyRow, now: number): void {
     const keep = this.ctx.opts.catchUpRounds;
@@ -616,8 +616,6 @@ export class Rounds {
       // A round closed before digests were recorded gets its digest now, before its bytes go.
       const legacy = r.aggregateDigest === null ? this.aggregateBody(tx, st, manifestOfRow(st), r) : null;
       tx.deleteAccumulators(st.studyId, r.round);
-      // The share boxes were relayed while the round was open; the signed mask keys stay (the info frame's key set).
-      tx.clearMaskBoxes(st.studyId, r.round);
       tx.updateRound(st.studyId, r.round, { aggregatePrunedAtMs: now, ...(legacy ? { aggregateDigest: sha256Hex(legacy.body), aggregateBytes: legacy.body.length } : {}) });
       pruned.push(r.round);
     }

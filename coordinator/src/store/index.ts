@@ -107,8 +107,6 @@ export interface CoordinatorStore {
   insertRoundSiteRow<T extends RoundSiteTable>(table: T, row: RoundSiteRowOf<T>): void;
   /** Forgets a site's mask set-up (it declined the round before the key set was fixed). */
   deleteMaskSetup(studyId: string, round: number, siteId: string): void;
-  /** Empties the share boxes of a round's mask set-ups ('[]'), keeping the signed mask keys (a pruned round: the boxes were only relayed while it was open). */
-  clearMaskBoxes(studyId: string, round: number): void;
 
   // declines
   insertDecline(row: DeclineRow): void;

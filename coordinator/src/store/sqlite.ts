@@ -241,13 +241,6 @@ export class SqliteStore implements CoordinatorStore {
       .where(and(eq(maskSetups.studyId, studyId), eq(maskSetups.round, round), eq(maskSetups.siteId, siteId)))
       .run();
   }
-  clearMaskBoxes(studyId: string, round: number): void {
-    this.q
-      .update(maskSetups)
-      .set({ boxesJson: '[]' })
-      .where(and(eq(maskSetups.studyId, studyId), eq(maskSetups.round, round)))
-      .run();
-  }
 
   insertDecline(row: DeclineRow): void {
     this.q.insert(roundDeclines).values(row).onConflictDoNothing().run();
