@@ -9,9 +9,19 @@ import { PROTOCOL_ATTACKS } from './protocol.js';
 import { SECAGG_ATTACKS } from './secagg.js';
 import { STRATEGY_DP_ATTACKS } from './strategy-dp.js';
 import { CONSOLE_ATTACKS } from './consoles.js';
+import { SCALE_ATTACKS } from './scale.js';
 
 /** Every attack of the suite, in the order the table lists them. */
-export const ATTACKS: Attack[] = [...STUDY_SETUP_ATTACKS, ...PROTOCOL_ATTACKS, ...SECAGG_ATTACKS, ...OPERATIONS_ATTACKS, ...NETWORK_ATTACKS, ...STRATEGY_DP_ATTACKS, ...CONSOLE_ATTACKS];
+export const ATTACKS: Attack[] = [
+  ...STUDY_SETUP_ATTACKS,
+  ...PROTOCOL_ATTACKS,
+  ...SECAGG_ATTACKS,
+  ...OPERATIONS_ATTACKS,
+  ...NETWORK_ATTACKS,
+  ...STRATEGY_DP_ATTACKS,
+  ...CONSOLE_ATTACKS,
+  ...SCALE_ATTACKS,
+];
 
 export interface AttackResult extends AttackOutcome {
   name: string;
