@@ -16,7 +16,8 @@ const prunedAggregateRequests: Attack = {
   finding: null,
   expected:
     'a participant asks again and again for aggregates older than the catch-up window (2 rounds) -> each refused TWF_E_AGGREGATE_PRUNED naming the window, nothing sent; a request inside the window is answered; the pruned rounds keep their digests',
-  async run({ dir, log }): Promise<AttackOutcome> {
+  async run(ctx): Promise<AttackOutcome> {
+    const { dir } = ctx;
     const { c, url } = await startCoordinator(join(dir, 'coordinator'), { catchUpRounds: 2, joinSettleMs: 300 });
     const nodes: SiteNode[] = [];
     let raw: RawSite | null = null;
@@ -29,7 +30,7 @@ const prunedAggregateRequests: Attack = {
       await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1) || null, 'announcements', 20_000);
       nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, started.studyId, `officer ${i + 1}`, started.manifestHash));
       await waitFor(() => (c.engine.studyStatus(started.studyId).state === 'completed' ? true : null), 'four rounds', 120_000, 200);
-      log('study completed; site 1 reconnects hand-driven');
+      ctx.log('study completed; site 1 reconnects hand-driven');
       await nodes[0].close();
       raw = await RawSite.create(url, sites[0].dir);
       await raw.connected();
