@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Coordinator } from '@twinfed/coordinator';
 import { SiteNode, type LocalTrainer } from '@twinfed/site-node';
 import { responseStudySpec } from '@twinfed/shared/response/index';
-import { createAndStart, startCoordinator, tempDir, waitFor } from './harness.js';
+import { createAndStart, startCoordinator, tempDir, waitFor, connectAndApprove } from './harness.js';
 import { responseSite } from './strategies-harness.js';
 
 const ROUNDS = 5;
@@ -54,9 +54,7 @@ describe('a site further behind than the catch-up window', () => {
     }
     const started = await createAndStart(url, { ...responseStudySpec(ROUNDS), title: 'response, catch-up window 2, one site away for 3 rounds', minSites: 3, roundDeadlineS: 60 });
     studyId = started.studyId;
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, started.manifestHash));
+    await connectAndApprove(nodes, { studyId: studyId, manifestHash: started.manifestHash });
   });
 
   after(async () => {

@@ -9,7 +9,7 @@ import { BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, openSite
 import { dpLedger } from '@twinfed/site-node/db/schema';
 import { dpStepsPerRound, epsilonFor } from '@twinfed/shared/dp/accountant';
 import { responseStudySpec } from '@twinfed/shared/response/index';
-import { createAndStart, enrolNewSite, startCoordinator, tempDir, waitFor } from './harness.js';
+import { createAndStart, enrolNewSite, startCoordinator, tempDir, waitFor, connectAndApprove } from './harness.js';
 
 const FIX = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../fixtures/growth-laleh2022');
 
@@ -57,9 +57,7 @@ describe('a site refuses the round that would exceed its privacy budget', () => 
     assert.ok(after_(4) < 10, `the default site budget must cover the whole study (epsilon ${after_(4)})`);
     const started = await createAndStart(url, { ...spec, dp: { level: 'patient', epsilon: 10, delta, clipNorm: 1, samplingRate: q, noiseMultiplier: sigma } });
     studyId = started.studyId;
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, started.manifestHash));
+    await connectAndApprove(nodes, { studyId: studyId, manifestHash: started.manifestHash });
   });
 
   after(async () => {

@@ -8,7 +8,7 @@ import { dpLedger } from '@twinfed/site-node/db/schema';
 import { epsilonFor } from '@twinfed/shared/dp/accountant';
 import { clipL2, siteNoiseSigmaQ } from '@twinfed/shared/dp/site-level';
 import { responseStudySpec } from '@twinfed/shared/response/index';
-import { createAndStart, startCoordinator, tempDir, waitFor } from './harness.js';
+import { createAndStart, startCoordinator, tempDir, waitFor, connectAndApprove } from './harness.js';
 import { responseSite, type StudyDeltaLog } from './strategies-harness.js';
 
 /**
@@ -40,9 +40,7 @@ describe('site-level DP with the distributed discrete Gaussian', () => {
     }
     const started = await createAndStart(url, { ...responseStudySpec(ROUNDS), dp: { level: 'site', epsilon: 10, delta: 1e-5, clipNorm: C, noiseMultiplier: sigma } });
     ({ studyId, manifest } = started);
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, started.manifestHash));
+    await connectAndApprove(nodes, { studyId: studyId, manifestHash: started.manifestHash });
   });
 
   after(async () => {

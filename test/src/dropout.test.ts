@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { SiteNode } from '@twinfed/site-node';
-import { aggregateError, createAndStart, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
+import { aggregateError, createAndStart, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog, connectAndApprove } from './harness.js';
 
 const SITES = [
   ['A', ['STS_004', 'STS_005', 'STS_006'], ['STS_006']],
@@ -36,9 +36,7 @@ async function fourSites(tmpDir: string, dropAfterSetup: string[]) {
   const spec = tinySpec({ rounds: 1, minSites: 3, roundDeadlineS: 60 });
   spec.model.base = 8; // ~6.5k parameters: two ciphertexts per update
   const { studyId, manifestHash } = await createAndStart(url, spec);
-  for (const n of nodes) n.connect();
-  await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-  for (const n of nodes) SiteNode.approve(n.db, n.audit, studyId, 'officer', manifestHash);
+  await connectAndApprove(nodes, { studyId, manifestHash }, () => 'officer');
   return { c, url, nodes, logs, studyId };
 }
 

@@ -82,6 +82,16 @@ export async function createAndStart(
   return { studyId: created.json.studyId, manifest: m.json.manifest, manifestHash: m.json.manifestHash };
 }
 
+/**
+ * Connects the site nodes, waits until each has been announced the study, and approves its manifest
+ * at every site as that site's officer would (`site approve --hash`), bound to the manifest hash.
+ */
+export async function connectAndApprove(nodes: SiteNode[], study: { studyId: string; manifestHash: string }, officer: (i: number) => string = (i) => `officer ${i + 1}`): Promise<void> {
+  for (const n of nodes) n.connect();
+  await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).some((s) => s.studyId === study.studyId)) || null, 'announcements', 20_000);
+  nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, study.studyId, officer(i), study.manifestHash));
+}
+
 /** A tiny segmentation study (fast on CPU) for protocol tests. */
 export function tinySpec(over: Partial<SegmentationSpec> = {}): SegmentationSpec {
   return {

@@ -7,7 +7,7 @@ import type { ResponseManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
 import { BUILTIN_MAPPINGS, SiteNode, createResponseTrainer, importPath, loadResponsePatients, openSiteStore, readModelDir, responseModelConfig, siteResponseSplit } from '@twinfed/site-node';
 import { evaluateResponse, federatedPlain, initLogReg, responseStudySpec } from '@twinfed/shared/response/index';
-import { aggregateError, createAndStart, enrolNewSite, recordingTrainer, startCoordinator, tempDir, waitFor, type DeltaLog } from './harness.js';
+import { aggregateError, createAndStart, enrolNewSite, recordingTrainer, startCoordinator, tempDir, waitFor, type DeltaLog, connectAndApprove } from './harness.js';
 
 const FIX = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../fixtures/growth-laleh2022');
 
@@ -44,9 +44,7 @@ describe('federated response model on three trial sites', () => {
     const started = await createAndStart(url, responseStudySpec(ROUNDS));
     studyId = started.studyId;
     manifest = started.manifest as ResponseManifest;
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, started.manifestHash));
+    await connectAndApprove(nodes, { studyId: studyId, manifestHash: started.manifestHash });
   });
 
   after(async () => {

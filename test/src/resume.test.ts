@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { SiteNode } from '@twinfed/site-node';
-import { ADMIN_TOKEN, RawSite, createAndStart, enrolNewSite, lead, realSite, tempDir, tinySpec, waitFor } from './harness.js';
+import { ADMIN_TOKEN, RawSite, createAndStart, enrolNewSite, lead, realSite, tempDir, tinySpec, waitFor, connectAndApprove } from './harness.js';
 import { RawParticipant } from './raw-protocol.js';
 
 const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli/dist/bin.js');
@@ -164,9 +164,7 @@ describe('real site nodes ride through a coordinator restart', () => {
       nodes.push((await realSite(url, join(tmp.dir, name), name, [...patients], [...val])).node);
     }
     const { studyId, manifestHash } = await createAndStart(url, tinySpec({ rounds: 2, minSites: 3, roundDeadlineS: 120 }));
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    for (const n of nodes) SiteNode.approve(n.db, n.audit, studyId, 'officer', manifestHash);
+    await connectAndApprove(nodes, { studyId, manifestHash }, () => 'officer');
     await waitFor(async () => (await lead<{ currentRound: number }>(url, 'GET', `/api/studies/${studyId}`)).json.currentRound === 1, 'round 1', 60_000, 50);
 
     coord.proc.kill('SIGTERM');

@@ -5,7 +5,7 @@ import type { StudyManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
 import { SiteNode, type LocalTrainer } from '@twinfed/site-node';
 import { responseStudySpec } from '@twinfed/shared/response/index';
-import { createAndStart, startCoordinator, tempDir, waitFor } from './harness.js';
+import { createAndStart, startCoordinator, tempDir, waitFor, connectAndApprove } from './harness.js';
 import { responseSite } from './strategies-harness.js';
 
 const ROUNDS = 3;
@@ -65,9 +65,7 @@ describe('a site that missed a FedAdam round catches up on model and optimiser s
     };
     const started = await createAndStart(url, spec);
     ({ studyId, manifest } = started);
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, started.manifestHash));
+    await connectAndApprove(nodes, { studyId: studyId, manifestHash: started.manifestHash });
   });
 
   after(async () => {

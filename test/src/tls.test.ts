@@ -9,7 +9,7 @@ import type { Coordinator } from '@twinfed/coordinator';
 import { CoordinatorLink, SITE_FILES, SiteNode, enrolSite, loadSiteConfig } from '@twinfed/site-node';
 import { compareAuditLogs, readSiteStatements } from '@twinfed/shared/audit/index';
 import { certificatePin, initSodium, loadIdentity } from '@twinfed/shared/crypto/index';
-import { ADMIN_TOKEN, createAndStart, enrolNewSite, lead, realSite, startCoordinator, tempDir, tinySpec, waitFor } from './harness.js';
+import { ADMIN_TOKEN, createAndStart, enrolNewSite, lead, realSite, startCoordinator, tempDir, tinySpec, waitFor, connectAndApprove } from './harness.js';
 import { idleTrainer, makeCert, startConnectProxy, withEnv, type TestCert, type TestProxy } from './tls-kit.js';
 
 /*
@@ -48,9 +48,7 @@ describe('a federation over real TLS: self-signed coordinator, two sites direct,
     }
     let manifestHash: string;
     ({ studyId, manifestHash } = await createAndStart(url, tinySpec({ rounds: 1, minSites: 3, roundDeadlineS: 120 })));
-    for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1), 'announcements', 20_000);
-    nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, studyId, `officer ${SITES[i].name}`, manifestHash));
+    await connectAndApprove(nodes, { studyId, manifestHash }, (i) => `officer ${SITES[i].name}`);
   });
 
   after(async () => {

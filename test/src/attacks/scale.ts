@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { SiteNode } from '@twinfed/site-node';
 import { responseStudySpec } from '@twinfed/shared/response/index';
-import { RawSite, createAndStart, startCoordinator, waitFor } from '../harness.js';
+import { RawSite, createAndStart, startCoordinator, waitFor, connectAndApprove } from '../harness.js';
 import { responseSite } from '../strategies-harness.js';
 import { failed, refused, type Attack, type AttackOutcome } from './types.js';
 
@@ -26,9 +26,7 @@ const prunedAggregateRequests: Attack = {
       for (const [i, csv] of ['Study1.csv', 'Study2.csv', 'Study3.csv'].entries()) sites.push(await responseSite(url, join(dir, `s${i}`), `Hospital ${i + 1}`, csv));
       for (const s of sites) nodes.push(await SiteNode.open({ dataDir: s.dir, trainer: s.trainer, approvalPollMs: 100 }));
       const started = await createAndStart(url, { ...responseStudySpec(4), title: 'catch-up window attack' });
-      for (const n of nodes) n.connect();
-      await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === 1) || null, 'announcements', 20_000);
-      nodes.forEach((n, i) => SiteNode.approve(n.db, n.audit, started.studyId, `officer ${i + 1}`, started.manifestHash));
+      await connectAndApprove(nodes, started);
       await waitFor(() => (c.engine.studyStatus(started.studyId).state === 'completed' ? true : null), 'four rounds', 120_000, 200);
       ctx.log('study completed; site 1 reconnects hand-driven');
       await nodes[0].close();
