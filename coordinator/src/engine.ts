@@ -27,7 +27,7 @@ import { HANDLERS, type HandlerDeps } from './handlers/index.js';
 import { Handshakes } from './handshake.js';
 import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter } from '@twinfed/shared/rate-limit';
 import { nextAction, type StudySnapshot } from './round-policy.js';
 import { Rounds } from './rounds.js';
 import type { Exclusion, StudyState } from './states.js';

@@ -26,7 +26,7 @@ import {
 import type { CoordinatorConfig } from './config.js';
 import type { CoordinatorEngine } from './engine.js';
 import type { CoordinatorMetrics } from './metrics.js';
-import type { RateLimiter } from './rate-limit.js';
+import type { RateLimiter } from '@twinfed/shared/rate-limit';
 import type { TlsPins } from './tls.js';
 
 interface RouteDoc {

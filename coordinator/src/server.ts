@@ -10,7 +10,7 @@ import { parseCoordinatorConfig, type CoordinatorConfig, type CoordinatorConfigI
 import { openCoordinatorDb, type CoordinatorDb } from './db/index.js';
 import { CoordinatorEngine } from './engine.js';
 import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter } from '@twinfed/shared/rate-limit';
 import { SqliteStore } from './store/sqlite.js';
 import { registerRestRoutes } from './rest.js';
 import { registerConsole, studyTopic } from './console/index.js';

@@ -18,7 +18,7 @@ import {
   sessionCookie,
   signInPage,
 } from '@twinfed/shared/web/index';
-import { RateLimiter } from '../rate-limit.js';
+import { RateLimiter } from '@twinfed/shared/rate-limit';
 import { registerAuditPages } from './audit.js';
 import type { ConsoleDeps, Ctx, Out, Role } from './common.js';
 import { registerSitePages } from './sites.js';

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { AuditLog } from '@twinfed/shared/audit/index';
+import { RateLimiter } from '@twinfed/shared/rate-limit';
 import {
   CONSOLE_SECURITY_HEADERS,
   SESSION_COOKIE,
@@ -218,27 +219,24 @@ export async function buildSiteConsole(o: SiteConsoleOptions): Promise<{ app: Fa
   });
 
   // ------------------------------------------------------------- sign-in
-  const attempts = new Map<string, number[]>();
+  // Wrong tokens are charged per client address (the project's token bucket): `perMinute` of them
+  // at once, then one more each 60/perMinute seconds; a right token costs nothing.
   const perMinute = o.signInPerMinute ?? 10;
+  const wrongTokens = new RateLimiter(perMinute, perMinute / 60);
   app.post('/console/sign-in', async (req, reply) => {
     const ip = req.socket.remoteAddress ?? '?';
-    const now = Date.now();
-    const recent = (attempts.get(ip) ?? []).filter((t) => now - t < 60_000);
     const b = (req.body ?? {}) as Record<string, unknown>;
     const next = safeNext(b.next);
-    if (recent.length >= perMinute) {
-      attempts.set(ip, recent);
+    if (!wrongTokens.hasToken(ip)) {
       return reply
         .code(429)
-        .header('retry-after', '60')
+        .header('retry-after', String(Math.ceil(60 / perMinute)))
         .type('text/html; charset=utf-8')
         .send(signInPage({ app: 'site', instance: config.siteName, roles: SIGN_IN_ROLES, error: 'Too many sign-in attempts from this address; wait a minute and try again.', next }));
     }
     const role = typeof b.token === 'string' ? roleForToken<SiteConsoleRole>(b.token, [{ role: 'site', token: tok.token }]) : null;
     if (!role) {
-      recent.push(now);
-      attempts.set(ip, recent);
-      if (attempts.size > 10_000) attempts.clear(); // bounded memory under a flood of addresses
+      wrongTokens.take(ip);
       return reply
         .code(200)
         .type('text/html; charset=utf-8')

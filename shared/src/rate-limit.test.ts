@@ -24,4 +24,16 @@ describe('RateLimiter', () => {
     assert.equal(rl.take('a'), false, 'a was kept (recently used) and is empty');
     assert.equal(rl.take('b'), true, 'b was dropped, so it starts full again');
   });
+  it('tells whether a key has a token without taking one', () => {
+    let t = 0;
+    const rl = new RateLimiter(2, 1, () => t);
+    assert.equal(rl.hasToken('a'), true, 'an unseen key starts full');
+    rl.take('a');
+    rl.take('a');
+    assert.equal(rl.hasToken('a'), false);
+    assert.equal(rl.hasToken('a'), false, 'asking takes nothing');
+    t = 1000;
+    assert.equal(rl.hasToken('a'), true, 'one token back after a second at 1/s');
+    assert.equal(rl.take('a'), true);
+  });
 });

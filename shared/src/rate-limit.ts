@@ -14,6 +14,12 @@ export class RateLimiter {
     private readonly maxKeys = 10_000,
   ) {}
 
+  /** Whether `key` has a token now, without taking it (to charge only failed attempts, e.g. wrong sign-in tokens). */
+  hasToken(key: string): boolean {
+    const b = this.buckets.get(key);
+    return !b || Math.min(this.capacity, b.tokens + ((this.now() - b.atMs) / 1000) * this.refillPerS) >= 1;
+  }
+
   /** Takes one token for `key`; false when the bucket is empty. */
   take(key: string): boolean {
     const t = this.now();
