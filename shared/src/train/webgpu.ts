@@ -137,7 +137,10 @@ export async function probeWebGpu(opts: ProbeOptions = {}): Promise<WebGpuProbe>
     });
     const adapter = await Promise.race([gpu.requestAdapter(opts.adapterOptions ?? { powerPreference: 'high-performance' }), timeout]);
     if (adapter === 'timeout') return { available: false, why: `Dawn did not answer requestAdapter within ${timeoutMs} ms` };
-    if (adapter == null) return { available: false, why: `Dawn found no WebGPU adapter: ${vulkanHint()}` };
+    if (adapter == null) {
+      const options = opts.dawnOptions?.length ? ` (Dawn options ${opts.dawnOptions.join(' ')})` : '';
+      return { available: false, why: `Dawn found no WebGPU adapter${options}: ${vulkanHint()}` };
+    }
     const info = describe(adapter.info);
     const name = [info.description || info.device, info.vendor && `vendor ${info.vendor}`, info.architecture && `architecture ${info.architecture}`].filter(Boolean).join(', ');
     const fallback = adapter.info?.isFallbackAdapter ? ' (a software fallback adapter)' : '';
