@@ -22,6 +22,7 @@ mkdir -p "$OUT"
 LOG=$OUT/gpu.log
 BUDGET=${BENCH_BUDGET_S:-240}
 
+LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
 if command -v timeout >/dev/null 2>&1; then
   T() { timeout -k 5 "$@"; }
 else
@@ -34,7 +35,7 @@ section() { printf '\n===== %s (%ss) =====\n' "$1" "$SECONDS"; }
 gunz() {
   gzip -dc "$1" >"$2" 2>/dev/null && return 0
   command -v python3 >/dev/null 2>&1 && python3 -c 'import gzip,shutil,sys; shutil.copyfileobj(gzip.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2" && return 0
-  [ -n "${NODE_BIN:-}" ] && "$NODE_BIN" -e 'const z=require("zlib"),f=require("fs");f.writeFileSync(process.argv[2],z.gunzipSync(f.readFileSync(process.argv[1])))' "$1" "$2" && return 0
+  [ -n "${NODE_CMD:-}" ] && "${NODE_CMD[@]}" -e 'const z=require("zlib"),f=require("fs");f.writeFileSync(process.argv[2],z.gunzipSync(f.readFileSync(process.argv[1])))' "$1" "$2" && return 0
   return 1
 }
 
@@ -64,7 +65,7 @@ main() {
     [ -d "$d" ] || continue
     for f in "$d"/*.json; do [ -f "$f" ] && echo "$f: $(tr -d '\n ' <"$f" | head -c 300)"; done
   done
-  T 10 ldconfig -p 2>/dev/null | grep -Ei 'libvulkan|nvidia|libEGL|libGLX' | head -40
+  T 10 "$LDCONFIG" -p 2>/dev/null | grep -Ei 'libvulkan|nvidia|libEGL|libGLX' | head -40
   if command -v vulkaninfo >/dev/null 2>&1; then T 30 vulkaninfo --summary 2>&1 | tail -25; fi
   echo "system node: $(command -v node || echo none) $(node --version 2>/dev/null)"
 
@@ -80,38 +81,51 @@ main() {
     return 1
   fi
   cp -r "$DIST/." "$W/"
-  NODE_BIN=""
-  if [ -f "$W/node.gz" ] && gunz "$W/node.gz" "$W/node" && chmod +x "$W/node" && T 20 "$W/node" --version; then
-    NODE_BIN=$W/node
-  elif command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -ge 20 ]; then
-    NODE_BIN=$(command -v node)
-    echo "bundled Node unusable; using the system's $NODE_BIN"
-  else
-    echo "FATAL: no usable Node (bundled one did not start, no system Node >= 20)"
-    return 1
+  unpack_glibc() {
+    [ -d "$W/glibc-lib" ] && return 0
+    mkdir -p "$W/glibc-lib"
+    for f in "$W"/glibc/*.gz; do gunz "$f" "$W/glibc-lib/$(basename "$f" .gz)"; done
+    chmod +x "$W/glibc-lib/ld-linux-x86-64.so.2"
+  }
+  NODE_CMD=()
+  if [ -f "$W/node.gz" ] && gunz "$W/node.gz" "$W/node" && chmod +x "$W/node"; then
+    if T 20 "$W/node" --version; then
+      NODE_CMD=("$W/node")
+    else
+      echo "the bundled Node does not start on this host's libraries; trying it through the bundled glibc 2.36"
+      unpack_glibc
+      T 20 "$W/glibc-lib/ld-linux-x86-64.so.2" --library-path "$W/glibc-lib" "$W/node" --version && NODE_CMD=("$W/glibc-lib/ld-linux-x86-64.so.2" --library-path "$W/glibc-lib" "$W/node")
+    fi
   fi
+  if [ ${#NODE_CMD[@]} -eq 0 ]; then
+    if command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -ge 20 ]; then
+      NODE_CMD=("$(command -v node)")
+      echo "bundled Node unusable; using the system's ${NODE_CMD[0]}"
+    else
+      echo "FATAL: no usable Node (the bundled one did not start, no system Node >= 20)"
+      return 1
+    fi
+  fi
+  NODE_BIN=${NODE_CMD[-1]}
   gunz "$W/dawn.node.gz" "$W/dawn.node" || echo "could not unpack dawn.node"
-  NODE_CMD=("$NODE_BIN")
-  echo "work dir $W; node $("$NODE_BIN" --version)"
+  echo "work dir $W; node $("${NODE_CMD[@]}" --version) via ${NODE_CMD[*]}"
 
   section "dawn.node load"
   load_dawn() { T 30 "$@" -e 'try { const d = require(process.argv[1]); console.log("dawn.node loads; exports:", Object.keys(d).join(", ")); } catch (e) { console.log("dawn.node does not load:", e.message); process.exit(1); }' "$W/dawn.node"; }
   DAWN_LOAD=$(load_dawn "${NODE_CMD[@]}" 2>&1)
   echo "$DAWN_LOAD"
-  if echo "$DAWN_LOAD" | grep -q 'GLIBC' || [ "${FORCE_BUNDLED_GLIBC:-0}" = 1 ]; then
+  if [ "${NODE_CMD[0]}" = "$NODE_BIN" ] && { echo "$DAWN_LOAD" | grep -q 'GLIBC' || [ "${FORCE_BUNDLED_GLIBC:-0}" = 1 ]; }; then
     [ "${FORCE_BUNDLED_GLIBC:-0}" = 1 ] && echo "FORCE_BUNDLED_GLIBC=1:" || echo "the host's glibc/libstdc++ is older than dawn.node needs (glibc 2.34, GLIBCXX_3.4.30):"
     echo "running Node through the bundled glibc 2.36"
-    mkdir -p "$W/glibc-lib"
-    for f in "$W"/glibc/*.gz; do gunz "$f" "$W/glibc-lib/$(basename "$f" .gz)"; done
-    chmod +x "$W/glibc-lib/ld-linux-x86-64.so.2"
+    unpack_glibc
     NODE_CMD=("$W/glibc-lib/ld-linux-x86-64.so.2" --library-path "$W/glibc-lib" "$NODE_BIN")
     load_dawn "${NODE_CMD[@]}" 2>&1
   fi
-  TWINFED_NODE_CMD=$(printf '%s\n' "${NODE_CMD[@]}" | "$NODE_BIN" -e 'console.log(JSON.stringify(require("fs").readFileSync(0,"utf8").trim().split("\n")))')
+  TWINFED_NODE_CMD=$(printf '%s\n' "${NODE_CMD[@]}" | "${NODE_CMD[@]}" -e 'console.log(JSON.stringify(require("fs").readFileSync(0,"utf8").trim().split("\n")))')
   export TWINFED_NODE_CMD
 
   section "Vulkan loader and NVIDIA driver for Dawn"
-  if ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 ' || ls /usr/lib/x86_64-linux-gnu/libvulkan.so.1 /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1 >/dev/null 2>&1; then
+  if "$LDCONFIG" -p 2>/dev/null | grep -q 'libvulkan.so.1 ' || ls /usr/lib/x86_64-linux-gnu/libvulkan.so.1 /usr/lib64/libvulkan.so.1 /usr/lib/libvulkan.so.1 >/dev/null 2>&1; then
     echo "system Vulkan loader present"
   else
     mkdir -p "$W/vk"
@@ -124,7 +138,7 @@ main() {
   else
     icds=""
     for lib in libGLX_nvidia.so.0 libEGL_nvidia.so.0; do
-      p=$(ldconfig -p 2>/dev/null | grep -m1 "$lib " | sed 's/.*=> //')
+      p=$("$LDCONFIG" -p 2>/dev/null | grep -m1 "$lib " | sed 's/.*=> //')
       [ -z "$p" ] && p=$(find /usr/lib /usr/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu -maxdepth 2 -name "$lib" 2>/dev/null | head -1)
       [ -z "$p" ] && continue
       mkdir -p "$W/icd"
@@ -141,7 +155,7 @@ main() {
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$W}
 
   section "WebGPU probe"
-  probe() { T 60 "${NODE_CMD[@]}" "$W/bench-webgpu.mjs" --probe 2>&1 | tail -15; }
+  probe() { T 45 "${NODE_CMD[@]}" "$W/bench-webgpu.mjs" --probe 2>&1 | tail -15; }
   if [ -n "${TWINFED_DAWN_OPTIONS:-}${TWINFED_WEBGPU_COMPAT:-}" ]; then
     echo "Dawn options from the environment: [${TWINFED_DAWN_OPTIONS:-}] compat=${TWINFED_WEBGPU_COMPAT:-0}"
   else
@@ -166,7 +180,7 @@ main() {
   args=(--result "$OUT/gpu-result.json" --budget-s "$BUDGET")
   [ -n "${BENCH_ONLY:-}" ] && args+=(--only "$BENCH_ONLY")
   [ "${BENCH_QUICK:-0}" = 1 ] && args+=(--quick)
-  T $((BUDGET + 150)) "${NODE_CMD[@]}" "$W/bench-webgpu.mjs" "${args[@]}"
+  T $((BUDGET + 60)) "${NODE_CMD[@]}" "$W/bench-webgpu.mjs" "${args[@]}"
   echo "bench exit status $?"
   rm -rf "$W"
   section "done"
