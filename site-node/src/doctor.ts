@@ -5,6 +5,7 @@ import { fingerprint, fromB64, initSodium, loadIdentity, siteFingerprint } from 
 import { availableParallelism } from 'node:os';
 import { selectBackend } from '@twinfed/shared/train/backend';
 import { workersFromEnv } from '@twinfed/shared/train/parallel';
+import { webGpuStatus } from '@twinfed/shared/train/webgpu';
 import { SITE_FILES, loadSiteConfig } from './config.js';
 import { openSiteDb } from './db/index.js';
 import { approvals, measurements, segSlices, studies } from './db/schema.js';
@@ -29,6 +30,14 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
   const choice = await selectBackend();
   checks.push({ name: 'compute backend', ok: true, detail: choice.reason.startsWith(`${choice.name}:`) ? choice.reason : `${choice.name}: ${choice.reason}` });
   for (const t of choice.tried) checks.push({ name: `  tried ${t.name}`, ok: t.ok, detail: t.why, optional: true });
+  // Information only: Twinfed does not train on WebGPU; say whether an adapter is there and, if not, why.
+  const gpu = await webGpuStatus();
+  checks.push({
+    name: '  webgpu (not used for training)',
+    ok: gpu.available,
+    optional: true,
+    detail: gpu.available ? `${gpu.why}; training runs on ${choice.name} (WebGPU measurements: docs/gpu.md)` : gpu.why,
+  });
   const cores = availableParallelism();
   try {
     const workers = workersFromEnv();

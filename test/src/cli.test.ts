@@ -53,6 +53,8 @@ describe('twinfed CLI', () => {
     assert.equal(j.backend, 'wasm');
     const be = j.checks.find((x) => x.name === 'compute backend')!;
     assert.match(be.detail, /tfjs-node-gpu not installed.*setup:gpu/);
+    const gpu = j.checks.find((x) => x.name.includes('webgpu'))!;
+    assert.match(gpu.detail, /`webgpu` \(Dawn's WebGPU for Node\) not installed.*setup:webgpu/, 'says why there is no WebGPU');
     assert.equal(j.checks.find((x) => x.name === 'local data')!.ok, false, 'nothing imported yet');
     assert.equal(j.checks.find((x) => x.name === 'coordinator')!.ok, true);
     assert.match(j.checks.find((x) => x.name === 'training threads')!.detail, /cores/);

@@ -27,16 +27,15 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { mulberry32 } from '../model/prng.js';
-import { countParams, createUNet, disposeUNet, getFlatWeights, segmentationLoss, unetLogits, type UNetConfig } from '../model/unet.js';
+import { countParams, createUNet, disposeUNet, getFlatWeights, segmentationLoss, unetLogits } from '../model/unet.js';
 import { FlatAdam } from '../train/adam.js';
+import { REFERENCE_BATCH, REFERENCE_LEARNING_RATE, REFERENCE_NET, referenceData } from './reference.js';
 import { selectBackend, type BackendName } from '../train/backend.js';
 import { DataParallelTrainer } from '../train/parallel.js';
 import { DEFAULT_WASM_KERNELS, registerWasmTrainingKernels, type WasmKernelSet } from '../train/wasm-kernels.js';
 
-export const REFERENCE_NET: UNetConfig = { inChannels: 2, nClasses: 4, base: 8, depth: 2, size: 64 };
-export const REFERENCE_BATCH = 16;
-const LEARNING_RATE = 1e-3;
+export { REFERENCE_BATCH, REFERENCE_NET } from './reference.js';
+const LEARNING_RATE = REFERENCE_LEARNING_RATE;
 
 interface TfjsVariant {
   id: string;
@@ -90,17 +89,6 @@ export interface StepResult {
   steps?: number;
   params?: number;
   finalLoss?: number;
-}
-
-/** Deterministic inputs and one-hot labels (the same for every tfjs variant). */
-function referenceData(): { x: Float32Array; y: Float32Array } {
-  const { size, inChannels, nClasses } = REFERENCE_NET;
-  const n = REFERENCE_BATCH * size * size;
-  const r = mulberry32(20261126);
-  const x = Float32Array.from({ length: n * inChannels }, () => 2 * r() - 1);
-  const y = new Float32Array(n * nClasses);
-  for (let i = 0; i < n; i++) y[i * nClasses + Math.floor(r() * nClasses)] = 1;
-  return { x, y };
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];

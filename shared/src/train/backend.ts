@@ -14,8 +14,10 @@
  * the single-threaded SIMD build: sites share a 2-core box in the demo, so
  * intra-op threads would only compete with the other processes anyway.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
@@ -49,10 +51,20 @@ function isNotInstalled(err: unknown): boolean {
   return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
 }
 
-/** Folder holding the .wasm binaries, resolved from the installed package. */
+/**
+ * Folder holding the .wasm binaries, resolved from the installed package; in a bundle
+ * without node_modules (tools/gpu's device bundle), the folder of this code if the
+ * binaries were copied next to it.
+ */
 export function wasmBinaryDir(): string {
   const require = createRequire(import.meta.url);
-  return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep;
+  try {
+    return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + path.sep;
+  } catch (err) {
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    if (existsSync(path.join(here, 'tfjs-backend-wasm-simd.wasm'))) return here + path.sep;
+    throw err;
+  }
 }
 
 let wasmPathsSet = false;

@@ -28,3 +28,4 @@ export { addProximalGradient, addProximalGradientF32, type ProximalOptions } fro
 export { fedAvg } from './fedavg.js';
 export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
 export { FlatAdam, type FlatAdamOptions } from './adam.js';
+export { probeWebGpu, webGpuStatus, type WebGpuProbe, type WebGpuAdapterInfo } from './webgpu.js';
