@@ -31,8 +31,15 @@ fi
 
 section() { printf '\n===== %s (%ss) =====\n' "$1" "$SECONDS"; }
 
-# gunzip SRC DST with whatever exists: gzip, python3, or a Node.
+# Unpack SRC (.gz or .xz) to DST with whatever exists: gzip/xz, python3, or a Node (gzip only).
 gunz() {
+  case "$1" in
+  *.xz)
+    xz -dc "$1" >"$2" 2>/dev/null && return 0
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2" && return 0
+    return 1
+    ;;
+  esac
   gzip -dc "$1" >"$2" 2>/dev/null && return 0
   command -v python3 >/dev/null 2>&1 && python3 -c 'import gzip,shutil,sys; shutil.copyfileobj(gzip.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2" && return 0
   [ -n "${NODE_CMD:-}" ] && "${NODE_CMD[@]}" -e 'const z=require("zlib"),f=require("fs");f.writeFileSync(process.argv[2],z.gunzipSync(f.readFileSync(process.argv[1])))' "$1" "$2" && return 0
@@ -88,7 +95,7 @@ main() {
     chmod +x "$W/glibc-lib/ld-linux-x86-64.so.2"
   }
   NODE_CMD=()
-  if [ -f "$W/node.gz" ] && gunz "$W/node.gz" "$W/node" && chmod +x "$W/node"; then
+  if [ -f "$W/node.xz" ] && gunz "$W/node.xz" "$W/node" && chmod +x "$W/node"; then
     if T 20 "$W/node" --version; then
       NODE_CMD=("$W/node")
     else
@@ -107,7 +114,7 @@ main() {
     fi
   fi
   NODE_BIN=${NODE_CMD[-1]}
-  gunz "$W/dawn.node.gz" "$W/dawn.node" || echo "could not unpack dawn.node"
+  gunz "$W/dawn.node.xz" "$W/dawn.node" || echo "could not unpack dawn.node"
   echo "work dir $W; node $("${NODE_CMD[@]}" --version) via ${NODE_CMD[*]}"
 
   section "dawn.node load"
