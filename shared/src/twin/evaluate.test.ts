@@ -66,7 +66,7 @@ describe('hold-out evaluation', () => {
     }
     assert.ok(Number.isFinite(r.baselines.locf.mae) && Number.isFinite(r.baselines.linear.mae));
     assert.equal(r.meta.patientsEvaluated, 12);
-    assert.ok(r.sparse && r.sparse.n === 4);
+    assert.ok(r.sparseTwoPoint && r.sparseTwoPoint.n === 4);
     assert.ok(r.models.gompertz.mae < 0.2, `gompertz MAE on Gompertz data ${r.models.gompertz.mae}`);
     const again = evaluateHoldout(patients, { holdoutLast: 1, models: ['exponential', 'gompertz'], seed: 4, draws: 60 });
     assert.deepEqual({ ...again, meta: { ...again.meta, seconds: 0 } }, { ...r, meta: { ...r.meta, seconds: 0 } });
