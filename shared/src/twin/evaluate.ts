@@ -54,6 +54,23 @@ export interface HoldoutOptions {
    * and no prior, in `sparse`.
    */
   givenPrior?: Partial<Record<ModelName, GaussianPrior>>;
+  /** Also return the default twin's per-patient forecasts in `patients` (for audits and leakage tests). */
+  perPatient?: boolean;
+}
+
+/** The default twin's forecast of one patient's held-out visits (mm³), with the calibrated band. */
+export interface TwinPatientForecast {
+  id: string;
+  model: string;
+  days: number[];
+  point: number[];
+  lower90Mm3: number[];
+  upper90Mm3: number[];
+  /** Leave-one-patient-out conformal factor used for this patient. */
+  calibrationFactor: number;
+  /** Probability of RECIST progression at the first held-out visit, and whether it happened. */
+  pProgression: number;
+  progressed: boolean;
 }
 
 export interface ModelScore {
@@ -96,6 +113,7 @@ export interface HoldoutResult {
   progression?: ProgressionScore;
   /** Only with `givenPrior`: patients with 2–3 fitted points, the given prior vs a local leave-one-out prior vs none. */
   sparse?: SparsePriorScore;
+  patients?: TwinPatientForecast[];
   meta: {
     holdoutLast: number;
     patientsIn: number;
@@ -330,7 +348,7 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
     twinBands.push(band);
     sel.add(predictFit(fit, x.testDays), x.testV, x.norm, band, fit.errorScale);
   });
-  const twinScore = main.length >= 3 ? scoreDefaultTwin(main, twinFits, twinBands) : null;
+  const twinScore = main.length >= 3 ? scoreDefaultTwin(main, twinFits, twinBands, !!opts.perPatient) : null;
 
   const out: HoldoutResult = {
     models: res,
@@ -397,7 +415,8 @@ function scoreDefaultTwin(
   main: Prepared[],
   fits: Fit[],
   bands: ForecastBand[],
-): Pick<HoldoutResult, 'coverage90Calibrated' | 'coverage90Model' | 'calibrationFactor' | 'intervalScore90' | 'meanWidth90' | 'maeRatioToLocf' | 'progression'> {
+  perPatient: boolean,
+): Pick<HoldoutResult, 'coverage90Calibrated' | 'coverage90Model' | 'calibrationFactor' | 'intervalScore90' | 'meanWidth90' | 'maeRatioToLocf' | 'progression' | 'patients'> {
   const K = main[0].testDays.length;
   const scores = main.map((x, i) => x.testV.map((v, k) => bandScore(bands[i], k, v, fits[i].errorScale)));
   // k-step changes of u for the LOCF-empirical band.
@@ -419,6 +438,7 @@ function scoreDefaultTwin(
   const lastChange: number[] = [];
   const persistence: number[] = [];
   const features: number[][] = [];
+  const patients: TwinPatientForecast[] = [];
   main.forEach((x, i) => {
     const others: number[] = [];
     scores.forEach((o, j) => {
@@ -472,6 +492,18 @@ function scoreDefaultTwin(
       }).length / draws.length;
     pTwin.push(Number.isFinite(c) ? prob(c) : prob(1));
     pModel.push(prob(1));
+    if (perPatient)
+      patients.push({
+        id: x.p.id,
+        model: f.modelName,
+        days: [...x.testDays],
+        point,
+        lower90Mm3: cal.lower,
+        upper90Mm3: cal.upper,
+        calibrationFactor: c,
+        pProgression: pTwin[pTwin.length - 1],
+        progressed: labels[labels.length - 1],
+      });
     const lc = (dLast - dPrev) / (dPrev + 1);
     lastChange.push(lc);
     persistence.push(recistProgression(dLast + (dLast - dPrev), nadir) ? 1 : 0);
@@ -506,6 +538,7 @@ function scoreDefaultTwin(
       reliability: reliabilityTable(pTwin, labels),
       logisticReliability: reliabilityTable(pLogit, labels),
     },
+    ...(perPatient ? { patients } : {}),
   };
 }
 
