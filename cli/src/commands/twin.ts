@@ -107,6 +107,7 @@ export function formatTwinEvaluation(r: HoldoutResult, file: string, k: number):
       `twin, calibrated                 ${f(r.coverage90Calibrated)}      ${f(r.intervalScore90.twin)}       ${f(r.meanWidth90.twin)}`,
       `twin, model band                 ${f(r.coverage90Model)}      ${f(r.intervalScore90.twinModelBand)}       ${f(r.meanWidth90.twinModelBand)}`,
       `LOCF, empirical band                -         ${f(r.intervalScore90.locfEmpirical)}       ${f(r.meanWidth90.locfEmpirical)}`,
+      `(diagnostic) twin median, empirical band  -    ${f(r.intervalScore90.twinEmpiricalBand)}       ${f(r.meanWidth90.twinEmpiricalBand)}`,
       `point MAE twin / LOCF: ${f(r.maeRatioToLocf)}`,
     );
   }

@@ -106,8 +106,13 @@ export interface HoldoutResult {
   coverage90Model?: number;
   /** Conformal factor from all patients' held-out scores (reported only; each patient uses its LOPO factor). */
   calibrationFactor?: number;
-  intervalScore90?: { twin: number; twinModelBand: number; locfEmpirical: number };
-  meanWidth90?: { twin: number; twinModelBand: number; locfEmpirical: number };
+  /**
+   * twinEmpiricalBand (diagnostic): the twin's median with the LOCF baseline's kind of band, i.e. the
+   * 5 %/95 % quantiles of the other patients' residuals (observed − twin median) on the same u scale;
+   * it separates the cost of the twin's centre from the cost of its band shape.
+   */
+  intervalScore90?: { twin: number; twinModelBand: number; locfEmpirical: number; twinEmpiricalBand: number };
+  meanWidth90?: { twin: number; twinModelBand: number; locfEmpirical: number; twinEmpiricalBand: number };
   /** Point MAE of the default twin (median of its draws at θ̂, i.e. predictFit) over LOCF's. Not a claimed win. */
   maeRatioToLocf?: number;
   progression?: ProgressionScore;
@@ -425,11 +430,16 @@ function scoreDefaultTwin(
     const uLast = Math.cbrt(x.fitV[x.fitV.length - 1] / ref);
     return x.testV.map((v) => Math.cbrt(v / ref) - uLast);
   });
+  // Residuals of the twin's median on the same scale, for the diagnostic twinEmpiricalBand.
+  const res = main.map((x, i) => {
+    const ref = fitRef(x);
+    return x.testV.map((v, k) => Math.cbrt(v / ref) - Math.cbrt(bands[i].median[k] / ref));
+  });
   let cov = 0;
   let covModel = 0;
   let pts = 0;
-  const is = { twin: 0, twinModelBand: 0, locfEmpirical: 0 };
-  const w = { twin: 0, twinModelBand: 0, locfEmpirical: 0 };
+  const is = { twin: 0, twinModelBand: 0, locfEmpirical: 0, twinEmpiricalBand: 0 };
+  const w = { twin: 0, twinModelBand: 0, locfEmpirical: 0, twinEmpiricalBand: 0 };
   let aeTwin = 0;
   let aeLocf = 0;
   const labels: boolean[] = [];
@@ -462,7 +472,16 @@ function scoreDefaultTwin(
         .sort((a, b) => a - b);
       const lo = ref * Math.max(uLast + quantileSorted(qs, 0.05), 0) ** 3;
       const hi = ref * Math.max(uLast + quantileSorted(qs, 0.95), 0) ** 3;
+      const rs = res
+        .filter((_, j) => j !== i)
+        .map((d) => d[k])
+        .sort((a, b) => a - b);
+      const um = Math.cbrt(bands[i].median[k] / ref);
+      const tlo = ref * Math.max(um + quantileSorted(rs, 0.05), 0) ** 3;
+      const thi = ref * Math.max(um + quantileSorted(rs, 0.95), 0) ** 3;
       const n = x.norm;
+      is.twinEmpiricalBand += intervalScore(tlo / n, thi / n, v / n);
+      w.twinEmpiricalBand += (thi - tlo) / n;
       is.twin += intervalScore(cal.lower[k] / n, cal.upper[k] / n, v / n);
       is.twinModelBand += intervalScore(bands[i].lower[k] / n, bands[i].upper[k] / n, v / n);
       is.locfEmpirical += intervalScore(lo / n, hi / n, v / n);
@@ -521,8 +540,8 @@ function scoreDefaultTwin(
     coverage90Calibrated: cov / pts,
     coverage90Model: covModel / pts,
     calibrationFactor: conformalFactor(allScores, 0.9),
-    intervalScore90: { twin: is.twin / pts, twinModelBand: is.twinModelBand / pts, locfEmpirical: is.locfEmpirical / pts },
-    meanWidth90: { twin: w.twin / pts, twinModelBand: w.twinModelBand / pts, locfEmpirical: w.locfEmpirical / pts },
+    intervalScore90: { twin: is.twin / pts, twinModelBand: is.twinModelBand / pts, locfEmpirical: is.locfEmpirical / pts, twinEmpiricalBand: is.twinEmpiricalBand / pts },
+    meanWidth90: { twin: w.twin / pts, twinModelBand: w.twinModelBand / pts, locfEmpirical: w.locfEmpirical / pts, twinEmpiricalBand: w.twinEmpiricalBand / pts },
     maeRatioToLocf: aeTwin / aeLocf,
     progression: {
       n: labels.length,
