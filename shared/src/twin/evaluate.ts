@@ -54,6 +54,11 @@ export interface HoldoutOptions {
    * and no prior, in `sparse`.
    */
   givenPrior?: Partial<Record<ModelName, GaussianPrior>>;
+  /**
+   * Diagnostic: re-anchor the default twin's forecast (point, band and draws) at the last fitted
+   * measurement, V̂(t) = V_last·f̂(t)/f̂(t_last) (docs/twin.md, "anchored"). Default false.
+   */
+  anchorTwin?: boolean;
   /** Also return the default twin's per-patient forecasts in `patients` (for audits and leakage tests). */
   perPatient?: boolean;
 }
@@ -156,7 +161,7 @@ export interface ProgressionScore {
 export interface SparsePriorScore {
   /** Patients with 2 or 3 fitted points. */
   n: number;
-  /** The model the top-level numbers are for (the first of the given prior's models). */
+  /** What the top-level numbers are for: the prior file's one model, or with several, per patient the AICc-selected fit among them (as at a site). */
   model: string;
   maeWithPrior: number;
   maeLocalPrior: number;
@@ -348,10 +353,14 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
     chosen[b.modelName] = (chosen[b.modelName] ?? 0) + 1;
     const loo = subtractStats(totals.get(b.modelName)!, sufficientStats([b]));
     const fit = withNoisePrior(b, { sigma2: loo.dof > 0 ? loo.rss / loo.dof : 0.01, nu });
-    const band = bandOf(fit, x, b.modelName, true);
+    const band0 = bandOf(fit, x, b.modelName, true);
+    const lastF = predictFit(fit, [x.fitDays[x.fitDays.length - 1]])[0];
+    const r = opts.anchorTwin && lastF > 0 ? x.fitV[x.fitV.length - 1] / lastF : 1;
+    const times = (a: number[]) => a.map((v) => v * r);
+    const band = r === 1 ? band0 : { ...band0, point: times(band0.point), median: times(band0.median), lower: times(band0.lower), upper: times(band0.upper), samples: band0.samples!.map(times) };
     twinFits.push(fit);
     twinBands.push(band);
-    sel.add(predictFit(fit, x.testDays), x.testV, x.norm, band, fit.errorScale);
+    sel.add(band.point, x.testV, x.norm, band, fit.errorScale);
   });
   const twinScore = main.length >= 3 ? scoreDefaultTwin(main, twinFits, twinBands, !!opts.perPatient) : null;
 
@@ -459,7 +468,7 @@ function scoreDefaultTwin(
     const cal = widenBand(bands[i], c, f.errorScale);
     const ref = fitRef(x);
     const uLast = Math.cbrt(x.fitV[x.fitV.length - 1] / ref);
-    const point = predictFit(f, x.testDays);
+    const point = bands[i].point;
     let ae = 0;
     let aeL = 0;
     x.testV.forEach((v, k) => {
@@ -582,29 +591,47 @@ function scoreGivenPrior(
   const mean = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : NaN);
   const perModel: SparsePriorScore['perModel'] = {};
   const names = Object.keys(given) as ModelName[];
+  // Per variant, per patient of the group, the fit of each model (for the per-patient AICc choice).
+  const byVariant = { w: group.map(() => [] as Fit[]), l: group.map(() => [] as Fit[]), n: group.map(() => [] as Fit[]) };
   for (const m of names) {
     const prior = given[m]!;
     const fits = fitsByModel.get(m);
     if (!fits) throw new Error(`TWF_E_BAD_REQUEST: the given prior has model ${m}, which this evaluation did not fit (models: ${[...fitsByModel.keys()].join(', ')})`);
     const total = sufficientStats(fits);
     const a = { w: [] as number[], l: [] as number[], n: [] as number[] };
-    for (const { x, mainIndex } of group) {
+    group.forEach(({ x, mainIndex }, gi) => {
       const obs = { days: x.fitDays, volumesMm3: x.fitV };
       const loo = mainIndex >= 0 ? subtractStats(total, sufficientStats([fits[mainIndex]])) : total;
       const local = priorFromStats(loo, { nu: o.nu });
       const noise: NoisePrior = { sigma2: loo.dof > 0 ? loo.rss / loo.dof : 0.01, nu: o.nu };
       const fo = { starts: o.starts, seed: subSeed(o.seed, x.p.id), errorScale: o.errorScale };
-      a.w.push(maeOf(predictFit(fitPatient(m, obs, { ...fo, prior }), x.testDays), x));
-      a.l.push(maeOf(predictFit(fitPatient(m, obs, { ...fo, prior: local }), x.testDays), x));
-      a.n.push(maeOf(predictFit(fitPatient(m, obs, { ...fo, noise }), x.testDays), x));
-    }
+      const fw = fitPatient(m, obs, { ...fo, prior });
+      const fl = fitPatient(m, obs, { ...fo, prior: local });
+      const fn = fitPatient(m, obs, { ...fo, noise });
+      byVariant.w[gi].push(fw);
+      byVariant.l[gi].push(fl);
+      byVariant.n[gi].push(fn);
+      a.w.push(maeOf(predictFit(fw, x.testDays), x));
+      a.l.push(maeOf(predictFit(fl, x.testDays), x));
+      a.n.push(maeOf(predictFit(fn, x.testDays), x));
+    });
     perModel[m] = { maeWithPrior: mean(a.w), maeLocalPrior: mean(a.l), maeNoPrior: mean(a.n) };
   }
-  const top = perModel[names[0]];
+  // As at a site (TwinService.refit): per patient the fit with the lowest AICc, AIC when AICc is undefined for any.
+  const selectedMae = (fitsPerPatient: Fit[][]) =>
+    mean(
+      fitsPerPatient.map((list, gi) => {
+        const useAicc = list.every((f) => Number.isFinite(f.aicc));
+        const best = list.reduce((a, b) => ((useAicc ? b.aicc : b.aic) < (useAicc ? a.aicc : a.aic) ? b : a));
+        return maeOf(predictFit(best, group[gi].x.testDays), group[gi].x);
+      }),
+    );
   return {
     n: group.length,
-    model: names[0],
-    ...top,
+    model: names.length === 1 ? names[0] : 'AICc-selected per patient',
+    maeWithPrior: selectedMae(byVariant.w),
+    maeLocalPrior: selectedMae(byVariant.l),
+    maeNoPrior: selectedMae(byVariant.n),
     maeLocf: mean(group.map(({ x }) => maeOf(locf(x), x))),
     perModel,
   };
