@@ -12,7 +12,8 @@ const patients = csvs.flatMap((f) => parseLalehCsv(readFileSync(f, 'utf8'))).fil
 const models = {};
 for (const m of MODEL_NAMES) {
   const fits = patients.map((p) => fitPatient(m, p, { seed: 1 }));
-  const { model: _m, ...stats } = fits.map((f) => sufficientStats([f])).reduce((a, b) => mergeStats(a, b));
+  const stats = fits.map((f) => sufficientStats([f])).reduce((a, b) => mergeStats(a, b));
+  delete stats.model; // the key in "models" names it
   models[m] = stats;
 }
 writeFileSync(out, JSON.stringify({ source: csvs, patients: patients.length, models }, null, 1));

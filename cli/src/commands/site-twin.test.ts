@@ -150,7 +150,7 @@ describe('twinfed site twin: the calibrated band from the site’s own follow-up
       assert.equal(p.band, 'calibrated');
       // widened (factor > 1) or narrowed around the same median on the diameter scale
       const g = (v: number) => Math.cbrt(v);
-      const ratio = (g(p.modelUpper90Mm3) - g(p.predictedMm3)) > 0 ? (g(p.upper90Mm3) - g(p.predictedMm3)) / (g(p.modelUpper90Mm3) - g(p.predictedMm3)) : 1;
+      const ratio = g(p.modelUpper90Mm3) - g(p.predictedMm3) > 0 ? (g(p.upper90Mm3) - g(p.predictedMm3)) / (g(p.modelUpper90Mm3) - g(p.predictedMm3)) : 1;
       assert.ok(Math.abs(ratio - j.calibration.factor) < 1e-6 || ratio === 1, `upper widened by ${ratio}, factor ${j.calibration.factor}`);
     }
     const text = twinfed('site', 'twin', 'show', id, '--data-dir', site);

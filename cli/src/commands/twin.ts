@@ -1,16 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import {
-  evaluateHoldout,
-  MODEL_NAMES,
-  parseLalehCsv,
-  priorFromStats,
-  spdInverse,
-  type GaussianPrior,
-  type HoldoutResult,
-  type ModelName,
-  type ReliabilityBin,
-} from '@twinfed/shared/twin/index';
+import { evaluateHoldout, MODEL_NAMES, parseLalehCsv, priorFromStats, spdInverse, type GaussianPrior, type HoldoutResult, type ModelName, type ReliabilityBin } from '@twinfed/shared/twin/index';
 
 /**
  * `twinfed twin evaluate`: fit every patient with at least K+3 usable
@@ -42,7 +32,9 @@ export function readPriorFile(file: string): Partial<Record<ModelName, GaussianP
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`TWF_E_BAD_REQUEST: --prior ${file} is not readable JSON (${(e as Error).message}); give a file { "models": { "gompertz": { "paramNames": [...], "mean": [...], "cov": [[...]], "sigma2": 0.01 } } } (docs/twin.md)`);
+    throw new Error(
+      `TWF_E_BAD_REQUEST: --prior ${file} is not readable JSON (${(e as Error).message}); give a file { "models": { "gompertz": { "paramNames": [...], "mean": [...], "cov": [[...]], "sigma2": 0.01 } } } (docs/twin.md)`,
+    );
   }
   const parsed = PriorFile.safeParse(raw);
   if (!parsed.success)
@@ -58,7 +50,8 @@ export function readPriorFile(file: string): Partial<Record<ModelName, GaussianP
       if (v.sum.length !== p || !square(v.sumSq)) throw new Error(`TWF_E_BAD_REQUEST: --prior ${file}, model ${name}: sum/sumSq do not match ${p} parameter names`);
       out[name as ModelName] = priorFromStats({ model: name, ...v });
     } else {
-      if (v.mean.length !== p || !square(v.cov) || (v.precision && !square(v.precision))) throw new Error(`TWF_E_BAD_REQUEST: --prior ${file}, model ${name}: mean/cov do not match ${p} parameter names`);
+      if (v.mean.length !== p || !square(v.cov) || (v.precision && !square(v.precision)))
+        throw new Error(`TWF_E_BAD_REQUEST: --prior ${file}, model ${name}: mean/cov do not match ${p} parameter names`);
       out[name as ModelName] = { model: name, paramNames: v.paramNames, n: v.n ?? 0, mean: v.mean, cov: v.cov, precision: v.precision ?? spdInverse(v.cov), sigma2: v.sigma2, nu: v.nu ?? 3 };
     }
   }
@@ -66,12 +59,7 @@ export function readPriorFile(file: string): Partial<Record<ModelName, GaussianP
   return out;
 }
 
-export function evaluateTwinCsv(
-  file: string,
-  format: string,
-  holdoutLast: number,
-  opts: { seed?: number; priorFile?: string } = {},
-): { result: HoldoutResult; patients: number; skippedRows: number } {
+export function evaluateTwinCsv(file: string, format: string, holdoutLast: number, opts: { seed?: number; priorFile?: string } = {}): { result: HoldoutResult; patients: number; skippedRows: number } {
   if (format !== 'laleh') throw new Error(`TWF_E_BAD_REQUEST: unknown --format ${format} (built in: laleh)`);
   if (!Number.isInteger(holdoutLast) || holdoutLast < 1) throw new Error('TWF_E_BAD_REQUEST: --holdout-last must be a positive integer');
   const givenPrior = opts.priorFile ? readPriorFile(opts.priorFile) : undefined;

@@ -292,8 +292,7 @@ export function evaluateHoldout(patients: readonly EvalPatient[], opts: HoldoutO
   const sparseMap: Record<string, ModelScore> = {};
   const sparseModels: Record<string, ModelScore> = {};
   const fitsByModel = new Map<ModelName, Fit[]>();
-  const bandOf = (fit: Fit, x: Prepared, label: string, keepSamples = false) =>
-    forecastWithBand(fit, x.testDays, fit.schedule, { draws, seed: subSeed(seed, `${label}:${x.p.id}`), keepSamples });
+  const bandOf = (fit: Fit, x: Prepared, label: string, keepSamples = false) => forecastWithBand(fit, x.testDays, fit.schedule, { draws, seed: subSeed(seed, `${label}:${x.p.id}`), keepSamples });
 
   for (const m of models) {
     const raw = main.map((x) => fitPatient(m, { days: x.fitDays, volumesMm3: x.fitV }, { starts, seed: subSeed(seed, x.p.id), errorScale }));
@@ -583,10 +582,7 @@ function scoreGivenPrior(
   fitsByModel: Map<ModelName, Fit[]>,
   o: { starts: number; seed: number; nu: number; errorScale?: ErrorScale },
 ): SparsePriorScore {
-  const group: { x: Prepared; mainIndex: number }[] = [
-    ...sparse.map((x) => ({ x, mainIndex: -1 })),
-    ...main.map((x, i) => ({ x, mainIndex: i })).filter(({ x }) => x.fitDays.length <= 3),
-  ];
+  const group: { x: Prepared; mainIndex: number }[] = [...sparse.map((x) => ({ x, mainIndex: -1 })), ...main.map((x, i) => ({ x, mainIndex: i })).filter(({ x }) => x.fitDays.length <= 3)];
   const maeOf = (pred: number[], x: Prepared) => pred.reduce((s, v, k) => s + Math.abs(v - x.testV[k]) / x.norm, 0) / x.testV.length;
   const mean = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : NaN);
   const perModel: SparsePriorScore['perModel'] = {};

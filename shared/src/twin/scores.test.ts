@@ -51,7 +51,7 @@ describe('AUC, Brier, reliability, interval score', () => {
   });
   it('AUC equals Mann–Whitney U / (n1·n0) on random data with many ties', () => {
     let seed = 7;
-    const r = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const r = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const s = Array.from({ length: 200 }, () => Math.round(r() * 10) / 10);
     const y = s.map((v) => r() < 0.3 + 0.4 * v);
     assert.ok(Math.abs(auc(s, y) - aucPairs(s, y)) < 1e-12);
@@ -83,10 +83,7 @@ describe('AUC, Brier, reliability, interval score', () => {
     const m = fitLogistic(x, y);
     assert.ok(m.coef[1] > 0);
     assert.ok(predictLogistic(m, [3.5, 0]) > 0.8 && predictLogistic(m, [0.2, 0]) < 0.2);
-    const sep = fitLogistic(
-      [[0], [1], [2], [3]],
-      [false, false, true, true],
-    );
+    const sep = fitLogistic([[0], [1], [2], [3]], [false, false, true, true]);
     assert.ok(sep.coef.every(Number.isFinite));
   });
 });

@@ -27,7 +27,7 @@ export function auc(scores: readonly number[], labels: readonly boolean[]): numb
   if (scores.length !== labels.length) throw new Error('auc: scores and labels differ in length');
   const idx = scores.map((_, i) => i).sort((a, b) => scores[a] - scores[b]);
   const rank = new Array<number>(scores.length);
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && scores[idx[j + 1]] === scores[idx[i]]) j++;
     const mid = (i + j) / 2 + 1;

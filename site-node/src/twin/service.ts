@@ -259,9 +259,7 @@ export class TwinService {
       .all()
       .filter((r) => r.observedMm3 !== null);
     const n = rows.length;
-    const scores = rows.map((r) =>
-      bandScore({ days: [r.day], point: [r.predictedMm3], median: [r.predictedMm3], lower: [r.lower90Mm3], upper: [r.upper90Mm3], level: 0.9 }, 0, r.observedMm3!),
-    );
+    const scores = rows.map((r) => bandScore({ days: [r.day], point: [r.predictedMm3], median: [r.predictedMm3], lower: [r.lower90Mm3], upper: [r.upper90Mm3], level: 0.9 }, 0, r.observedMm3!));
     const factor = conformalFactor(scores, 0.9);
     if (n < MIN_CALIBRATION_FOLLOWUPS || !Number.isFinite(factor))
       return {
