@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fitPatient, parseLalehCsv, sufficientStats } from '@twinfed/shared/twin/index';
+import { fitPatient, parseLalehCsv, sufficientStats, type HoldoutResult } from '@twinfed/shared/twin/index';
+import { formatTwinEvaluation } from './twin.js';
 
 const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
@@ -40,6 +41,13 @@ describe('twinfed twin evaluate: progression, calibrated band, interval score, g
     assert.ok(j.sparse.n >= 20, `${j.sparse.n} sparse patients`);
     for (const k of ['maeWithPrior', 'maeLocalPrior', 'maeNoPrior']) assert.ok(Number.isFinite(j.sparse[k]) && j.sparse[k] >= 0, k);
     assert.ok(j.sparseTwoPoint.n > 0);
+    // The human-readable output of the same result: the band table, the progression table and a reliability table with counts.
+    const text = formatTwinEvaluation(j as HoldoutResult, 'Study1.csv', 1);
+    assert.match(text, /twin, calibrated +\d\.\d{3} +\d\.\d{3} +\d\.\d{3}/);
+    assert.match(text, /LOCF, empirical band/);
+    assert.match(text, new RegExp(`RECIST 1\\.1 progression at the next visit .*: ${p.events} of ${p.n} patients`));
+    assert.match(text, /reliability, twin \(calibrated draws\):\n {2}predicted +n +mean predicted +observed\n {2}0\.\d-/);
+    assert.match(text, /sparse patients \(2-3 fitted points\), n = \d+, MAE \(gompertz\): given prior/);
   });
 
   it('refuses a prior file that is not one, saying what it should look like', () => {
