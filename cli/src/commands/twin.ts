@@ -96,6 +96,7 @@ export function formatTwinEvaluation(r: HoldoutResult, file: string, k: number):
       `twin, model band                 ${f(r.coverage90Model)}      ${f(r.intervalScore90.twinModelBand)}       ${f(r.meanWidth90.twinModelBand)}`,
       `LOCF, empirical band                -         ${f(r.intervalScore90.locfEmpirical)}       ${f(r.meanWidth90.locfEmpirical)}`,
       `(diagnostic) twin median, empirical band  -    ${f(r.intervalScore90.twinEmpiricalBand)}       ${f(r.meanWidth90.twinEmpiricalBand)}`,
+      `interval score twin - LOCF-empirical, paired per patient: ${f(r.intervalScore90.twinMinusLocfEmpirical.mean)} +- ${f(1.96 * r.intervalScore90.twinMinusLocfEmpirical.se)} (95%)`,
       `point MAE twin / LOCF: ${f(r.maeRatioToLocf)}`,
     );
   }

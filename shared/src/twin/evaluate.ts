@@ -116,7 +116,14 @@ export interface HoldoutResult {
    * 5 %/95 % quantiles of the other patients' residuals (observed − twin median) on the same u scale;
    * it separates the cost of the twin's centre from the cost of its band shape.
    */
-  intervalScore90?: { twin: number; twinModelBand: number; locfEmpirical: number; twinEmpiricalBand: number };
+  intervalScore90?: {
+    twin: number;
+    twinModelBand: number;
+    locfEmpirical: number;
+    twinEmpiricalBand: number;
+    /** Paired difference twin − locfEmpirical per patient (mean over its held-out points): mean and its standard error over patients. */
+    twinMinusLocfEmpirical: { mean: number; se: number };
+  };
   meanWidth90?: { twin: number; twinModelBand: number; locfEmpirical: number; twinEmpiricalBand: number };
   /** Point MAE of the default twin (median of its draws at θ̂, i.e. predictFit) over LOCF's. Not a claimed win. */
   maeRatioToLocf?: number;
@@ -424,6 +431,13 @@ function fitRef(x: Prepared): number {
  * widened around the median by the patient's conformal factor on the diameter scale and rounded to
  * whole millimetres as the readings are recorded, that meet the rule.
  */
+function meanSe(a: number[]): { mean: number; se: number } {
+  const n = a.length;
+  const mean = a.reduce((s, v) => s + v, 0) / n;
+  const v = n > 1 ? a.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1) : NaN;
+  return { mean, se: Math.sqrt(v / n) };
+}
+
 function scoreDefaultTwin(
   main: Prepared[],
   fits: Fit[],
@@ -457,6 +471,7 @@ function scoreDefaultTwin(
   const persistence: number[] = [];
   const features: number[][] = [];
   const patients: TwinPatientForecast[] = [];
+  const diffs: number[] = [];
   main.forEach((x, i) => {
     const others: number[] = [];
     scores.forEach((o, j) => {
@@ -470,6 +485,7 @@ function scoreDefaultTwin(
     const point = bands[i].point;
     let ae = 0;
     let aeL = 0;
+    let diffOwn = 0;
     x.testV.forEach((v, k) => {
       pts++;
       if (v >= cal.lower[k] && v <= cal.upper[k]) cov++;
@@ -490,15 +506,19 @@ function scoreDefaultTwin(
       const n = x.norm;
       is.twinEmpiricalBand += intervalScore(tlo / n, thi / n, v / n);
       w.twinEmpiricalBand += (thi - tlo) / n;
-      is.twin += intervalScore(cal.lower[k] / n, cal.upper[k] / n, v / n);
+      const isTwin = intervalScore(cal.lower[k] / n, cal.upper[k] / n, v / n);
+      const isLocf = intervalScore(lo / n, hi / n, v / n);
+      diffOwn += (isTwin - isLocf) / K;
+      is.twin += isTwin;
       is.twinModelBand += intervalScore(bands[i].lower[k] / n, bands[i].upper[k] / n, v / n);
-      is.locfEmpirical += intervalScore(lo / n, hi / n, v / n);
+      is.locfEmpirical += isLocf;
       w.twin += (cal.upper[k] - cal.lower[k]) / n;
       w.twinModelBand += (bands[i].upper[k] - bands[i].lower[k]) / n;
       w.locfEmpirical += (hi - lo) / n;
       ae += Math.abs(point[k] - v) / n;
       aeL += Math.abs(x.fitV[x.fitV.length - 1] - v) / n;
     });
+    diffs.push(diffOwn);
     aeTwin += ae / K;
     aeLocf += aeL / K;
 
@@ -548,7 +568,13 @@ function scoreDefaultTwin(
     coverage90Calibrated: cov / pts,
     coverage90Model: covModel / pts,
     calibrationFactor: conformalFactor(allScores, 0.9),
-    intervalScore90: { twin: is.twin / pts, twinModelBand: is.twinModelBand / pts, locfEmpirical: is.locfEmpirical / pts, twinEmpiricalBand: is.twinEmpiricalBand / pts },
+    intervalScore90: {
+      twin: is.twin / pts,
+      twinModelBand: is.twinModelBand / pts,
+      locfEmpirical: is.locfEmpirical / pts,
+      twinEmpiricalBand: is.twinEmpiricalBand / pts,
+      twinMinusLocfEmpirical: meanSe(diffs),
+    },
     meanWidth90: { twin: w.twin / pts, twinModelBand: w.twinModelBand / pts, locfEmpirical: w.locfEmpirical / pts, twinEmpiricalBand: w.twinEmpiricalBand / pts },
     maeRatioToLocf: aeTwin / aeLocf,
     progression: {
