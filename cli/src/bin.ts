@@ -535,6 +535,7 @@ dataDirOpt(siteTwin.command('show <patientId>').description("The record, the cal
             : 'twin: not calibrated (needs 2 measurements)',
           `scored forecasts: ${r.scoredForecasts.length ? r.scoredForecasts.map((s) => `day ${s.day}: predicted ${f(s.predictedMm3)}, observed ${f(s.observedMm3!)}, |error| ${s.absErrorNorm!.toFixed(3)} of max, ${s.inside90 ? 'inside' : 'outside'} 90% band`).join('; ') : 'none yet'}`,
           `pending forecasts: ${r.pendingForecasts.map((p) => `day ${p.day}: ${f(p.predictedMm3)} (${f(p.lower90Mm3)}-${f(p.upper90Mm3)})`).join('; ') || 'none'}`,
+          `90% band: ${r.calibration.note}`,
           ...r.radiomics.map(
             (m) =>
               `radiomics, day ${m.day} ${m.modality} ${m.lesion} (${m.origin} mask, ${m.settings}, ${Object.keys(m.features).length} IBSI features; all with --json): ${RADIOMICS_HEADLINE.filter(
@@ -562,7 +563,7 @@ dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the tw
       const r = await twinSimulate(resolve(o.dataDir), patientId, o.schedule, o.svg);
       print(!!o.json, r, () =>
         [
-          `patient ${r.patientId} (${r.model}), tumour volume at the horizon:`,
+          `patient ${r.patientId} (${r.model}), tumour volume at the horizon (90% band: ${r.calibration.note}):`,
           ...Object.entries(r.atHorizon).map(
             ([k, v]) => `  ${k.padEnd(24)} ${v ? `${v.medianMm3.toFixed(0)} mm³ (90%: ${v.lower90Mm3.toFixed(0)}-${v.upper90Mm3.toFixed(0)}) at day ${v.day}` : 'n/a'}`,
           ),
@@ -721,11 +722,12 @@ twin
   .requiredOption('--csv <file>', 'longitudinal measurements')
   .option('--format <name>', 'CSV layout (built in: laleh)', 'laleh')
   .option('--holdout-last <k>', 'measurements held out per patient', (v) => Number(v), 1)
+  .option('--prior <file>', 'a population prior to score on the sparse patients: { "models": { MODEL: GaussianPrior | SufficientStats } } (docs/twin.md)')
   .option('--json', 'print one JSON object as the last line')
   .action(
-    action(async (o: { csv: string; format: string; holdoutLast: number; json?: boolean }) => {
+    action(async (o: { csv: string; format: string; holdoutLast: number; prior?: string; json?: boolean }) => {
       const { evaluateTwinCsv, formatTwinEvaluation } = await import('./commands/twin.js');
-      const { result } = evaluateTwinCsv(o.csv, o.format, o.holdoutLast);
+      const { result } = evaluateTwinCsv(o.csv, o.format, o.holdoutLast, { priorFile: o.prior });
       if (!o.json) console.log(formatTwinEvaluation(result, o.csv, o.holdoutLast));
       else console.log(JSON.stringify(result));
     }),

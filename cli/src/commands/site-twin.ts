@@ -36,7 +36,8 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
     const summary = twin.summary(patientId);
     const schedule = twin.schedule(patientId);
     const scored = twin.scoreSheet(patientId);
-    const pending = twin.pendingForecasts(patientId);
+    const calibration = twin.calibration();
+    const pending = twin.pendingForecasts(patientId, calibration);
     let plot: PlotOutcome | null = null;
     if (svgPath) {
       const p = twinPlotOf(twin, patientId);
@@ -64,6 +65,8 @@ export async function twinShow(dataDir: string, patientId: string, svgPath?: str
       twin: summary,
       scoredForecasts: scored,
       pendingForecasts: pending,
+      /** What the 90% band of the pending forecasts and the plot is (calibration set size and factor). */
+      calibration,
       svg: plot?.written ? plot.file : null,
       plot,
     };
@@ -88,7 +91,7 @@ export async function twinSimulate(dataDir: string, patientId: string, scheduleF
       writeFileSync(
         svgPath,
         renderTwinSvg({
-          title: `Patient ${patientId}: what-if schedules (${r.fit.modelName})`,
+          title: `Patient ${patientId}: what-if schedules (${r.fit.modelName}), 90% band ${r.calibration.applied ? `calibrated (n = ${r.calibration.n}, factor ${r.calibration.factor.toFixed(2)})` : '(model band, not calibrated)'}`,
           observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: true })),
           fitted: bandSeries('current plan', r.current),
           whatIf: Object.entries(r.alternatives).map(([k, b]) => bandSeries(k, b)),
@@ -106,6 +109,7 @@ export async function twinSimulate(dataDir: string, patientId: string, scheduleF
     return {
       patientId,
       model: r.fit.modelName,
+      calibration: r.calibration,
       trajectories: { current: r.current, ...r.alternatives },
       atHorizon: Object.fromEntries([['current', at(r.current, end)], ...Object.entries(r.alternatives).map(([k, b]) => [k, at(b, end)])]) as Record<string, ReturnType<typeof at>>,
     };

@@ -13,6 +13,8 @@ export interface BandOptions {
   effects?: TreatmentEffects;
   /** Add residual noise σ to each draw (default true: a prediction interval for a new measurement). */
   residualNoise?: boolean;
+  /** Also return the draws (per day, sorted, mm³), e.g. for event probabilities such as RECIST progression. */
+  keepSamples?: boolean;
 }
 
 export interface ForecastBand {
@@ -23,6 +25,8 @@ export interface ForecastBand {
   lower: number[];
   upper: number[];
   level: number;
+  /** With `keepSamples`: per day the sorted Monte Carlo draws of the predictive distribution (mm³). */
+  samples?: number[][];
 }
 
 /** Linear-interpolated quantile of a sorted array (type 7). */
@@ -81,7 +85,7 @@ export function forecastWithBand(fit: Fit, days: readonly number[], schedule: Sc
     lower.push(quantileSorted(s, ql));
     upper.push(quantileSorted(s, 1 - ql));
   }
-  return { days: [...days], point: predictFit(fit, days, schedule, effects), median, lower, upper, level };
+  return { days: [...days], point: predictFit(fit, days, schedule, effects), median, lower, upper, level, ...(opts.keepSamples ? { samples } : {}) };
 }
 
 /** Side-by-side what-if: the same fit (and the same parameter draws, same seed) under several schedules. */

@@ -16,3 +16,5 @@ export * from './evaluate.js';
 export * from './laleh.js';
 export { makeRng, subSeed, type Rng } from './rng.js';
 export type { Matrix } from './linalg.js';
+export { spdInverse } from './linalg.js';
+export * from './scores.js';

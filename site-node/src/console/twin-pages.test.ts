@@ -127,6 +127,9 @@ describe('site console: patient twin pages', () => {
     assert.ok(t.includes(`data-chart="/twins/${encodeURIComponent(PID)}/plot.json"`));
     assert.ok(t.includes('Scored forecasts') || t.includes('No forecast scored yet'));
     assert.ok(t.includes('Pending forecasts'));
+    // The band's calibration is shown: this small site has fewer than 10 completed follow-ups.
+    assert.match(t, /id="band-calibration">90% band: model band, not calibrated: this site has \d+ completed follow-ups?, calibration needs at least 10\./);
+    assert.ok(t.includes('90% band of the model, not calibrated'));
     assert.ok(t.includes(`action="/twins/${encodeURIComponent(PID)}/whatif"`) && t.includes(`name="csrf" value="${CSRF}"`));
     assert.ok(t.includes('No Grad-CAM overlay') && t.includes('no imported image'), 'no image: said plainly');
     assert.ok(t.includes('/assets/uplot.js'), 'charts load uPlot');

@@ -224,7 +224,8 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
       }
     };
     const scored = twin.scoreSheet(id);
-    const pending = twin.pendingForecasts(id);
+    const calibration = twin.calibration();
+    const pending = twin.pendingForecasts(id, calibration);
     const radiomics = twin.radiomics(id);
     const gc = gradCamAvailability(ctx.db, ctx.dataDir, id);
     const treatments = [
@@ -253,6 +254,7 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
                   Loading the growth plot…
                 </div>
                 <p class="note">Points: measured volumes (V = 0.52·d³ from a longest diameter). Line: the calibrated model; shaded: its 90% prediction band.</p>
+                <p class="note" id="band-calibration">90% band: ${calibration.note}.</p>
                 ${table(
                   'Measurements',
                   ['Day', 'Volume (mm³)'],
@@ -279,7 +281,7 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
           { id: 'scored', empty: 'No forecast scored yet: a forecast is scored when a later measurement arrives.' },
         )}
         ${table(
-          'Pending forecasts',
+          `Pending forecasts (90% band ${calibration.applied ? `calibrated: n = ${calibration.n}, factor ${calibration.factor.toFixed(2)}` : 'of the model, not calibrated'})`,
           ['Day', 'Predicted (mm³)', '90% band (mm³)'],
           pending.map((p) => [p.day, fmt(p.predictedMm3), `${fmt(p.lower90Mm3)} to ${fmt(p.upper90Mm3)}`]),
           { empty: 'No pending forecast.' },
@@ -352,7 +354,7 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
     return reply.send(twinChartData(p));
   });
 
-  type Sim = { ok: true; plot: TwinPlot; rows: unknown[][] } | { ok: false; message: string };
+  type Sim = { ok: true; plot: TwinPlot; rows: unknown[][]; calibration: string } | { ok: false; message: string };
   const simulate = (id: string, w: WhatIfInput, describe: string): Sim => {
     let r: ReturnType<TwinService['simulate']>;
     try {
@@ -379,6 +381,7 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
     return {
       ok: true,
       rows,
+      calibration: r.calibration.note,
       plot: {
         title: `Patient ${id}: what-if`,
         observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: true })),
@@ -426,7 +429,7 @@ export function registerTwinPages(app: FastifyInstance, ctx: TwinPagesContext): 
         <div class="chart" data-chart="${href(id, `/whatif.json?${parsed.query}`)}" role="img" aria-label="Tumour volume under the current plan and the what-if schedule">
           Loading the what-if plot…
         </div>
-        <p class="note">Both schedules use the same parameter draws; the table gives each one's 90% band.</p>`,
+        <p class="note">Both schedules use the same parameter draws; the table gives each one's 90% band (${sim.calibration}).</p>`,
     );
   });
 

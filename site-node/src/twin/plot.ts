@@ -25,6 +25,8 @@ export interface TwinPlot {
   treatments: { label: string; startDay: number; stopDay: number }[];
   /** Vertical line at the last observation ("today" for the twin). */
   nowDay?: number;
+  /** What the shaded band is: calibrated on the site's follow-ups (n, factor) or the model band (see TwinService.calibration). */
+  bandNote?: string;
 }
 
 /** The line is the prediction at the estimate (smooth); the band is the Monte Carlo 90% interval. */
@@ -47,7 +49,7 @@ export function twinPlotOf(twin: TwinService, patientId: string, horizonDays = P
   const used = new Set(sim?.fit.days ?? []);
   return {
     title: summary
-      ? `Patient ${patientId}: ${summary.model} (${summary.method === 'map' ? 'MAP with site prior' : 'least squares'}), 90% prediction band`
+      ? `Patient ${patientId}: ${summary.model} (${summary.method === 'map' ? 'MAP with site prior' : 'least squares'}), 90% prediction band${sim ? (sim.calibration.applied ? `, calibrated (n = ${sim.calibration.n}, factor ${sim.calibration.factor.toFixed(2)})` : ' (model band, not calibrated)') : ''}`
       : `Patient ${patientId}: observed only (twin not calibrated: needs 2 measurements)`,
     observed: obs.days.map((d, i) => ({ day: d, volumeMm3: obs.volumesMm3[i], usedInFit: used.has(d) })),
     ...(sim ? { fitted: bandSeries('twin forecast', sim.current) } : {}),
@@ -56,6 +58,7 @@ export function twinPlotOf(twin: TwinService, patientId: string, horizonDays = P
       ...(schedule?.radiotherapy ?? []).map((r) => ({ label: `RT ${r.fractions}x${r.doseGyPerFraction} Gy`, startDay: r.dayStart, stopDay: r.dayStart + Math.ceil(r.fractions / 5) * 7 })),
     ],
     nowDay: lastDay,
+    ...(sim ? { bandNote: sim.calibration.note } : {}),
   };
 }
 

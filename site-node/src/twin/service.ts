@@ -2,9 +2,12 @@ import { and, asc, desc, eq, isNull } from 'drizzle-orm';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import {
   MODEL_NAMES,
+  bandScore,
+  conformalFactor,
   fitModels,
   forecastWithBand,
   getModel,
+  killRateIdentifiable,
   parameterSummary,
   priorFromStats,
   sufficientStats,
@@ -13,6 +16,7 @@ import {
   type GaussianPrior,
   type ModelName,
   type Schedule,
+  widenBand,
 } from '@twinfed/shared/twin/index';
 import type { SiteDb } from '../db/index.js';
 import { forecasts, imagingSeries, lesions, masks, measurements, radiomicsFeatures, timepoints, treatments, twinFits, twinPatients } from '../db/schema.js';
@@ -24,6 +28,29 @@ export const RADIOMICS_HEADLINE = ['morph_volume', 'morph_sphericity', 'morph_di
 export const FORECAST_HORIZON_DAYS = [30, 60, 90];
 /** Below this many measurements a patient is fitted with the site's population prior (MAP). */
 export const PRIOR_BELOW_POINTS = 4;
+
+/**
+ * Below this many completed follow-ups (forecasts scored against a later measurement, all patients
+ * of the site) the twin shows its model band, with a note, instead of the calibrated band.
+ */
+export const MIN_CALIBRATION_FOLLOWUPS = 10;
+
+/**
+ * How the 90 % band shown by `twin show`, `simulate` and the console is calibrated. Split-conformal
+ * (Vovk et al. 2005; Lei et al., JASA 2018): the band scores (bandScore, diameter scale) of this
+ * site's completed follow-ups give a factor by which every model band is widened (or narrowed)
+ * around its median, so that a new forecast is covered with probability ≥ 90 % if forecasts are
+ * exchangeable. The stored forecasts keep the model band, which is what the scores refer to.
+ */
+export interface BandCalibration {
+  /** Completed follow-ups (scored forecasts) at this site. */
+  n: number;
+  /** The conformal factor (1 when not applied). */
+  factor: number;
+  applied: boolean;
+  /** One line for people: what the shown band is. */
+  note: string;
+}
 
 // JSON has no Infinity (ongoing therapy has stopDay = Infinity).
 const replacer = (_k: string, v: unknown) => (v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : v);
@@ -154,7 +181,9 @@ export class TwinService {
     // otherwise the therapy's effect is absorbed into the growth parameters (as in
     // Ghaffari Laleh et al. 2022, who fit growth laws to treated lesions directly).
     const sys = full?.systemic ?? [];
-    const killIdentifiable = sys.length > 0 && obs.days.length >= PRIOR_BELOW_POINTS && obs.days.some((d) => d < Math.min(...sys.map((c) => c.startDay)));
+    // ... and needs a pre-treatment slope (two measurements before it started): with one baseline
+    // scan, k is confounded with the growth rate and its draws blow the band up (killRateIdentifiable).
+    const killIdentifiable = obs.days.length >= PRIOR_BELOW_POINTS && killRateIdentifiable(obs.days, full);
     const schedule: Schedule | undefined = full && (full.radiotherapy?.length || killIdentifiable) ? { radiotherapy: full.radiotherapy, ...(killIdentifiable ? { systemic: sys } : {}) } : undefined;
     const sparse = obs.days.length < PRIOR_BELOW_POINTS;
     const models = sparse ? MODEL_NAMES.filter((m) => this.sitePrior(m)) : [...MODEL_NAMES];
@@ -222,7 +251,33 @@ export class TwinService {
       .filter((f) => f.observedMm3 !== null);
   }
 
-  pendingForecasts(patientId: string) {
+  /** The split-conformal calibration of the band from this site's completed follow-ups (see BandCalibration). */
+  calibration(): BandCalibration {
+    const rows = this.db
+      .select()
+      .from(forecasts)
+      .all()
+      .filter((r) => r.observedMm3 !== null);
+    const n = rows.length;
+    const scores = rows.map((r) => bandScore({ days: [r.day], point: [r.predictedMm3], median: [r.predictedMm3], lower: [r.lower90Mm3], upper: [r.upper90Mm3], level: 0.9 }, 0, r.observedMm3!));
+    const factor = conformalFactor(scores, 0.9);
+    if (n < MIN_CALIBRATION_FOLLOWUPS || !Number.isFinite(factor))
+      return {
+        n,
+        factor: 1,
+        applied: false,
+        note: `model band, not calibrated: this site has ${n} completed follow-up${n === 1 ? '' : 's'}, calibration needs at least ${MIN_CALIBRATION_FOLLOWUPS}`,
+      };
+    return { n, factor, applied: true, note: `calibrated on ${n} completed follow-ups at this site (split conformal, factor ${factor.toFixed(2)})` };
+  }
+
+  /** A model band as shown: widened by the site's calibration factor when there is one. */
+  calibrated(band: ForecastBand, cal: BandCalibration = this.calibration()): ForecastBand {
+    return cal.applied ? widenBand(band, cal.factor) : band;
+  }
+
+  /** Forecasts not yet scored; the band is the calibrated one (the model band is kept in modelLower90Mm3/modelUpper90Mm3). */
+  pendingForecasts(patientId: string, cal: BandCalibration = this.calibration()) {
     const sel = this.selectedFit(patientId);
     if (!sel) return [];
     return this.db
@@ -230,31 +285,41 @@ export class TwinService {
       .from(forecasts)
       .where(and(eq(forecasts.fitId, sel.row.id), isNull(forecasts.observedMm3)))
       .orderBy(asc(forecasts.day))
-      .all();
+      .all()
+      .map((r) => {
+        const b = this.calibrated({ days: [r.day], point: [r.predictedMm3], median: [r.predictedMm3], lower: [r.lower90Mm3], upper: [r.upper90Mm3], level: 0.9 }, cal);
+        return { ...r, lower90Mm3: b.lower[0], upper90Mm3: b.upper[0], modelLower90Mm3: r.lower90Mm3, modelUpper90Mm3: r.upper90Mm3, band: cal.applied ? ('calibrated' as const) : ('model' as const) };
+      });
   }
 
   /** What-if: the current fit under alternative schedules, with the same parameter draws for each. */
-  simulate(patientId: string, alternatives: Record<string, Schedule | undefined>, horizonDays = 180, stepDays = 3): { fit: Fit; current: ForecastBand; alternatives: Record<string, ForecastBand> } {
+  simulate(
+    patientId: string,
+    alternatives: Record<string, Schedule | undefined>,
+    horizonDays = 180,
+    stepDays = 3,
+  ): { fit: Fit; current: ForecastBand; alternatives: Record<string, ForecastBand>; calibration: BandCalibration } {
     const sel = this.selectedFit(patientId);
     if (!sel) throw new Error(`TWF_E_NO_TWIN: patient ${patientId} has no calibrated twin yet (needs at least 2 measurements; run twinfed site import)`);
     const f = sel.fit;
     const start = Math.min(...f.days);
     const days: number[] = [];
     for (let d = start; d <= Math.max(...f.days) + horizonDays; d += stepDays) days.push(d);
-    const current = forecastWithBand(f, days, f.schedule, { seed: 7 });
+    const calibration = this.calibration();
+    const current = this.calibrated(forecastWithBand(f, days, f.schedule, { seed: 7 }), calibration);
     const out: Record<string, ForecastBand> = {};
     for (const [name, s] of Object.entries(alternatives)) {
       // An alternative replaces the kinds of treatment it names and keeps the rest of the current plan.
       const merged: Schedule = { radiotherapy: s?.radiotherapy ?? f.schedule?.radiotherapy, systemic: s?.systemic ?? f.schedule?.systemic };
       try {
-        out[name] = forecastWithBand(f, days, merged, { seed: 7 });
+        out[name] = this.calibrated(forecastWithBand(f, days, merged, { seed: 7 }), calibration);
       } catch (e) {
         throw new Error(
-          `TWF_E_WHATIF: "${name}" cannot be simulated for ${patientId}: ${(e as Error).message}. (A twin calibrated without measurements before systemic therapy started has that therapy folded into its growth rate, so changes to systemic therapy cannot be simulated.)`,
+          `TWF_E_WHATIF: "${name}" cannot be simulated for ${patientId}: ${(e as Error).message}. (A twin calibrated without two measurements before systemic therapy started has that therapy folded into its growth rate, so changes to systemic therapy cannot be simulated.)`,
         );
       }
     }
-    return { fit: f, current, alternatives: out };
+    return { fit: f, current, alternatives: out, calibration };
   }
 
   /**
