@@ -35,17 +35,19 @@
  *    averaged element, and at most floor(C / 2^13) = 511 samples per round.
  *   Noise budget (Decryptor.invariantNoiseBudget, SEAL 4.1.2 / node-seal
  *   6.0.3, N = 4096, q = one 60-bit prime, fresh seeded symmetric ciphertexts
- *   of uniform plaintexts, three runs; bits left after adding k of them):
+ *   of uniform random plaintexts, six runs; bits left after adding k of them):
  *
  *     t bits   fresh   k = 100   k = 255   C at 2 lanes (L)
  *       42       13      9-10        9
  *       44       11      7-8         7
  *       45       10      6-7         6
  *       46        9      5-6         5     4194303 (23)
- *       47        8       5          4     4194303 (23)
+ *       47        8      4-5         4     4194303 (23)
  *       48        7      3-4         3     8388607 (24)
- *       49        6       3          2
+ *       49        6      2-3         2
  *
+ *   (255 copies of one plaintext leave 4 bits at 46: their rounding terms
+ *   r_i below are equal and add up linearly; lanes.test.ts measures that.)
  *   46 bits: 47 gives the same capacity (two signed lanes need 2L <= 47 - 1)
  *   for one bit less budget, and 46 bits is the largest t for which even
  *   the worst case is safe. A coefficient of the noise of a sum of k fresh
