@@ -71,7 +71,10 @@ describe('study rules', () => {
     // The HE layer's own check (checkHeParams) first, then secure aggregation's float64 bound on t; both before any HE context is built.
     await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, plainModulusBits: 51 }), code('TWF_E_HE_PARAMS', /^encryption: .*no noise budget/));
     await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, polyModulusDegree: 3000 }), code('TWF_E_HE_PARAMS', /^encryption: .*polyModulusDegree/));
-    await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 51 }), code('TWF_E_HE_PARAMS', /^encryption: plainModulusBits: .*at most 50 bits/));
+    await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 51 }), code('TWF_E_HE_PARAMS', /^encryption: plainModulusBits: .*at most 48 bits/));
+    // 49 bits passed before and failed at the first upload (maskInput needs t < 2^48)
+    await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 49 }), code('TWF_E_HE_PARAMS', /at most 48 bits/));
+    await validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 48 });
   });
 
   it('studyDraft stamps id, coordinator, time, encryption and the update length', () => {

@@ -69,7 +69,7 @@ export async function validateHeParams(p: HeParams): Promise<void> {
   } catch (e) {
     bad((e as Error).message);
   }
-  if (p.plainModulusBits > 50) bad('plainModulusBits: secure aggregation computes masks mod t exactly in float64; at most 50 bits');
+  if (p.plainModulusBits > 48) bad('plainModulusBits: secure aggregation draws its masks mod t from 48-bit words (shared/src/secagg/prg.ts, t < 2^48); at most 48 bits');
   try {
     await createHeContext(p);
   } catch (e) {
