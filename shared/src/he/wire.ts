@@ -101,50 +101,73 @@ function readLayout(shape: WireShape, bytes: Uint8Array): Layout {
   return { count: Number(count), seeded: polys === 1, widths, packedBytes: Math.ceil(bits / 8) };
 }
 
-/** 2^0 .. 2^40, exact. */
-const POW2 = Array.from({ length: 41 }, (_, i) => 2 ** i);
+/*
+ * The bit stream is built and read in 32-bit little-endian units, with the pending bits in a
+ * local int32 (`cur`, its low `curBits` bits): plain loops, no closures, so that V8 keeps the
+ * state in registers (a closure variable holding a uint32 above 2^31 is boxed on every write).
+ */
 
 /** SEAL serialisation (our own, from saveArray) to a TWH2 body. */
 export function compactCiphertext(shape: WireShape, seal: Uint8Array): Uint8Array {
   const L = readLayout(shape, seal);
   const suffix = L.seeded ? SEAL_SEED_INFO_BYTES : 0;
   if (seal.length !== SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * L.count + suffix) bad(`SEAL ciphertext of ${seal.length} bytes; its fields say ${SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * L.count + suffix}`);
-  const out = new Uint8Array(SEAL_CIPHERTEXT_PREFIX_BYTES + L.packedBytes + suffix);
-  out.set(seal.subarray(0, SEAL_CIPHERTEXT_PREFIX_BYTES), 0);
-  out.set(seal.subarray(seal.length - suffix), SEAL_CIPHERTEXT_PREFIX_BYTES + L.packedBytes);
+  const out = new Uint8Array(SEAL_CIPHERTEXT_PREFIX_BYTES + Math.ceil(L.packedBytes / 4) * 4 + suffix);
   const view = new DataView(seal.buffer, seal.byteOffset, seal.byteLength);
   const N = shape.params.polyModulusDegree;
   const k = shape.coeffModuli.length;
-  const qLo = shape.coeffModuli.map((q) => Number(q & 0xffffffffn));
-  const qHi = shape.coeffModuli.map((q) => Number(q >> 32n));
   let pos = SEAL_CIPHERTEXT_PREFIX_BYTES;
-  let acc = 0; // pending bits, < 2^(accBits)
-  let accBits = 0; // < 8 between writes
-  const put = (v: number, n: number): void => {
-    acc += v * POW2[accBits]; // < 2^(8 + 32): exact
-    accBits += n;
-    while (accBits >= 8) {
-      const byte = acc % 256;
-      out[pos++] = byte;
-      acc = (acc - byte) / 256;
-      accBits -= 8;
-    }
-  };
-  for (let w = 0; w < L.count; w++) {
-    const j = Math.floor(w / N) % k;
+  let cur = 0;
+  let curBits = 0; // 0..31
+  // blocks of N words share a prime: word w belongs to q_j, j = floor(w / N) mod k
+  for (let block = 0; block * N < L.count; block++) {
+    const j = block % k;
     const width = L.widths[j];
-    const lo = view.getUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w, true);
-    const hi = view.getUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w + 4, true);
-    if (hi > qHi[j] || (hi === qHi[j] && lo >= qLo[j])) bad(`coefficient word ${w} is not reduced modulo its prime`);
-    if (width <= 32) put(lo, width);
-    else {
-      put(lo, 32);
-      put(hi, width - 32);
+    const ql = Number(shape.coeffModuli[j] & 0xffffffffn);
+    const qh = Number(shape.coeffModuli[j] >> 32n);
+    const h = width > 32 ? width - 32 : width; // bits of the last part
+    for (let w = block * N, end = w + N; w < end; w++) {
+      const lo = view.getUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w, true);
+      const hi = view.getUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w + 4, true);
+      if (hi > qh || (hi === qh && lo >= ql)) bad(`coefficient word ${w} is not reduced modulo its prime`);
+      let v = lo;
+      if (width >= 32) {
+        // 32 bits of lo: a whole unit goes out, curBits unchanged
+        const u = cur | (lo << curBits);
+        out[pos] = u;
+        out[pos + 1] = u >>> 8;
+        out[pos + 2] = u >>> 16;
+        out[pos + 3] = u >>> 24;
+        pos += 4;
+        cur = curBits === 0 ? 0 : lo >>> (32 - curBits);
+        if (width === 32) continue;
+        v = hi;
+      }
+      // h < 32 bits of v
+      cur |= v << curBits;
+      curBits += h;
+      if (curBits >= 32) {
+        out[pos] = cur;
+        out[pos + 1] = cur >>> 8;
+        out[pos + 2] = cur >>> 16;
+        out[pos + 3] = cur >>> 24;
+        pos += 4;
+        curBits -= 32;
+        cur = curBits === 0 ? 0 : v >>> (h - curBits);
+      }
     }
   }
-  if (accBits > 0) out[pos++] = acc;
-  if (pos !== SEAL_CIPHERTEXT_PREFIX_BYTES + L.packedBytes) bad('internal: packed length mismatch');
-  return out;
+  if (curBits > 0) {
+    out[pos] = cur;
+    out[pos + 1] = cur >>> 8;
+    out[pos + 2] = cur >>> 16;
+    out[pos + 3] = cur >>> 24;
+  }
+  // the suffix after the packed words (over the unit padding, which is zero)
+  const body = out.subarray(0, SEAL_CIPHERTEXT_PREFIX_BYTES + L.packedBytes + suffix);
+  body.set(seal.subarray(0, SEAL_CIPHERTEXT_PREFIX_BYTES), 0);
+  body.set(seal.subarray(seal.length - suffix), SEAL_CIPHERTEXT_PREFIX_BYTES + L.packedBytes);
+  return body;
 }
 
 /**
@@ -159,34 +182,55 @@ export function expandCiphertext(shape: WireShape, body: Uint8Array): Uint8Array
   const out = new Uint8Array(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * L.count + suffix);
   out.set(body.subarray(0, SEAL_CIPHERTEXT_PREFIX_BYTES), 0);
   out.set(body.subarray(body.length - suffix), out.length - suffix);
+  // the bit stream, zero-extended to whole 32-bit units
+  const stream = new Uint8Array(Math.ceil(L.packedBytes / 4) * 4);
+  stream.set(body.subarray(SEAL_CIPHERTEXT_PREFIX_BYTES, SEAL_CIPHERTEXT_PREFIX_BYTES + L.packedBytes));
   const view = new DataView(out.buffer);
   const N = shape.params.polyModulusDegree;
   const k = shape.coeffModuli.length;
-  const qLo = shape.coeffModuli.map((q) => Number(q & 0xffffffffn));
-  const qHi = shape.coeffModuli.map((q) => Number(q >> 32n));
-  let pos = SEAL_CIPHERTEXT_PREFIX_BYTES;
-  let acc = 0;
-  let accBits = 0;
-  const take = (n: number): number => {
-    while (accBits < n) {
-      acc += body[pos++] * POW2[accBits]; // < 2^(32 + 8): exact
-      accBits += 8;
-    }
-    const v = acc % POW2[n];
-    acc = (acc - v) / POW2[n];
-    accBits -= n;
-    return v;
-  };
-  for (let w = 0; w < L.count; w++) {
-    const j = Math.floor(w / N) % k;
+  let pos = 0;
+  let cur = 0; // unread bits of the last unit, at the bottom
+  let curBits = 0;
+  for (let block = 0; block * N < L.count; block++) {
+    const j = block % k;
     const width = L.widths[j];
-    const lo = take(width <= 32 ? width : 32);
-    const hi = width <= 32 ? 0 : take(width - 32);
-    if (hi > qHi[j] || (hi === qHi[j] && lo >= qLo[j])) bad(`coefficient word ${w} is not below its prime q_${j}`);
-    view.setUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w, lo, true);
-    view.setUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w + 4, hi, true);
+    const ql = Number(shape.coeffModuli[j] & 0xffffffffn);
+    const qh = Number(shape.coeffModuli[j] >> 32n);
+    const h = width > 32 ? width - 32 : width;
+    const mask = h === 32 ? -1 : (1 << h) - 1;
+    for (let w = block * N, end = w + N; w < end; w++) {
+      let lo = 0;
+      if (width >= 32) {
+        const next = stream[pos] | (stream[pos + 1] << 8) | (stream[pos + 2] << 16) | (stream[pos + 3] << 24);
+        pos += 4;
+        lo = (cur | (next << curBits)) >>> 0;
+        cur = curBits === 0 ? 0 : next >>> (32 - curBits);
+      }
+      let v = 0;
+      if (width !== 32) {
+        if (h <= curBits) {
+          v = cur & mask;
+          cur >>>= h;
+          curBits -= h;
+        } else {
+          const next = stream[pos] | (stream[pos + 1] << 8) | (stream[pos + 2] << 16) | (stream[pos + 3] << 24);
+          pos += 4;
+          const need = h - curBits; // 1..31
+          v = (cur | ((next & ((1 << need) - 1)) << curBits)) & mask;
+          cur = next >>> need;
+          curBits = 32 - need;
+        }
+        v >>>= 0;
+      }
+      const hi = width > 32 ? v : 0;
+      if (width < 32) lo = v;
+      if (hi > qh || (hi === qh && lo >= ql)) bad(`coefficient word ${w} is not below its prime q_${j}`);
+      view.setUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w, lo, true);
+      view.setUint32(SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * w + 4, hi, true);
+    }
   }
-  if (acc !== 0) bad('non-zero padding bits after the last coefficient');
+  // what is left of the last unit: the last byte's padding bits and the zero extension
+  if (cur !== 0) bad('non-zero padding bits after the last coefficient');
   return out;
 }
 
