@@ -121,9 +121,15 @@ describe('study rules', () => {
     const packed = (over: Record<string, unknown>) => studyDraft(parseStudySpec({ ...SPEC, minSites: 51, ...over }), PACKED_HE_PARAMS, { studyId: 'study-1', coordinatorId: 'coord', createdAtMs: 0 });
     const cap = (w: number, dp?: unknown) => packed({ training: { ...SPEC.training, maxSamplesPerSite: w }, ...(dp ? { dp } : {}) });
     assert.equal(buildRoster(cap(5), ids(100), [], all).participants.length, 100, '100 × 5 = 500 <= 511');
-    assert.throws(() => buildRoster(cap(6), ids(100), [], all), code('TWF_E_BAD_REQUEST', /^training\.maxSamplesPerSite 6 × 100 sites exceeds 511, .*; lower it to 5 \(or lower encryption\.lanes 2, encryption\.precisionBits 13 or the roster\)$/));
+    assert.throws(
+      () => buildRoster(cap(6), ids(100), [], all),
+      code('TWF_E_BAD_REQUEST', /^training\.maxSamplesPerSite 6 × 100 sites exceeds 511, .*; lower it to 5 \(or lower encryption\.lanes 2, encryption\.precisionBits 13 or the roster\)$/),
+    );
     // site-level DP: 12 standard deviations of the summed noise come off the lane
-    assert.throws(() => buildRoster(cap(5, { level: 'site', ...DP }), ids(100), [], all), code('TWF_E_BAD_REQUEST', /exceeds 511, .* beside the site-level DP noise \(\d+ samples' worth\); lower it to [1-4] \(or lower .*dp\.clipNorm/));
+    assert.throws(
+      () => buildRoster(cap(5, { level: 'site', ...DP }), ids(100), [], all),
+      code('TWF_E_BAD_REQUEST', /exceeds 511, .* beside the site-level DP noise \(\d+ samples' worth\); lower it to [1-4] \(or lower .*dp\.clipNorm/),
+    );
     // a noise tail beyond the lane: not even one sample fits
     assert.throws(() => buildRoster(cap(1, { level: 'site', ...DP, clipNorm: 100 }), ids(100), [], all), code('TWF_E_BAD_REQUEST', /^even one sample per site × 100 sites exceeds/));
     // the same spec on the default encryption is far inside (t - 1)/2

@@ -131,7 +131,8 @@ function checkRoundCapacity(draft: StudyDraft, n: number): void {
   const dp = draft.dp;
   const noiseQ =
     dp?.level === 'site'
-      ? siteNoiseAllowance({ noiseMultiplier: dp.noiseMultiplier ?? 0, clipNorm: dp.clipNorm, clipBound: draft.training.clipBound, precisionBits: enc.precisionBits, minSites: quorumOf(draft) }, n).sumQ
+      ? siteNoiseAllowance({ noiseMultiplier: dp.noiseMultiplier ?? 0, clipNorm: dp.clipNorm, clipBound: draft.training.clipBound, precisionBits: enc.precisionBits, minSites: quorumOf(draft) }, n)
+          .sumQ
       : 0;
   const cap = maxSamplesPerSiteFor(enc, n, noiseQ);
   if (w <= cap) return;

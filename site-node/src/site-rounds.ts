@@ -19,7 +19,21 @@ import {
 } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { fromB64, signStatement, toB64, verifyStatement, type Identity } from '@twinfed/shared/crypto/index';
-import { HeError, averageFromCentred, ciphertextCount, createHeContext, decryptSlots, encryptSlots, heParamsDigest, laneSumLimitQ, packLanes, packedLength, quantizeToZt, unpackLanes, type HeParams } from '@twinfed/shared/he/index';
+import {
+  HeError,
+  averageFromCentred,
+  ciphertextCount,
+  createHeContext,
+  decryptSlots,
+  encryptSlots,
+  heParamsDigest,
+  laneSumLimitQ,
+  packLanes,
+  packedLength,
+  quantizeToZt,
+  unpackLanes,
+  type HeParams,
+} from '@twinfed/shared/he/index';
 import { buildMaskSetup, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext } from '@twinfed/shared/secagg/index';
 import { StrategyError, strategyFor, type StrategyState } from '@twinfed/shared/strategy/index';
 import type { SiteDb } from './db/index.js';

@@ -11,7 +11,20 @@ import {
   type StudyManifest,
 } from '@twinfed/protocols';
 import { fromB64, openSealed, sealTo, signStatement, toB64, verifyStatement } from '@twinfed/shared/crypto/index';
-import { averageFromCentred, createHeContext, decryptSlots, encryptSlots, generateSecretKey, heParamsDigest, packLanes, packedLength, quantizeToZt, unpackLanes, type HeContext, type HeParams } from '@twinfed/shared/he/index';
+import {
+  averageFromCentred,
+  createHeContext,
+  decryptSlots,
+  encryptSlots,
+  generateSecretKey,
+  heParamsDigest,
+  packLanes,
+  packedLength,
+  quantizeToZt,
+  unpackLanes,
+  type HeContext,
+  type HeParams,
+} from '@twinfed/shared/he/index';
 import { buildMaskSetup, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext, type RoundSecrets } from '@twinfed/shared/secagg/index';
 import { studyKeyCommitment } from '@twinfed/site-node';
 import type { RawSite } from './harness.js';

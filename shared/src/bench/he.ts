@@ -475,7 +475,9 @@ async function main(): Promise<void> {
   const capRows = [capUnpacked, capPacked, capPackedOnes];
   console.log('');
   console.log(`Capacity: one masked round of ${SITES} sites (no drops), ${CP} parameters, deltas U[-1.2,1.2] clipped to B = 1;`);
-  console.log(`Σn = ${full} (${weights.filter((w) => w > weights[weights.length - 1]).length} sites of ${weights[0]}, the rest ${weights[weights.length - 1]}) unless n = 1; noise budget ${budget255} bits after 255 additions (packed)`);
+  console.log(
+    `Σn = ${full} (${weights.filter((w) => w > weights[weights.length - 1]).length} sites of ${weights[0]}, the rest ${weights[weights.length - 1]}) unless n = 1; noise budget ${budget255} bits after 255 additions (packed)`,
+  );
   const cHeader = ['scheme', 'Σn', 'up B/param', 'vs unpacked', 'down B/param', 'vs unpacked', 'max abs err (xB)', 'bound (xB)', 'budget bits'];
   const cCells = capRows.map((r) => [
     r.name,

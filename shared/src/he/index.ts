@@ -12,20 +12,7 @@
  */
 export { HeError, HE_ERRORS, type HeErrorCode } from './errors.js';
 export { DEFAULT_HE_PARAMS, PACKED_HE_PARAMS, heParamsDigest, maxTotalSamples, checkHeParams, plainModulus, type HeParams } from './params.js';
-export {
-  MAX_LANES,
-  ciphertextCount,
-  laneBits,
-  laneCapacityQ,
-  laneSumLimitQ,
-  lanesOf,
-  layoutVersion,
-  maxSamplesPerSiteFor,
-  packLanes,
-  packedLength,
-  unpackLanes,
-  type LaneContext,
-} from './lanes.js';
+export { MAX_LANES, ciphertextCount, laneBits, laneCapacityQ, laneSumLimitQ, lanesOf, layoutVersion, maxSamplesPerSiteFor, packLanes, packedLength, unpackLanes, type LaneContext } from './lanes.js';
 export { ciphertextWireBytes } from './wire.js';
 export { createHeContext, type HeContext } from './context.js';
 export { generateSecretKey } from './keys.js';

@@ -164,12 +164,16 @@ test('sums of packed vectors mod t unpack to the exact lane sums, up to ±C; the
   unpackLanes(LANE, sumZt([packLanes(LANE, zt([0, 2 * full + 100]))]), 2, laneSumLimitQ(P, 2, 99.5));
   assert.equal(maxSamplesPerSiteFor(P, 100), 5);
   assert.equal(maxSamplesPerSiteFor(P, 3), 170);
-  assert.equal(maxSamplesPerSiteFor(P, 100, 20 * full), 4, "the DP tail takes room from the weights");
+  assert.equal(maxSamplesPerSiteFor(P, 100, 20 * full), 4, 'the DP tail takes room from the weights');
   assert.equal(maxSamplesPerSiteFor(P, 1, C), 0);
 });
 
 test('TWH2: the SEAL offsets wire.ts parses, compaction round trip (seeded and full), sizes', () => {
-  const enc = encryptSlots(ctx, key, Float64Array.from({ length: 4096 }, (_, i) => (i * 7919) % TN));
+  const enc = encryptSlots(
+    ctx,
+    key,
+    Float64Array.from({ length: 4096 }, (_, i) => (i * 7919) % TN),
+  );
   const framed = enc.ciphertexts[0];
   assert.deepEqual(Array.from(framed.subarray(0, 4)), [0x54, 0x57, 0x48, 0x32], 'TWH2 magic');
   assert.equal(framed.length, ciphertextWireBytes(P, 'upload'));
@@ -193,7 +197,10 @@ test('TWH2: the SEAL offsets wire.ts parses, compaction round trip (seeded and f
   const full = expandCiphertext(ctx, unwrapCiphertext(ctx.paramsDigest, agg, ctx.maxBodyBytes, 2));
   assert.equal(new DataView(full.buffer).getBigUint64(105, true), 8192n);
   assert.equal(full.length, SEAL_CIPHERTEXT_PREFIX_BYTES + 8 * 8192);
-  assert.deepEqual(decryptSlots(ctx, key, [agg], 4096), Float64Array.from({ length: 4096 }, (_, i) => (i * 7919) % TN));
+  assert.deepEqual(
+    decryptSlots(ctx, key, [agg], 4096),
+    Float64Array.from({ length: 4096 }, (_, i) => (i * 7919) % TN),
+  );
   // 60 of 64 bits per word
   assert.ok(agg.length / 4096 < 15.1 && framed.length / 4096 < 7.6, `${framed.length / 4096} / ${agg.length / 4096} bytes per slot`);
 });
@@ -338,7 +345,19 @@ test('encryptWeightedUpdate / decryptAverage with PACKED_HE_PARAMS: the error bo
   assertHeError(() => decryptAverage(ctx, key, sums, LENGTH, 512, B), 'TWF_E_HE_OVERFLOW');
   assertHeError(() => decryptAverage(ctx, key, sums.slice(1), LENGTH, 3, B), 'TWF_E_HE_BAD_UPDATE');
   // a sum declared for fewer samples than it holds: the guard names the lane
-  assertHeError(() => decryptAverage(ctx, key, [0, 1].map((c) => addCiphertexts(ctx, sums[c], ups[0].ciphertexts[c])), LENGTH, 3, B), 'TWF_E_HE_OVERFLOW', /lane [01]\)/);
+  assertHeError(
+    () =>
+      decryptAverage(
+        ctx,
+        key,
+        [0, 1].map((c) => addCiphertexts(ctx, sums[c], ups[0].ciphertexts[c])),
+        LENGTH,
+        3,
+        B,
+      ),
+    'TWF_E_HE_OVERFLOW',
+    /lane [01]\)/,
+  );
 });
 
 test('PACKED_HE_PARAMS: 255 additions of one plaintext (the roster maximum, rounding terms aligned) keep a noise budget of at least 4 bits', () => {

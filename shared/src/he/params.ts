@@ -133,7 +133,9 @@ export function checkHeParams(p: HeParams): void {
     if (!Number.isInteger(p.lanes) || p.lanes < 1 || p.lanes > MAX_LANES) bad(`lanes must be an integer 1..${MAX_LANES} (got ${p.lanes})`);
     // one lane must hold at least one site of one sample: 2^p <= C
     if (laneCapacityQ(p) < 1n << BigInt(p.precisionBits)) {
-      bad(`${p.lanes} lanes of a ${p.plainModulusBits}-bit plain modulus hold sums up to ±${laneCapacityQ(p)}, less than one sample at ${p.precisionBits} precision bits (2^${p.precisionBits}); lower precisionBits or lanes`);
+      bad(
+        `${p.lanes} lanes of a ${p.plainModulusBits}-bit plain modulus hold sums up to ±${laneCapacityQ(p)}, less than one sample at ${p.precisionBits} precision bits (2^${p.precisionBits}); lower precisionBits or lanes`,
+      );
     }
   }
 }
