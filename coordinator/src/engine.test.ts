@@ -302,7 +302,7 @@ describe('coordinator engine (in memory)', () => {
 
   it('createStudy rejects encryption parameters the HE layer would reject later (422, naming encryption)', async () => {
     const lab = await Lab.create();
-    const encryption = { scheme: 'bfv-sym-seeded', polyModulusDegree: 8192, coeffModulusBits: Array(8).fill(20), plainModulusBits: 50, precisionBits: 20 };
+    const encryption = { scheme: 'bfv-sym-seeded', polyModulusDegree: 8192, coeffModulusBits: Array(8).fill(20), plainModulusBits: 48, precisionBits: 20 };
     await assert.rejects(lab.engine.createStudy({ ...SPEC_OVERRIDE, encryption }), (e: WireError) => e.code === 'TWF_E_HE_PARAMS' && e.status === 422 && /encryption: .*primes/.test(e.detail));
     await assert.rejects(
       lab.engine.createStudy({ ...SPEC_OVERRIDE, encryption: { ...encryption, polyModulusDegree: 4096, coeffModulusBits: [60], plainModulusBits: 51 } }),

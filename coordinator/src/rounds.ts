@@ -18,7 +18,7 @@ import {
   type UpdateChunkMetaT,
 } from '@twinfed/protocols';
 import { decodeBody, decodeMeta, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
-import { addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams } from '@twinfed/shared/he/index';
+import { addCiphertexts, ciphertextCount, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams } from '@twinfed/shared/he/index';
 import { activeJoined, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type RoundRow, type StudyRow } from './context.js';
 import type { StudyKeys } from './keys.js';
 import { decideRound, type RoundDecision, type RoundSnapshot } from './round-policy.js';
@@ -233,7 +233,7 @@ export class Rounds {
     if (meta.keyEpoch !== r.keyEpoch) throw new WireError('TWF_E_UPDATE_SHAPE', `encrypted under key epoch ${meta.keyEpoch}; round ${r.round} uses ${r.keyEpoch}`);
     const he = await createHeContext(params);
     if (meta.length !== m.updateLength) throw new WireError('TWF_E_UPDATE_SHAPE', `length ${meta.length}; the manifest fixes ${m.updateLength} parameters`);
-    const expectedCount = Math.ceil(m.updateLength / he.slotCount);
+    const expectedCount = ciphertextCount(params, m.updateLength);
     if (meta.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${meta.count}; ${m.updateLength} parameters take ${expectedCount} ciphertexts`);
     if (meta.index >= meta.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${meta.index} of ${meta.count}`);
     if (meta.nSamples > m.training.maxSamplesPerSite) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > maxSamplesPerSite ${m.training.maxSamplesPerSite}`);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { StudyManifestSchema, WireError, type StudyManifest } from '@twinfed/protocols';
 import { epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
-import { DEFAULT_HE_PARAMS, maxTotalSamples } from '@twinfed/shared/he/index';
+import { DEFAULT_HE_PARAMS, PACKED_HE_PARAMS, maxTotalSamples } from '@twinfed/shared/he/index';
 import type { SiteRow } from './store/index.js';
 import { buildRoster, changedRoster, parseStudySpec, resolveDp, studyDraft, validateHeParams } from './study-rules.js';
 
@@ -71,7 +71,12 @@ describe('study rules', () => {
     // The HE layer's own check (checkHeParams) first, then secure aggregation's float64 bound on t; both before any HE context is built.
     await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, plainModulusBits: 51 }), code('TWF_E_HE_PARAMS', /^encryption: .*no noise budget/));
     await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, polyModulusDegree: 3000 }), code('TWF_E_HE_PARAMS', /^encryption: .*polyModulusDegree/));
-    await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 51 }), code('TWF_E_HE_PARAMS', /^encryption: plainModulusBits: .*at most 50 bits/));
+    await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 51 }), code('TWF_E_HE_PARAMS', /^encryption: plainModulusBits: .*at most 48 bits/));
+    // 49 bits passed before and failed at the first upload (maskInput needs t < 2^48)
+    await assert.rejects(validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 49 }), code('TWF_E_HE_PARAMS', /at most 48 bits/));
+    await validateHeParams({ ...DEFAULT_HE_PARAMS, coeffModulusBits: [40, 60], plainModulusBits: 48 });
+    await validateHeParams(PACKED_HE_PARAMS);
+    await assert.rejects(validateHeParams({ ...PACKED_HE_PARAMS, lanes: 4 }), code('TWF_E_HE_PARAMS', /^encryption: .*less than one sample/));
   });
 
   it('studyDraft stamps id, coordinator, time, encryption and the update length', () => {
@@ -109,6 +114,26 @@ describe('study rules', () => {
     assert.ok(big <= 10_000_000, 'the schema allows a maxSamplesPerSite above the encrypted sum bound');
     assert.throws(() => buildRoster(draftOf({ training: { ...SPEC.training, maxSamplesPerSite: big } }), ids(3), [], all), code('TWF_E_BAD_REQUEST', /maxSamplesPerSite/));
     assert.throws(() => buildRoster(d, ids(3), ['s4'], all), code('TWF_E_BAD_REQUEST', /key dealer s4 is not in the roster/));
+  });
+
+  it('buildRoster: packed encryption (2 lanes) holds 511 samples per round, and the site-level DP noise tail takes its share', () => {
+    const all = rowsOf(...ids(100).map((id) => site(id)));
+    const packed = (over: Record<string, unknown>) => studyDraft(parseStudySpec({ ...SPEC, minSites: 51, ...over }), PACKED_HE_PARAMS, { studyId: 'study-1', coordinatorId: 'coord', createdAtMs: 0 });
+    const cap = (w: number, dp?: unknown) => packed({ training: { ...SPEC.training, maxSamplesPerSite: w }, ...(dp ? { dp } : {}) });
+    assert.equal(buildRoster(cap(5), ids(100), [], all).participants.length, 100, '100 × 5 = 500 <= 511');
+    assert.throws(
+      () => buildRoster(cap(6), ids(100), [], all),
+      code('TWF_E_BAD_REQUEST', /^training\.maxSamplesPerSite 6 × 100 sites exceeds 511, .*; lower it to 5 \(or lower encryption\.lanes 2, encryption\.precisionBits 13 or the roster\)$/),
+    );
+    // site-level DP: 12 standard deviations of the summed noise come off the lane
+    assert.throws(
+      () => buildRoster(cap(5, { level: 'site', ...DP }), ids(100), [], all),
+      code('TWF_E_BAD_REQUEST', /exceeds 511, .* beside the site-level DP noise \(\d+ samples' worth\); lower it to [1-4] \(or lower .*dp\.clipNorm/),
+    );
+    // a noise tail beyond the lane: not even one sample fits
+    assert.throws(() => buildRoster(cap(1, { level: 'site', ...DP, clipNorm: 100 }), ids(100), [], all), code('TWF_E_BAD_REQUEST', /^even one sample per site × 100 sites exceeds/));
+    // the same spec on the default encryption is far inside (t - 1)/2
+    buildRoster(draftOf({ minSites: 51, training: { ...SPEC.training, maxSamplesPerSite: 5 }, dp: { level: 'site', ...DP } }), ids(100), [], all);
   });
 
   it('changedRoster drops removed sites, appends new ones, keeps the dealer order and refuses removing a stranger', () => {

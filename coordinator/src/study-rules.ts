@@ -3,9 +3,10 @@
  * parsing and its error codes, the DP budget, HE parameters, the roster. The engine looks up
  * what they need (site rows) and writes what they return.
  */
-import { MIN_CONTRIBUTORS, StudyDraftSchema, StudySpecSchema, WireError, secaggThresholdFor, type RosterEntry, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
+import { MIN_CONTRIBUTORS, StudyDraftSchema, StudySpecSchema, WireError, quorumOf, secaggThresholdFor, type RosterEntry, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
 import { dpStepsPerRound, epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
-import { checkHeParams, createHeContext, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
+import { siteNoiseAllowance } from '@twinfed/shared/dp/site-level';
+import { checkHeParams, createHeContext, lanesOf, maxSamplesPerSiteFor, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
 import type { z } from 'zod';
 import type { SiteRow } from './store/index.js';
@@ -69,7 +70,7 @@ export async function validateHeParams(p: HeParams): Promise<void> {
   } catch (e) {
     bad((e as Error).message);
   }
-  if (p.plainModulusBits > 50) bad('plainModulusBits: secure aggregation computes masks mod t exactly in float64; at most 50 bits');
+  if (p.plainModulusBits > 48) bad('plainModulusBits: secure aggregation draws its masks mod t from 48-bit words (shared/src/secagg/prg.ts, t < 2^48); at most 48 bits');
   try {
     await createHeContext(p);
   } catch (e) {
@@ -112,15 +113,38 @@ export function buildRoster(draft: StudyDraft, siteIds: string[], keyDealers: st
       'TWF_E_TOO_FEW_CONTRIBUTORS',
       `minSites ${draft.minSites} is below the secure-aggregation threshold t = ${t} of a ${n}-site roster (a majority, at least 3): raise minSites to ${t}`,
     );
-  const maxTotal = maxTotalSamples(draft.encryption as HeParams);
-  if (n * draft.training.maxSamplesPerSite > maxTotal) {
-    throw new WireError(
-      'TWF_E_BAD_REQUEST',
-      `training.maxSamplesPerSite ${draft.training.maxSamplesPerSite} × ${n} sites exceeds ${maxTotal}, the most samples one encrypted sum can hold; lower it to ${Math.floor(maxTotal / n)}`,
-    );
-  }
+  checkRoundCapacity(draft, n);
   for (const d of keyDealers) if (!siteIds.includes(d)) throw new WireError('TWF_E_BAD_REQUEST', `key dealer ${d} is not in the roster`);
   return { participants, keyDealers };
+}
+
+/**
+ * Refuses (TWF_E_BAD_REQUEST, saying what to lower) a roster of n sites whose weighted sum could
+ * leave its lane: n × training.maxSamplesPerSite × 2^p, plus under site-level DP the noise
+ * allowance of n contributions (siteNoiseAllowance, 12 standard deviations), must fit the lane
+ * capacity C of the encryption (shared/src/he/lanes.ts; (t - 1)/2 with one value per slot). With
+ * it, no honest round can end in TWF_E_HE_OVERFLOW.
+ */
+function checkRoundCapacity(draft: StudyDraft, n: number): void {
+  const enc = draft.encryption as HeParams;
+  const w = draft.training.maxSamplesPerSite;
+  const dp = draft.dp;
+  const noiseQ =
+    dp?.level === 'site'
+      ? siteNoiseAllowance({ noiseMultiplier: dp.noiseMultiplier ?? 0, clipNorm: dp.clipNorm, clipBound: draft.training.clipBound, precisionBits: enc.precisionBits, minSites: quorumOf(draft) }, n)
+          .sumQ
+      : 0;
+  const cap = maxSamplesPerSiteFor(enc, n, noiseQ);
+  if (w <= cap) return;
+  const maxTotal = maxTotalSamples(enc);
+  const noise = noiseQ > 0 ? ` beside the site-level DP noise (${Math.ceil(noiseQ / 2 ** enc.precisionBits)} samples' worth)` : '';
+  const other = `${lanesOf(enc) > 1 ? `encryption.lanes ${lanesOf(enc)}, ` : ''}encryption.precisionBits ${enc.precisionBits}${noise ? ', dp.clipNorm' : ''} or the roster`;
+  throw new WireError(
+    'TWF_E_BAD_REQUEST',
+    cap > 0
+      ? `training.maxSamplesPerSite ${w} × ${n} sites exceeds ${maxTotal}, the most samples one encrypted sum can hold${noise}; lower it to ${cap} (or lower ${other})`
+      : `even one sample per site × ${n} sites exceeds what one encrypted sum can hold (${maxTotal} samples${noise}); lower ${other}`,
+  );
 }
 
 /**

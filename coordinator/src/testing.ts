@@ -19,7 +19,7 @@ import {
 } from '@twinfed/protocols';
 import { AuditLog } from '@twinfed/shared/audit/index';
 import { fingerprint, fromB64, generateIdentity, initSodium, openSealed, sealEnvelope, sealTo, signStatement, toB64, type Identity } from '@twinfed/shared/crypto/index';
-import { createHeContext, encryptSlots, generateSecretKey, heParamsDigest, quantizeToZt, type HeContext, type HeParams } from '@twinfed/shared/he/index';
+import { createHeContext, encryptSlots, generateSecretKey, heParamsDigest, packLanes, quantizeToZt, type HeContext, type HeParams } from '@twinfed/shared/he/index';
 import { buildMaskSetup, maskInput, openShares, type RoundSecrets } from '@twinfed/shared/secagg/index';
 import { openMemoryCoordinatorDb, type CoordinatorDb } from './db/index.js';
 import { CoordinatorEngine, type SiteTransport } from './engine.js';
@@ -265,7 +265,7 @@ export class FakeSite {
       this.he.plainModulus,
       this.siteId,
       st.secrets,
-      q.values,
+      packLanes(this.he, q.values),
       peers.keySet.filter((e) => e.siteId !== this.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) })),
     );
     st.cts = encryptSlots(this.he, this.keys.get(st.start.keyEpoch)!, y).ciphertexts;

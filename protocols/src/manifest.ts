@@ -9,6 +9,12 @@ export const HeParamsSchema = z.object({
   coeffModulusBits: z.array(z.number().int().min(20).max(60)).min(1).max(8),
   plainModulusBits: z.number().int().min(17).max(60),
   precisionBits: z.number().int().min(8).max(40),
+  /**
+   * Quantised values per plaintext slot (shared/src/he/lanes.ts). Absent: one, TWH1 ciphertexts (every
+   * study before it existed; its digest unchanged). Present: that many, TWH2 ciphertexts with 60-bit
+   * words (docs/protocol.md, "Ciphertexts").
+   */
+  lanes: z.number().int().min(1).max(4).optional(),
 });
 export type HeParamsWire = z.infer<typeof HeParamsSchema>;
 

@@ -1,6 +1,9 @@
 import type { StudyManifest } from '@twinfed/protocols';
 import { quorumOf, secaggThresholdFor } from '@twinfed/protocols';
 import { initSodium, siteFingerprint } from '@twinfed/shared/crypto/index';
+import type { HeParams } from '@twinfed/shared/he/params';
+import { ciphertextCount, lanesOf } from '@twinfed/shared/he/lanes';
+import { ciphertextWireBytes } from '@twinfed/shared/he/wire';
 import type { PrivacyPolicy, BudgetView } from './privacy.js';
 import { formatBudget } from './privacy.js';
 
@@ -31,7 +34,8 @@ export interface ManifestView {
   neverLeaves: string;
   training: { epochsPerRound: number; batchSize: number; learningRate: number; seed: number; clipBound: number; maxSamplesPerSite: number };
   strategy: { name: string; params: Record<string, unknown>; named: boolean; line: string };
-  encryption: { scheme: string; polyModulusDegree: number; ciphertexts: number; approxBytes: number };
+  /** valuesPerSlot: model values packed into one plaintext slot (encryption.lanes; 1 without). */
+  encryption: { scheme: string; polyModulusDegree: number; valuesPerSlot: number; ciphertexts: number; approxBytes: number };
   secureAggregation: { scheme: string; threshold: number; of: number };
   privacy: {
     dp: StudyManifest['dp'] | null;
@@ -44,14 +48,14 @@ export interface ManifestView {
   manifestHash: string;
 }
 
-/** A seeded symmetric BFV ciphertext: one polynomial of N 8-byte coefficients, plus a seed and framing. */
-const bytesPerCiphertext = (slots: number) => slots * 8 + 100;
-
 export async function manifestView(m: StudyManifest, hash: string, selfId?: string, privacy?: { budget: BudgetView; policy: PrivacyPolicy }): Promise<ManifestView> {
   await initSodium();
-  const slots = m.encryption.polyModulusDegree;
-  const ciphertexts = Math.ceil(m.updateLength / slots);
-  const updateBytes = ciphertexts * bytesPerCiphertext(slots);
+  const enc = m.encryption as HeParams;
+  const slots = enc.polyModulusDegree;
+  const perSlot = lanesOf(enc);
+  const ciphertexts = ciphertextCount(enc, m.updateLength);
+  // a seeded symmetric BFV ciphertext each: one polynomial of N coefficients, a seed and framing (shared/src/he/wire.ts)
+  const updateBytes = ciphertexts * ciphertextWireBytes(enc, 'upload');
   const n = m.participants.length;
   const threshold = secaggThresholdFor(n);
   const metrics = m.task === 'segmentation' ? ["meanDice (mean Dice on this site's validation patients)"] : ["macroAucOvr (macro one-vs-rest AUC on this site's held-out patients)"];
@@ -88,7 +92,7 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
       { messageType: 'mask.setup', what: `this round's public mask keys and encrypted key shares for the other ${n - 1} sites`, howOften: 'once per round', approxBytes: n * 250 },
       {
         messageType: 'update.chunk',
-        what: `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts)`,
+        what: `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${perSlot === 1 ? 'one value' : `${perSlot} values`} per slot, ${ciphertexts} ciphertexts)`,
         howOften: 'once per round',
         approxBytes: updateBytes,
       },
@@ -122,7 +126,7 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
       named: !!m.strategy,
       line: `${name}${p ? ` (${p})` : ''}${m.strategy ? '' : ' (none named: FedAvg)'}; the coordinator only sums encrypted updates, the rule runs at every site after decryption`,
     },
-    encryption: { scheme: m.encryption.scheme, polyModulusDegree: slots, ciphertexts, approxBytes: updateBytes },
+    encryption: { scheme: m.encryption.scheme, polyModulusDegree: slots, valuesPerSlot: perSlot, ciphertexts, approxBytes: updateBytes },
     secureAggregation: { scheme: m.secureAggregation, threshold, of: n },
     privacy: {
       dp: m.dp ?? null,
@@ -160,7 +164,7 @@ export function formatManifestView(v: ManifestView, privacyLines?: string[]): st
     ...v.leaves.map((l) => `    ${l.messageType.padEnd(32)} ${l.howOften}; ${approxSize(l.approxBytes)}: ${l.what}`),
     `  metrics sent    ${v.metrics.join('; ')}`,
     `  never leaves    ${v.neverLeaves}`,
-    `  protection      secure aggregation ${v.secureAggregation.scheme} (threshold ${v.secureAggregation.threshold} of ${v.secureAggregation.of}); encryption ${v.encryption.scheme} N=${v.encryption.polyModulusDegree}`,
+    `  protection      secure aggregation ${v.secureAggregation.scheme} (threshold ${v.secureAggregation.threshold} of ${v.secureAggregation.of}); encryption ${v.encryption.scheme} N=${v.encryption.polyModulusDegree}, ${v.encryption.valuesPerSlot} value${v.encryption.valuesPerSlot === 1 ? '' : 's'} per slot`,
     `  training        ${v.training.epochsPerRound} epochs per round, batch ${v.training.batchSize}, learning rate ${v.training.learningRate}, seed ${v.training.seed}`,
     `  strategy        ${v.strategy.line}`,
     ...(privacyLines ?? v.privacy.lines.map((l, i) => (i === 0 ? `  ${l}` : `                  ${l}`))),

@@ -19,8 +19,22 @@ import {
 } from '@twinfed/protocols';
 import type { AuditLog } from '@twinfed/shared/audit/index';
 import { fromB64, signStatement, toB64, verifyStatement, type Identity } from '@twinfed/shared/crypto/index';
-import { HeError, averageFromCentred, createHeContext, decryptSlots, encryptSlots, heParamsDigest, quantizeToZt, type HeParams } from '@twinfed/shared/he/index';
-import { buildMaskSetup, centreZt, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext } from '@twinfed/shared/secagg/index';
+import {
+  HeError,
+  averageFromCentred,
+  ciphertextCount,
+  createHeContext,
+  decryptSlots,
+  encryptSlots,
+  heParamsDigest,
+  laneSumLimitQ,
+  packLanes,
+  packedLength,
+  quantizeToZt,
+  unpackLanes,
+  type HeParams,
+} from '@twinfed/shared/he/index';
+import { buildMaskSetup, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext } from '@twinfed/shared/secagg/index';
 import { StrategyError, strategyFor, type StrategyState } from '@twinfed/shared/strategy/index';
 import type { SiteDb } from './db/index.js';
 import { roundWork } from './db/schema.js';
@@ -266,8 +280,10 @@ export class SiteRounds {
       const delta = new Float32Array(new Uint8Array(cur.delta!).buffer.slice(0));
       const q = quantizeToZt(delta, cur.nSamples, m.training.clipBound, params.precisionBits, he.plainModulus);
       if (m.dp?.level === 'site') q.values = addDiscreteGaussianZt(q.values, he.plainModulus, siteNoiseSigmaQ(siteNoiseOf(m)));
+      // `lanes` values per slot (shared/src/he/lanes.ts; the same vector with one lane); masks go over the packed slots
+      const slots = packLanes(he, q.values);
       const peers = (JSON.parse(cur.keySetJson!) as { siteId: string; sPk: string }[]).filter((e) => e.siteId !== this.host.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) }));
-      const y = maskInput(ctx, he.plainModulus, this.host.siteId, { sPk: new Uint8Array(cur.sPk!), sSk: new Uint8Array(cur.sSk!), b: new Uint8Array(cur.b!) }, q.values, peers);
+      const y = maskInput(ctx, he.plainModulus, this.host.siteId, { sPk: new Uint8Array(cur.sPk!), sSk: new Uint8Array(cur.sSk!), b: new Uint8Array(cur.b!) }, slots, peers);
       const enc = encryptSlots(he, new Uint8Array(key.secretKey), y);
       const encryptMs = performance.now() - t0;
       this.update(studyId, round, { ciphertexts: Buffer.from(packFrames(enc.ciphertexts)), encryptMs, uploadBytes: enc.bytes });
@@ -423,7 +439,7 @@ export class SiteRounds {
     const roster = new Map(m.participants.map((p) => [p.siteId, p]));
     const ids = info.keySet.map((e) => e.siteId);
     const quorum = quorumOf(m);
-    if (info.heParamsDigest !== heParamsDigest(params) || info.length !== m.updateLength || cts.length !== Math.ceil(m.updateLength / he.slotCount)) {
+    if (info.heParamsDigest !== heParamsDigest(params) || info.length !== m.updateLength || cts.length !== ciphertextCount(params, m.updateLength)) {
       return refuse('TWF_E_UPDATE_SHAPE', `aggregate of ${info.length} parameters in ${cts.length} ciphertexts; the manifest fixes ${m.updateLength}`);
     }
     if (info.survivors.length < quorum) return refuse('TWF_E_TOO_FEW_CONTRIBUTORS', `${info.survivors.length} contributors; the manifest needs at least ${quorum}`);
@@ -462,15 +478,17 @@ export class SiteRounds {
     }
     const noise = m.dp?.level === 'site' ? siteNoiseAllowance(siteNoiseOf(m), info.survivors.length) : { sumQ: 0, averaged: 0 };
     const t0 = performance.now();
-    const sums = decryptSlots(he, new Uint8Array(key.secretKey), cts, info.length);
+    const sums = decryptSlots(he, new Uint8Array(key.secretKey), cts, packedLength(params, info.length));
     unmaskSum(ctx, he.plainModulus, sums, survivorsB, droppedSk, new Map(info.survivors.map((s) => [s, fromB64(entry.get(s)!.sPk)])));
     let avg: Float32Array;
     try {
-      avg = averageFromCentred(centreZt(sums, he.plainModulus), info.totalSamples, m.training.clipBound, params.precisionBits, undefined, noise.sumQ);
+      const laneSums = unpackLanes(he, sums, info.length, laneSumLimitQ(params, info.totalSamples, noise.sumQ));
+      avg = averageFromCentred(laneSums, info.totalSamples, m.training.clipBound, params.precisionBits, undefined, noise.sumQ);
     } catch (e) {
       // A sum beyond ±N·2^p is an average beyond ±B: some site encoded more weight than it declared
-      // (or the sum wrapped modulo t). Refused like any out-of-bounds aggregate, so the coordinator
-      // hears of it and the study goes on from the last good model instead of waiting on this one.
+      // (or the sum wrapped modulo t, or a lane carried into the next). Refused like any out-of-bounds
+      // aggregate, so the coordinator hears of it and the study goes on from the last good model
+      // instead of waiting on this one.
       if (e instanceof HeError && e.code === 'TWF_E_HE_OVERFLOW')
         return refuse('TWF_E_AGGREGATE_BOUNDS', `the unmasked sum leaves ±N·2^p (an average outside [-B, B] = ±${m.training.clipBound}): ${e.message}`);
       throw e;

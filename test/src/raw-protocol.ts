@@ -11,8 +11,21 @@ import {
   type StudyManifest,
 } from '@twinfed/protocols';
 import { fromB64, openSealed, sealTo, signStatement, toB64, verifyStatement } from '@twinfed/shared/crypto/index';
-import { averageFromCentred, createHeContext, decryptSlots, encryptSlots, generateSecretKey, heParamsDigest, quantizeToZt, type HeContext, type HeParams } from '@twinfed/shared/he/index';
-import { centreZt, buildMaskSetup, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext, type RoundSecrets } from '@twinfed/shared/secagg/index';
+import {
+  averageFromCentred,
+  createHeContext,
+  decryptSlots,
+  encryptSlots,
+  generateSecretKey,
+  heParamsDigest,
+  packLanes,
+  packedLength,
+  quantizeToZt,
+  unpackLanes,
+  type HeContext,
+  type HeParams,
+} from '@twinfed/shared/he/index';
+import { buildMaskSetup, isKeyPair, maskInput, openShares, reconstructChecked, selfMaskCommitment, unmaskSum, type RoundContext, type RoundSecrets } from '@twinfed/shared/secagg/index';
 import { studyKeyCommitment } from '@twinfed/site-node';
 import type { RawSite } from './harness.js';
 
@@ -159,7 +172,7 @@ export class RawParticipant {
       this.he.plainModulus,
       this.siteId,
       st.secrets,
-      q.values,
+      packLanes(this.he, q.values),
       peers.keySet.filter((e) => e.siteId !== this.siteId).map((e) => ({ siteId: e.siteId, sPk: fromB64(e.sPk) })),
     );
     st.ciphertexts = encryptSlots(this.he, this.keys.get(st.keyEpoch)!, y).ciphertexts;
@@ -231,9 +244,10 @@ export class RawParticipant {
     const dropped = [];
     for (const d of info.keySet.map((e) => e.siteId).filter((id) => !info.survivors.includes(id)))
       dropped.push({ siteId: d, sSk: (await reconstructChecked(sharesOf('sShares', d), info.threshold, (x) => isKeyPair(x, fromB64(entry.get(d)!.sPk))))! });
-    const sums = decryptSlots(this.he, this.keys.get(info.keyEpoch)!, frames.slice(1), info.length);
+    const sums = decryptSlots(this.he, this.keys.get(info.keyEpoch)!, frames.slice(1), packedLength(this.he.params, info.length));
     unmaskSum(ctx, this.he.plainModulus, sums, survivors, dropped, new Map(info.survivors.map((s) => [s, fromB64(entry.get(s)!.sPk)])));
-    return { avg: averageFromCentred(centreZt(sums, this.he.plainModulus), info.totalSamples, this.manifest.training.clipBound, this.manifest.encryption.precisionBits), info };
+    const laneSums = unpackLanes(this.he, sums, info.length);
+    return { avg: averageFromCentred(laneSums, info.totalSamples, this.manifest.training.clipBound, this.manifest.encryption.precisionBits), info };
   }
 }
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { StrategyConfig, StudyManifest } from '@twinfed/protocols';
 import type { Coordinator } from '@twinfed/coordinator';
-import { SiteNode } from '@twinfed/site-node';
+import { SiteNode, formatManifestView, manifestView } from '@twinfed/site-node';
+import { PACKED_HE_PARAMS, ciphertextCount, ciphertextWireBytes, type HeParams } from '@twinfed/shared/he/index';
 import { responseStudySpec } from '@twinfed/shared/response/index';
 import { strategyFor, stateHash } from '@twinfed/shared/strategy/index';
 import { createAndStart, startCoordinator, tempDir, waitFor } from './harness.js';
@@ -20,6 +21,14 @@ const STRATEGIES: StrategyConfig[] = [
   { name: 'fedadagrad', serverLearningRate: 0.05, beta1: 0, tau: 1e-3 },
 ];
 const ROUNDS = 2;
+/**
+ * A seventh study, FedAvg with two values per plaintext slot and TWH2 ciphertexts (layout 2,
+ * shared/src/he/lanes.ts). precisionBits 12 instead of PACKED_HE_PARAMS's 13: the lanes hold
+ * 3 sites × 340 samples × 2^12 <= 2^22 - 1, and Study3 trains on more than the 170 patients per
+ * site that p = 13 would allow three sites.
+ */
+const PACKED: HeParams = { ...PACKED_HE_PARAMS, precisionBits: 12 };
+const PACKED_NAME = 'fedavg, 2 values per slot';
 
 /**
  * One coordinator, three response sites (Study1-3), one study per strategy, all six running at
@@ -27,7 +36,7 @@ const ROUNDS = 2;
  * strategy after decryption with the same float64 arithmetic, so the three sites must end with
  * the same model bits and the same optimiser-state hash in every study.
  */
-describe('every linear strategy, six studies at once on three response sites', () => {
+describe('every linear strategy (six studies) and FedAvg with two values per slot, at once on three response sites', () => {
   const tmp = tempDir('strategies');
   let c: Coordinator;
   const nodes: SiteNode[] = [];
@@ -50,8 +59,13 @@ describe('every linear strategy, six studies at once on three response sites', (
       studies.set(strategy.name, { studyId: started.studyId, manifest: started.manifest });
       hashes.set(started.studyId, started.manifestHash);
     }
+    const base = responseStudySpec(ROUNDS);
+    const packed = await createAndStart(url, { ...base, title: `response, ${PACKED_NAME}`, strategy: { name: 'fedavg' }, encryption: PACKED, training: { ...base.training, maxSamplesPerSite: 340 } });
+    assert.deepEqual(packed.manifest.encryption, PACKED, 'the manifest carries lanes');
+    studies.set(PACKED_NAME, { studyId: packed.studyId, manifest: packed.manifest });
+    hashes.set(packed.studyId, packed.manifestHash);
     for (const n of nodes) n.connect();
-    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === STRATEGIES.length), 'announcements', 30_000);
+    await waitFor(() => nodes.every((n) => SiteNode.listStudies(n.db).length === studies.size), 'announcements', 30_000);
     for (const [i, n] of nodes.entries()) for (const [studyId, h] of hashes) SiteNode.approve(n.db, n.audit, studyId, `officer ${i + 1}`, h);
   });
 
@@ -116,5 +130,19 @@ describe('every linear strategy, six studies at once on three response sites', (
     }
     const final = (name: string) => nodes[0].modelHistory(studies.get(name)!.studyId).find((m) => m.version === ROUNDS)!.digest;
     assert.notEqual(final('fedadam'), final('fedavg'), 'FedAdam moved the model differently from FedAvg');
+  });
+
+  it('two values per slot: each upload is ciphertextCount TWH2 ciphertexts of 60-bit words, and the officer is told so', async () => {
+    const { studyId, manifest } = studies.get(PACKED_NAME)!;
+    const count = ciphertextCount(PACKED, manifest.updateLength);
+    assert.equal(count, Math.ceil(manifest.updateLength / 2 / 4096));
+    for (const n of nodes) {
+      const enc = n.audit.entries().filter((e) => e.action === 'update.encrypted' && e.studyId === studyId);
+      assert.equal(enc.length, ROUNDS);
+      for (const e of enc) assert.match(e.detail ?? '', new RegExp(` ${count} ciphertexts ${count * ciphertextWireBytes(PACKED, 'upload')} bytes`));
+    }
+    const view = await manifestView(manifest, 'hash');
+    assert.deepEqual(view.encryption, { scheme: 'bfv-sym-seeded', polyModulusDegree: 4096, valuesPerSlot: 2, ciphertexts: count, approxBytes: count * 30950 });
+    assert.match(formatManifestView(view), /N=4096, 2 values per slot/);
   });
 });

@@ -29,12 +29,39 @@
  *    keysStatementFields, the kind and the base64 Ed25519 signature), UTF-8;
  *  - max abs err: of the unmasked FedAvg of the survivors, in units of B.
  *
- * --json fields (besides the first table's):
+ * The first table also has our layout-2 row (PACKED_HE_PARAMS: two values per
+ * slot, 46-bit t, p = 13, TWH2 framing with 60-bit words; shared/src/he/lanes.ts).
+ *
+ * Third table, capacity: one secure-aggregation round of 100 sites (no drops)
+ * over a small model (--capacity-params, default 32768 = 4 packed ciphertexts),
+ * deltas U[-1.2, 1.2] clipped to B = 1 (so lanes reach ±Σn·2^p), for the
+ * unpacked default and the packed parameters on the same deltas and weights:
+ * 11 sites of 6 samples and 89 of 5, Σn = 511 = maxTotalSamples(PACKED), and
+ * once more packed with n = 1 per site (Σn = 100, the larger error bound
+ * (#sites/Σn)·B/2^(p+1)). Columns: upload and downlink (the coordinator's
+ * aggregate, both polynomials: it is not seeded) bytes per parameter and
+ * their ratio to the unpacked row of the same run, max abs error of the
+ * FedAvg mean (units of B) and its bound, the noise budget left in the sum.
+ *
+ * --json fields of the first two tables (ours = the unpacked default):
+ *   unmaskedBytesPerParam, unmaskedMaxAbsError: ours, first table (2 sites)
+ *   encryptMsPer1M, addMsPer1M, default*: first table
+ *   packedUnmaskedBytesPerParam, packedEncryptMsPer1M, packedAddMsPer1M, packedUnmaskedMaxAbsError: the layout-2 row
  *   unmaskedEncryptMsPerMParams: number   (the interleaved unmasked runs; encryptMsPer1M is the first table's)
  *   maskedEncryptMsPerMParams:   { "3": number, "10": number }   keyed by sites per round
  *   maskedBytesPerParam:         { "3": number, "10": number }
  *   setupBytesPerSite:           { "3": number, "10": number }
  *   maskMsPerMParams, unmaskMsPerMParams, maskedMaxAbsError: same shape
+ * and of the capacity table (packed, masks on, 100 sites):
+ *   bytesPerParam, downlinkBytesPerParam: bytes per parameter up / down
+ *   maxAbsError: the larger of the two packed runs, in units of B (= clipBound)
+ *   errorBound: (#sites/Σn)·B/2^(p+1) + 2^-24·B of that run
+ *   clipBound, maxSites, maxSamplesPerRound (Σn of the run at capacity), lanes,
+ *   precisionBits, plainModulusBits, capacityParams
+ *   noiseBudgetBitsAfterSum: least budget over the sum's ciphertexts (100 additions)
+ *   noiseBudgetBitsAfter255: one ciphertext after 255 additions (the roster maximum)
+ *   unpacked: { bytesPerParam, downlinkBytesPerParam, maxAbsError, noiseBudgetBitsAfterSum, precisionBits, plainModulusBits } (same run)
+ *   vsUnpacked: { bytesPerParam, downlinkBytesPerParam }: ratios packed / unpacked
  */
 import { canonicalJson, utf8 } from '@twinfed/protocols';
 import { generateIdentity } from '../crypto/identity.js';
@@ -43,6 +70,7 @@ import { signStatement } from '../crypto/statement.js';
 import { createCkksDefault } from '../he/ckks-default.js';
 import {
   DEFAULT_HE_PARAMS,
+  PACKED_HE_PARAMS,
   addCiphertexts,
   averageFromCentred,
   createHeContext,
@@ -51,7 +79,14 @@ import {
   encryptSlots,
   encryptWeightedUpdate,
   generateSecretKey,
+  laneSumLimitQ,
+  lanesOf,
+  maxTotalSamples,
+  noiseBudgetBits,
+  packLanes,
+  packedLength,
   quantizeToZt,
+  unpackLanes,
   type HeContext,
 } from '../he/index.js';
 import {
@@ -208,6 +243,78 @@ async function maskedRound(ctx: HeContext, sk: Uint8Array, P: number, n: number,
   };
 }
 
+interface CapacityRow {
+  name: string;
+  sites: number;
+  totalSamples: number;
+  upBytesPerParam: number;
+  downBytesPerParam: number;
+  maxAbsError: number;
+  errorBound: number;
+  noiseBudgetBits: number;
+}
+
+/**
+ * One masked round of weights.length sites (no drops) over P parameters at clip bound 1: every
+ * site quantises, packs (a no-op in layout 1), masks with all peers and encrypts; the coordinator
+ * adds; a site decrypts, unmasks, unpacks with the lane guard and averages. Error against the
+ * exact weighted mean of the clipped deltas.
+ */
+async function capacityRound(name: string, ctx: HeContext, sk: Uint8Array, P: number, weights: number[]): Promise<CapacityRow> {
+  const t = ctx.plainModulus;
+  const p = ctx.params.precisionBits;
+  const round: RoundContext = { studyId: 'bench-capacity', manifestHash: '1'.repeat(64), round: 1 };
+  const ids = weights.map((_, i) => `site-${String(i).padStart(3, '0')}`);
+  const secrets = ids.map(() => generateRoundSecrets());
+  const total = weights.reduce((a, b) => a + b, 0);
+  const exact = new Float64Array(P);
+  let up = 0;
+  let sums: Uint8Array[] | null = null;
+  for (const [i, id] of ids.entries()) {
+    const d = uniformDelta(P, 5000 + i).map((x) => 1.2 * x);
+    for (let k = 0; k < P; k++) exact[k] += (weights[i] * Math.max(-1, Math.min(1, d[k]))) / total;
+    const q = quantizeToZt(d, weights[i], 1, p, t).values;
+    const peers = ids.flatMap((pid, j) => (j === i ? [] : [{ siteId: pid, sPk: secrets[j].sPk }]));
+    const enc = encryptSlots(ctx, sk, maskInput(round, t, id, secrets[i], packLanes(ctx, q), peers));
+    up += enc.bytes;
+    const prev: Uint8Array[] | null = sums;
+    sums = enc.ciphertexts.map((c, k) => addCiphertexts(ctx, prev ? prev[k] : null, c));
+  }
+  const down = sums!.reduce((a, c) => a + c.length, 0);
+  const budget = Math.min(...sums!.map((c) => noiseBudgetBits(ctx, sk, c)));
+  const slots = decryptSlots(ctx, sk, sums!, packedLength(ctx.params, P));
+  unmaskSum(
+    round,
+    t,
+    slots,
+    ids.map((id, i) => ({ siteId: id, b: secrets[i].b })),
+    [],
+    new Map(),
+  );
+  const avg = averageFromCentred(unpackLanes(ctx, slots, P, laneSumLimitQ(ctx.params, total)), total, 1, p);
+  return {
+    name,
+    sites: weights.length,
+    totalSamples: total,
+    upBytesPerParam: up / weights.length / P,
+    downBytesPerParam: down / P,
+    maxAbsError: maxAbsDiff(avg, exact),
+    errorBound: (weights.length / total) * 2 ** -(p + 1) + 2 ** -24,
+    noiseBudgetBits: budget,
+  };
+}
+
+/** Noise budget of one ciphertext after `k` additions of fresh encryptions of uniform slots. */
+function budgetAfterAdditions(ctx: HeContext, sk: Uint8Array, k: number): number {
+  const tn = Number(ctx.plainModulus);
+  let acc: Uint8Array | null = null;
+  for (let i = 0; i < k; i++) {
+    const v = uniformDelta(ctx.slotCount, 9000 + i).map((x) => Math.floor(((x + 1) / 2) * tn) % tn);
+    acc = addCiphertexts(ctx, acc, encryptSlots(ctx, sk, Float64Array.from(v)).ciphertexts[0]);
+  }
+  return noiseBudgetBits(ctx, sk, acc!);
+}
+
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const P = Number(arg('--params') ?? 262144);
@@ -226,6 +333,7 @@ async function main(): Promise<void> {
   const ua = encryptWeightedUpdate(ctx, sk, a, 1, 1);
   const ub = encryptWeightedUpdate(ctx, sk, b, 1, 1);
   const first = ua.ciphertexts.map((c) => addCiphertexts(ctx, null, c));
+  first.forEach((acc, i) => addCiphertexts(ctx, acc, ub.ciphertexts[i])); // warm-up of the add path, untimed
   let t0 = performance.now();
   const sums = first.map((acc, i) => addCiphertexts(ctx, acc, ub.ciphertexts[i]));
   const oursAddMs = performance.now() - t0;
@@ -236,6 +344,26 @@ async function main(): Promise<void> {
     encryptMsPer1M: per1M((ua.encryptMs + ub.encryptMs) / 2),
     addMsPer1M: per1M(oursAddMs),
     maxAbsError: maxAbsDiff(avg, exact),
+  });
+
+  // Ours, layout 2: two values per slot, TWH2 (60-bit words).
+  log(`bfv-sym-seeded, 2 lanes, TWH2: ${P} parameters, 2 sites`);
+  const pctx = await createHeContext(PACKED_HE_PARAMS);
+  const psk = generateSecretKey(pctx);
+  encryptWeightedUpdate(pctx, psk, a.subarray(0, 2 * pctx.slotCount), 1, 1); // warm-up
+  const pa = encryptWeightedUpdate(pctx, psk, a, 1, 1);
+  const pb = encryptWeightedUpdate(pctx, psk, b, 1, 1);
+  const pfirst = pa.ciphertexts.map((c) => addCiphertexts(pctx, null, c));
+  pfirst.forEach((acc, i) => addCiphertexts(pctx, acc, pb.ciphertexts[i])); // warm-up, untimed
+  t0 = performance.now();
+  const psums = pfirst.map((acc, i) => addCiphertexts(pctx, acc, pb.ciphertexts[i]));
+  const packedAddMs = performance.now() - t0;
+  rows.push({
+    name: `bfv-sym-seeded N=4096, ${lanesOf(PACKED_HE_PARAMS)} lanes, TWH2 (ours, packed)`,
+    bytesPerParam: pa.bytes / P,
+    encryptMsPer1M: per1M((pa.encryptMs + pb.encryptMs) / 2),
+    addMsPer1M: per1M(packedAddMs),
+    maxAbsError: maxAbsDiff(decryptAverage(pctx, psk, psums, P, 2, 1), exact),
   });
 
   // Common default: CKKS N=8192 {60,40,60}, scale 2^40, public key.
@@ -285,8 +413,23 @@ async function main(): Promise<void> {
     masked.push(await maskedRound(ctx, sk, P, n, drop));
   }
 
-  // Ratios against the common default (row 2), measured in this same run.
-  const def0 = rows[1];
+  // Capacity: 100 masked sites on a small model, unpacked vs packed, same deltas and weights.
+  const CP = Number(arg('--capacity-params') ?? 4 * 2 * pctx.slotCount);
+  const SITES = 100;
+  const full = maxTotalSamples(PACKED_HE_PARAMS); // 511
+  const weights = Array.from({ length: SITES }, (_, i) => Math.floor(full / SITES) + (i < full % SITES ? 1 : 0));
+  const ones = weights.map(() => 1);
+  log(`capacity: ${SITES} masked sites, Σn = ${full}, ${CP} parameters, unpacked`);
+  const capUnpacked = await capacityRound('bfv-sym-seeded (unpacked, TWH1)', ctx, sk, CP, weights);
+  log(`capacity: ${SITES} masked sites, Σn = ${full}, ${CP} parameters, 2 lanes`);
+  const capPacked = await capacityRound(`${lanesOf(PACKED_HE_PARAMS)} lanes, TWH2 (packed)`, pctx, psk, CP, weights);
+  log(`capacity: ${SITES} masked sites, n = 1 each, ${CP} parameters, 2 lanes`);
+  const capPackedOnes = await capacityRound(`${lanesOf(PACKED_HE_PARAMS)} lanes, TWH2, n = 1 per site`, pctx, psk, CP, ones);
+  log('noise budget after 255 additions, packed');
+  const budget255 = budgetAfterAdditions(pctx, psk, 255);
+
+  // Ratios against the common default (CKKS row), measured in this same run.
+  const def0 = rows[2];
   const header = ['scheme', 'bytes/param', 'vs default', 'encrypt ms/1M', 'vs default', 'add ms/1M', 'max abs err (xB)'];
   const cells = rows.map((r) => [
     r.name,
@@ -330,16 +473,41 @@ async function main(): Promise<void> {
   console.log(mLine(mHeader));
   for (const c of mCells) console.log(mLine(c));
 
+  // Capacity table: ratios against the unpacked row of the same run.
+  const capRows = [capUnpacked, capPacked, capPackedOnes];
+  console.log('');
+  console.log(`Capacity: one masked round of ${SITES} sites (no drops), ${CP} parameters, deltas U[-1.2,1.2] clipped to B = 1;`);
+  console.log(
+    `Σn = ${full} (${weights.filter((w) => w > weights[weights.length - 1]).length} sites of ${weights[0]}, the rest ${weights[weights.length - 1]}) unless n = 1; noise budget ${budget255} bits after 255 additions (packed)`,
+  );
+  const cHeader = ['scheme', 'Σn', 'up B/param', 'vs unpacked', 'down B/param', 'vs unpacked', 'max abs err (xB)', 'bound (xB)', 'budget bits'];
+  const cCells = capRows.map((r) => [
+    r.name,
+    String(r.totalSamples),
+    r.upBytesPerParam.toFixed(3),
+    `${(r.upBytesPerParam / capUnpacked.upBytesPerParam).toFixed(3)}x`,
+    r.downBytesPerParam.toFixed(3),
+    `${(r.downBytesPerParam / capUnpacked.downBytesPerParam).toFixed(3)}x`,
+    r.maxAbsError.toExponential(2),
+    r.errorBound.toExponential(2),
+    String(r.noiseBudgetBits),
+  ]);
+  const cWidths = cHeader.map((h, i) => Math.max(h.length, ...cCells.map((c) => c[i].length)));
+  const cLine = (c: string[]): string => c.map((x, i) => (i === 0 ? x.padEnd(cWidths[i]) : x.padStart(cWidths[i]))).join('  ');
+  console.log(cLine(cHeader));
+  for (const c of cCells) console.log(cLine(c));
+
   if (json) {
-    const [ours, def] = rows;
+    const [ours, packed, def] = rows;
+    const worst = capPackedOnes.maxAbsError > capPacked.maxAbsError ? capPackedOnes : capPacked;
     const bySites = (f: (m: MaskedRow) => number): Record<string, number> => Object.fromEntries(masked.map((m) => [String(m.sites), f(m)]));
     console.log(
       JSON.stringify({
-        bytesPerParam: ours.bytesPerParam,
+        unmaskedBytesPerParam: ours.bytesPerParam,
         defaultBytesPerParam: def.bytesPerParam,
         encryptMsPer1M: ours.encryptMsPer1M,
         defaultEncryptMsPer1M: def.encryptMsPer1M,
-        maxAbsError: ours.maxAbsError,
+        unmaskedMaxAbsError: ours.maxAbsError,
         addMsPer1M: ours.addMsPer1M,
         defaultAddMsPer1M: def.addMsPer1M,
         defaultMaxAbsError: def.maxAbsError,
@@ -351,6 +519,35 @@ async function main(): Promise<void> {
         unmaskMsPerMParams: bySites((m) => m.unmaskMsPer1M),
         maskedMaxAbsError: bySites((m) => m.maxAbsError),
         params: P,
+        packedUnmaskedBytesPerParam: packed.bytesPerParam,
+        packedEncryptMsPer1M: packed.encryptMsPer1M,
+        packedAddMsPer1M: packed.addMsPer1M,
+        packedUnmaskedMaxAbsError: packed.maxAbsError,
+        bytesPerParam: capPacked.upBytesPerParam,
+        downlinkBytesPerParam: capPacked.downBytesPerParam,
+        maxAbsError: worst.maxAbsError,
+        errorBound: worst.errorBound,
+        clipBound: 1,
+        maxSites: SITES,
+        maxSamplesPerRound: capPacked.totalSamples,
+        lanes: lanesOf(PACKED_HE_PARAMS),
+        precisionBits: PACKED_HE_PARAMS.precisionBits,
+        plainModulusBits: PACKED_HE_PARAMS.plainModulusBits,
+        capacityParams: CP,
+        noiseBudgetBitsAfterSum: Math.min(capPacked.noiseBudgetBits, capPackedOnes.noiseBudgetBits),
+        noiseBudgetBitsAfter255: budget255,
+        unpacked: {
+          bytesPerParam: capUnpacked.upBytesPerParam,
+          downlinkBytesPerParam: capUnpacked.downBytesPerParam,
+          maxAbsError: capUnpacked.maxAbsError,
+          noiseBudgetBitsAfterSum: capUnpacked.noiseBudgetBits,
+          precisionBits: DEFAULT_HE_PARAMS.precisionBits,
+          plainModulusBits: DEFAULT_HE_PARAMS.plainModulusBits,
+        },
+        vsUnpacked: {
+          bytesPerParam: capPacked.upBytesPerParam / capUnpacked.upBytesPerParam,
+          downlinkBytesPerParam: capPacked.downBytesPerParam / capUnpacked.downBytesPerParam,
+        },
       }),
     );
   }

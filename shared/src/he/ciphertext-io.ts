@@ -9,12 +9,15 @@
  * Ciphertexts are serialised without compression: SEAL's zstd mode made
  * seeded BFV ciphertexts 10 bytes larger, not smaller (coefficients are
  * uniform mod q), and refusing compressed input keeps the coordinator away
- * from decompressing untrusted data.
+ * from decompressing untrusted data. What does shrink them is dropping the
+ * unused high bits of each 64-bit word: parameter sets of layout 2 frame the
+ * body as TWH2 (wire.ts), expanded here before any SEAL check.
  */
 import { HeError } from './errors.js';
 import type { HeContext } from './context.js';
 import { unwrapCiphertext, wrapCiphertext } from './envelope.js';
 import { sealErrorMessage, type CipherText } from './seal-loader.js';
+import { compactCiphertext, expandCiphertext } from './wire.js';
 
 /** SEAL 4.x SEALHeader (native/src/seal/serialization.h): 16 bytes. */
 const SEAL_MAGIC = 0xa15e;
@@ -46,7 +49,8 @@ function sameParmsId(a: BigUint64Array, b: readonly bigint[]): boolean {
  * anything that is not a valid ciphertext for ctx. Caller must delete() the result.
  */
 export function loadCiphertext(ctx: HeContext, bytes: Uint8Array): CipherText {
-  const body = unwrapCiphertext(ctx.paramsDigest, bytes, ctx.maxBodyBytes);
+  const framed = unwrapCiphertext(ctx.paramsDigest, bytes, ctx.maxBodyBytes, ctx.wireVersion);
+  const body = ctx.wireVersion === 2 ? expandCiphertext(ctx, framed) : framed;
   checkSealHeader(body);
   const ct = ctx.seal.CipherText();
   try {
@@ -72,7 +76,13 @@ export function loadCiphertext(ctx: HeContext, bytes: Uint8Array): CipherText {
   }
 }
 
+/** A SEAL serialisation (uncompressed) in our envelope: TWH1 as is, TWH2 bit-packed. */
+export function frameCiphertext(ctx: HeContext, sealBytes: Uint8Array): Uint8Array {
+  if (ctx.wireVersion === 2) return wrapCiphertext(ctx.paramsDigest, compactCiphertext(ctx, sealBytes), 2);
+  return wrapCiphertext(ctx.paramsDigest, sealBytes);
+}
+
 /** Serialise a ciphertext (uncompressed) in our envelope. */
 export function saveCiphertext(ctx: HeContext, ct: CipherText): Uint8Array {
-  return wrapCiphertext(ctx.paramsDigest, ct.saveArray(ctx.seal.ComprModeType.none));
+  return frameCiphertext(ctx, ct.saveArray(ctx.seal.ComprModeType.none));
 }

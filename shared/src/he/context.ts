@@ -4,6 +4,7 @@
  * server allocate SEAL objects only once.
  */
 import { HeError } from './errors.js';
+import { layoutVersion } from './lanes.js';
 import { checkHeParams, heParamsDigest, plainModulus, type HeParams } from './params.js';
 import { loadSeal, sealErrorMessage, type BatchEncoder, type Context, type Evaluator, type SEALLibrary } from './seal-loader.js';
 
@@ -23,6 +24,10 @@ export interface HeContext {
   readonly parmsId: readonly bigint[];
   /** Upper bound on a serialised ciphertext body (2 polynomials, uncompressed, plus header slack). */
   readonly maxBodyBytes: number;
+  /** The coefficient primes q_j SEAL chose (bit sizes coeffModulusBits), for TWH2 packing (wire.ts). */
+  readonly coeffModuli: readonly bigint[];
+  /** Envelope version these parameters use: TWH1 (layout 1) or TWH2 (layout 2, `lanes` present). */
+  readonly wireVersion: 1 | 2;
 }
 
 const cache = new Map<string, Promise<HeContext>>();
@@ -35,6 +40,7 @@ export function createHeContext(p: HeParams): Promise<HeContext> {
     coeffModulusBits: [...p.coeffModulusBits],
     plainModulusBits: p.plainModulusBits,
     precisionBits: p.precisionBits,
+    ...(p.lanes === undefined ? {} : { lanes: p.lanes }),
   };
   const digest = heParamsDigest(params);
   let ctx = cache.get(digest);
@@ -68,6 +74,10 @@ async function build(params: HeParams, digest: string): Promise<HeContext> {
     const parmsId = Array.from(pid.values);
     pid.delete();
     const k = params.coeffModulusBits.length;
+    const coeffModuli = Array.from(parms.coeffModulus);
+    coeffModuli.forEach((q, j) => {
+      if (q.toString(2).length !== params.coeffModulusBits[j]) throw new HeError('TWF_E_HE_PARAMS', `SEAL chose a ${q.toString(2).length}-bit prime for a ${params.coeffModulusBits[j]}-bit modulus`);
+    });
     return {
       params: Object.freeze(params),
       slotCount: encoder.slotCount,
@@ -79,6 +89,8 @@ async function build(params: HeParams, digest: string): Promise<HeContext> {
       evaluator,
       parmsId: Object.freeze(parmsId),
       maxBodyBytes: 2 * N * k * 8 + 4096,
+      coeffModuli: Object.freeze(coeffModuli),
+      wireVersion: layoutVersion(params),
     };
   } catch (e) {
     context?.delete();

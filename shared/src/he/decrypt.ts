@@ -6,16 +6,22 @@ import type { HeContext } from './context.js';
 import { HeError } from './errors.js';
 import { loadCiphertext } from './ciphertext-io.js';
 import { loadSecretKey } from './keys.js';
+import { ciphertextCount, laneSumLimitQ, lanesOf, packedLength, unpackLanes } from './lanes.js';
 import { maxTotalSamples } from './params.js';
-import { checkClipBound, checkPlainModulusForFloat, dequantizeInto } from './quantize.js';
+import { averageFromCentred, checkClipBound, checkPlainModulusForFloat, dequantizeInto } from './quantize.js';
 import { sealErrorMessage, type SecretKey } from './seal-loader.js';
 
-function expectedChunks(ctx: HeContext, sums: Uint8Array[], length: number): void {
-  if (!Number.isSafeInteger(length) || length < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `length must be a positive integer (got ${length})`);
-  const want = Math.ceil(length / ctx.slotCount);
+/** `want` ciphertexts for `length` parameters (or slot values), else TWF_E_HE_BAD_UPDATE. */
+function expectedChunks(sums: Uint8Array[], want: number, length: number, what = 'parameters'): void {
   if (!Array.isArray(sums) || sums.length !== want) {
-    throw new HeError('TWF_E_HE_BAD_UPDATE', `expected ${want} ciphertexts for ${length} parameters, got ${Array.isArray(sums) ? sums.length : 'none'}`);
+    throw new HeError('TWF_E_HE_BAD_UPDATE', `expected ${want} ciphertexts for ${length} ${what}, got ${Array.isArray(sums) ? sums.length : 'none'}`);
   }
+}
+
+/** For slot-level reads: ceil(slotValues / slotCount) ciphertexts. */
+function expectedSlotChunks(ctx: HeContext, sums: Uint8Array[], slotValues: number): void {
+  if (!Number.isSafeInteger(slotValues) || slotValues < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `length must be a positive integer (got ${slotValues})`);
+  expectedChunks(sums, Math.ceil(slotValues / ctx.slotCount), slotValues, lanesOf(ctx.params) === 1 ? 'parameters' : 'slot values');
 }
 
 /**
@@ -64,11 +70,16 @@ function decryptEach(
  * no noise budget left (wrong key, or more additions than the parameters allow).
  */
 export function decryptAverage(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number, totalSamples: number, clipBound: number): Float32Array {
-  expectedChunks(ctx, sums, length);
+  expectedChunks(sums, ciphertextCount(ctx.params, length), length);
   checkClipBound(clipBound);
   if (!Number.isSafeInteger(totalSamples) || totalSamples < 1) throw new HeError('TWF_E_HE_BAD_UPDATE', `totalSamples must be a positive integer (got ${totalSamples})`);
   const limit = maxTotalSamples(ctx.params);
   if (totalSamples > limit) throw new HeError('TWF_E_HE_OVERFLOW', `totalSamples ${totalSamples} exceeds ${limit}; the sum may have wrapped modulo t`);
+  if (lanesOf(ctx.params) > 1) {
+    const { precisionBits } = ctx.params;
+    const slots = decryptSlots(ctx, secretKey, sums, packedLength(ctx.params, length));
+    return averageFromCentred(unpackLanes(ctx, slots, length, laneSumLimitQ(ctx.params, totalSamples)), totalSamples, clipBound, precisionBits);
+  }
   const out = new Float32Array(length);
   const sk = loadSecretKey(ctx, secretKey);
   try {
@@ -85,12 +96,14 @@ export function decryptAverage(ctx: HeContext, secretKey: Uint8Array, sums: Uint
 
 /**
  * Decrypts the coordinator's sums to their slot values in [0, t) (not
- * centred), `length` values, as exact doubles (t < 2^51 required): the input of
- * secure-aggregation unmasking. Throws TWF_E_HE_DECRYPT when a ciphertext has
- * no noise budget (wrong key, or more additions than the parameters allow).
+ * centred), `length` slot values, as exact doubles (t < 2^51 required): the
+ * input of secure-aggregation unmasking. `length` counts slots, not
+ * parameters: packedLength(params, parameters) (the same in layout 1). Throws
+ * TWF_E_HE_DECRYPT when a ciphertext has no noise budget (wrong key, or more
+ * additions than the parameters allow).
  */
 export function decryptSlots(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number): Float64Array {
-  expectedChunks(ctx, sums, length);
+  expectedSlotChunks(ctx, sums, length);
   checkPlainModulusForFloat(ctx.plainModulus); // values as exact doubles
   const out = new Float64Array(length);
   const sk = loadSecretKey(ctx, secretKey);
@@ -114,11 +127,11 @@ export function decryptSlots(ctx: HeContext, secretKey: Uint8Array, sums: Uint8A
 }
 
 /**
- * Raw centred slot sums without the noise-budget check: what anyone holding
- * `secretKey` would read. For tests and diagnostics only.
+ * Raw centred slot sums (`length` slot values) without the noise-budget check:
+ * what anyone holding `secretKey` would read. For tests and diagnostics only.
  */
 export function decryptSlotSums(ctx: HeContext, secretKey: Uint8Array, sums: Uint8Array[], length: number): BigInt64Array {
-  expectedChunks(ctx, sums, length);
+  expectedSlotChunks(ctx, sums, length);
   const out = new BigInt64Array(length);
   const sk = loadSecretKey(ctx, secretKey);
   try {

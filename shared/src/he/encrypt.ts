@@ -7,20 +7,22 @@
  * (Encryptor::encrypt_symmetric returning Serializable<Ciphertext>, SEAL 3.6+),
  * halving the upload: one polynomial of N coefficients mod q plus a 64-byte
  * seed, i.e. ≈ 8 bytes per parameter at N = 4096, 60-bit q. The coordinator
- * expands the seed on load.
+ * expands the seed on load. Layout 2 (lanes.ts, wire.ts) packs `lanes` values
+ * per slot and 60-bit words: ≈ 3.78 bytes per parameter at two lanes.
  */
 import { HeError } from './errors.js';
 import type { HeContext } from './context.js';
-import { wrapCiphertext } from './envelope.js';
+import { frameCiphertext } from './ciphertext-io.js';
 import { loadSecretKey } from './keys.js';
+import { lanesOf, packLanes } from './lanes.js';
 import { maxTotalSamples } from './params.js';
-import { checkClipBound, checkPlainModulusForFloat, checkWeightedUpdate, quantizeChunk } from './quantize.js';
+import { checkClipBound, checkPlainModulusForFloat, checkWeightedUpdate, quantizeChunk, quantizeToZt } from './quantize.js';
 import { sealErrorMessage } from './seal-loader.js';
 
 export { checkClipBound }; // moved to quantize.ts; still exported here for existing importers
 
 export interface EncryptedUpdate {
-  /** One envelope per slotCount parameters, in order. */
+  /** One envelope per slotCount slots (slotCount · lanes parameters), in order. */
   ciphertexts: Uint8Array[];
   /** Number of parameters (delta.length). */
   length: number;
@@ -40,6 +42,12 @@ export function encryptWeightedUpdate(ctx: HeContext, secretKey: Uint8Array, del
   if (nSamples > limit) {
     throw new HeError('TWF_E_HE_OVERFLOW', `nSamples ${nSamples} exceeds ${limit}, the most this plain modulus can sum at ${params.precisionBits} precision bits`);
   }
+  if (lanesOf(params) > 1) {
+    // several values per slot: the same path as a masked update, without the masks
+    const q = quantizeToZt(delta, nSamples, clipBound, params.precisionBits, ctx.plainModulus);
+    const enc = encryptSlots(ctx, secretKey, packLanes(ctx, q.values));
+    return { ciphertexts: enc.ciphertexts, length: delta.length, nSamples, encryptMs: performance.now() - start, bytes: enc.bytes, clipped: q.clipped };
+  }
   let clipped = 0;
   const { ciphertexts, bytes } = encryptChunks(ctx, secretKey, Math.ceil(delta.length / slotCount), (c) => {
     const chunk = quantizeChunk(delta, c * slotCount, slotCount, nSamples, clipBound, params.precisionBits);
@@ -50,7 +58,8 @@ export function encryptWeightedUpdate(ctx: HeContext, secretKey: Uint8Array, del
 }
 
 /**
- * Encrypt values in [0, t) (e.g. a masked input from shared/src/secagg), one
+ * Encrypt slot values in [0, t) (e.g. a masked input from shared/src/secagg,
+ * after packLanes in layout 2), one
  * seeded symmetric ciphertext per slotCount values (the last zero-padded),
  * with the same wire framing as encryptWeightedUpdate. Refuses values that
  * are not integers in [0, t) with TWF_E_HE_BAD_UPDATE: SEAL would reduce them
@@ -113,7 +122,7 @@ function encryptChunks(ctx: HeContext, secretKey: Uint8Array, chunks: number, ch
       try {
         const ser = encryptor.encryptSymmetricSerializable(pt);
         try {
-          const env = wrapCiphertext(ctx.paramsDigest, ser.saveArray(seal.ComprModeType.none));
+          const env = frameCiphertext(ctx, ser.saveArray(seal.ComprModeType.none));
           ciphertexts.push(env);
           bytes += env.length;
         } finally {

@@ -23,9 +23,53 @@
  * the sum over sites stays in the centred range of Z_t when
  * totalSamples * 2^p <= (t - 1) / 2. With t ≈ 2^42 and p = 20 that is about
  * 2.1 million samples per round.
+ *
+ * Packed parameter set (PACKED_HE_PARAMS, "layout 2": the `lanes` field is
+ * present): the same scheme, N and q - hence the same 128-bit security - with
+ *  - lanes = 2 quantised values per slot (layout, capacity and error bound in
+ *    lanes.ts) and the 60-bit coefficients bit-packed on the wire (TWH2,
+ *    wire.ts);
+ *  - t: the largest 46-bit prime ≡ 1 mod 2N (70368743669761): lanes of
+ *    L = 23 bits holding sums up to C = ±(2^22 - 1) = ±4194303;
+ *  - p = 13 precision bits: quantisation error <= B / 2^14 ≈ 6.1e-5 · B per
+ *    averaged element, and at most floor(C / 2^13) = 511 samples per round.
+ *   Noise budget (Decryptor.invariantNoiseBudget, SEAL 4.1.2 / node-seal
+ *   6.0.3, N = 4096, q = one 60-bit prime, fresh seeded symmetric ciphertexts
+ *   of uniform random plaintexts, six runs; bits left after adding k of them):
+ *
+ *     t bits   fresh   k = 100   k = 255   C at 2 lanes (L)
+ *       42       13      9-10        9
+ *       44       11      7-8         7
+ *       45       10      6-7         6
+ *       46        9      5-6         5     4194303 (23)
+ *       47        8      4-5         4     4194303 (23)
+ *       48        7      3-4         3     8388607 (24)
+ *       49        6      2-3         2
+ *
+ *   (255 copies of one plaintext leave 4 bits at 46: their rounding terms
+ *   r_i below are equal and add up linearly; lanes.test.ts measures that.)
+ *   46 bits: 47 gives the same capacity (two signed lanes need 2L <= 47 - 1)
+ *   for one bit less budget, and 46 bits is the largest t for which even
+ *   the worst case is safe. A coefficient of the noise of a sum of k fresh
+ *   symmetric ciphertexts is Σ_{i<=k} (e_i + r_i): e_i SEAL's error sample,
+ *   by default a centred binomial of 2 x 21 bits (SEAL 4.1
+ *   util/rlwe.cpp sample_poly_cbd, σ = 3.24, |e_i| <= 21; the clipped
+ *   normal of SEAL_USE_GAUSSIAN_NOISE builds is within 6σ = 19.2), and
+ *   |r_i| <= 1/2 the rounding of SEAL's encoding round(q·m/t) (Kim, Polyakov
+ *   & Zucca 2021, ePrint 2021/204); the sum of the plaintexts wraps mod t at
+ *   no cost, and decryption is correct while the noise stays below q / (2t)
+ *   (same paper, sec. 3), here 2^60 / 2^47 = 8192. For k = 255 (the roster
+ *   maximum) the worst case is 255 · 21.5 = 5483 < 8192: no draw of the
+ *   noise makes an honest sum undecryptable. At 47 bits that bound (4096)
+ *   fails and only a tail bound holds (Hoeffding 1963, thm. 2, terms in
+ *   [-21.5, 21.5]: <= 2^-90 per ciphertext); at 48 bits (capacity doubled)
+ *   the measured budget is 3 bits and Hoeffding gives only 2^-12.7 - a
+ *   trade a later parameter set could make on a sub-Gaussian argument, not
+ *   this one.
  */
 import { createHash } from 'node:crypto';
 import { HeError } from './errors.js';
+import { MAX_LANES, laneCapacityQ } from './lanes.js';
 import { largestBatchingPrime } from './primes.js';
 
 export interface HeParams {
@@ -34,6 +78,13 @@ export interface HeParams {
   coeffModulusBits: number[];
   plainModulusBits: number;
   precisionBits: number;
+  /**
+   * Quantised values per plaintext slot (1..MAX_LANES). Absent: layout 1, one value per slot,
+   * TWH1 framing (every parameter set before issue 11, their digests unchanged). Present (even
+   * 1): layout 2, `lanes` values per slot (lanes.ts) and TWH2 framing with bit-packed
+   * coefficients (wire.ts).
+   */
+  lanes?: number;
 }
 
 export const DEFAULT_HE_PARAMS: HeParams = Object.freeze({
@@ -42,6 +93,19 @@ export const DEFAULT_HE_PARAMS: HeParams = Object.freeze({
   coeffModulusBits: Object.freeze([60]) as number[],
   plainModulusBits: 42,
   precisionBits: 20,
+}) as HeParams;
+
+/**
+ * Layout 2: two values per slot, t of 46 bits, p = 13 (see the header): about 3.78 bytes per
+ * parameter uplink and 7.52 downlink, at most 511 samples per round, error <= B / 2^14.
+ */
+export const PACKED_HE_PARAMS: HeParams = Object.freeze({
+  scheme: 'bfv-sym-seeded',
+  polyModulusDegree: 4096,
+  coeffModulusBits: Object.freeze([60]) as number[],
+  plainModulusBits: 46,
+  precisionBits: 13,
+  lanes: 2,
 }) as HeParams;
 
 /** Max total coefficient-modulus bits for 128-bit security (HE standard, SEAL tc128). */
@@ -65,12 +129,25 @@ export function checkHeParams(p: HeParams): void {
   if (p.plainModulusBits >= total - 10) bad('plainModulusBits leaves no noise budget; it must be at least 10 bits below the coefficient modulus');
   if (!Number.isInteger(p.precisionBits) || p.precisionBits < 1 || p.precisionBits > 40) bad(`precisionBits must be 1..40 (got ${p.precisionBits})`);
   if (p.precisionBits > p.plainModulusBits - 2) bad('precisionBits must be at least 2 bits below plainModulusBits');
+  if (p.lanes !== undefined) {
+    if (!Number.isInteger(p.lanes) || p.lanes < 1 || p.lanes > MAX_LANES) bad(`lanes must be an integer 1..${MAX_LANES} (got ${p.lanes})`);
+    // one lane must hold at least one site of one sample: 2^p <= C
+    if (laneCapacityQ(p) < 1n << BigInt(p.precisionBits)) {
+      bad(
+        `${p.lanes} lanes of a ${p.plainModulusBits}-bit plain modulus hold sums up to ±${laneCapacityQ(p)}, less than one sample at ${p.precisionBits} precision bits (2^${p.precisionBits}); lower precisionBits or lanes`,
+      );
+    }
+  }
 }
 
-/** Canonical JSON of the parameters: fixed key order (sorted), no whitespace. */
+/**
+ * Canonical JSON of the parameters: fixed key order (sorted), no whitespace. `lanes` only when
+ * present, so the digests of layout-1 parameter sets are what they were before it existed.
+ */
 export function canonicalHeParams(p: HeParams): string {
   return JSON.stringify({
     coeffModulusBits: [...p.coeffModulusBits],
+    ...(p.lanes === undefined ? {} : { lanes: p.lanes }),
     plainModulusBits: p.plainModulusBits,
     polyModulusDegree: p.polyModulusDegree,
     precisionBits: p.precisionBits,
@@ -90,11 +167,12 @@ export function plainModulus(p: HeParams): bigint {
 }
 
 /**
- * Largest total sample count per round for which the weighted sum cannot wrap
- * modulo t: floor(((t - 1) / 2) / 2^precisionBits).
+ * Largest total sample count per round for which the weighted sum cannot leave its lane (wrap
+ * modulo t, or carry into the next lane): floor(C / 2^precisionBits), C = laneCapacityQ(p)
+ * (lanes.ts); for one value per slot C = (t - 1) / 2, as before lanes existed.
  */
 export function maxTotalSamples(p: HeParams): number {
-  const t = plainModulus(p);
-  const m = (t - 1n) / 2n / (1n << BigInt(p.precisionBits));
+  checkHeParams(p);
+  const m = laneCapacityQ(p) / (1n << BigInt(p.precisionBits));
   return m > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(m);
 }

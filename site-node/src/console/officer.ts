@@ -53,7 +53,7 @@ export function manifestViewHtml(v: ManifestView): SafeHtml {
         ['Never leaves', v.neverLeaves],
         [
           'Protection',
-          `secure aggregation ${v.secureAggregation.scheme} (threshold ${v.secureAggregation.threshold} of ${v.secureAggregation.of}); encryption ${v.encryption.scheme} N=${v.encryption.polyModulusDegree}, ${v.encryption.ciphertexts} ciphertexts per update`,
+          `secure aggregation ${v.secureAggregation.scheme} (threshold ${v.secureAggregation.threshold} of ${v.secureAggregation.of}); encryption ${v.encryption.scheme} N=${v.encryption.polyModulusDegree}, ${v.encryption.valuesPerSlot} value${v.encryption.valuesPerSlot === 1 ? '' : 's'} per slot, ${v.encryption.ciphertexts} ciphertexts per update`,
         ],
       ])}
     </section>
