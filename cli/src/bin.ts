@@ -426,12 +426,12 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
   .option('--no-console', 'run without the site console and /metrics')
   .action(
     action(async (o: { dataDir: string; jsonEvents?: boolean; console?: boolean; consolePort?: number; consoleHost?: string }) => {
-      const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
+      const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createTwinPriorTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
       const dir = resolve(o.dataDir);
       const siteDb = openSiteDb(join(dir, SITE_FILES.db));
       const unet = await createUNetTrainer(siteDb);
-      // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response.
-      const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb) }), backendReason: unet.backendReason };
+      // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response, growth-model statistics for twin-prior.
+      const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb), 'twin-prior': createTwinPriorTrainer(siteDb) }), backendReason: unet.backendReason };
       const emit = (event: string, data: object) => {
         if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
       };

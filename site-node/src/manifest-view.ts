@@ -54,7 +54,12 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
   const updateBytes = ciphertexts * bytesPerCiphertext(slots);
   const n = m.participants.length;
   const threshold = secaggThresholdFor(n);
-  const metrics = m.task === 'segmentation' ? ["meanDice (mean Dice on this site's validation patients)"] : ["macroAucOvr (macro one-vs-rest AUC on this site's held-out patients)"];
+  const metrics =
+    m.task === 'segmentation'
+      ? ["meanDice (mean Dice on this site's validation patients)"]
+      : m.task === 'twin-prior'
+        ? ['priorPatients (patients in the consortium prior; the prior itself: mean and covariance of growth parameters, per model)']
+        : ["macroAucOvr (macro one-vs-rest AUC on this site's held-out patients)"];
   const strategy = m.strategy ?? { name: 'fedavg' as const };
   const { name, ...params } = strategy;
   const p = Object.entries(params)
