@@ -896,6 +896,18 @@ addDemoOptions(
     if (!ok) process.exitCode = 1;
   }),
 );
+program
+  .command('demo-twin')
+  .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated population prior of growth parameters (task twin-prior), then sparse-patient scores with it')
+  .option('--out <dir>', 'output folder (the prior goes to OUT/prior.json)', 'out/twin')
+  .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
+  .action(
+    action(async (o: { out: string; data: string }) => {
+      const { runTwinDemo } = await import('./demo-twin.js');
+      const ok = await runTwinDemo({ outDir: resolve(o.out), dataDir: resolve(o.data) });
+      if (!ok) process.exitCode = 1;
+    }),
+  );
 addDemoOptions(
   program
     .command('demo')

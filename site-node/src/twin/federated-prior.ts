@@ -109,7 +109,9 @@ export function createTwinPriorTrainer(db: SiteDb): LocalTrainer {
     onAggregate(mIn, weights, info) {
       const m = tp(mIn);
       const cfg = priorCodecConfig(m);
-      const contributors = info.totalSamples;
+      // Weight 1 per site: the sum of weights is the number of contributors, or a site declared more.
+      if (info.totalSamples !== info.contributors) return { refuse: `totalSamples ${info.totalSamples} for ${info.contributors} contributors; every site of a twin-prior study sends weight 1` };
+      const contributors = info.contributors;
       const tolNorm = priorCodecErrorBound(contributors, (m.encryption as { precisionBits: number }).precisionBits);
       const tolU = tolNorm * cfg.maxPatientsPerSite;
       const sums = decodePriorStats(weights, contributors, cfg);
