@@ -26,7 +26,8 @@ import type { SufficientStats } from './prior.js';
  * rounded to float32 once more (≤ 2^-24·B). The decoded sum is therefore within
  * N·(2^-(p+1) + 2^-23) of the exact normalised sum (priorCodecErrorBound), i.e. within
  * N·nMax·(2^-(p+1) + 2^-23) in u units. n and dof are integers: they are rounded, exact while that
- * bound × scale < 0.5 (N = 3, nMax = 500, p = 20: 9·10^-4). The z-space statistics follow by the
+ * bound × scale < 0.5 (N = 3, nMax = 500, p = 20: 9·10^-4 for n, 0.045 for dof with dofMax = 50;
+ * at p = 14 dof is only within 2.3 + 0.5). The z-space statistics follow by the
  * exact affine map Σz = n·c + h·Σu, Σzzᵀ = n·ccᵀ + c(hΣu)ᵀ + (hΣu)cᵀ + diag(h)Σuuᵀdiag(h).
  */
 export interface PriorCodecConfig {
