@@ -898,7 +898,9 @@ addDemoOptions(
 );
 program
   .command('demo-twin')
-  .description('Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated population prior of growth parameters (task twin-prior), then sparse-patient scores with it')
+  .description(
+    'Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated population prior of growth parameters (task twin-prior), then sparse-patient scores with it',
+  )
   .option('--out <dir>', 'output folder (the prior goes to OUT/prior.json)', 'out/twin')
   .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
   .action(

@@ -108,7 +108,7 @@ export async function runTwinDemo(opts: { outDir: string; dataDir: string; timeo
     const { ok: auditOk } = await verifyDemoAudits(join(out, 'coordinator', 'coordinator.db'), siteDirs);
     say(`audit: ${auditOk ? 'all four chains intact, site logs match the coordinator' : 'PROBLEMS FOUND (twinfed audit verify / compare)'}`);
 
-    say('scoring each trial\'s sparse patients (2-3 fitted points, next visit held out) with the federated prior, the trial\'s own leave-one-out prior, and none...');
+    say("scoring each trial's sparse patients (2-3 fitted points, next visit held out) with the federated prior, the trial's own leave-one-out prior, and none...");
     const rows: TwinDemoRow[] = STUDIES.map((s) => {
       const { result } = evaluateTwinCsv(join(opts.dataDir, `${s}.csv`), 'laleh', 1, { priorFile });
       const sp = result.sparse!;

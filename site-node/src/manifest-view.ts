@@ -93,7 +93,10 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
       { messageType: 'mask.setup', what: `this round's public mask keys and encrypted key shares for the other ${n - 1} sites`, howOften: 'once per round', approxBytes: n * 250 },
       {
         messageType: 'update.chunk',
-        what: `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts)`,
+        what:
+          m.task === 'twin-prior'
+            ? `the sufficient statistics (patient count, sums and sums of products of growth parameters clipped to each model's box, summed residuals) of at least ${m.data.minPatients} and at most ${m.model.maxPatientsPerSite} patients, for ${m.model.models.join(', ')}: ${m.updateLength} values in fixed point, masked and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts); only the sum over the contributing sites is ever decrypted`
+            : `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${ciphertexts} ciphertexts)`,
         howOften: 'once per round',
         approxBytes: updateBytes,
       },

@@ -68,14 +68,20 @@ describe('federated population prior on three trial sites', () => {
   it('the decrypted prior equals the plaintext mergeStats of the three sites within the codec bound', () => {
     const rec = readFederatedPrior(nodes[0].db)!;
     const local = nodes.map((n) => siteBoxStats(n.db, manifest));
-    assert.equal(rec.patients, local.reduce((s, l) => s + l.patients, 0));
+    assert.equal(
+      rec.patients,
+      local.reduce((s, l) => s + l.patients, 0),
+    );
     // Least-squares fits lie in the box, so the box statistics are exactly sufficientStats of the fits.
     assert.ok(local.every((l) => l.clipped === 0));
     const eps = priorCodecErrorBound(3, manifest.encryption.precisionBits) * manifest.model.maxPatientsPerSite;
     assert.equal(rec.errorBoundU, eps);
     for (const m of MODELS) {
       const box = modelBox(m);
-      const exact = zStatsFromBox(local.map((l) => l.byModel.get(m)!).reduce((a, b) => mergeStats(a, b)), box);
+      const exact = zStatsFromBox(
+        local.map((l) => l.byModel.get(m)!).reduce((a, b) => mergeStats(a, b)),
+        box,
+      );
       const got = rec.models[m];
       assert.equal(got.n, exact.n);
       assert.equal(got.dof, exact.dof);
@@ -94,7 +100,14 @@ describe('federated population prior on three trial sites', () => {
   it("a sparse patient's twin is fitted MAP with the federated prior", () => {
     const n = nodes[0];
     const twin = new TwinService(n.db, n.audit);
-    const ids = [...new Set(n.db.$client.prepare('select patient_id as id from measurements').all().map((r) => (r as { id: string }).id))];
+    const ids = [
+      ...new Set(
+        n.db.$client
+          .prepare('select patient_id as id from measurements')
+          .all()
+          .map((r) => (r as { id: string }).id),
+      ),
+    ];
     const sparse = ids.find((id) => {
       const o = twin.observations(id);
       return o.days.length >= 2 && o.days.length < 4 && Math.max(...o.volumesMm3) > 0;

@@ -110,6 +110,15 @@ describe('fixed-point codec of the population prior statistics', () => {
     assert.match(bad({ n: 3 * 500 + 1 })!, /outside/);
     assert.match(bad({ n: 4 })!, /outside/);
     assert.match(bad({ sum: [ok.n + 5, 0] })!, /above n/);
-    assert.match(bad({ sum: [ok.n * 0.9, 0], sumSq: [[ok.n * 0.1, 0], [0, ok.sumSq[1][1]]] })!, /Cauchy-Schwarz/);
+    assert.match(
+      bad({
+        sum: [ok.n * 0.9, 0],
+        sumSq: [
+          [ok.n * 0.1, 0],
+          [0, ok.sumSq[1][1]],
+        ],
+      })!,
+      /Cauchy-Schwarz/,
+    );
   });
 });

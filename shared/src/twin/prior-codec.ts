@@ -71,7 +71,15 @@ export type BoxStats = SufficientStats;
 /** One site's box statistics of its fits of one model: z clipped to the box, RSS and dof capped. Returns how many z elements were clipped. */
 export function boxStats(fits: readonly Fit[], box: ModelBox, cfg: Pick<PriorCodecConfig, 'maxRssPerPatient' | 'maxDofPerPatient'>): { stats: BoxStats; clipped: number } {
   const p = box.paramNames.length;
-  const s: BoxStats = { model: box.model, paramNames: [...box.paramNames], n: 0, sum: new Array<number>(p).fill(0), sumSq: Array.from({ length: p }, () => new Array<number>(p).fill(0)), rss: 0, dof: 0 };
+  const s: BoxStats = {
+    model: box.model,
+    paramNames: [...box.paramNames],
+    n: 0,
+    sum: new Array<number>(p).fill(0),
+    sumSq: Array.from({ length: p }, () => new Array<number>(p).fill(0)),
+    rss: 0,
+    dof: 0,
+  };
   let clipped = 0;
   for (const f of fits) {
     if (f.modelName !== box.model || f.paramNames.join() !== box.paramNames.join()) throw new Error(`boxStats: a ${f.modelName}(${f.paramNames.join(',')}) fit for the ${box.model} box`);
@@ -168,7 +176,10 @@ export function decodePriorStats(avg: Float32Array, contributors: number, cfg: P
  * (Σu_j)² > n·Σu_j² (Cauchy–Schwarz) or Σu_iu_j beyond √(Σu_i²Σu_j²), each with the codec's
  * error allowance `tol` (u units); Σdof above n·dofMax, Σrss above n·rssMax.
  */
-export function implausibleBoxStats(s: BoxStats, o: { contributors: number; minPatients: number; tol: number } & Pick<PriorCodecConfig, 'maxPatientsPerSite' | 'maxRssPerPatient' | 'maxDofPerPatient'>): string | null {
+export function implausibleBoxStats(
+  s: BoxStats,
+  o: { contributors: number; minPatients: number; tol: number } & Pick<PriorCodecConfig, 'maxPatientsPerSite' | 'maxRssPerPatient' | 'maxDofPerPatient'>,
+): string | null {
   const { tol } = o;
   if (s.n < o.minPatients * o.contributors || s.n > o.maxPatientsPerSite * o.contributors)
     return `${s.model}: n = ${s.n} patients outside [${o.minPatients * o.contributors}, ${o.maxPatientsPerSite * o.contributors}] for ${o.contributors} contributors`;

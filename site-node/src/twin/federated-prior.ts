@@ -44,7 +44,15 @@ export function priorCodecConfig(m: TwinPriorManifest): PriorCodecConfig {
 
 /** The site's patients (ids with measurements), sorted. */
 function patientIds(db: SiteDb): string[] {
-  return [...new Set(db.selectDistinct({ id: measurements.patientId }).from(measurements).all().map((r) => r.id))].sort();
+  return [
+    ...new Set(
+      db
+        .selectDistinct({ id: measurements.patientId })
+        .from(measurements)
+        .all()
+        .map((r) => r.id),
+    ),
+  ].sort();
 }
 
 /**
@@ -93,8 +101,7 @@ export function createTwinPriorTrainer(db: SiteDb): LocalTrainer {
       const s = siteBoxStats(db, m);
       if (s.patients < m.data.minPatients)
         throw new Error(`TWF_E_NO_DATA: ${s.patients} patients with at least ${m.data.minMeasurements} measurements; the study's minimum-patient rule needs ${m.data.minPatients}`);
-      if (s.patients > m.model.maxPatientsPerSite)
-        throw new Error(`TWF_E_NO_DATA: ${s.patients} patients; the manifest's maxPatientsPerSite is ${m.model.maxPatientsPerSite} (the fixed-point scale)`);
+      if (s.patients > m.model.maxPatientsPerSite) throw new Error(`TWF_E_NO_DATA: ${s.patients} patients; the manifest's maxPatientsPerSite is ${m.model.maxPatientsPerSite} (the fixed-point scale)`);
       const v = encodePriorStats(s.byModel, priorCodecConfig(m));
       // FedAvg sends weights − base: add the base back so the delta is exactly the statistics.
       const weights = new Float32Array(v.length);
@@ -142,8 +149,13 @@ export function createTwinPriorTrainer(db: SiteDb): LocalTrainer {
       };
       const json = JSON.stringify(rec);
       db.transaction((tx) => {
-        tx.insert(meta).values({ key: `twin.prior.v${String(version).padStart(6, '0')}`, value: json }).run();
-        tx.insert(meta).values({ key: CURRENT_PRIOR_KEY, value: json }).onConflictDoUpdate({ target: meta.key, set: { value: json } }).run();
+        tx.insert(meta)
+          .values({ key: `twin.prior.v${String(version).padStart(6, '0')}`, value: json })
+          .run();
+        tx.insert(meta)
+          .values({ key: CURRENT_PRIOR_KEY, value: json })
+          .onConflictDoUpdate({ target: meta.key, set: { value: json } })
+          .run();
       });
       info.audit.append({
         actor: info.audit.ownerId,

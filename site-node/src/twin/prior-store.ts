@@ -47,7 +47,7 @@ export function federatedPriorHistory(db: SiteDb): FederatedPriorRecord[] {
     .select()
     .from(meta)
     .where(like(meta.key, 'twin.prior.v%'))
-        .all()
+    .all()
     .map((r) => JSON.parse(r.value) as FederatedPriorRecord)
     .sort((a, b) => b.version - a.version);
 }
@@ -59,4 +59,3 @@ export function federatedGaussianPrior(db: SiteDb, model: ModelName): { prior: G
   if (!rec || !s || s.n < 2) return null;
   return { prior: priorFromStats({ model, ...s }), record: rec };
 }
-

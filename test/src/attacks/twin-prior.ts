@@ -65,7 +65,6 @@ async function openPriorLab(dir: string, forge: (m: TwinPriorManifest) => Float3
   }
 }
 
-
 export const TWIN_PRIOR_ATTACKS: Attack[] = [
   {
     name: 'twin-prior-forged-statistics',
@@ -115,4 +114,3 @@ export const TWIN_PRIOR_ATTACKS: Attack[] = [
     },
   },
 ];
-
