@@ -131,7 +131,7 @@ leadOpts(
     .description('Create a draft study from a JSON spec (checked here first: unknown keys with a suggestion, JSON errors at file:line:column); its roster is fixed at start')
     .addHelpText(
       'after',
-      '\nExample specs (valid, commented in examples/specs/README.md):\n  examples/specs/segmentation.json  U-Net segmentation, FedAvg\n  examples/specs/response.json      treatment-response model\n  examples/specs/segmentation-dp.json  with patient-level differential privacy\n  examples/specs/segmentation-fedprox.json  with FedProx\nCheck a spec without a coordinator: twinfed spec check FILE',
+      '\nExample specs (valid, commented in examples/specs/README.md):\n  examples/specs/segmentation.json  U-Net segmentation, FedAvg\n  examples/specs/response.json      treatment-response model\n  examples/specs/segmentation-dp.json  with patient-level differential privacy\n  examples/specs/segmentation-fedprox.json  with FedProx\n  examples/specs/twin-prior.json    federated population prior of growth parameters\nCheck a spec without a coordinator: twinfed spec check FILE',
     ),
 ).action(
   action(async (file: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {

@@ -55,16 +55,22 @@ function patientIds(db: SiteDb): string[] {
   ].sort();
 }
 
+/** The primary-lesion series of the patients that enter the statistics: ≥ data.minMeasurements points and a positive volume. */
+export function eligibleObservations(db: SiteDb, m: TwinPriorManifest): { days: number[]; volumesMm3: number[] }[] {
+  // Reading observations only: the service's audit log is never written here.
+  const twin = new TwinService(db, { append: () => undefined } as unknown as AuditLog);
+  return patientIds(db)
+    .map((id) => twin.observations(id))
+    .filter((o) => o.days.length >= m.data.minMeasurements && Math.max(...o.volumesMm3) > 0);
+}
+
 /**
  * This site's box statistics per model: every patient with at least data.minMeasurements
  * measurements of its primary lesion and a positive volume, fitted per model by least squares
  * (no schedule, as `twin evaluate` fits), each z clipped to the model's box. Deterministic (seed 1).
  */
 export function siteBoxStats(db: SiteDb, m: TwinPriorManifest): { byModel: Map<ModelName, BoxStats>; patients: number; clipped: number } {
-  const twin = new TwinService(db, { append: () => undefined } as unknown as AuditLog);
-  const obs = patientIds(db)
-    .map((id) => twin.observations(id))
-    .filter((o) => o.days.length >= m.data.minMeasurements && Math.max(...o.volumesMm3) > 0);
+  const obs = eligibleObservations(db, m);
   const cfg = priorCodecConfig(m);
   const byModel = new Map<ModelName, BoxStats>();
   let clipped = 0;
@@ -89,8 +95,7 @@ export function createTwinPriorTrainer(db: SiteDb): LocalTrainer {
     backend: 'cpu-js',
     dataSummary(mIn) {
       const m = tp(mIn);
-      const n = patientIds(db).filter((id) => new TwinService(db, { append: () => undefined } as unknown as AuditLog).observations(id).days.length >= m.data.minMeasurements).length;
-      return { trainSlices: Math.min(n, m.model.maxPatientsPerSite), valPatients: 0 };
+      return { trainSlices: Math.min(eligibleObservations(db, m).length, m.model.maxPatientsPerSite), valPatients: 0 };
     },
     initialWeights(mIn) {
       return new Float32Array(tp(mIn).updateLength);
