@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/limits';
 import { DEFAULT_LALEH_DIR, DEFAULT_STS_DIR } from './paths.js';
@@ -570,6 +570,39 @@ dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the tw
           ...(o.svg ? [`plot: ${o.svg}`] : []),
         ].join('\n'),
       );
+    }),
+  );
+
+dataDirOpt(
+  siteTwin.command('prior').description("The site's federated population priors (twin-prior studies): versions with provenance; --out writes the current one as a `twin evaluate --prior` file"),
+)
+  .option('--out <file>', 'write the current prior (JSON, accepted by twinfed twin evaluate --prior)')
+  .option('--json', 'print the versions as JSON')
+  .action(
+    action(async (o: { dataDir: string; out?: string; json?: boolean }) => {
+      const { openSiteStore, federatedPriorHistory, readFederatedPrior } = await import('@twinfed/site-node');
+      const st = await openSiteStore(resolve(o.dataDir));
+      try {
+        const cur = readFederatedPrior(st.db);
+        const versions = federatedPriorHistory(st.db).map(({ models, ...p }) => ({ ...p, models: Object.keys(models) }));
+        if (o.out) {
+          if (!cur) throw new Error('TWF_E_NOT_FOUND: this site holds no federated prior yet (run a twin-prior study)');
+          writeFileSync(resolve(o.out), JSON.stringify(cur, null, 1) + '\n');
+        }
+        print(!!o.json, { current: cur?.version ?? null, versions }, () =>
+          versions.length === 0
+            ? 'no federated prior at this site (until a twin-prior study completes, sparse patients use the site prior)'
+            : [
+                ...versions.map(
+                  (v) =>
+                    `${v.version === cur?.version ? '*' : ' '} v${v.version}  study ${v.studyId} round ${v.round}, ${v.patients} patients at ${v.contributingSites} sites, ${v.models.join(', ')}; stored ${v.storedAt}`,
+                ),
+                ...(o.out ? [`current prior written to ${o.out}`] : []),
+              ].join('\n'),
+        );
+      } finally {
+        st.close();
+      }
     }),
   );
 
