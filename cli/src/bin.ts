@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '@twinfed/shared/imaging/limits';
 import { DEFAULT_LALEH_DIR, DEFAULT_STS_DIR } from './paths.js';
@@ -131,7 +131,7 @@ leadOpts(
     .description('Create a draft study from a JSON spec (checked here first: unknown keys with a suggestion, JSON errors at file:line:column); its roster is fixed at start')
     .addHelpText(
       'after',
-      '\nExample specs (valid, commented in examples/specs/README.md):\n  examples/specs/segmentation.json  U-Net segmentation, FedAvg\n  examples/specs/response.json      treatment-response model\n  examples/specs/segmentation-dp.json  with patient-level differential privacy\n  examples/specs/segmentation-fedprox.json  with FedProx\nCheck a spec without a coordinator: twinfed spec check FILE',
+      '\nExample specs (valid, commented in examples/specs/README.md):\n  examples/specs/segmentation.json  U-Net segmentation, FedAvg\n  examples/specs/response.json      treatment-response model\n  examples/specs/segmentation-dp.json  with patient-level differential privacy\n  examples/specs/segmentation-fedprox.json  with FedProx\n  examples/specs/twin-prior.json    federated population prior of growth parameters\nCheck a spec without a coordinator: twinfed spec check FILE',
     ),
 ).action(
   action(async (file: string, o: { url?: string; coordinator?: string; adminToken: string; json?: boolean }) => {
@@ -426,12 +426,12 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
   .option('--no-console', 'run without the site console and /metrics')
   .action(
     action(async (o: { dataDir: string; jsonEvents?: boolean; console?: boolean; consolePort?: number; consoleHost?: string }) => {
-      const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
+      const { SITE_FILES, SiteNode, createResponseTrainer, createTaskTrainer, createTwinPriorTrainer, createUNetTrainer, openSiteDb } = await import('@twinfed/site-node');
       const dir = resolve(o.dataDir);
       const siteDb = openSiteDb(join(dir, SITE_FILES.db));
       const unet = await createUNetTrainer(siteDb);
-      // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response.
-      const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb) }), backendReason: unet.backendReason };
+      // The study's manifest task picks the model: U-Net for segmentation, softmax regression for response, growth-model statistics for twin-prior.
+      const trainer = { ...createTaskTrainer({ segmentation: unet, response: createResponseTrainer(siteDb), 'twin-prior': createTwinPriorTrainer(siteDb) }), backendReason: unet.backendReason };
       const emit = (event: string, data: object) => {
         if (o.jsonEvents) console.log(JSON.stringify({ event, ...data }));
       };
@@ -570,6 +570,39 @@ dataDirOpt(siteTwin.command('simulate <patientId>').description('What-if: the tw
           ...(o.svg ? [`plot: ${o.svg}`] : []),
         ].join('\n'),
       );
+    }),
+  );
+
+dataDirOpt(
+  siteTwin.command('prior').description("The site's federated population priors (twin-prior studies): versions with provenance; --out writes the current one as a `twin evaluate --prior` file"),
+)
+  .option('--out <file>', 'write the current prior (JSON, accepted by twinfed twin evaluate --prior)')
+  .option('--json', 'print the versions as JSON')
+  .action(
+    action(async (o: { dataDir: string; out?: string; json?: boolean }) => {
+      const { openSiteStore, federatedPriorHistory, readFederatedPrior } = await import('@twinfed/site-node');
+      const st = await openSiteStore(resolve(o.dataDir));
+      try {
+        const cur = readFederatedPrior(st.db);
+        const versions = federatedPriorHistory(st.db).map(({ models, ...p }) => ({ ...p, models: Object.keys(models) }));
+        if (o.out) {
+          if (!cur) throw new Error('TWF_E_NOT_FOUND: this site holds no federated prior yet (run a twin-prior study)');
+          writeFileSync(resolve(o.out), JSON.stringify(cur, null, 1) + '\n');
+        }
+        print(!!o.json, { current: cur?.version ?? null, versions }, () =>
+          versions.length === 0
+            ? 'no federated prior at this site (until a twin-prior study completes, sparse patients use the site prior)'
+            : [
+                ...versions.map(
+                  (v) =>
+                    `${v.version === cur?.version ? '*' : ' '} v${v.version}  study ${v.studyId} round ${v.round}, ${v.patients} patients at ${v.contributingSites} sites, ${v.models.join(', ')}; stored ${v.storedAt}`,
+                ),
+                ...(o.out ? [`current prior written to ${o.out}`] : []),
+              ].join('\n'),
+        );
+      } finally {
+        st.close();
+      }
     }),
   );
 
@@ -896,6 +929,20 @@ addDemoOptions(
     if (!ok) process.exitCode = 1;
   }),
 );
+program
+  .command('demo-twin')
+  .description(
+    'Coordinator and three trial sites (Laleh 2022 Study1-3) on this machine: an encrypted federated population prior of growth parameters (task twin-prior), then sparse-patient scores with it',
+  )
+  .option('--out <dir>', 'output folder (the prior goes to OUT/prior.json)', 'out/twin')
+  .option('--data <dir>', 'folder with Study1.csv..Study3.csv', DEFAULT_LALEH_DIR)
+  .action(
+    action(async (o: { out: string; data: string }) => {
+      const { runTwinDemo } = await import('./demo-twin.js');
+      const ok = await runTwinDemo({ outDir: resolve(o.out), dataDir: resolve(o.data) });
+      if (!ok) process.exitCode = 1;
+    }),
+  );
 addDemoOptions(
   program
     .command('demo')

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { StudyManifestSchema, WireError, type StudyManifest } from '@twinfed/protocols';
 import { epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
 import { DEFAULT_HE_PARAMS, PACKED_HE_PARAMS, maxTotalSamples } from '@twinfed/shared/he/index';
+import { priorVectorLength, twinPriorStudySpec } from '@twinfed/shared/twin/index';
 import type { SiteRow } from './store/index.js';
 import { buildRoster, changedRoster, parseStudySpec, resolveDp, studyDraft, validateHeParams } from './study-rules.js';
 
@@ -45,6 +46,17 @@ describe('study rules', () => {
     const ok = parseStudySpec(SPEC);
     assert.equal(ok.training.maxSamplesPerSite, 10_000, 'defaults applied');
     assert.equal(ok.dp, undefined);
+  });
+
+  it('a twin-prior spec: fedavg only, no dp, at least 5 patients per site, update length from its models', () => {
+    const tp = twinPriorStudySpec(['exponential', 'gompertz']);
+    const d = studyDraft(parseStudySpec(tp), DEFAULT_HE_PARAMS, { studyId: 'study-1', coordinatorId: 'coord', createdAtMs: 0 });
+    assert.equal(d.updateLength, priorVectorLength(['exponential', 'gompertz']));
+    assert.equal(d.updateLength, 8 + 12);
+    assert.throws(() => parseStudySpec({ ...tp, strategy: { name: 'fedadam' } }), code('TWF_E_BAD_REQUEST', /only fedavg/));
+    assert.throws(() => parseStudySpec({ ...tp, dp: { level: 'site', ...DP } }), code('TWF_E_DP_PARAMS', /not implemented for twin-prior/));
+    assert.throws(() => parseStudySpec({ ...tp, data: { ...tp.data, minPatients: 4 } }), code('TWF_E_BAD_REQUEST', /minPatients/));
+    assert.throws(() => parseStudySpec({ ...tp, model: { ...tp.model, models: ['gompertz', 'gompertz'] } }), code('TWF_E_BAD_REQUEST', /twice/));
   });
 
   it('parseStudySpec derives a missing DP sigma and refuses one that overspends the budget', () => {

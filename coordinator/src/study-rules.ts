@@ -32,6 +32,15 @@ export function parseStudySpec(spec: unknown): StudySpecOut {
       .join('; ');
     throw new WireError(p.error.issues.some((i) => i.path[0] === 'strategy' && i.message.includes('TWF_E_STRATEGY_NOT_LINEAR')) ? 'TWF_E_STRATEGY_NOT_LINEAR' : 'TWF_E_BAD_REQUEST', msg);
   }
+  if (p.data.task === 'twin-prior') {
+    // The prior is a one-shot sum of statistics: FedAvg's mean × contributors gives it back; a server
+    // optimiser would not. DP noise on the statistics is not implemented (docs/security.md): refused
+    // rather than silently ignored.
+    if (p.data.strategy && p.data.strategy.name !== 'fedavg')
+      throw new WireError('TWF_E_BAD_REQUEST', `strategy: a twin-prior study sums statistics; only fedavg (or none) applies, not ${p.data.strategy.name}`);
+    if (p.data.dp)
+      throw new WireError('TWF_E_DP_PARAMS', 'dp: differential privacy is not implemented for twin-prior studies (each patient is clipped to the parameter box, no noise is added; docs/security.md)');
+  }
   if (p.data.dp) p.data.dp = resolveDp(p.data);
   return p.data;
 }

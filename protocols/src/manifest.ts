@@ -69,8 +69,32 @@ export const ResponseModelConfigSchema = z.object({
   initSeed: z.number().int().min(0),
 });
 
+/** Growth models of the twin core (shared/src/twin/models.ts) a population prior can be built for. */
+export const GROWTH_MODEL_NAMES = ['exponential', 'logistic', 'gompertz', 'generalGompertz', 'classicBertalanffy', 'generalBertalanffy'] as const;
+
+/**
+ * Federated population prior of growth parameters (task 'twin-prior'): no model is trained; each
+ * site fits its patients' growth models and uploads the additive sufficient statistics of the fits
+ * in fixed point (shared/src/twin/prior-codec.ts). Each patient's parameter vector is clipped to the
+ * model's parameter box, its RSS to maxRssPerPatient and its residual dof to maxDofPerPatient, so
+ * one patient's contribution is bounded.
+ */
+export const TwinPriorModelConfigSchema = z.object({
+  arch: z.literal('growth-prior'),
+  /** Models whose prior is built, in vector order. */
+  models: z
+    .array(z.enum(GROWTH_MODEL_NAMES))
+    .min(1)
+    .max(GROWTH_MODEL_NAMES.length)
+    .refine((a) => new Set(a).size === a.length, 'a model is listed twice'),
+  /** nMax: most patients one site may put into the statistics (sets the fixed-point scale). */
+  maxPatientsPerSite: z.number().int().min(1).max(100_000),
+  maxRssPerPatient: z.number().positive().max(100).default(1),
+  maxDofPerPatient: z.number().int().min(1).max(1000).default(50),
+});
+
 /** Any model a study can train; discriminated by `arch`. */
-export const AnyModelConfigSchema = z.discriminatedUnion('arch', [ModelConfigSchema, ResponseModelConfigSchema]);
+export const AnyModelConfigSchema = z.discriminatedUnion('arch', [ModelConfigSchema, ResponseModelConfigSchema, TwinPriorModelConfigSchema]);
 export type AnyModelConfig = z.infer<typeof AnyModelConfigSchema>;
 
 export const ResponseDataCriteriaSchema = z.object({
@@ -82,6 +106,21 @@ export const ResponseDataCriteriaSchema = z.object({
   trainPercent: z.number().int().min(1).max(99),
   splitSalt: z.string().min(1).max(64),
   minTrainPatients: z.number().int().min(1),
+});
+
+/**
+ * Fewest patients a site may put into a population prior: a site with fewer declines the round
+ * (TWF_E_NO_DATA), so no site's contribution is the statistics of one or two patients.
+ */
+export const MIN_PRIOR_PATIENTS = 5;
+
+export const TwinPriorDataCriteriaSchema = z.object({
+  /** Patients come from the site's twin tables (measurements), e.g. after `twinfed site import`. */
+  source: z.literal('twin-measurements'),
+  /** Patients with fewer measurements of their primary lesion are not in the statistics. */
+  minMeasurements: z.number().int().min(3).max(100),
+  /** The minimum-patient rule: a site with fewer such patients does not contribute (at least MIN_PRIOR_PATIENTS). */
+  minPatients: z.number().int().min(MIN_PRIOR_PATIENTS).max(100_000),
 });
 
 /**
@@ -221,20 +260,31 @@ const responseShape = (strict: boolean) => ({
   data: strict ? ResponseDataCriteriaSchema.strict() : ResponseDataCriteriaSchema,
 });
 
+const twinPriorShape = (strict: boolean) => ({
+  ...studyCommon(strict),
+  task: z.literal('twin-prior'),
+  model: strict ? TwinPriorModelConfigSchema.strict() : TwinPriorModelConfigSchema,
+  data: strict ? TwinPriorDataCriteriaSchema.strict() : TwinPriorDataCriteriaSchema,
+});
+
 /** A segmentation spec as a lead writes it: unknown keys are refused at every level. */
 export const SegmentationSpecSchema = z.object(segmentationShape(true)).strict();
 /** A response spec as a lead writes it: unknown keys are refused at every level. */
 export const ResponseSpecSchema = z.object(responseShape(true)).strict();
+/** A population-prior spec as a lead writes it: unknown keys are refused at every level. */
+export const TwinPriorSpecSchema = z.object(twinPriorShape(true)).strict();
 /** The tolerant forms the coordinator's drafts and manifests extend. */
 const SegmentationBaseSchema = z.object(segmentationShape(false));
 const ResponseBaseSchema = z.object(responseShape(false));
+const TwinPriorBaseSchema = z.object(twinPriorShape(false));
 
 /** What a lead asks for (REST body of POST /api/studies); discriminated by `task`. */
-export const StudySpecSchema = z.discriminatedUnion('task', [SegmentationSpecSchema, ResponseSpecSchema]);
+export const StudySpecSchema = z.discriminatedUnion('task', [SegmentationSpecSchema, ResponseSpecSchema, TwinPriorSpecSchema]);
 /** A study spec as a lead writes it (defaults may be left out). */
 export type StudySpec = z.input<typeof StudySpecSchema>;
 export type SegmentationSpec = z.input<typeof SegmentationSpecSchema>;
 export type ResponseSpec = z.input<typeof ResponseSpecSchema>;
+export type TwinPriorSpec = z.input<typeof TwinPriorSpecSchema>;
 
 const b64Key32 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'expected a 32-byte key in base64');
 
@@ -271,7 +321,7 @@ const rosterExtra = {
 };
 
 /** A created study before the lead starts it: no roster yet, never shown to officers. */
-export const StudyDraftSchema = z.discriminatedUnion('task', [SegmentationBaseSchema.extend(draftExtra), ResponseBaseSchema.extend(draftExtra)]);
+export const StudyDraftSchema = z.discriminatedUnion('task', [SegmentationBaseSchema.extend(draftExtra), ResponseBaseSchema.extend(draftExtra), TwinPriorBaseSchema.extend(draftExtra)]);
 export type StudyDraft = z.infer<typeof StudyDraftSchema>;
 
 /**
@@ -279,7 +329,11 @@ export type StudyDraft = z.infer<typeof StudyDraftSchema>;
  * who takes part, with which keys, and who deals the study key.
  */
 export const StudyManifestSchema = z
-  .discriminatedUnion('task', [SegmentationBaseSchema.extend({ ...draftExtra, ...rosterExtra }), ResponseBaseSchema.extend({ ...draftExtra, ...rosterExtra })])
+  .discriminatedUnion('task', [
+    SegmentationBaseSchema.extend({ ...draftExtra, ...rosterExtra }),
+    ResponseBaseSchema.extend({ ...draftExtra, ...rosterExtra }),
+    TwinPriorBaseSchema.extend({ ...draftExtra, ...rosterExtra }),
+  ])
   .superRefine((m, ctx) => {
     const ids = m.participants.map((p) => p.siteId);
     if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', path: ['participants'], message: 'a site is listed twice' });
@@ -290,6 +344,7 @@ export const StudyManifestSchema = z
 export type StudyManifest = z.infer<typeof StudyManifestSchema>;
 export type SegmentationManifest = Extract<StudyManifest, { task: 'segmentation' }>;
 export type ResponseManifest = Extract<StudyManifest, { task: 'response' }>;
+export type TwinPriorManifest = Extract<StudyManifest, { task: 'twin-prior' }>;
 
 /** SHA-256 of the canonical JSON of a manifest: what an approval is bound to. */
 export function manifestHash(m: StudyManifest): string {

@@ -12,6 +12,8 @@ export * from './model-files.js';
 export * from './import/index.js';
 export * from './import/csv-mapping.js';
 export * from './twin/service.js';
+export * from './twin/federated-prior.js';
+export * from './twin/prior-store.js';
 export * from './twin/plot.js';
 export * from './twin/plot-svg.js';
 export * from './response-trainer.js';

@@ -58,7 +58,12 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
   const updateBytes = ciphertexts * ciphertextWireBytes(enc, 'upload');
   const n = m.participants.length;
   const threshold = secaggThresholdFor(n);
-  const metrics = m.task === 'segmentation' ? ["meanDice (mean Dice on this site's validation patients)"] : ["macroAucOvr (macro one-vs-rest AUC on this site's held-out patients)"];
+  const metrics =
+    m.task === 'segmentation'
+      ? ["meanDice (mean Dice on this site's validation patients)"]
+      : m.task === 'twin-prior'
+        ? ['priorPatients (patients in the consortium prior; the prior itself: mean and covariance of growth parameters, per model)']
+        : ["macroAucOvr (macro one-vs-rest AUC on this site's held-out patients)"];
   const strategy = m.strategy ?? { name: 'fedavg' as const };
   const { name, ...params } = strategy;
   const p = Object.entries(params)
@@ -92,7 +97,10 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
       { messageType: 'mask.setup', what: `this round's public mask keys and encrypted key shares for the other ${n - 1} sites`, howOften: 'once per round', approxBytes: n * 250 },
       {
         messageType: 'update.chunk',
-        what: `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${perSlot === 1 ? 'one value' : `${perSlot} values`} per slot, ${ciphertexts} ciphertexts)`,
+        what:
+          m.task === 'twin-prior'
+            ? `the sufficient statistics (patient count, sums and sums of products of growth parameters clipped to each model's box, summed residuals) of at least ${m.data.minPatients} and at most ${m.model.maxPatientsPerSite} patients, for ${m.model.models.join(', ')}: ${m.updateLength} values in fixed point, masked and encrypted (BFV N=${slots}, ${perSlot === 1 ? 'one value' : `${perSlot} values`} per slot, ${ciphertexts} ciphertexts); only the sum over the contributing sites is ever decrypted`
+            : `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${perSlot === 1 ? 'one value' : `${perSlot} values`} per slot, ${ciphertexts} ciphertexts)`,
         howOften: 'once per round',
         approxBytes: updateBytes,
       },

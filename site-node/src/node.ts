@@ -683,7 +683,12 @@ export class SiteNode {
         continue;
       }
       const data = this.opts.trainer.dataSummary(manifest);
-      const need = manifest.task === 'segmentation' ? { n: manifest.data.minTrainSlices, what: 'training slices' } : { n: manifest.data.minTrainPatients, what: 'training patients' };
+      const need =
+        manifest.task === 'segmentation'
+          ? { n: manifest.data.minTrainSlices, what: 'training slices' }
+          : manifest.task === 'twin-prior'
+            ? { n: manifest.data.minPatients, what: `patients with at least ${manifest.data.minMeasurements} measurements (minimum-patient rule)` }
+            : { n: manifest.data.minTrainPatients, what: 'training patients' };
       if (data.trainSlices < need.n) {
         this.refuseJoin(st.studyId, st.manifestHash, 'TWF_E_NO_DATA', `${data.trainSlices} ${need.what} < ${need.n}`);
         continue;

@@ -23,7 +23,7 @@ export const DEFAULT_PRIVACY_POLICY: PrivacyPolicy = { maxEpsilon: 10, delta: 1e
 
 /** Which of the site's data a study trains on: rounds on the same dataset share the site's budget. */
 export function datasetKeyOf(m: StudyManifest): string {
-  return m.task === 'segmentation' ? `segmentation:${m.data.modality}` : `response:${m.data.source}`;
+  return m.task === 'segmentation' ? `segmentation:${m.data.modality}` : `${m.task}:${m.data.source}`;
 }
 
 /** Compositions of one round and the per-step mechanism, from the manifest's dp section. */

@@ -120,14 +120,19 @@ export function createResponseTrainer(db: SiteDb): LocalTrainer {
  * A trainer for every task a site supports, chosen per call from the manifest's task, so one
  * site process takes part in segmentation and response studies alike.
  */
-export function createTaskTrainer(byTask: { segmentation: LocalTrainer; response: LocalTrainer }): LocalTrainer {
-  const pick = (m: StudyManifest): LocalTrainer => byTask[m.task];
+export function createTaskTrainer(byTask: { segmentation: LocalTrainer; response: LocalTrainer; 'twin-prior'?: LocalTrainer }): LocalTrainer {
+  const pick = (m: StudyManifest): LocalTrainer => {
+    const t = byTask[m.task];
+    if (!t) throw new WireError('TWF_E_BAD_REQUEST', `this site runs no trainer for task '${m.task}' (study ${m.studyId})`);
+    return t;
+  };
   return {
     backend: byTask.segmentation.backend,
     dataSummary: (m) => pick(m).dataSummary(m),
     initialWeights: (m) => pick(m).initialWeights(m),
     train: (m, w, r, p) => pick(m).train(m, w, r, p),
     evaluate: (m, w) => pick(m).evaluate(m, w),
+    onAggregate: (m, w, i) => pick(m).onAggregate?.(m, w, i) ?? {},
   };
 }
 

@@ -521,6 +521,8 @@ export class SiteRounds {
       );
     }
     const next = strategy.apply(base, avg, prior);
+    const hook = this.host.trainer.onAggregate?.(m, next.weights, { round, totalSamples: info.totalSamples, contributors: info.survivors.length, audit: this.host.audit });
+    if (hook?.refuse) return refuse('TWF_E_AGGREGATE_BOUNDS', hook.refuse);
     const ev = await this.host.trainer.evaluate(m, next.weights);
     const stored = this.host.storeModel(studyId, round, next.weights, ev.meanDice, next.state);
     this.host.audit.append({

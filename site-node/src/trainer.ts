@@ -1,6 +1,7 @@
 import { WireError, type StudyManifest } from '@twinfed/protocols';
 import { dpStepsPerRound, type DpSgdOptions } from '@twinfed/shared/dp/dpsgd';
 import type { ProximalOptions } from '@twinfed/shared/strategy/proximal';
+import type { AuditLog } from '@twinfed/shared/audit/index';
 
 /** Result of local training from a given global model. */
 export interface LocalTrainResult {
@@ -77,6 +78,21 @@ export interface LocalTrainer {
   /** `onProgress`, when given, hears of each epoch as it ends (see epochProgress). */
   train(manifest: StudyManifest, weights: Float32Array, round: number, onProgress?: (p: LocalTrainProgress) => void): Promise<LocalTrainResult>;
   evaluate(manifest: StudyManifest, weights: Float32Array): Promise<LocalEvalResult>;
+  /**
+   * Called with a checked, decrypted aggregate's next model before it is evaluated and stored
+   * (task 'twin-prior': decodes the summed statistics and stores the population prior). `refuse`
+   * refuses the aggregate (TWF_E_AGGREGATE_BOUNDS) with that reason. Absent for model trainers.
+   */
+  onAggregate?(manifest: StudyManifest, weights: Float32Array, info: AggregateHookInfo): { refuse?: string };
+}
+
+/** What onAggregate learns of the round besides the weights. */
+export interface AggregateHookInfo {
+  round: number;
+  /** Sum of the declared weights: with weight 1 per site (twin-prior), the number of contributors. */
+  totalSamples: number;
+  contributors: number;
+  audit: AuditLog;
 }
 
 /**

@@ -120,6 +120,7 @@ export function formatTwinEvaluation(r: HoldoutResult, file: string, k: number):
       '',
       `sparse patients (2-3 fitted points), n = ${s.n}, MAE (${s.model}): given prior ${f(s.maeWithPrior)}, local leave-one-out prior ${f(s.maeLocalPrior)}, no prior ${f(s.maeNoPrior)}, LOCF ${f(s.maeLocf)}`,
       ...Object.entries(s.perModel).map(([m, v]) => `  ${m.padEnd(20)} given ${f(v.maeWithPrior)}  local ${f(v.maeLocalPrior)}  none ${f(v.maeNoPrior)}`),
+      `  progression at the next visit (${s.progression.events} of ${s.n}), AUC of the point forecast's diameter / nadir: given prior ${f(s.progression.aucWithPrior)}, local ${f(s.progression.aucLocalPrior)}, none ${f(s.progression.aucNoPrior)}`,
     );
   }
   return lines.join('\n');

@@ -175,6 +175,11 @@ export interface SparsePriorScore {
   maeNoPrior: number;
   maeLocf: number;
   perModel: Record<string, { maeWithPrior: number; maeLocalPrior: number; maeNoPrior: number }>;
+  /**
+   * RECIST 1.1 progression at the first held-out visit (vs the fit-window nadir), ranked by the
+   * AICc-selected point forecast's diameter over the nadir: AUC per prior (NaN without both classes).
+   */
+  progression: { events: number; aucWithPrior: number; aucLocalPrior: number; aucNoPrior: number };
 }
 
 interface Prepared {
@@ -648,8 +653,20 @@ function scoreGivenPrior(
         return maeOf(predictFit(best, group[gi].x.testDays), group[gi].x);
       }),
     );
+  const labels = group.map(({ x }) => recistProgression(diameterFromVolume(x.testV[0]), Math.min(...x.fitV.map(diameterFromVolume))));
+  const selectedAuc = (fitsPerPatient: Fit[][]) => {
+    if (!labels.some((l) => l) || labels.every((l) => l)) return NaN;
+    const score = fitsPerPatient.map((list, gi) => {
+      const useAicc = list.every((f) => Number.isFinite(f.aicc));
+      const best = list.reduce((a, b) => ((useAicc ? b.aicc : b.aic) < (useAicc ? a.aicc : a.aic) ? b : a));
+      const x = group[gi].x;
+      return diameterFromVolume(predictFit(best, [x.testDays[0]])[0]) / Math.max(Math.min(...x.fitV.map(diameterFromVolume)), 1e-9);
+    });
+    return auc(score, labels);
+  };
   return {
     n: group.length,
+    progression: { events: labels.filter((l) => l).length, aucWithPrior: selectedAuc(byVariant.w), aucLocalPrior: selectedAuc(byVariant.l), aucNoPrior: selectedAuc(byVariant.n) },
     model: names.length === 1 ? names[0] : 'AICc-selected per patient',
     maeWithPrior: selectedMae(byVariant.w),
     maeLocalPrior: selectedMae(byVariant.l),

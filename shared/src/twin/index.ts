@@ -12,6 +12,8 @@ export * from './lm.js';
 export * from './fit.js';
 export * from './forecast.js';
 export * from './prior.js';
+export * from './prior-codec.js';
+export * from './prior-study.js';
 export * from './evaluate.js';
 export * from './laleh.js';
 export { makeRng, subSeed, type Rng } from './rng.js';

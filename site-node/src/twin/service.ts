@@ -19,6 +19,7 @@ import {
   widenBand,
 } from '@twinfed/shared/twin/index';
 import type { SiteDb } from '../db/index.js';
+import { federatedGaussianPrior } from './prior-store.js';
 import { forecasts, imagingSeries, lesions, masks, measurements, radiomicsFeatures, timepoints, treatments, twinFits, twinPatients } from '../db/schema.js';
 
 /** The radiomics features shown in headline (`site twin show`, the clinician's twin page): size, shape, intensity, texture; all are stored. */
@@ -124,8 +125,24 @@ export class TwinService {
     return row ? { row, fit: restoreFit(row.model, row.paramsJson) } : null;
   }
 
-  /** Population prior per model from this site's selected well-measured fits (sufficient statistics). */
+  /**
+   * Population prior per model for the MAP fits of sparse patients: the site's current federated
+   * prior (task 'twin-prior', prior-store.ts) when it has this model, else this site's own
+   * (localPrior).
+   */
   sitePrior(model: ModelName): GaussianPrior | null {
+    return federatedGaussianPrior(this.db, model)?.prior ?? this.localPrior(model);
+  }
+
+  /** Where sitePrior(model) comes from, for the audit and the pages: 'federated prior vN (study S)', 'site prior', or null. */
+  priorSource(model: ModelName): string | null {
+    const f = federatedGaussianPrior(this.db, model);
+    if (f) return `federated prior v${f.record.version} (study ${f.record.studyId}, ${f.record.patients} patients at ${f.record.contributingSites} sites)`;
+    return this.localPrior(model) ? 'site prior' : null;
+  }
+
+  /** Population prior per model from this site's selected well-measured fits (sufficient statistics). */
+  localPrior(model: ModelName): GaussianPrior | null {
     const rows = this.db
       .select()
       .from(twinFits)
@@ -234,7 +251,7 @@ export class TwinService {
       this.audit.append({
         actor: this.audit.ownerId,
         action: 'twin.refit',
-        detail: `${patientId}: ${obs.days.length} points, ${best.modelName} (${best.map ? 'MAP with site prior' : 'least squares'})${scored.length ? `, scored ${scored.length} earlier forecast(s)` : ''}`,
+        detail: `${patientId}: ${obs.days.length} points, ${best.modelName} (${best.map ? `MAP with ${this.priorSource(best.modelName) ?? 'site prior'}` : 'least squares'})${scored.length ? `, scored ${scored.length} earlier forecast(s)` : ''}`,
       });
     });
     return { patientId, points: obs.days.length, selected: best.modelName, method: best.map ? 'map' : 'wls', scored };

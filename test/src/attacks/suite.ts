@@ -10,6 +10,7 @@ import { SECAGG_ATTACKS } from './secagg.js';
 import { STRATEGY_DP_ATTACKS } from './strategy-dp.js';
 import { CONSOLE_ATTACKS } from './consoles.js';
 import { SCALE_ATTACKS } from './scale.js';
+import { TWIN_PRIOR_ATTACKS } from './twin-prior.js';
 
 /** Every attack of the suite, in the order the table lists them. */
 export const ATTACKS: Attack[] = [
@@ -21,6 +22,7 @@ export const ATTACKS: Attack[] = [
   ...STRATEGY_DP_ATTACKS,
   ...CONSOLE_ATTACKS,
   ...SCALE_ATTACKS,
+  ...TWIN_PRIOR_ATTACKS,
 ];
 
 export interface AttackResult extends AttackOutcome {
