@@ -21,14 +21,12 @@ export interface PgServer {
   stop(): Promise<void>;
 }
 
-/** The newest /usr/lib/postgresql/N/bin holding initdb and postgres (or $TWINFED_PG_BIN). */
-export function findPgBin(): string {
-  const env = process.env.TWINFED_PG_BIN;
+/** The newest ROOT/N/bin holding initdb and postgres, ROOT being Debian's /usr/lib/postgresql (or $TWINFED_PG_BIN). */
+export function findPgBin(root = '/usr/lib/postgresql', env = process.env.TWINFED_PG_BIN): string {
   if (env) {
     if (!existsSync(join(env, 'initdb'))) throw new Error(`TWINFED_PG_BIN=${env} holds no initdb`);
     return env;
   }
-  const root = '/usr/lib/postgresql';
   const versions = existsSync(root)
     ? readdirSync(root)
         .filter((v) => existsSync(join(root, v, 'bin', 'initdb')) && existsSync(join(root, v, 'bin', 'postgres')))
@@ -36,7 +34,7 @@ export function findPgBin(): string {
     : [];
   if (!versions.length)
     throw new Error(
-      'PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb): install the Debian package with `apt-get install postgresql` (.ci/run does), or point TWINFED_PG_BIN at a folder with initdb and postgres',
+      `PostgreSQL server binaries not found (no ${root}/*/bin/initdb): install the Debian package with: apt-get install postgresql (.ci/run does), or point TWINFED_PG_BIN at a folder with initdb and postgres`,
     );
   return join(root, versions[0], 'bin');
 }

@@ -9,7 +9,7 @@ import { verifyAuditChain } from '@twinfed/shared/audit/index';
 import { initSodium } from '@twinfed/shared/crypto/index';
 import type { SiteNode } from '@twinfed/site-node';
 import { aggregateError, connectAndApprove, createAndStart, realSite, startCoordinator, tempDir, tinySpec, waitFor, type DeltaLog } from './harness.js';
-import { startPgServer, type PgServer } from './pg-server.js';
+import { findPgBin, startPgServer, type PgServer } from './pg-server.js';
 
 /**
  * The coordinator's optional PostgreSQL store against a real server from the Debian binaries
@@ -19,17 +19,34 @@ import { startPgServer, type PgServer } from './pg-server.js';
  */
 describe('coordinator store on PostgreSQL', () => {
   let server: PgServer;
-  let n = 0;
+  let conn: PgConnection | null = null;
   before(async () => {
     server = await startPgServer();
   });
   after(async () => {
+    conn?.close();
     await server?.stop();
   });
 
-  storeConformance('PostgreSQL (a real server, a fresh database per case)', async () => {
-    const conn: PgConnection = openPgConnection(await server.createDatabase(`conformance_${++n}`));
-    return { store: new PgStore(conn), audit: pgAuditBackend(conn), exec: (sql) => void conn.run(sql), close: () => conn.close() };
+  // One migrated database for the cases, emptied before each (the append-only trigger is
+  // lifted for that moment only; the audit case checks it is back).
+  storeConformance('PostgreSQL (a real server)', async () => {
+    conn ??= openPgConnection(await server.createDatabase('conformance'));
+    const tables = (conn.pg.query([{ sql: "select tablename from pg_tables where schemaname = 'public'", params: [] }]).rows as string[][]).map((r) => `"${r[0]}"`);
+    conn.run('alter table audit_log disable trigger user');
+    conn.run(`truncate ${tables.join(', ')}`);
+    conn.run('alter table audit_log enable trigger user');
+    const c = conn;
+    return { store: new PgStore(c), audit: pgAuditBackend(c), exec: (sql) => void c.run(sql), close: () => undefined };
+  });
+
+  it('without the server binaries, the error names the Debian package to install (never a silent skip)', () => {
+    const empty = tempDir('no-pg');
+    try {
+      assert.throws(() => findPgBin(empty.dir, ''), /apt-get install postgresql/);
+    } finally {
+      empty.cleanup();
+    }
   });
 
   it('refuses to start on an unreachable server with TWF_E_DB naming the URL without its password', () => {
