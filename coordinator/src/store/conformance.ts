@@ -329,6 +329,21 @@ export function storeConformance(name: string, open: () => StoreUnderTest | Prom
       assert.equal(s.studySites('s1').length, 1);
     });
 
+    it('a write refused inside a transaction fails the whole transaction, writes before and after it included', () => {
+      const row = { siteId: 'dup', siteName: 'A', ed25519PublicKey: 'ed', x25519PublicKey: 'x', enrolledAtMs: NOW_MS };
+      s.insertSite(row);
+      assert.throws(() =>
+        s.transaction((tx) => {
+          study('s1');
+          tx.insertSite(row);
+          tx.addStudySite('s1', 'a');
+        }),
+      );
+      assert.equal(s.study('s1'), undefined);
+      assert.equal(s.studySites('s1').length, 0);
+      assert.equal(s.nextSeq(), 1, 'the store still works');
+    });
+
     it('a nested transaction that throws undoes only its own writes when the outer one catches', () => {
       s.transaction((tx) => {
         study('s1');

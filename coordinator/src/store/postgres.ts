@@ -86,9 +86,13 @@ function decoder<T extends PgTable>(t: T): (row: unknown[]) => T['$inferSelect']
 
 /**
  * One connection's executor, shared by the store, its transaction views and the audit log.
- * Each statement is a round trip to the server, so the transaction's own statements travel with
- * the next one: BEGIN and SAVEPOINT go out with the first statement inside, RELEASE with the next
- * statement after (or with COMMIT). Only COMMIT and ROLLBACK are sent at once.
+ * Each round trip to the server costs (docs/scaling.md), so inside a transaction statements
+ * whose answer nobody waits for travel with the next one that is waited for: BEGIN and SAVEPOINT
+ * with the first statement inside, writes (write()) with the next read, or with the COMMIT or
+ * RELEASE that ends their (nested) transaction. A deferred write that fails makes that later
+ * statement throw, still inside the same transaction, which then rolls back as a whole: the same
+ * outcome as failing at once, since no caller catches a single write's error and goes on.
+ * Outside a transaction every statement is sent at once.
  */
 export class PgConnection {
   private pending: PgStatement[] = [];
@@ -101,8 +105,14 @@ export class PgConnection {
     return this.pg.query(statements, statements[0].sql === 'BEGIN');
   }
 
+  /** Sends the statement now; its row count. */
   run(q: Built | string): number {
     return this.exec(q).rowCount;
+  }
+  /** A write whose row count nobody needs: deferred inside a transaction, sent now outside one. */
+  write(q: Built): void {
+    if (this.pg.depth > 0) this.pending.push(stmt(q));
+    else this.exec(q);
   }
   all<T extends PgTable>(t: T, q: Built): T['$inferSelect'][] {
     return this.exec(q).rows.map(decoder(t));
@@ -116,38 +126,38 @@ export class PgConnection {
     return this.exec(q).rows.length > 0;
   }
 
-  /** BEGIN .. COMMIT, or a savepoint inside an open transaction; ROLLBACK when fn throws. */
+  /** BEGIN .. COMMIT, or a savepoint inside an open transaction; ROLLBACK when fn (or COMMIT) throws. */
   transaction<T>(fn: () => T): T {
     const depth = this.pg.depth;
     const sp = `twinfed_sp${depth}`;
     const opener = stmt(depth === 0 ? 'BEGIN' : `SAVEPOINT ${sp}`);
     this.pending.push(opener);
     this.pg.depth = depth + 1;
-    let result: T;
     try {
-      result = fn();
+      const result = fn();
       if (result instanceof Promise) throw new Error('a store transaction must be synchronous (its callback returned a promise)');
-    } catch (e) {
+      // A savepoint's deferred writes are sent when it ends, so their errors stay inside it (a
+      // caller may catch a nested transaction's failure and go on).
+      this.run(depth === 0 ? 'COMMIT' : `RELEASE SAVEPOINT ${sp}`);
       this.pg.depth = depth;
+      return result;
+    } catch (e) {
       const unsent = this.pending.indexOf(opener);
       if (unsent !== -1) {
         // Nothing of this transaction reached the server: forget it.
         this.pending.splice(unsent);
       } else {
+        // What is still pending belongs to this transaction: dropped with it.
+        this.pending = [];
         try {
           this.run(depth === 0 ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${sp}`);
         } catch {
           // the original error says more
-        } finally {
-          this.pending = [];
         }
       }
+      this.pg.depth = depth;
       throw e;
     }
-    this.pg.depth = depth;
-    if (depth === 0) this.run('COMMIT');
-    else this.pending.push(stmt(`RELEASE SAVEPOINT ${sp}`));
-    return result;
   }
 
   close(): void {
@@ -171,7 +181,7 @@ export class PgStore implements CoordinatorStore {
     return this.transaction(() => {
       const row = this.c.get(meta, qb.select().from(meta).where(eq(meta.key, 'seq')));
       const next = (row ? Number(row.value) : 0) + 1;
-      this.c.run(
+      this.c.write(
         qb
           .insert(meta)
           .values({ key: 'seq', value: String(next) })
@@ -182,16 +192,16 @@ export class PgStore implements CoordinatorStore {
   }
 
   insertToken(row: { tokenHash: string; siteName: string; expiresAtMs: number }): void {
-    this.c.run(qb.insert(enrolmentTokens).values(row));
+    this.c.write(qb.insert(enrolmentTokens).values(row));
   }
   token(tokenHash: string) {
     return this.c.get(enrolmentTokens, qb.select().from(enrolmentTokens).where(eq(enrolmentTokens.tokenHash, tokenHash)));
   }
   useToken(tokenHash: string, siteId: string, atMs: number): void {
-    this.c.run(qb.update(enrolmentTokens).set({ usedAtMs: atMs, siteId }).where(eq(enrolmentTokens.tokenHash, tokenHash)));
+    this.c.write(qb.update(enrolmentTokens).set({ usedAtMs: atMs, siteId }).where(eq(enrolmentTokens.tokenHash, tokenHash)));
   }
   insertSite(row: { siteId: string; siteName: string; ed25519PublicKey: string; x25519PublicKey: string; enrolledAtMs: number }): void {
-    this.c.run(qb.insert(sites).values(row));
+    this.c.write(qb.insert(sites).values(row));
   }
   site(siteId: string) {
     return this.c.get(sites, qb.select().from(sites).where(eq(sites.siteId, siteId)));
@@ -200,14 +210,14 @@ export class PgStore implements CoordinatorStore {
     return this.c.all(sites, qb.select().from(sites).orderBy(asc(sites.enrolledAtMs)));
   }
   setSiteSeq(siteId: string, lastSeq: number, seenAtMs: number): void {
-    this.c.run(qb.update(sites).set({ lastSeq, lastSeenAtMs: seenAtMs }).where(eq(sites.siteId, siteId)));
+    this.c.write(qb.update(sites).set({ lastSeq, lastSeenAtMs: seenAtMs }).where(eq(sites.siteId, siteId)));
   }
   revokeSite(siteId: string, atMs: number): void {
-    this.c.run(qb.update(sites).set({ revokedAtMs: atMs }).where(eq(sites.siteId, siteId)));
+    this.c.write(qb.update(sites).set({ revokedAtMs: atMs }).where(eq(sites.siteId, siteId)));
   }
 
   insertStudy(row: { studyId: string; manifestJson: string; manifestHash: string; state: StudyState; createdAtMs: number }): void {
-    this.c.run(qb.insert(studies).values(row));
+    this.c.write(qb.insert(studies).values(row));
   }
   study(studyId: string) {
     return this.c.get(studies, qb.select().from(studies).where(eq(studies.studyId, studyId)));
@@ -223,14 +233,14 @@ export class PgStore implements CoordinatorStore {
     );
   }
   updateStudy(studyId: string, set: Partial<Omit<StudyRow, 'studyId'>>): void {
-    this.c.run(qb.update(studies).set(set).where(eq(studies.studyId, studyId)));
+    this.c.write(qb.update(studies).set(set).where(eq(studies.studyId, studyId)));
   }
   deleteDraft(studyId: string): boolean {
     return this.c.run(qb.delete(studies).where(and(eq(studies.studyId, studyId), eq(studies.state, 'draft')))) === 1;
   }
 
   addStudySite(studyId: string, siteId: string): void {
-    this.c.run(qb.insert(studySites).values({ studyId, siteId, manifestHash: '' }).onConflictDoNothing());
+    this.c.write(qb.insert(studySites).values({ studyId, siteId, manifestHash: '' }).onConflictDoNothing());
   }
   studySite(studyId: string, siteId: string) {
     return this.c.get(
@@ -249,7 +259,7 @@ export class PgStore implements CoordinatorStore {
     return this.c.all(studySites, qb.select().from(studySites).where(eq(studySites.siteId, siteId)).orderBy(asc(studySites.studyId)));
   }
   updateStudySite(studyId: string, siteId: string, set: Partial<Omit<StudySiteRow, 'studyId' | 'siteId'>>): void {
-    this.c.run(
+    this.c.write(
       qb
         .update(studySites)
         .set(set)
@@ -270,10 +280,10 @@ export class PgStore implements CoordinatorStore {
     );
   }
   insertEpoch(row: { studyId: string; epoch: number; manifestHash: string; dealer: string; recipientsJson: string; requestedAtMs: number }): void {
-    this.c.run(qb.insert(keyEpochs).values(row));
+    this.c.write(qb.insert(keyEpochs).values(row));
   }
   updateEpoch(studyId: string, epoch: number, set: Partial<Omit<KeyEpochRow, 'studyId' | 'epoch'>>): void {
-    this.c.run(
+    this.c.write(
       qb
         .update(keyEpochs)
         .set(set)
@@ -281,7 +291,7 @@ export class PgStore implements CoordinatorStore {
     );
   }
   insertSealedKey(row: { studyId: string; epoch: number; siteId: string; sealedKey: string; deliveredAtMs: number | null }): void {
-    this.c.run(qb.insert(sealedKeys).values(row).onConflictDoNothing());
+    this.c.write(qb.insert(sealedKeys).values(row).onConflictDoNothing());
   }
   sealedKeys(studyId: string, epoch: number, filter: { siteId: string } | 'undelivered' | 'all') {
     const extra: SQL[] = filter === 'all' ? [] : filter === 'undelivered' ? [isNull(sealedKeys.deliveredAtMs)] : [eq(sealedKeys.siteId, filter.siteId)];
@@ -295,7 +305,7 @@ export class PgStore implements CoordinatorStore {
     );
   }
   markDelivered(studyId: string, epoch: number, siteId: string, atMs: number): void {
-    this.c.run(
+    this.c.write(
       qb
         .update(sealedKeys)
         .set({ deliveredAtMs: atMs })
@@ -333,10 +343,10 @@ export class PgStore implements CoordinatorStore {
     );
   }
   insertRound(row: typeof rounds.$inferInsert): void {
-    this.c.run(qb.insert(rounds).values(row));
+    this.c.write(qb.insert(rounds).values(row));
   }
   updateRound(studyId: string, round: number, set: Partial<Omit<RoundRow, 'studyId' | 'round'>>): void {
-    this.c.run(
+    this.c.write(
       qb
         .update(rounds)
         .set(set)
@@ -366,14 +376,14 @@ export class PgStore implements CoordinatorStore {
     ) as RoundSiteRowOf<T>[];
   }
   insertRoundSiteRow<T extends RoundSiteTable>(table: T, row: RoundSiteRowOf<T>): void {
-    this.c.run(qb.insert(ROUND_SITE_TABLES[table]).values(row as never));
+    this.c.write(qb.insert(ROUND_SITE_TABLES[table]).values(row as never));
   }
   deleteMaskSetup(studyId: string, round: number, siteId: string): void {
-    this.c.run(qb.delete(maskSetups).where(and(eq(maskSetups.studyId, studyId), eq(maskSetups.round, round), eq(maskSetups.siteId, siteId))));
+    this.c.write(qb.delete(maskSetups).where(and(eq(maskSetups.studyId, studyId), eq(maskSetups.round, round), eq(maskSetups.siteId, siteId))));
   }
 
   insertDecline(row: DeclineRow): void {
-    this.c.run(qb.insert(roundDeclines).values(row).onConflictDoNothing());
+    this.c.write(qb.insert(roundDeclines).values(row).onConflictDoNothing());
   }
   declines(studyId: string, round: number) {
     return this.c.all(
@@ -406,10 +416,10 @@ export class PgStore implements CoordinatorStore {
     );
   }
   insertUpdate(row: { studyId: string; round: number; siteId: string; state: UpdateState; count: number; nSamples: number; length: number; startedAtMs: number }): void {
-    this.c.run(qb.insert(updates).values(row));
+    this.c.write(qb.insert(updates).values(row));
   }
   setUpdate(studyId: string, round: number, siteId: string, set: Partial<Omit<UpdateRow, 'studyId' | 'round' | 'siteId'>>): void {
-    this.c.run(
+    this.c.write(
       qb
         .update(updates)
         .set(set)
@@ -424,7 +434,7 @@ export class PgStore implements CoordinatorStore {
     return this.c.exists(q);
   }
   insertChunk(row: ChunkRow): void {
-    this.c.run(qb.insert(updateChunks).values(row));
+    this.c.write(qb.insert(updateChunks).values(row));
   }
   chunks(studyId: string, round: number, siteId: string) {
     return this.c.all(
@@ -437,7 +447,7 @@ export class PgStore implements CoordinatorStore {
     );
   }
   deleteChunks(studyId: string, round: number): void {
-    this.c.run(qb.delete(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round))));
+    this.c.write(qb.delete(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round))));
   }
   accumulator(studyId: string, round: number, index: number) {
     return this.c.get(
@@ -459,7 +469,7 @@ export class PgStore implements CoordinatorStore {
     );
   }
   putAccumulator(row: AccumulatorRow): void {
-    this.c.run(
+    this.c.write(
       qb
         .insert(accumulators)
         .values(row)
@@ -467,10 +477,10 @@ export class PgStore implements CoordinatorStore {
     );
   }
   deleteAccumulator(studyId: string, round: number, index: number): void {
-    this.c.run(qb.delete(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round), eq(accumulators.index, index))));
+    this.c.write(qb.delete(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round), eq(accumulators.index, index))));
   }
   deleteAccumulators(studyId: string, round: number): void {
-    this.c.run(qb.delete(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))));
+    this.c.write(qb.delete(accumulators).where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))));
   }
 
   reclaimSpace(): void {
@@ -479,7 +489,7 @@ export class PgStore implements CoordinatorStore {
   }
 
   insertRefusal(row: RefusalRow): void {
-    this.c.run(qb.insert(aggregateRefusals).values(row).onConflictDoNothing());
+    this.c.write(qb.insert(aggregateRefusals).values(row).onConflictDoNothing());
   }
   refusals(studyId: string, round: number) {
     return this.c.all(
@@ -494,15 +504,15 @@ export class PgStore implements CoordinatorStore {
   putMetrics(row: SiteMetricRow, values: MetricValue[]): void {
     this.transaction(() => {
       const { studyId, round, siteId, ...rest } = row;
-      this.c.run(
+      this.c.write(
         qb
           .insert(siteMetrics)
           .values(row)
           .onConflictDoUpdate({ target: [siteMetrics.studyId, siteMetrics.round, siteMetrics.siteId], set: rest }),
       );
-      this.c.run(qb.delete(siteMetricValues).where(and(eq(siteMetricValues.studyId, studyId), eq(siteMetricValues.round, round), eq(siteMetricValues.siteId, siteId))));
+      this.c.write(qb.delete(siteMetricValues).where(and(eq(siteMetricValues.studyId, studyId), eq(siteMetricValues.round, round), eq(siteMetricValues.siteId, siteId))));
       for (const v of values)
-        this.c.run(
+        this.c.write(
           qb
             .insert(siteMetricValues)
             .values({ studyId, round, siteId, name: v.name, value: v.value })
@@ -536,10 +546,10 @@ export class PgStore implements CoordinatorStore {
 export function pgAuditBackend(c: PgConnection): AuditBackend {
   return {
     owner: () => c.get(auditOwner, qb.select().from(auditOwner).limit(1)),
-    insertOwner: (row) => void c.run(qb.insert(auditOwner).values(row)),
+    insertOwner: (row) => c.write(qb.insert(auditOwner).values(row)),
     transaction: (fn) => c.transaction(fn),
     last: () => c.get(auditLog, qb.select().from(auditLog).orderBy(desc(auditLog.id)).limit(1)) as AuditEntry | undefined,
-    insert: (entry) => void c.run(qb.insert(auditLog).values(entry)),
+    insert: (entry) => c.write(qb.insert(auditLog).values(entry)),
     entries: (afterId, limit) => c.all(auditLog, qb.select().from(auditLog).where(gt(auditLog.id, afterId)).orderBy(asc(auditLog.id)).limit(limit)) as AuditEntry[],
   };
 }
