@@ -223,11 +223,11 @@ export function storeConformance(name: string, open: () => StoreUnderTest | Prom
           ['b', 'TWF_E_DP_BUDGET'],
         ],
       );
-      s.insertRefusal({ studyId: 's1', round: 1, siteId: 'a', code: 'TWF_E_AGGREGATE_OUT_OF_BOUNDS', detail: 'd', atMs: NOW_MS });
+      s.insertRefusal({ studyId: 's1', round: 1, siteId: 'a', code: 'TWF_E_AGGREGATE_BOUNDS', detail: 'd', atMs: NOW_MS });
       s.insertRefusal({ studyId: 's1', round: 1, siteId: 'a', code: 'X', detail: 'again', atMs: NOW_MS });
       assert.deepEqual(
         s.refusals('s1', 1).map((x) => x.code),
-        ['TWF_E_AGGREGATE_OUT_OF_BOUNDS'],
+        ['TWF_E_AGGREGATE_BOUNDS'],
       );
     });
 
