@@ -66,6 +66,11 @@ coord
   .command('start')
   .description('Start the coordinator: REST API for leads, socket.io endpoint for site nodes, /metrics')
   .option('--data-dir <dir>', 'folder for coordinator.db and the coordinator identity', './twinfed-coordinator')
+  .addOption(
+    new Option('--store <url>', 'keep the state and audit log in PostgreSQL (postgres://user:password@host:port/db; the database must exist) instead of coordinator.db; see docs/scaling.md').env(
+      'TWINFED_COORDINATOR_STORE_URL',
+    ),
+  )
   .option('--host <host>', 'listen address', '127.0.0.1')
   .option('--port <port>', 'listen port', (v) => Number(v), 7400)
   .addOption(new Option('--admin-token <token>', 'bearer token for the lead API (min 16 chars)').env('TWINFED_ADMIN_TOKEN').makeOptionMandatory())
@@ -75,39 +80,42 @@ coord
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--tls-next-cert <file>', 'certificate of the next key: its pin is sent to every site, signed, so a renewal does not lock them out')
   .action(
-    action(async (o: { dataDir: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
-      if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
-      const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
-      const { buildCoordinator } = await import('@twinfed/coordinator');
-      const c = await buildCoordinator({
-        dataDir: resolve(o.dataDir),
-        host: o.host,
-        port: o.port,
-        adminToken: o.adminToken,
-        ...(process.env.TWINFED_AUDITOR_TOKEN ? { auditorToken: process.env.TWINFED_AUDITOR_TOKEN } : {}),
-        tickMs: o.tickMs,
-        logLevel: o.logLevel,
-        ...(tls ? { tls } : {}),
-      });
-      const url = await c.listen();
-      console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
-      if (c.tls)
-        console.log(
-          `TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`,
-        );
-      // A signal handler cannot await: close, then exit 0, or 1 when closing failed (no unhandled rejection).
-      const stop = () => {
-        c.close().then(
-          () => process.exit(0),
-          (e: unknown) => {
-            console.error(`close failed: ${(e as Error).message}`);
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    }),
+    action(
+      async (o: { dataDir: string; store?: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
+        if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
+        const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
+        const { buildCoordinator } = await import('@twinfed/coordinator');
+        const c = await buildCoordinator({
+          dataDir: resolve(o.dataDir),
+          ...(o.store ? { storeUrl: o.store } : {}),
+          host: o.host,
+          port: o.port,
+          adminToken: o.adminToken,
+          ...(process.env.TWINFED_AUDITOR_TOKEN ? { auditorToken: process.env.TWINFED_AUDITOR_TOKEN } : {}),
+          tickMs: o.tickMs,
+          logLevel: o.logLevel,
+          ...(tls ? { tls } : {}),
+        });
+        const url = await c.listen();
+        console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);
+        if (c.tls)
+          console.log(
+            `TLS pin ${c.tls.pin}  (give it to each site out of band: twinfed site enrol --tls-pin ${c.tls.pin})${c.tls.nextPin ? `\nnext TLS pin ${c.tls.nextPin}  (announced to sites, signed, after hello)` : ''}`,
+          );
+        // A signal handler cannot await: close, then exit 0, or 1 when closing failed (no unhandled rejection).
+        const stop = () => {
+          c.close().then(
+            () => process.exit(0),
+            (e: unknown) => {
+              console.error(`close failed: ${(e as Error).message}`);
+              process.exit(1);
+            },
+          );
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      },
+    ),
   );
 
 // -------------------------------------------------------------------- lead

@@ -3,7 +3,7 @@
  * coordinator and site processes on loopback, have each site's privacy officer approve
  * the announced manifest, and verify every audit log at the end.
  */
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';

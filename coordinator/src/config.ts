@@ -4,6 +4,19 @@ import { CoordinatorError } from './errors.js';
 export const CoordinatorConfigSchema = z.object({
   /** Folder for the SQLite file and the coordinator identity (created if missing). */
   dataDir: z.string().min(1),
+  /**
+   * Keep the coordinator's state (and its audit log) in this PostgreSQL database instead of
+   * dataDir/coordinator.db: `postgres://user:password@host:port/db` (node-postgres connection
+   * string; `?host=/run/postgresql` for a Unix socket). The database must exist; its tables are
+   * created and migrated at start. The identity stays in dataDir. Read from
+   * TWINFED_COORDINATOR_STORE_URL by the CLI (--store). docs/scaling.md says when to use it.
+   */
+  storeUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+    .optional(),
+  /** Longest a PostgreSQL statement may take before the store gives up and the coordinator must restart, seconds. */
+  storeTimeoutS: z.number().positive().max(3600).default(30),
   host: z.string().default('127.0.0.1'),
   /** TCP port; 0 picks a free one (tests). */
   port: z.number().int().min(0).max(65535).default(7400),

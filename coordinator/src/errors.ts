@@ -7,7 +7,10 @@ import { WireError, WIRE_ERRORS, defineErrors, errorClass, type WireErrorCode } 
  */
 export const COORDINATOR_ERRORS = defineErrors({
   TWF_E_CONFIG: { message: 'Coordinator configuration is invalid; the message names the field.' },
-  TWF_E_DB: { message: 'The coordinator database could not be opened or migrated; check the path and disk space.' },
+  TWF_E_DB: {
+    message:
+      'The coordinator database could not be opened, migrated or reached; check the path and disk space, or, with the PostgreSQL store (--store), that the server runs and answers, then restart the coordinator.',
+  },
 });
 export type CoordinatorErrorCode = keyof typeof COORDINATOR_ERRORS;
 

@@ -3,15 +3,15 @@ import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server as IoServer, type Socket } from 'socket.io';
 import { WireError, type ClientToServerEvents, type Envelope, type ServerToClientEvents } from '@twinfed/protocols';
-import { AuditLog } from '@twinfed/shared/audit/index';
 import { EventHub } from '@twinfed/shared/web/index';
 import { fingerprint, generateIdentity, initSodium, loadIdentity, saveIdentity, type Identity } from '@twinfed/shared/crypto/index';
 import { parseCoordinatorConfig, type CoordinatorConfig, type CoordinatorConfigInput } from './config.js';
-import { openCoordinatorDb, type CoordinatorDb } from './db/index.js';
+import type { CoordinatorDb } from './db/index.js';
 import { CoordinatorEngine } from './engine.js';
 import { createCoordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from '@twinfed/shared/rate-limit';
-import { SqliteStore } from './store/sqlite.js';
+import type { CoordinatorStore } from './store/index.js';
+import { openCoordinatorStore } from './store/open.js';
 import { registerRestRoutes } from './rest.js';
 import { registerConsole, studyTopic } from './console/index.js';
 import { loadCoordinatorTls, type TlsPins } from './tls.js';
@@ -21,7 +21,10 @@ export interface Coordinator {
   app: FastifyInstance;
   io: IoServer<ClientToServerEvents, ServerToClientEvents>;
   engine: CoordinatorEngine;
-  db: CoordinatorDb;
+  /** Where the state is kept (store/index.ts): SQLite by default, PostgreSQL with config.storeUrl. */
+  store: CoordinatorStore;
+  /** The SQLite database (tests read it directly); throws when the state is in PostgreSQL (config.storeUrl). */
+  readonly db: CoordinatorDb;
   metrics: CoordinatorMetrics;
   /** The TLS pins served now and next, when the coordinator serves HTTPS itself (config.tls); else null. */
   tls: TlsPins | null;
@@ -41,7 +44,7 @@ export function loadOrCreateIdentity(dataDir: string, file: string): Identity {
 
 /**
  * Builds a coordinator: REST API for leads (fastify), socket.io endpoint that
- * site nodes dial out to, SQLite state, Prometheus metrics. Tests call this
+ * site nodes dial out to, state in SQLite (or PostgreSQL: config.storeUrl), Prometheus metrics. Tests call this
  * in-process; `twinfed coordinator start` wraps it.
  */
 export async function buildCoordinator(input: CoordinatorConfigInput): Promise<Coordinator> {
@@ -51,14 +54,13 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   mkdirSync(config.dataDir, { recursive: true });
   const identity = loadOrCreateIdentity(config.dataDir, 'coordinator-identity.json');
   const coordinatorId = `coordinator-${fingerprint(identity.ed25519PublicKey)}`;
-  const db = openCoordinatorDb(join(config.dataDir, 'coordinator.db'));
-  const audit = new AuditLog(db, coordinatorId, identity.ed25519SecretKey, identity.ed25519PublicKey);
+  const opened = await openCoordinatorStore(config, coordinatorId, identity);
+  const { store, audit } = opened;
   const metrics = createCoordinatorMetrics();
   const levels = ['silent', 'error', 'warn', 'info', 'debug'];
   const log = (level: 'info' | 'warn' | 'error', msg: string) => {
     if (levels.indexOf(level) <= levels.indexOf(config.logLevel)) console.error(`[coordinator] ${level}: ${msg}`);
   };
-  const store = new SqliteStore(db);
   // The console's live views subscribe to a topic per study; the engine publishes a bare hint.
   const hub = new EventHub<{ studyId: string }>();
   const engine = new CoordinatorEngine(store, audit, identity, metrics, {
@@ -151,7 +153,11 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     app,
     io,
     engine,
-    db,
+    store,
+    get db(): CoordinatorDb {
+      if (!opened.db) throw new Error(`this coordinator keeps its state in PostgreSQL (${opened.where}), not in a SQLite file`);
+      return opened.db;
+    },
     metrics,
     tls: tls && { pin: tls.pin, nextPin: tls.nextPin },
     async listen() {
@@ -161,7 +167,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
       timer = setInterval(() => engine.tick(), config.tickMs);
       engine.tick();
       const url = `${tls ? 'https' : 'http'}://${config.host}:${port}`;
-      log('info', `listening on ${url} as ${coordinatorId}`);
+      log('info', `listening on ${url} as ${coordinatorId}; state in ${opened.where}`);
       if (tls) log('info', `TLS pin ${tls.pin}${tls.nextPin ? `; next pin ${tls.nextPin} (sent to each site, signed, after hello)` : ''}`);
       return url;
     },
@@ -171,7 +177,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
       // io.close's own promise settles before the HTTP server has closed; its callback does not.
       await new Promise<void>((r) => void io.close(() => r()));
       await app.close().catch(() => undefined);
-      db.$client.close();
+      opened.close();
     },
   };
 }

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import type { Coordinator } from '@twinfed/coordinator';
 import { writeModelDir } from '@twinfed/site-node';
 import { initialWeights } from '@twinfed/shared/model/index';

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import type { Coordinator } from '@twinfed/coordinator';
 import { SITE_FILES, SiteNode } from '@twinfed/site-node';

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { SiteNode } from '@twinfed/site-node';
 import { ADMIN_TOKEN, RawSite, createAndStart, enrolNewSite, lead, realSite, tempDir, tinySpec, waitFor, connectAndApprove } from './harness.js';
 import { RawParticipant } from './raw-protocol.js';

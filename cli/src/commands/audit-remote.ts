@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { existsSync } from 'node:fs';
 import { CHECKPOINT_KIND, RECEIPT_KIND, checkpointFields, readAuditLog, readSiteStatements, receiptFields, verifyAuditChain, type AuditEntry, type ChainVerdict } from '@twinfed/shared/audit/index';

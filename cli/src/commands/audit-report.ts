@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

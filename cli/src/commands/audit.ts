@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

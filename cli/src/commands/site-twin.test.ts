@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { generateIdentity, initSodium, saveIdentity } from '@twinfed/shared/crypto/index';
 
 const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));

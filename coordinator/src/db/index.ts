@@ -1,11 +1,11 @@
-import Database from 'better-sqlite3';
+import Database, { type SqliteDatabase } from '@twinfed/shared/db/driver';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { fileURLToPath } from 'node:url';
 import { openMigratedSqlite } from '@twinfed/shared/db/index';
 import * as schema from './schema.js';
 
-export type CoordinatorDb = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
+export type CoordinatorDb = BetterSQLite3Database<typeof schema> & { $client: SqliteDatabase };
 
 const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
 

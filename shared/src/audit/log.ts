@@ -11,24 +11,56 @@ export type AuditInput = Omit<AuditFields, 'id' | 'tsMs' | 'peer' | 'msgType' | 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = BetterSQLite3Database<any>;
 
-/** The hash-chained audit log in a package's SQLite database, signed by its owner. */
+/**
+ * Where an AuditLog keeps its rows: a Twinfed SQLite database (sqliteAuditBackend), or the
+ * coordinator's PostgreSQL store (coordinator/src/store/postgres.ts). Synchronous; `transaction`
+ * nests inside one the caller has open on the same connection (the entry commits with the state
+ * change it records).
+ */
+export interface AuditBackend {
+  owner(): { ownerId: string; ed25519PublicKey: string } | undefined;
+  insertOwner(row: { ownerId: string; ed25519PublicKey: string }): void;
+  transaction<T>(fn: () => T): T;
+  /** The entry with the highest id. */
+  last(): AuditEntry | undefined;
+  insert(entry: AuditEntry): void;
+  /** Entries with id > afterId, by id, at most `limit`. */
+  entries(afterId: number, limit: number): AuditEntry[];
+}
+
+/** The audit tables (table.ts) of a drizzle SQLite database; better-sqlite3 nests transactions as savepoints. */
+export function sqliteAuditBackend(db: AnyDb): AuditBackend {
+  return {
+    owner: () => db.select().from(auditOwner).get(),
+    insertOwner: (row) => void db.insert(auditOwner).values(row).run(),
+    transaction: (fn) => db.transaction(() => fn()),
+    last: () => db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(1).get(),
+    insert: (entry) => void db.insert(auditLog).values(entry).run(),
+    entries: (afterId, limit) => db.select().from(auditLog).where(gt(auditLog.id, afterId)).orderBy(asc(auditLog.id)).limit(limit).all(),
+  };
+}
+
+/** The hash-chained audit log in a package's database (SQLite, or an AuditBackend), signed by its owner. */
 export class AuditLog {
+  private readonly db: AuditBackend;
+
   constructor(
-    private readonly db: AnyDb,
+    db: AnyDb | AuditBackend,
     readonly ownerId: string,
     private readonly ed25519SecretKey: Uint8Array,
     ed25519PublicKey: Uint8Array,
   ) {
+    this.db = 'insertOwner' in db ? db : sqliteAuditBackend(db);
     const pk = toB64(ed25519PublicKey);
-    const row = db.select().from(auditOwner).get();
-    if (!row) db.insert(auditOwner).values({ ownerId, ed25519PublicKey: pk }).run();
+    const row = this.db.owner();
+    if (!row) this.db.insertOwner({ ownerId, ed25519PublicKey: pk });
     else if (row.ed25519PublicKey !== pk) throw new Error(`audit log belongs to ${row.ownerId} with another key; refusing to append`);
   }
 
   /** Appends one entry atomically (the chain link is read and written in one transaction). */
   append(input: AuditInput): AuditEntry {
-    return this.db.transaction((tx) => {
-      const last = tx.select({ id: auditLog.id, hash: auditLog.hash }).from(auditLog).orderBy(desc(auditLog.id)).limit(1).get();
+    return this.db.transaction(() => {
+      const last = this.db.last();
       const fields: AuditFields = {
         id: (last?.id ?? 0) + 1,
         tsMs: input.tsMs ?? Date.now(),
@@ -44,18 +76,18 @@ export class AuditLog {
         detail: input.detail ?? null,
       };
       const entry = signEntry(fields, last?.hash ?? GENESIS_HASH, this.ed25519SecretKey);
-      tx.insert(auditLog).values(entry).run();
+      this.db.insert(entry);
       return entry;
     });
   }
 
   /** The last entry (the chain head), or undefined for an empty log. */
   head(): AuditEntry | undefined {
-    return this.db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(1).get();
+    return this.db.last();
   }
 
   entries(afterId = 0, limit = 1_000_000): AuditEntry[] {
-    return this.db.select().from(auditLog).where(gt(auditLog.id, afterId)).orderBy(asc(auditLog.id)).limit(limit).all();
+    return this.db.entries(afterId, limit);
   }
 }
 

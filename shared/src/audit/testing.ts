@@ -6,7 +6,7 @@
  * keeps them in the tables the site's migrations create. Tests then tamper
  * with the files the way an attacker with file access (and its own key) could.
  */
-import Database from 'better-sqlite3';
+import Database, { type SqliteDatabase } from '../db/driver.js';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +37,7 @@ interface Party {
   /** The party's folder: site.db (with site.json and identity.json) or coordinator.db. */
   dir: string;
   path: string;
-  sqlite: Database.Database;
+  sqlite: SqliteDatabase;
   audit: AuditLog;
 }
 
@@ -215,13 +215,13 @@ export class AuditExchange {
 // --------------------------------------------------------- what an attacker with file access can do
 
 /** Deletes the last `n` entries of a log (dropping the append-only trigger first). */
-export function dropTail(sqlite: Database.Database, n: number): void {
+export function dropTail(sqlite: SqliteDatabase, n: number): void {
   sqlite.exec('drop trigger if exists audit_log_no_delete');
   sqlite.prepare('delete from audit_log where id > (select max(id) from audit_log) - ?').run(n);
 }
 
 /** Edits one entry in place without re-signing (someone with file access but not the key). */
-export function editEntry(sqlite: Database.Database, id: number, detail: string): void {
+export function editEntry(sqlite: SqliteDatabase, id: number, detail: string): void {
   sqlite.exec('drop trigger if exists audit_log_no_update');
   sqlite.prepare('update audit_log set detail = ? where id = ?').run(detail, id);
 }
@@ -231,7 +231,7 @@ export function editEntry(sqlite: Database.Database, id: number, detail: string)
  * itself could: `edit` returns the entries to keep (fields may be changed);
  * ids are renumbered and the chain rebuilt, so the log verifies again.
  */
-export function rewriteAndResign(sqlite: Database.Database, ownerSecretKey: Uint8Array, edit: (entries: AuditEntry[]) => AuditEntry[]): void {
+export function rewriteAndResign(sqlite: SqliteDatabase, ownerSecretKey: Uint8Array, edit: (entries: AuditEntry[]) => AuditEntry[]): void {
   const kept = edit(readAuditLog(drizzle(sqlite)).entries);
   const rebuilt: AuditEntry[] = [];
   kept.forEach((e, i) => {

@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import Database, { type SqliteDatabase } from './driver.js';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { chmodSync, existsSync } from 'node:fs';
@@ -15,7 +15,7 @@ export function openMigratedSqlite<S extends Record<string, unknown>>(
   schema: S,
   migrationsFolder: string,
   opts: { incrementalVacuum?: boolean } = {},
-): BetterSQLite3Database<S> & { $client: Database.Database } {
+): BetterSQLite3Database<S> & { $client: SqliteDatabase } {
   const fresh = !existsSync(path);
   const sqlite = new Database(path);
   if (fresh) chmodSync(path, 0o600);
@@ -28,5 +28,5 @@ export function openMigratedSqlite<S extends Record<string, unknown>>(
   sqlite.pragma('busy_timeout = 5000');
   const db = drizzle(sqlite, { schema });
   migrate(db, { migrationsFolder });
-  return db as BetterSQLite3Database<S> & { $client: Database.Database };
+  return db as BetterSQLite3Database<S> & { $client: SqliteDatabase };
 }

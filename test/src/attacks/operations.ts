@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import Database, { type SqliteDatabase } from '@twinfed/shared/db/driver';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
@@ -135,7 +135,7 @@ const auditTampering: Attack = {
       mkdirSync(work);
       const coordinatorDb = join(ctx.dir, 'coordinator', 'coordinator.db');
       const key = loadIdentity(join(ctx.dir, 'coordinator', 'coordinator-identity.json')).ed25519SecretKey;
-      const copy = (name: string, edit?: (db: Database.Database) => void) => {
+      const copy = (name: string, edit?: (db: SqliteDatabase) => void) => {
         const p = join(work, name);
         copyFileSync(coordinatorDb, p);
         if (edit) {

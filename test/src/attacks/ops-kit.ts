@@ -3,7 +3,7 @@
  * processes, site nodes that close cleanly, a malicious coordinator operator's own envelopes,
  * and what the attacks measure (metrics, file trees, table counts).
  */
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';

@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import Database from '@twinfed/shared/db/driver';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PROTOCOL_VERSION, canonicalJson, manifestHash as hashOf, quorumOf, sha256Hex, utf8, type Ack, type BodyOf, type Envelope, type StudyManifest, type StudySpec } from '@twinfed/protocols';
