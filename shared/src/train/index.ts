@@ -26,5 +26,15 @@ export {
 } from './train.js';
 export { addProximalGradient, addProximalGradientF32, type ProximalOptions } from '../strategy/proximal.js';
 export { fedAvg } from './fedavg.js';
-export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
+export {
+  DataParallelTrainer,
+  workersFromEnv,
+  siteTrainingWorkers,
+  sharedTrainingPool,
+  closeSharedTrainingPool,
+  MAX_TRAIN_WORKERS,
+  DEFAULT_MAX_SITE_WORKERS,
+  type ParallelOptions,
+  type ShardGradient,
+} from './parallel.js';
 export { FlatAdam, type FlatAdamOptions } from './adam.js';
