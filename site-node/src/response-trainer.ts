@@ -128,6 +128,9 @@ export function createTaskTrainer(byTask: { segmentation: LocalTrainer; response
     initialWeights: (m) => pick(m).initialWeights(m),
     train: (m, w, r, p) => pick(m).train(m, w, r, p),
     evaluate: (m, w) => pick(m).evaluate(m, w),
+    close: async () => {
+      await Promise.all([byTask.segmentation.close?.(), byTask.response.close?.()]);
+    },
   };
 }
 

@@ -77,6 +77,8 @@ export interface LocalTrainer {
   /** `onProgress`, when given, hears of each epoch as it ends (see epochProgress). */
   train(manifest: StudyManifest, weights: Float32Array, round: number, onProgress?: (p: LocalTrainProgress) => void): Promise<LocalTrainResult>;
   evaluate(manifest: StudyManifest, weights: Float32Array): Promise<LocalEvalResult>;
+  /** Releases what the trainer keeps between rounds (the U-Net trainer's worker threads); SiteNode.close calls it. */
+  close?(): Promise<void>;
 }
 
 /**
