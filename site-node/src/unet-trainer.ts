@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { WireError, type SegmentationManifest, type StudyManifest } from '@twinfed/protocols';
 import { createUNet, deriveSeed, disposeUNet, getFlatWeights, initialWeights, setFlatWeights, type UNetConfig } from '@twinfed/shared/model/index';
 import type { SliceSet } from '@twinfed/shared/data/index';
-import { closeSharedTrainingPool, evaluateDice, selectBackend, siteTrainingWorkers, trainLocal } from '@twinfed/shared/train/index';
+import { TrainError, closeSharedTrainingPool, evaluateDice, selectBackend, siteTrainingWorkers, trainLocal } from '@twinfed/shared/train/index';
 import type { SiteDb } from './db/index.js';
 import { segSlices } from './db/schema.js';
 import { dpReport, epochProgress, localObjective, type LocalEvalResult, type LocalTrainResult, type LocalTrainer } from './trainer.js';
@@ -39,7 +39,7 @@ function unetConfig(mIn: StudyManifest): UNetConfig {
 export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflow' | 'wasm' | 'cpu'; workers?: number } = {}): Promise<LocalTrainer & { backendReason: string; workers: number }> {
   const choice = await selectBackend(opts.backend);
   const workers = opts.workers ?? siteTrainingWorkers();
-  if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`createUNetTrainer: workers must be a whole number ≥ 0, got ${workers}`);
+  if (!(Number.isInteger(workers) && workers >= 0)) throw new TrainError('TWF_E_TRAIN_WORKERS', `createUNetTrainer: workers must be a whole number ≥ 0, got ${workers}`);
 
   const load = (split: 'train' | 'val', mIn: StudyManifest): SliceSet & { patientIds: string[] } => {
     const m = seg(mIn);

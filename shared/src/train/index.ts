@@ -38,3 +38,4 @@ export {
   type ShardGradient,
 } from './parallel.js';
 export { FlatAdam, type FlatAdamOptions } from './adam.js';
+export { TRAIN_ERRORS, TrainError, type TrainErrorCode } from './errors.js';

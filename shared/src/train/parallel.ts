@@ -30,6 +30,7 @@ import type { BackendName } from './backend.js';
 import { addDiceSums, diceCoefficients, type DiceCoefficients, type DiceSums } from './parallel-shard.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './parallel-worker.js';
 import type { WasmKernelSet } from './wasm-kernels.js';
+import { TrainError } from './errors.js';
 
 export interface ParallelOptions {
   /** Number of worker threads (≥ 1). */
@@ -62,7 +63,7 @@ function workersFromEnvOr(env: NodeJS.ProcessEnv, unset: number): number {
   if (v == null || v.trim() === '') return unset;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > MAX_TRAIN_WORKERS) {
-    throw new Error(`TWINFED_TRAIN_WORKERS must be a whole number of worker threads from 0 to ${MAX_TRAIN_WORKERS} (0 = off); got '${v}'`);
+    throw new TrainError('TWF_E_TRAIN_WORKERS', `TWINFED_TRAIN_WORKERS must be a whole number of worker threads from 0 to ${MAX_TRAIN_WORKERS} (0 = off); got '${v}'`);
   }
   return n;
 }
@@ -92,11 +93,11 @@ class Replica {
     worker.on('message', (m: WorkerReply) => {
       const p = this.pending;
       this.pending = undefined;
-      if (m.kind === 'error') p?.reject(new Error(`training worker: ${m.message}`));
+      if (m.kind === 'error') p?.reject(new TrainError('TWF_E_TRAIN_WORKER', `training worker: ${m.message}`));
       else p?.resolve(m);
     });
-    worker.on('error', (e) => this.fail(new Error(`training worker failed: ${e.message}`)));
-    worker.on('exit', (code) => this.fail(new Error(`training worker exited with code ${code}`)));
+    worker.on('error', (e) => this.fail(new TrainError('TWF_E_TRAIN_WORKER', `training worker failed: ${e.message}`, { cause: e })));
+    worker.on('exit', (code) => this.fail(new TrainError('TWF_E_TRAIN_WORKER', `training worker exited with code ${code}`)));
   }
   private fail(e: Error): void {
     this.failed ??= e;
@@ -107,7 +108,7 @@ class Replica {
   /** Next reply of the worker (the 'ready' one right after start). */
   reply(): Promise<WorkerReply> {
     if (this.failed) return Promise.reject(this.failed);
-    if (this.pending) return Promise.reject(new Error('training worker: a request is already in flight'));
+    if (this.pending) return Promise.reject(new TrainError('TWF_E_TRAIN_WORKER', 'training worker: a request is already in flight'));
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject };
     });
@@ -163,7 +164,7 @@ export class DataParallelTrainer {
   /** Starts `workers` replicas and waits until each has its backend. */
   static async start(config: UNetConfig | undefined, opts: ParallelOptions): Promise<DataParallelTrainer> {
     if (!(Number.isInteger(opts.workers) && opts.workers >= 1 && opts.workers <= MAX_TRAIN_WORKERS)) {
-      throw new Error(`DataParallelTrainer: workers must be a whole number from 1 to ${MAX_TRAIN_WORKERS}, got ${opts.workers}`);
+      throw new TrainError('TWF_E_TRAIN_WORKERS', `DataParallelTrainer: workers must be a whole number from 1 to ${MAX_TRAIN_WORKERS}, got ${opts.workers}`);
     }
     const trainer = new DataParallelTrainer(config, opts.workers, opts.backend ?? (tf.getBackend() as BackendName), opts.kernels);
     await trainer.ensureStarted();
@@ -171,7 +172,7 @@ export class DataParallelTrainer {
   }
 
   private ensureStarted(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('DataParallelTrainer: the pool is closed'));
+    if (this.closed) return Promise.reject(new TrainError('TWF_E_TRAIN_POOL_CLOSED', 'DataParallelTrainer: the pool is closed'));
     if (this.replicas.length > 0 && this.replicas.every((r) => r.failed == null)) return Promise.resolve();
     this.starting ??= this.startWorkers().finally(() => {
       this.starting = undefined;
@@ -266,8 +267,8 @@ export class DataParallelTrainer {
     const grads = new Float32Array(weights.length);
     let ce = 0;
     for (const r of replies) {
-      if (r.kind !== 'grad') throw new Error(`training worker sent ${r.kind}, expected grad`);
-      if (r.grads.length !== grads.length) throw new Error(`training worker sent ${r.grads.length} gradients for ${grads.length} weights`);
+      if (r.kind !== 'grad') throw new TrainError('TWF_E_TRAIN_WORKER', `training worker sent ${r.kind}, expected grad`);
+      if (r.grads.length !== grads.length) throw new TrainError('TWF_E_TRAIN_WORKER', `training worker sent ${r.grads.length} gradients for ${grads.length} weights`);
       for (let j = 0; j < grads.length; j++) grads[j] += r.grads[j];
       ce += r.ce;
     }
@@ -328,7 +329,7 @@ let shared: { workers: number; backend: BackendName; pool: Promise<DataParallelT
 export function sharedTrainingPool(workers: number, backend?: BackendName): Promise<DataParallelTrainer> {
   const want = backend ?? (tf.getBackend() as BackendName);
   if (!(Number.isInteger(workers) && workers >= 1 && workers <= MAX_TRAIN_WORKERS)) {
-    return Promise.reject(new Error(`sharedTrainingPool: workers must be a whole number from 1 to ${MAX_TRAIN_WORKERS}, got ${workers}`));
+    return Promise.reject(new TrainError('TWF_E_TRAIN_WORKERS', `sharedTrainingPool: workers must be a whole number from 1 to ${MAX_TRAIN_WORKERS}, got ${workers}`));
   }
   if (shared && shared.workers === workers && shared.backend === want) return shared.pool;
   const previous = shared?.pool;

@@ -27,6 +27,7 @@ import { cryptoGaussian, cryptoUniform01 } from '../dp/noise.js';
 import { deriveSeed, mulberry32, permutation } from '../model/prng.js';
 import { getFlatWeights, segmentationLoss, setFlatWeights, unetLogits, type UNet } from '../model/unet.js';
 import { FlatAdam } from './adam.js';
+import { TrainError } from './errors.js';
 import { sharedTrainingPool, workersFromEnv } from './parallel.js';
 import { addDiceSums, diceCoefficients, diceStats, shardLossForGradient, type DiceSums } from './parallel-shard.js';
 import { addProximalGradientF32, checkProximal, type ProximalOptions } from '../strategy/proximal.js';
@@ -142,7 +143,7 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   const stepsPerEpoch = Math.ceil(data.n / batchSize);
   const maxSteps = Math.min(opts.maxSteps ?? Infinity, epochs * stepsPerEpoch);
   const nWorkers = nWorkersAsked;
-  if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new Error(`trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
+  if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new TrainError('TWF_E_TRAIN_WORKERS', `trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
   // The process-wide pool: started by the first call, reused by every later one (rounds). It is
   // looked up again for every step (a lookup, no start) so a pool closed meanwhile (another site
   // node in this process shutting down) is replaced instead of failing this run.
