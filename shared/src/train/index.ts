@@ -6,9 +6,10 @@ export {
   backpropFilterPath,
   TWINFED_WASM_KERNELS,
   DEFAULT_WASM_KERNELS,
-  setBackpropFilterMatMul,
+  setBackpropFilterAlgorithm,
   type BackpropInputPath,
   type BackpropFilterPath,
+  type BackpropFilterAlgorithm,
   type WasmKernelSet,
 } from './wasm-kernels.js';
 export {

@@ -4,7 +4,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32 } from '../model/prng.js';
 import { createUNet, segmentationLoss, setFlatWeights, getFlatWeights, unetLogits } from '../model/unet.js';
 import { selectBackend } from './backend.js';
-import { backpropFilterPath, backpropInputPath, registerCpuTrainingKernels, setBackpropFilterMatMul } from './wasm-kernels.js';
+import { backpropFilterPath, backpropInputPath, registerCpuTrainingKernels, setBackpropFilterAlgorithm, setBackpropFilterChunkBytes, type BackpropFilterAlgorithm } from './wasm-kernels.js';
+
+const DW_ALGORITHMS: BackpropFilterAlgorithm[] = ['dilated-conv', 'im2col-matmul', 'tap-matmul'];
 
 type Pad = 'same' | 'valid' | number;
 
@@ -79,6 +81,11 @@ const CASES: Case[] = [
   { x: [1, 6, 6, 2], f: [3, 3, 2, 2], strides: [1, 1], pad: 3 }, // padding > k-1: stock fallback for dx
   { x: [2, 5, 6, 3], f: [2, 2, 3, 2], strides: [1, 1], pad: 'same' }, // even kernel: padding only bottom/right
   { x: [2, 6, 4, 3], f: [3, 3, 3, 2], strides: [2, 2], pad: 'valid' }, // stride 2, rows/cols left unused
+  { x: [3, 9, 7, 1], f: [3, 3, 1, 9], strides: [1, 1], pad: 'same' }, // odd sizes, one input channel
+  { x: [1, 5, 13, 17], f: [3, 3, 17, 6], strides: [1, 1], pad: 'same' }, // channels not a multiple of the SIMD width
+  { x: [2, 11, 5, 5], f: [2, 2, 5, 7], strides: [2, 2], pad: 'valid' }, // stride 2, odd sizes (a row and a column unused)
+  { x: [3, 6, 10, 6], f: [2, 2, 6, 5], strides: [2, 2], pad: 'valid' }, // transposed-conv shape, odd channels
+  { x: [2, 4, 4, 8], f: [3, 3, 8, 8], strides: [1, 1], pad: 'valid' }, // output smaller than the filter
 ];
 
 /** Direct definition of 2D max pooling's input gradient: dy goes to each window's first maximum. */
@@ -122,19 +129,25 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
   for (const [k, c] of CASES.entries()) {
     const label = `x ${c.x} filter ${c.f} strides ${c.strides} pad ${c.pad}`;
 
-    for (const matMul of [false, true]) {
-      it(`Conv2DBackpropFilter (${matMul ? backpropFilterPath(c.x, c.f, c.strides, c.pad) : 'dilated-conv'}): ${label}`, async () => {
+    for (const algorithm of DW_ALGORITHMS) {
+      it(`Conv2DBackpropFilter (${algorithm}: ${backpropFilterPath(c.x, c.f, c.strides, c.pad, algorithm)}): ${label}`, async () => {
         const ys = outShape(c);
         const x = randn(size(c.x), 100 + k),
           dy = randn(size(ys), 200 + k);
         const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.f };
         const inputs = { x: { shape: c.x, data: x }, dy: { shape: ys, data: dy } };
-        setBackpropFilterMatMul(matMul);
+        setBackpropFilterAlgorithm(algorithm);
         const w = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
-        setBackpropFilterMatMul(false);
+        // The tap GEMMs once more with one image per chunk (the chunk sums; default chunks hold these small batches whole).
+        const prevChunk = setBackpropFilterChunkBytes(1);
+        const wChunked = await runOn('wasm', 'Conv2DBackpropFilter', inputs, attrs);
+        setBackpropFilterChunkBytes(prevChunk);
+        setBackpropFilterAlgorithm('tap-matmul');
         const cpu = await runOn('cpu', 'Conv2DBackpropFilter', inputs, attrs);
         assert.deepEqual(w.shape, c.f);
         assertClose(w.data, cpu.data, 'wasm vs cpu');
+        assert.deepEqual(wChunked.shape, c.f);
+        assertClose(wChunked.data, cpu.data, 'wasm, one image per chunk, vs cpu');
         const info = tf.backend_util.computeConv2DInfo(c.x as [number, number, number, number], c.f as [number, number, number, number], c.strides, 1, c.pad);
         const naive = naiveBackpropFilter(x, c.x, dy, ys, c.f, c.strides[0], c.strides[1], info.padInfo.top, info.padInfo.left);
         assertClose(cpu.data, naive, 'stock cpu vs definition');
@@ -153,14 +166,17 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
   }
 
   it('covers every Conv2DBackpropFilter algorithm', () => {
-    const paths = new Set(CASES.map((c) => backpropFilterPath(c.x, c.f, c.strides, c.pad)));
-    assert.deepEqual([...paths].sort(), ['dilated-conv', 'im2col-matmul', 'space-to-depth-matmul']);
+    const paths = new Set(CASES.flatMap((c) => DW_ALGORITHMS.map((a) => backpropFilterPath(c.x, c.f, c.strides, c.pad, a))));
+    assert.deepEqual([...paths].sort(), ['dilated-conv', 'im2col-matmul', 'space-to-depth-matmul', 'tap-matmul']);
+    assert.equal(backpropFilterPath([16, 64, 64, 8], [3, 3, 8, 8], 1, 'same'), 'tap-matmul', 'the default for the U-Net convolutions');
   });
 
   for (const [k, p] of [
     { x: [2, 8, 6, 3], k: 2, s: 2, pad: 'valid' }, // the U-Net's pool
     { x: [1, 7, 9, 2], k: 3, s: 2, pad: 'same' }, // overlapping windows, padding, odd sizes
     { x: [2, 5, 5, 2], k: 2, s: 1, pad: 'valid' }, // stride 1: a pixel is in up to 4 windows
+    { x: [2, 7, 5, 3], k: 2, s: 2, pad: 'valid' }, // 2x2/2 with an odd row and column in no window
+    { x: [1, 6, 8, 9], k: 2, s: 2, pad: 'same' }, // 2x2/2 'same' on even sizes (no padding either)
   ].entries()) {
     it(`MaxPoolGrad: x ${p.x} window ${p.k} stride ${p.s} pad ${p.pad}, with ties`, async () => {
       // Values quantised to a few levels so windows hold equal maxima (first one wins).
@@ -180,10 +196,25 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     });
   }
 
+  it('MaxPoolGrad 2x2/2: NaNs in a window never win, an infinite dy reaches only the maximum (as the generic rule)', async () => {
+    const N = Number.NaN;
+    // One image, 2x4, one channel: windows [1, N; 3, 2] and [N, N; N, N]; then 2 channels with ties.
+    const x = Float32Array.from([1, N, N, N, 3, 2, N, N]);
+    const dy = Float32Array.from([Number.POSITIVE_INFINITY, 5]);
+    const attrs = { filterSize: 2, strides: 2, pad: 'valid', dimRoundingMode: undefined };
+    const inputs = { dy: { shape: [1, 1, 2, 1], data: dy }, input: { shape: [1, 2, 4, 1], data: x }, output: { shape: [1, 1, 2, 1], data: new Float32Array(2) } };
+    const w = await runOn('wasm', 'MaxPoolGrad', inputs, attrs);
+    assert.deepEqual(Array.from(w.data), Array.from(naiveMaxPoolGrad(x, [1, 2, 4, 1], dy, 2, 2, 0, 0, [1, 1, 2, 1])));
+    assert.deepEqual(Array.from(w.data), [0, 0, 0, 0, Number.POSITIVE_INFINITY, 0, 0, 0]);
+  });
+
   for (const [k, c] of [
     { shape: [4, 5, 6, 3], axis: [0, 1, 2], keepDims: false }, // bias gradient
     { shape: [4, 5, 6, 3], axis: [2, 0, 1], keepDims: true }, // same axes, any order, kept dims
     { shape: [7, 5], axis: 0, keepDims: false }, // rank 2
+    { shape: [3, 5, 7, 8], axis: [0, 1, 2], keepDims: false }, // 8 channels per pass
+    { shape: [2, 3, 5, 24], axis: [0, 1, 2], keepDims: true }, // several passes of 8
+    { shape: [9, 12], axis: 0, keepDims: false }, // 4 channels per pass
     { shape: [4, 5, 6, 3], axis: [1, 2], keepDims: false }, // not all leading axes: stock kernel
     { shape: [4, 5, 6, 3], axis: [-1], keepDims: true }, // last axis: stock kernel
   ].entries()) {
@@ -196,6 +227,43 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
       assertClose(w.data, cpu.data, 'wasm vs cpu', 1e-5);
     });
   }
+
+  it('Identity and same-dtype Cast share the buffer; a clone outlives its source; other casts convert', async () => {
+    await tf.setBackend('wasm');
+    const before = tf.backend().numDataIds();
+    const a = tf.tensor2d([1.5, -2, 3, 4], [2, 2]);
+    const b = tf.clone(a);
+    const c = tf.cast(a, 'float32');
+    assert.equal(tf.backend().numDataIds(), before + 1, 'one buffer for the three tensors');
+    a.dispose();
+    assert.deepEqual(Array.from(await b.data()), [1.5, -2, 3, 4]);
+    b.dispose();
+    assert.deepEqual(Array.from(await c.data()), [1.5, -2, 3, 4]);
+    const i = tf.cast(c, 'int32');
+    assert.equal(i.dtype, 'int32');
+    assert.deepEqual(Array.from(await i.data()), [1, -2, 3, 4]);
+    tf.dispose([c, i]);
+    assert.equal(tf.backend().numDataIds(), before, 'the buffer is freed with its last tensor');
+  });
+
+  it('the fused ReLU gradient equals the stock mul(dy, step(x)) element by element, zeros, NaN and infinities included', async () => {
+    const xs = Float32Array.from([1, -1, 0, -0, 2, Number.NaN, 3, -3, 0.5, -0.5, 4, 1e-30, -1e-30, 5]);
+    const dys = Float32Array.from([0.5, 0.5, 0.5, -0.5, -2, 1, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN, Number.NaN, -0, 7, -7, 0]);
+    const grad = async (backend: string) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor1d(xs);
+      const dy = tf.tensor1d(dys);
+      const g = tf.grad((t: tf.Tensor) => tf.relu(t))(x, dy);
+      const v = (await g.data()) as Float32Array;
+      tf.dispose([x, dy, g]);
+      return Array.from(v);
+    };
+    const wasm = await grad('wasm');
+    const cpu = await grad('cpu');
+    // Object.is: NaN equals NaN, and +0 and -0 differ.
+    wasm.forEach((v, i) => assert.ok(Object.is(v, cpu[i]), `element ${i}: wasm ${v}, cpu ${cpu[i]}`));
+    await tf.setBackend('wasm');
+  });
 
   it('covers every Conv2DBackpropInput algorithm', () => {
     const paths = new Set(CASES.map((c) => backpropInputPath(c.x, c.f, c.strides, c.pad)));
@@ -212,18 +280,22 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     const before = tf.backend().numDataIds();
     for (let i = 0; i < 3; i++) {
       tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap));
-      setBackpropFilterMatMul(true);
-      for (const cc of [CASES[0], CASES[4]]) {
-        // im2col and space-to-depth MatMul paths
-        const x2 = tf.tensor(randn(size(cc.x), 6), cc.x),
-          y2 = tf.tensor(randn(size(outShape(cc)), 7), outShape(cc));
-        tf.dispose([
-          x2,
-          y2,
-          tf.engine().runKernel('Conv2DBackpropFilter', { x: x2, dy: y2 }, { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', filterShape: cc.f } as unknown as tf.NamedAttrMap),
-        ]);
+      for (const [algorithm, chunkBytes] of [...DW_ALGORITHMS.map((a) => [a, 320 * 1024] as const), ['tap-matmul', 1] as const]) {
+        setBackpropFilterAlgorithm(algorithm);
+        const prevChunk = setBackpropFilterChunkBytes(chunkBytes);
+        for (const cc of [CASES[0], CASES[4]]) {
+          // every dW path: tap views, im2col and space-to-depth MatMuls, dilated conv
+          const x2 = tf.tensor(randn(size(cc.x), 6), cc.x),
+            y2 = tf.tensor(randn(size(outShape(cc)), 7), outShape(cc));
+          tf.dispose([
+            x2,
+            y2,
+            tf.engine().runKernel('Conv2DBackpropFilter', { x: x2, dy: y2 }, { strides: cc.strides, pad: cc.pad, dataFormat: 'NHWC', filterShape: cc.f } as unknown as tf.NamedAttrMap),
+          ]);
+        }
+        setBackpropFilterChunkBytes(prevChunk);
       }
-      setBackpropFilterMatMul(false);
+      setBackpropFilterAlgorithm('tap-matmul');
       for (const cc of [c, CASES[0], CASES[4]]) {
         const y2 = tf.tensor(randn(size(outShape(cc)), 4), outShape(cc));
         const f2 = tf.tensor(randn(size(cc.f), 5), cc.f);

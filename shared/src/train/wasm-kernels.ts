@@ -157,31 +157,49 @@ function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
  *
  * Returns null for other shapes (the dilated-convolution path above handles them).
  */
-export type BackpropFilterPath = 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
+export type BackpropFilterPath = 'tap-matmul' | 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
 
-function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: [number, number, number, number] }) {
+/**
+ * How the wasm Conv2DBackpropFilter computes dW where the shapes allow a GEMM: 'tap-matmul'
+ * (default: stride 1 as kh·kw GEMMs over heap views, the 2x2/2 transposed conv as one
+ * space-to-depth GEMM), 'im2col-matmul' (stride 1 as one GEMM over an im2col matrix, same
+ * space-to-depth GEMM), 'dilated-conv' (always the XNNPACK dilated convolution; the first
+ * Twinfed kernel). Other shapes always take the dilated convolution.
+ */
+export type BackpropFilterAlgorithm = 'tap-matmul' | 'im2col-matmul' | 'dilated-conv';
+
+function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: [number, number, number, number] }, algorithm: BackpropFilterAlgorithm) {
   const info = backend_util.computeConv2DInfo(xShape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
   const [kh, kw] = attrs.filterShape;
   const [, H, W] = xShape;
   const { top, left } = info.padInfo;
   const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info;
   let path: BackpropFilterPath = 'dilated-conv';
-  if (sh === sw && kh === sh && kw === sw && sh > 1 && top === 0 && left === 0 && oh * sh === H && ow * sw === W) path = 'space-to-depth-matmul';
-  else if (sh === 1 && sw === 1) path = 'im2col-matmul';
+  if (algorithm === 'dilated-conv') path = 'dilated-conv';
+  else if (sh === sw && kh === sh && kw === sw && sh > 1 && top === 0 && left === 0 && oh * sh === H && ow * sw === W) path = 'space-to-depth-matmul';
+  else if (sh === 1 && sw === 1) path = algorithm;
   return { path, info };
 }
 
-/** The algorithm the Twinfed wasm Conv2DBackpropFilter picks for these shapes. */
-export function backpropFilterPath(xShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad): BackpropFilterPath {
-  return backpropFilterPlan(xShape, { strides, pad, dataFormat: 'NHWC', filterShape: filterShape as [number, number, number, number] }).path;
+/** The algorithm the Twinfed wasm Conv2DBackpropFilter picks for these shapes (under `algorithm`, default the one in force). */
+export function backpropFilterPath(
+  xShape: number[],
+  filterShape: number[],
+  strides: number | [number, number],
+  pad: Pad,
+  algorithm: BackpropFilterAlgorithm = backpropFilterAlgorithm,
+): BackpropFilterPath {
+  return backpropFilterPlan(xShape, { strides, pad, dataFormat: 'NHWC', filterShape: filterShape as [number, number, number, number] }, algorithm).path;
 }
 
-function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
+function conv2DBackpropFilterWasm(args: KernelArgs): TensorInfo {
   const backend = args.backend as BackendWasm;
   const { x, dy } = args.inputs as Record<string, TensorInfo>;
   const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropFilter');
-  const { path, info } = backpropFilterPlan(x.shape, attrs);
+  const { path, info } = backpropFilterPlan(x.shape, attrs, backpropFilterAlgorithm);
+  if (path === 'dilated-conv') return conv2DBackpropFilter(WASM, args);
+  if (path === 'tap-matmul') return conv2DBackpropFilterTaps(backend, x, dy, attrs.filterShape, info);
   const [kh, kw, ci, co] = attrs.filterShape;
   const [B, H, W] = x.shape;
   const { top, left } = info.padInfo;
@@ -213,8 +231,6 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
     free(backend, aInfo);
     return { dataId: m.dataId, shape: [kh, kw, ci, co], dtype: 'float32' };
   }
-  if (path !== 'im2col-matmul') return null;
-
   const Hp = oh + kh - 1,
     Wp = ow + kw - 1;
   const N = B * Hp * Wp;
@@ -267,6 +283,164 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
 }
 
 // ---------------------------------------------------------------------------
+// XNNPACK GEMM on views of the wasm heap
+
+/** The exports of the tfjs wasm module that the view-GEMM needs (typed loosely: they are not in its .d.ts). */
+interface WasmModuleCalls {
+  cwrap(name: string, ret: null, args: string[]): (...a: unknown[]) => void;
+}
+
+const rawMatMuls = new WeakMap<object, (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number, ta: boolean, tb: boolean, outId: number) => void>();
+
+/** The tfjs wasm BatchMatMul export, called with tensor ids directly (no reshape, no output allocation). */
+function rawMatMul(backend: BackendWasm) {
+  let f = rawMatMuls.get(backend.wasm);
+  if (f == null) {
+    const cw = (backend.wasm as unknown as WasmModuleCalls).cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+    f = cw as typeof f & object;
+    rawMatMuls.set(backend.wasm, f);
+  }
+  return f;
+}
+
+const shapeBytes = (s: number[]) => new Uint8Array(new Int32Array(s).buffer);
+
+/**
+ * A tensor that is a view `offset` floats into `base`'s memory (no copy). The wasm kernels
+ * read and write tensors by id and byte offset, so a registered view is a dense tensor to them.
+ * Must be dropped with dropView (never disposeData: that would free() an interior pointer).
+ */
+function heapView(backend: BackendWasm, base: TensorInfo, offset: number, shape: number[]): TensorInfo {
+  const { memoryOffset } = backend.dataIdMap.get(base.dataId);
+  return backend.makeOutput(shape, 'float32', memoryOffset + 4 * offset);
+}
+
+function dropView(backend: BackendWasm, v: TensorInfo): void {
+  const d = backend.dataIdMap.get(v.dataId);
+  // Unregisters the id in the C++ tensor registry (and any XNNPACK operator cached on it), frees nothing.
+  backend.wasm.tfjs.disposeData(d.id);
+  backend.dataIdMap.delete(v.dataId);
+}
+
+/**
+ * out[M, N] = A[M, K] · B[K, N] by XNNPACK's fully-connected GEMM (the wasm BatchMatMul with
+ * batch 1). XNNPACK packs B once per B tensor and caches the packed operator on B's id until B is
+ * disposed, so calls that share B (the taps below) pack it once.
+ */
+function gemm(backend: BackendWasm, a: TensorInfo, b: TensorInfo, out: TensorInfo, M: number, K: number, N: number): void {
+  const id = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).id;
+  rawMatMul(backend)(id(a), shapeBytes([1, M, K]), 3, id(b), shapeBytes([1, K, N]), 3, false, false, id(out));
+}
+
+/**
+ * Working set of one chunk of images in conv2DBackpropFilterTaps (bytes of its x rows plus its
+ * dy rows): small enough that a chunk's operands stay in a 512 KiB L2 cache across its kh·kw
+ * GEMMs, which otherwise stream them from L3 once per GEMM (and XNNPACK once more per 4 rows
+ * of the left operand). 0 = the whole batch in one chunk.
+ */
+let tapChunkBytes = 320 * 1024;
+
+/** Sets the chunk size of the tap-matmul dW (benchmarks, tests); returns the previous one. */
+export function setBackpropFilterChunkBytes(bytes: number): number {
+  const prev = tapChunkBytes;
+  tapChunkBytes = bytes;
+  return prev;
+}
+
+/**
+ * wasm dW of a stride-1 convolution as kh·kw GEMMs over shifted views, with no im2col matrix.
+ * Lay x out zero-padded and channel-major on a grid of (oh+kh-1) x (ow+kw-1) pixels per image,
+ * XT[c][n] with n = (b·Hp + r)·Wp + s, and dy on the same grid as D[n][o] (zero outside oh x ow).
+ * Then for every tap (i, j)
+ *   dW[i, j, c, o] = Σ_n XT[c][n + i·Wp + j] · D[n][o],
+ * and XT shifted by i·Wp + j is itself a dense matrix in memory when its rows are K long and
+ * stored K apart: row c of the view starts at c·K + i·Wp + j. Where n + shift runs past a row
+ * the view reads the next row's start (or the zero tail), but only at grid pixels where D is
+ * zero: the last valid output pixel's tap reads the grid's last pixel, and every row ends with
+ * a zero margin of at least the largest shift (K = grid pixels + margin, D zero there too).
+ * So each tap is one GEMM of a heap view with the same D, written straight into its [ci, co]
+ * block of the [kh, kw, ci, co] output; XNNPACK packs D once for all taps.
+ *
+ * The batch is cut into chunks of whole images (tapChunkBytes) with their own XT and D blocks;
+ * the chunks' [kh, kw, ci, co] results are added up in float64 at the end.
+ * Compared with the im2col MatMul: x is rearranged once instead of kh·kw times; compared with
+ * the dilated XNNPACK convolution: no transposes of x and dy, and the GEMM's reduction is one
+ * long contiguous loop instead of an indirection over a huge dy "filter".
+ */
+function conv2DBackpropFilterTaps(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, filterShape: [number, number, number, number], info: backend_util.Conv2DInfo): TensorInfo {
+  const [kh, kw, ci, co] = filterShape;
+  const [B, H, W] = x.shape;
+  const { top, left } = info.padInfo;
+  const { outHeight: oh, outWidth: ow } = info;
+  const Hp = oh + kh - 1,
+    Wp = ow + kw - 1;
+  const img = Hp * Wp;
+  const margin = (kh - 1) * Wp + (kw - 1);
+  const per = tapChunkBytes > 0 ? Math.max(1, Math.min(B, Math.floor(tapChunkBytes / ((ci + co) * img * 4)))) : B;
+  const nChunks = Math.ceil(B / per);
+  const K = per * img + margin; // row length of a chunk's XT and rows of its D (the last chunk may use fewer images)
+  const xtInfo = backend.makeOutput([nChunks * ci * K + margin], 'float32');
+  const dInfo = backend.makeOutput([nChunks * K, co], 'float32');
+  const taps = kh * kw * ci * co;
+  const part = nChunks > 1 ? backend.makeOutput([nChunks * taps], 'float32') : backend.makeOutput([kh, kw, ci, co], 'float32');
+  // Views after every allocation: makeOutput may grow (and detach) the heap.
+  const XT = backend.typedArrayFromHeap(xtInfo) as Float32Array;
+  const D = backend.typedArrayFromHeap(dInfo) as Float32Array;
+  const xv = backend.typedArrayFromHeap(x) as Float32Array;
+  const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+  XT.fill(0);
+  D.fill(0);
+  // Grid rows r hold x rows r - top (where those exist), grid columns s hold x columns s - left.
+  const r0 = Math.max(0, top),
+    r1 = Math.min(Hp, H + top);
+  const s0 = Math.max(0, left),
+    s1 = Math.min(Wp, W + left);
+  for (let b = 0; b < B; b++) {
+    const chunk = Math.floor(b / per);
+    const g0 = chunk * ci * K + (b - chunk * per) * img; // this image's grid in channel 0 of its chunk
+    for (let r = r0; r < r1; r++) {
+      const xRow = (b * H + (r - top)) * W * ci;
+      const gRow = g0 + r * Wp;
+      // One x row (W·ci floats) stays in L1 while its ci channel rows are written out.
+      for (let c = 0; c < ci; c++) {
+        const g = gRow + c * K;
+        for (let q = s0, k = xRow + (s0 - left) * ci + c; q < s1; q++, k += ci) XT[g + q] = xv[k];
+      }
+    }
+    const d0 = (chunk * K + (b - chunk * per) * img) * co;
+    for (let p = 0; p < oh; p++) {
+      const src = (b * oh + p) * ow * co;
+      D.set(dyv.subarray(src, src + ow * co), d0 + p * Wp * co);
+    }
+  }
+  for (let chunk = 0; chunk < nChunks; chunk++) {
+    const dv = heapView(backend, dInfo, chunk * K * co, [K, co]);
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const a = heapView(backend, xtInfo, chunk * ci * K + i * Wp + j, [ci, K]);
+        const o = heapView(backend, part, chunk * taps + (i * kw + j) * ci * co, [ci, co]);
+        gemm(backend, a, dv, o, ci, K, co);
+        dropView(backend, a);
+        dropView(backend, o);
+      }
+    }
+    dropView(backend, dv);
+  }
+  free(backend, xtInfo, dInfo);
+  if (nChunks === 1) return part;
+  const out = backend.makeOutput([kh, kw, ci, co], 'float32');
+  const o = backend.typedArrayFromHeap(out) as Float32Array;
+  const pv = backend.typedArrayFromHeap(part) as Float32Array;
+  const acc = new Float64Array(taps);
+  for (let chunk = 0; chunk < nChunks; chunk++) {
+    for (let t = 0; t < taps; t++) acc[t] += pv[chunk * taps + t];
+  }
+  o.set(acc);
+  free(backend, part);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // MaxPoolGrad (stock wasm kernel is a scalar loop over every window per dx pixel)
 
 /**
@@ -286,6 +460,55 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
   const dx = backend.typedArrayFromHeap(out) as Float32Array;
   const xv = backend.typedArrayFromHeap(input) as Float32Array;
   const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0) {
+    // The U-Net's 2x2/2 pool: windows do not overlap, so every dx element is written once
+    // (no zero fill, no accumulation) and the window's four values are compared in registers.
+    if (H !== 2 * oh || W !== 2 * ow) dx.fill(0); // a last odd row/column belongs to no window
+    const rowC = W * C;
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < oh; p++) {
+        for (let q = 0; q < ow; q++) {
+          const base = ((b * H + 2 * p) * W + 2 * q) * C;
+          const o = ((b * oh + p) * ow + q) * C;
+          for (let c = 0; c < C; c++) {
+            const i00 = base + c,
+              i01 = i00 + C,
+              i10 = i00 + rowC,
+              i11 = i10 + C;
+            const a = xv[i00],
+              b = xv[i01],
+              d = xv[i10],
+              e = xv[i11];
+            const g = dyv[o + c];
+            if (a !== a || b !== b || d !== d || e !== e || g - g !== 0) {
+              // A NaN in the window or an infinite/NaN dy (never in practice, so this branch is
+              // always predicted): the generic rule, first maximum by strict > from -Infinity
+              // (NaNs never win), and exact zeros elsewhere.
+              let m = Number.NEGATIVE_INFINITY,
+                k = -1;
+              if (a > m) [m, k] = [a, 0];
+              if (b > m) [m, k] = [b, 1];
+              if (d > m) [m, k] = [d, 2];
+              if (e > m) k = 3;
+              dx[i00] = k === 0 ? g : 0;
+              dx[i01] = k === 1 ? g : 0;
+              dx[i10] = k === 2 ? g : 0;
+              dx[i11] = k === 3 ? g : 0;
+              continue;
+            }
+            // First maximum in row-major order, as masks without branches (comparisons on
+            // random activations mispredict half the time): an element wins if it is >= every
+            // later one and > every earlier one.
+            dx[i00] = g * (+(a >= b) & +(a >= d) & +(a >= e));
+            dx[i01] = g * (+(b > a) & +(b >= d) & +(b >= e));
+            dx[i10] = g * (+(d > a) & +(d > b) & +(d >= e));
+            dx[i11] = g * (+(e > a) & +(e > b) & +(e > d));
+          }
+        }
+      }
+    }
+    return out;
+  }
   dx.fill(0);
   for (let b = 0; b < B; b++) {
     for (let p = 0; p < oh; p++) {
@@ -447,8 +670,62 @@ function sumLeadingAxes(args: KernelArgs): TensorInfo {
   const out = backend.makeOutput(outShape, 'float32');
   const o = backend.typedArrayFromHeap(out) as Float32Array;
   const v = backend.typedArrayFromHeap(x) as Float32Array;
+  const n = v.length;
+  if (C % 8 === 0) {
+    // Eight channels per pass in local (float64) accumulators: V8 keeps them in registers,
+    // where a Float64Array accumulator is a load and a store per element. Same order of
+    // additions per channel as the generic loop, so the same result.
+    for (let c0 = 0; c0 < C; c0 += 8) {
+      let a0 = 0,
+        a1 = 0,
+        a2 = 0,
+        a3 = 0,
+        a4 = 0,
+        a5 = 0,
+        a6 = 0,
+        a7 = 0;
+      for (let i = c0; i < n; i += C) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+      }
+      o[c0] = a0;
+      o[c0 + 1] = a1;
+      o[c0 + 2] = a2;
+      o[c0 + 3] = a3;
+      o[c0 + 4] = a4;
+      o[c0 + 5] = a5;
+      o[c0 + 6] = a6;
+      o[c0 + 7] = a7;
+    }
+    return out;
+  }
+  if (C % 4 === 0) {
+    for (let c0 = 0; c0 < C; c0 += 4) {
+      let a0 = 0,
+        a1 = 0,
+        a2 = 0,
+        a3 = 0;
+      for (let i = c0; i < n; i += C) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+      }
+      o[c0] = a0;
+      o[c0 + 1] = a1;
+      o[c0 + 2] = a2;
+      o[c0 + 3] = a3;
+    }
+    return out;
+  }
   const acc = new Float64Array(C);
-  for (let i = 0; i < v.length; i += C) {
+  for (let i = 0; i < n; i += C) {
     for (let c = 0; c < C; c++) acc[c] += v[i + c];
   }
   o.set(acc);
@@ -456,9 +733,87 @@ function sumLeadingAxes(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------
+// Identity and same-dtype Cast without a copy
+
+let stockIdentity: KernelConfig | undefined;
+let stockCast: KernelConfig | undefined;
+
+/** `x` itself under a new reference (tensors are immutable; the wasm Reshape shares buffers the same way). */
+function share(backend: BackendWasm, x: TensorInfo): TensorInfo {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/**
+ * tfjs saves every tensor a gradient needs through engine.clone = the Identity kernel
+ * (saveTensorsForBackwardMode, customGrad's save), ~80 per U-Net step, and the wasm Identity
+ * copies the whole buffer where the cpu backend's shares it. The ReLU gradient's
+ * Cast(float32 → float32) is another copy. Both share the buffer here (refcounted; every kernel
+ * writes only to its own outputs, so a shared buffer is never modified).
+ */
+function identityNoCopy(args: KernelArgs): TensorInfo {
+  const { x } = args.inputs as Record<string, TensorInfo>;
+  if (x.dtype === 'string') return (stockIdentity as KernelConfig).kernelFunc(args) as TensorInfo;
+  return share(args.backend as BackendWasm, x);
+}
+
+function castNoCopy(args: KernelArgs): TensorInfo {
+  const { x } = args.inputs as Record<string, TensorInfo>;
+  const { dtype } = args.attrs as unknown as { dtype: string };
+  if (x.dtype === dtype && dtype !== 'string') return share(args.backend as BackendWasm, x);
+  return (stockCast as KernelConfig).kernelFunc(args) as TensorInfo;
+}
+
+// ---------------------------------------------------------------------------
+// ReLU gradient in one pass
+
+/** Kernel name of the fused ReLU gradient (wasm only; the Relu gradient uses it on wasm). */
+export const RELU_GRAD_KERNEL = 'TwinfedReluGrad';
+
+/**
+ * dx = dy·step(x) with step(x) = 1 where x > 0, 0 where x ≤ 0, NaN where x is NaN: exactly
+ * the stock gradient mul(dy, cast(step(x), 'float32')) element by element, in one pass
+ * instead of Step, Cast and Multiply.
+ */
+function reluGrad(args: KernelArgs): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const { dy, x } = args.inputs as Record<string, TensorInfo>;
+  const out = backend.makeOutput(x.shape, 'float32');
+  const o = backend.typedArrayFromHeap(out) as Float32Array;
+  const xv = backend.typedArrayFromHeap(x) as Float32Array;
+  const g = backend.typedArrayFromHeap(dy) as Float32Array;
+  const n = o.length;
+  for (let i = 0; i < n; i++) {
+    const v = xv[i];
+    // Branch-free on the sign (a data-dependent branch mispredicts on half the elements and
+    // made this loop 4x slower); the NaN test is a branch that is always predicted.
+    o[i] = g[i] * (+(v > 0) + (v !== v ? Number.NaN : 0));
+  }
+  return out;
+}
+
+/** The Relu gradient: the fused kernel on wasm (when registered), tfjs' own formula elsewhere. */
+function registerReluGradient(): void {
+  tf.registerGradient({
+    kernelName: 'Relu',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved;
+      const d = dy as tf.Tensor;
+      return {
+        x: () =>
+          tf.getBackend() === WASM && x.dtype === 'float32' && tf.getKernel(RELU_GRAD_KERNEL, WASM) != null
+            ? (tf.engine().runKernel(RELU_GRAD_KERNEL, { dy: d, x }) as tf.Tensor)
+            : tf.mul(d, tf.cast(tf.step(x), 'float32')),
+      };
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------
 
 /** Kernels this module adds to or replaces in the wasm backend. */
-export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum'] as const;
+export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', RELU_GRAD_KERNEL] as const;
 
 /**
  * Which Twinfed kernels to register; for benchmarks that compare against the stock
@@ -466,29 +821,31 @@ export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInpu
  */
 export interface WasmKernelSet {
   /**
-   * Conv2DBackpropFilter as one MatMul where the shapes allow (im2col / space-to-depth)
-   * instead of the dilated convolution. Off by default: on the 2-core dev box a whole
-   * reference step was not measurably faster (best steps ~235-245 ms either way) and the
-   * im2col matrix costs kh·kw times the input's memory. Switchable at run time with
-   * setBackpropFilterMatMul. The wasm backend has no Conv2DBackpropFilter at all, so one
+   * Conv2DBackpropFilter algorithm (see BackpropFilterAlgorithm); switchable at run time with
+   * setBackpropFilterAlgorithm. The wasm backend has no Conv2DBackpropFilter at all, so one
    * version is always registered.
    */
-  backpropFilterMatMul: boolean;
+  backpropFilter: BackpropFilterAlgorithm;
   /** Replace the stock scalar-loop Conv2DBackpropInput. */
   backpropInput: boolean;
   /** Replace the stock MaxPoolGrad, and Sum over all axes but the last (bias gradients). */
   maxPoolGrad: boolean;
+  /**
+   * Identity and same-dtype Cast share their input's buffer instead of copying it, and the ReLU
+   * gradient is one fused pass (RELU_GRAD_KERNEL) instead of Step, Cast and Multiply.
+   */
+  noCopy: boolean;
 }
 
 /** What selectBackend registers. */
-export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: true };
+export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'tap-matmul', backpropInput: true, maxPoolGrad: true, noCopy: true };
 
 let wasmRegistered: WasmKernelSet | undefined;
-let useBackpropFilterMatMul = false;
+let backpropFilterAlgorithm: BackpropFilterAlgorithm = DEFAULT_WASM_KERNELS.backpropFilter;
 
-/** Switches the wasm Conv2DBackpropFilter between the MatMul and the dilated-conv algorithm. */
-export function setBackpropFilterMatMul(on: boolean): void {
-  useBackpropFilterMatMul = on;
+/** Switches the wasm Conv2DBackpropFilter's algorithm (benchmarks, tests). */
+export function setBackpropFilterAlgorithm(algorithm: BackpropFilterAlgorithm): void {
+  backpropFilterAlgorithm = algorithm;
 }
 
 /**
@@ -500,12 +857,12 @@ export function setBackpropFilterMatMul(on: boolean): void {
 export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KERNELS): WasmKernelSet {
   if (wasmRegistered) return wasmRegistered;
   wasmRegistered = { ...set };
-  useBackpropFilterMatMul = set.backpropFilterMatMul;
+  backpropFilterAlgorithm = set.backpropFilter;
   if (tf.getKernel('Conv2DBackpropFilter', WASM) == null) {
     tf.registerKernel({
       kernelName: 'Conv2DBackpropFilter',
       backendName: WASM,
-      kernelFunc: ((args) => (useBackpropFilterMatMul ? conv2DBackpropFilterMatMul(args) : null) ?? conv2DBackpropFilter(WASM, args)) as KernelFunc,
+      kernelFunc: conv2DBackpropFilterWasm as KernelFunc,
     });
   }
   if (set.maxPoolGrad) {
@@ -519,6 +876,12 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
     tf.registerKernel({ kernelName: 'Sum', backendName: WASM, setupFunc: sum.setupFunc, kernelFunc: sumLeadingAxes as KernelFunc });
     const active = tf.findBackend(WASM);
     if (active != null && sum.setupFunc != null) sum.setupFunc(active);
+  }
+  if (set.noCopy) {
+    stockIdentity = replaceKernel('Identity', identityNoCopy);
+    stockCast = replaceKernel('Cast', castNoCopy);
+    tf.registerKernel({ kernelName: RELU_GRAD_KERNEL, backendName: WASM, kernelFunc: reluGrad as KernelFunc });
+    registerReluGradient();
   }
   if (!set.backpropInput) return wasmRegistered;
   const stock = tf.getKernel('Conv2DBackpropInput', WASM);
@@ -535,6 +898,17 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
   const active = tf.findBackend(WASM);
   if (active != null && stock.setupFunc != null) stock.setupFunc(active);
   return wasmRegistered;
+}
+
+/** Swaps a stock wasm kernel for ours (keeping its setup function); returns the stock one. */
+function replaceKernel(name: string, kernelFunc: (args: KernelArgs) => TensorInfo): KernelConfig {
+  const stock = tf.getKernel(name, WASM);
+  if (stock == null) throw new Error(`tfjs-backend-wasm has no ${name} to replace`);
+  tf.unregisterKernel(name, WASM);
+  tf.registerKernel({ kernelName: name, backendName: WASM, setupFunc: stock.setupFunc, kernelFunc: kernelFunc as KernelFunc });
+  const active = tf.findBackend(WASM);
+  if (active != null && stock.setupFunc != null) stock.setupFunc(active);
+  return stock;
 }
 
 let cpuRegistered = false;
