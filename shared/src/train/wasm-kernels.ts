@@ -33,6 +33,7 @@ import { backend_util, type KernelConfig, type KernelFunc, type NamedAttrMap, ty
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { dwKernels, dwSimd, dwSimdApplies, type DwProblem, type WasmMemory } from './wasm-simd.js';
 
 const WASM = 'wasm';
 
@@ -157,16 +158,17 @@ function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
  *
  * Returns null for other shapes (the dilated-convolution path above handles them).
  */
-export type BackpropFilterPath = 'tap-matmul' | 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
+export type BackpropFilterPath = 'simd' | 'tap-matmul' | 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
 
 /**
- * How the wasm Conv2DBackpropFilter computes dW where the shapes allow a GEMM: 'tap-matmul'
- * (default: stride 1 as kh·kw GEMMs over heap views, the 2x2/2 transposed conv as one
- * space-to-depth GEMM), 'im2col-matmul' (stride 1 as one GEMM over an im2col matrix, same
- * space-to-depth GEMM), 'dilated-conv' (always the XNNPACK dilated convolution; the first
- * Twinfed kernel). Other shapes always take the dilated convolution.
+ * How the wasm Conv2DBackpropFilter computes dW: 'simd' (default: Twinfed's own SIMD kernel,
+ * wasm-simd.ts, any stride and padding, output channels a multiple of 4; other shapes as
+ * 'tap-matmul'), 'tap-matmul' (stride 1 as kh·kw XNNPACK GEMMs over heap views, the 2x2/2
+ * transposed conv as one space-to-depth GEMM), 'im2col-matmul' (stride 1 as one GEMM over an
+ * im2col matrix, same space-to-depth GEMM), 'dilated-conv' (always the XNNPACK dilated
+ * convolution; the first Twinfed kernel). Shapes no GEMM covers take the dilated convolution.
  */
-export type BackpropFilterAlgorithm = 'tap-matmul' | 'im2col-matmul' | 'dilated-conv';
+export type BackpropFilterAlgorithm = 'simd' | 'tap-matmul' | 'im2col-matmul' | 'dilated-conv';
 
 function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: [number, number, number, number] }, algorithm: BackpropFilterAlgorithm) {
   const info = backend_util.computeConv2DInfo(xShape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
@@ -176,8 +178,9 @@ function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: 
   const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info;
   let path: BackpropFilterPath = 'dilated-conv';
   if (algorithm === 'dilated-conv') path = 'dilated-conv';
+  else if (algorithm === 'simd' && attrs.filterShape[3] % 4 === 0 && simdAvailable()) path = 'simd';
   else if (sh === sw && kh === sh && kw === sw && sh > 1 && top === 0 && left === 0 && oh * sh === H && ow * sw === W) path = 'space-to-depth-matmul';
-  else if (sh === 1 && sw === 1) path = algorithm;
+  else if (sh === 1 && sw === 1) path = algorithm === 'im2col-matmul' ? 'im2col-matmul' : 'tap-matmul';
   return { path, info };
 }
 
@@ -199,6 +202,7 @@ function conv2DBackpropFilterWasm(args: KernelArgs): TensorInfo {
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropFilter');
   const { path, info } = backpropFilterPlan(x.shape, attrs, backpropFilterAlgorithm);
   if (path === 'dilated-conv') return conv2DBackpropFilter(WASM, args);
+  if (path === 'simd') return conv2DBackpropFilterSimd(backend, x, dy, attrs.filterShape, info);
   if (path === 'tap-matmul') return conv2DBackpropFilterTaps(backend, x, dy, attrs.filterShape, info);
   const [kh, kw, ci, co] = attrs.filterShape;
   const [B, H, W] = x.shape;
@@ -330,6 +334,44 @@ function dropView(backend: BackendWasm, v: TensorInfo): void {
 function gemm(backend: BackendWasm, a: TensorInfo, b: TensorInfo, out: TensorInfo, M: number, K: number, N: number): void {
   const id = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).id;
   rawMatMul(backend)(id(a), shapeBytes([1, M, K]), 3, id(b), shapeBytes([1, K, N]), 3, false, false, id(out));
+}
+
+/** The tfjs wasm module's memory (its exports are not in the .d.ts). */
+function wasmMemory(backend: BackendWasm): WasmMemory {
+  return (backend.wasm as unknown as { asm: { memory: WasmMemory } }).asm.memory;
+}
+
+/** Whether Twinfed's SIMD dW kernels run here (the active wasm backend's engine has SIMD). */
+function simdAvailable(): boolean {
+  const b = tf.findBackend(WASM) as BackendWasm | null;
+  return b != null && dwKernels(wasmMemory(b)) != null;
+}
+
+/** dW by Twinfed's SIMD kernel (wasm-simd.ts): x and dy read in place, the output summed into. */
+function conv2DBackpropFilterSimd(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, filterShape: [number, number, number, number], info: backend_util.Conv2DInfo): TensorInfo {
+  const [kh, kw, ci, co] = filterShape;
+  const pr: DwProblem = {
+    B: x.shape[0],
+    H: x.shape[1],
+    W: x.shape[2],
+    ci,
+    oh: info.outHeight,
+    ow: info.outWidth,
+    co,
+    kh,
+    kw,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    top: info.padInfo.top,
+    left: info.padInfo.left,
+  };
+  const kernels = dwKernels(wasmMemory(backend));
+  if (kernels == null || !dwSimdApplies(pr)) throw new Error('Twinfed SIMD dW called where it does not apply');
+  const out = backend.makeOutput([kh, kw, ci, co], 'float32');
+  (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
+  const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  dwSimd(kernels, pr, addr(x), addr(dy), addr(out));
+  return out;
 }
 
 /**
@@ -765,55 +807,9 @@ function castNoCopy(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------
-// ReLU gradient in one pass
-
-/** Kernel name of the fused ReLU gradient (wasm only; the Relu gradient uses it on wasm). */
-export const RELU_GRAD_KERNEL = 'TwinfedReluGrad';
-
-/**
- * dx = dy·step(x) with step(x) = 1 where x > 0, 0 where x ≤ 0, NaN where x is NaN: exactly
- * the stock gradient mul(dy, cast(step(x), 'float32')) element by element, in one pass
- * instead of Step, Cast and Multiply.
- */
-function reluGrad(args: KernelArgs): TensorInfo {
-  const backend = args.backend as BackendWasm;
-  const { dy, x } = args.inputs as Record<string, TensorInfo>;
-  const out = backend.makeOutput(x.shape, 'float32');
-  const o = backend.typedArrayFromHeap(out) as Float32Array;
-  const xv = backend.typedArrayFromHeap(x) as Float32Array;
-  const g = backend.typedArrayFromHeap(dy) as Float32Array;
-  const n = o.length;
-  for (let i = 0; i < n; i++) {
-    const v = xv[i];
-    // Branch-free on the sign (a data-dependent branch mispredicts on half the elements and
-    // made this loop 4x slower); the NaN test is a branch that is always predicted.
-    o[i] = g[i] * (+(v > 0) + (v !== v ? Number.NaN : 0));
-  }
-  return out;
-}
-
-/** The Relu gradient: the fused kernel on wasm (when registered), tfjs' own formula elsewhere. */
-function registerReluGradient(): void {
-  tf.registerGradient({
-    kernelName: 'Relu',
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved) => {
-      const [x] = saved;
-      const d = dy as tf.Tensor;
-      return {
-        x: () =>
-          tf.getBackend() === WASM && x.dtype === 'float32' && tf.getKernel(RELU_GRAD_KERNEL, WASM) != null
-            ? (tf.engine().runKernel(RELU_GRAD_KERNEL, { dy: d, x }) as tf.Tensor)
-            : tf.mul(d, tf.cast(tf.step(x), 'float32')),
-      };
-    },
-  });
-}
-
-// ---------------------------------------------------------------------------
 
 /** Kernels this module adds to or replaces in the wasm backend. */
-export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', RELU_GRAD_KERNEL] as const;
+export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast'] as const;
 
 /**
  * Which Twinfed kernels to register; for benchmarks that compare against the stock
@@ -830,15 +826,12 @@ export interface WasmKernelSet {
   backpropInput: boolean;
   /** Replace the stock MaxPoolGrad, and Sum over all axes but the last (bias gradients). */
   maxPoolGrad: boolean;
-  /**
-   * Identity and same-dtype Cast share their input's buffer instead of copying it, and the ReLU
-   * gradient is one fused pass (RELU_GRAD_KERNEL) instead of Step, Cast and Multiply.
-   */
+  /** Identity and same-dtype Cast share their input's buffer instead of copying it. */
   noCopy: boolean;
 }
 
 /** What selectBackend registers. */
-export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'tap-matmul', backpropInput: true, maxPoolGrad: true, noCopy: true };
+export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'simd', backpropInput: true, maxPoolGrad: true, noCopy: true };
 
 let wasmRegistered: WasmKernelSet | undefined;
 let backpropFilterAlgorithm: BackpropFilterAlgorithm = DEFAULT_WASM_KERNELS.backpropFilter;
@@ -880,8 +873,6 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
   if (set.noCopy) {
     stockIdentity = replaceKernel('Identity', identityNoCopy);
     stockCast = replaceKernel('Cast', castNoCopy);
-    tf.registerKernel({ kernelName: RELU_GRAD_KERNEL, backendName: WASM, kernelFunc: reluGrad as KernelFunc });
-    registerReluGradient();
   }
   if (!set.backpropInput) return wasmRegistered;
   const stock = tf.getKernel('Conv2DBackpropInput', WASM);

@@ -1,0 +1,321 @@
+/**
+ * A small WebAssembly SIMD module of our own, run on the tfjs wasm backend's memory: the
+ * weight gradient (dW) of a convolution as register-blocked outer products, with no packing,
+ * no im2col and no transposes.
+ *
+ *   dW[i, j, c, o] = Σ_{b, p, q} x[b, p·sh + i - top, q·sw + j - left, c] · dy[b, p, q, o]
+ *
+ * For one tap (i, j), a block of up to 4 input channels and 8 output channels, the kernel keeps
+ * the 4 x 8 partial sums in eight v128 registers and walks the tap's valid output pixels: per
+ * pixel two 4-lane loads of dy (o .. o+7, contiguous in NHWC), one splat load of x per channel,
+ * and 8 multiplies + 8 adds for 32 multiply-adds. x and dy are read where they lie (NHWC, any
+ * stride and padding: the valid pixel range of a tap is a rectangle, clipped in JavaScript),
+ * so a tap-block is one call. Work is cut into chunks of whole images small enough to stay in
+ * L2 across the kh·kw·(ci/4)·(co/8) calls of the chunk; each call adds its sums into the output.
+ *
+ * Compared with the XNNPACK GEMM formulations (wasm-kernels.ts, 'tap-matmul'), this drops the
+ * padded channel-major copy of x, the grid copy of dy and XNNPACK's packing of dy, which together
+ * cost as much as the multiply-adds at the U-Net's channel counts (8-32).
+ *
+ * WebAssembly SIMD has no fused multiply-add (relaxed-simd's f32x4.relaxed_madd is not in
+ * Node 20's default feature set), so every multiply-add is a mul and an add: the same
+ * instruction count per multiply-add as XNNPACK's wasm micro-kernels.
+ *
+ * The module is assembled here from opcodes (WebAssembly core spec 2.0, §5 binary format;
+ * SIMD opcodes from the fixed-width SIMD proposal, merged into the spec), about 700 bytes,
+ * so no toolchain is needed to build Twinfed.
+ */
+
+/** The parts of the WebAssembly JS API used here (the project's TypeScript libs do not declare them). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** Unsigned LEB128. */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+/** Signed LEB128 (i32). */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const I32 = 0x7f;
+const V128 = 0x7b;
+
+/** The few instructions the kernels use. */
+const op = {
+  get: (i: number) => [0x20, ...uleb(i)],
+  set: (i: number) => [0x21, ...uleb(i)],
+  i32: (v: number) => [0x41, ...sleb(v)],
+  add: [0x6a],
+  sub: [0x6b],
+  mul: [0x6c],
+  eqz: [0x45],
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
+  brIf: (depth: number) => [0x0d, ...uleb(depth)],
+  /** v128.load with a static byte offset (alignment hint 2^4). */
+  v128Load: (offset: number) => [0xfd, ...uleb(0), 4, ...uleb(offset)],
+  v128Store: (offset: number) => [0xfd, ...uleb(11), 4, ...uleb(offset)],
+  /** v128.load32_splat: one f32 from memory into all four lanes. */
+  load32Splat: (offset: number) => [0xfd, ...uleb(9), 2, ...uleb(offset)],
+  f32x4Add: [0xfd, ...uleb(228)],
+  f32x4Mul: [0xfd, ...uleb(230)],
+};
+
+/** Parameters of every dW kernel (all i32; pointers and strides in bytes). */
+const DW_PARAMS = ['x', 'dy', 'out', 'nb', 'np', 'nq', 'xImg', 'xRow', 'xCol', 'dyImg', 'dyRow', 'dyCol', 'outRow'] as const;
+
+/**
+ * The body of dw_{cb}x{4·nv}: out[c][o] += Σ over nb images, np rows, nq columns of
+ * x[c] · dy[o] for c < cb, o < 4·nv; x/dy advance by their Col/Row/Img strides.
+ */
+function dwKernelBody(cb: number, nv: number): number[] {
+  const P = Object.fromEntries(DW_PARAMS.map((n, i) => [n, i])) as Record<(typeof DW_PARAMS)[number], number>;
+  let next = DW_PARAMS.length;
+  const b = next++,
+    p = next++,
+    q = next++,
+    xb = next++,
+    dyb = next++,
+    xp = next++,
+    dyp = next++,
+    xq = next++,
+    dyq = next++,
+    oc = next++;
+  const nI32 = next - DW_PARAMS.length;
+  const acc = Array.from({ length: cb * nv }, () => next++);
+  const d = Array.from({ length: nv }, () => next++);
+  const s = next++;
+  const nV128 = next - DW_PARAMS.length - nI32;
+  const code: number[] = [];
+  const emit = (...xs: (number | number[])[]) => {
+    for (const x of xs) {
+      if (Array.isArray(x)) code.push(...x);
+      else code.push(x);
+    }
+  };
+  // for (b = nb, xb = x, dyb = dy; b; b--, xb += xImg, dyb += dyImg)
+  emit(op.get(P.x), op.set(xb), op.get(P.dy), op.set(dyb), op.get(P.nb), op.set(b));
+  emit(op.block, op.get(b), op.eqz, op.brIf(0), op.loop);
+  emit(op.get(xb), op.set(xp), op.get(dyb), op.set(dyp), op.get(P.np), op.set(p));
+  emit(op.block, op.get(p), op.eqz, op.brIf(0), op.loop);
+  emit(op.get(xp), op.set(xq), op.get(dyp), op.set(dyq), op.get(P.nq), op.set(q));
+  emit(op.block, op.get(q), op.eqz, op.brIf(0), op.loop);
+  // The pixel: d[v] = dy[o + 4v .. +3]; for each channel c: s = splat(x[c]); acc[c][v] += s * d[v].
+  for (let v = 0; v < nv; v++) emit(op.get(dyq), op.v128Load(16 * v), op.set(d[v]));
+  for (let c = 0; c < cb; c++) {
+    emit(op.get(xq), op.load32Splat(4 * c), op.set(s));
+    for (let v = 0; v < nv; v++) emit(op.get(acc[c * nv + v]), op.get(s), op.get(d[v]), op.f32x4Mul, op.f32x4Add, op.set(acc[c * nv + v]));
+  }
+  emit(op.get(xq), op.get(P.xCol), op.add, op.set(xq), op.get(dyq), op.get(P.dyCol), op.add, op.set(dyq));
+  emit(op.get(q), op.i32(1), op.sub, op.set(q), op.get(q), op.brIf(0), op.end, op.end);
+  emit(op.get(xp), op.get(P.xRow), op.add, op.set(xp), op.get(dyp), op.get(P.dyRow), op.add, op.set(dyp));
+  emit(op.get(p), op.i32(1), op.sub, op.set(p), op.get(p), op.brIf(0), op.end, op.end);
+  emit(op.get(xb), op.get(P.xImg), op.add, op.set(xb), op.get(dyb), op.get(P.dyImg), op.add, op.set(dyb));
+  emit(op.get(b), op.i32(1), op.sub, op.set(b), op.get(b), op.brIf(0), op.end, op.end);
+  // out[c][o + 4v .. +3] += acc[c][v]
+  for (let c = 0; c < cb; c++) {
+    emit(op.get(P.out), op.get(P.outRow), op.i32(c), op.mul, op.add, op.set(oc));
+    for (let v = 0; v < nv; v++) emit(op.get(oc), op.get(oc), op.v128Load(16 * v), op.get(acc[c * nv + v]), op.f32x4Add, op.v128Store(16 * v));
+  }
+  emit(op.end);
+  const locals = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128];
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+/** Channel blocks (cb) and output vectors (nv) a kernel exists for; exported as dw_{cb}x{4·nv}. */
+export const DW_KERNEL_SHAPES: readonly (readonly [number, number])[] = [
+  [4, 2],
+  [2, 2],
+  [1, 2],
+  [4, 1],
+  [2, 1],
+  [1, 1],
+];
+
+function section(id: number, payload: number[]): number[] {
+  return [id, ...uleb(payload.length), ...payload];
+}
+
+function name(s: string): number[] {
+  const b = [...Buffer.from(s, 'utf8')];
+  return [...uleb(b.length), ...b];
+}
+
+/** The module's bytes: imports env.memory, exports one function per DW_KERNEL_SHAPES entry. */
+export function dwModuleBytes(): Uint8Array {
+  const nFn = DW_KERNEL_SHAPES.length;
+  const type = [0x60, ...uleb(DW_PARAMS.length), ...DW_PARAMS.map(() => I32), 0];
+  const bytes = [
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, [...uleb(1), ...type]),
+    ...section(2, [...uleb(1), ...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)]),
+    ...section(3, [...uleb(nFn), ...DW_KERNEL_SHAPES.map(() => 0)]),
+    ...section(7, [...uleb(nFn), ...DW_KERNEL_SHAPES.flatMap(([cb, nv], i) => [...name(`dw_${cb}x${4 * nv}`), 0x00, ...uleb(i)])]),
+    ...section(10, [...uleb(nFn), ...DW_KERNEL_SHAPES.flatMap(([cb, nv]) => dwKernelBody(cb, nv))]),
+  ];
+  return Uint8Array.from(bytes);
+}
+
+export type DwKernel = (
+  x: number,
+  dy: number,
+  out: number,
+  nb: number,
+  np: number,
+  nq: number,
+  xImg: number,
+  xRow: number,
+  xCol: number,
+  dyImg: number,
+  dyRow: number,
+  dyCol: number,
+  outRow: number,
+) => void;
+
+const instances = new WeakMap<WasmMemory, Map<string, DwKernel> | null>();
+
+/**
+ * The dW kernels bound to `memory` (the tfjs wasm heap), instantiated once per memory; null
+ * where this WebAssembly engine has no SIMD (the caller then uses another algorithm).
+ */
+export function dwKernels(memory: WasmMemory): Map<string, DwKernel> | null {
+  let k = instances.get(memory);
+  if (k !== undefined) return k;
+  try {
+    const mod = new WA.Module(dwModuleBytes());
+    const inst = new WA.Instance(mod, { env: { memory } });
+    k = new Map(DW_KERNEL_SHAPES.map(([cb, nv]) => [`${cb}x${4 * nv}`, inst.exports[`dw_${cb}x${4 * nv}`] as DwKernel]));
+  } catch {
+    k = null;
+  }
+  instances.set(memory, k);
+  return k;
+}
+
+/** Shapes and strides of one dW problem (NHWC x and dy, [kh, kw, ci, co] output). */
+export interface DwProblem {
+  B: number;
+  H: number;
+  W: number;
+  ci: number;
+  oh: number;
+  ow: number;
+  co: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  top: number;
+  left: number;
+}
+
+/** Whether dwSimd handles these shapes (output channels in whole 4-lane vectors). */
+export function dwSimdApplies(pr: DwProblem): boolean {
+  return pr.co % 4 === 0;
+}
+
+/**
+ * Working set of one chunk of images (bytes of its x plus its dy): small enough to stay in a
+ * 512 KiB L2 across the chunk's calls. 0 = all images in one chunk.
+ */
+let chunkBytes = 256 * 1024;
+
+/** Sets dwSimd's chunk size (benchmarks, tests); returns the previous one. */
+export function setDwSimdChunkBytes(bytes: number): number {
+  const prev = chunkBytes;
+  chunkBytes = bytes;
+  return prev;
+}
+
+/**
+ * dW into `out` (byte address of kh·kw·ci·co floats, zeroed by the caller) from x and dy at
+ * byte addresses `x`, `dy` of the memory the kernels are bound to.
+ */
+export function dwSimd(kernels: Map<string, DwKernel>, pr: DwProblem, x: number, dy: number, out: number): void {
+  const { B, H, W, ci, oh, ow, co, kh, kw, sh, sw, top, left } = pr;
+  const xImg = H * W * ci * 4,
+    dyImg = oh * ow * co * 4;
+  const per = chunkBytes > 0 ? Math.max(1, Math.min(B, Math.floor(chunkBytes / (xImg + dyImg)))) : B;
+  // Channel blocks of 4 (then 2, 1) and output blocks of 8 (then 4).
+  const cBlocks: [number, number][] = [];
+  for (let c0 = 0; c0 < ci;) {
+    const cb = ci - c0 >= 4 ? 4 : ci - c0 >= 2 ? 2 : 1;
+    cBlocks.push([c0, cb]);
+    c0 += cb;
+  }
+  const oBlocks: [number, number][] = [];
+  for (let o0 = 0; o0 < co;) {
+    const nv = co - o0 >= 8 ? 2 : 1;
+    oBlocks.push([o0, nv]);
+    o0 += 4 * nv;
+  }
+  for (let b0 = 0; b0 < B; b0 += per) {
+    const nb = Math.min(per, B - b0);
+    for (let i = 0; i < kh; i++) {
+      // Output rows p whose input row p·sh + i - top lies in [0, H).
+      const pLo = Math.max(0, Math.ceil((top - i) / sh)),
+        pHi = Math.min(oh, Math.floor((H - 1 - i + top) / sh) + 1);
+      if (pHi <= pLo) continue;
+      for (let j = 0; j < kw; j++) {
+        const qLo = Math.max(0, Math.ceil((left - j) / sw)),
+          qHi = Math.min(ow, Math.floor((W - 1 - j + left) / sw) + 1);
+        if (qHi <= qLo) continue;
+        const xPix = ((b0 * H + pLo * sh + i - top) * W + qLo * sw + j - left) * ci;
+        const dyPix = ((b0 * oh + pLo) * ow + qLo) * co;
+        for (const [c0, cb] of cBlocks) {
+          for (const [o0, nv] of oBlocks) {
+            kernels.get(`${cb}x${4 * nv}`)!(
+              x + 4 * (xPix + c0),
+              dy + 4 * (dyPix + o0),
+              out + 4 * (((i * kw + j) * ci + c0) * co + o0),
+              nb,
+              pHi - pLo,
+              qHi - qLo,
+              xImg,
+              sh * W * ci * 4,
+              sw * ci * 4,
+              dyImg,
+              ow * co * 4,
+              co * 4,
+              co * 4,
+            );
+          }
+        }
+      }
+    }
+  }
+}
