@@ -57,7 +57,7 @@ interface TfjsVariant {
 }
 
 /** The Twinfed kernel set before issue 11 (dW as a dilated XNNPACK convolution, copying Identity/Cast, stock ReLU gradient). */
-const PREVIOUS_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'dilated-conv', backpropInput: true, maxPoolGrad: true, noCopy: false };
+const PREVIOUS_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'dilated-conv', backpropInput: true, maxPoolGrad: true, noCopy: false, simdConv: false };
 
 const TFJS_VARIANTS: TfjsVariant[] = [
   { id: 'tensorflow', label: 'tfjs tensorflow (libtensorflow)', backend: 'tensorflow' },
@@ -65,13 +65,13 @@ const TFJS_VARIANTS: TfjsVariant[] = [
     id: 'wasm-stock',
     label: 'tfjs wasm, stock kernels (+ dW as dilated conv, which wasm lacks)',
     backend: 'wasm',
-    kernels: { backpropFilter: 'dilated-conv', backpropInput: false, maxPoolGrad: false, noCopy: false },
+    kernels: { backpropFilter: 'dilated-conv', backpropInput: false, maxPoolGrad: false, noCopy: false, simdConv: false },
   },
   {
     id: 'wasm-v1',
     label: 'tfjs wasm + Twinfed kernels v1 (dilated-conv dW, conv dx)',
     backend: 'wasm',
-    kernels: { backpropFilter: 'dilated-conv', backpropInput: true, maxPoolGrad: false, noCopy: false },
+    kernels: { backpropFilter: 'dilated-conv', backpropInput: true, maxPoolGrad: false, noCopy: false, simdConv: false },
   },
   { id: 'wasm-prev', label: 'tfjs wasm + Twinfed kernels before issue 11 (v1 + MaxPoolGrad, Sum)', backend: 'wasm', kernels: PREVIOUS_WASM_KERNELS },
   {
@@ -80,7 +80,7 @@ const TFJS_VARIANTS: TfjsVariant[] = [
     backend: 'wasm',
     kernels: { ...DEFAULT_WASM_KERNELS, backpropFilter: 'im2col-matmul' },
   },
-  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (tap-GEMM dW, no copies): default', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS },
+  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (SIMD dW and conv, no copies): default', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS },
   { id: 'wasm-prev-workers-2', label: 'tfjs wasm + kernels before issue 11, 2 workers', backend: 'wasm', kernels: PREVIOUS_WASM_KERNELS, workers: 2 },
   { id: 'wasm-workers-2', label: 'tfjs wasm + Twinfed default kernels, 2 data-parallel workers', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS, workers: 2 },
   { id: 'cpu', label: "tfjs cpu (pure JS, Twinfed's dW)", backend: 'cpu', slow: true },

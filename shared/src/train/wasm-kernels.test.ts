@@ -172,6 +172,38 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     });
   }
 
+  for (const [k, c] of [
+    ...CASES,
+    { x: [2, 9, 11, 3], f: [3, 3, 3, 8], strides: [1, 1] as [number, number], pad: 'same' as Pad }, // a last block of 1-3 pixels per row
+    { x: [1, 4, 3, 2], f: [1, 1, 2, 12], strides: [1, 1] as [number, number], pad: 'valid' as Pad }, // 1x1, outputs 8 + 4, rows shorter than a block
+  ].entries()) {
+    for (const fused of [false, true]) {
+      const label = `x ${c.x} filter ${c.f} strides ${c.strides} pad ${c.pad}`;
+      it(`${fused ? 'FusedConv2D (bias)' : 'Conv2D'}${c.f[3] % 4 === 0 ? ' (SIMD)' : ' (stock)'}: ${label}`, async () => {
+        const inputs: Record<string, { shape: number[]; data: Float32Array }> = {
+          x: { shape: c.x, data: randn(size(c.x), 1000 + k) },
+          filter: { shape: c.f, data: randn(size(c.f), 1100 + k) },
+        };
+        if (fused) inputs.bias = { shape: [c.f[3]], data: randn(c.f[3], 1200 + k) };
+        const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: 'linear' };
+        const kernel = fused ? 'FusedConv2D' : 'Conv2D';
+        const w = await runOn('wasm', kernel, inputs, attrs);
+        const cpu = await runOn('cpu', kernel, inputs, attrs);
+        assert.deepEqual(w.shape, cpu.shape);
+        assertClose(w.data, cpu.data, 'wasm vs cpu');
+      });
+    }
+  }
+
+  it('FusedConv2D with a ReLU or a dilated Conv2D take the stock kernels, and agree with cpu', async () => {
+    const inputs = { x: { shape: [1, 7, 7, 4], data: randn(196, 31) }, filter: { shape: [3, 3, 4, 8], data: randn(288, 32) }, bias: { shape: [8], data: randn(8, 33) } };
+    const relu = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation: 'relu' };
+    assertClose((await runOn('wasm', 'FusedConv2D', inputs, relu)).data, (await runOn('cpu', 'FusedConv2D', inputs, relu)).data, 'fused relu');
+    const dilated = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 2 };
+    const xf = { x: inputs.x, filter: inputs.filter };
+    assertClose((await runOn('wasm', 'Conv2D', xf, dilated)).data, (await runOn('cpu', 'Conv2D', xf, dilated)).data, 'dilated');
+  });
+
   it('covers every Conv2DBackpropFilter algorithm', () => {
     const paths = new Set(CASES.flatMap((c) => DW_ALGORITHMS.map((a) => backpropFilterPath(c.x, c.f, c.strides, c.pad, a))));
     assert.deepEqual([...paths].sort(), ['dilated-conv', 'im2col-matmul', 'simd', 'space-to-depth-matmul', 'tap-matmul']);

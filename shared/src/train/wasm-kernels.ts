@@ -33,7 +33,7 @@ import { backend_util, type KernelConfig, type KernelFunc, type NamedAttrMap, ty
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { dwKernels, dwSimd, dwSimdApplies, type DwProblem, type WasmMemory } from './wasm-simd.js';
+import { convSimd, dwKernels, dwSimd, dwSimdApplies, simdKernels, type DwProblem, type WasmMemory } from './wasm-simd.js';
 
 const WASM = 'wasm';
 
@@ -775,6 +775,82 @@ function sumLeadingAxes(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------
+// Conv2D / FusedConv2D by Twinfed's SIMD kernel
+
+let stockConv2D: KernelConfig | undefined;
+let stockFusedConv2D: KernelConfig | undefined;
+
+/**
+ * The convolution by wasm-simd.ts's register-blocked kernel (4 output pixels x 8 output channels
+ * in registers; no packing, no indirection buffer), on a zero-padded copy of x when the
+ * convolution pads. Returns null where it does not apply (other data formats, dilation,
+ * output channels not a multiple of 4, no SIMD): the caller runs the stock XNNPACK kernel.
+ * Used for the forward convolutions and, through conv2DBackpropInput, for dx.
+ */
+function conv2DSimd(backend: BackendWasm, x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefined, attrs: ConvAttrs & { dilations?: number | [number, number] }): TensorInfo | null {
+  const [kh, kw, ci, co] = filter.shape;
+  const dil = attrs.dilations ?? 1;
+  if ((Array.isArray(dil) ? dil[0] !== 1 || dil[1] !== 1 : dil !== 1) || co % 4 !== 0) return null;
+  if (backend_util.convertConv2DDataFormat(attrs.dataFormat) !== 'channelsLast' || x.dtype !== 'float32' || filter.shape[2] !== x.shape[3]) return null;
+  if (bias != null && tf.util.sizeFromShape(bias.shape) !== co) return null;
+  const kernels = simdKernels(wasmMemory(backend));
+  if (kernels == null) return null;
+  const [B, H, W] = x.shape;
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  const { top, left, bottom, right } = info.padInfo;
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+  if (top < 0 || left < 0 || bottom < 0 || right < 0) return null;
+  const Hp = H + top + bottom,
+    Wp = W + left + right;
+  const out = backend.makeOutput([B, oh, ow, co], 'float32');
+  const padded = top + bottom + left + right > 0 ? backend.makeOutput([B, Hp, Wp, ci], 'float32') : undefined;
+  const zeros = bias == null ? backend.makeOutput([co], 'float32') : undefined;
+  // Views after every allocation: makeOutput may grow (and detach) the heap.
+  if (zeros) (backend.typedArrayFromHeap(zeros) as Float32Array).fill(0);
+  if (padded) {
+    const pv = backend.typedArrayFromHeap(padded) as Float32Array;
+    const xv = backend.typedArrayFromHeap(x) as Float32Array;
+    pv.fill(0);
+    const row = W * ci;
+    for (let b = 0; b < B; b++) {
+      for (let r = 0; r < H; r++) {
+        const src = (b * H + r) * row;
+        pv.set(xv.subarray(src, src + row), ((b * Hp + r + top) * Wp + left) * ci);
+      }
+    }
+  }
+  const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  convSimd(kernels, { B, Hp, Wp, ci, oh, ow, co, kh, kw, sh, sw }, addr(padded ?? x), addr(filter), addr(bias ?? zeros!), addr(out));
+  if (padded) free(backend, padded);
+  if (zeros) free(backend, zeros);
+  return out;
+}
+
+function conv2DWasm(args: KernelArgs): TensorInfo {
+  const { x, filter } = args.inputs as Record<string, TensorInfo>;
+  return conv2DSimd(args.backend as BackendWasm, x, filter, undefined, args.attrs as unknown as ConvAttrs) ?? ((stockConv2D as KernelConfig).kernelFunc(args) as TensorInfo);
+}
+
+function fusedConv2DWasm(args: KernelArgs): TensorInfo {
+  const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as ConvAttrs & { activation?: string };
+  if ((attrs.activation ?? 'linear') === 'linear' && preluActivationWeights == null) {
+    const out = conv2DSimd(args.backend as BackendWasm, x!, filter!, bias ?? undefined, attrs);
+    if (out) return out;
+  }
+  return (stockFusedConv2D as KernelConfig).kernelFunc(args) as TensorInfo;
+}
+
+// ---------------------------------------------------------------------------
 // Identity and same-dtype Cast without a copy
 
 let stockIdentity: KernelConfig | undefined;
@@ -809,7 +885,7 @@ function castNoCopy(args: KernelArgs): TensorInfo {
 // ---------------------------------------------------------------------------
 
 /** Kernels this module adds to or replaces in the wasm backend. */
-export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast'] as const;
+export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', 'Conv2D', 'FusedConv2D'] as const;
 
 /**
  * Which Twinfed kernels to register; for benchmarks that compare against the stock
@@ -828,10 +904,15 @@ export interface WasmKernelSet {
   maxPoolGrad: boolean;
   /** Identity and same-dtype Cast share their input's buffer instead of copying it. */
   noCopy: boolean;
+  /**
+   * Conv2D and linear FusedConv2D (the forward convolutions, and dx through conv2DBackpropInput)
+   * by Twinfed's SIMD kernel where it applies, else the stock XNNPACK kernels.
+   */
+  simdConv: boolean;
 }
 
 /** What selectBackend registers. */
-export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'simd', backpropInput: true, maxPoolGrad: true, noCopy: true };
+export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'simd', backpropInput: true, maxPoolGrad: true, noCopy: true, simdConv: true };
 
 let wasmRegistered: WasmKernelSet | undefined;
 let backpropFilterAlgorithm: BackpropFilterAlgorithm = DEFAULT_WASM_KERNELS.backpropFilter;
@@ -873,6 +954,10 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
   if (set.noCopy) {
     stockIdentity = replaceKernel('Identity', identityNoCopy);
     stockCast = replaceKernel('Cast', castNoCopy);
+  }
+  if (set.simdConv) {
+    stockConv2D = replaceKernel('Conv2D', conv2DWasm);
+    stockFusedConv2D = replaceKernel('FusedConv2D', fusedConv2DWasm);
   }
   if (!set.backpropInput) return wasmRegistered;
   const stock = tf.getKernel('Conv2DBackpropInput', WASM);

@@ -168,10 +168,109 @@ function name(s: string): number[] {
   return [...uleb(b.length), ...b];
 }
 
-/** The module's bytes: imports env.memory, exports one function per DW_KERNEL_SHAPES entry. */
+/**
+ * Parameters of every convolution kernel (all i32; pointers and strides in bytes): the padded
+ * input `x` at the block's first pixel, the filter `w` at its first output channel, `bias` (4·nv
+ * floats), the output `y`; nb images x np rows x nq blocks of PX pixels; kh filter rows of
+ * kwci = kw·ci contiguous input floats each.
+ */
+const CONV_PARAMS = ['x', 'w', 'bias', 'y', 'nb', 'np', 'nq', 'kh', 'kwci', 'xImg', 'xRowStep', 'xRowTap', 'xPix', 'xBlk', 'wStep', 'yImg', 'yRow', 'yPix', 'yBlk'] as const;
+
+/**
+ * The body of conv_{px}x{4·nv}: y[pixel][o] = bias[o] + Σ_{i<kh} Σ_{k<kw·ci} x[pixel + i·row + k] · w[(i·kw·ci + k)][o]
+ * for px consecutive output pixels and 4·nv output channels, accumulated in registers.
+ */
+function convKernelBody(px: number, nv: number): number[] {
+  const P = Object.fromEntries(CONV_PARAMS.map((n, i) => [n, i])) as Record<(typeof CONV_PARAMS)[number], number>;
+  let next = CONV_PARAMS.length;
+  const b = next++,
+    p = next++,
+    q = next++,
+    xb = next++,
+    yb = next++,
+    xp = next++,
+    yp = next++,
+    xq = next++,
+    yq = next++,
+    i = next++,
+    k = next++,
+    xi = next++,
+    wk = next++,
+    yo = next++;
+  const xs = Array.from({ length: px }, () => next++);
+  const nI32 = next - CONV_PARAMS.length;
+  const acc = Array.from({ length: px * nv }, () => next++);
+  const wv = Array.from({ length: nv }, () => next++);
+  const s = next++;
+  const nV128 = next - CONV_PARAMS.length - nI32;
+  const code: number[] = [];
+  const emit = (...xs2: (number | number[])[]) => {
+    for (const x of xs2) {
+      if (Array.isArray(x)) code.push(...x);
+      else code.push(x);
+    }
+  };
+  emit(op.get(P.x), op.set(xb), op.get(P.y), op.set(yb), op.get(P.nb), op.set(b));
+  emit(op.block, op.get(b), op.eqz, op.brIf(0), op.loop);
+  emit(op.get(xb), op.set(xp), op.get(yb), op.set(yp), op.get(P.np), op.set(p));
+  emit(op.block, op.get(p), op.eqz, op.brIf(0), op.loop);
+  emit(op.get(xp), op.set(xq), op.get(yp), op.set(yq), op.get(P.nq), op.set(q));
+  emit(op.block, op.get(q), op.eqz, op.brIf(0), op.loop);
+  // acc = bias
+  for (let v = 0; v < nv; v++) {
+    emit(op.get(P.bias), op.v128Load(16 * v), op.set(wv[v]));
+    for (let x = 0; x < px; x++) emit(op.get(wv[v]), op.set(acc[x * nv + v]));
+  }
+  emit(op.get(P.w), op.set(wk), op.get(xq), op.set(xi), op.get(P.kh), op.set(i));
+  emit(op.loop);
+  // the px input pointers of this filter row
+  emit(op.get(xi), op.set(xs[0]));
+  for (let x = 1; x < px; x++) emit(op.get(xs[x - 1]), op.get(P.xPix), op.add, op.set(xs[x]));
+  emit(op.get(P.kwci), op.set(k));
+  emit(op.loop);
+  for (let v = 0; v < nv; v++) emit(op.get(wk), op.v128Load(16 * v), op.set(wv[v]));
+  for (let x = 0; x < px; x++) {
+    emit(op.get(xs[x]), op.load32Splat(0), op.set(s));
+    for (let v = 0; v < nv; v++) emit(op.get(acc[x * nv + v]), op.get(s), op.get(wv[v]), op.f32x4Mul, op.f32x4Add, op.set(acc[x * nv + v]));
+  }
+  for (let x = 0; x < px; x++) emit(op.get(xs[x]), op.i32(4), op.add, op.set(xs[x]));
+  emit(op.get(wk), op.get(P.wStep), op.add, op.set(wk));
+  emit(op.get(k), op.i32(1), op.sub, op.set(k), op.get(k), op.brIf(0), op.end);
+  emit(op.get(xi), op.get(P.xRowTap), op.add, op.set(xi));
+  emit(op.get(i), op.i32(1), op.sub, op.set(i), op.get(i), op.brIf(0), op.end);
+  // y[pixel x][o + 4v ..] = acc
+  emit(op.get(yq), op.set(yo));
+  for (let x = 0; x < px; x++) {
+    if (x > 0) emit(op.get(yo), op.get(P.yPix), op.add, op.set(yo));
+    for (let v = 0; v < nv; v++) emit(op.get(yo), op.get(acc[x * nv + v]), op.v128Store(16 * v));
+  }
+  emit(op.get(xq), op.get(P.xBlk), op.add, op.set(xq), op.get(yq), op.get(P.yBlk), op.add, op.set(yq));
+  emit(op.get(q), op.i32(1), op.sub, op.set(q), op.get(q), op.brIf(0), op.end, op.end);
+  emit(op.get(xp), op.get(P.xRowStep), op.add, op.set(xp), op.get(yp), op.get(P.yRow), op.add, op.set(yp));
+  emit(op.get(p), op.i32(1), op.sub, op.set(p), op.get(p), op.brIf(0), op.end, op.end);
+  emit(op.get(xb), op.get(P.xImg), op.add, op.set(xb), op.get(yb), op.get(P.yImg), op.add, op.set(yb));
+  emit(op.get(b), op.i32(1), op.sub, op.set(b), op.get(b), op.brIf(0), op.end, op.end);
+  emit(op.end);
+  const locals = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128];
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+/** Output pixels (px) and output vectors (nv) a convolution kernel exists for; exported as conv_{px}x{4·nv}. */
+export const CONV_KERNEL_SHAPES: readonly (readonly [number, number])[] = [
+  [4, 2],
+  [1, 2],
+  [4, 1],
+  [1, 1],
+];
+
+/** The module's bytes: imports env.memory, exports dw_{cb}x{4nv} and conv_{px}x{4nv}. */
 export function dwModuleBytes(): Uint8Array {
-  const nFn = DW_KERNEL_SHAPES.length;
-  const type = [0x60, ...uleb(DW_PARAMS.length), ...DW_PARAMS.map(() => I32), 0];
+  const fns = [
+    ...DW_KERNEL_SHAPES.map(([cb, nv]) => ({ name: `dw_${cb}x${4 * nv}`, type: 0, body: dwKernelBody(cb, nv) })),
+    ...CONV_KERNEL_SHAPES.map(([px, nv]) => ({ name: `conv_${px}x${4 * nv}`, type: 1, body: convKernelBody(px, nv) })),
+  ];
+  const fnType = (n: number) => [0x60, ...uleb(n), ...Array.from({ length: n }, () => I32), 0];
   const bytes = [
     0x00,
     0x61,
@@ -181,11 +280,11 @@ export function dwModuleBytes(): Uint8Array {
     0x00,
     0x00,
     0x00,
-    ...section(1, [...uleb(1), ...type]),
+    ...section(1, [...uleb(2), ...fnType(DW_PARAMS.length), ...fnType(CONV_PARAMS.length)]),
     ...section(2, [...uleb(1), ...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)]),
-    ...section(3, [...uleb(nFn), ...DW_KERNEL_SHAPES.map(() => 0)]),
-    ...section(7, [...uleb(nFn), ...DW_KERNEL_SHAPES.flatMap(([cb, nv], i) => [...name(`dw_${cb}x${4 * nv}`), 0x00, ...uleb(i)])]),
-    ...section(10, [...uleb(nFn), ...DW_KERNEL_SHAPES.flatMap(([cb, nv]) => dwKernelBody(cb, nv))]),
+    ...section(3, [...uleb(fns.length), ...fns.map((f) => f.type)]),
+    ...section(7, [...uleb(fns.length), ...fns.flatMap((f, i) => [...name(f.name), 0x00, ...uleb(i)])]),
+    ...section(10, [...uleb(fns.length), ...fns.flatMap((f) => f.body)]),
   ];
   return Uint8Array.from(bytes);
 }
@@ -206,24 +305,40 @@ export type DwKernel = (
   outRow: number,
 ) => void;
 
-const instances = new WeakMap<WasmMemory, Map<string, DwKernel> | null>();
+export type ConvKernel = (...args: number[]) => void;
+
+/** Twinfed's SIMD kernels bound to one memory: dW by `${cb}x${4nv}`, convolution by `${px}x${4nv}`. */
+export interface SimdKernels {
+  dw: Map<string, DwKernel>;
+  conv: Map<string, ConvKernel>;
+}
+
+const instances = new WeakMap<WasmMemory, SimdKernels | null>();
 
 /**
- * The dW kernels bound to `memory` (the tfjs wasm heap), instantiated once per memory; null
+ * The kernels bound to `memory` (the tfjs wasm heap), instantiated once per memory; null
  * where this WebAssembly engine has no SIMD (the caller then uses another algorithm).
  */
-export function dwKernels(memory: WasmMemory): Map<string, DwKernel> | null {
+export function simdKernels(memory: WasmMemory): SimdKernels | null {
   let k = instances.get(memory);
   if (k !== undefined) return k;
   try {
     const mod = new WA.Module(dwModuleBytes());
     const inst = new WA.Instance(mod, { env: { memory } });
-    k = new Map(DW_KERNEL_SHAPES.map(([cb, nv]) => [`${cb}x${4 * nv}`, inst.exports[`dw_${cb}x${4 * nv}`] as DwKernel]));
+    k = {
+      dw: new Map(DW_KERNEL_SHAPES.map(([cb, nv]) => [`${cb}x${4 * nv}`, inst.exports[`dw_${cb}x${4 * nv}`] as DwKernel])),
+      conv: new Map(CONV_KERNEL_SHAPES.map(([px, nv]) => [`${px}x${4 * nv}`, inst.exports[`conv_${px}x${4 * nv}`] as ConvKernel])),
+    };
   } catch {
     k = null;
   }
   instances.set(memory, k);
   return k;
+}
+
+/** The dW kernels of simdKernels(memory). */
+export function dwKernels(memory: WasmMemory): Map<string, DwKernel> | null {
+  return simdKernels(memory)?.dw ?? null;
 }
 
 /** Shapes and strides of one dW problem (NHWC x and dy, [kh, kw, ci, co] output). */
@@ -317,5 +432,45 @@ export function dwSimd(kernels: Map<string, DwKernel>, pr: DwProblem, x: number,
         }
       }
     }
+  }
+}
+
+/** Shapes of one convolution on an already padded NHWC input (Hp x Wp) with a [kh, kw, ci, co] filter. */
+export interface ConvProblem {
+  B: number;
+  Hp: number;
+  Wp: number;
+  ci: number;
+  oh: number;
+  ow: number;
+  co: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+}
+
+/**
+ * y = conv(xPadded, w) + bias by the SIMD kernels (output channels a multiple of 4): blocks of 4
+ * output pixels along a row x 8 (or 4) output channels in registers, the reduction over the
+ * filter's kh rows of kw·ci contiguous input floats. All arguments are byte addresses.
+ */
+export function convSimd(kernels: SimdKernels, pr: ConvProblem, x: number, w: number, bias: number, y: number): void {
+  const { B, Hp, Wp, ci, oh, ow, co, kh, kw, sh, sw } = pr;
+  const xImg = Hp * Wp * ci * 4,
+    xRowTap = Wp * ci * 4,
+    xPix = sw * ci * 4;
+  const yPix = co * 4;
+  const q4 = Math.floor(ow / 4);
+  for (let o0 = 0; o0 < co;) {
+    const nv = co - o0 >= 8 ? 2 : 1;
+    const common = [kh, kw * ci, xImg, sh * xRowTap, xRowTap, xPix];
+    if (q4 > 0) {
+      kernels.conv.get(`4x${4 * nv}`)!(x, w + 4 * o0, bias + 4 * o0, y + 4 * o0, B, oh, q4, ...common, 4 * xPix, co * 4, oh * ow * yPix, ow * yPix, yPix, 4 * yPix);
+    }
+    if (ow > 4 * q4) {
+      kernels.conv.get(`1x${4 * nv}`)!(x + 4 * q4 * xPix, w + 4 * o0, bias + 4 * o0, y + 4 * (o0 + 4 * q4 * co), B, oh, ow - 4 * q4, ...common, xPix, co * 4, oh * ow * yPix, ow * yPix, yPix, yPix);
+    }
+    o0 += 4 * nv;
   }
 }
