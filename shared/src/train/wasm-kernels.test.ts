@@ -218,6 +218,8 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
     { x: [2, 5, 5, 2], k: 2, s: 1, pad: 'valid' }, // stride 1: a pixel is in up to 4 windows
     { x: [2, 7, 5, 3], k: 2, s: 2, pad: 'valid' }, // 2x2/2 with an odd row and column in no window
     { x: [1, 6, 8, 9], k: 2, s: 2, pad: 'same' }, // 2x2/2 'same' on even sizes (no padding either)
+    { x: [2, 8, 6, 4], k: 2, s: 2, pad: 'valid' }, // 2x2/2, channels a multiple of 4: the SIMD kernel
+    { x: [1, 4, 10, 12], k: 2, s: 2, pad: 'valid' }, // SIMD, 3 vectors of channels
   ].entries()) {
     it(`MaxPoolGrad: x ${p.x} window ${p.k} stride ${p.s} pad ${p.pad}, with ties`, async () => {
       // Values quantised to a few levels so windows hold equal maxima (first one wins).
@@ -236,6 +238,26 @@ describe('Twinfed wasm training kernels match the cpu backend', () => {
       assertClose(w.data, naiveMaxPoolGrad(x, p.x, dy, p.k, p.s, info.padInfo.top, info.padInfo.left, ys), 'wasm vs definition', 1e-6);
     });
   }
+
+  it('MaxPoolGrad 2x2/2 in SIMD: NaNs never win, -Infinity never wins, an infinite dy reaches only the maximum', async () => {
+    const N = Number.NaN,
+      I = Number.NEGATIVE_INFINITY;
+    // 1 image 2x2, 4 channels (one vector): per channel the window [c0, c1; c2, c3] below.
+    const win = [
+      [1, N, 3, 2], // NaN skipped: 3 wins
+      [N, N, N, N], // all NaN: nobody
+      [I, I, I, I], // all -Infinity: nobody
+      [5, 5, 5, 5], // ties: the first
+    ];
+    const x = new Float32Array(16);
+    for (let c = 0; c < 4; c++) for (let k = 0; k < 4; k++) x[k * 4 + c] = win[c][k];
+    const dy = Float32Array.from([Number.POSITIVE_INFINITY, 2, 3, -4]);
+    const attrs = { filterSize: 2, strides: 2, pad: 'valid', dimRoundingMode: undefined };
+    const inputs = { dy: { shape: [1, 1, 1, 4], data: dy }, input: { shape: [1, 2, 2, 4], data: x }, output: { shape: [1, 1, 1, 4], data: new Float32Array(4) } };
+    const w = await runOn('wasm', 'MaxPoolGrad', inputs, attrs);
+    const ref = naiveMaxPoolGrad(x, [1, 2, 2, 4], dy, 2, 2, 0, 0, [1, 1, 1, 4]);
+    assert.deepEqual(Array.from(w.data), Array.from(ref));
+  });
 
   it('MaxPoolGrad 2x2/2: NaNs in a window never win, an infinite dy reaches only the maximum (as the generic rule)', async () => {
     const N = Number.NaN;

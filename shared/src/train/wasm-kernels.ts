@@ -33,7 +33,7 @@ import { backend_util, type KernelConfig, type KernelFunc, type NamedAttrMap, ty
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { convSimd, dwKernels, dwSimd, dwSimdApplies, simdKernels, type DwProblem, type WasmMemory } from './wasm-simd.js';
+import { convSimd, dwKernels, dwSimd, dwSimdApplies, simdKernels, sumRowsSimd, type DwProblem, type WasmMemory } from './wasm-simd.js';
 
 const WASM = 'wasm';
 
@@ -502,6 +502,13 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
   const dx = backend.typedArrayFromHeap(out) as Float32Array;
   const xv = backend.typedArrayFromHeap(input) as Float32Array;
   const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+  const simd = fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && H === 2 * oh && W === 2 * ow && C % 4 === 0 ? simdKernels(wasmMemory(backend)) : null;
+  if (simd) {
+    // The U-Net's pool in SIMD (wasm-simd.ts): the same rule, four channels at a time.
+    const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    simd.maxPoolGrad(addr(input), addr(dy), addr(out), B * oh, ow, C / 4, W * C * 4, C * 4);
+    return out;
+  }
   if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0) {
     // The U-Net's 2x2/2 pool: windows do not overlap, so every dx element is written once
     // (no zero fill, no accumulation) and the window's four values are compared in registers.
@@ -713,6 +720,16 @@ function sumLeadingAxes(args: KernelArgs): TensorInfo {
   const o = backend.typedArrayFromHeap(out) as Float32Array;
   const v = backend.typedArrayFromHeap(x) as Float32Array;
   const n = v.length;
+  const simd = C % 4 === 0 ? simdKernels(wasmMemory(backend)) : null;
+  if (simd) {
+    const tmp = backend.makeOutput([32], 'float32');
+    const heap = backend.typedArrayFromHeap(tmp) as Float32Array;
+    const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    const acc = sumRowsSimd(simd, new Float32Array(heap.buffer), addr(x), n / C, C, addr(tmp));
+    free(backend, tmp);
+    (backend.typedArrayFromHeap(out) as Float32Array).set(acc);
+    return out;
+  }
   if (C % 8 === 0) {
     // Eight channels per pass in local (float64) accumulators: V8 keeps them in registers,
     // where a Float64Array accumulator is a load and a store per element. Same order of

@@ -85,7 +85,121 @@ const op = {
   load32Splat: (offset: number) => [0xfd, ...uleb(9), 2, ...uleb(offset)],
   f32x4Add: [0xfd, ...uleb(228)],
   f32x4Mul: [0xfd, ...uleb(230)],
+  f32x4Eq: [0xfd, ...uleb(65)],
+  f32x4Gt: [0xfd, ...uleb(68)],
+  f32x4Ge: [0xfd, ...uleb(70)],
+  and: [0xfd, ...uleb(78)],
+  bitselect: [0xfd, ...uleb(82)],
+  /** v128.const of four equal f32 lanes. */
+  f32x4Const: (v: number) => [0xfd, ...uleb(12), ...Array.from({ length: 4 }, () => [...new Uint8Array(Float32Array.of(v).buffer)]).flat()],
 };
+
+/** A function body: locals (i32 then v128 counts) and code, with its size prefix. */
+function fnBody(nI32: number, nV128: number, code: number[]): number[] {
+  const body = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128, ...code, 0x0b];
+  return [...uleb(body.length), ...body];
+}
+
+/** Emitter: flattens opcodes and opcode arrays into `code`. */
+function emitter(code: number[]) {
+  return (...xs: (number | number[])[]) => {
+    for (const x of xs) {
+      if (Array.isArray(x)) code.push(...x);
+      else code.push(x);
+    }
+  };
+}
+
+/**
+ * sum_{4nv}(x, rows, rowBytes, out): out[0 .. 4nv) = Σ over `rows` rows (rowBytes apart) of
+ * x[0 .. 4nv) — a block of channels of the bias gradient (dy summed over batch, height, width).
+ */
+function sumKernelBody(nv: number): number[] {
+  const [x, rows, rowBytes, out] = [0, 1, 2, 3];
+  const r = 4;
+  const acc = Array.from({ length: nv }, (_, i) => 5 + i);
+  const code: number[] = [];
+  const emit = emitter(code);
+  emit(op.get(rows), op.set(r), op.block, op.get(r), op.eqz, op.brIf(0), op.loop);
+  for (let v = 0; v < nv; v++) emit(op.get(acc[v]), op.get(x), op.v128Load(16 * v), op.f32x4Add, op.set(acc[v]));
+  emit(op.get(x), op.get(rowBytes), op.add, op.set(x));
+  emit(op.get(r), op.i32(1), op.sub, op.set(r), op.get(r), op.brIf(0), op.end, op.end);
+  for (let v = 0; v < nv; v++) emit(op.get(out), op.get(acc[v]), op.v128Store(16 * v));
+  return fnBody(1, nv, code);
+}
+
+/**
+ * maxpoolgrad(x, dy, dx, rows, cols, nvc, rowBytes, pixBytes): the 2x2/2 max-pool gradient for
+ * `rows` output rows (each 2 input rows) of `cols` output pixels with nvc 4-channel vectors;
+ * rowBytes is one input row, pixBytes one input pixel. Per lane the window's first maximum in
+ * row-major order gets dy, the others +0; NaN counts as -Infinity and -Infinity never wins
+ * (the generic rule: strict > from -Infinity).
+ */
+function maxPoolGradBody(): number[] {
+  const [x, dy, dx, rows, cols, nvc, rowBytes, pixBytes] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [r, q, v, xr, xq, xv, dyq, ow] = [8, 9, 10, 11, 12, 13, 14, 15];
+  const [a, b, d, e, g, m] = [16, 17, 18, 19, 20, 21];
+  const code: number[] = [];
+  const emit = emitter(code);
+  const NEG_INF = op.f32x4Const(Number.NEGATIVE_INFINITY);
+  // a = NaN ? -Inf : a
+  const load = (dst: number, offset: (number | number[])[]) =>
+    emit(op.get(xv), ...offset, op.add, op.v128Load(0), op.set(dst), op.get(dst), NEG_INF, op.get(dst), op.get(dst), op.f32x4Eq, op.bitselect, op.set(dst));
+  // the byte offsets of the four window elements from xv
+  const at = {
+    a: [op.i32(0)],
+    b: [op.get(pixBytes)],
+    d: [op.get(rowBytes)],
+    e: [op.get(rowBytes), op.get(pixBytes), op.add],
+  };
+  // out = dy where mask (all of the listed comparisons and > -Inf)
+  const store = (offset: (number | number[])[], self: number, cmps: [number[], number][]) => {
+    emit(op.get(self), NEG_INF, op.f32x4Gt, op.set(m));
+    for (const [cmp, other] of cmps) emit(op.get(m), op.get(self), op.get(other), cmp, op.and, op.set(m));
+    emit(op.get(xv), op.get(x), op.sub, op.get(dx), op.add, ...offset, op.add, op.get(g), op.get(m), op.and, op.v128Store(0));
+  };
+  emit(op.get(x), op.set(xr), op.get(dy), op.set(dyq), op.get(rows), op.set(r));
+  emit(op.block, op.get(r), op.eqz, op.brIf(0), op.loop);
+  emit(op.get(xr), op.set(xq), op.get(cols), op.set(q));
+  emit(op.block, op.get(q), op.eqz, op.brIf(0), op.loop);
+  emit(op.get(xq), op.set(xv), op.get(nvc), op.set(v));
+  emit(op.block, op.get(v), op.eqz, op.brIf(0), op.loop);
+  load(a, at.a);
+  load(b, at.b);
+  load(d, at.d);
+  load(e, at.e);
+  emit(op.get(dyq), op.v128Load(0), op.set(g));
+  store(at.a, a, [
+    [op.f32x4Ge, b],
+    [op.f32x4Ge, d],
+    [op.f32x4Ge, e],
+  ]);
+  store(at.b, b, [
+    [op.f32x4Gt, a],
+    [op.f32x4Ge, d],
+    [op.f32x4Ge, e],
+  ]);
+  store(at.d, d, [
+    [op.f32x4Gt, a],
+    [op.f32x4Gt, b],
+    [op.f32x4Ge, e],
+  ]);
+  store(at.e, e, [
+    [op.f32x4Gt, a],
+    [op.f32x4Gt, b],
+    [op.f32x4Gt, d],
+  ]);
+  emit(op.get(xv), op.i32(16), op.add, op.set(xv), op.get(dyq), op.i32(16), op.add, op.set(dyq));
+  emit(op.get(v), op.i32(1), op.sub, op.set(v), op.get(v), op.brIf(0), op.end, op.end);
+  // next output pixel: two input pixels on
+  emit(op.get(xq), op.get(pixBytes), op.get(pixBytes), op.add, op.add, op.set(xq));
+  emit(op.get(q), op.i32(1), op.sub, op.set(q), op.get(q), op.brIf(0), op.end, op.end);
+  // next output row: two input rows on
+  emit(op.get(xr), op.get(rowBytes), op.get(rowBytes), op.add, op.add, op.set(xr));
+  emit(op.get(r), op.i32(1), op.sub, op.set(r), op.get(r), op.brIf(0), op.end, op.end);
+  void ow;
+  return fnBody(8, 6, code);
+}
 
 /** Parameters of every dW kernel (all i32; pointers and strides in bytes). */
 const DW_PARAMS = ['x', 'dy', 'out', 'nb', 'np', 'nq', 'xImg', 'xRow', 'xCol', 'dyImg', 'dyRow', 'dyCol', 'outRow'] as const;
@@ -264,12 +378,17 @@ export const CONV_KERNEL_SHAPES: readonly (readonly [number, number])[] = [
   [1, 1],
 ];
 
-/** The module's bytes: imports env.memory, exports dw_{cb}x{4nv} and conv_{px}x{4nv}. */
+/** Vectors per call of the bias-sum kernel; exported as sum_{4·nv}. */
+const SUM_WIDTHS = [8, 4, 2, 1];
+
+/** The module's bytes: imports env.memory, exports dw_{cb}x{4nv}, conv_{px}x{4nv}, sum_{4nv}, maxpoolgrad. */
 export function dwModuleBytes(): Uint8Array {
   const fns = [
     ...DW_KERNEL_SHAPES.map(([cb, nv]) => ({ name: `dw_${cb}x${4 * nv}`, type: 0, body: dwKernelBody(cb, nv) })),
     ...CONV_KERNEL_SHAPES.map(([px, nv]) => ({ name: `conv_${px}x${4 * nv}`, type: 1, body: convKernelBody(px, nv) })),
   ];
+  fns.push(...SUM_WIDTHS.map((nv) => ({ name: `sum_${4 * nv}`, type: 2, body: sumKernelBody(nv) })));
+  fns.push({ name: 'maxpoolgrad', type: 3, body: maxPoolGradBody() });
   const fnType = (n: number) => [0x60, ...uleb(n), ...Array.from({ length: n }, () => I32), 0];
   const bytes = [
     0x00,
@@ -280,7 +399,7 @@ export function dwModuleBytes(): Uint8Array {
     0x00,
     0x00,
     0x00,
-    ...section(1, [...uleb(2), ...fnType(DW_PARAMS.length), ...fnType(CONV_PARAMS.length)]),
+    ...section(1, [...uleb(4), ...fnType(DW_PARAMS.length), ...fnType(CONV_PARAMS.length), ...fnType(4), ...fnType(8)]),
     ...section(2, [...uleb(1), ...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)]),
     ...section(3, [...uleb(fns.length), ...fns.map((f) => f.type)]),
     ...section(7, [...uleb(fns.length), ...fns.flatMap((f, i) => [...name(f.name), 0x00, ...uleb(i)])]),
@@ -311,6 +430,8 @@ export type ConvKernel = (...args: number[]) => void;
 export interface SimdKernels {
   dw: Map<string, DwKernel>;
   conv: Map<string, ConvKernel>;
+  sum: Map<number, (x: number, rows: number, rowBytes: number, out: number) => void>;
+  maxPoolGrad: (x: number, dy: number, dx: number, rows: number, cols: number, nvc: number, rowBytes: number, pixBytes: number) => void;
 }
 
 const instances = new WeakMap<WasmMemory, SimdKernels | null>();
@@ -328,6 +449,8 @@ export function simdKernels(memory: WasmMemory): SimdKernels | null {
     k = {
       dw: new Map(DW_KERNEL_SHAPES.map(([cb, nv]) => [`${cb}x${4 * nv}`, inst.exports[`dw_${cb}x${4 * nv}`] as DwKernel])),
       conv: new Map(CONV_KERNEL_SHAPES.map(([px, nv]) => [`${px}x${4 * nv}`, inst.exports[`conv_${px}x${4 * nv}`] as ConvKernel])),
+      sum: new Map(SUM_WIDTHS.map((nv) => [4 * nv, inst.exports[`sum_${4 * nv}`] as SimdKernels['sum'] extends Map<number, infer F> ? F : never])),
+      maxPoolGrad: inst.exports.maxpoolgrad as SimdKernels['maxPoolGrad'],
     };
   } catch {
     k = null;
@@ -473,4 +596,23 @@ export function convSimd(kernels: SimdKernels, pr: ConvProblem, x: number, w: nu
     }
     o0 += 4 * nv;
   }
+}
+
+/**
+ * Bias gradient: out[c] = Σ_rows x[row][c] for a [rows, C] float matrix at byte address x, C a
+ * multiple of 4, in SIMD over chunks of 4096 rows whose float32 sums are added up in float64.
+ */
+export function sumRowsSimd(kernels: SimdKernels, heap: Float32Array, x: number, rows: number, C: number, tmp: number): Float64Array {
+  const acc = new Float64Array(C);
+  const CHUNK = 4096;
+  for (let r0 = 0; r0 < rows; r0 += CHUNK) {
+    const nr = Math.min(CHUNK, rows - r0);
+    for (let c0 = 0; c0 < C;) {
+      const w = [32, 16, 8, 4].find((width) => C - c0 >= width)!;
+      kernels.sum.get(w)!(x + 4 * (r0 * C + c0), nr, 4 * C, tmp);
+      for (let k = 0; k < w; k++) acc[c0 + k] += heap[tmp / 4 + k];
+      c0 += w;
+    }
+  }
+  return acc;
 }
