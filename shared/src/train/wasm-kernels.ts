@@ -20,9 +20,11 @@
  *    stride-1 formula (Dumoulin & Visin §4.5). Wastes s^2 multiply-adds on zeros,
  *    still much faster than the scalar loop.
  *
- * MaxPoolGrad and the bias-gradient Sum are replaced by single passes (the stock
- * MaxPoolGrad took ~17 ms per [16,64,64,8] call, ours ~6 ms). dW can also go through one
- * MatMul (conv2DBackpropFilterMatMul, opt-in: no measurable whole-step gain here).
+ * Since issue 11 the default dW, the forward convolutions (Conv2D, linear FusedConv2D, and so
+ * dx), the bias Sum and the 2x2/2 MaxPoolGrad run in Twinfed's own SIMD kernels
+ * (wasm-simd.ts) on the tfjs heap; the XNNPACK formulations above ('dilated-conv', the GEMMs
+ * 'tap-matmul' and 'im2col-matmul') stay as fallbacks and for benchmarks. Identity and
+ * same-dtype Cast share buffers instead of copying them.
  *
  * Only NHWC (channelsLast) is supported, as by the wasm Conv2D itself. The dW kernel
  * is backend-generic and also replaces the cpu backend's (see registerCpuTrainingKernels).
