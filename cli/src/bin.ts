@@ -474,7 +474,9 @@ dataDirOpt(site.command('run').description('Run the site node: dial out to the c
           },
         },
       });
-      console.error(`site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason})`);
+      console.error(
+        `site ${node.siteId}: backend ${trainer.backend} (${trainer.backendReason}); ${unet.workers > 0 ? `${unet.workers} data-parallel training worker threads` : 'training on the main thread'} (TWINFED_TRAIN_WORKERS overrides)`,
+      );
       node.connect();
       const { consoleLine, startConsoleWithNode } = await import('./commands/site-console.js');
       const siteConsole = await startConsoleWithNode(dir, node, o, (msg) => console.error(`[warn] ${msg}`));

@@ -122,7 +122,10 @@ export class DemoProcesses {
    * every whole line of either stream to `onLine`.
    */
   startSite(dataDir: string, name: string, say: (s: string) => void, hooks: { onEvent?: (e: SiteEvent) => void; onStderr?: (s: string) => void; onLine?: (line: string) => void } = {}): ChildProcess {
-    const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', dataDir, '--json-events', '--console-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Three sites share this machine, so none is alone: each trains on its calling thread unless
+    // the user set TWINFED_TRAIN_WORKERS (a lone site defaults to one worker thread per core).
+    const env = { ...process.env, TWINFED_TRAIN_WORKERS: process.env.TWINFED_TRAIN_WORKERS ?? '0' };
+    const p = spawn(process.execPath, [BIN, 'site', 'run', '--data-dir', dataDir, '--json-events', '--console-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.children.push(p);
     let buf = '';
     p.stdout!.on('data', (d) => {

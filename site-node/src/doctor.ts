@@ -4,7 +4,7 @@ import { count } from 'drizzle-orm';
 import { fingerprint, fromB64, initSodium, loadIdentity, siteFingerprint } from '@twinfed/shared/crypto/index';
 import { availableParallelism } from 'node:os';
 import { selectBackend } from '@twinfed/shared/train/backend';
-import { workersFromEnv } from '@twinfed/shared/train/parallel';
+import { siteTrainingWorkers } from '@twinfed/shared/train/parallel';
 import { webGpuStatus } from '@twinfed/shared/train/webgpu';
 import { SITE_FILES, loadSiteConfig } from './config.js';
 import { openSiteDb } from './db/index.js';
@@ -40,14 +40,15 @@ export async function runDoctor(dataDir: string, opts: { fetchTimeoutMs?: number
   });
   const cores = availableParallelism();
   try {
-    const workers = workersFromEnv();
+    const workers = siteTrainingWorkers();
+    const set = (process.env.TWINFED_TRAIN_WORKERS ?? '').trim() !== '';
     checks.push({
       name: 'training threads',
       ok: true,
       detail:
         workers > 0
-          ? `${workers} data-parallel worker threads (TWINFED_TRAIN_WORKERS) on ${cores} cores${workers > cores ? ': more workers than cores, each step will be slower' : ''}`
-          : `1 (${cores} cores here${cores >= 2 && choice.name === 'wasm' ? '; TWINFED_TRAIN_WORKERS=2 trains on two worker threads, same step, 1.2-2x faster when nothing else runs' : ''})`,
+          ? `${workers} data-parallel worker threads on ${cores} cores (${set ? 'TWINFED_TRAIN_WORKERS' : 'default for a site alone on its machine: one per core; TWINFED_TRAIN_WORKERS=0 trains on one thread'})${workers > cores ? ': more workers than cores, each step will be slower' : ''}`
+          : `1 (${set ? 'TWINFED_TRAIN_WORKERS=0' : `${cores} core`}${cores >= 2 ? '; unset TWINFED_TRAIN_WORKERS to train on one worker thread per core when this site has the machine to itself' : ''})`,
     });
   } catch (e) {
     checks.push({ name: 'training threads', ok: false, detail: (e as Error).message });

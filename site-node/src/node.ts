@@ -276,6 +276,7 @@ export class SiteNode {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.socket?.disconnect();
     await this.queue.catch(() => undefined);
+    await this.opts.trainer.close?.();
     this.db.$client.close();
   }
 

@@ -133,6 +133,9 @@ export function createTaskTrainer(byTask: { segmentation: LocalTrainer; response
     train: (m, w, r, p) => pick(m).train(m, w, r, p),
     evaluate: (m, w) => pick(m).evaluate(m, w),
     onAggregate: (m, w, i) => pick(m).onAggregate?.(m, w, i) ?? {},
+    close: async () => {
+      await Promise.all([byTask.segmentation.close?.(), byTask.response.close?.(), byTask['twin-prior']?.close?.()]);
+    },
   };
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StudyManifest } from '@twinfed/protocols';
 import { initialWeights } from '@twinfed/shared/model/index';
+import { siteTrainingWorkers } from '@twinfed/shared/train/index';
 import { openSiteDb } from './db/index.js';
 import { measurements, segSlices, treatments } from './db/schema.js';
 import { createResponseTrainer } from './response-trainer.js';
@@ -84,11 +85,16 @@ describe('site trainers under FedProx and patient-level DP', () => {
         })
         .run();
     }
+    // The site default: TWINFED_TRAIN_WORKERS, else one data-parallel worker per core.
     const trainer = await createUNetTrainer(db, { backend: 'wasm' });
+    assert.equal(trainer.workers, siteTrainingWorkers());
     const w0 = initialWeights({ inChannels: 1, nClasses: 2, base: 2, depth: 1, size }, 1);
     const plain = await trainer.train(segManifest(), w0, 1);
     assert.equal(plain.nSamples, 12, 'without DP: training slices');
     assert.equal(plain.dp, undefined);
+    // Worker threads or not, the same step up to float summation order.
+    const oneThread = await (await createUNetTrainer(db, { backend: 'wasm', workers: 0 })).train(segManifest(), w0, 1);
+    assert.ok(Math.abs(oneThread.loss - plain.loss) <= 1e-3 * plain.loss, `loss ${plain.loss} with ${trainer.workers} workers vs ${oneThread.loss} on one thread`);
     const dp = await trainer.train(segManifest({ dp: patientDp, strategy: { name: 'fedprox', mu: 0.1 } }), w0, 1);
     assert.deepEqual(dp.dp, { steps: 2, samplingRate: 0.5, noiseMultiplier: 1.1, clipNorm: 1 });
     assert.equal(dp.nSamples, 3, 'under patient-level DP: training patients');
@@ -111,6 +117,7 @@ describe('site trainers under FedProx and patient-level DP', () => {
       dpSeen.map((p) => `${p.epoch}/${p.epochs}`),
       ['1/2', '2/2'],
     );
+    await trainer.close?.();
   });
 
   it('epochProgress: mean loss of each epoch; the last, short epoch is reported at the last step; nothing without a sink', () => {

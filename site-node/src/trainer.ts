@@ -84,6 +84,8 @@ export interface LocalTrainer {
    * refuses the aggregate (TWF_E_AGGREGATE_BOUNDS) with that reason. Absent for model trainers.
    */
   onAggregate?(manifest: StudyManifest, weights: Float32Array, info: AggregateHookInfo): { refuse?: string };
+  /** Releases what the trainer keeps between rounds (the U-Net trainer's worker threads); SiteNode.close calls it. */
+  close?(): Promise<void>;
 }
 
 /** What onAggregate learns of the round besides the weights. */

@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { WireError, type SegmentationManifest, type StudyManifest } from '@twinfed/protocols';
 import { createUNet, deriveSeed, disposeUNet, getFlatWeights, initialWeights, setFlatWeights, type UNetConfig } from '@twinfed/shared/model/index';
 import type { SliceSet } from '@twinfed/shared/data/index';
-import { evaluateDice, selectBackend, trainLocal } from '@twinfed/shared/train/index';
+import { TrainError, closeSharedTrainingPool, evaluateDice, selectBackend, siteTrainingWorkers, trainLocal } from '@twinfed/shared/train/index';
 import type { SiteDb } from './db/index.js';
 import { segSlices } from './db/schema.js';
 import { dpReport, epochProgress, localObjective, type LocalEvalResult, type LocalTrainResult, type LocalTrainer } from './trainer.js';
@@ -29,9 +29,17 @@ function unetConfig(mIn: StudyManifest): UNetConfig {
  * q) noisy steps, each patient's gradient over all of its training slices clipped to C, on the
  * calling thread. The result then carries `dp` (steps actually taken) and nSamples = training
  * PATIENTS, not slices (the slice count would be an exact release outside the accountant).
+ *
+ * Threads: `workers` data-parallel worker threads (default siteTrainingWorkers(): env
+ * TWINFED_TRAIN_WORKERS when set, else one per core, for a site that has its machine to
+ * itself; 0 = train on the calling thread). The workers are the process's training pool,
+ * started by the first round and kept for the next ones; close() stops them. DP-SGD rounds
+ * train on the calling thread whatever `workers` says.
  */
-export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflow' | 'wasm' | 'cpu' } = {}): Promise<LocalTrainer & { backendReason: string }> {
+export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflow' | 'wasm' | 'cpu'; workers?: number } = {}): Promise<LocalTrainer & { backendReason: string; workers: number }> {
   const choice = await selectBackend(opts.backend);
+  const workers = opts.workers ?? siteTrainingWorkers();
+  if (!(Number.isInteger(workers) && workers >= 0)) throw new TrainError('TWF_E_TRAIN_WORKERS', `createUNetTrainer: workers must be a whole number ≥ 0, got ${workers}`);
 
   const load = (split: 'train' | 'val', mIn: StudyManifest): SliceSet & { patientIds: string[] } => {
     const m = seg(mIn);
@@ -59,9 +67,11 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
     return { images, masks, n, size, patient, z, spacingMm, maskVoxelsOutside: 0, patientIds: rows.map((r) => r.patientId) };
   };
 
+  let usedPool = false;
   return {
     backend: choice.name,
     backendReason: choice.reason,
+    workers,
     dataSummary(m) {
       const tr = load('train', m);
       const va = load('val', m);
@@ -76,6 +86,7 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
       try {
         setFlatWeights(model, weights);
         const { proximal, dp } = localObjective(m, weights);
+        usedPool ||= !dp && workers > 0;
         const r = await trainLocal(model, data, {
           epochs: m.training.epochsPerRound,
           batchSize: m.training.batchSize,
@@ -83,6 +94,7 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
           seed: deriveSeed(m.training.seed, `round-${round}`),
           proximal,
           dp,
+          workers: dp ? 0 : workers,
           onProgress: epochProgress(m.training.epochsPerRound, onProgress),
         });
         return { weights: getFlatWeights(model), nSamples: dp ? r.nPatients : data.n, loss: r.loss, ms: r.ms, ...(dp && { dp: dpReport(dp, r.steps) }) };
@@ -101,6 +113,9 @@ export async function createUNetTrainer(db: SiteDb, opts: { backend?: 'tensorflo
       } finally {
         disposeUNet(model);
       }
+    },
+    async close() {
+      if (usedPool) await closeSharedTrainingPool();
     },
   };
 }

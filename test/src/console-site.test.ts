@@ -42,7 +42,7 @@ describe('site console (browser)', { skip: chromiumPath() ? false : NO_CHROMIUM 
     await enrolNewSite(s.url, join(tmp.dir, 'c-site'), 'Hospital C');
     ({ studyId, manifestHash: hash } = await createAndStart(s.url, tinySpec({ title: HOSTILE_TITLE })));
     const db = openSiteDb(join(dirA, SITE_FILES.db));
-    const trainer = createTaskTrainer({ segmentation: await createUNetTrainer(db, { backend: 'wasm' }), response: createResponseTrainer(db) });
+    const trainer = createTaskTrainer({ segmentation: await createUNetTrainer(db, { backend: 'wasm', workers: 0 }), response: createResponseTrainer(db) });
     node = await SiteNode.open({ dataDir: dirA, trainer, approvalPollMs: 100, events: { onAwaitingApproval: (e) => awaiting.push(e.studyId) } });
     node.connect();
     await waitFor(() => SiteNode.listStudies(node.db).find((x) => x.studyId === studyId && x.status === 'pending'), 'the study pending at site A', 20_000);

@@ -249,7 +249,7 @@ export async function realSite(url: string, dir: string, name: string, patients:
   const rep = await importPath(db, audit, STS_DIR, { patients, val, size: 16, refit: false, radiomics: false });
   const done = rep.rows.filter((r) => r.status === 'imported');
   if (done.length !== patients.length) throw new Error(`import: ${JSON.stringify(rep.rows.filter((r) => r.status !== 'skipped'))}`);
-  const { trainer, deltas } = recordingTrainer(await createUNetTrainer(db, { backend: 'wasm' }));
+  const { trainer, deltas } = recordingTrainer(await createUNetTrainer(db, { backend: 'wasm', workers: 0 }));
   const debug = process.env.TWINFED_TEST_LOG ? { onLog: (level: string, msg: string) => console.error(`[${name}] ${level}: ${msg}`) } : {};
   return { node: await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100, events: { ...debug, ...(events ?? {}) } }), deltas };
 }

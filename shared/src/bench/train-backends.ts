@@ -2,23 +2,31 @@
  * `npm run bench:train`: U-Net training throughput of every available tfjs backend
  * against PyTorch on the same machine, in one run, as one table.
  *
- *   node shared/dist/bench/train-backends.js [--steps 10] [--warmup 2] [--cpu-steps 2]
- *       [--only wasm,torch-1,...] [--profile] [--python /usr/bin/python3]
+ *   node shared/dist/bench/train-backends.js [--steps 10] [--warmup 2] [--cpu] [--cpu-steps 2]
+ *       [--only wasm,torch-1,...] [--profile] [--json] [--python /usr/bin/python3]
  *
  * Network, batch, input and optimiser are those of shared/src/bench/peers/unet_torch.py
  * (a copy of the lead's reference): 2D U-Net, 2 in-channels, 4 classes, base 8, depth 2
  * (29 420 parameters), 64x64 inputs, batch 16, Adam lr 1e-3, softmax categorical
  * cross-entropy (segmentationLoss with diceWeight 0), fixed random data. A step is
  * forward + backward + Adam update, timed until the loss value is on the CPU; the table
- * reports the median over --steps after --warmup untimed steps.
+ * reports the median over --steps after --warmup untimed steps, wall time and the CPU time
+ * of the whole process (all threads: the data-parallel workers are threads of the same
+ * process, so process.cpuUsage() counts them; PyTorch's is time.process_time()).
  *
- * --profile adds, after the table, per-kernel ms/step of the default wasm variant from
- * an extra run (the timer wraps every kernel, so it is not one of the table's runs).
+ * Ratios are to PyTorch with 1 thread and with 2 threads measured in the same run (PyTorch
+ * 1 thread is measured first and again last, so a shared machine's load drift shows). The
+ * figure of merit of issue 11 is `equalThreadsRatio`: wasm with 2 data-parallel workers over
+ * PyTorch with 2 threads, wall ms/step (< 1: Twinfed is faster with the same threads).
+ *
+ * --cpu adds the pure-JS cpu backend (slow: seconds per step, so opt-in). --profile adds,
+ * after the table, per-kernel ms/step of the wasm variants before issue 11 and now (one thread
+ * each) from extra runs (the timer wraps every kernel, so they are not the table's runs). --json ends the output
+ * with one JSON line: { rows, equalThreadsRatio, torch1ThreadMsPerStep, torch2ThreadsMsPerStep,
+ * wasm1ThreadMsPerStep, wasm2WorkersMsPerStep, ... }.
  *
  * Every variant runs in its own child process (tfjs kernels are process-global, and
- * one variant's heap must not slow the next). Ratios are to PyTorch with 1 thread
- * measured in the same run; PyTorch 1 thread is measured first and again last, so the
- * drift of a shared machine's load shows in the table.
+ * one variant's heap must not slow the next).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -43,8 +51,12 @@ interface TfjsVariant {
   backend: BackendName;
   kernels?: WasmKernelSet;
   workers?: number;
+  /** Seconds per step: only with --cpu (or --only naming it), and with --cpu-steps. */
   slow?: boolean;
 }
+
+/** The Twinfed kernel set before issue 11 (dW as a dilated XNNPACK convolution, copying Identity/Cast, stock ReLU gradient). */
+const PREVIOUS_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'dilated-conv', backpropInput: true, maxPoolGrad: true, noCopy: false, simdConv: false };
 
 const TFJS_VARIANTS: TfjsVariant[] = [
   { id: 'tensorflow', label: 'tfjs tensorflow (libtensorflow)', backend: 'tensorflow' },
@@ -52,21 +64,23 @@ const TFJS_VARIANTS: TfjsVariant[] = [
     id: 'wasm-stock',
     label: 'tfjs wasm, stock kernels (+ dW as dilated conv, which wasm lacks)',
     backend: 'wasm',
-    kernels: { backpropFilterMatMul: false, backpropInput: false, maxPoolGrad: false },
+    kernels: { backpropFilter: 'dilated-conv', backpropInput: false, maxPoolGrad: false, noCopy: false, simdConv: false },
   },
   {
     id: 'wasm-v1',
     label: 'tfjs wasm + Twinfed kernels v1 (dilated-conv dW, conv dx)',
     backend: 'wasm',
-    kernels: { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: false },
+    kernels: { backpropFilter: 'dilated-conv', backpropInput: true, maxPoolGrad: false, noCopy: false, simdConv: false },
   },
-  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (v1 + MaxPoolGrad, bias Sum): default', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS },
+  { id: 'wasm-prev', label: 'tfjs wasm + Twinfed kernels before issue 11 (v1 + MaxPoolGrad, Sum)', backend: 'wasm', kernels: PREVIOUS_WASM_KERNELS },
   {
     id: 'wasm-matmul-dw',
-    label: 'tfjs wasm + Twinfed kernels, dW as im2col MatMul (opt-in)',
+    label: 'tfjs wasm + Twinfed kernels, dW as one im2col MatMul',
     backend: 'wasm',
-    kernels: { ...DEFAULT_WASM_KERNELS, backpropFilterMatMul: true },
+    kernels: { ...DEFAULT_WASM_KERNELS, backpropFilter: 'im2col-matmul' },
   },
+  { id: 'wasm', label: 'tfjs wasm + Twinfed kernels (SIMD dW and conv, no copies): default', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS },
+  { id: 'wasm-prev-workers-2', label: 'tfjs wasm + kernels before issue 11, 2 workers', backend: 'wasm', kernels: PREVIOUS_WASM_KERNELS, workers: 2 },
   { id: 'wasm-workers-2', label: 'tfjs wasm + Twinfed default kernels, 2 data-parallel workers', backend: 'wasm', kernels: DEFAULT_WASM_KERNELS, workers: 2 },
   { id: 'cpu', label: "tfjs cpu (pure JS, Twinfed's dW)", backend: 'cpu', slow: true },
 ];
@@ -74,6 +88,8 @@ const TFJS_VARIANTS: TfjsVariant[] = [
 export interface StepResult {
   id: string;
   label: string;
+  /** Threads doing the step's arithmetic: PyTorch's intra-op threads, tfjs' data-parallel workers (1 = the calling thread). */
+  threads?: number;
   ok: boolean;
   /** Why the variant did not run (ok = false). */
   why?: string;
@@ -89,6 +105,12 @@ export interface StepResult {
   steps?: number;
   params?: number;
   finalLoss?: number;
+  /** Wall ms/step ÷ PyTorch 1 thread's (first run) / 2 threads' of the same bench run. */
+  xTorch1?: number;
+  xTorch2?: number;
+  /** CPU ms/step ÷ PyTorch 1 thread's / 2 threads'. */
+  cpuXTorch1?: number;
+  cpuXTorch2?: number;
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
@@ -189,6 +211,7 @@ async function runTfjsChild(v: TfjsVariant, steps: number, warmup: number, profi
   }
   return {
     ...base,
+    threads: v.workers ?? 1,
     ok: true,
     msPerStepMedian: median(times),
     cpuMsPerStepMedian: median(cpuTimes),
@@ -210,45 +233,39 @@ export function torchScriptPath(): string {
 }
 
 /** PyTorch runs for the given thread counts; `ok: false` rows say why when torch is missing. */
-function runTorch(python: string, threads: number[], steps: number, warmup: number, tag = ''): { version?: string; rows: StepResult[] } {
+function runTorch(
+  python: string,
+  threads: number[],
+  steps: number,
+  warmup: number,
+  tag = '',
+  idSuffix = tag ? '-again' : '',
+  env: NodeJS.ProcessEnv = process.env,
+): { version?: string; rows: StepResult[] } {
   const label = (t: number) => `PyTorch CPU, ${t} thread${t > 1 ? 's' : ''}${tag}`;
+  const id = (t: number) => `torch-${t}${idSuffix}`;
+  const failed = (why: string) => ({ rows: threads.map((t) => ({ id: id(t), label: label(t), threads: t, ok: false, why })) });
   const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error != null || probe.status !== 0) {
-    const why = probe.error != null ? `${python} not runnable (${probe.error.message})` : `\`${python} -c 'import torch'\` failed (install Debian's python3-torch: apt-get install python3-torch)`;
-    return { rows: threads.map((t) => ({ id: `torch-${t}${tag ? '-again' : ''}`, label: label(t), ok: false, why })) };
+    return failed(probe.error != null ? `${python} not runnable (${probe.error.message})` : `\`${python} -c 'import torch'\` failed (install Debian's python3-torch: apt-get install python3-torch)`);
   }
   const args = ['--threads', ...threads.map(String), '--steps', String(steps), '--warmup', String(warmup)];
-  const script = torchScriptPath();
-  const runScript = (cpuClock: boolean) => {
-    // The script times steps with time.perf_counter; for CPU time it gets time.process_time
-    // (all threads of the process) in its place, the script itself unchanged.
-    const code =
-      `import runpy, sys, time\n${cpuClock ? 'time.perf_counter = time.process_time\n' : ''}` +
-      `sys.argv = [${JSON.stringify(script)}] + ${JSON.stringify(args)}\nrunpy.run_path(${JSON.stringify(script)}, run_name='__main__')\n`;
-    const r = spawnSync(python, ['-c', code], { encoding: 'utf8', timeout: 600_000 });
-    if (r.status !== 0) throw new Error(`unet_torch.py exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').at(-1)}`);
-    return r.stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, number | string | boolean>);
-  };
-  let lines, cpuLines;
-  try {
-    lines = runScript(false);
-    cpuLines = runScript(true);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    return { rows: threads.map((t) => ({ id: `torch-${t}${tag ? '-again' : ''}`, label: label(t), ok: false, why })) };
-  }
+  const r = spawnSync(python, [torchScriptPath(), ...args], { encoding: 'utf8', timeout: 600_000, env });
+  if (r.status !== 0) return failed(`unet_torch.py exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').at(-1)}`);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number | string | boolean>);
   const version = String(lines[0].torch);
-  const rows = lines.slice(1).map((j, k): StepResult => ({
-    id: `torch-${j.threads}${tag ? '-again' : ''}`,
+  const rows = lines.slice(1).map((j): StepResult => ({
+    id: id(Number(j.threads)),
     label: label(Number(j.threads)),
+    threads: Number(j.threads),
     ok: true,
     msPerStepMedian: Number(j.ms_per_step_median),
     msPerStepMin: Number(j.ms_per_step_min),
     msPerStepMax: Number(j.ms_per_step_max),
-    cpuMsPerStepMedian: Number(cpuLines[k + 1]?.ms_per_step_median),
+    cpuMsPerStepMedian: j.cpu_ms_per_step_median == null ? undefined : Number(j.cpu_ms_per_step_median),
     steps,
     params: Number(j.params),
     finalLoss: Number(j.final_loss),
@@ -273,35 +290,62 @@ function runChild(v: TfjsVariant, steps: number, warmup: number, profile: boolea
   }
 }
 
-const fmt = (x: number | undefined, d: number) => (x == null ? '-' : x.toFixed(d));
+const fmt = (x: number | undefined, d: number) => (x == null || !Number.isFinite(x) ? '-' : x.toFixed(d));
 
 export interface TableOptions {
   steps: number;
   warmup: number;
   cpuSteps: number;
+  /** Run the pure-JS cpu backend too (seconds per step). */
+  cpu?: boolean;
   only?: string[];
   profile: boolean;
   python: string;
 }
 
-/** Runs every variant and prints the table; returns its rows. */
-export function runTable(o: TableOptions): StepResult[] {
-  const want = (id: string) => o.only == null || o.only.includes(id) || (o.only.includes('torch') && id.startsWith('torch'));
+/** What `--json` prints as its last line. */
+export interface TableSummary {
+  rows: StepResult[];
+  /** wasm with 2 data-parallel workers ÷ PyTorch with 2 threads, wall ms/step (issue 11's target: ≤ 1). */
+  equalThreadsRatio?: number;
+  /** The same with CPU ms/step (all threads of each process). */
+  equalThreadsCpuRatio?: number;
+  torch1ThreadMsPerStep?: number;
+  /** The faster of PyTorch 2 threads with the default (active) and the passive OpenMP wait. */
+  torch2ThreadsMsPerStep?: number;
+  /** Which of the two that was: 'torch-2' or 'torch-2-passive'. */
+  torch2ThreadsRow?: string;
+  wasm1ThreadMsPerStep?: number;
+  wasm2WorkersMsPerStep?: number;
+  torchVersion?: string;
+  machine: string;
+  cores: number;
+  loadAverageStart: number[];
+  loadAverageEnd: number[];
+  steps: number;
+  warmup: number;
+  wallSeconds: number;
+}
+
+const ratioOf = (x: number | undefined, y: number | undefined) => (x != null && y != null && y > 0 ? x / y : undefined);
+
+/** Runs every variant and prints the table; returns its rows and the summary of `--json`. */
+export function runTable(o: TableOptions): TableSummary {
+  const t0 = performance.now();
+  const named = (id: string) => o.only?.includes(id) === true || (o.only?.includes('torch') === true && id.startsWith('torch'));
+  const want = (id: string, slow = false) => (o.only == null ? !slow || o.cpu === true : named(id));
   const cpus = os.cpus();
-  const load = () =>
-    os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ');
+  const load = () => os.loadavg().map((l) => Number(l.toFixed(2)));
   const loadStart = load();
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} logical cores; ${os.platform()} ${os.release()}; node ${process.version}`;
   console.log(
     `U-Net training throughput: ${REFERENCE_NET.size}x${REFERENCE_NET.size}, batch ${REFERENCE_BATCH}, ` +
       `${REFERENCE_NET.inChannels} in-channels, ${REFERENCE_NET.nClasses} classes, base ${REFERENCE_NET.base}, depth ${REFERENCE_NET.depth}, ` +
       `Adam lr ${LEARNING_RATE}, categorical cross-entropy`,
   );
-  console.log(`machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} logical cores; ${os.platform()} ${os.release()}; ` + `node ${process.version}; ${new Date().toISOString()}`);
-  console.log(`load average (1/5/15 min) at start: ${loadStart}`);
-  console.log(`median of ${o.steps} steps after ${o.warmup} warm-up (cpu: ${o.cpuSteps} after 1)\n`);
+  console.log(`machine: ${machine}; ${new Date().toISOString()}`);
+  console.log(`load average (1/5/15 min) at start: ${loadStart.join(' ')}`);
+  console.log(`median of ${o.steps} steps after ${o.warmup} warm-up${want('cpu', true) ? ` (cpu: ${o.cpuSteps} after 1)` : ''}\n`);
 
   const rows: StepResult[] = [];
   const notes: string[] = [];
@@ -315,44 +359,93 @@ export function runTable(o: TableOptions): StepResult[] {
     );
     torchVersion = t.version;
     rows.push(...t.rows);
+    // OpenMP threads spin while they wait for each other (libgomp's default active wait): on a
+    // loaded machine a spinning thread holds a core the other thread needs, and 2-thread steps
+    // collapse. The passive-wait run is PyTorch's better configuration there; the equal-threads
+    // ratio is taken against the faster of the two.
+    if (want('torch-2') && torchVersion != null) {
+      rows.push(...runTorch(o.python, [2], o.steps, o.warmup, ', OMP_WAIT_POLICY=PASSIVE', '-passive', { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' }).rows);
+    }
   }
   for (const v of TFJS_VARIANTS) {
-    if (!want(v.id)) continue;
+    if (!want(v.id, v.slow)) continue;
     rows.push(v.slow ? runChild(v, o.cpuSteps, 1, false, notes) : runChild(v, o.steps, o.warmup, false, notes));
   }
-  // The per-kernel timer wraps every kernel, so the profile gets its own run, outside the table.
-  const wasm = TFJS_VARIANTS.find((v) => v.id === 'wasm');
-  if (o.profile && wasm) runChild(wasm, Math.min(o.steps, 5), 1, true, notes);
+  // The per-kernel timer wraps every kernel, so the profiles get their own runs, outside the table:
+  // the kernels before issue 11 and the default, one thread each.
+  if (o.profile) {
+    for (const id of ['wasm-prev', 'wasm']) {
+      const v = TFJS_VARIANTS.find((t) => t.id === id)!;
+      runChild(v, Math.min(o.steps, 5), 1, true, notes);
+    }
+  }
   if (want('torch-1') && torchVersion != null) rows.push(...runTorch(o.python, [1], o.steps, o.warmup, ' (again, at the end)').rows);
 
-  const ref = rows.find((r) => r.id === 'torch-1' && r.ok);
-  const end = rows.find((r) => r.id === 'torch-1-again' && r.ok);
-  const ratio = (x: number | undefined, y: number | undefined) => (x != null && y != null && y > 0 ? (x / y).toFixed(2) : '-');
-  console.log(`${'variant'.padEnd(68)} | wall ms/step median (min-max) | images/s | CPU ms/step | x PyTorch-1 wall (end run) | x PyTorch-1 CPU`);
-  console.log(`${'-'.repeat(68)}-|-------------------------------|----------|-------------|---------------------------|----------------`);
+  const ok = (id: string) => rows.find((r) => r.id === id && r.ok);
+  const t2Both = [ok('torch-2'), ok('torch-2-passive')].filter((r): r is StepResult => r != null);
+  const t1 = ok('torch-1'),
+    // PyTorch with 2 threads in its faster wait policy of this run (the stronger reference).
+    t2 = t2Both.sort((a, b) => a.msPerStepMedian! - b.msPerStepMedian!)[0],
+    t1End = ok('torch-1-again');
+  for (const r of rows) {
+    if (!r.ok) continue;
+    r.xTorch1 = ratioOf(r.msPerStepMedian, t1?.msPerStepMedian);
+    r.xTorch2 = ratioOf(r.msPerStepMedian, t2?.msPerStepMedian);
+    r.cpuXTorch1 = ratioOf(r.cpuMsPerStepMedian, t1?.cpuMsPerStepMedian);
+    r.cpuXTorch2 = ratioOf(r.cpuMsPerStepMedian, t2?.cpuMsPerStepMedian);
+  }
+  const W = 66;
+  console.log(`${'variant'.padEnd(W)} | thr | wall ms/step median (min-max) | CPU ms/step | x PyTorch-1 wall (end) | x PyTorch-2 wall | x PyTorch-1 CPU | x PyTorch-2 CPU`);
+  console.log(`${'-'.repeat(W)}-|-----|-------------------------------|-------------|------------------------|------------------|-----------------|----------------`);
   for (const r of rows) {
     if (!r.ok) {
-      console.log(`${r.label.padEnd(68)} | skipped: ${r.why}`);
+      console.log(`${r.label.padEnd(W)} | ${String(r.threads ?? '-').padStart(3)} | skipped: ${r.why}`);
       continue;
     }
     const ms = r.msPerStepMedian!;
     const range = `${fmt(ms, 0)} (${fmt(r.msPerStepMin, 0)}-${fmt(r.msPerStepMax, 0)})`;
-    const wallRatio = `${ratio(ms, ref?.msPerStepMedian)} (${ratio(ms, end?.msPerStepMedian)})`;
+    const x1 = `${fmt(r.xTorch1, 2)} (${fmt(ratioOf(ms, t1End?.msPerStepMedian), 2)})`;
     console.log(
-      `${r.label.padEnd(68)} | ${range.padStart(29)} | ${fmt((REFERENCE_BATCH * 1000) / ms, 1).padStart(8)} | ` +
-        `${fmt(r.cpuMsPerStepMedian, 0).padStart(11)} | ${wallRatio.padStart(25)} | ${ratio(r.cpuMsPerStepMedian, ref?.cpuMsPerStepMedian).padStart(15)}`,
+      `${r.label.padEnd(W)} | ${String(r.threads ?? '-').padStart(3)} | ${range.padStart(29)} | ${fmt(r.cpuMsPerStepMedian, 0).padStart(11)} | ` +
+        `${x1.padStart(22)} | ${fmt(r.xTorch2, 2).padStart(16)} | ${fmt(r.cpuXTorch1, 2).padStart(15)} | ${fmt(r.cpuXTorch2, 2).padStart(14)}`,
     );
   }
-  console.log(`\nload average at end: ${load()}`);
+  const w1 = ok('wasm'),
+    w2 = ok('wasm-workers-2');
+  const summary: TableSummary = {
+    rows,
+    equalThreadsRatio: ratioOf(w2?.msPerStepMedian, t2?.msPerStepMedian),
+    equalThreadsCpuRatio: ratioOf(w2?.cpuMsPerStepMedian, t2?.cpuMsPerStepMedian),
+    torch1ThreadMsPerStep: t1?.msPerStepMedian,
+    torch2ThreadsMsPerStep: t2?.msPerStepMedian,
+    torch2ThreadsRow: t2?.id,
+    wasm1ThreadMsPerStep: w1?.msPerStepMedian,
+    wasm2WorkersMsPerStep: w2?.msPerStepMedian,
+    torchVersion,
+    machine,
+    cores: os.availableParallelism(),
+    loadAverageStart: loadStart,
+    loadAverageEnd: load(),
+    steps: o.steps,
+    warmup: o.warmup,
+    wallSeconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+  };
+  console.log(`\nload average at end: ${summary.loadAverageEnd.join(' ')}; the run took ${summary.wallSeconds.toFixed(0)} s`);
+  if (summary.equalThreadsRatio != null) {
+    console.log(
+      `equal threads: wasm + 2 workers ${fmt(summary.wasm2WorkersMsPerStep, 0)} ms/step vs PyTorch 2 threads (${summary.torch2ThreadsRow}) ${fmt(summary.torch2ThreadsMsPerStep, 0)} ms/step = ` +
+        `${summary.equalThreadsRatio.toFixed(2)}x wall (${fmt(summary.equalThreadsCpuRatio, 2)}x CPU)`,
+    );
+  }
   if (torchVersion) {
     console.log(
-      `PyTorch ${torchVersion} via ${o.python}. x PyTorch-1 = ms/step ÷ PyTorch 1-thread ms/step of the first torch run ` +
-        '(lower is better); in brackets ÷ the last row, so the spread shows how much the load drifted. CPU ms/step counts all ' +
-        'threads of the process (2 workers spend more CPU but less wall time).',
+      `PyTorch ${torchVersion} via ${o.python}. x PyTorch-N = ms/step ÷ PyTorch N-thread ms/step of the same run (lower is better); ` +
+        'x PyTorch-2 is against the faster of the two 2-thread rows. In brackets ÷ the last row (PyTorch 1 thread again), so the spread shows how much the load drifted. CPU ms/step counts all ' +
+        'threads of the process (workers spend more CPU for less wall time); thr = threads doing the arithmetic.',
     );
-  } else if (ref == null) console.log('no PyTorch reference in this run, so no ratios');
+  } else if (t1 == null) console.log('no PyTorch reference in this run, so no ratios');
   for (const n of notes) console.log(`\n${n}`);
-  return rows;
+  return summary;
 }
 
 async function main(): Promise<void> {
@@ -361,8 +454,10 @@ async function main(): Promise<void> {
       steps: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '2' },
       'cpu-steps': { type: 'string', default: '2' },
+      cpu: { type: 'boolean', default: false },
       only: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       python: { type: 'string', default: '/usr/bin/python3' },
       child: { type: 'string' },
     },
@@ -384,7 +479,8 @@ async function main(): Promise<void> {
     .map((s) => s.trim())
     .filter(Boolean);
   for (const w of only ?? []) if (!known.includes(w)) throw new Error(`--only: unknown variant '${w}'; known: ${known.join(', ')}`);
-  runTable({ steps, warmup, cpuSteps, only, profile: a.profile, python: a.python });
+  const summary = runTable({ steps, warmup, cpuSteps, cpu: a.cpu, only, profile: a.profile, python: a.python });
+  if (a.json) console.log(JSON.stringify(summary));
 }
 
 if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -155,6 +155,12 @@ export function unetLogits(model: UNet, x: tf.Tensor4D, opts: ForwardOptions = {
   const convRelu = (h: tf.Tensor4D) => {
     const k = next() as tf.Tensor4D;
     const b = next() as tf.Tensor1D;
+    if (h === x) {
+      // The input layer: a plain conv + bias. The fused conv's gradient computes dx, dW and the
+      // bias gradient together, so it would also compute a gradient for the images, which no
+      // caller needs (tfjs prunes a plain conv's unused dx): a whole dx convolution per step.
+      return tf.relu(tf.add(tf.conv2d(h, k, 1, 'same'), b) as tf.Tensor4D);
+    }
     // Bias fused, ReLU separate: tfjs un-fuses a fused ReLU whenever gradients are being
     // recorded, but keeps a linear fused conv (bias added inside XNNPACK on wasm).
     return tf.relu(tf.fused.conv2d({ x: h, filter: k, strides: 1, pad: 'same', bias: b }));

@@ -6,9 +6,10 @@ export {
   backpropFilterPath,
   TWINFED_WASM_KERNELS,
   DEFAULT_WASM_KERNELS,
-  setBackpropFilterMatMul,
+  setBackpropFilterAlgorithm,
   type BackpropInputPath,
   type BackpropFilterPath,
+  type BackpropFilterAlgorithm,
   type WasmKernelSet,
 } from './wasm-kernels.js';
 export {
@@ -26,6 +27,17 @@ export {
 } from './train.js';
 export { addProximalGradient, addProximalGradientF32, type ProximalOptions } from '../strategy/proximal.js';
 export { fedAvg } from './fedavg.js';
-export { DataParallelTrainer, workersFromEnv, type ParallelOptions, type ShardGradient } from './parallel.js';
+export {
+  DataParallelTrainer,
+  workersFromEnv,
+  siteTrainingWorkers,
+  sharedTrainingPool,
+  closeSharedTrainingPool,
+  MAX_TRAIN_WORKERS,
+  DEFAULT_MAX_SITE_WORKERS,
+  type ParallelOptions,
+  type ShardGradient,
+} from './parallel.js';
 export { FlatAdam, type FlatAdamOptions } from './adam.js';
 export { probeWebGpu, webGpuStatus, type WebGpuProbe, type WebGpuAdapterInfo } from './webgpu.js';
+export { TRAIN_ERRORS, TrainError, type TrainErrorCode } from './errors.js';

@@ -27,7 +27,8 @@ import { cryptoGaussian, cryptoUniform01 } from '../dp/noise.js';
 import { deriveSeed, mulberry32, permutation } from '../model/prng.js';
 import { getFlatWeights, segmentationLoss, setFlatWeights, unetLogits, type UNet } from '../model/unet.js';
 import { FlatAdam } from './adam.js';
-import { DataParallelTrainer, workersFromEnv } from './parallel.js';
+import { TrainError } from './errors.js';
+import { sharedTrainingPool, workersFromEnv } from './parallel.js';
 import { addDiceSums, diceCoefficients, diceStats, shardLossForGradient, type DiceSums } from './parallel-shard.js';
 import { addProximalGradientF32, checkProximal, type ProximalOptions } from '../strategy/proximal.js';
 
@@ -61,7 +62,10 @@ export interface TrainOptions {
    * Data-parallel worker threads (parallel.ts): each batch is split across this many
    * replicas and their gradients summed, the same step as single-thread training up to
    * float summation order. 0 = train on the calling thread. Default: env
-   * TWINFED_TRAIN_WORKERS, else 0. DP-SGD always runs on the calling thread.
+   * TWINFED_TRAIN_WORKERS, else 0 (a site node passes siteTrainingWorkers()). The workers are
+   * the process-wide pool (sharedTrainingPool), started by the first call that asks for them and
+   * kept for later calls; closeSharedTrainingPool stops it. DP-SGD always runs on the calling
+   * thread.
    */
   workers?: number;
   /** FedProx proximal term (anchor = the round's global weights); absent or mu = 0 = plain. */
@@ -139,8 +143,12 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   const stepsPerEpoch = Math.ceil(data.n / batchSize);
   const maxSteps = Math.min(opts.maxSteps ?? Infinity, epochs * stepsPerEpoch);
   const nWorkers = nWorkersAsked;
-  if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new Error(`trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
-  const parallel = nWorkers > 0 ? await DataParallelTrainer.start(model.config, { workers: nWorkers }) : undefined;
+  if (!(Number.isInteger(nWorkers) && nWorkers >= 0)) throw new TrainError('TWF_E_TRAIN_WORKERS', `trainLocal: workers must be a whole number ≥ 0, got ${nWorkers}`);
+  // The process-wide pool: started by the first call, reused by every later one (rounds). It is
+  // looked up again for every step (a lookup, no start) so a pool closed meanwhile (another site
+  // node in this process shutting down) is replaced instead of failing this run.
+  const parallel = nWorkers > 0 ? { pool: () => sharedTrainingPool(nWorkers) } : undefined;
+  if (parallel) await parallel.pool();
   // Parallel: the main thread keeps the weights flat and runs Adam in JavaScript (same maths).
   const flat = parallel ? getFlatWeights(model) : undefined;
   const flatAdam = flat ? new FlatAdam(flat.length, { learningRate, epsilon: tf.backend().epsilon() }) : undefined;
@@ -168,12 +176,12 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
         }
         let loss: number;
         if (parallel && prox) {
-          const g = await parallel.gradient(flat!, xs, ys, bs, diceWeight);
+          const g = await (await parallel.pool()).gradient(flat!, xs, ys, bs, diceWeight, model.config);
           addProximalGradientF32(g.grads, flat!, prox);
           flatAdam!.step(flat!, g.grads);
           loss = g.loss;
         } else if (parallel) {
-          loss = await parallel.step(flat!, flatAdam!, xs, ys, bs, diceWeight);
+          loss = await (await parallel.pool()).step(flat!, flatAdam!, xs, ys, bs, diceWeight, model.config);
         } else if (prox) {
           const x = tf.tensor4d(xs, [bs, s, s, 1]);
           const y = tf.tensor4d(ys, [bs, s, s, nClasses]);
@@ -204,7 +212,6 @@ export async function trainLocal(model: UNet, data: SliceSet, opts: TrainOptions
   } finally {
     optimizer.dispose();
     if (anchorTensors) tf.dispose(anchorTensors);
-    await parallel?.close();
   }
   if (flat) setFlatWeights(model, flat);
   return { loss: epochSteps > 0 ? epochLoss / epochSteps : NaN, nSamples: data.n, nPatients: patientSlices(data).length, steps, ms: performance.now() - t0 };

@@ -20,9 +20,11 @@
  *    stride-1 formula (Dumoulin & Visin §4.5). Wastes s^2 multiply-adds on zeros,
  *    still much faster than the scalar loop.
  *
- * MaxPoolGrad and the bias-gradient Sum are replaced by single passes (the stock
- * MaxPoolGrad took ~17 ms per [16,64,64,8] call, ours ~6 ms). dW can also go through one
- * MatMul (conv2DBackpropFilterMatMul, opt-in: no measurable whole-step gain here).
+ * Since issue 11 the default dW, the forward convolutions (Conv2D, linear FusedConv2D, and so
+ * dx), the bias Sum and the 2x2/2 MaxPoolGrad run in Twinfed's own SIMD kernels
+ * (wasm-simd.ts) on the tfjs heap; the XNNPACK formulations above ('dilated-conv', the GEMMs
+ * 'tap-matmul' and 'im2col-matmul') stay as fallbacks and for benchmarks. Identity and
+ * same-dtype Cast share buffers instead of copying them.
  *
  * Only NHWC (channelsLast) is supported, as by the wasm Conv2D itself. The dW kernel
  * is backend-generic and also replaces the cpu backend's (see registerCpuTrainingKernels).
@@ -33,6 +35,7 @@ import { backend_util, type KernelConfig, type KernelFunc, type NamedAttrMap, ty
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { convSimd, dwKernels, dwSimd, dwSimdApplies, simdKernels, sumRowsSimd, type DwProblem, type WasmMemory } from './wasm-simd.js';
 
 const WASM = 'wasm';
 
@@ -157,31 +160,52 @@ function conv2DBackpropFilter(bn: string, args: KernelArgs): TensorInfo {
  *
  * Returns null for other shapes (the dilated-convolution path above handles them).
  */
-export type BackpropFilterPath = 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
+export type BackpropFilterPath = 'simd' | 'tap-matmul' | 'im2col-matmul' | 'space-to-depth-matmul' | 'dilated-conv';
 
-function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: [number, number, number, number] }) {
+/**
+ * How the wasm Conv2DBackpropFilter computes dW: 'simd' (default: Twinfed's own SIMD kernel,
+ * wasm-simd.ts, any stride and padding, output channels a multiple of 4; other shapes as
+ * 'tap-matmul'), 'tap-matmul' (stride 1 as kh·kw XNNPACK GEMMs over heap views, the 2x2/2
+ * transposed conv as one space-to-depth GEMM), 'im2col-matmul' (stride 1 as one GEMM over an
+ * im2col matrix, same space-to-depth GEMM), 'dilated-conv' (always the XNNPACK dilated
+ * convolution; the first Twinfed kernel). Shapes no GEMM covers take the dilated convolution.
+ */
+export type BackpropFilterAlgorithm = 'simd' | 'tap-matmul' | 'im2col-matmul' | 'dilated-conv';
+
+function backpropFilterPlan(xShape: number[], attrs: ConvAttrs & { filterShape: [number, number, number, number] }, algorithm: BackpropFilterAlgorithm) {
   const info = backend_util.computeConv2DInfo(xShape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
   const [kh, kw] = attrs.filterShape;
   const [, H, W] = xShape;
   const { top, left } = info.padInfo;
   const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info;
   let path: BackpropFilterPath = 'dilated-conv';
-  if (sh === sw && kh === sh && kw === sw && sh > 1 && top === 0 && left === 0 && oh * sh === H && ow * sw === W) path = 'space-to-depth-matmul';
-  else if (sh === 1 && sw === 1) path = 'im2col-matmul';
+  if (algorithm === 'dilated-conv') path = 'dilated-conv';
+  else if (algorithm === 'simd' && attrs.filterShape[3] % 4 === 0 && simdAvailable()) path = 'simd';
+  else if (sh === sw && kh === sh && kw === sw && sh > 1 && top === 0 && left === 0 && oh * sh === H && ow * sw === W) path = 'space-to-depth-matmul';
+  else if (sh === 1 && sw === 1) path = algorithm === 'im2col-matmul' ? 'im2col-matmul' : 'tap-matmul';
   return { path, info };
 }
 
-/** The algorithm the Twinfed wasm Conv2DBackpropFilter picks for these shapes. */
-export function backpropFilterPath(xShape: number[], filterShape: number[], strides: number | [number, number], pad: Pad): BackpropFilterPath {
-  return backpropFilterPlan(xShape, { strides, pad, dataFormat: 'NHWC', filterShape: filterShape as [number, number, number, number] }).path;
+/** The algorithm the Twinfed wasm Conv2DBackpropFilter picks for these shapes (under `algorithm`, default the one in force). */
+export function backpropFilterPath(
+  xShape: number[],
+  filterShape: number[],
+  strides: number | [number, number],
+  pad: Pad,
+  algorithm: BackpropFilterAlgorithm = backpropFilterAlgorithm,
+): BackpropFilterPath {
+  return backpropFilterPlan(xShape, { strides, pad, dataFormat: 'NHWC', filterShape: filterShape as [number, number, number, number] }, algorithm).path;
 }
 
-function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
+function conv2DBackpropFilterWasm(args: KernelArgs): TensorInfo {
   const backend = args.backend as BackendWasm;
   const { x, dy } = args.inputs as Record<string, TensorInfo>;
   const attrs = args.attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropFilter');
-  const { path, info } = backpropFilterPlan(x.shape, attrs);
+  const { path, info } = backpropFilterPlan(x.shape, attrs, backpropFilterAlgorithm);
+  if (path === 'dilated-conv') return conv2DBackpropFilter(WASM, args);
+  if (path === 'simd') return conv2DBackpropFilterSimd(backend, x, dy, attrs.filterShape, info);
+  if (path === 'tap-matmul') return conv2DBackpropFilterTaps(backend, x, dy, attrs.filterShape, info);
   const [kh, kw, ci, co] = attrs.filterShape;
   const [B, H, W] = x.shape;
   const { top, left } = info.padInfo;
@@ -213,8 +237,6 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
     free(backend, aInfo);
     return { dataId: m.dataId, shape: [kh, kw, ci, co], dtype: 'float32' };
   }
-  if (path !== 'im2col-matmul') return null;
-
   const Hp = oh + kh - 1,
     Wp = ow + kw - 1;
   const N = B * Hp * Wp;
@@ -267,6 +289,202 @@ function conv2DBackpropFilterMatMul(args: KernelArgs): TensorInfo | null {
 }
 
 // ---------------------------------------------------------------------------
+// XNNPACK GEMM on views of the wasm heap
+
+/** The exports of the tfjs wasm module that the view-GEMM needs (typed loosely: they are not in its .d.ts). */
+interface WasmModuleCalls {
+  cwrap(name: string, ret: null, args: string[]): (...a: unknown[]) => void;
+}
+
+const rawMatMuls = new WeakMap<object, (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number, ta: boolean, tb: boolean, outId: number) => void>();
+
+/** The tfjs wasm BatchMatMul export, called with tensor ids directly (no reshape, no output allocation). */
+function rawMatMul(backend: BackendWasm) {
+  let f = rawMatMuls.get(backend.wasm);
+  if (f == null) {
+    const cw = (backend.wasm as unknown as WasmModuleCalls).cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+    f = cw as typeof f & object;
+    rawMatMuls.set(backend.wasm, f);
+  }
+  return f;
+}
+
+const shapeBytes = (s: number[]) => new Uint8Array(new Int32Array(s).buffer);
+
+/**
+ * A tensor that is a view `offset` floats into `base`'s memory (no copy). The wasm kernels
+ * read and write tensors by id and byte offset, so a registered view is a dense tensor to them.
+ * Must be dropped with dropView (never disposeData: that would free() an interior pointer).
+ */
+function heapView(backend: BackendWasm, base: TensorInfo, offset: number, shape: number[]): TensorInfo {
+  const { memoryOffset } = backend.dataIdMap.get(base.dataId);
+  return backend.makeOutput(shape, 'float32', memoryOffset + 4 * offset);
+}
+
+function dropView(backend: BackendWasm, v: TensorInfo): void {
+  const d = backend.dataIdMap.get(v.dataId);
+  // Unregisters the id in the C++ tensor registry (and any XNNPACK operator cached on it), frees nothing.
+  backend.wasm.tfjs.disposeData(d.id);
+  backend.dataIdMap.delete(v.dataId);
+}
+
+/**
+ * out[M, N] = A[M, K] · B[K, N] by XNNPACK's fully-connected GEMM (the wasm BatchMatMul with
+ * batch 1). XNNPACK packs B once per B tensor and caches the packed operator on B's id until B is
+ * disposed, so calls that share B (the taps below) pack it once.
+ */
+function gemm(backend: BackendWasm, a: TensorInfo, b: TensorInfo, out: TensorInfo, M: number, K: number, N: number): void {
+  const id = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).id;
+  rawMatMul(backend)(id(a), shapeBytes([1, M, K]), 3, id(b), shapeBytes([1, K, N]), 3, false, false, id(out));
+}
+
+/** The tfjs wasm module's memory (its exports are not in the .d.ts). */
+function wasmMemory(backend: BackendWasm): WasmMemory {
+  return (backend.wasm as unknown as { asm: { memory: WasmMemory } }).asm.memory;
+}
+
+/** Whether Twinfed's SIMD dW kernels run here (the active wasm backend's engine has SIMD). */
+function simdAvailable(): boolean {
+  const b = tf.findBackend(WASM) as BackendWasm | null;
+  return b != null && dwKernels(wasmMemory(b)) != null;
+}
+
+/** dW by Twinfed's SIMD kernel (wasm-simd.ts): x and dy read in place, the output summed into. */
+function conv2DBackpropFilterSimd(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, filterShape: [number, number, number, number], info: backend_util.Conv2DInfo): TensorInfo {
+  const [kh, kw, ci, co] = filterShape;
+  const pr: DwProblem = {
+    B: x.shape[0],
+    H: x.shape[1],
+    W: x.shape[2],
+    ci,
+    oh: info.outHeight,
+    ow: info.outWidth,
+    co,
+    kh,
+    kw,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    top: info.padInfo.top,
+    left: info.padInfo.left,
+  };
+  const kernels = dwKernels(wasmMemory(backend));
+  if (kernels == null || !dwSimdApplies(pr)) throw new Error('Twinfed SIMD dW called where it does not apply');
+  const out = backend.makeOutput([kh, kw, ci, co], 'float32');
+  (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
+  const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  dwSimd(kernels, pr, addr(x), addr(dy), addr(out));
+  return out;
+}
+
+/**
+ * Working set of one chunk of images in conv2DBackpropFilterTaps (bytes of its x rows plus its
+ * dy rows): small enough that a chunk's operands stay in a 512 KiB L2 cache across its kh·kw
+ * GEMMs, which otherwise stream them from L3 once per GEMM (and XNNPACK once more per 4 rows
+ * of the left operand). 0 = the whole batch in one chunk.
+ */
+let tapChunkBytes = 320 * 1024;
+
+/** Sets the chunk size of the tap-matmul dW (benchmarks, tests); returns the previous one. */
+export function setBackpropFilterChunkBytes(bytes: number): number {
+  const prev = tapChunkBytes;
+  tapChunkBytes = bytes;
+  return prev;
+}
+
+/**
+ * wasm dW of a stride-1 convolution as kh·kw GEMMs over shifted views, with no im2col matrix.
+ * Lay x out zero-padded and channel-major on a grid of (oh+kh-1) x (ow+kw-1) pixels per image,
+ * XT[c][n] with n = (b·Hp + r)·Wp + s, and dy on the same grid as D[n][o] (zero outside oh x ow).
+ * Then for every tap (i, j)
+ *   dW[i, j, c, o] = Σ_n XT[c][n + i·Wp + j] · D[n][o],
+ * and XT shifted by i·Wp + j is itself a dense matrix in memory when its rows are K long and
+ * stored K apart: row c of the view starts at c·K + i·Wp + j. Where n + shift runs past a row
+ * the view reads the next row's start (or the zero tail), but only at grid pixels where D is
+ * zero: the last valid output pixel's tap reads the grid's last pixel, and every row ends with
+ * a zero margin of at least the largest shift (K = grid pixels + margin, D zero there too).
+ * So each tap is one GEMM of a heap view with the same D, written straight into its [ci, co]
+ * block of the [kh, kw, ci, co] output; XNNPACK packs D once for all taps.
+ *
+ * The batch is cut into chunks of whole images (tapChunkBytes) with their own XT and D blocks;
+ * the chunks' [kh, kw, ci, co] results are added up in float64 at the end.
+ * Compared with the im2col MatMul: x is rearranged once instead of kh·kw times; compared with
+ * the dilated XNNPACK convolution: no transposes of x and dy, and the GEMM's reduction is one
+ * long contiguous loop instead of an indirection over a huge dy "filter".
+ */
+function conv2DBackpropFilterTaps(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, filterShape: [number, number, number, number], info: backend_util.Conv2DInfo): TensorInfo {
+  const [kh, kw, ci, co] = filterShape;
+  const [B, H, W] = x.shape;
+  const { top, left } = info.padInfo;
+  const { outHeight: oh, outWidth: ow } = info;
+  const Hp = oh + kh - 1,
+    Wp = ow + kw - 1;
+  const img = Hp * Wp;
+  const margin = (kh - 1) * Wp + (kw - 1);
+  const per = tapChunkBytes > 0 ? Math.max(1, Math.min(B, Math.floor(tapChunkBytes / ((ci + co) * img * 4)))) : B;
+  const nChunks = Math.ceil(B / per);
+  const K = per * img + margin; // row length of a chunk's XT and rows of its D (the last chunk may use fewer images)
+  const xtInfo = backend.makeOutput([nChunks * ci * K + margin], 'float32');
+  const dInfo = backend.makeOutput([nChunks * K, co], 'float32');
+  const taps = kh * kw * ci * co;
+  const part = nChunks > 1 ? backend.makeOutput([nChunks * taps], 'float32') : backend.makeOutput([kh, kw, ci, co], 'float32');
+  // Views after every allocation: makeOutput may grow (and detach) the heap.
+  const XT = backend.typedArrayFromHeap(xtInfo) as Float32Array;
+  const D = backend.typedArrayFromHeap(dInfo) as Float32Array;
+  const xv = backend.typedArrayFromHeap(x) as Float32Array;
+  const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+  XT.fill(0);
+  D.fill(0);
+  // Grid rows r hold x rows r - top (where those exist), grid columns s hold x columns s - left.
+  const r0 = Math.max(0, top),
+    r1 = Math.min(Hp, H + top);
+  const s0 = Math.max(0, left),
+    s1 = Math.min(Wp, W + left);
+  for (let b = 0; b < B; b++) {
+    const chunk = Math.floor(b / per);
+    const g0 = chunk * ci * K + (b - chunk * per) * img; // this image's grid in channel 0 of its chunk
+    for (let r = r0; r < r1; r++) {
+      const xRow = (b * H + (r - top)) * W * ci;
+      const gRow = g0 + r * Wp;
+      // One x row (W·ci floats) stays in L1 while its ci channel rows are written out.
+      for (let c = 0; c < ci; c++) {
+        const g = gRow + c * K;
+        for (let q = s0, k = xRow + (s0 - left) * ci + c; q < s1; q++, k += ci) XT[g + q] = xv[k];
+      }
+    }
+    const d0 = (chunk * K + (b - chunk * per) * img) * co;
+    for (let p = 0; p < oh; p++) {
+      const src = (b * oh + p) * ow * co;
+      D.set(dyv.subarray(src, src + ow * co), d0 + p * Wp * co);
+    }
+  }
+  for (let chunk = 0; chunk < nChunks; chunk++) {
+    const dv = heapView(backend, dInfo, chunk * K * co, [K, co]);
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const a = heapView(backend, xtInfo, chunk * ci * K + i * Wp + j, [ci, K]);
+        const o = heapView(backend, part, chunk * taps + (i * kw + j) * ci * co, [ci, co]);
+        gemm(backend, a, dv, o, ci, K, co);
+        dropView(backend, a);
+        dropView(backend, o);
+      }
+    }
+    dropView(backend, dv);
+  }
+  free(backend, xtInfo, dInfo);
+  if (nChunks === 1) return part;
+  const out = backend.makeOutput([kh, kw, ci, co], 'float32');
+  const o = backend.typedArrayFromHeap(out) as Float32Array;
+  const pv = backend.typedArrayFromHeap(part) as Float32Array;
+  const acc = new Float64Array(taps);
+  for (let chunk = 0; chunk < nChunks; chunk++) {
+    for (let t = 0; t < taps; t++) acc[t] += pv[chunk * taps + t];
+  }
+  o.set(acc);
+  free(backend, part);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // MaxPoolGrad (stock wasm kernel is a scalar loop over every window per dx pixel)
 
 /**
@@ -286,6 +504,62 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
   const dx = backend.typedArrayFromHeap(out) as Float32Array;
   const xv = backend.typedArrayFromHeap(input) as Float32Array;
   const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+  const simd = fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && H === 2 * oh && W === 2 * ow && C % 4 === 0 ? simdKernels(wasmMemory(backend)) : null;
+  if (simd) {
+    // The U-Net's pool in SIMD (wasm-simd.ts): the same rule, four channels at a time.
+    const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    simd.maxPoolGrad(addr(input), addr(dy), addr(out), B * oh, ow, C / 4, W * C * 4, C * 4);
+    return out;
+  }
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0) {
+    // The U-Net's 2x2/2 pool: windows do not overlap, so every dx element is written once
+    // (no zero fill, no accumulation) and the window's four values are compared in registers.
+    if (H !== 2 * oh || W !== 2 * ow) dx.fill(0); // a last odd row/column belongs to no window
+    const rowC = W * C;
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < oh; p++) {
+        for (let q = 0; q < ow; q++) {
+          const base = ((b * H + 2 * p) * W + 2 * q) * C;
+          const o = ((b * oh + p) * ow + q) * C;
+          for (let c = 0; c < C; c++) {
+            const i00 = base + c,
+              i01 = i00 + C,
+              i10 = i00 + rowC,
+              i11 = i10 + C;
+            const a = xv[i00],
+              b = xv[i01],
+              d = xv[i10],
+              e = xv[i11];
+            const g = dyv[o + c];
+            if (a !== a || b !== b || d !== d || e !== e || g - g !== 0) {
+              // A NaN in the window or an infinite/NaN dy (never in practice, so this branch is
+              // always predicted): the generic rule, first maximum by strict > from -Infinity
+              // (NaNs never win), and exact zeros elsewhere.
+              let m = Number.NEGATIVE_INFINITY,
+                k = -1;
+              if (a > m) [m, k] = [a, 0];
+              if (b > m) [m, k] = [b, 1];
+              if (d > m) [m, k] = [d, 2];
+              if (e > m) k = 3;
+              dx[i00] = k === 0 ? g : 0;
+              dx[i01] = k === 1 ? g : 0;
+              dx[i10] = k === 2 ? g : 0;
+              dx[i11] = k === 3 ? g : 0;
+              continue;
+            }
+            // First maximum in row-major order, as masks without branches (comparisons on
+            // random activations mispredict half the time): an element wins if it is >= every
+            // later one and > every earlier one.
+            dx[i00] = g * (+(a >= b) & +(a >= d) & +(a >= e));
+            dx[i01] = g * (+(b > a) & +(b >= d) & +(b >= e));
+            dx[i10] = g * (+(d > a) & +(d > b) & +(d >= e));
+            dx[i11] = g * (+(e > a) & +(e > b) & +(e > d));
+          }
+        }
+      }
+    }
+    return out;
+  }
   dx.fill(0);
   for (let b = 0; b < B; b++) {
     for (let p = 0; p < oh; p++) {
@@ -447,8 +721,72 @@ function sumLeadingAxes(args: KernelArgs): TensorInfo {
   const out = backend.makeOutput(outShape, 'float32');
   const o = backend.typedArrayFromHeap(out) as Float32Array;
   const v = backend.typedArrayFromHeap(x) as Float32Array;
+  const n = v.length;
+  const simd = C % 4 === 0 ? simdKernels(wasmMemory(backend)) : null;
+  if (simd) {
+    const tmp = backend.makeOutput([32], 'float32');
+    const heap = backend.typedArrayFromHeap(tmp) as Float32Array;
+    const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    const acc = sumRowsSimd(simd, new Float32Array(heap.buffer), addr(x), n / C, C, addr(tmp));
+    free(backend, tmp);
+    (backend.typedArrayFromHeap(out) as Float32Array).set(acc);
+    return out;
+  }
+  if (C % 8 === 0) {
+    // Eight channels per pass in local (float64) accumulators: V8 keeps them in registers,
+    // where a Float64Array accumulator is a load and a store per element. Same order of
+    // additions per channel as the generic loop, so the same result.
+    for (let c0 = 0; c0 < C; c0 += 8) {
+      let a0 = 0,
+        a1 = 0,
+        a2 = 0,
+        a3 = 0,
+        a4 = 0,
+        a5 = 0,
+        a6 = 0,
+        a7 = 0;
+      for (let i = c0; i < n; i += C) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+      }
+      o[c0] = a0;
+      o[c0 + 1] = a1;
+      o[c0 + 2] = a2;
+      o[c0 + 3] = a3;
+      o[c0 + 4] = a4;
+      o[c0 + 5] = a5;
+      o[c0 + 6] = a6;
+      o[c0 + 7] = a7;
+    }
+    return out;
+  }
+  if (C % 4 === 0) {
+    for (let c0 = 0; c0 < C; c0 += 4) {
+      let a0 = 0,
+        a1 = 0,
+        a2 = 0,
+        a3 = 0;
+      for (let i = c0; i < n; i += C) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+      }
+      o[c0] = a0;
+      o[c0 + 1] = a1;
+      o[c0 + 2] = a2;
+      o[c0 + 3] = a3;
+    }
+    return out;
+  }
   const acc = new Float64Array(C);
-  for (let i = 0; i < v.length; i += C) {
+  for (let i = 0; i < n; i += C) {
     for (let c = 0; c < C; c++) acc[c] += v[i + c];
   }
   o.set(acc);
@@ -456,9 +794,117 @@ function sumLeadingAxes(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------
+// Conv2D / FusedConv2D by Twinfed's SIMD kernel
+
+let stockConv2D: KernelConfig | undefined;
+let stockFusedConv2D: KernelConfig | undefined;
+
+/**
+ * The convolution by wasm-simd.ts's register-blocked kernel (4 output pixels x 8 output channels
+ * in registers; no packing, no indirection buffer), on a zero-padded copy of x when the
+ * convolution pads. Returns null where it does not apply (other data formats, dilation,
+ * output channels not a multiple of 4, no SIMD): the caller runs the stock XNNPACK kernel.
+ * Used for the forward convolutions and, through conv2DBackpropInput, for dx.
+ */
+function conv2DSimd(backend: BackendWasm, x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefined, attrs: ConvAttrs & { dilations?: number | [number, number] }): TensorInfo | null {
+  const [kh, kw, ci, co] = filter.shape;
+  const dil = attrs.dilations ?? 1;
+  if ((Array.isArray(dil) ? dil[0] !== 1 || dil[1] !== 1 : dil !== 1) || co % 4 !== 0) return null;
+  if (backend_util.convertConv2DDataFormat(attrs.dataFormat) !== 'channelsLast' || x.dtype !== 'float32' || filter.shape[2] !== x.shape[3]) return null;
+  if (bias != null && tf.util.sizeFromShape(bias.shape) !== co) return null;
+  const kernels = simdKernels(wasmMemory(backend));
+  if (kernels == null) return null;
+  const [B, H, W] = x.shape;
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  const { top, left, bottom, right } = info.padInfo;
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+  if (top < 0 || left < 0 || bottom < 0 || right < 0) return null;
+  const Hp = H + top + bottom,
+    Wp = W + left + right;
+  const out = backend.makeOutput([B, oh, ow, co], 'float32');
+  const padded = top + bottom + left + right > 0 ? backend.makeOutput([B, Hp, Wp, ci], 'float32') : undefined;
+  const zeros = bias == null ? backend.makeOutput([co], 'float32') : undefined;
+  // Views after every allocation: makeOutput may grow (and detach) the heap.
+  if (zeros) (backend.typedArrayFromHeap(zeros) as Float32Array).fill(0);
+  if (padded) {
+    const pv = backend.typedArrayFromHeap(padded) as Float32Array;
+    const xv = backend.typedArrayFromHeap(x) as Float32Array;
+    pv.fill(0);
+    const row = W * ci;
+    for (let b = 0; b < B; b++) {
+      for (let r = 0; r < H; r++) {
+        const src = (b * H + r) * row;
+        pv.set(xv.subarray(src, src + row), ((b * Hp + r + top) * Wp + left) * ci);
+      }
+    }
+  }
+  const addr = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  convSimd(kernels, { B, Hp, Wp, ci, oh, ow, co, kh, kw, sh, sw }, addr(padded ?? x), addr(filter), addr(bias ?? zeros!), addr(out));
+  if (padded) free(backend, padded);
+  if (zeros) free(backend, zeros);
+  return out;
+}
+
+function conv2DWasm(args: KernelArgs): TensorInfo {
+  const { x, filter } = args.inputs as Record<string, TensorInfo>;
+  return conv2DSimd(args.backend as BackendWasm, x, filter, undefined, args.attrs as unknown as ConvAttrs) ?? ((stockConv2D as KernelConfig).kernelFunc(args) as TensorInfo);
+}
+
+function fusedConv2DWasm(args: KernelArgs): TensorInfo {
+  const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as ConvAttrs & { activation?: string };
+  if ((attrs.activation ?? 'linear') === 'linear' && preluActivationWeights == null) {
+    const out = conv2DSimd(args.backend as BackendWasm, x!, filter!, bias ?? undefined, attrs);
+    if (out) return out;
+  }
+  return (stockFusedConv2D as KernelConfig).kernelFunc(args) as TensorInfo;
+}
+
+// ---------------------------------------------------------------------------
+// Identity and same-dtype Cast without a copy
+
+let stockIdentity: KernelConfig | undefined;
+let stockCast: KernelConfig | undefined;
+
+/** `x` itself under a new reference (tensors are immutable; the wasm Reshape shares buffers the same way). */
+function share(backend: BackendWasm, x: TensorInfo): TensorInfo {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/**
+ * tfjs saves every tensor a gradient needs through engine.clone = the Identity kernel
+ * (saveTensorsForBackwardMode, customGrad's save), ~80 per U-Net step, and the wasm Identity
+ * copies the whole buffer where the cpu backend's shares it. The ReLU gradient's
+ * Cast(float32 → float32) is another copy. Both share the buffer here (refcounted; every kernel
+ * writes only to its own outputs, so a shared buffer is never modified).
+ */
+function identityNoCopy(args: KernelArgs): TensorInfo {
+  const { x } = args.inputs as Record<string, TensorInfo>;
+  if (x.dtype === 'string') return (stockIdentity as KernelConfig).kernelFunc(args) as TensorInfo;
+  return share(args.backend as BackendWasm, x);
+}
+
+function castNoCopy(args: KernelArgs): TensorInfo {
+  const { x } = args.inputs as Record<string, TensorInfo>;
+  const { dtype } = args.attrs as unknown as { dtype: string };
+  if (x.dtype === dtype && dtype !== 'string') return share(args.backend as BackendWasm, x);
+  return (stockCast as KernelConfig).kernelFunc(args) as TensorInfo;
+}
+
+// ---------------------------------------------------------------------------
 
 /** Kernels this module adds to or replaces in the wasm backend. */
-export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum'] as const;
+export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'MaxPoolGrad', 'Sum', 'Identity', 'Cast', 'Conv2D', 'FusedConv2D'] as const;
 
 /**
  * Which Twinfed kernels to register; for benchmarks that compare against the stock
@@ -466,29 +912,33 @@ export const TWINFED_WASM_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInpu
  */
 export interface WasmKernelSet {
   /**
-   * Conv2DBackpropFilter as one MatMul where the shapes allow (im2col / space-to-depth)
-   * instead of the dilated convolution. Off by default: on the 2-core dev box a whole
-   * reference step was not measurably faster (best steps ~235-245 ms either way) and the
-   * im2col matrix costs kh·kw times the input's memory. Switchable at run time with
-   * setBackpropFilterMatMul. The wasm backend has no Conv2DBackpropFilter at all, so one
+   * Conv2DBackpropFilter algorithm (see BackpropFilterAlgorithm); switchable at run time with
+   * setBackpropFilterAlgorithm. The wasm backend has no Conv2DBackpropFilter at all, so one
    * version is always registered.
    */
-  backpropFilterMatMul: boolean;
+  backpropFilter: BackpropFilterAlgorithm;
   /** Replace the stock scalar-loop Conv2DBackpropInput. */
   backpropInput: boolean;
   /** Replace the stock MaxPoolGrad, and Sum over all axes but the last (bias gradients). */
   maxPoolGrad: boolean;
+  /** Identity and same-dtype Cast share their input's buffer instead of copying it. */
+  noCopy: boolean;
+  /**
+   * Conv2D and linear FusedConv2D (the forward convolutions, and dx through conv2DBackpropInput)
+   * by Twinfed's SIMD kernel where it applies, else the stock XNNPACK kernels.
+   */
+  simdConv: boolean;
 }
 
 /** What selectBackend registers. */
-export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilterMatMul: false, backpropInput: true, maxPoolGrad: true };
+export const DEFAULT_WASM_KERNELS: WasmKernelSet = { backpropFilter: 'simd', backpropInput: true, maxPoolGrad: true, noCopy: true, simdConv: true };
 
 let wasmRegistered: WasmKernelSet | undefined;
-let useBackpropFilterMatMul = false;
+let backpropFilterAlgorithm: BackpropFilterAlgorithm = DEFAULT_WASM_KERNELS.backpropFilter;
 
-/** Switches the wasm Conv2DBackpropFilter between the MatMul and the dilated-conv algorithm. */
-export function setBackpropFilterMatMul(on: boolean): void {
-  useBackpropFilterMatMul = on;
+/** Switches the wasm Conv2DBackpropFilter's algorithm (benchmarks, tests). */
+export function setBackpropFilterAlgorithm(algorithm: BackpropFilterAlgorithm): void {
+  backpropFilterAlgorithm = algorithm;
 }
 
 /**
@@ -500,12 +950,12 @@ export function setBackpropFilterMatMul(on: boolean): void {
 export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KERNELS): WasmKernelSet {
   if (wasmRegistered) return wasmRegistered;
   wasmRegistered = { ...set };
-  useBackpropFilterMatMul = set.backpropFilterMatMul;
+  backpropFilterAlgorithm = set.backpropFilter;
   if (tf.getKernel('Conv2DBackpropFilter', WASM) == null) {
     tf.registerKernel({
       kernelName: 'Conv2DBackpropFilter',
       backendName: WASM,
-      kernelFunc: ((args) => (useBackpropFilterMatMul ? conv2DBackpropFilterMatMul(args) : null) ?? conv2DBackpropFilter(WASM, args)) as KernelFunc,
+      kernelFunc: conv2DBackpropFilterWasm as KernelFunc,
     });
   }
   if (set.maxPoolGrad) {
@@ -519,6 +969,14 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
     tf.registerKernel({ kernelName: 'Sum', backendName: WASM, setupFunc: sum.setupFunc, kernelFunc: sumLeadingAxes as KernelFunc });
     const active = tf.findBackend(WASM);
     if (active != null && sum.setupFunc != null) sum.setupFunc(active);
+  }
+  if (set.noCopy) {
+    stockIdentity = replaceKernel('Identity', identityNoCopy);
+    stockCast = replaceKernel('Cast', castNoCopy);
+  }
+  if (set.simdConv) {
+    stockConv2D = replaceKernel('Conv2D', conv2DWasm);
+    stockFusedConv2D = replaceKernel('FusedConv2D', fusedConv2DWasm);
   }
   if (!set.backpropInput) return wasmRegistered;
   const stock = tf.getKernel('Conv2DBackpropInput', WASM);
@@ -535,6 +993,17 @@ export function registerWasmTrainingKernels(set: WasmKernelSet = DEFAULT_WASM_KE
   const active = tf.findBackend(WASM);
   if (active != null && stock.setupFunc != null) stock.setupFunc(active);
   return wasmRegistered;
+}
+
+/** Swaps a stock wasm kernel for ours (keeping its setup function); returns the stock one. */
+function replaceKernel(name: string, kernelFunc: (args: KernelArgs) => TensorInfo): KernelConfig {
+  const stock = tf.getKernel(name, WASM);
+  if (stock == null) throw new Error(`tfjs-backend-wasm has no ${name} to replace`);
+  tf.unregisterKernel(name, WASM);
+  tf.registerKernel({ kernelName: name, backendName: WASM, setupFunc: stock.setupFunc, kernelFunc: kernelFunc as KernelFunc });
+  const active = tf.findBackend(WASM);
+  if (active != null && stock.setupFunc != null) stock.setupFunc(active);
+  return stock;
 }
 
 let cpuRegistered = false;

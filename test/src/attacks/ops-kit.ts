@@ -87,7 +87,7 @@ export interface OpenSite {
 /** Opens the site node of an enrolled folder with the real U-Net trainer (wasm). */
 export async function openSite(dir: string, events: SiteEvents = {}): Promise<OpenSite> {
   const store = await openSiteStore(dir);
-  const trainer = await createUNetTrainer(store.db, { backend: 'wasm' });
+  const trainer = await createUNetTrainer(store.db, { backend: 'wasm', workers: 0 });
   const node = await SiteNode.open({ dataDir: dir, trainer, approvalPollMs: 100, events });
   let closed: Promise<void> | null = null;
   return {
