@@ -193,7 +193,7 @@ describe('coordinator REST API', () => {
     assert.equal(doc.openapi, '3.1.0');
     // One variant per task (discriminated by `task`), each with the common study fields.
     const variants = doc.paths['/api/studies'].post.requestBody.content['application/json'].schema.oneOf as { properties: Record<string, { const?: string }> }[];
-    assert.deepEqual(variants.map((v) => v.properties.task.const).sort(), ['response', 'segmentation']);
+    assert.deepEqual(variants.map((v) => v.properties.task.const).sort(), ['response', 'segmentation', 'twin-prior']);
     for (const v of variants) assert.ok(v.properties.minSites);
     for (const p of ['/api/studies/{id}/roster', '/api/studies/{id}/rounds/current/abort', '/api/studies/{id}/sites/{siteId}/evict', '/api/sites/{siteId}/revoke', '/api/handshake'])
       assert.ok(doc.paths[p], p);
