@@ -53,7 +53,12 @@ describe('install to first run', () => {
 
   it('--help loads commander and option defaults only: no zod, no database, no TensorFlow.js, no coordinator or site code', async () => {
     const hooks = join(tmp.dir, 'hooks.mjs');
-    writeFileSync(hooks, "export async function load(url, ctx, next) { if (!url.startsWith('node:')) process.stderr.write('LOADED ' + url + '\\n'); return next(url, ctx); }\n");
+    // fs.writeSync to fd 2: the hooks run on their own thread, whose process.stderr may not be flushed
+    // before the CLI exits (Node 24 lost every line).
+    writeFileSync(
+      hooks,
+      "import { writeSync } from 'node:fs';\nexport async function load(url, ctx, next) { if (!url.startsWith('node:')) writeSync(2, 'LOADED ' + url + '\\n'); return next(url, ctx); }\n",
+    );
     writeFileSync(join(tmp.dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
     const r = await new Promise<{ code: number | null; err: string }>((res) => {
       execFile(process.execPath, ['--import', join(tmp.dir, 'register.mjs'), LAUNCHER, '--help'], { encoding: 'utf8', timeout: 60_000 }, (e, _out, err) =>

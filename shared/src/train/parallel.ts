@@ -186,9 +186,12 @@ export class DataParallelTrainer {
     this.starts++;
     // Workers inherit the process's Node flags, except --input-type: a worker loads a file, and
     // Node refuses that flag for anything but --eval/stdin input (a process started with -e).
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+    // Only then is execArgv passed: Node 24 under its test runner lists option defaults in
+    // process.execArgv (--node-snapshot, --secure-heap=0, …) that a Worker refuses (ERR_WORKER_INVALID_EXEC_ARGV).
+    const dropped = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+    const options = dropped.length === process.execArgv.length ? { workerData: init } : { workerData: init, execArgv: dropped };
     const url = new URL('./parallel-worker.js', import.meta.url);
-    const replicas = Array.from({ length: this.size }, () => new Replica(new Worker(url, { workerData: init, execArgv })));
+    const replicas = Array.from({ length: this.size }, () => new Replica(new Worker(url, options)));
     this.replicas = replicas;
     try {
       await allOrFirstError(replicas.map((r) => r.reply()));
