@@ -2,6 +2,8 @@ import { StudyDraftSchema, StudyManifestSchema, WireError, isWireErrorCode, type
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
 import type { CoordinatorStore, StudyRow, StudySiteRow } from './store/index.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import type { GroupCommit } from './group-commit.js';
+import type { SumPool } from './sums/pool.js';
 
 export interface EngineOptions {
   clockSkewMs: number;
@@ -15,6 +17,16 @@ export interface EngineOptions {
   dealerTimeoutMs?: number;
   /** Aggregates of the last catchUpRounds closed rounds of a study are kept for catch-up; older ones are pruned (default 20, at least 2). */
   catchUpRounds?: number;
+  /** Extra upload-phase time per million parameters per site of the key set, ms (rounds.ts uploadAllowanceMs; default 250). */
+  uploadMsPerMParams?: number;
+  /** Aggregation worker threads (sums/pool.ts); 0 adds on the main thread. Default: cores - 1, 1..8. */
+  aggregationWorkers?: number;
+  /**
+   * BENCH ONLY: chunks are float32 plaintext and are summed as such, to measure what encryption
+   * costs (test/src/bench/aggregate-memory.ts --plaintext-compare). Nothing is encrypted: never
+   * for real data. buildCoordinator refuses it without TWINFED_BENCH_PLAINTEXT set (config.ts).
+   */
+  benchPlaintext?: boolean;
   now?: () => number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** The TLS pin served now and the next one: each site gets a signed tls.rollover after hello. */
@@ -39,11 +51,18 @@ export interface EngineContext {
   readonly audit: AuditLog;
   readonly metrics: CoordinatorMetrics;
   readonly coordinatorId: string;
-  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange'>>;
+  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange' | 'aggregationWorkers' | 'benchPlaintext'>>;
+  /** Running sums of the rounds in their upload phase, on worker threads. */
+  readonly sums: SumPool;
+  /** Shared commits for the per-message writes of many sites (chunks, sequence numbers). */
+  readonly commits: GroupCommit;
   now(): number;
   log(level: 'info' | 'warn' | 'error', msg: string): void;
-  /** Signs, audits (msg.sent) and sends one envelope; false when the site is not connected. */
-  send(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Meta): boolean;
+  /**
+   * Signs, audits (msg.sent) and sends one envelope; false when the site is not connected.
+   * `digest`: sha256Hex of a binary body sent to many sites, computed once by the caller.
+   */
+  send(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Meta, digest?: string): boolean;
   /** True while the site has an authenticated connection on which it said hello. */
   online(siteId: string): boolean;
   /** Sends a signed checkpoint of the audit chain head to the study's connected sites. */

@@ -29,7 +29,9 @@ import { StudyKeys } from './keys.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { RateLimiter } from '@twinfed/shared/rate-limit';
 import { nextAction, type StudySnapshot } from './round-policy.js';
+import { GroupCommit } from './group-commit.js';
 import { Rounds } from './rounds.js';
+import { SumPool } from './sums/pool.js';
 import type { Exclusion, StudyState } from './states.js';
 import type { CoordinatorStore, SiteRow } from './store/index.js';
 import { buildRoster, changedRoster, parseStudySpec, studyDraft, validateHeParams } from './study-rules.js';
@@ -73,6 +75,10 @@ export class CoordinatorEngine {
   private readonly onChange: NonNullable<EngineOptions['onChange']> | null;
 
   private readonly deps: HandlerDeps;
+  /** Running sums on worker threads (sums/pool.ts). */
+  readonly sums: SumPool;
+  /** One commit for the per-message writes that arrive together (group-commit.ts). */
+  readonly commits: GroupCommit;
 
   constructor(
     private readonly store: CoordinatorStore,
@@ -94,7 +100,12 @@ export class CoordinatorEngine {
       quorumGraceMs: opts.quorumGraceMs ?? 60_000,
       dealerTimeoutMs: opts.dealerTimeoutMs ?? 30_000,
       catchUpRounds: Math.max(2, opts.catchUpRounds ?? 20),
+      uploadMsPerMParams: opts.uploadMsPerMParams ?? 250,
     };
+    const log = (level: 'info' | 'warn' | 'error', msg: string) => opts.log?.(level, msg);
+    this.sums = new SumPool(opts.benchPlaintext ? 'plaintext' : 'he', opts.aggregationWorkers, log);
+    this.commits = new GroupCommit(store);
+    if (opts.benchPlaintext) log('warn', 'BENCH PLAINTEXT MODE: chunks are summed as float32 plaintext, nothing is encrypted; for the aggregation benchmark only');
     this.ctx = {
       store,
       audit,
@@ -102,8 +113,10 @@ export class CoordinatorEngine {
       coordinatorId: this.coordinatorId,
       opts: options,
       now: this.now,
-      log: (level, msg) => opts.log?.(level, msg),
-      send: (siteId, type, studyId, round, body, m) => this.sendTo(siteId, type, studyId, round, body, m),
+      log,
+      sums: this.sums,
+      commits: this.commits,
+      send: (siteId, type, studyId, round, body, m, digest) => this.sendTo(siteId, type, studyId, round, body, m, digest),
       online: (siteId) => this.isOnline(siteId),
       checkpoint: (studyId) => this.sendCheckpoint(studyId),
     };
@@ -127,6 +140,11 @@ export class CoordinatorEngine {
 
   attach(t: SiteTransport): void {
     this.transport = t;
+  }
+
+  /** Stops the aggregation workers (their sums are rebuilt from the stored chunks by the next engine). */
+  async close(): Promise<void> {
+    await this.sums.close();
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string): void {
@@ -423,8 +441,14 @@ export class CoordinatorEngine {
       if (h.to !== this.coordinatorId) throw new WireError('TWF_E_WRONG_RECIPIENT', `addressed to ${h.to}`);
       if (!isCompatibleVersion(h.v)) throw new WireError('TWF_E_PROTOCOL_VERSION', h.v);
       if (h.seq <= site.lastSeq) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${site.lastSeq}`);
-      // Advance the sequence number first: a replay of this message is a replay even if it is refused below.
-      this.store.setSiteSeq(h.senderId, h.seq, this.now());
+      // Advance the sequence number first (committed before the message is handled): a replay of
+      // this message is a replay even if it is refused below. Through the group commit: the
+      // messages of many sites that arrive together share one fsync.
+      await this.commits.run((tx) => {
+        const last = tx.site(h.senderId)!.lastSeq;
+        if (h.seq <= last) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${last}`);
+        tx.setSiteSeq(h.senderId, h.seq, this.now());
+      });
       if (Math.abs(h.tsMs - this.now()) > this.ctx.opts.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `timestamp ${new Date(h.tsMs).toISOString()}`);
       if (h.type !== 'hello' && !this.ready.has(h.senderId)) throw new WireError('TWF_E_HELLO_FIRST', h.type);
       const r = await this.dispatch(env);
@@ -646,9 +670,9 @@ export class CoordinatorEngine {
 
   // ---------------------------------------------------------------- helpers
 
-  private sendTo(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, m?: Meta): boolean {
+  private sendTo(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, m?: Meta, bodyDigest?: string): boolean {
     if (!this.transport?.isConnected(siteId)) return false;
-    const env = sealEnvelope(this.signer, { to: siteId, type, studyId, round, body, ...(m ? { meta: m } : {}), nowMs: this.now() });
+    const env = sealEnvelope(this.signer, { to: siteId, type, studyId, round, body, ...(m ? { meta: m } : {}), nowMs: this.now(), ...(bodyDigest ? { bodyDigest } : {}) });
     this.audit.append({ actor: this.coordinatorId, action: 'msg.sent', peer: siteId, msgType: type, seq: env.header.seq, studyId, round, digest: env.header.digest, sizeBytes: env.body.length });
     const ok = this.transport.send(siteId, env);
     if (ok) this.metrics.bytesOut.inc(env.body.length);

@@ -18,19 +18,40 @@ import {
   type UpdateChunkMetaT,
 } from '@twinfed/protocols';
 import { decodeBody, decodeMeta, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
-import { addCiphertexts, createHeContext, heParamsDigest, subtractCiphertext, validateCiphertext, type HeContext, type HeParams } from '@twinfed/shared/he/index';
+import type { AuditEntry } from '@twinfed/shared/audit/index';
+import { createHeContext, heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
 import { activeJoined, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type RoundRow, type StudyRow } from './context.js';
 import type { StudyKeys } from './keys.js';
 import { decideRound, type RoundDecision, type RoundSnapshot } from './round-policy.js';
 import type { CoordinatorStore } from './store/index.js';
+import { SumPool } from './sums/pool.js';
 
 type Tx = CoordinatorStore;
+
+/** Chunks posted to the aggregation workers at once when sums are rebuilt or partial uploads subtracted. */
+const REBUILD_WINDOW = 64;
+
+/**
+ * Extra time the upload phase gets for the work it carries: `msPerMParams` per million
+ * parameters per site of the key set, on top of the phase timeout. A fixed phase timeout (120 s by
+ * default) that suits a 30k-parameter model would cut off a round of 100 sites x 10M parameters
+ * half way (1e9 parameters at ~5M/s take ~200 s on a 2-core coordinator); the default of 250 ms
+ * per million adds 250 s to that round and 22 ms to a 3-site, 29k-parameter one.
+ */
+export function uploadAllowanceMs(m: Pick<StudyManifest, 'updateLength'>, keySetSize: number, msPerMParams: number): number {
+  return Math.ceil((keySetSize * m.updateLength * msPerMParams) / 1e6);
+}
 
 /**
  * Rounds of a running study: opening, the secure-aggregation phases (round-policy.ts decides,
  * this applies), adding ciphertexts as they stream in, closing, failing, publishing.
  */
 export class Rounds {
+  /** The aggregate body of the round being closed, built once in the closing transaction and published from it. */
+  private published: { studyId: string; round: number; body: Uint8Array; count: number; infoBytes: number; digest: string } | null = null;
+  /** Sums being written, by round key (one writer per round). */
+  private readonly summing = new Map<string, Promise<void>>();
+
   constructor(
     private readonly ctx: EngineContext,
     private readonly keys: StudyKeys,
@@ -218,8 +239,15 @@ export class Rounds {
   /**
    * update.chunk: one ciphertext of a masked update, from a site of the key set, during the upload
    * phase. Its length, chunk count and key epoch must be the round's, its sample count within the
-   * manifest's cap and the counts the site joined with. Stored and added to the running sum in one
-   * transaction, so a coordinator killed at any instant holds each chunk in the sum exactly once.
+   * manifest's cap and the counts the site joined with.
+   *
+   * The ciphertext is validated and added to the running sum of its index on an aggregation
+   * worker (sums/pool.ts), then stored as the round's durable record in a transaction that
+   * re-checks everything (shared with the chunks of other sites through one group commit); the
+   * site is acknowledged only after that commit. A chunk the transaction refuses is subtracted
+   * again before anything reads the sum. The sums are written once, when the upload phase ends
+   * (finalizeSums), from the workers or, when they may lack stored chunks (a restart), rebuilt
+   * from the rows: so a coordinator killed at any instant counts each stored chunk exactly once.
    */
   async onChunk(env: Envelope): Promise<HandlerResult & { complete: boolean }> {
     const h = env.header;
@@ -237,53 +265,71 @@ export class Rounds {
     if (meta.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${meta.count}; ${m.updateLength} parameters take ${expectedCount} ciphertexts`);
     if (meta.index >= meta.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${meta.index} of ${meta.count}`);
     if (meta.nSamples > m.training.maxSamplesPerSite) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
-    validateCiphertext(he, env.body); // throws TWF_E_BAD_CIPHERTEXT
-    const t0 = performance.now();
     const round = r.round;
-    // Everything checked before the await above is checked again here, where the chunk is stored:
-    // the round may have moved on (survivors fixed, failed), the study stopped, the site been
-    // excluded or declined while the HE context loaded.
-    const result = this.ctx.store.transaction((tx) => {
-      const study = tx.study(st.studyId);
-      if (!study || study.state !== 'running' || study.currentRound !== round) throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is no longer the open round of ${st.studyId}`);
-      const again = this.requireOpenTx(tx, st.studyId, round);
-      if (again.phase !== 'upload') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round}'s upload phase is over`);
-      this.requireActiveParticipant(st, again, h.senderId, tx);
-      if (!parseList(again.keySetJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in round ${round}'s key set`);
-      const ss = tx.studySite(st.studyId, h.senderId);
-      if (!ss || meta.nSamples > ss.trainSamples) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > the ${ss?.trainSamples ?? 0} training samples ${h.senderId} joined with`);
-      let up = tx.update(st.studyId, round, h.senderId);
-      if (up && up.state !== 'receiving') throw new WireError('TWF_E_DUPLICATE_CHUNK', `update of ${h.senderId} for round ${round} is ${up.state}`);
-      if (up && (up.count !== meta.count || up.nSamples !== meta.nSamples || up.length !== meta.length))
-        throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
-      if (tx.hasChunk(st.studyId, round, h.senderId, meta.index)) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
-      if (!up) {
-        tx.insertUpdate({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() });
-        up = tx.update(st.studyId, round, h.senderId)!;
+    // A re-sent chunk is refused before it costs an addition (and checked again where it is stored).
+    if (this.ctx.store.hasChunk(st.studyId, round, h.senderId, meta.index)) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
+    const key = SumPool.key(st.studyId, round);
+    this.ctx.sums.begin(key); // TWF_E_ROUND_CLOSED once the round's sums are being written
+    try {
+      // Validates the ciphertext (TWF_E_BAD_CIPHERTEXT, nothing added) and adds it on its index's worker.
+      const { ms } = await this.ctx.sums.add(key, params, meta.index, env.body);
+      let result: { complete: boolean; received: number; count: number; entry: AuditEntry };
+      try {
+        result = await this.ctx.commits.run((tx) => this.storeChunk(tx, env, meta, st, round, ms));
+      } catch (e) {
+        // Refused where it is stored (the round moved on, the site was excluded, a duplicate): it
+        // leaves the sum again, posted before this chunk counts as settled, so before any take.
+        this.ctx.sums.sub(key, params, meta.index, env.body).catch((x: unknown) => this.ctx.log('warn', `undoing a refused chunk of ${st.studyId} round ${round}: ${(x as Error).message}`));
+        throw e;
       }
-      tx.insertChunk({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body), digest: h.digest });
-      const acc = tx.accumulator(st.studyId, round, meta.index);
-      const sum = addCiphertexts(he, acc ? new Uint8Array(acc.ct) : null, env.body);
-      tx.putAccumulator({ studyId: st.studyId, round, index: meta.index, ct: Buffer.from(sum), contributions: (acc?.contributions ?? 0) + 1 });
-      const receivedNow = up.received + 1;
-      const complete = receivedNow === up.count;
-      tx.setUpdate(st.studyId, round, h.senderId, {
-        received: receivedNow,
-        bytes: up.bytes + env.body.length,
-        state: complete ? 'complete' : 'receiving',
-        completedAtMs: complete ? this.ctx.now() : null,
-      });
-      const ms = performance.now() - t0;
-      tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count });
-      const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
-      return { complete, received: receivedNow, count: up.count, ms, entry };
-    });
-    this.ctx.metrics.aggregationSeconds.observe(result.ms / 1000);
-    if (result.complete) {
-      this.ctx.metrics.updatesAccepted.inc();
-      this.ctx.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round, detail: `n=${meta.nSamples} chunks=${meta.count}` });
+      this.ctx.metrics.aggregationSeconds.observe(ms / 1000);
+      if (result.complete) {
+        this.ctx.metrics.updatesAccepted.inc();
+        this.ctx.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round, detail: `n=${meta.nSamples} chunks=${meta.count}` });
+      }
+      return { entry: result.entry, info: { received: result.received, count: result.count, complete: result.complete }, complete: result.complete };
+    } finally {
+      this.ctx.sums.end(key);
     }
-    return { entry: result.entry, info: { received: result.received, count: result.count, complete: result.complete }, complete: result.complete };
+  }
+
+  /**
+   * The chunk's transaction: everything checked before the awaits above is checked again here,
+   * where the chunk is stored: the round may have moved on (survivors fixed, failed), the study
+   * stopped, the site been excluded or declined meanwhile.
+   */
+  private storeChunk(tx: Tx, env: Envelope, meta: UpdateChunkMetaT, st: StudyRow, round: number, ms: number): { complete: boolean; received: number; count: number; entry: AuditEntry } {
+    const h = env.header;
+    const study = tx.study(st.studyId);
+    if (!study || study.state !== 'running' || study.currentRound !== round) throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is no longer the open round of ${st.studyId}`);
+    const again = this.requireOpenTx(tx, st.studyId, round);
+    if (again.phase !== 'upload') throw new WireError('TWF_E_ROUND_CLOSED', `round ${round}'s upload phase is over`);
+    this.requireActiveParticipant(st, again, h.senderId, tx);
+    if (!parseList(again.keySetJson).includes(h.senderId)) throw new WireError('TWF_E_NOT_PARTICIPANT', `${h.senderId} is not in round ${round}'s key set`);
+    const ss = tx.studySite(st.studyId, h.senderId);
+    if (!ss || meta.nSamples > ss.trainSamples) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > the ${ss?.trainSamples ?? 0} training samples ${h.senderId} joined with`);
+    let up = tx.update(st.studyId, round, h.senderId);
+    if (up && up.state !== 'receiving') throw new WireError('TWF_E_DUPLICATE_CHUNK', `update of ${h.senderId} for round ${round} is ${up.state}`);
+    if (up && (up.count !== meta.count || up.nSamples !== meta.nSamples || up.length !== meta.length))
+      throw new WireError('TWF_E_UPDATE_SHAPE', 'chunk metadata differs from earlier chunks of this update');
+    if (tx.hasChunk(st.studyId, round, h.senderId, meta.index)) throw new WireError('TWF_E_DUPLICATE_CHUNK', `chunk ${meta.index} of round ${round}`);
+    if (!up) {
+      tx.insertUpdate({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() });
+      up = tx.update(st.studyId, round, h.senderId)!;
+    }
+    // The bytes as received (a view, not a copy): SQLite copies them into the row.
+    tx.insertChunk({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body.buffer, env.body.byteOffset, env.body.byteLength), digest: h.digest });
+    const receivedNow = up.received + 1;
+    const complete = receivedNow === up.count;
+    tx.setUpdate(st.studyId, round, h.senderId, {
+      received: receivedNow,
+      bytes: up.bytes + env.body.length,
+      state: complete ? 'complete' : 'receiving',
+      completedAtMs: complete ? this.ctx.now() : null,
+    });
+    tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count });
+    const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
+    return { complete, received: receivedNow, count: up.count, entry };
   }
 
   /** mask.consistency: a survivor's signature of (key set, survivors), checked against its roster key before it is relayed. */
@@ -421,29 +467,44 @@ export class Rounds {
    * that applies it, then sends what the new phase needs. Returns false when there was nothing to do.
    */
   async step(studyId: string): Promise<boolean> {
-    const st = studyRow(this.ctx.store, studyId);
-    if (st.state !== 'running' || !this.openRound(st)) return false;
+    let st = studyRow(this.ctx.store, studyId);
+    const open = st.state === 'running' ? this.openRound(st) : null;
+    if (!open) return false;
+    // Past the upload phase the round's sums must be written before anything else happens to it
+    // (a restart in the consistency or unmask phase finds them pending and rebuilds them).
+    if (open.phase === 'consistency' || open.phase === 'unmask') {
+      await this.ensureSums(studyId, open.round);
+      st = studyRow(this.ctx.store, studyId);
+      if (st.state !== 'running' || !this.openRound(st)) return false;
+    }
     const m = manifestOfRow(st);
-    const he = await createHeContext(m.encryption as HeParams);
     const applied = this.ctx.store.transaction((tx) => {
       const study = tx.study(studyId)!;
       const r = tx.round(studyId, study.currentRound);
       if (study.state !== 'running' || !r || r.state !== 'open') return null;
       const d = decideRound(this.snapshot(tx, study, m, r), this.ctx.now());
-      if (d.kind !== 'wait') this.apply(tx, he, study, r, d);
+      if (d.kind !== 'wait') this.apply(tx, study, r, d);
       return { d, round: r.round };
     });
     if (!applied || applied.d.kind === 'wait') return false;
+    // In the same synchronous stretch as the commit, so no chunk slips between the two.
+    const key = SumPool.key(studyId, applied.round);
+    if (applied.d.kind === 'fix-key-set') this.ctx.sums.open(key);
+    if (applied.d.kind === 'fix-survivors') this.ctx.sums.seal(key);
     this.afterApply(st, m, applied.round, applied.d);
     return true;
   }
 
-  private apply(tx: Tx, he: HeContext, st: StudyRow, r: RoundRow, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
+  private apply(tx: Tx, st: StudyRow, r: RoundRow, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
     const now = this.ctx.now();
     const phaseDeadlineAtMs = now + this.ctx.opts.phaseTimeoutMs;
     switch (d.kind) {
       case 'fix-key-set':
-        tx.updateRound(st.studyId, r.round, { phase: 'upload', keySetJson: JSON.stringify(d.keySet), phaseDeadlineAtMs });
+        tx.updateRound(st.studyId, r.round, {
+          phase: 'upload',
+          keySetJson: JSON.stringify(d.keySet),
+          phaseDeadlineAtMs: phaseDeadlineAtMs + uploadAllowanceMs(manifestOfRow(st), d.keySet.length, this.ctx.opts.uploadMsPerMParams),
+        });
         this.ctx.audit.append({
           actor: this.ctx.coordinatorId,
           action: 'round.key_set',
@@ -459,14 +520,10 @@ export class Rounds {
         });
         return;
       case 'fix-survivors': {
+        // Partial uploads leave the sum (finalizeSums subtracts their stored chunks, which stay until
+        // the sums are written); late chunks are refused, never mixed in.
         const partial = tx.updates(st.studyId, r.round, 'receiving');
         for (const u of partial) {
-          // Partial uploads leave the sum: late chunks are refused, never mixed in.
-          for (const c of tx.chunks(st.studyId, r.round, u.siteId)) {
-            const acc = tx.accumulator(st.studyId, r.round, c.index)!;
-            if (acc.contributions === 1) tx.deleteAccumulator(st.studyId, r.round, c.index);
-            else tx.putAccumulator({ ...acc, ct: Buffer.from(subtractCiphertext(he, new Uint8Array(acc.ct), new Uint8Array(c.ct))), contributions: acc.contributions - 1 });
-          }
           tx.setUpdate(st.studyId, r.round, u.siteId, { state: 'abandoned' });
           this.ctx.audit.append({
             actor: this.ctx.coordinatorId,
@@ -477,7 +534,6 @@ export class Rounds {
             detail: `${u.received}/${u.count} chunks removed from the aggregate`,
           });
         }
-        tx.deleteChunks(st.studyId, r.round);
         const complete = tx.updates(st.studyId, r.round, 'complete');
         const totalSamples = complete.filter((u) => d.survivors.includes(u.siteId)).reduce((a, u) => a + u.nSamples, 0);
         tx.updateRound(st.studyId, r.round, { phase: 'consistency', survivorsJson: JSON.stringify(d.survivors), totalSamples, phaseDeadlineAtMs });
@@ -500,8 +556,13 @@ export class Rounds {
         // The digest of the body every site receives (and records in aggregate.applied): it stays
         // with the round when the ciphertexts are pruned.
         const agg = this.aggregateBody(tx, st, manifestOfRow(st), r);
-        const aggregate = agg ? { aggregateDigest: sha256Hex(agg.body), aggregateBytes: agg.body.length } : {};
+        // step() wrote the sums before deciding; a round without them is not closed.
+        if (!agg) throw new Error(`round ${r.round}: the sums of ${r.ciphertexts} ciphertexts are not written; not closing`);
+        const aggregateDigest = sha256Hex(agg.body);
+        const aggregate = { aggregateDigest, aggregateBytes: agg.body.length };
+        this.published = { studyId: st.studyId, round: r.round, ...agg, digest: aggregateDigest };
         tx.updateRound(st.studyId, r.round, { state: 'closed', closedAtMs: now, ...aggregate });
+        tx.deleteChunks(st.studyId, r.round); // none left unless a crash came between the sums and their deletion
         const dropped = parseList(r.keySetJson).filter((s) => !survivors.includes(s));
         const revealed = tx.roundSiteRows('maskReveals', st.studyId, r.round).map((x) => x.siteId);
         this.ctx.audit.append({
@@ -548,6 +609,7 @@ export class Rounds {
           .map((x) => x.siteId)
           .filter((s) => this.keys.epochsOf(st.studyId, s).has(r.keyEpoch));
         this.publish(st.studyId, round, receivers);
+        this.published = null;
         this.ctx.checkpoint(st.studyId);
         return;
       }
@@ -560,7 +622,7 @@ export class Rounds {
   private sendPeers(st: StudyRow, r: RoundRow, siteId: string): void {
     const setups = this.ctx.store.roundSiteRows('maskSetups', st.studyId, r.round);
     const keySet = parseList(r.keySetJson);
-    const have = this.ctx.store.chunks(st.studyId, r.round, siteId).map((x) => x.index);
+    const have = this.ctx.store.chunkIndexes(st.studyId, r.round, siteId);
     const entries = keySet.map((id) => {
       const s = setups.find((x) => x.siteId === id)!;
       const box = id === siteId ? null : ((JSON.parse(s.boxesJson) as { to: string; box: string }[]).find((x) => x.to === siteId)?.box ?? null);
@@ -592,10 +654,115 @@ export class Rounds {
   }
 
   private afterFail(studyId: string, r: RoundRow): void {
+    this.ctx.sums.drop(SumPool.key(studyId, r.round));
     this.ctx.metrics.roundsFailed.inc();
     this.ctx.log('warn', `${studyId}: round ${r.round} failed: ${r.failReason}`);
     for (const s of parseList(r.participantsJson)) this.ctx.send(s, 'round.failed', studyId, r.round, { reason: r.failReason ?? 'failed', code: 'TWF_E_ROUND_FAILED' });
     this.ctx.checkpoint(studyId);
+  }
+
+  // ------------------------------------------------------------------ sums
+
+  /**
+   * Writes the sums of a round whose upload phase is over (survivors fixed) as its accumulators,
+   * once: from the aggregation workers when they hold every stored chunk of the round (minus the
+   * abandoned partial uploads, subtracted here), else rebuilt from the stored chunks of the
+   * survivors (the process restarted, or a worker died, during the upload phase). Then the chunk
+   * rows go. Idempotent; a crash at any point leaves either no accumulators and every chunk row
+   * (done again after the restart) or the accumulators written (the rows are garbage).
+   */
+  ensureSums(studyId: string, round: number): Promise<void> {
+    const key = SumPool.key(studyId, round);
+    let p = this.summing.get(key);
+    if (!p) {
+      p = this.finalizeSums(studyId, round, key).finally(() => this.summing.delete(key));
+      this.summing.set(key, p);
+    }
+    return p;
+  }
+
+  private pendingSums(studyId: string, round: number): RoundRow | null {
+    const r = this.ctx.store.round(studyId, round);
+    if (!r || r.state !== 'open' || (r.phase !== 'consistency' && r.phase !== 'unmask')) return null;
+    return this.ctx.store.accumulatorCount(studyId, round) === 0 ? r : null;
+  }
+
+  private async finalizeSums(studyId: string, round: number, key: string): Promise<void> {
+    const sums = this.ctx.sums;
+    sums.seal(key);
+    await sums.settled(key); // every chunk in flight is stored or undone
+    const r = this.pendingSums(studyId, round);
+    if (!r) {
+      if (this.ctx.store.chunkSites(studyId, round).length && this.ctx.store.accumulatorCount(studyId, round) > 0) this.deleteChunkRows(studyId, round);
+      return;
+    }
+    const t0 = performance.now();
+    const st = studyRow(this.ctx.store, studyId);
+    const params = manifestOfRow(st).encryption as HeParams;
+    const survivors = parseList(r.survivorsJson);
+    const withRows = this.ctx.store.chunkSites(studyId, round);
+    const replay = async (sites: string[], op: 'add' | 'sub') => {
+      let window: Promise<unknown>[] = [];
+      for (const siteId of sites)
+        for (const index of this.ctx.store.chunkIndexes(studyId, round, siteId)) {
+          const c = this.ctx.store.chunk(studyId, round, siteId, index);
+          if (!c) continue; // the round failed meanwhile (its rows deleted); the check after take() stops here
+          const bytes = new Uint8Array(c.ct.buffer, c.ct.byteOffset, c.ct.byteLength);
+          window.push(op === 'add' ? sums.add(key, params, index, bytes) : sums.sub(key, params, index, bytes));
+          if (window.length >= REBUILD_WINDOW) {
+            await Promise.all(window);
+            window = [];
+          }
+        }
+      await Promise.all(window);
+    };
+    const complete = sums.isComplete(key);
+    if (complete) {
+      // Everything stored is in the sums; what is not a survivor's leaves them.
+      await replay(
+        withRows.filter((s) => !survivors.includes(s)),
+        'sub',
+      );
+    } else {
+      sums.reset(key);
+      await replay(
+        withRows.filter((s) => survivors.includes(s)),
+        'add',
+      );
+    }
+    const taken = await sums.take(key);
+    if (!this.pendingSums(studyId, round)) return; // failed or written meanwhile
+    const count = r.ciphertexts ?? 0;
+    const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !taken.has(i));
+    if (count === 0 || missing.length || taken.size !== count)
+      throw new Error(`${studyId} round ${round}: sums of ${taken.size} ciphertexts, ${count} expected${missing.length ? ` (missing ${missing.slice(0, 5).join(',')})` : ''}`);
+    const ms = performance.now() - t0;
+    const written = this.ctx.store.transaction((tx) => {
+      const again = tx.round(studyId, round);
+      if (!again || again.state !== 'open' || (again.phase !== 'consistency' && again.phase !== 'unmask') || tx.accumulatorCount(studyId, round) > 0) return false;
+      for (const [index, ct] of taken) tx.putAccumulator({ studyId, round, index, ct: Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength), contributions: survivors.length });
+      this.ctx.audit.append({
+        actor: this.ctx.coordinatorId,
+        action: 'round.summed',
+        studyId,
+        round,
+        detail: `${count} ciphertexts of ${survivors.length} contributors written in ${Math.round(ms)} ms (${
+          complete ? `from ${sums.workerCount || 'inline'} aggregation workers` : 'rebuilt from the stored chunks'
+        }${withRows.length > survivors.length ? `; ${withRows.length - survivors.length} partial upload(s) left out` : ''})`,
+      });
+      return true;
+    });
+    taken.clear();
+    if (written) this.ctx.log('info', `${studyId}: round ${round} sums written (${count} ciphertexts, ${Math.round(ms)} ms${complete ? '' : ', rebuilt from the stored chunks'})`);
+    this.deleteChunkRows(studyId, round);
+  }
+
+  /** Deletes a round's chunk rows once its sums are written, one site per transaction (a whole round at once would hold the thread for seconds at 10M parameters). */
+  private deleteChunkRows(studyId: string, round: number): void {
+    for (const siteId of this.ctx.store.chunkSites(studyId, round))
+      this.ctx.store.transaction((tx) => {
+        if (tx.accumulatorCount(studyId, round) > 0 || tx.round(studyId, round)?.state !== 'open') tx.deleteChunksOf(studyId, round, siteId);
+      });
   }
 
   // ---------------------------------------------------------------- pruning
@@ -664,10 +831,12 @@ export class Rounds {
   }
 
   publish(studyId: string, round: number, to: string[]): void {
+    if (to.length === 0) return;
     const st = studyRow(this.ctx.store, studyId);
     const m = manifestOfRow(st);
     const r = this.ctx.store.round(studyId, round)!;
-    const agg = this.aggregateBody(this.ctx.store, st, m, r);
+    const cached = this.published?.studyId === studyId && this.published.round === round ? this.published : null;
+    const agg = cached ?? this.aggregateBody(this.ctx.store, st, m, r);
     if (!agg) {
       this.ctx.log(
         'error',
@@ -675,7 +844,9 @@ export class Rounds {
       );
       return;
     }
-    for (const s of to) this.ctx.send(s, 'round.aggregate', studyId, round, agg.body, { count: agg.count, infoBytes: agg.infoBytes });
+    // One SHA-256 of the body for every recipient (160 MB at 10M parameters: hashing it per site took seconds).
+    const digest = cached?.digest ?? sha256Hex(agg.body);
+    for (const s of to) this.ctx.send(s, 'round.aggregate', studyId, round, agg.body, { count: agg.count, infoBytes: agg.infoBytes }, digest);
   }
 
   /**

@@ -69,6 +69,9 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     quorumGraceMs: config.quorumGraceS * 1000,
     dealerTimeoutMs: config.dealerTimeoutS * 1000,
     catchUpRounds: config.catchUpRounds,
+    uploadMsPerMParams: config.uploadMsPerMParams,
+    ...(config.aggregationWorkers !== undefined ? { aggregationWorkers: config.aggregationWorkers } : {}),
+    benchPlaintext: config.benchPlaintext,
     onChange: (studyId) => hub.publish(studyTopic(studyId), { studyId }),
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });
@@ -171,6 +174,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
       // io.close's own promise settles before the HTTP server has closed; its callback does not.
       await new Promise<void>((r) => void io.close(() => r()));
       await app.close().catch(() => undefined);
+      await engine.close();
       db.$client.close();
     },
   };

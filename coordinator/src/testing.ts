@@ -82,6 +82,8 @@ export class Lab {
   }
 
   restart(): CoordinatorEngine {
+    // The old engine's aggregation workers go with it (their sums are lost, as in a crash).
+    void this.engine?.close();
     const id = `coordinator-${fingerprint(this.identity.ed25519PublicKey)}`;
     const audit = new AuditLog(this.db, id, this.identity.ed25519SecretKey, this.identity.ed25519PublicKey);
     this.engine = new CoordinatorEngine(new SqliteStore(this.db), audit, this.identity, createCoordinatorMetrics(), {

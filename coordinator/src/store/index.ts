@@ -61,6 +61,7 @@ export interface CoordinatorStore {
   site(siteId: string): SiteRow | undefined;
   /** Every enrolled site, oldest enrolment first. */
   sites(): SiteRow[];
+  /** Records the site's last accepted sequence number (never lowers it). */
   setSiteSeq(siteId: string, lastSeq: number, seenAtMs: number): void;
   revokeSite(siteId: string, atMs: number): void;
 
@@ -120,9 +121,16 @@ export interface CoordinatorStore {
   hasChunk(studyId: string, round: number, siteId: string, index: number): boolean;
   insertChunk(row: ChunkRow): void;
   chunks(studyId: string, round: number, siteId: string): ChunkRow[];
+  /** Indexes of the chunks stored for a site's update, ascending (no ciphertext bytes read). */
+  chunkIndexes(studyId: string, round: number, siteId: string): number[];
+  chunk(studyId: string, round: number, siteId: string, index: number): ChunkRow | undefined;
+  /** Sites with chunk rows stored for the round, by site id. */
+  chunkSites(studyId: string, round: number): string[];
   deleteChunks(studyId: string, round: number): void;
+  deleteChunksOf(studyId: string, round: number, siteId: string): void;
   accumulator(studyId: string, round: number, index: number): AccumulatorRow | undefined;
   accumulators(studyId: string, round: number): AccumulatorRow[];
+  accumulatorCount(studyId: string, round: number): number;
   putAccumulator(row: AccumulatorRow): void;
   deleteAccumulator(studyId: string, round: number, index: number): void;
   deleteAccumulators(studyId: string, round: number): void;

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, isNull } from 'drizzle-orm';
+import { and, asc, count, desc, eq, isNull, sql } from 'drizzle-orm';
 import type { CoordinatorDb } from '../db/index.js';
 import {
   accumulators,
@@ -83,7 +83,11 @@ export class SqliteStore implements CoordinatorStore {
     return this.q.select().from(sites).orderBy(asc(sites.enrolledAtMs)).all();
   }
   setSiteSeq(siteId: string, lastSeq: number, seenAtMs: number): void {
-    this.q.update(sites).set({ lastSeq, lastSeenAtMs: seenAtMs }).where(eq(sites.siteId, siteId)).run();
+    this.q
+      .update(sites)
+      .set({ lastSeq: sql`max(${sites.lastSeq}, ${lastSeq})`, lastSeenAtMs: seenAtMs })
+      .where(eq(sites.siteId, siteId))
+      .run();
   }
   revokeSite(siteId: string, atMs: number): void {
     this.q.update(sites).set({ revokedAtMs: atMs }).where(eq(sites.siteId, siteId)).run();
@@ -297,6 +301,37 @@ export class SqliteStore implements CoordinatorStore {
       .orderBy(asc(updateChunks.index))
       .all();
   }
+  chunkIndexes(studyId: string, round: number, siteId: string): number[] {
+    return this.q
+      .select({ i: updateChunks.index })
+      .from(updateChunks)
+      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId)))
+      .orderBy(asc(updateChunks.index))
+      .all()
+      .map((r) => r.i);
+  }
+  chunk(studyId: string, round: number, siteId: string, index: number) {
+    return this.q
+      .select()
+      .from(updateChunks)
+      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId), eq(updateChunks.index, index)))
+      .get();
+  }
+  chunkSites(studyId: string, round: number): string[] {
+    return this.q
+      .selectDistinct({ s: updateChunks.siteId })
+      .from(updateChunks)
+      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round)))
+      .orderBy(asc(updateChunks.siteId))
+      .all()
+      .map((r) => r.s);
+  }
+  deleteChunksOf(studyId: string, round: number, siteId: string): void {
+    this.q
+      .delete(updateChunks)
+      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId)))
+      .run();
+  }
   deleteChunks(studyId: string, round: number): void {
     this.q
       .delete(updateChunks)
@@ -317,6 +352,15 @@ export class SqliteStore implements CoordinatorStore {
       .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round)))
       .orderBy(asc(accumulators.index))
       .all();
+  }
+  accumulatorCount(studyId: string, round: number): number {
+    return (
+      this.q
+        .select({ n: count() })
+        .from(accumulators)
+        .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round)))
+        .get()?.n ?? 0
+    );
   }
   putAccumulator(row: AccumulatorRow): void {
     this.q
