@@ -1,4 +1,4 @@
-import { StudyDraftSchema, StudyManifestSchema, WireError, isWireErrorCode, type CoordinatorMessageType, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
+import { StudyDraftSchema, StudyManifestSchema, WireError, isWireErrorCode, type CoordinatorMessageType, type Envelope, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
 import type { CoordinatorStore, StudyRow, StudySiteRow } from './store/index.js';
 import type { CoordinatorMetrics } from './metrics.js';
@@ -56,6 +56,8 @@ export interface EngineContext {
   readonly sums: SumPool;
   /** Shared commits for the per-message writes of many sites (chunks, sequence numbers). */
   readonly commits: GroupCommit;
+  /** Records an envelope's sequence number in `tx` (TWF_E_REPLAY if not above the last); update.chunk calls it where the chunk is stored. */
+  advanceSeq(tx: CoordinatorStore, env: Envelope): void;
   now(): number;
   log(level: 'info' | 'warn' | 'error', msg: string): void;
   /**
@@ -91,11 +93,32 @@ export function requireStudyId(studyId: string | null): string {
   return studyId;
 }
 
-/** The study's manifest (with roster); throws TWF_E_STUDY_STATE for a draft. */
+/**
+ * Parsed manifests by manifest hash: every site message reads its study's manifest, and parsing it
+ * (JSON and schema, 100 participants) cost a fifth of a millisecond per chunk. A manifest is
+ * immutable under its hash; the objects are frozen so no caller can change a shared one.
+ */
+const manifests = new Map<string, StudyManifest>();
+const MANIFEST_CACHE_SIZE = 64;
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** The study's manifest (with roster); throws TWF_E_STUDY_STATE for a draft. Frozen: shared between callers. */
 export function manifestOfRow(st: StudyRow): StudyManifest {
   if (st.state === 'draft') throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} is a draft: start it to fix its roster`);
+  const key = `${st.studyId}\u0000${st.manifestHash}\u0000${st.manifestJson.length}`;
+  const hit = manifests.get(key);
+  if (hit) return hit;
   const p = StudyManifestSchema.safeParse(JSON.parse(st.manifestJson));
   if (!p.success) throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} has a manifest of protocol 1.x (no roster); create the study again`);
+  if (manifests.size >= MANIFEST_CACHE_SIZE) manifests.delete(manifests.keys().next().value!);
+  manifests.set(key, deepFreeze(p.data));
   return p.data;
 }
 
@@ -103,19 +126,14 @@ export function draftOfRow(st: StudyRow): StudyDraft {
   return StudyDraftSchema.parse(JSON.parse(st.manifestJson));
 }
 
-/** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). */
-export function activeJoined(store: CoordinatorStore, st: StudyRow): StudySiteRow[] {
-  return store.studySites(st.studyId).filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
+/** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). `rows`: the study's roster rows, when already read. */
+export function activeJoined(store: CoordinatorStore, st: StudyRow, rows = store.studySites(st.studyId)): StudySiteRow[] {
+  return rows.filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
 }
 
 /** Roster sites not excluded (joined or not). */
-export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
-  const excluded = new Set(
-    store
-      .studySites(st.studyId)
-      .filter((r) => r.excluded !== null)
-      .map((r) => r.siteId),
-  );
+export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyManifest, rows = store.studySites(st.studyId)): string[] {
+  const excluded = new Set(rows.filter((r) => r.excluded !== null).map((r) => r.siteId));
   return m.participants.map((p) => p.siteId).filter((id) => !excluded.has(id));
 }
 
@@ -124,9 +142,9 @@ export function parseList(json: string | null): string[] {
 }
 
 /** Roster sites not excluded whose privacy budget is not spent (they can still be asked to a round). */
-export function budgetLeft(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
-  const rows = new Map(store.studySites(st.studyId).map((r) => [r.siteId, r]));
-  return activeRoster(store, st, m).filter((id) => rows.get(id)?.dpExhaustedAtMs == null);
+export function budgetLeft(store: CoordinatorStore, st: StudyRow, m: StudyManifest, all = store.studySites(st.studyId)): string[] {
+  const rows = new Map(all.map((r) => [r.siteId, r]));
+  return activeRoster(store, st, m, all).filter((id) => rows.get(id)?.dpExhaustedAtMs == null);
 }
 
 /** The entry `received` returns, for receipts. */

@@ -104,7 +104,10 @@ export class CoordinatorEngine {
     };
     const log = (level: 'info' | 'warn' | 'error', msg: string) => opts.log?.(level, msg);
     this.sums = new SumPool(opts.benchPlaintext ? 'plaintext' : 'he', opts.aggregationWorkers, log);
-    this.commits = new GroupCommit(store);
+    this.commits = new GroupCommit(store, (n) => {
+      metrics.groupCommits.inc();
+      metrics.groupCommitRequests.inc(n);
+    });
     if (opts.benchPlaintext) log('warn', 'BENCH PLAINTEXT MODE: chunks are summed as float32 plaintext, nothing is encrypted; for the aggregation benchmark only');
     this.ctx = {
       store,
@@ -116,6 +119,7 @@ export class CoordinatorEngine {
       log,
       sums: this.sums,
       commits: this.commits,
+      advanceSeq: (tx, env) => this.advanceSeq(tx, env),
       send: (siteId, type, studyId, round, body, m, digest) => this.sendTo(siteId, type, studyId, round, body, m, digest),
       online: (siteId) => this.isOnline(siteId),
       checkpoint: (studyId) => this.sendCheckpoint(studyId),
@@ -429,6 +433,8 @@ export class CoordinatorEngine {
   async handle(connSiteId: string, raw: unknown): Promise<Ack & { unattributable?: boolean }> {
     let env: Envelope | null = null;
     let sigOk = false;
+    /** A chunk's sequence number is written in the chunk's own transaction (one commit per chunk), or after a refusal. */
+    let seqDeferred = false;
     try {
       env = parseEnvelope(raw);
       const h = env.header;
@@ -443,12 +449,12 @@ export class CoordinatorEngine {
       if (h.seq <= site.lastSeq) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${site.lastSeq}`);
       // Advance the sequence number first (committed before the message is handled): a replay of
       // this message is a replay even if it is refused below. Through the group commit: the
-      // messages of many sites that arrive together share one fsync.
-      await this.commits.run((tx) => {
-        const last = tx.site(h.senderId)!.lastSeq;
-        if (h.seq <= last) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${last}`);
-        tx.setSiteSeq(h.senderId, h.seq, this.now());
-      });
+      // messages of many sites that arrive together share one fsync. An update.chunk writes it in
+      // the transaction that stores the chunk (Rounds.storeChunk), or below when it is refused: so
+      // a chunk costs one commit, and its sequence number is committed before it is acknowledged.
+      seqDeferred = h.type === 'update.chunk';
+      const e = env;
+      if (!seqDeferred) await this.commits.run((tx) => this.advanceSeq(tx, e));
       if (Math.abs(h.tsMs - this.now()) > this.ctx.opts.clockSkewMs) throw new WireError('TWF_E_STALE_MESSAGE', `timestamp ${new Date(h.tsMs).toISOString()}`);
       if (h.type !== 'hello' && !this.ready.has(h.senderId)) throw new WireError('TWF_E_HELLO_FIRST', h.type);
       const r = await this.dispatch(env);
@@ -465,6 +471,11 @@ export class CoordinatorEngine {
         const ref = randomBytes(4).toString('hex');
         this.log('error', `internal error [${ref}] handling ${h?.type ?? 'a message'} from ${connSiteId}: ${(e as Error).stack ?? String(e)}`);
         err = new WireError('TWF_E_INTERNAL', `reference ${ref} in the coordinator log`);
+      }
+      if (seqDeferred && env) {
+        const e = env;
+        // Already written when the chunk was stored (a refusal after its commit): TWF_E_REPLAY, nothing to do.
+        await this.commits.run((tx) => this.advanceSeq(tx, e)).catch(() => undefined);
       }
       this.metrics.messagesRejected.inc({ code: err.code });
       const overBudget = !this.refusals.take(connSiteId);
@@ -488,6 +499,14 @@ export class CoordinatorEngine {
       }
       return { ok: false, code: err.code, detail: err.detail, ...(sigOk ? {} : { unattributable: true }) };
     }
+  }
+
+  /** Records an accepted envelope's sequence number, in `tx`; TWF_E_REPLAY if it is not above the last one. */
+  private advanceSeq(tx: CoordinatorStore, env: Envelope): void {
+    const h = env.header;
+    const last = tx.site(h.senderId)!.lastSeq;
+    if (h.seq <= last) throw new WireError('TWF_E_REPLAY', `seq ${h.seq} <= last accepted ${last}`);
+    tx.setSiteSeq(h.senderId, h.seq, this.now());
   }
 
   /** Runs the handler of an authenticated envelope's type (coordinator/src/handlers); one seam for every site message. */
@@ -580,9 +599,9 @@ export class CoordinatorEngine {
     const next = prev
       .then(async () => {
         // The audit head moves with every state change: a tick that changed nothing notifies nobody.
-        const before = this.onChange ? this.audit.head()?.id : undefined;
+        const before = this.onChange ? this.audit.headLink()?.id : undefined;
         await this.advanceOnce(studyId);
-        if (this.onChange && this.audit.head()?.id !== before) this.changed(studyId);
+        if (this.onChange && this.audit.headLink()?.id !== before) this.changed(studyId);
       })
       .catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? String(e)}`));
     this.stepping.set(studyId, next);
@@ -596,16 +615,17 @@ export class CoordinatorEngine {
   private snapshot(st: StudyRow, m: StudyManifest): StudySnapshot {
     const key = this.keys.state(st, m);
     const rows = this.store.studySites(st.studyId);
-    const joined = activeJoined(this.store, st);
+    const joined = activeJoined(this.store, st, rows);
     const ready = new Set(joined.filter((j) => j.dpExhaustedAtMs === null && this.isOnline(j.siteId)).map((j) => j.siteId));
+    const roster = new Set(activeRoster(this.store, st, m, rows));
     return {
       state: st.state,
       roundsPlanned: m.rounds,
       closedRounds: this.rounds.closedCount(st.studyId),
       openRound: this.rounds.roundSnapshot(this.store, st, m),
       quorum: quorumOf(m),
-      budgetLeft: budgetLeft(this.store, st, m),
-      exhausted: rows.filter((r) => r.dpExhaustedAtMs !== null && activeRoster(this.store, st, m).includes(r.siteId)).map((r) => r.siteId),
+      budgetLeft: budgetLeft(this.store, st, m, rows),
+      exhausted: rows.filter((r) => r.dpExhaustedAtMs !== null && roster.has(r.siteId)).map((r) => r.siteId),
       key,
       nextDealer: this.keys.nextDealer(st, m),
       dealerTimeoutMs: this.ctx.opts.dealerTimeoutMs,
@@ -672,8 +692,12 @@ export class CoordinatorEngine {
 
   private sendTo(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, m?: Meta, bodyDigest?: string): boolean {
     if (!this.transport?.isConnected(siteId)) return false;
-    const env = sealEnvelope(this.signer, { to: siteId, type, studyId, round, body, ...(m ? { meta: m } : {}), nowMs: this.now(), ...(bodyDigest ? { bodyDigest } : {}) });
-    this.audit.append({ actor: this.coordinatorId, action: 'msg.sent', peer: siteId, msgType: type, seq: env.header.seq, studyId, round, digest: env.header.digest, sizeBytes: env.body.length });
+    // The sequence number and the msg.sent entry in one commit (one fsync per message sent, not two).
+    const env = this.store.transaction(() => {
+      const e = sealEnvelope(this.signer, { to: siteId, type, studyId, round, body, ...(m ? { meta: m } : {}), nowMs: this.now(), ...(bodyDigest ? { bodyDigest } : {}) });
+      this.audit.append({ actor: this.coordinatorId, action: 'msg.sent', peer: siteId, msgType: type, seq: e.header.seq, studyId, round, digest: e.header.digest, sizeBytes: e.body.length });
+      return e;
+    });
     const ok = this.transport.send(siteId, env);
     if (ok) this.metrics.bytesOut.inc(env.body.length);
     return ok;

@@ -28,6 +28,7 @@ export class GroupCommit {
 
   constructor(
     private readonly store: CoordinatorStore,
+    private readonly onCommit: (requests: number) => void = () => undefined,
     private readonly maxBatch = 512,
   ) {}
 
@@ -66,6 +67,7 @@ export class GroupCommit {
     this.stats.commits++;
     this.stats.requests += items.length;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, items.length);
+    this.onCommit(items.length);
     items.forEach((it, i) => {
       const r = results[i];
       if (r.ok) it.resolve(r.value);

@@ -300,6 +300,7 @@ export class Rounds {
    */
   private storeChunk(tx: Tx, env: Envelope, meta: UpdateChunkMetaT, st: StudyRow, round: number, ms: number): { complete: boolean; received: number; count: number; entry: AuditEntry } {
     const h = env.header;
+    this.ctx.advanceSeq(tx, env); // rolled back with the chunk if it is refused (the engine then writes it alone)
     const study = tx.study(st.studyId);
     if (!study || study.state !== 'running' || study.currentRound !== round) throw new WireError('TWF_E_ROUND_CLOSED', `round ${round} is no longer the open round of ${st.studyId}`);
     const again = this.requireOpenTx(tx, st.studyId, round);
@@ -437,17 +438,18 @@ export class Rounds {
   private snapshot(tx: Tx, st: StudyRow, m: StudyManifest, r: RoundRow): RoundSnapshot {
     const ids = <T extends { siteId: string }>(rows: T[]) => rows.map((x) => x.siteId);
     const declined = new Set(ids(tx.declines(st.studyId, r.round)));
+    // Ids only: a set-up row carries share boxes for every other site (30 KB each at 100 sites), read on every tick otherwise.
     return {
       phase: r.phase,
       participants: parseList(r.participantsJson).filter((p) => !declined.has(p)),
       declined: [...declined],
-      setups: ids(tx.roundSiteRows('maskSetups', st.studyId, r.round)),
+      setups: tx.roundSiteIds('maskSetups', st.studyId, r.round),
       keySet: r.keySetJson ? parseList(r.keySetJson) : null,
-      complete: ids(tx.updates(st.studyId, r.round, 'complete')),
+      complete: tx.updateSites(st.studyId, r.round, 'complete'),
       survivors: r.survivorsJson ? parseList(r.survivorsJson) : null,
-      signed: ids(tx.roundSiteRows('maskSignatures', st.studyId, r.round)),
+      signed: tx.roundSiteIds('maskSignatures', st.studyId, r.round),
       revealers: r.revealersJson ? parseList(r.revealersJson) : null,
-      revealed: ids(tx.roundSiteRows('maskReveals', st.studyId, r.round)),
+      revealed: tx.roundSiteIds('maskReveals', st.studyId, r.round),
       deadlineAtMs: r.deadlineAtMs,
       phaseDeadlineAtMs: r.phaseDeadlineAtMs,
       quorum: quorumOf(m),

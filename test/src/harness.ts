@@ -117,6 +117,8 @@ export interface RawSiteOptions {
   nonce?: string;
   /** Send only { siteId, protocolVersion }: the 1.x handshake, which knowing an id was enough for. */
   bareAuth?: boolean;
+  /** Largest message this site accepts, bytes (the WebSocket client's maxPayload; ws defaults to 100 MiB). */
+  maxPayloadBytes?: number;
 }
 
 /**
@@ -139,11 +141,12 @@ export class RawSite {
     siteId: string,
     coordinatorId: string,
     identity: Identity,
+    maxPayloadBytes?: number,
   ) {
     this.siteId = siteId;
     this.coordinatorId = coordinatorId;
     this.identity = identity;
-    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false });
+    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false, ...(maxPayloadBytes ? { maxPayload: maxPayloadBytes } : {}) });
     this.refusal = new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
     this.socket.on('envelope', (raw) => this.inbox.push(parseEnvelope(raw)));
   }
@@ -164,7 +167,7 @@ export class RawSite {
       const signature = signStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: cfg.coordinatorId, siteId, nonce }), opts.signWith ?? identity.ed25519SecretKey);
       auth = { siteId, protocolVersion, nonce, signature };
     }
-    const s = new RawSite(url, dataDir, auth, siteId, cfg.coordinatorId, identity);
+    const s = new RawSite(url, dataDir, auth, siteId, cfg.coordinatorId, identity, opts.maxPayloadBytes);
     s.seq = seq;
     return s;
   }

@@ -105,6 +105,8 @@ export interface CoordinatorStore {
   // secure-aggregation messages of a round
   roundSiteRow<T extends RoundSiteTable>(table: T, studyId: string, round: number, siteId: string): RoundSiteRowOf<T> | undefined;
   roundSiteRows<T extends RoundSiteTable>(table: T, studyId: string, round: number): RoundSiteRowOf<T>[];
+  /** Site ids of a round's rows in `table`, by site id (none of their contents read). */
+  roundSiteIds(table: RoundSiteTable, studyId: string, round: number): string[];
   insertRoundSiteRow<T extends RoundSiteTable>(table: T, row: RoundSiteRowOf<T>): void;
   /** Forgets a site's mask set-up (it declined the round before the key set was fixed). */
   deleteMaskSetup(studyId: string, round: number, siteId: string): void;
@@ -116,6 +118,8 @@ export interface CoordinatorStore {
   // updates, chunks, running sums
   update(studyId: string, round: number, siteId: string): UpdateRow | undefined;
   updates(studyId: string, round: number, state: UpdateState): UpdateRow[];
+  /** Sites whose update of the round is in `state`, by site id. */
+  updateSites(studyId: string, round: number, state: UpdateState): string[];
   insertUpdate(row: { studyId: string; round: number; siteId: string; state: UpdateState; count: number; nSamples: number; length: number; startedAtMs: number }): void;
   setUpdate(studyId: string, round: number, siteId: string, set: Partial<Omit<UpdateRow, 'studyId' | 'round' | 'siteId'>>): void;
   hasChunk(studyId: string, round: number, siteId: string, index: number): boolean;

@@ -11,14 +11,34 @@ export type AuditInput = Omit<AuditFields, 'id' | 'tsMs' | 'peer' | 'msgType' | 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = BetterSQLite3Database<any>;
 
+type Statement = { get(...p: unknown[]): unknown; run(...p: unknown[]): unknown };
+type Client = { prepare(sql: string): Statement; transaction<F extends (...a: never[]) => unknown>(fn: F): F };
+
 /** The hash-chained audit log in a package's SQLite database, signed by its owner. */
 export class AuditLog {
+  /**
+   * The two statements of an append, prepared once on the connection: the coordinator appends one
+   * entry per chunk it accepts (244k in a round of 100 sites x 10M parameters), and building them
+   * through drizzle each time cost ~0.1 ms.
+   */
+  private readonly fast: { client: Client; last: Statement; insert: Statement } | null;
+
   constructor(
     private readonly db: AnyDb,
     readonly ownerId: string,
     private readonly ed25519SecretKey: Uint8Array,
     ed25519PublicKey: Uint8Array,
   ) {
+    const client = (db as unknown as { $client?: Client }).$client;
+    this.fast = client
+      ? {
+          client,
+          last: client.prepare('select id, hash from audit_log order by id desc limit 1'),
+          insert: client.prepare(
+            'insert into audit_log (id, ts_ms, actor, action, peer, msg_type, seq, study_id, round, digest, size_bytes, detail, sig, prev_hash, hash) values (@id, @tsMs, @actor, @action, @peer, @msgType, @seq, @studyId, @round, @digest, @sizeBytes, @detail, @sig, @prevHash, @hash)',
+          ),
+        }
+      : null;
     const pk = toB64(ed25519PublicKey);
     const row = db.select().from(auditOwner).get();
     if (!row) db.insert(auditOwner).values({ ownerId, ed25519PublicKey: pk }).run();
@@ -27,26 +47,44 @@ export class AuditLog {
 
   /** Appends one entry atomically (the chain link is read and written in one transaction). */
   append(input: AuditInput): AuditEntry {
+    const f = this.fast;
+    if (f)
+      return f.client.transaction(() => {
+        const entry = this.link(input, f.last.get() as { id: number; hash: string } | undefined);
+        f.insert.run(entry);
+        return entry;
+      })();
     return this.db.transaction((tx) => {
-      const last = tx.select({ id: auditLog.id, hash: auditLog.hash }).from(auditLog).orderBy(desc(auditLog.id)).limit(1).get();
-      const fields: AuditFields = {
-        id: (last?.id ?? 0) + 1,
-        tsMs: input.tsMs ?? Date.now(),
-        actor: input.actor,
-        action: input.action,
-        peer: input.peer ?? null,
-        msgType: input.msgType ?? null,
-        seq: input.seq ?? null,
-        studyId: input.studyId ?? null,
-        round: input.round ?? null,
-        digest: input.digest ?? null,
-        sizeBytes: input.sizeBytes ?? null,
-        detail: input.detail ?? null,
-      };
-      const entry = signEntry(fields, last?.hash ?? GENESIS_HASH, this.ed25519SecretKey);
+      const entry = this.link(input, tx.select({ id: auditLog.id, hash: auditLog.hash }).from(auditLog).orderBy(desc(auditLog.id)).limit(1).get());
       tx.insert(auditLog).values(entry).run();
       return entry;
     });
+  }
+
+  /** The next entry after `last`, linked and signed. */
+  private link(input: AuditInput, last: { id: number; hash: string } | undefined): AuditEntry {
+    const fields: AuditFields = {
+      id: (last?.id ?? 0) + 1,
+      tsMs: input.tsMs ?? Date.now(),
+      actor: input.actor,
+      action: input.action,
+      peer: input.peer ?? null,
+      msgType: input.msgType ?? null,
+      seq: input.seq ?? null,
+      studyId: input.studyId ?? null,
+      round: input.round ?? null,
+      digest: input.digest ?? null,
+      sizeBytes: input.sizeBytes ?? null,
+      detail: input.detail ?? null,
+    };
+    return signEntry(fields, last?.hash ?? GENESIS_HASH, this.ed25519SecretKey);
+  }
+
+  /** Id and hash of the chain head (cheaper than head()), or undefined for an empty log. */
+  headLink(): { id: number; hash: string } | undefined {
+    if (this.fast) return this.fast.last.get() as { id: number; hash: string } | undefined;
+    const h = this.head();
+    return h && { id: h.id, hash: h.hash };
   }
 
   /** The last entry (the chain head), or undefined for an empty log. */
