@@ -21,6 +21,8 @@ export interface EngineOptions {
   uploadMsPerMParams?: number;
   /** Aggregation worker threads (sums/pool.ts); 0 adds on the main thread. Default: cores - 1, 1..8. */
   aggregationWorkers?: number;
+  /** Folder of the chunk logs (<dataDir>/chunks); without one, chunk bytes are kept in their rows (in-memory tests). */
+  chunkDir?: string;
   /**
    * BENCH ONLY: chunks are float32 plaintext and are summed as such, to measure what encryption
    * costs (test/src/bench/aggregate-memory.ts --plaintext-compare). Nothing is encrypted: never
@@ -51,7 +53,7 @@ export interface EngineContext {
   readonly audit: AuditLog;
   readonly metrics: CoordinatorMetrics;
   readonly coordinatorId: string;
-  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange' | 'aggregationWorkers' | 'benchPlaintext'>>;
+  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange' | 'aggregationWorkers' | 'benchPlaintext' | 'chunkDir'>>;
   /** Running sums of the rounds in their upload phase, on worker threads. */
   readonly sums: SumPool;
   /** Shared commits for the per-message writes of many sites (chunks, sequence numbers). */
@@ -65,6 +67,11 @@ export interface EngineContext {
    * `digest`: sha256Hex of a binary body sent to many sites, computed once by the caller.
    */
   send(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Meta, digest?: string): boolean;
+  /**
+   * Sends several envelopes with one commit (their sequence numbers and msg.sent entries), then
+   * emits them in order; a function body is built in the transaction. Returns which were sent.
+   */
+  sendMany(list: { siteId: string; type: CoordinatorMessageType; studyId: string | null; round: number | null; body: unknown; meta?: Meta; digest?: string }[]): boolean[];
   /** True while the site has an authenticated connection on which it said hello. */
   online(siteId: string): boolean;
   /** Sends a signed checkpoint of the audit chain head to the study's connected sites. */

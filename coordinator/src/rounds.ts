@@ -23,10 +23,11 @@ import { createHeContext, heParamsDigest, type HeParams } from '@twinfed/shared/
 import { activeJoined, manifestOfRow, parseList, requireStudyId, studyRow, type EngineContext, type HandlerResult, type RoundRow, type StudyRow } from './context.js';
 import type { StudyKeys } from './keys.js';
 import { decideRound, type RoundDecision, type RoundSnapshot } from './round-policy.js';
-import type { CoordinatorStore } from './store/index.js';
+import type { ChunkRow, CoordinatorStore } from './store/index.js';
 import { SumPool } from './sums/pool.js';
 
 type Tx = CoordinatorStore;
+const EMPTY = Buffer.alloc(0);
 
 /** Chunks posted to the aggregation workers at once when sums are rebuilt or partial uploads subtracted. */
 const REBUILD_WINDOW = 64;
@@ -137,18 +138,13 @@ export class Rounds {
     this.ctx.metrics.roundsOpened.inc();
     this.ctx.metrics.currentRound.set({ study: st.studyId }, round);
     this.ctx.log('info', `${st.studyId}: round ${round} opened with ${participants.length} sites (t=${threshold})`);
-    for (const s of participants) this.sendStart(st.studyId, this.ctx.store.round(st.studyId, round)!, s);
+    this.sendStart(st.studyId, this.ctx.store.round(st.studyId, round)!, participants);
     this.ctx.checkpoint(st.studyId);
   }
 
-  private sendStart(studyId: string, r: RoundRow, siteId: string): void {
-    this.ctx.send(siteId, 'round.start', studyId, r.round, {
-      deadlineMs: r.deadlineAtMs,
-      modelVersion: r.baseVersion,
-      keyEpoch: r.keyEpoch,
-      participants: parseList(r.participantsJson),
-      threshold: r.threshold,
-    });
+  private sendStart(studyId: string, r: RoundRow, siteIds: string[]): void {
+    const body = { deadlineMs: r.deadlineAtMs, modelVersion: r.baseVersion, keyEpoch: r.keyEpoch, participants: parseList(r.participantsJson), threshold: r.threshold };
+    this.ctx.sendMany(siteIds.map((siteId) => ({ siteId, type: 'round.start' as const, studyId, round: r.round, body })));
   }
 
   // ----------------------------------------------------------- site messages
@@ -271,11 +267,12 @@ export class Rounds {
     const key = SumPool.key(st.studyId, round);
     this.ctx.sums.begin(key); // TWF_E_ROUND_CLOSED once the round's sums are being written
     try {
-      // Validates the ciphertext (TWF_E_BAD_CIPHERTEXT, nothing added) and adds it on its index's worker.
-      const { ms } = await this.ctx.sums.add(key, params, meta.index, env.body);
+      // Validates the ciphertext (TWF_E_BAD_CIPHERTEXT, nothing added), adds it on its index's worker
+      // and writes its bytes to that worker's chunk log, synced before the answer.
+      const { ms, log } = await this.ctx.sums.add(key, params, meta.index, env.body, true);
       let result: { complete: boolean; received: number; count: number; entry: AuditEntry };
       try {
-        result = await this.ctx.commits.run((tx) => this.storeChunk(tx, env, meta, st, round, ms));
+        result = await this.ctx.commits.run((tx) => this.storeChunk(tx, env, meta, st, round, ms, log));
       } catch (e) {
         // Refused where it is stored (the round moved on, the site was excluded, a duplicate): it
         // leaves the sum again, posted before this chunk counts as settled, so before any take.
@@ -298,7 +295,15 @@ export class Rounds {
    * where the chunk is stored: the round may have moved on (survivors fixed, failed), the study
    * stopped, the site been excluded or declined meanwhile.
    */
-  private storeChunk(tx: Tx, env: Envelope, meta: UpdateChunkMetaT, st: StudyRow, round: number, ms: number): { complete: boolean; received: number; count: number; entry: AuditEntry } {
+  private storeChunk(
+    tx: Tx,
+    env: Envelope,
+    meta: UpdateChunkMetaT,
+    st: StudyRow,
+    round: number,
+    ms: number,
+    log: { file: string; offset: number; length: number } | undefined,
+  ): { complete: boolean; received: number; count: number; entry: AuditEntry } {
     const h = env.header;
     this.ctx.advanceSeq(tx, env); // rolled back with the chunk if it is refused (the engine then writes it alone)
     const study = tx.study(st.studyId);
@@ -318,8 +323,9 @@ export class Rounds {
       tx.insertUpdate({ studyId: st.studyId, round, siteId: h.senderId, state: 'receiving', count: meta.count, nSamples: meta.nSamples, length: meta.length, startedAtMs: this.ctx.now() });
       up = tx.update(st.studyId, round, h.senderId)!;
     }
-    // The bytes as received (a view, not a copy): SQLite copies them into the row.
-    tx.insertChunk({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body.buffer, env.body.byteOffset, env.body.byteLength), digest: h.digest });
+    // The row points at the bytes in the chunk log; without one (an in-memory database) it holds them.
+    if (log) tx.insertChunk({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: EMPTY, digest: h.digest, logFile: log.file, logOffset: log.offset, logLength: log.length });
+    else tx.insertChunk({ studyId: st.studyId, round, siteId: h.senderId, index: meta.index, ct: Buffer.from(env.body.buffer, env.body.byteOffset, env.body.byteLength), digest: h.digest });
     const receivedNow = up.received + 1;
     const complete = receivedNow === up.count;
     tx.setUpdate(st.studyId, round, h.senderId, {
@@ -587,23 +593,23 @@ export class Rounds {
   private afterApply(st: StudyRow, m: StudyManifest, round: number, d: Exclude<RoundDecision, { kind: 'wait' }>): void {
     const r = this.ctx.store.round(st.studyId, round)!;
     switch (d.kind) {
+      // Each phase's message to every site in one commit (engine sendMany).
       case 'fix-key-set':
-        for (const s of d.keySet) this.sendPeers(st, r, s);
+        this.sendPeers(st, r, d.keySet);
         return;
-      case 'fix-survivors':
-        for (const s of d.survivors) this.ctx.send(s, 'mask.survivors', st.studyId, round, { keySet: parseList(r.keySetJson), survivors: d.survivors });
+      case 'fix-survivors': {
+        const body = { keySet: parseList(r.keySetJson), survivors: d.survivors };
+        this.ctx.sendMany(d.survivors.map((siteId) => ({ siteId, type: 'mask.survivors' as const, studyId: st.studyId, round, body })));
         return;
+      }
       case 'fix-revealers': {
         const sigs = this.ctx.store.roundSiteRows('maskSignatures', st.studyId, round);
-        for (const s of d.revealers)
-          this.ctx.send(s, 'mask.reveal', st.studyId, round, {
-            keySet: parseList(r.keySetJson),
-            survivors: parseList(r.survivorsJson),
-            signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })),
-          });
+        const body = { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson), signatures: sigs.map((x) => ({ siteId: x.siteId, signature: x.signature })) };
+        this.ctx.sendMany(d.revealers.map((siteId) => ({ siteId, type: 'mask.reveal' as const, studyId: st.studyId, round, body })));
         return;
       }
       case 'close': {
+        this.ctx.sums.removeLogs(st.studyId, round);
         this.reclaimSpace();
         this.ctx.metrics.roundsClosed.inc();
         this.ctx.log('info', `${st.studyId}: round ${round} closed with ${parseList(r.survivorsJson).length} contributors`);
@@ -621,16 +627,20 @@ export class Rounds {
     }
   }
 
-  private sendPeers(st: StudyRow, r: RoundRow, siteId: string): void {
-    const setups = this.ctx.store.roundSiteRows('maskSetups', st.studyId, r.round);
+  /** mask.peers to each of `siteIds`: the key set's signed keys and the share boxes addressed to it (every set-up's boxes parsed once, not once per recipient). */
+  private sendPeers(st: StudyRow, r: RoundRow, siteIds: string[]): void {
+    const setups = new Map(this.ctx.store.roundSiteRows('maskSetups', st.studyId, r.round).map((s) => [s.siteId, s]));
     const keySet = parseList(r.keySetJson);
-    const have = this.ctx.store.chunkIndexes(st.studyId, r.round, siteId);
-    const entries = keySet.map((id) => {
-      const s = setups.find((x) => x.siteId === id)!;
-      const box = id === siteId ? null : ((JSON.parse(s.boxesJson) as { to: string; box: string }[]).find((x) => x.to === siteId)?.box ?? null);
-      return { siteId: id, sPk: s.sPk, bCommit: s.bCommit, signature: s.signature, box };
-    });
-    this.ctx.send(siteId, 'mask.peers', st.studyId, r.round, { keySet: entries, alreadyReceived: have });
+    const boxes = new Map(keySet.map((id) => [id, new Map((JSON.parse(setups.get(id)!.boxesJson) as { to: string; box: string }[]).map((b) => [b.to, b.box]))]));
+    this.ctx.sendMany(
+      siteIds.map((siteId) => {
+        const entries = keySet.map((id) => {
+          const s = setups.get(id)!;
+          return { siteId: id, sPk: s.sPk, bCommit: s.bCommit, signature: s.signature, box: id === siteId ? null : (boxes.get(id)!.get(siteId) ?? null) };
+        });
+        return { siteId, type: 'mask.peers' as const, studyId: st.studyId, round: r.round, body: { keySet: entries, alreadyReceived: this.ctx.store.chunkIndexes(st.studyId, r.round, siteId) } };
+      }),
+    );
   }
 
   // ---------------------------------------------------------------- failing
@@ -657,9 +667,11 @@ export class Rounds {
 
   private afterFail(studyId: string, r: RoundRow): void {
     this.ctx.sums.drop(SumPool.key(studyId, r.round));
+    this.ctx.sums.removeLogs(studyId, r.round);
     this.ctx.metrics.roundsFailed.inc();
     this.ctx.log('warn', `${studyId}: round ${r.round} failed: ${r.failReason}`);
-    for (const s of parseList(r.participantsJson)) this.ctx.send(s, 'round.failed', studyId, r.round, { reason: r.failReason ?? 'failed', code: 'TWF_E_ROUND_FAILED' });
+    const body = { reason: r.failReason ?? 'failed', code: 'TWF_E_ROUND_FAILED' };
+    this.ctx.sendMany(parseList(r.participantsJson).map((siteId) => ({ siteId, type: 'round.failed' as const, studyId, round: r.round, body })));
     this.ctx.checkpoint(studyId);
   }
 
@@ -709,7 +721,7 @@ export class Rounds {
         for (const index of this.ctx.store.chunkIndexes(studyId, round, siteId)) {
           const c = this.ctx.store.chunk(studyId, round, siteId, index);
           if (!c) continue; // the round failed meanwhile (its rows deleted); the check after take() stops here
-          const bytes = new Uint8Array(c.ct.buffer, c.ct.byteOffset, c.ct.byteLength);
+          const bytes = this.chunkBytes(c);
           window.push(op === 'add' ? sums.add(key, params, index, bytes) : sums.sub(key, params, index, bytes));
           if (window.length >= REBUILD_WINDOW) {
             await Promise.all(window);
@@ -759,12 +771,37 @@ export class Rounds {
     this.deleteChunkRows(studyId, round);
   }
 
-  /** Deletes a round's chunk rows once its sums are written, one site per transaction (a whole round at once would hold the thread for seconds at 10M parameters). */
+  /** A stored chunk's bytes: from its chunk log (checked against the digest its site signed), or from its row. */
+  private chunkBytes(c: ChunkRow): Uint8Array {
+    if (c.logFile === null) return new Uint8Array(c.ct.buffer, c.ct.byteOffset, c.ct.byteLength);
+    const bytes = this.ctx.sums.readLog(c.logFile, c.logOffset!, c.logLength!);
+    if (sha256Hex(bytes) !== c.digest) throw new Error(`chunk ${c.index} of ${c.siteId} (round ${c.round}) in ${c.logFile} does not match its digest: the chunk log is damaged`);
+    return bytes;
+  }
+
+  /** Deletes a round's chunk rows and logs once its sums are written. */
   private deleteChunkRows(studyId: string, round: number): void {
-    for (const siteId of this.ctx.store.chunkSites(studyId, round))
-      this.ctx.store.transaction((tx) => {
-        if (tx.accumulatorCount(studyId, round) > 0 || tx.round(studyId, round)?.state !== 'open') tx.deleteChunksOf(studyId, round, siteId);
-      });
+    this.ctx.store.transaction((tx) => {
+      if (tx.accumulatorCount(studyId, round) > 0 || tx.round(studyId, round)?.state !== 'open') tx.deleteChunks(studyId, round);
+    });
+    if (this.ctx.store.chunkSites(studyId, round).length === 0) this.ctx.sums.removeLogs(studyId, round);
+  }
+
+  /**
+   * At start: chunk logs and rows a crash left behind (of rounds that failed or closed, or whose
+   * sums were written) are deleted; those of a round still in its upload phase, or whose sums are
+   * pending, stay (they are its record).
+   */
+  sweepChunks(): void {
+    const live = (studyId: string, round: number) => {
+      const r = this.ctx.store.round(studyId, round);
+      return !!r && r.state === 'open' && (r.phase === 'upload' || ((r.phase === 'consistency' || r.phase === 'unmask') && this.ctx.store.accumulatorCount(studyId, round) === 0));
+    };
+    for (const { studyId, round } of this.ctx.store.chunkRounds()) if (!live(studyId, round)) this.ctx.store.deleteChunks(studyId, round);
+    for (const f of this.ctx.sums.logFiles()) {
+      const r = SumPool.logRound(f)!;
+      if (!live(r.studyId, r.round)) this.ctx.sums.removeLogs(r.studyId, r.round);
+    }
   }
 
   // ---------------------------------------------------------------- pruning
@@ -848,7 +885,7 @@ export class Rounds {
     }
     // One SHA-256 of the body for every recipient (160 MB at 10M parameters: hashing it per site took seconds).
     const digest = cached?.digest ?? sha256Hex(agg.body);
-    for (const s of to) this.ctx.send(s, 'round.aggregate', studyId, round, agg.body, { count: agg.count, infoBytes: agg.infoBytes }, digest);
+    this.ctx.sendMany(to.map((siteId) => ({ siteId, type: 'round.aggregate' as const, studyId, round, body: agg.body, meta: { count: agg.count, infoBytes: agg.infoBytes }, digest })));
   }
 
   /**
@@ -886,10 +923,10 @@ export class Rounds {
     const r = this.openRound(st);
     if (!r || !parseList(r.participantsJson).includes(siteId)) return;
     const has = (t: 'maskSignatures' | 'maskReveals') => !!this.ctx.store.roundSiteRow(t, st.studyId, r.round, siteId);
-    this.sendStart(st.studyId, r, siteId);
+    this.sendStart(st.studyId, r, [siteId]);
     if (r.phase === 'upload' && parseList(r.keySetJson).includes(siteId)) {
       const up = this.ctx.store.update(st.studyId, r.round, siteId);
-      if (up?.state !== 'complete') this.sendPeers(st, r, siteId);
+      if (up?.state !== 'complete') this.sendPeers(st, r, [siteId]);
     }
     if (r.phase === 'consistency' && parseList(r.survivorsJson).includes(siteId) && !has('maskSignatures')) {
       this.ctx.send(siteId, 'mask.survivors', st.studyId, r.round, { keySet: parseList(r.keySetJson), survivors: parseList(r.survivorsJson) });

@@ -72,6 +72,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     uploadMsPerMParams: config.uploadMsPerMParams,
     ...(config.aggregationWorkers !== undefined ? { aggregationWorkers: config.aggregationWorkers } : {}),
     benchPlaintext: config.benchPlaintext,
+    chunkDir: join(config.dataDir, 'chunks'),
     onChange: (studyId) => hub.publish(studyTopic(studyId), { studyId }),
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });

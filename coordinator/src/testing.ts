@@ -66,14 +66,14 @@ export class Lab {
   readonly logs: string[] = [];
 
   /** Engine options a test sets (e.g. the catch-up window); used by every restart. */
-  options: { catchUpRounds?: number } = {};
+  options: { catchUpRounds?: number; aggregationWorkers?: number } = {};
 
   /** `db`: a coordinator database to run on (default: a fresh in-memory one). */
   constructor(db?: CoordinatorDb) {
     this.db = db ?? openMemoryCoordinatorDb();
   }
 
-  static async create(options: { catchUpRounds?: number } = {}, db?: CoordinatorDb): Promise<Lab> {
+  static async create(options: { catchUpRounds?: number; aggregationWorkers?: number } = {}, db?: CoordinatorDb): Promise<Lab> {
     await initSodium();
     const lab = new Lab(db);
     lab.options = options;

@@ -123,13 +123,15 @@ export interface CoordinatorStore {
   insertUpdate(row: { studyId: string; round: number; siteId: string; state: UpdateState; count: number; nSamples: number; length: number; startedAtMs: number }): void;
   setUpdate(studyId: string, round: number, siteId: string, set: Partial<Omit<UpdateRow, 'studyId' | 'round' | 'siteId'>>): void;
   hasChunk(studyId: string, round: number, siteId: string, index: number): boolean;
-  insertChunk(row: ChunkRow): void;
+  insertChunk(row: Omit<ChunkRow, 'logFile' | 'logOffset' | 'logLength'> & Partial<Pick<ChunkRow, 'logFile' | 'logOffset' | 'logLength'>>): void;
   chunks(studyId: string, round: number, siteId: string): ChunkRow[];
   /** Indexes of the chunks stored for a site's update, ascending (no ciphertext bytes read). */
   chunkIndexes(studyId: string, round: number, siteId: string): number[];
   chunk(studyId: string, round: number, siteId: string, index: number): ChunkRow | undefined;
   /** Sites with chunk rows stored for the round, by site id. */
   chunkSites(studyId: string, round: number): string[];
+  /** Rounds with chunk rows stored. */
+  chunkRounds(): { studyId: string; round: number }[];
   deleteChunks(studyId: string, round: number): void;
   deleteChunksOf(studyId: string, round: number, siteId: string): void;
   accumulator(studyId: string, round: number, index: number): AccumulatorRow | undefined;

@@ -309,8 +309,18 @@ export class SqliteStore implements CoordinatorStore {
   hasChunk(studyId: string, round: number, siteId: string, index: number): boolean {
     return !!this.st('select 1 from update_chunks where study_id = ? and round = ? and site_id = ? and idx = ?').get(studyId, round, siteId, index);
   }
-  insertChunk(row: ChunkRow): void {
-    this.st('insert into update_chunks (study_id, round, site_id, idx, ct, digest) values (?, ?, ?, ?, ?, ?)').run(row.studyId, row.round, row.siteId, row.index, row.ct, row.digest);
+  insertChunk(row: Parameters<CoordinatorStore['insertChunk']>[0]): void {
+    this.st('insert into update_chunks (study_id, round, site_id, idx, ct, digest, log_file, log_offset, log_length) values (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+      row.studyId,
+      row.round,
+      row.siteId,
+      row.index,
+      row.ct,
+      row.digest,
+      row.logFile ?? null,
+      row.logOffset ?? null,
+      row.logLength ?? null,
+    );
   }
   chunks(studyId: string, round: number, siteId: string) {
     return this.q
@@ -334,6 +344,9 @@ export class SqliteStore implements CoordinatorStore {
       .orderBy(asc(updateChunks.siteId))
       .all()
       .map((r) => r.s);
+  }
+  chunkRounds(): { studyId: string; round: number }[] {
+    return this.st('select distinct study_id studyId, round from update_chunks order by study_id, round').all() as { studyId: string; round: number }[];
   }
   deleteChunksOf(studyId: string, round: number, siteId: string): void {
     this.q

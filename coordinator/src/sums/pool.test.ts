@@ -98,6 +98,20 @@ describe('aggregation pool: sums on worker threads', () => {
     }
   });
 
+  it("a sum's only chunk subtracted leaves no sum (not a zero ciphertext SEAL refuses); the next chunk starts it again", async () => {
+    const pool = new SumPool('he', 1);
+    pools.push(pool);
+    const key = SumPool.key('s', 7);
+    pool.open(key);
+    await pool.add(key, DEFAULT_HE_PARAMS, 0, uploads[0][0]);
+    await pool.sub(key, DEFAULT_HE_PARAMS, 0, uploads[0][0]);
+    await pool.add(key, DEFAULT_HE_PARAMS, 0, uploads[1][0]);
+    await pool.add(key, DEFAULT_HE_PARAMS, 0, uploads[2][0]);
+    assert.equal(pool.isComplete(key), true, 'every operation succeeded');
+    const sums = await pool.take(key);
+    assert.ok(same(sums.get(0)!, addCiphertexts(he, addCiphertexts(he, null, uploads[1][0]), uploads[2][0])));
+  });
+
   it('an invalid ciphertext is refused with TWF_E_BAD_CIPHERTEXT and leaves the sum unchanged', async () => {
     const pool = new SumPool('he', 1);
     pools.push(pool);

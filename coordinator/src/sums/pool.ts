@@ -15,7 +15,9 @@
  *
  * `workers: 0` runs the same sums inline on the main thread (no threads; tests, tiny machines).
  */
+import { closeSync, mkdirSync, openSync, readSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { WireError, isWireErrorCode } from '@twinfed/protocols';
 import { heParamsDigest, type HeParams } from '@twinfed/shared/he/index';
@@ -29,7 +31,7 @@ export function defaultSumWorkers(): number {
 }
 
 interface Lane {
-  post(m: WorkerRequest): void;
+  post(m: WorkerRequest, transfer?: ArrayBuffer[]): void;
   close(): Promise<void>;
   adders: Set<string>;
 }
@@ -53,17 +55,68 @@ export class SumPool {
   private nextId = 1;
   private closing = false;
 
+  /**
+   * `chunkDir`: folder of the chunk logs (the durable bytes of the chunks of rounds in progress,
+   * one file per round and worker, deleted once the round's sums are written). Without it the
+   * chunks' bytes are kept in their database rows (in-memory databases, tests).
+   */
   constructor(
     readonly mode: SumMode,
     readonly workerCount: number = defaultSumWorkers(),
     private readonly log: (level: 'info' | 'warn' | 'error', msg: string) => void = () => undefined,
+    readonly chunkDir: string | null = null,
   ) {
     if (!Number.isInteger(workerCount) || workerCount < 0 || workerCount > 64) throw new RangeError(`aggregation workers: ${workerCount} (0..64)`);
     this.lanes = Array.from({ length: Math.max(1, workerCount) }, () => null);
+    if (chunkDir) mkdirSync(chunkDir, { recursive: true, mode: 0o700 });
   }
 
   static key(studyId: string, round: number): string {
     return `${studyId}\u0000${round}`;
+  }
+
+  // ------------------------------------------------------------ chunk logs
+
+  /** File-name prefix of a round's chunk logs (study ids are [A-Za-z0-9_-]). */
+  private static logPrefix(studyId: string, round: number): string {
+    return `${encodeURIComponent(studyId)}.r${round}.`;
+  }
+
+  /** The study and round a chunk-log file belongs to, or null for another file. */
+  static logRound(file: string): { studyId: string; round: number } | null {
+    const m = /^(.+)\.r(\d+)\.w\d+\.log$/.exec(file);
+    return m ? { studyId: decodeURIComponent(m[1]), round: Number(m[2]) } : null;
+  }
+
+  /** The chunk-log files in the folder. */
+  logFiles(): string[] {
+    if (!this.chunkDir) return [];
+    return readdirSync(this.chunkDir).filter((f) => SumPool.logRound(f) !== null);
+  }
+
+  /** Reads a chunk's bytes back from its log. */
+  readLog(file: string, offset: number, length: number): Uint8Array {
+    if (!this.chunkDir) throw new Error('no chunk-log folder');
+    const fd = openSync(join(this.chunkDir, file), 'r');
+    try {
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, out, done, length - done, offset + done);
+        if (n === 0) throw new Error(`${file}: ${length} bytes at ${offset} run past its end`);
+        done += n;
+      }
+      return out;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Deletes a round's chunk logs (its sums are written, or it failed). */
+  removeLogs(studyId: string, round: number): void {
+    if (!this.chunkDir) return;
+    const prefix = SumPool.logPrefix(studyId, round);
+    for (const f of this.logFiles()) if (f.startsWith(prefix)) rmSync(join(this.chunkDir, f), { force: true });
   }
 
   // ---------------------------------------------------------------- rounds
@@ -120,18 +173,33 @@ export class SumPool {
 
   /**
    * Adds a chunk to the sum of its index; rejects (sum unchanged) with TWF_E_BAD_CIPHERTEXT when it
-   * is not a valid chunk. Resolves with the worker's time for the addition, ms.
+   * is not a valid chunk. Resolves with the worker's time for the addition, ms, and, with `durable`
+   * and a chunk-log folder, where its bytes now are on disk (its row records that, not the bytes).
    */
-  add(key: string, params: HeParams, index: number, chunk: Uint8Array): Promise<{ ms: number }> {
-    return this.request('add', key, params, index, chunk);
+  add(key: string, params: HeParams, index: number, chunk: Uint8Array, durable = false): Promise<{ ms: number; log?: { file: string; offset: number; length: number } }> {
+    return this.request('add', key, params, index, chunk, durable);
   }
 
-  /** Subtracts a chunk added before (a refused chunk, an abandoned partial upload). */
+  /**
+   * Subtracts a chunk added before (a refused chunk, an abandoned partial upload). If that fails
+   * the sum is no longer known to hold exactly the stored chunks: the round is rebuilt from them.
+   */
   sub(key: string, params: HeParams, index: number, chunk: Uint8Array): Promise<{ ms: number }> {
-    return this.request('sub', key, params, index, chunk);
+    return this.request('sub', key, params, index, chunk, false).catch((e: unknown) => {
+      const r = this.rounds.get(key);
+      if (r) r.complete = false;
+      throw e;
+    });
   }
 
-  private async request(op: 'add' | 'sub', key: string, params: HeParams, index: number, chunk: Uint8Array): Promise<{ ms: number }> {
+  private async request(
+    op: 'add' | 'sub',
+    key: string,
+    params: HeParams,
+    index: number,
+    chunk: Uint8Array,
+    durable: boolean,
+  ): Promise<{ ms: number; log?: { file: string; offset: number; length: number } }> {
     const laneNo = index % this.lanes.length;
     const lane = this.lane(laneNo);
     const adder = `${this.mode}:${heParamsDigest(params)}`;
@@ -139,8 +207,13 @@ export class SumPool {
       lane.adders.add(adder);
       lane.post({ op: 'adder', name: adder, mode: this.mode, params });
     }
-    const r = await this.call(laneNo, lane, { op, id: this.nextId++, adder, key, index, chunk });
-    return { ms: r.ms ?? 0 };
+    const [studyId, round] = key.split('\u0000');
+    const file = durable && this.chunkDir ? `${SumPool.logPrefix(studyId, Number(round))}w${laneNo}.log` : null;
+    // A copy of exactly the chunk, handed over: posting a view would copy its whole backing buffer
+    // (a socket read can hold several messages).
+    const own = chunk.slice();
+    const r = await this.call(laneNo, lane, { op, id: this.nextId++, adder, key, index, chunk: own, ...(file ? { log: join(this.chunkDir!, file) } : {}) }, [own.buffer]);
+    return { ms: r.ms ?? 0, ...(file && r.log ? { log: { file, ...r.log } } : {}) };
   }
 
   /** Takes the round's sums (index → sum) and forgets them; the round accepts no chunk after. */
@@ -181,10 +254,10 @@ export class SumPool {
 
   // --------------------------------------------------------------- threads
 
-  private call(laneNo: number, lane: Lane, m: WorkerRequest & { id: number }): Promise<WorkerReply & { ok: true }> {
+  private call(laneNo: number, lane: Lane, m: WorkerRequest & { id: number }, transfer: ArrayBuffer[] = []): Promise<WorkerReply & { ok: true }> {
     return new Promise((resolve, reject) => {
       this.pending.set(m.id, { resolve, reject, lane: laneNo });
-      lane.post(m);
+      lane.post(m, transfer);
     });
   }
 
@@ -221,9 +294,9 @@ export class SumPool {
     w.unref();
     const lane: Lane = {
       adders: new Set(),
-      post: (m) => {
+      post: (m, transfer = []) => {
         if ('id' in m && busy++ === 0) w.ref();
-        w.postMessage(m);
+        w.postMessage(m, transfer);
       },
       close: async () => {
         await w.terminate();

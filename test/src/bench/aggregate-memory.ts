@@ -146,6 +146,9 @@ function printScale(rows: ScaleResult[]): void {
     ['bytes out', (r) => r.bytesOut.toLocaleString('en')],
     ['db peak MiB', (r) => f(r.dbPeakMiB)],
     ['writes/commit', (r) => f(r.writesPerCommit)],
+    ['coord CPU ms/chunk', (r) => f(r.coordinatorCpuMsPerChunk, 3)],
+    ['bench CPU ms/chunk', (r) => f(r.benchCpuMsPerChunk, 3)],
+    ['load', (r) => f(r.loadAvg)],
   ];
   const w = cols.map(([h, g]) => Math.max(h.length, ...rows.map((r) => g(r).length)));
   console.log(cols.map(([h], i) => h.padStart(w[i])).join('  '));

@@ -74,6 +74,11 @@ export interface ScaleResult {
   dbPeakMiB: number;
   /** Per-message writes per commit during the round (group commit). */
   writesPerCommit: number;
+  /** CPU time of the coordinator process (all threads) and of this bench process during the upload, per chunk, ms. */
+  coordinatorCpuMsPerChunk: number;
+  benchCpuMsPerChunk: number;
+  /** Load average (1 min) of the machine when the upload ended: other work on it skews the times. */
+  loadAvg: number;
   verified: string;
   setupS: number;
 }
@@ -107,6 +112,16 @@ function procStatus(pid: number): { rss: number; hwm: number } {
     return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
   } catch {
     return { rss: NaN, hwm: NaN };
+  }
+}
+
+/** CPU seconds (user + system) the process has used, all its threads (/proc/PID/stat). */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
   }
 }
 
@@ -218,6 +233,8 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       }
     })();
     const t0 = Date.now();
+    const cpu0 = cpuSeconds(pid);
+    const bench0 = process.cpuUsage();
     let acked = 0;
     const progress = setInterval(() => log(`  ${acked.toLocaleString('en')} / ${(n * count).toLocaleString('en')} chunks acknowledged, RSS ${mib(procStatus(pid).rss).toFixed(0)} MiB`), 15_000);
     try {
@@ -235,6 +252,9 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       clearInterval(progress);
     }
     const tUploaded = Date.now();
+    const coordCpuS = cpuSeconds(pid) - cpu0;
+    const benchCpu = process.cpuUsage(bench0);
+    const loadAvg = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
     log(`  uploaded in ${((tUploaded - t0) / 1000).toFixed(1)} s; consistency and unmask phases...`);
     await Promise.all(parts.map((p) => p.sign(1, 600_000)));
     // After revealing, a site stops reading its socket until its turn to take the aggregate.
@@ -307,6 +327,9 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       bytesOut: metric(metrics, 'twinfed_bytes_out_total'),
       dbPeakMiB: mib(dbPeak),
       writesPerCommit: metric(metrics, 'twinfed_group_commit_requests_total') / metric(metrics, 'twinfed_group_commits_total'),
+      coordinatorCpuMsPerChunk: (coordCpuS * 1000) / (n * count),
+      benchCpuMsPerChunk: (benchCpu.user + benchCpu.system) / 1000 / (n * count),
+      loadAvg,
       verified,
       setupS,
     };
