@@ -6,10 +6,12 @@
  * Chunk logs: an add that names a log file also appends the chunk's bytes to that file (one file
  * per round and worker) and is answered only once they are on disk (fdatasync). The adds handled
  * in one turn of the thread's event loop share one fdatasync per file, as the main thread's
- * commits share one fsync (group-commit.ts). The main thread stores the chunk's row, pointing at
- * those bytes, only after that answer: a row never points at bytes a crash could lose.
+ * commits share one fsync (group-commit.ts), and it runs on libuv's thread pool: the thread goes
+ * on adding while the disk syncs (a blocking fdatasync took as long as the additions). The main
+ * thread stores the chunk's row, pointing at those bytes, only after that answer: a row never
+ * points at bytes a crash could lose.
  */
-import { closeSync, fdatasyncSync, fstatSync, openSync, writeSync } from 'node:fs';
+import { close, fdatasync, fstatSync, openSync, writeSync } from 'node:fs';
 import { createAdder, type ChunkAdder } from './adder.js';
 import type { WorkerReply, WorkerRequest } from './protocol.js';
 
@@ -18,7 +20,12 @@ type Result = { reply: WorkerReply | null; transfer: ArrayBuffer[]; durable?: Pr
 interface LogFile {
   fd: number;
   size: number;
+  /** Written since its last fdatasync started. */
   dirty: boolean;
+  /** fdatasyncs in flight. */
+  syncs: number;
+  /** Its round is done: closed once nothing is in flight. */
+  closing: boolean;
 }
 
 export class SumState {
@@ -31,8 +38,11 @@ export class SumState {
   /** Open chunk logs by path, and the paths of each round key. */
   private readonly logs = new Map<string, LogFile>();
   private readonly logsOf = new Map<string, Set<string>>();
+  /** Every open log, closing ones included. */
+  private readonly files = new Set<LogFile>();
   private chain: Promise<unknown> = Promise.resolve();
-  private syncing: Promise<void> | null = null;
+  /** The fdatasync round that will cover what is written now (started at the next check phase). */
+  private nextSync: Promise<void> | null = null;
 
   /** Queues a request behind the earlier ones; resolves with its reply (null for adder and drop) and the buffers to hand over. */
   async post(m: WorkerRequest): Promise<{ reply: WorkerReply | null; transfer: ArrayBuffer[] }> {
@@ -50,33 +60,42 @@ export class SumState {
     return r;
   }
 
-  /** One fdatasync of every log written since the last, after the requests queued now are handled. */
+  /**
+   * Resolves once what was written so far is on disk: one fdatasync per log written since the last
+   * round of them, started after the requests queued now are handled (writes made while it runs
+   * wait for the next round).
+   */
   private syncSoon(): Promise<void> {
-    if (!this.syncing)
-      this.syncing = new Promise<void>((resolve, reject) =>
+    if (!this.nextSync)
+      this.nextSync = new Promise<void>((resolve, reject) =>
         setImmediate(() => {
-          this.syncing = null;
-          try {
-            for (const f of this.logs.values())
-              if (f.dirty) {
-                fdatasyncSync(f.fd);
-                f.dirty = false;
-              }
-            resolve();
-          } catch (e) {
-            reject(e as Error);
-          }
+          this.nextSync = null;
+          const dirty = [...this.files].filter((f) => f.dirty);
+          const synced = dirty.map((f) => {
+            f.dirty = false;
+            f.syncs++;
+            return new Promise<void>((res, rej) =>
+              fdatasync(f.fd, (e) => {
+                f.syncs--;
+                this.maybeClose(f);
+                if (e) rej(e);
+                else res();
+              }),
+            );
+          });
+          Promise.all(synced).then(() => resolve(), reject);
         }),
       );
-    return this.syncing;
+    return this.nextSync;
   }
 
   private append(key: string, path: string, chunk: Uint8Array): { offset: number; length: number } {
     let f = this.logs.get(path);
     if (!f) {
       const fd = openSync(path, 'a', 0o600);
-      f = { fd, size: fstatSync(fd).size, dirty: false };
+      f = { fd, size: fstatSync(fd).size, dirty: false, syncs: 0, closing: false };
       this.logs.set(path, f);
+      this.files.add(f);
       (this.logsOf.get(key) ?? this.logsOf.set(key, new Set()).get(key)!).add(path);
     }
     const offset = f.size;
@@ -87,13 +106,23 @@ export class SumState {
     return { offset, length: chunk.length };
   }
 
+  /** Closes a round's logs, each once its writes are synced (closing a descriptor under a running fdatasync would fail it). */
   private closeLogs(key: string): void {
     for (const path of this.logsOf.get(key) ?? []) {
       const f = this.logs.get(path);
-      if (f) closeSync(f.fd);
       this.logs.delete(path);
+      if (f) {
+        f.closing = true;
+        this.maybeClose(f);
+      }
     }
     this.logsOf.delete(key);
+  }
+
+  private maybeClose(f: LogFile): void {
+    if (!f.closing || f.syncs > 0 || f.dirty || !this.files.has(f)) return;
+    this.files.delete(f);
+    close(f.fd, () => undefined);
   }
 
   private async handle(m: WorkerRequest): Promise<Result> {

@@ -154,6 +154,12 @@ function printScale(rows: ScaleResult[]): void {
   console.log(cols.map(([h], i) => h.padStart(w[i])).join('  '));
   for (const r of rows) console.log(cols.map(([, g], i) => g(r).padStart(w[i])).join('  '));
   for (const r of rows) console.log(`${r.mode}: aggregate ${r.verified}; delivered to ${r.delivered}/${r.sites} sites; set-up ${f(r.setupS)} s (not timed)`);
+  for (const r of rows)
+    console.log(
+      `${r.mode}: coordinator CPU ms per chunk by thread: ${Object.entries(r.threadCpuMsPerChunk)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
 }
 
 await initSodium();

@@ -24,7 +24,7 @@
  * TWINFED_BENCH_PLAINTEXT): chunks are float32 plaintext, summed as such, published as float64.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, statSync, existsSync } from 'node:fs';
+import { createWriteStream, readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { createServer, type Socket as NetSocket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +77,8 @@ export interface ScaleResult {
   /** CPU time of the coordinator process (all threads) and of this bench process during the upload, per chunk, ms. */
   coordinatorCpuMsPerChunk: number;
   benchCpuMsPerChunk: number;
+  /** The coordinator's CPU per chunk during the upload by thread name (main, aggregation workers, libuv, V8), ms. */
+  threadCpuMsPerChunk: Record<string, number>;
   /** Load average (1 min) of the machine when the upload ended: other work on it skews the times. */
   loadAvg: number;
   verified: string;
@@ -115,14 +117,30 @@ function procStatus(pid: number): { rss: number; hwm: number } {
   }
 }
 
-/** CPU seconds (user + system) the process has used, all its threads (/proc/PID/stat). */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) the process has used, all its threads (/proc/PID/stat), or one thread's (/proc/PID/task/TID/stat). */
+function cpuSeconds(pid: number, tid?: number): number {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const f = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
+      .split(') ')[1]
+      .split(' ');
     return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
   } catch {
     return NaN;
   }
+}
+
+/** CPU seconds per named thread of a process (main thread = the process name; workers, libuv pool, V8 helpers). */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      out.set(name, (out.get(name) ?? 0) + cpuSeconds(pid, Number(tid)));
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
 }
 
 function metric(text: string, name: string): number {
@@ -234,6 +252,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     })();
     const t0 = Date.now();
     const cpu0 = cpuSeconds(pid);
+    const threads0 = threadCpu(pid);
     const bench0 = process.cpuUsage();
     let acked = 0;
     const progress = setInterval(() => log(`  ${acked.toLocaleString('en')} / ${(n * count).toLocaleString('en')} chunks acknowledged, RSS ${mib(procStatus(pid).rss).toFixed(0)} MiB`), 15_000);
@@ -253,6 +272,12 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     }
     const tUploaded = Date.now();
     const coordCpuS = cpuSeconds(pid) - cpu0;
+    const threads1 = threadCpu(pid);
+    const threadCpuMsPerChunk: Record<string, number> = {};
+    for (const [k, v] of threads1) {
+      const d = ((v - (threads0.get(k) ?? 0)) * 1000) / (n * count);
+      if (d >= 0.005) threadCpuMsPerChunk[k] = +d.toFixed(3);
+    }
     const benchCpu = process.cpuUsage(bench0);
     const loadAvg = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
     log(`  uploaded in ${((tUploaded - t0) / 1000).toFixed(1)} s; consistency and unmask phases...`);
@@ -329,6 +354,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       writesPerCommit: metric(metrics, 'twinfed_group_commit_requests_total') / metric(metrics, 'twinfed_group_commits_total'),
       coordinatorCpuMsPerChunk: (coordCpuS * 1000) / (n * count),
       benchCpuMsPerChunk: (benchCpu.user + benchCpu.system) / 1000 / (n * count),
+      threadCpuMsPerChunk,
       loadAvg,
       verified,
       setupS,

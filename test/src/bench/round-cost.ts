@@ -53,19 +53,20 @@ async function freePort(): Promise<number> {
 }
 
 const PHASES = [
-  'start→setup sent',
-  'setup ack',
-  '→peers',
-  'mask+encrypt',
-  'chunk ack',
-  '→survivors',
-  'consistency ack',
-  '→reveal',
-  'unmask ack',
-  '→aggregate',
-  'round (start→aggregate)',
-  'coordinator opened→closed',
-  'closed→next opened',
+  'setup phase: start → mask.peers at all',
+  '  site builds its mask set-up',
+  '  mask.setup round trip',
+  'upload phase: peers → mask.survivors at all',
+  '  site masks and encrypts',
+  '  update.chunk round trip',
+  'consistency phase: survivors → mask.reveal at all',
+  '  mask.consistency round trip',
+  'unmask phase: reveal → round.aggregate at all',
+  '  mask.unmask round trip',
+  'round: start → aggregate at all',
+  'coordinator: opened → closed',
+  'coordinator: closed → next opened',
+  '(site unmasks the aggregate)',
 ] as const;
 type Phase = (typeof PHASES)[number];
 
@@ -92,7 +93,7 @@ async function runVariant(v: Variant): Promise<{ medians: Record<Phase, number>;
   const strace = process.env.TWINFED_BENCH_STRACE;
   const proc: ChildProcess = strace
     ? spawn('strace', ['-f', '-c', '-e', 'trace=fsync,fdatasync', '-o', `${strace}.${v.dataRoot.replace(/\W/g, '')}.${v.tickMs}`, process.execPath, ...args], { stdio: 'ignore' })
-    : spawn(process.execPath, args, { stdio: 'ignore' });
+    : spawn(process.execPath, [...(process.env.TWINFED_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...args], { stdio: 'ignore' });
   const parts: RawParticipant[] = [];
   try {
     for (let i = 0; ; i++) {
@@ -113,6 +114,15 @@ async function runVariant(v: Variant): Promise<{ medians: Record<Phase, number>;
     for (const p of parts) await p.join(100, 3);
     await parts[0].deal(30_000);
     await Promise.all(parts.slice(1).map((p) => p.acceptKey(30_000)));
+    // When each site last put an envelope on its socket: a round trip is measured from there to its acknowledgement.
+    const emittedAt = new Map<RawParticipant, number>();
+    for (const p of parts) {
+      const emit = p.raw.emit.bind(p.raw);
+      p.raw.emit = (env: unknown) => {
+        emittedAt.set(p, performance.now());
+        return emit(env);
+      };
+    }
     const delta = Float32Array.from({ length: manifest.updateLength }, (_, k) => Math.sin(k) * 0.01);
     const rows: Record<Phase, number>[] = [];
     const now = () => performance.now();
@@ -122,66 +132,70 @@ async function runVariant(v: Variant): Promise<{ medians: Record<Phase, number>;
       await Promise.all(
         parts.map(async (p) => {
           const env = await p.raw.next('round.start', 60_000);
-          mark('start', now());
+          const t0 = now();
+          mark('start', t0);
           const start = JSON.parse(Buffer.from(env.body).toString('utf8')) as Parameters<RawParticipant['sendSetup']>[1];
-          const tSend = now();
-          const setup = p.sendSetup(env.header.round!, start);
-          mark('setupSent', now() - tSend);
-          await setup;
-          mark('setupAck', now());
+          await p.sendSetup(env.header.round!, start);
+          mark('built', emittedAt.get(p)! - t0);
+          mark('setupRtt', now() - emittedAt.get(p)!);
           const peers = await p.raw.next('mask.peers', 60_000);
           mark('peers', now());
           p.raw.inbox.unshift(peers);
+          const tp = now();
           const { ciphertexts } = await p.prepareUpload(round, delta, 10, 60_000);
-          mark('prepared', now());
+          mark('encrypt', now() - tp);
+          const tc = now();
           for (let i = 0; i < ciphertexts.length; i++) await p.raw.send('update.chunk', studyId, round, ciphertexts[i], p.chunkMeta(round, i, ciphertexts.length, 10));
-          mark('chunkAck', now());
-          const survivorsAt = p.raw.next('mask.survivors', 60_000).then((e) => {
-            mark('survivors', now());
-            p.raw.inbox.unshift(e);
-          });
-          await survivorsAt;
+          mark('chunkRtt', now() - tc);
+          const surv = await p.raw.next('mask.survivors', 60_000);
+          mark('survivors', now());
+          p.raw.inbox.unshift(surv);
+          const ts = now();
           await p.sign(round, 60_000);
-          mark('consistencyAck', now());
-          await p.raw.next('mask.reveal', 60_000).then((e) => {
-            mark('reveal', now());
-            p.raw.inbox.unshift(e);
-          });
+          mark('consistencyRtt', now() - ts);
+          const rev = await p.raw.next('mask.reveal', 60_000);
+          mark('reveal', now());
+          p.raw.inbox.unshift(rev);
+          const tr = now();
           await p.reveal(round, 60_000);
-          mark('unmaskAck', now());
-          await p.aggregate(round, 60_000);
+          mark('unmaskRtt', now() - tr);
+          const agg = await p.raw.next('round.aggregate', 60_000);
           mark('aggregate', now());
+          p.raw.inbox.unshift(agg);
+          const ta = now();
+          await p.aggregate(round, 60_000);
+          mark('unmaskSite', now() - ta);
         }),
       );
       const max = (k: string) => Math.max(...t[k]);
       const min = (k: string) => Math.min(...t[k]);
       const r = {} as Record<Phase, number>;
-      r['start→setup sent'] = median(t.setupSent);
-      // Round trips are per site (its own send → its ack); transitions from the last site's event to the first arrival of the next phase's message.
-      r['setup ack'] = median(t.setupAck.map((x, i) => x - t.start[i])) - r['start→setup sent'];
-      r['→peers'] = min('peers') - max('setupAck');
-      r['mask+encrypt'] = median(t.prepared.map((x, i) => x - t.peers[i]));
-      r['chunk ack'] = median(t.chunkAck.map((x, i) => x - t.prepared[i]));
-      r['→survivors'] = min('survivors') - max('chunkAck');
-      r['consistency ack'] = median(t.consistencyAck.map((x, i) => x - t.survivors[i]));
-      r['→reveal'] = min('reveal') - max('consistencyAck');
-      r['unmask ack'] = median(t.unmaskAck.map((x, i) => x - t.reveal[i]));
-      r['→aggregate'] = min('aggregate') - max('unmaskAck');
-      r['round (start→aggregate)'] = max('aggregate') - min('start');
+      r['setup phase: start → mask.peers at all'] = max('peers') - min('start');
+      r['  site builds its mask set-up'] = median(t.built);
+      r['  mask.setup round trip'] = median(t.setupRtt);
+      r['upload phase: peers → mask.survivors at all'] = max('survivors') - max('peers');
+      r['  site masks and encrypts'] = median(t.encrypt);
+      r['  update.chunk round trip'] = median(t.chunkRtt);
+      r['consistency phase: survivors → mask.reveal at all'] = max('reveal') - max('survivors');
+      r['  mask.consistency round trip'] = median(t.consistencyRtt);
+      r['unmask phase: reveal → round.aggregate at all'] = max('aggregate') - max('reveal');
+      r['  mask.unmask round trip'] = median(t.unmaskRtt);
+      r['round: start → aggregate at all'] = max('aggregate') - min('start');
+      r['(site unmasks the aggregate)'] = median(t.unmaskSite);
       rows.push(r);
     }
     const st = await lead<{ roundSummaries: { openedAt: string; closedAt: string | null }[] }>(url, 'GET', `/api/studies/${studyId}`);
     const sums = st.json.roundSummaries;
     sums.forEach((s, i) => {
       if (rows[i]) {
-        rows[i]['coordinator opened→closed'] = Date.parse(s.closedAt!) - Date.parse(s.openedAt);
-        rows[i]['closed→next opened'] = sums[i + 1] ? Date.parse(sums[i + 1].openedAt) - Date.parse(s.closedAt!) : NaN;
+        rows[i]['coordinator: opened → closed'] = Date.parse(s.closedAt!) - Date.parse(s.openedAt);
+        rows[i]['coordinator: closed → next opened'] = sums[i + 1] ? Date.parse(sums[i + 1].openedAt) - Date.parse(s.closedAt!) : NaN;
       }
     });
     for (const p of parts) p.raw.close();
     // Under strace, the coordinator is strace's child: killing it makes strace print its counts and exit.
     const victim = strace ? Number(readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(' ')[0]) : proc.pid!;
-    process.kill(victim, 'SIGKILL');
+    process.kill(victim, process.env.TWINFED_BENCH_NODE_ARGS ? 'SIGINT' : 'SIGKILL');
     await new Promise((r) => proc.once('exit', r));
     // One middle round's traffic, from the coordinator's audit log.
     const db = new Database(join(dataDir, 'coordinator.db'), { readonly: true });
@@ -213,7 +227,7 @@ const variants: Variant[] = [
   { name: 'disk, tick 1000 ms (defaults)', tickMs: 1000, dataRoot: '/tmp' },
   { name: 'tmpfs (fsync free), tick 1000 ms', tickMs: 1000, dataRoot: '/dev/shm' },
   { name: 'disk, tick 100 ms', tickMs: 100, dataRoot: '/tmp' },
-];
+].filter((v) => !process.env.TWINFED_BENCH_VARIANT || v.name.startsWith(process.env.TWINFED_BENCH_VARIANT));
 const results = [];
 for (const v of variants) {
   process.stderr.write(`${v.name}: ${ROUNDS} rounds...\n`);
