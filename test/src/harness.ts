@@ -146,7 +146,7 @@ export class RawSite {
     this.siteId = siteId;
     this.coordinatorId = coordinatorId;
     this.identity = identity;
-    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false, ...(maxPayloadBytes ? { maxPayload: maxPayloadBytes } : {}) });
+    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false, ...((maxPayloadBytes ? { maxPayload: maxPayloadBytes } : {}) as object) });
     this.refusal = new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
     this.socket.on('envelope', (raw) => {
       const env = parseEnvelope(raw);
