@@ -76,7 +76,7 @@ coord
   .option('--tls-next-cert <file>', 'certificate of the next key: its pin is sent to every site, signed, so a renewal does not lock them out')
   .option('--aggregation-workers <n>', 'worker threads that add ciphertexts (0: on the main thread; default: cores - 1, 1..8)', (v) => Number(v))
   .option('--phase-timeout-s <s>', 'deadline of each secure-aggregation phase after setup, seconds (default 120)', (v) => Number(v))
-  .option('--upload-ms-per-mparams <ms>', 'extra upload-phase time per million parameters per site, ms (default 250)', (v) => Number(v))
+  .option('--upload-ms-per-mparams <ms>', 'extra upload-phase time per million parameters per site, ms (default 1000)', (v) => Number(v))
   .option('--pre-auth-burst <n>', 'per-address burst of unauthenticated requests: enrolments, handshake nonces, sockets (default 120)', (v) => Number(v))
   .option('--pre-auth-per-s <n>', 'per-address refill of that budget per second (default 4)', (v) => Number(v))
   .addOption(new Option('--bench-plaintext', 'BENCH ONLY: sum unencrypted float32 chunks (needs TWINFED_BENCH_PLAINTEXT=updates-are-not-encrypted)').hideHelp())

@@ -17,7 +17,7 @@ export interface EngineOptions {
   dealerTimeoutMs?: number;
   /** Aggregates of the last catchUpRounds closed rounds of a study are kept for catch-up; older ones are pruned (default 20, at least 2). */
   catchUpRounds?: number;
-  /** Extra upload-phase time per million parameters per site of the key set, ms (rounds.ts uploadAllowanceMs; default 250). */
+  /** Extra upload-phase time per million parameters per site of the key set, ms (rounds.ts uploadAllowanceMs; default 1000). */
   uploadMsPerMParams?: number;
   /** Aggregation worker threads (sums/pool.ts); 0 adds on the main thread. Default: cores - 1, 1..8. */
   aggregationWorkers?: number;
@@ -119,7 +119,7 @@ function deepFreeze<T>(o: T): T {
 /** The study's manifest (with roster); throws TWF_E_STUDY_STATE for a draft. Frozen: shared between callers. */
 export function manifestOfRow(st: StudyRow): StudyManifest {
   if (st.state === 'draft') throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} is a draft: start it to fix its roster`);
-  const key = `${st.studyId}\u0000${st.manifestHash}\u0000${st.manifestJson.length}`;
+  const key = `${st.studyId}\u0000${st.manifestHash}`;
   const hit = manifests.get(key);
   if (hit) return hit;
   const p = StudyManifestSchema.safeParse(JSON.parse(st.manifestJson));
@@ -144,8 +144,21 @@ export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyMani
   return m.participants.map((p) => p.siteId).filter((id) => !excluded.has(id));
 }
 
+const lists = new Map<string, readonly string[]>();
+
+/**
+ * A JSON list of ids (participants, key set, survivors), parsed once per distinct text: a chunk
+ * reads the key set and the participants of its round several times, 2 KB each at 100 sites.
+ * Returns a fresh array (callers sort them).
+ */
 export function parseList(json: string | null): string[] {
-  return json ? (JSON.parse(json) as string[]) : [];
+  if (!json) return [];
+  let l = lists.get(json);
+  if (!l) {
+    if (lists.size >= 256) lists.delete(lists.keys().next().value!);
+    lists.set(json, (l = JSON.parse(json) as string[]));
+  }
+  return l.slice();
 }
 
 /** Roster sites not excluded whose privacy budget is not spent (they can still be asked to a round). */

@@ -96,6 +96,8 @@ export class CoordinatorEngine {
   /** Enrolment and handshake nonces: how a site gets in (handshake.ts). */
   private readonly handshakes: Handshakes;
   private readonly stepping = new Map<string, Promise<void>>();
+  /** Per study, the advance run that is queued and has not started (calls meanwhile join it). */
+  private readonly queued = new Map<string, Promise<void>>();
   private readonly now: () => number;
   private readonly tlsRollover: EngineOptions['tlsRollover'];
   private readonly onChange: NonNullable<EngineOptions['onChange']> | null;
@@ -135,7 +137,7 @@ export class CoordinatorEngine {
       quorumGraceMs: opts.quorumGraceMs ?? 60_000,
       dealerTimeoutMs: opts.dealerTimeoutMs ?? 30_000,
       catchUpRounds: Math.max(2, opts.catchUpRounds ?? 20),
-      uploadMsPerMParams: opts.uploadMsPerMParams ?? 250,
+      uploadMsPerMParams: opts.uploadMsPerMParams ?? 1000,
     };
     const log = (level: 'info' | 'warn' | 'error', msg: string) => opts.log?.(level, msg);
     this.sums = new SumPool(opts.benchPlaintext ? 'plaintext' : 'he', opts.aggregationWorkers, log, opts.chunkDir ?? null);
@@ -641,9 +643,15 @@ export class CoordinatorEngine {
    * Serialised per study; every step re-reads state inside its transaction.
    */
   advance(studyId: string): Promise<void> {
+    // A run that has not started yet will read everything this call would: join it. (Without
+    // this, a main thread busy with 100 uploading sites queued a full snapshot per tick and per
+    // message, each re-reading the roster, the keys and the round.)
+    const waiting = this.queued.get(studyId);
+    if (waiting) return waiting;
     const prev = this.stepping.get(studyId) ?? Promise.resolve();
     const next = prev
       .then(async () => {
+        this.queued.delete(studyId);
         // The audit head moves with every state change: a tick that changed nothing notifies nobody.
         const before = this.onChange ? this.audit.headLink()?.id : undefined;
         await this.advanceOnce(studyId);
@@ -651,6 +659,7 @@ export class CoordinatorEngine {
       })
       .catch((e) => this.log('error', `${studyId}: ${(e as Error).stack ?? String(e)}`));
     this.stepping.set(studyId, next);
+    this.queued.set(studyId, next);
     void next.then(() => {
       if (this.stepping.get(studyId) === next) this.stepping.delete(studyId);
     });

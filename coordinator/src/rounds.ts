@@ -35,9 +35,10 @@ const REBUILD_WINDOW = 64;
 /**
  * Extra time the upload phase gets for the work it carries: `msPerMParams` per million
  * parameters per site of the key set, on top of the phase timeout. A fixed phase timeout (120 s by
- * default) that suits a 30k-parameter model would cut off a round of 100 sites x 10M parameters
- * half way (1e9 parameters at ~5M/s take ~200 s on a 2-core coordinator); the default of 250 ms
- * per million adds 250 s to that round and 22 ms to a 3-site, 29k-parameter one.
+ * default) that suits a 30k-parameter model cut a round of 100 sites x 10M parameters off half
+ * way (1e9 parameters took 7 to 10 minutes on a loaded 2-core coordinator, bench:aggregate); the
+ * default of 1000 ms per million adds 16 minutes to that round and 88 ms to a 3-site,
+ * 29k-parameter one.
  */
 export function uploadAllowanceMs(m: Pick<StudyManifest, 'updateLength'>, keySetSize: number, msPerMParams: number): number {
   return Math.ceil((keySetSize * m.updateLength * msPerMParams) / 1e6);

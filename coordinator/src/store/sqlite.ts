@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { WireError } from '@twinfed/protocols';
 import { and, asc, eq, getTableColumns, getTableName, type Table } from 'drizzle-orm';
 import type { CoordinatorDb } from '../db/index.js';
 import {
@@ -157,8 +158,25 @@ export class SqliteStore implements CoordinatorStore {
   insertStudy(row: { studyId: string; manifestJson: string; manifestHash: string; state: StudyState; createdAtMs: number }): void {
     this.q.insert(studies).values(row).run();
   }
-  study(studyId: string) {
-    return this.getRow<StudyRow>(studies, ['studyId'], [studyId]);
+  /**
+   * The study's row. Its manifest (25 KB of JSON at 100 participants, read twice for every chunk
+   * before) is read only when `manifestJson` is used, from the row of the same manifest hash:
+   * manifestOfRow() mostly answers from its cache by hash without it.
+   */
+  study(studyId: string): StudyRow | undefined {
+    const row = this.st(
+      'select study_id as studyId, manifest_hash as manifestHash, state, stop_reason as stopReason, current_round as currentRound, key_epoch as keyEpoch, key_dealer as keyDealer, created_at_ms as createdAtMs, last_failed_at_ms as lastFailedAtMs from studies where study_id = ?',
+    ).get(studyId) as Omit<StudyRow, 'manifestJson'> | undefined;
+    if (!row) return undefined;
+    let json: string | undefined;
+    const read = () => {
+      if (json === undefined) {
+        json = this.st('select manifest_json from studies where study_id = ? and manifest_hash = ?').pluck().get(studyId, row.manifestHash) as string | undefined;
+        if (json === undefined) throw new WireError('TWF_E_STUDY_STATE', `the manifest of ${studyId} changed meanwhile; retry`);
+      }
+      return json;
+    };
+    return Object.defineProperty(row, 'manifestJson', { get: read, enumerable: true }) as StudyRow;
   }
   studies(state?: StudyState) {
     if (state) return this.st(selectSql(studies, ['state'], ' order by created_at_ms')).all(state) as StudyRow[];
