@@ -93,6 +93,8 @@ export interface CoordinatorStore {
   /** Sealed keys of an epoch: all, one site's, or those not delivered yet. */
   sealedKeys(studyId: string, epoch: number, filter: { siteId: string } | 'undelivered' | 'all'): SealedKeyRow[];
   markDelivered(studyId: string, epoch: number, siteId: string, atMs: number): void;
+  /** Sites the key of an epoch was delivered to (read on every step of a study: ids only, not the sealed keys). */
+  deliveredKeySites(studyId: string, epoch: number): string[];
   sealedKeysOfSite(studyId: string, siteId: string): SealedKeyRow[];
 
   // rounds

@@ -246,6 +246,9 @@ export class SqliteStore implements CoordinatorStore {
       .where(and(eq(sealedKeys.studyId, studyId), eq(sealedKeys.epoch, epoch), eq(sealedKeys.siteId, siteId)))
       .run();
   }
+  deliveredKeySites(studyId: string, epoch: number): string[] {
+    return this.st('select site_id from sealed_keys where study_id = ? and epoch = ? and delivered_at_ms is not null').pluck().all(studyId, epoch) as string[];
+  }
   sealedKeysOfSite(studyId: string, siteId: string) {
     return this.q
       .select()

@@ -173,7 +173,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const dataDir = join(tmp.dir, 'c');
-  const args = [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'warn', '--tick-ms', '100'];
+  const args = [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'warn'];
   // Every site enrols, asks for a handshake nonce and opens a socket from this one address.
   if (n > 25) args.push('--pre-auth-burst', String(4 * n + 40), '--pre-auth-per-s', '100');
   if (opts.workers !== undefined) args.push('--aggregation-workers', String(opts.workers));
