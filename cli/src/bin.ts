@@ -77,6 +77,7 @@ coord
   .option('--aggregation-workers <n>', 'worker threads that add ciphertexts (0: on the main thread; default: cores - 1, 1..8)', (v) => Number(v))
   .option('--phase-timeout-s <s>', 'deadline of each secure-aggregation phase after setup, seconds (default 120)', (v) => Number(v))
   .option('--upload-ms-per-mparams <ms>', 'extra upload-phase time per million parameters per site, ms (default 1000)', (v) => Number(v))
+  .option('--heartbeat-timeout-s <s>', 'close a connection whose heartbeat is this late; an aggregate must reach a site within 10 s + this (default 30)', (v) => Number(v))
   .option('--pre-auth-burst <n>', 'per-address burst of unauthenticated requests: enrolments, handshake nonces, sockets (default 120)', (v) => Number(v))
   .option('--pre-auth-per-s <n>', 'per-address refill of that budget per second (default 4)', (v) => Number(v))
   .addOption(new Option('--bench-plaintext', 'BENCH ONLY: sum unencrypted float32 chunks (needs TWINFED_BENCH_PLAINTEXT=updates-are-not-encrypted)').hideHelp())
@@ -95,6 +96,7 @@ coord
         aggregationWorkers?: number;
         phaseTimeoutS?: number;
         uploadMsPerMparams?: number;
+        heartbeatTimeoutS?: number;
         preAuthBurst?: number;
         preAuthPerS?: number;
         benchPlaintext?: boolean;
@@ -114,6 +116,7 @@ coord
           ...(o.aggregationWorkers !== undefined ? { aggregationWorkers: o.aggregationWorkers } : {}),
           ...(o.phaseTimeoutS !== undefined ? { phaseTimeoutS: o.phaseTimeoutS } : {}),
           ...(o.uploadMsPerMparams !== undefined ? { uploadMsPerMParams: o.uploadMsPerMparams } : {}),
+          ...(o.heartbeatTimeoutS !== undefined ? { heartbeatTimeoutS: o.heartbeatTimeoutS } : {}),
           ...(o.preAuthBurst !== undefined || o.preAuthPerS !== undefined ? { preAuthRateLimit: { burst: o.preAuthBurst ?? 120, perS: o.preAuthPerS ?? 4 } } : {}),
           ...(o.benchPlaintext ? { benchPlaintext: true } : {}),
         });

@@ -77,6 +77,14 @@ export const CoordinatorConfigSchema = z.object({
   benchPlaintext: z.boolean().default(false),
   /** How often open rounds are checked against their deadline, ms. */
   tickMs: z.number().int().min(50).default(1000),
+  /**
+   * How long a site's connection may go without answering the coordinator's heartbeat (sent every
+   * 10 s) before it is closed, seconds. A heartbeat queues behind whatever is being sent on the
+   * connection: an aggregate must reach the site within 10 s + this, or the site is disconnected
+   * in the middle of it and asks for it again (catch-up). 30 s covers a 160 MB aggregate (10M
+   * parameters) at 40 Mbit/s; raise it for slower sites or larger models.
+   */
+  heartbeatTimeoutS: z.number().int().min(5).max(3600).default(30),
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */
   maxMessageBytes: z
     .number()

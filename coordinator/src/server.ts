@@ -88,7 +88,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
     maxHttpBufferSize: config.maxMessageBytes,
     pingInterval: 10_000,
-    pingTimeout: 30_000,
+    pingTimeout: config.heartbeatTimeoutS * 1000,
     serveClient: false,
   });
   const sockets = new Map<string, Socket<ClientToServerEvents, ServerToClientEvents>>();

@@ -139,6 +139,8 @@ export interface CoordinatorStore {
   accumulator(studyId: string, round: number, index: number): AccumulatorRow | undefined;
   accumulators(studyId: string, round: number): AccumulatorRow[];
   accumulatorCount(studyId: string, round: number): number;
+  /** Index and byte size of each of a round's sums, by index (the bytes are not read). */
+  accumulatorSizes(studyId: string, round: number): { index: number; bytes: number }[];
   putAccumulator(row: AccumulatorRow): void;
   deleteAccumulator(studyId: string, round: number, index: number): void;
   deleteAccumulators(studyId: string, round: number): void;

@@ -399,6 +399,9 @@ export class SqliteStore implements CoordinatorStore {
   accumulatorCount(studyId: string, round: number): number {
     return (this.st('select count(*) n from accumulators where study_id = ? and round = ?').get(studyId, round) as { n: number }).n;
   }
+  accumulatorSizes(studyId: string, round: number): { index: number; bytes: number }[] {
+    return this.st('select idx as "index", length(ct) as bytes from accumulators where study_id = ? and round = ? order by idx').all(studyId, round) as { index: number; bytes: number }[];
+  }
   putAccumulator(row: AccumulatorRow): void {
     this.q
       .insert(accumulators)

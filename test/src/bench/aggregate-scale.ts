@@ -176,6 +176,9 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
   const args = [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'warn'];
   // Every site enrols, asks for a handshake nonce and opens a socket from this one address.
   if (n > 25) args.push('--pre-auth-burst', String(4 * n + 40), '--pre-auth-per-s', '100');
+  // The sites read their aggregate a few at a time (below): the others hold it back by TCP flow
+  // control, their heartbeat queued behind it, as a slow site's would be.
+  args.push('--heartbeat-timeout-s', '900');
   if (opts.workers !== undefined) args.push('--aggregation-workers', String(opts.workers));
   if (mode === 'plaintext') args.push('--bench-plaintext');
   const logFile = join(tmp.dir, 'coordinator.log');
@@ -280,7 +283,9 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     }
     const benchCpu = process.cpuUsage(bench0);
     const loadAvg = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-    log(`  uploaded in ${((tUploaded - t0) / 1000).toFixed(1)} s; consistency and unmask phases...`);
+    log(
+      `  uploaded in ${((tUploaded - t0) / 1000).toFixed(1)} s (RSS ${mib(procStatus(pid).rss).toFixed(0)} MiB, peak so far ${mib(procStatus(pid).hwm).toFixed(0)}); consistency and unmask phases...`,
+    );
     await Promise.all(parts.map((p) => p.sign(1, 600_000)));
     // After revealing, a site stops reading its socket until its turn to take the aggregate.
     await Promise.all(
@@ -300,16 +305,20 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       openedAtMs = Date.parse(r.openedAt);
       if (!(closedAtMs > 0)) await sleep(100);
     }
-    log(`  published ${((closedAtMs - t0) / 1000).toFixed(1)} s after the first chunk; delivering to ${n} sites, ${DELIVERY_CONCURRENCY} at a time...`);
+    log(
+      `  published ${((closedAtMs - t0) / 1000).toFixed(1)} s after the first chunk (RSS ${mib(procStatus(pid).rss).toFixed(0)} MiB, peak so far ${mib(procStatus(pid).hwm).toFixed(0)}); delivering to ${n} sites, ${DELIVERY_CONCURRENCY} at a time...`,
+    );
     let verified = 'not checked';
     let delivered = 0;
     let lastDeliveryMs = closedAtMs;
     await pool(parts, DELIVERY_CONCURRENCY, async (p, i) => {
       tcpOf(p.raw)?.resume();
-      const env = await p.raw.next('round.aggregate', 600_000).catch((e: Error) => {
-        log(`  ${p.siteId}: ${e.message} (connected: ${p.raw.socket.connected})`);
+      const dropped = new Promise<null>((resolve) => p.raw.socket.once('disconnect', () => resolve(null)));
+      const env = await Promise.race([p.raw.next('round.aggregate', 600_000), dropped]).catch((e: Error) => {
+        log(`  ${p.siteId}: ${e.message}`);
         return null;
       });
+      if (!env) log(`  ${p.siteId}: no aggregate (connected: ${p.raw.socket.connected})`);
       if (!env) return;
       delivered++;
       lastDeliveryMs = Math.max(lastDeliveryMs, Date.now());
