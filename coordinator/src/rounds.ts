@@ -280,10 +280,7 @@ export class Rounds {
         throw e;
       }
       this.ctx.metrics.aggregationSeconds.observe(ms / 1000);
-      if (result.complete) {
-        this.ctx.metrics.updatesAccepted.inc();
-        this.ctx.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round, detail: `n=${meta.nSamples} chunks=${meta.count}` });
-      }
+      if (result.complete) this.ctx.metrics.updatesAccepted.inc();
       return { entry: result.entry, info: { received: result.received, count: result.count, complete: result.complete }, complete: result.complete };
     } finally {
       this.ctx.sums.end(key);
@@ -336,6 +333,7 @@ export class Rounds {
     });
     tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count });
     const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
+    if (complete) this.ctx.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round, detail: `n=${meta.nSamples} chunks=${meta.count}` });
     return { complete, received: receivedNow, count: up.count, entry };
   }
 
@@ -755,6 +753,8 @@ export class Rounds {
       const again = tx.round(studyId, round);
       if (!again || again.state !== 'open' || (again.phase !== 'consistency' && again.phase !== 'unmask') || tx.accumulatorCount(studyId, round) > 0) return false;
       for (const [index, ct] of taken) tx.putAccumulator({ studyId, round, index, ct: Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength), contributions: survivors.length });
+      // The chunk rows go with the same commit: from here on the sums are the record.
+      tx.deleteChunks(studyId, round);
       this.ctx.audit.append({
         actor: this.ctx.coordinatorId,
         action: 'round.summed',
@@ -768,7 +768,7 @@ export class Rounds {
     });
     taken.clear();
     if (written) this.ctx.log('info', `${studyId}: round ${round} sums written (${count} ciphertexts, ${Math.round(ms)} ms${complete ? '' : ', rebuilt from the stored chunks'})`);
-    this.deleteChunkRows(studyId, round);
+    this.deleteChunkRows(studyId, round); // the logs (and rows, if another writer won the race)
   }
 
   /** A stored chunk's bytes: from its chunk log (checked against the digest its site signed), or from its row. */
@@ -781,9 +781,10 @@ export class Rounds {
 
   /** Deletes a round's chunk rows and logs once its sums are written. */
   private deleteChunkRows(studyId: string, round: number): void {
-    this.ctx.store.transaction((tx) => {
-      if (tx.accumulatorCount(studyId, round) > 0 || tx.round(studyId, round)?.state !== 'open') tx.deleteChunks(studyId, round);
-    });
+    if (this.ctx.store.chunkSites(studyId, round).length)
+      this.ctx.store.transaction((tx) => {
+        if (tx.accumulatorCount(studyId, round) > 0 || tx.round(studyId, round)?.state !== 'open') tx.deleteChunks(studyId, round);
+      });
     if (this.ctx.store.chunkSites(studyId, round).length === 0) this.ctx.sums.removeLogs(studyId, round);
   }
 

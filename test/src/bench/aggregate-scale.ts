@@ -40,7 +40,7 @@ import { RawParticipant } from '../raw-protocol.js';
 const BIN = process.env.TWINFED_BENCH_COORDINATOR_BIN ?? resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../cli/dist/bin.js');
 /** Distinct pre-encrypted ciphertexts the simulated sites reuse. */
 const DISTINCT = 4;
-const DELIVERY_CONCURRENCY = 3;
+const DELIVERY_CONCURRENCY = 6;
 const MAX_PAYLOAD_BYTES = 2 ** 31 - 1;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (b: number) => b / 2 ** 20;
