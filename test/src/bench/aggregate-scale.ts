@@ -175,10 +175,13 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
   const dataDir = join(tmp.dir, 'c');
   const args = [BIN, 'coordinator', 'start', '--data-dir', dataDir, '--port', String(port), '--admin-token', ADMIN_TOKEN, '--log-level', 'warn'];
   // Every site enrols, asks for a handshake nonce and opens a socket from this one address.
-  if (n > 25) args.push('--pre-auth-burst', String(4 * n + 40), '--pre-auth-per-s', '100');
-  // The sites read their aggregate a few at a time (below): the others hold it back by TCP flow
-  // control, their heartbeat queued behind it, as a slow site's would be.
-  args.push('--heartbeat-timeout-s', '900');
+  // TWINFED_BENCH_COORDINATOR_BIN may be an older build without these options (A/B runs of up to 25 sites).
+  if (!process.env.TWINFED_BENCH_COORDINATOR_BIN) {
+    if (n > 25) args.push('--pre-auth-burst', String(4 * n + 40), '--pre-auth-per-s', '100');
+    // The sites read their aggregate a few at a time (below): the others hold it back by TCP flow
+    // control, their heartbeat queued behind it, as a slow site's would be.
+    args.push('--heartbeat-timeout-s', '900');
+  }
   if (opts.workers !== undefined) args.push('--aggregation-workers', String(opts.workers));
   if (mode === 'plaintext') args.push('--bench-plaintext');
   const logFile = join(tmp.dir, 'coordinator.log');
