@@ -794,6 +794,15 @@ export class Rounds {
    * pending, stay (they are its record).
    */
   sweepChunks(): void {
+    // A database from before the aggregation workers keeps a running sum row per index during the
+    // upload phase; its chunk rows hold every byte, so the sums are rebuilt from those instead.
+    for (const st of this.ctx.store.studies('running')) {
+      const r = this.openRound(st);
+      if (r?.phase === 'upload' && this.ctx.store.accumulatorCount(st.studyId, r.round) > 0) {
+        this.ctx.store.deleteAccumulators(st.studyId, r.round);
+        this.ctx.log('info', `${st.studyId}: round ${r.round}'s running sums of an earlier version dropped; they will be rebuilt from its stored chunks`);
+      }
+    }
     const live = (studyId: string, round: number) => {
       const r = this.ctx.store.round(studyId, round);
       return !!r && r.state === 'open' && (r.phase === 'upload' || ((r.phase === 'consistency' || r.phase === 'unmask') && this.ctx.store.accumulatorCount(studyId, round) === 0));

@@ -72,6 +72,9 @@ describe('aggregation workers: crash safety of the running sums', () => {
       const { lab, sites, studyId, chunks } = await setUp(o);
       for (const c of [...chunks[0], ...chunks[1], ...chunks[2].slice(0, 3)]) assert.ok((await sites[chunks.findIndex((x) => x.includes(c))].send('update.chunk', studyId, 1, c.body, c.meta)).ok);
       await lab.engine.close();
+      // A coordinator of the previous version kept running sums in the accumulators table during the
+      // upload phase: one is left here (a wrong one) and must not survive the restart.
+      lab.db.$client.prepare('insert into accumulators (study_id, round, idx, ct, contributions) values (?, 1, 0, ?, 1)').run(studyId, Buffer.from(chunks[3][0].body));
       lab.restart(); // the workers' sums are gone; the rows (and logs) are not
       await reconnectAll(lab, sites);
       // Each is told what the coordinator holds: a re-sent chunk would be refused, never counted twice.
