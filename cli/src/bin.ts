@@ -79,9 +79,34 @@ coord
   .option('--tls-cert <file>', 'serve HTTPS and WSS with this PEM certificate (default: plain HTTP, e.g. behind a TLS proxy)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--tls-next-cert <file>', 'certificate of the next key: its pin is sent to every site, signed, so a renewal does not lock them out')
+  .option('--aggregation-workers <n>', 'worker threads that add ciphertexts (0: on the main thread; default: cores - 1, 1..8)', (v) => Number(v))
+  .option('--phase-timeout-s <s>', 'deadline of each secure-aggregation phase after setup, seconds (default 120)', (v) => Number(v))
+  .option('--upload-ms-per-mparams <ms>', 'extra upload-phase time per million parameters per site, ms (default 1000)', (v) => Number(v))
+  .option('--heartbeat-timeout-s <s>', 'close a connection whose heartbeat is this late; an aggregate must reach a site within 10 s + this (default 30)', (v) => Number(v))
+  .option('--pre-auth-burst <n>', 'per-address burst of unauthenticated requests: enrolments, handshake nonces, sockets (default 120)', (v) => Number(v))
+  .option('--pre-auth-per-s <n>', 'per-address refill of that budget per second (default 4)', (v) => Number(v))
+  .addOption(new Option('--bench-plaintext', 'BENCH ONLY: sum unencrypted float32 chunks (needs TWINFED_BENCH_PLAINTEXT=updates-are-not-encrypted)').hideHelp())
   .action(
     action(
-      async (o: { dataDir: string; store?: string; host: string; port: number; adminToken: string; tickMs: number; logLevel: 'info'; tlsCert?: string; tlsKey?: string; tlsNextCert?: string }) => {
+      async (o: {
+        dataDir: string;
+        store?: string;
+        host: string;
+        port: number;
+        adminToken: string;
+        tickMs: number;
+        logLevel: 'info';
+        tlsCert?: string;
+        tlsKey?: string;
+        tlsNextCert?: string;
+        aggregationWorkers?: number;
+        phaseTimeoutS?: number;
+        uploadMsPerMparams?: number;
+        heartbeatTimeoutS?: number;
+        preAuthBurst?: number;
+        preAuthPerS?: number;
+        benchPlaintext?: boolean;
+      }) => {
         if (!o.tlsCert !== !o.tlsKey || (o.tlsNextCert && !o.tlsCert)) throw new InvalidArgumentError('--tls-cert and --tls-key go together; --tls-next-cert needs them');
         const tls = o.tlsCert && o.tlsKey ? { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey), ...(o.tlsNextCert ? { nextCertFile: resolve(o.tlsNextCert) } : {}) } : undefined;
         const { buildCoordinator } = await import('@twinfed/coordinator');
@@ -95,6 +120,12 @@ coord
           tickMs: o.tickMs,
           logLevel: o.logLevel,
           ...(tls ? { tls } : {}),
+          ...(o.aggregationWorkers !== undefined ? { aggregationWorkers: o.aggregationWorkers } : {}),
+          ...(o.phaseTimeoutS !== undefined ? { phaseTimeoutS: o.phaseTimeoutS } : {}),
+          ...(o.uploadMsPerMparams !== undefined ? { uploadMsPerMParams: o.uploadMsPerMparams } : {}),
+          ...(o.heartbeatTimeoutS !== undefined ? { heartbeatTimeoutS: o.heartbeatTimeoutS } : {}),
+          ...(o.preAuthBurst !== undefined || o.preAuthPerS !== undefined ? { preAuthRateLimit: { burst: o.preAuthBurst ?? 120, perS: o.preAuthPerS ?? 4 } } : {}),
+          ...(o.benchPlaintext ? { benchPlaintext: true } : {}),
         });
         const url = await c.listen();
         console.log(`coordinator ${c.engine.coordinatorId} listening on ${url}`);

@@ -68,8 +68,36 @@ export const CoordinatorConfigSchema = z.object({
    * parameters ~3.2 GB. Capped at 100000: beyond that, pruning never happens in practice.
    */
   catchUpRounds: z.number().int().min(2).max(100_000).default(20),
+  /**
+   * Extra time the upload phase gets per million parameters per site of the key set, ms, on top of
+   * phaseTimeoutS: the phase's work grows with both (rounds.ts uploadAllowanceMs). Default 1000
+   * (a floor of 1M parameters/s for the whole phase; a loaded 2-core coordinator measured
+   * 1.4-2.5M/s): +88 ms for 3 sites x 29k parameters, +16 min for 100 sites x 10M. A deadline
+   * only bounds a stalled round: a phase ends as soon as every upload is complete.
+   */
+  uploadMsPerMParams: z.number().min(0).max(1_000_000).default(1000),
+  /**
+   * Worker threads that add ciphertexts (coordinator/src/sums); 0 adds them on the main thread.
+   * Default: one per core beyond the main thread's, 1..8.
+   */
+  aggregationWorkers: z.number().int().min(0).max(64).optional(),
+  /**
+   * BENCH ONLY (test/src/bench/aggregate-memory.ts --plaintext-compare): sum float32 plaintext
+   * chunks instead of ciphertexts, to measure what encryption costs. Nothing is encrypted; real
+   * site nodes are refused (their chunks are ciphertexts). Refused unless the environment has
+   * TWINFED_BENCH_PLAINTEXT=updates-are-not-encrypted (BENCH_PLAINTEXT_CONSENT); never part of a manifest.
+   */
+  benchPlaintext: z.boolean().default(false),
   /** How often open rounds are checked against their deadline, ms. */
   tickMs: z.number().int().min(50).default(1000),
+  /**
+   * How long a site's connection may go without answering the coordinator's heartbeat (sent every
+   * 10 s) before it is closed, seconds. A heartbeat queues behind whatever is being sent on the
+   * connection: an aggregate must reach the site within 10 s + this, or the site is disconnected
+   * in the middle of it and asks for it again (catch-up). 30 s covers a 160 MB aggregate (10M
+   * parameters) at 40 Mbit/s; raise it for slower sites or larger models.
+   */
+  heartbeatTimeoutS: z.number().int().min(5).max(3600).default(30),
   /** Largest socket.io message, bytes (ciphertext chunks and aggregates). */
   maxMessageBytes: z
     .number()
@@ -85,6 +113,9 @@ export const CoordinatorConfigSchema = z.object({
   tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1), nextCertFile: z.string().min(1).optional() }).optional(),
 });
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
+
+/** What TWINFED_BENCH_PLAINTEXT must say for benchPlaintext to be accepted. */
+export const BENCH_PLAINTEXT_CONSENT = 'updates-are-not-encrypted';
 export type CoordinatorConfigInput = z.input<typeof CoordinatorConfigSchema>;
 
 export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
@@ -93,5 +124,10 @@ export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
   // One token for two roles would make every auditor a lead.
   if (p.data.auditorToken !== undefined && p.data.auditorToken === p.data.adminToken)
     throw new CoordinatorError('TWF_E_CONFIG', 'auditorToken: must differ from adminToken (the auditor is read-only)');
+  if (p.data.benchPlaintext && process.env.TWINFED_BENCH_PLAINTEXT !== BENCH_PLAINTEXT_CONSENT)
+    throw new CoordinatorError(
+      'TWF_E_CONFIG',
+      `benchPlaintext: a benchmark mode that sums unencrypted updates; set TWINFED_BENCH_PLAINTEXT=${BENCH_PLAINTEXT_CONSENT} to run it (never with real sites)`,
+    );
   return p.data;
 }

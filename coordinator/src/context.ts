@@ -1,7 +1,9 @@
-import { StudyDraftSchema, StudyManifestSchema, WireError, isWireErrorCode, type CoordinatorMessageType, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
+import { StudyDraftSchema, StudyManifestSchema, WireError, isWireErrorCode, type CoordinatorMessageType, type Envelope, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
 import type { AuditEntry, AuditLog } from '@twinfed/shared/audit/index';
 import type { CoordinatorStore, StudyRow, StudySiteRow } from './store/index.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import type { GroupCommit } from './group-commit.js';
+import type { SumPool } from './sums/pool.js';
 
 export interface EngineOptions {
   clockSkewMs: number;
@@ -15,6 +17,18 @@ export interface EngineOptions {
   dealerTimeoutMs?: number;
   /** Aggregates of the last catchUpRounds closed rounds of a study are kept for catch-up; older ones are pruned (default 20, at least 2). */
   catchUpRounds?: number;
+  /** Extra upload-phase time per million parameters per site of the key set, ms (rounds.ts uploadAllowanceMs; default 1000). */
+  uploadMsPerMParams?: number;
+  /** Aggregation worker threads (sums/pool.ts); 0 adds on the main thread. Default: cores - 1, 1..8. */
+  aggregationWorkers?: number;
+  /** Folder of the chunk logs (<dataDir>/chunks); without one, chunk bytes are kept in their rows (in-memory tests). */
+  chunkDir?: string;
+  /**
+   * BENCH ONLY: chunks are float32 plaintext and are summed as such, to measure what encryption
+   * costs (test/src/bench/aggregate-memory.ts --plaintext-compare). Nothing is encrypted: never
+   * for real data. buildCoordinator refuses it without TWINFED_BENCH_PLAINTEXT set (config.ts).
+   */
+  benchPlaintext?: boolean;
   now?: () => number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** The TLS pin served now and the next one: each site gets a signed tls.rollover after hello. */
@@ -39,11 +53,25 @@ export interface EngineContext {
   readonly audit: AuditLog;
   readonly metrics: CoordinatorMetrics;
   readonly coordinatorId: string;
-  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange'>>;
+  readonly opts: Required<Omit<EngineOptions, 'log' | 'now' | 'tlsRollover' | 'onChange' | 'aggregationWorkers' | 'benchPlaintext' | 'chunkDir'>>;
+  /** Running sums of the rounds in their upload phase, on worker threads. */
+  readonly sums: SumPool;
+  /** Shared commits for the per-message writes of many sites (chunks, sequence numbers). */
+  readonly commits: GroupCommit;
+  /** Records an envelope's sequence number in `tx` (TWF_E_REPLAY if not above the last); update.chunk calls it where the chunk is stored. */
+  advanceSeq(tx: CoordinatorStore, env: Envelope): void;
   now(): number;
   log(level: 'info' | 'warn' | 'error', msg: string): void;
-  /** Signs, audits (msg.sent) and sends one envelope; false when the site is not connected. */
-  send(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Meta): boolean;
+  /**
+   * Signs, audits (msg.sent) and sends one envelope; false when the site is not connected.
+   * `digest`: sha256Hex of a binary body sent to many sites, computed once by the caller.
+   */
+  send(siteId: string, type: CoordinatorMessageType, studyId: string | null, round: number | null, body: unknown, meta?: Meta, digest?: string): boolean;
+  /**
+   * Sends several envelopes with one commit (their sequence numbers and msg.sent entries), then
+   * emits them in order; a function body is built in the transaction. Returns which were sent.
+   */
+  sendMany(list: { siteId: string; type: CoordinatorMessageType; studyId: string | null; round: number | null; body: unknown; meta?: Meta; digest?: string }[]): boolean[];
   /** True while the site has an authenticated connection on which it said hello. */
   online(siteId: string): boolean;
   /** Sends a signed checkpoint of the audit chain head to the study's connected sites. */
@@ -72,11 +100,32 @@ export function requireStudyId(studyId: string | null): string {
   return studyId;
 }
 
-/** The study's manifest (with roster); throws TWF_E_STUDY_STATE for a draft. */
+/**
+ * Parsed manifests by manifest hash: every site message reads its study's manifest, and parsing it
+ * (JSON and schema, 100 participants) cost a fifth of a millisecond per chunk. A manifest is
+ * immutable under its hash; the objects are frozen so no caller can change a shared one.
+ */
+const manifests = new Map<string, StudyManifest>();
+const MANIFEST_CACHE_SIZE = 64;
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** The study's manifest (with roster); throws TWF_E_STUDY_STATE for a draft. Frozen: shared between callers. */
 export function manifestOfRow(st: StudyRow): StudyManifest {
   if (st.state === 'draft') throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} is a draft: start it to fix its roster`);
+  const key = `${st.studyId}\u0000${st.manifestHash}`;
+  const hit = manifests.get(key);
+  if (hit) return hit;
   const p = StudyManifestSchema.safeParse(JSON.parse(st.manifestJson));
   if (!p.success) throw new WireError('TWF_E_STUDY_STATE', `${st.studyId} has a manifest of protocol 1.x (no roster); create the study again`);
+  if (manifests.size >= MANIFEST_CACHE_SIZE) manifests.delete(manifests.keys().next().value!);
+  manifests.set(key, deepFreeze(p.data));
   return p.data;
 }
 
@@ -84,30 +133,38 @@ export function draftOfRow(st: StudyRow): StudyDraft {
   return StudyDraftSchema.parse(JSON.parse(st.manifestJson));
 }
 
-/** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). */
-export function activeJoined(store: CoordinatorStore, st: StudyRow): StudySiteRow[] {
-  return store.studySites(st.studyId).filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
+/** Roster sites joined with the current manifest and not excluded (evicted, withdrawn, revoked, removed). `rows`: the study's roster rows, when already read. */
+export function activeJoined(store: CoordinatorStore, st: StudyRow, rows = store.studySites(st.studyId)): StudySiteRow[] {
+  return rows.filter((r) => r.manifestHash === st.manifestHash && r.joinedAtMs !== null && r.excluded === null);
 }
 
 /** Roster sites not excluded (joined or not). */
-export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
-  const excluded = new Set(
-    store
-      .studySites(st.studyId)
-      .filter((r) => r.excluded !== null)
-      .map((r) => r.siteId),
-  );
+export function activeRoster(store: CoordinatorStore, st: StudyRow, m: StudyManifest, rows = store.studySites(st.studyId)): string[] {
+  const excluded = new Set(rows.filter((r) => r.excluded !== null).map((r) => r.siteId));
   return m.participants.map((p) => p.siteId).filter((id) => !excluded.has(id));
 }
 
+const lists = new Map<string, readonly string[]>();
+
+/**
+ * A JSON list of ids (participants, key set, survivors), parsed once per distinct text: a chunk
+ * reads the key set and the participants of its round several times, 2 KB each at 100 sites.
+ * Returns a fresh array (callers sort them).
+ */
 export function parseList(json: string | null): string[] {
-  return json ? (JSON.parse(json) as string[]) : [];
+  if (!json) return [];
+  let l = lists.get(json);
+  if (!l) {
+    if (lists.size >= 256) lists.delete(lists.keys().next().value!);
+    lists.set(json, (l = JSON.parse(json) as string[]));
+  }
+  return l.slice();
 }
 
 /** Roster sites not excluded whose privacy budget is not spent (they can still be asked to a round). */
-export function budgetLeft(store: CoordinatorStore, st: StudyRow, m: StudyManifest): string[] {
-  const rows = new Map(store.studySites(st.studyId).map((r) => [r.siteId, r]));
-  return activeRoster(store, st, m).filter((id) => rows.get(id)?.dpExhaustedAtMs == null);
+export function budgetLeft(store: CoordinatorStore, st: StudyRow, m: StudyManifest, all = store.studySites(st.studyId)): string[] {
+  const rows = new Map(all.map((r) => [r.siteId, r]));
+  return activeRoster(store, st, m, all).filter((id) => rows.get(id)?.dpExhaustedAtMs == null);
 }
 
 /** The entry `received` returns, for receipts. */

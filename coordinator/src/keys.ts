@@ -182,12 +182,7 @@ export class StudyKeys {
 
   /** Sites that were sent the key of `epoch`. */
   delivered(studyId: string, epoch: number): Set<string> {
-    return new Set(
-      this.ctx.store
-        .sealedKeys(studyId, epoch, 'all')
-        .filter((r) => r.deliveredAtMs !== null)
-        .map((r) => r.siteId),
-    );
+    return new Set(this.ctx.store.deliveredKeySites(studyId, epoch));
   }
 
   /** Epochs whose key a site was given (it may ask for those rounds' aggregates). */

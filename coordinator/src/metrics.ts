@@ -45,6 +45,8 @@ export function createCoordinatorMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
       registers: [registry],
     }),
+    groupCommits: new Counter({ name: 'twinfed_group_commits_total', help: 'Commits of the group commit (per-message writes of several sites in one transaction)', registers: [registry] }),
+    groupCommitRequests: new Counter({ name: 'twinfed_group_commit_requests_total', help: 'Per-message writes carried by those commits', registers: [registry] }),
     connectedSites: new Gauge({ name: 'twinfed_connected_sites', help: 'Site nodes connected now', registers: [registry] }),
     currentRound: new Gauge({ name: 'twinfed_current_round', help: 'Current round of each running study', labelNames: ['study'], registers: [registry] }),
   };

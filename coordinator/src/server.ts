@@ -71,6 +71,10 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
     quorumGraceMs: config.quorumGraceS * 1000,
     dealerTimeoutMs: config.dealerTimeoutS * 1000,
     catchUpRounds: config.catchUpRounds,
+    uploadMsPerMParams: config.uploadMsPerMParams,
+    ...(config.aggregationWorkers !== undefined ? { aggregationWorkers: config.aggregationWorkers } : {}),
+    benchPlaintext: config.benchPlaintext,
+    chunkDir: join(config.dataDir, 'chunks'),
     onChange: (studyId) => hub.publish(studyTopic(studyId), { studyId }),
     ...(tls?.nextPin ? { tlsRollover: { pin: tls.pin, nextPin: tls.nextPin } } : {}),
   });
@@ -86,7 +90,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
     maxHttpBufferSize: config.maxMessageBytes,
     pingInterval: 10_000,
-    pingTimeout: 30_000,
+    pingTimeout: config.heartbeatTimeoutS * 1000,
     serveClient: false,
   });
   const sockets = new Map<string, Socket<ClientToServerEvents, ServerToClientEvents>>();
@@ -177,6 +181,7 @@ export async function buildCoordinator(input: CoordinatorConfigInput): Promise<C
       // io.close's own promise settles before the HTTP server has closed; its callback does not.
       await new Promise<void>((r) => void io.close(() => r()));
       await app.close().catch(() => undefined);
+      await engine.close();
       opened.close();
     },
   };

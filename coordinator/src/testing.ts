@@ -56,6 +56,9 @@ export class FakeTransport implements SiteTransport {
   }
 }
 
+/** Engine options a Lab test may set: the catch-up window, the aggregation workers, a chunk-log folder (default: chunks in their rows). */
+export type LabOptions = { catchUpRounds?: number; aggregationWorkers?: number; chunkDir?: string };
+
 /** A coordinator on an in-memory database with a fake clock; `restart()` builds a new engine on the same database. */
 export class Lab {
   clock = { nowMs: 1_700_000_000_000 };
@@ -66,14 +69,14 @@ export class Lab {
   readonly logs: string[] = [];
 
   /** Engine options a test sets (e.g. the catch-up window); used by every restart. */
-  options: { catchUpRounds?: number } = {};
+  options: LabOptions = {};
 
   /** `db`: a coordinator database to run on (default: a fresh in-memory one). */
   constructor(db?: CoordinatorDb) {
     this.db = db ?? openMemoryCoordinatorDb();
   }
 
-  static async create(options: { catchUpRounds?: number } = {}, db?: CoordinatorDb): Promise<Lab> {
+  static async create(options: LabOptions = {}, db?: CoordinatorDb): Promise<Lab> {
     await initSodium();
     const lab = new Lab(db);
     lab.options = options;
@@ -82,6 +85,8 @@ export class Lab {
   }
 
   restart(): CoordinatorEngine {
+    // The old engine's aggregation workers go with it (their sums are lost, as in a crash).
+    void this.engine?.close();
     const id = `coordinator-${fingerprint(this.identity.ed25519PublicKey)}`;
     const audit = new AuditLog(this.db, id, this.identity.ed25519SecretKey, this.identity.ed25519PublicKey);
     this.engine = new CoordinatorEngine(new SqliteStore(this.db), audit, this.identity, createCoordinatorMetrics(), {

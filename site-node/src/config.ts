@@ -28,6 +28,17 @@ export const SiteConfigSchema = z.object({
     .int()
     .min(1000)
     .default(5 * 60 * 1000),
+  /**
+   * Largest message accepted from the coordinator, bytes (the WebSocket's maxPayload; the ws
+   * library's default of 100 MiB refused the aggregate of a 10M-parameter model: 2,443 ciphertexts
+   * of 64 KB, 160 MB). Default 1 GiB: an aggregate of ~65M parameters.
+   */
+  maxMessageBytes: z
+    .number()
+    .int()
+    .min(1 << 20)
+    .max(2 ** 31 - 1)
+    .default(2 ** 30),
   /** Minimum number of validation patients below which per-site metrics are suppressed (small counts). */
   minReportPatients: z.number().int().min(1).default(2),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('info'),

@@ -61,6 +61,7 @@ export async function enrolSite(opts: { dataDir: string; coordinatorUrl: string;
     coordinatorPublicKey: r.coordinatorPublicKey,
     tlsPins: [...link.pinned],
     clockSkewMs: 5 * 60 * 1000,
+    maxMessageBytes: 2 ** 30,
     minReportPatients: 2,
     logLevel: 'info',
     privacy: { maxEpsilon: 10, delta: 1e-5, requireDp: false },

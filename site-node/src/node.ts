@@ -199,6 +199,8 @@ export class SiteNode {
         });
       },
       transports: ['websocket'],
+      // Handed to the ws WebSocket by engine.io-client (not in socket.io-client's option types).
+      ...({ maxPayload: this.config.maxMessageBytes } as object),
       reconnection: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 10_000,

@@ -117,6 +117,8 @@ export interface RawSiteOptions {
   nonce?: string;
   /** Send only { siteId, protocolVersion }: the 1.x handshake, which knowing an id was enough for. */
   bareAuth?: boolean;
+  /** Largest message this site accepts, bytes (the WebSocket client's maxPayload; ws defaults to 100 MiB). */
+  maxPayloadBytes?: number;
 }
 
 /**
@@ -139,14 +141,24 @@ export class RawSite {
     siteId: string,
     coordinatorId: string,
     identity: Identity,
+    maxPayloadBytes?: number,
   ) {
     this.siteId = siteId;
     this.coordinatorId = coordinatorId;
     this.identity = identity;
-    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false });
+    this.socket = io(url, { auth, transports: ['websocket'], reconnection: false, ...((maxPayloadBytes ? { maxPayload: maxPayloadBytes } : {}) as object) });
     this.refusal = new Promise((res) => this.socket.once('connect_error', (e: Error & { data?: { code?: string } }) => res({ message: e.message, code: e.data?.code })));
-    this.socket.on('envelope', (raw) => this.inbox.push(parseEnvelope(raw)));
+    this.socket.on('envelope', (raw) => {
+      const env = parseEnvelope(raw);
+      const w = this.waiters.findIndex((x) => x.type === env.header.type);
+      if (w < 0) return void this.inbox.push(env);
+      const [waiter] = this.waiters.splice(w, 1);
+      waiter.resolve(env);
+    });
   }
+
+  /** Callers of next() waiting for a type not in the inbox yet, oldest first (answered on arrival, not by polling). */
+  private readonly waiters: { type: MessageType; resolve: (env: Envelope) => void }[] = [];
 
   static async create(url: string, dataDir: string, opts: RawSiteOptions = {}): Promise<RawSite> {
     await initSodium();
@@ -164,7 +176,7 @@ export class RawSite {
       const signature = signStatement(HANDSHAKE_KIND, handshakeFields({ coordinatorId: cfg.coordinatorId, siteId, nonce }), opts.signWith ?? identity.ed25519SecretKey);
       auth = { siteId, protocolVersion, nonce, signature };
     }
-    const s = new RawSite(url, dataDir, auth, siteId, cfg.coordinatorId, identity);
+    const s = new RawSite(url, dataDir, auth, siteId, cfg.coordinatorId, identity, opts.maxPayloadBytes);
     s.seq = seq;
     return s;
   }
@@ -210,14 +222,25 @@ export class RawSite {
     return this.send('hello', null, null, { siteName: 'raw', backend: 'none', approved: [] });
   }
 
-  async next(type: MessageType, timeoutMs = 10_000): Promise<Envelope> {
-    const t0 = Date.now();
-    for (;;) {
-      const i = this.inbox.findIndex((e) => e.header.type === type);
-      if (i >= 0) return this.inbox.splice(i, 1)[0];
-      if (Date.now() - t0 > timeoutMs) throw new Error(`no ${type} within ${timeoutMs} ms (inbox: ${this.inbox.map((e) => e.header.type).join(',')})`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  /** The oldest message of `type` in the inbox, or the next to arrive (within timeoutMs). */
+  next(type: MessageType, timeoutMs = 10_000): Promise<Envelope> {
+    const i = this.inbox.findIndex((e) => e.header.type === type);
+    if (i >= 0) return Promise.resolve(this.inbox.splice(i, 1)[0]);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        type,
+        resolve: (env: Envelope) => {
+          clearTimeout(timer);
+          resolve(env);
+        },
+      };
+      const timer = setTimeout(() => {
+        const k = this.waiters.indexOf(waiter);
+        if (k >= 0) this.waiters.splice(k, 1);
+        reject(new Error(`no ${type} within ${timeoutMs} ms (inbox: ${this.inbox.map((e) => e.header.type).join(',')})`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
   }
 
   close(): void {

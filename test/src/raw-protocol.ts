@@ -156,15 +156,8 @@ export class RawParticipant {
     timeoutMs = 30_000,
     tamper?: (q: Float64Array) => Float64Array,
   ): Promise<{ ciphertexts: Uint8Array[]; alreadyReceived: number[] }> {
-    const peers = body<BodyOf['mask.peers']>(await this.raw.next('mask.peers', timeoutMs));
+    const peers = await this.acceptPeers(round, timeoutMs);
     const st = this.rounds.get(round)!;
-    st.keySet = peers.keySet;
-    const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
-    for (const e of peers.keySet) {
-      if (e.siteId === this.siteId || !e.box) continue;
-      const sh = openShares(this.ctx(round), e.siteId, this.siteId, e.box, this.raw.identity.x25519SecretKey, fromB64(roster.get(e.siteId)!.x25519PublicKey));
-      st.shares.set(e.siteId, { b: sh.bShare, s: sh.sShare });
-    }
     const q = quantizeToZt(delta, n, this.manifest.training.clipBound, this.manifest.encryption.precisionBits, this.he.plainModulus);
     if (tamper) q.values = tamper(q.values);
     const y = maskInput(
@@ -177,6 +170,20 @@ export class RawParticipant {
     );
     st.ciphertexts = encryptSlots(this.he, this.keys.get(st.keyEpoch)!, y).ciphertexts;
     return { ciphertexts: st.ciphertexts, alreadyReceived: peers.alreadyReceived };
+  }
+
+  /** Waits for mask.peers and opens the other participants' share boxes (what an upload needs before masking). */
+  async acceptPeers(round: number, timeoutMs = 30_000): Promise<BodyOf['mask.peers']> {
+    const peers = body<BodyOf['mask.peers']>(await this.raw.next('mask.peers', timeoutMs));
+    const st = this.rounds.get(round)!;
+    st.keySet = peers.keySet;
+    const roster = new Map(this.manifest.participants.map((p) => [p.siteId, p]));
+    for (const e of peers.keySet) {
+      if (e.siteId === this.siteId || !e.box) continue;
+      const sh = openShares(this.ctx(round), e.siteId, this.siteId, e.box, this.raw.identity.x25519SecretKey, fromB64(roster.get(e.siteId)!.x25519PublicKey));
+      st.shares.set(e.siteId, { b: sh.bShare, s: sh.sShare });
+    }
+    return peers;
   }
 
   chunkMeta(round: number, index: number, count: number, n: number, over: Record<string, string | number | boolean> = {}) {

@@ -187,9 +187,11 @@ describe('coordinator refuses bad messages, each with its code', () => {
     assert.equal(sealed.length, 3);
     for (const s of sealed) assert.throws(() => openSealed(fromB64(s.sealed_key), coordId));
     assert.deepEqual(
-      readdirSync(join(tmp.dir, 'coordinator')).filter((f) => !/^coordinator(\.db(-wal|-shm)?|-identity\.json)$/.test(f)),
+      readdirSync(join(tmp.dir, 'coordinator')).filter((f) => !/^(coordinator(\.db(-wal|-shm)?|-identity\.json)|chunks)$/.test(f)),
       [],
     );
+    // The chunk logs (ciphertexts as uploaded, the round's durable record until its sums are written) are gone with the round.
+    assert.deepEqual(readdirSync(join(tmp.dir, 'coordinator', 'chunks')), []);
     assert.ok(!readFileSync(join(tmp.dir, 'coordinator', 'coordinator-identity.json'), 'utf8').includes(toB64(a.keys.get(1)!).slice(0, 40)));
     // Collusion of the coordinator with a site (which holds the study key): B's upload alone is masked.
     const single = decryptSlots(a.he, a.keys.get(1)!, prepared[1].ciphertexts, avg.length);

@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from '@twinfed/shared/db/driver';
@@ -128,6 +129,111 @@ describe('a coordinator killed mid-round resumes without losing or double-counti
     for (let i = 0; i < length; i++) maxErr = Math.max(maxErr, Math.abs(avg[i] - (n.a * dA[i] + n.b * dB[i] + n.c * dC[i]) / (n.a + n.b + n.c)));
     assert.ok(maxErr <= 3 * 2 ** -21 + 1e-7, `max error ${maxErr}: no update lost or double-counted`);
     await waitFor(async () => (await lead<{ state: string }>(url, 'GET', `/api/studies/${studyId}`)).json.state === 'completed', 'completion', 10_000);
+    for (const p of parts) p.raw.close();
+  });
+});
+
+/**
+ * The running sums live on the coordinator's aggregation workers (coordinator/src/sums) and die
+ * with it; the chunk logs and rows are the record. Four sites upload eight ciphertexts each at
+ * once; the coordinator is killed with SIGKILL while chunks are in flight (some stored and
+ * acknowledged, some stored but not acknowledged, some not stored), restarted, killed again right
+ * after the last chunk is acknowledged (while the upload phase ends and the sums are written, or
+ * just after), and restarted. Each site re-sends what the coordinator tells it is missing; the
+ * published aggregate, decrypted and unmasked, is the exact weighted mean: every chunk counted
+ * once, whatever the instant of each kill.
+ */
+describe('a coordinator killed twice while its aggregation workers hold the sums counts every chunk exactly once', () => {
+  const tmp = tempDir('resume-workers');
+  let coord: ReturnType<typeof coordinatorProcess>;
+  let port = 0;
+  const dataDir = join(tmp.dir, 'coordinator');
+  before(async () => {
+    port = await freePort();
+    coord = coordinatorProcess(dataDir, port);
+    await coord.up;
+  });
+  after(async () => {
+    coord?.proc.kill('SIGKILL');
+    tmp.cleanup();
+  });
+
+  it('resumes after a SIGKILL mid-upload and another as the upload phase ends', async () => {
+    const url = coord.url;
+    const names = ['a', 'b', 'c', 'd'];
+    for (const d of names) await enrolNewSite(url, join(tmp.dir, d), d.toUpperCase());
+    const spec = tinySpec({ rounds: 1, minSites: 3, roundDeadlineS: 600 });
+    spec.model = { ...spec.model, base: 8, depth: 2, size: 48 }; // 29,330 parameters: 8 ciphertexts
+    const { studyId, manifest, manifestHash } = await createAndStart(url, spec);
+    const connect = async (dir: string) => {
+      const s = await RawSite.create(url, dir);
+      await s.connected();
+      await s.hello();
+      return s;
+    };
+    const parts = await Promise.all(
+      names.map(async (d) => {
+        const raw = await connect(join(tmp.dir, d));
+        await raw.next('study.announce');
+        return new RawParticipant(raw, manifest, manifestHash).init();
+      }),
+    );
+    for (const p of parts) assert.equal((await p.join(100)).ok, true);
+    assert.equal((await parts[0].deal(15_000)).ack.ok, true);
+    for (const p of parts.slice(1)) await p.acceptKey();
+    await Promise.all(parts.map((p) => p.setup()));
+    const length = manifest.updateLength;
+    const n = [30, 50, 40, 20];
+    const deltas = parts.map((_, k) => Float32Array.from({ length }, (_, i) => Math.sin(i * (0.3 + k * 0.2)) * 0.02));
+    const prepared = await Promise.all(parts.map((p, k) => p.prepareUpload(1, deltas[k], n[k])));
+    assert.equal(prepared[0].ciphertexts.length, 8);
+    const restart = async () => {
+      coord.proc.kill('SIGKILL');
+      await new Promise((r) => coord.proc.once('exit', r));
+      for (const p of parts) p.raw.close();
+      coord = coordinatorProcess(dataDir, port);
+      await coord.up;
+      for (const p of parts) p.raw = await connect(p.raw.dataDir);
+    };
+
+    // Every site streams its chunks; the first kill comes once 12 of the 32 are acknowledged.
+    let acked = 0;
+    const killed = new Promise<void>((resolve) => {
+      void Promise.all(
+        parts.map(async (p, k) => {
+          for (let i = 0; i < 8; i++) {
+            const a = await p.raw.send('update.chunk', studyId, 1, prepared[k].ciphertexts[i], p.chunkMeta(1, i, 8, n[k]));
+            if (!a.ok) return;
+            if (++acked === 12) resolve();
+          }
+        }),
+      );
+    });
+    await killed;
+    await restart();
+    // Each site sends what the coordinator says it lacks (an unacknowledged chunk may or may not have been stored).
+    const resent = await Promise.all(parts.map((p, k) => p.resumeUpload(1, n[k])));
+    for (const acks of resent) for (const a of acks) assert.equal(a.ok, true, JSON.stringify(a));
+    // The second kill right after the last chunk: the upload phase ends and the sums are written around now.
+    await restart();
+    for (const p of parts) assert.equal((await p.sign(1)).ack.ok, true);
+    for (const p of parts) assert.equal((await p.reveal(1)).ok, true);
+    const { avg, info } = await parts[0].aggregate(1);
+    assert.equal(
+      info.totalSamples,
+      n.reduce((a, b) => a + b, 0),
+    );
+    const N = info.totalSamples;
+    let maxErr = 0;
+    for (let i = 0; i < length; i++) maxErr = Math.max(maxErr, Math.abs(avg[i] - deltas.reduce((s, d, k) => s + n[k] * d[i], 0) / N));
+    assert.ok(maxErr <= 4 * 2 ** -21 + 1e-7, `max error ${maxErr}: no chunk lost or counted twice`);
+    const db = new Database(join(dataDir, 'coordinator.db'), { readonly: true });
+    const summed = db.prepare("select detail from audit_log where action = 'round.summed'").pluck().all() as string[];
+    const left = db.prepare('select count(*) from update_chunks').pluck().get() as number;
+    db.close();
+    assert.equal(summed.length, 1, `the sums were written once: ${summed.join(' | ')}`);
+    assert.equal(left, 0, 'no chunk row left');
+    assert.deepEqual(readdirSync(join(dataDir, 'chunks')), [], 'no chunk log left');
     for (const p of parts) p.raw.close();
   });
 });

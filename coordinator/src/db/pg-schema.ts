@@ -159,6 +159,9 @@ export const updateChunks = pgTable(
     index: int('idx').notNull(),
     ct: bytea('ct').notNull(),
     digest: text('digest').notNull(),
+    logFile: text('log_file'),
+    logOffset: int('log_offset'),
+    logLength: int('log_length'),
   },
   (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId, t.index] })],
 );

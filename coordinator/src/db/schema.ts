@@ -164,7 +164,13 @@ export const updates = sqliteTable(
   (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId] })],
 );
 
-/** Ciphertext chunks of the open round, kept until close so an abandoned upload can be subtracted. */
+/**
+ * Ciphertext chunks of the open round: the durable record of what each site uploaded, kept until
+ * the round's sums are written (they are rebuilt from these after a restart, and an abandoned
+ * upload's chunks are subtracted). The bytes are in `ct`, or (a coordinator with a data folder)
+ * empty here and in a chunk log: `logLength` bytes at `logOffset` of `logFile` in
+ * <dataDir>/chunks, written and synced by the aggregation worker before this row was committed.
+ */
 export const updateChunks = sqliteTable(
   'update_chunks',
   {
@@ -174,6 +180,9 @@ export const updateChunks = sqliteTable(
     index: integer('idx').notNull(),
     ct: blob('ct', { mode: 'buffer' }).notNull(),
     digest: text('digest').notNull(),
+    logFile: text('log_file'),
+    logOffset: integer('log_offset'),
+    logLength: integer('log_length'),
   },
   (t) => [primaryKey({ columns: [t.studyId, t.round, t.siteId, t.index] })],
 );

@@ -61,6 +61,7 @@ export interface CoordinatorStore {
   site(siteId: string): SiteRow | undefined;
   /** Every enrolled site, oldest enrolment first. */
   sites(): SiteRow[];
+  /** Records the site's last accepted sequence number (never lowers it). */
   setSiteSeq(siteId: string, lastSeq: number, seenAtMs: number): void;
   revokeSite(siteId: string, atMs: number): void;
 
@@ -92,6 +93,8 @@ export interface CoordinatorStore {
   /** Sealed keys of an epoch: all, one site's, or those not delivered yet. */
   sealedKeys(studyId: string, epoch: number, filter: { siteId: string } | 'undelivered' | 'all'): SealedKeyRow[];
   markDelivered(studyId: string, epoch: number, siteId: string, atMs: number): void;
+  /** Sites the key of an epoch was delivered to (read on every step of a study: ids only, not the sealed keys). */
+  deliveredKeySites(studyId: string, epoch: number): string[];
   sealedKeysOfSite(studyId: string, siteId: string): SealedKeyRow[];
 
   // rounds
@@ -104,6 +107,8 @@ export interface CoordinatorStore {
   // secure-aggregation messages of a round
   roundSiteRow<T extends RoundSiteTable>(table: T, studyId: string, round: number, siteId: string): RoundSiteRowOf<T> | undefined;
   roundSiteRows<T extends RoundSiteTable>(table: T, studyId: string, round: number): RoundSiteRowOf<T>[];
+  /** Site ids of a round's rows in `table`, by site id (none of their contents read). */
+  roundSiteIds(table: RoundSiteTable, studyId: string, round: number): string[];
   insertRoundSiteRow<T extends RoundSiteTable>(table: T, row: RoundSiteRowOf<T>): void;
   /** Forgets a site's mask set-up (it declined the round before the key set was fixed). */
   deleteMaskSetup(studyId: string, round: number, siteId: string): void;
@@ -115,14 +120,27 @@ export interface CoordinatorStore {
   // updates, chunks, running sums
   update(studyId: string, round: number, siteId: string): UpdateRow | undefined;
   updates(studyId: string, round: number, state: UpdateState): UpdateRow[];
+  /** Sites whose update of the round is in `state`, by site id. */
+  updateSites(studyId: string, round: number, state: UpdateState): string[];
   insertUpdate(row: { studyId: string; round: number; siteId: string; state: UpdateState; count: number; nSamples: number; length: number; startedAtMs: number }): void;
   setUpdate(studyId: string, round: number, siteId: string, set: Partial<Omit<UpdateRow, 'studyId' | 'round' | 'siteId'>>): void;
   hasChunk(studyId: string, round: number, siteId: string, index: number): boolean;
-  insertChunk(row: ChunkRow): void;
+  insertChunk(row: Omit<ChunkRow, 'logFile' | 'logOffset' | 'logLength'> & Partial<Pick<ChunkRow, 'logFile' | 'logOffset' | 'logLength'>>): void;
   chunks(studyId: string, round: number, siteId: string): ChunkRow[];
+  /** Indexes of the chunks stored for a site's update, ascending (no ciphertext bytes read). */
+  chunkIndexes(studyId: string, round: number, siteId: string): number[];
+  chunk(studyId: string, round: number, siteId: string, index: number): ChunkRow | undefined;
+  /** Sites with chunk rows stored for the round, by site id. */
+  chunkSites(studyId: string, round: number): string[];
+  /** Rounds with chunk rows stored. */
+  chunkRounds(): { studyId: string; round: number }[];
   deleteChunks(studyId: string, round: number): void;
+  deleteChunksOf(studyId: string, round: number, siteId: string): void;
   accumulator(studyId: string, round: number, index: number): AccumulatorRow | undefined;
   accumulators(studyId: string, round: number): AccumulatorRow[];
+  accumulatorCount(studyId: string, round: number): number;
+  /** Index and byte size of each of a round's sums, by index (the bytes are not read). */
+  accumulatorSizes(studyId: string, round: number): { index: number; bytes: number }[];
   putAccumulator(row: AccumulatorRow): void;
   deleteAccumulator(studyId: string, round: number, index: number): void;
   deleteAccumulators(studyId: string, round: number): void;

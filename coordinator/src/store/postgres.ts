@@ -10,7 +10,7 @@
  * transaction in between. The audit log lives in the same database and joins the same
  * transactions (pgAuditBackend).
  */
-import { and, asc, desc, eq, getTableColumns, gt, isNull, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, isNotNull, isNull, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +41,6 @@ import {
 import type { StudyState, UpdateState } from '../states.js';
 import type {
   AccumulatorRow,
-  ChunkRow,
   CoordinatorStore,
   DeclineRow,
   KeyEpochRow,
@@ -120,6 +119,10 @@ export class PgConnection {
   get<T extends PgTable>(t: T, q: Built): T['$inferSelect'] | undefined {
     const rows = this.exec(q).rows;
     return rows.length ? decoder(t)(rows[0]) : undefined;
+  }
+  /** The raw rows of a select of chosen columns (bigint columns arrive as strings: callers convert). */
+  rows(q: Built | string): unknown[][] {
+    return this.exec(q).rows;
   }
   /** Whether the statement returns at least one row. */
   exists(q: Built): boolean {
@@ -304,6 +307,16 @@ export class PgStore implements CoordinatorStore {
         .orderBy(asc(sealedKeys.siteId)),
     );
   }
+  deliveredKeySites(studyId: string, epoch: number): string[] {
+    return this.c
+      .rows(
+        qb
+          .select({ s: sealedKeys.siteId })
+          .from(sealedKeys)
+          .where(and(eq(sealedKeys.studyId, studyId), eq(sealedKeys.epoch, epoch), isNotNull(sealedKeys.deliveredAtMs))),
+      )
+      .map((r) => String(r[0]));
+  }
   markDelivered(studyId: string, epoch: number, siteId: string, atMs: number): void {
     this.c.write(
       qb
@@ -363,6 +376,18 @@ export class PgStore implements CoordinatorStore {
         .from(t)
         .where(and(eq(t.studyId, studyId), eq(t.round, round), eq(t.siteId, siteId))),
     ) as RoundSiteRowOf<T> | undefined;
+  }
+  roundSiteIds(table: RoundSiteTable, studyId: string, round: number): string[] {
+    const t = roundSiteTable(table);
+    return this.c
+      .rows(
+        qb
+          .select({ s: t.siteId })
+          .from(t)
+          .where(and(eq(t.studyId, studyId), eq(t.round, round)))
+          .orderBy(asc(t.siteId)),
+      )
+      .map((r) => String(r[0]));
   }
   roundSiteRows<T extends RoundSiteTable>(table: T, studyId: string, round: number): RoundSiteRowOf<T>[] {
     const t = roundSiteTable(table);
@@ -433,8 +458,58 @@ export class PgStore implements CoordinatorStore {
       .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId), eq(updateChunks.index, index)));
     return this.c.exists(q);
   }
-  insertChunk(row: ChunkRow): void {
-    this.c.write(qb.insert(updateChunks).values(row));
+  updateSites(studyId: string, round: number, state: UpdateState): string[] {
+    return this.c
+      .rows(
+        qb
+          .select({ s: updates.siteId })
+          .from(updates)
+          .where(and(eq(updates.studyId, studyId), eq(updates.round, round), eq(updates.state, state)))
+          .orderBy(asc(updates.siteId)),
+      )
+      .map((r) => String(r[0]));
+  }
+  insertChunk(row: Parameters<CoordinatorStore['insertChunk']>[0]): void {
+    this.c.write(qb.insert(updateChunks).values({ ...row, logFile: row.logFile ?? null, logOffset: row.logOffset ?? null, logLength: row.logLength ?? null }));
+  }
+  chunkIndexes(studyId: string, round: number, siteId: string): number[] {
+    return this.c
+      .rows(
+        qb
+          .select({ i: updateChunks.index })
+          .from(updateChunks)
+          .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId)))
+          .orderBy(asc(updateChunks.index)),
+      )
+      .map((r) => Number(r[0]));
+  }
+  chunk(studyId: string, round: number, siteId: string, index: number) {
+    return this.c.get(
+      updateChunks,
+      qb
+        .select()
+        .from(updateChunks)
+        .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId), eq(updateChunks.index, index))),
+    );
+  }
+  chunkSites(studyId: string, round: number): string[] {
+    return this.c
+      .rows(
+        qb
+          .selectDistinct({ s: updateChunks.siteId })
+          .from(updateChunks)
+          .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round)))
+          .orderBy(asc(updateChunks.siteId)),
+      )
+      .map((r) => String(r[0]));
+  }
+  chunkRounds(): { studyId: string; round: number }[] {
+    return this.c
+      .rows(qb.selectDistinct({ s: updateChunks.studyId, r: updateChunks.round }).from(updateChunks).orderBy(asc(updateChunks.studyId), asc(updateChunks.round)))
+      .map((r) => ({ studyId: String(r[0]), round: Number(r[1]) }));
+  }
+  deleteChunksOf(studyId: string, round: number, siteId: string): void {
+    this.c.write(qb.delete(updateChunks).where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId))));
   }
   chunks(studyId: string, round: number, siteId: string) {
     return this.c.all(
@@ -467,6 +542,27 @@ export class PgStore implements CoordinatorStore {
         .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round)))
         .orderBy(asc(accumulators.index)),
     );
+  }
+  accumulatorCount(studyId: string, round: number): number {
+    return Number(
+      this.c.rows(
+        qb
+          .select({ n: sql`count(*)` })
+          .from(accumulators)
+          .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round))),
+      )[0][0],
+    );
+  }
+  accumulatorSizes(studyId: string, round: number): { index: number; bytes: number }[] {
+    return this.c
+      .rows(
+        qb
+          .select({ i: accumulators.index, b: sql`octet_length(${accumulators.ct})` })
+          .from(accumulators)
+          .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round)))
+          .orderBy(asc(accumulators.index)),
+      )
+      .map((r) => ({ index: Number(r[0]), bytes: Number(r[1]) }));
   }
   putAccumulator(row: AccumulatorRow): void {
     this.c.write(

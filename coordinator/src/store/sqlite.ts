@@ -1,4 +1,6 @@
-import { and, asc, desc, eq, isNull } from 'drizzle-orm';
+import type Database from 'better-sqlite3';
+import { WireError } from '@twinfed/protocols';
+import { and, asc, eq, getTableColumns, getTableName, type Table } from 'drizzle-orm';
 import type { CoordinatorDb } from '../db/index.js';
 import {
   accumulators,
@@ -32,23 +34,87 @@ import type {
   RoundRow,
   RoundSiteRowOf,
   RoundSiteTable,
+  SealedKeyRow,
   SiteMetricRow,
   StudyRow,
   StudySiteRow,
   UpdateRow,
 } from './index.js';
 
-type Tx = Parameters<Parameters<CoordinatorDb['transaction']>[0]>[0];
-type Q = CoordinatorDb | Tx;
-
 const ROUND_SITE_TABLES = { maskSetups, maskSignatures, maskReveals } as const;
 
-/** CoordinatorStore on SQLite (better-sqlite3 through drizzle). Transactions are SQLite's (nested ones are savepoints). */
-export class SqliteStore implements CoordinatorStore {
-  constructor(private readonly q: Q) {}
+/** SQL column names of a table by property name. */
+function columnsOf(table: Table): [string, string][] {
+  return Object.entries(getTableColumns(table)).map(([prop, c]) => [prop, c.name]);
+}
+const q = (id: string) => `"${id}"`;
+function sqlName(table: Table, prop: string): string {
+  const c = getTableColumns(table)[prop];
+  if (!c) throw new Error(`${getTableName(table)} has no column ${prop}`);
+  return q(c.name);
+}
+const selects = new Map<string, string>();
+/** select every column (as its property name) where the `keys` equal the parameters, in order (text built once). */
+function selectSql(table: Table, keys: string[], tail = ''): string {
+  const id = `${getTableName(table)}|${keys.join(',')}|${tail}`;
+  let text = selects.get(id);
+  if (!text) {
+    const cols = columnsOf(table)
+      .map(([prop, name]) => `${q(name)} as ${q(prop)}`)
+      .join(', ');
+    text = `select ${cols} from ${q(getTableName(table))} where ${keys.map((k) => `${sqlName(table, k)} = ?`).join(' and ')}${tail}`;
+    selects.set(id, text);
+  }
+  return text;
+}
 
+/**
+ * CoordinatorStore on SQLite (better-sqlite3 through drizzle). Transactions are SQLite's (nested
+ * ones are savepoints). The queries of every chunk (a round of 100 sites x 10M parameters stores
+ * 244k) are prepared once per connection and run on the client directly: drizzle builds its SQL
+ * anew on each call (~50 us each, a millisecond per chunk in all); the rest go through drizzle.
+ */
+export class SqliteStore implements CoordinatorStore {
+  private readonly q: CoordinatorDb;
+  private readonly client: Database.Database;
+  private static readonly statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+
+  constructor(db: CoordinatorDb) {
+    this.q = db;
+    this.client = db.$client;
+  }
+
+  /** The prepared statement of `text` on this connection (cached). */
+  private st(text: string): Database.Statement {
+    let m = SqliteStore.statements.get(this.client);
+    if (!m) SqliteStore.statements.set(this.client, (m = new Map<string, Database.Statement>()));
+    let s = m.get(text);
+    if (!s) m.set(text, (s = this.client.prepare(text)));
+    return s;
+  }
+
+  private getRow<T>(table: Table, keys: string[], values: unknown[]): T | undefined {
+    return this.st(selectSql(table, keys)).get(...values) as T | undefined;
+  }
+
+  /** update `table` set the defined members of `set` where the `keys` equal `values`. */
+  private updateRow(table: Table, set: Record<string, unknown>, keys: string[], values: unknown[]): void {
+    const props = Object.keys(set).filter((k) => set[k] !== undefined);
+    if (props.length === 0) return;
+    this.st(`update ${q(getTableName(table))} set ${props.map((p) => `${sqlName(table, p)} = ?`).join(', ')} where ${keys.map((k) => `${sqlName(table, k)} = ?`).join(' and ')}`).run(
+      ...props.map((p) => set[p]),
+      ...values,
+    );
+  }
+
+  private insertRow(table: Table, row: Record<string, unknown>): void {
+    const props = Object.keys(row).filter((k) => row[k] !== undefined);
+    this.st(`insert into ${q(getTableName(table))} (${props.map((p) => sqlName(table, p)).join(', ')}) values (${props.map(() => '?').join(', ')})`).run(...props.map((p) => row[p]));
+  }
+
+  /** One transaction on the connection (a savepoint inside another); the same store reads and writes inside it. */
   transaction<T>(fn: (tx: CoordinatorStore) => T): T {
-    return this.q.transaction((tx) => fn(new SqliteStore(tx)));
+    return this.client.transaction(() => fn(this))();
   }
 
   nextSeq(): number {
@@ -77,13 +143,13 @@ export class SqliteStore implements CoordinatorStore {
     this.q.insert(sites).values(row).run();
   }
   site(siteId: string) {
-    return this.q.select().from(sites).where(eq(sites.siteId, siteId)).get();
+    return this.getRow<typeof sites.$inferSelect>(sites, ['siteId'], [siteId]);
   }
   sites() {
     return this.q.select().from(sites).orderBy(asc(sites.enrolledAtMs)).all();
   }
   setSiteSeq(siteId: string, lastSeq: number, seenAtMs: number): void {
-    this.q.update(sites).set({ lastSeq, lastSeenAtMs: seenAtMs }).where(eq(sites.siteId, siteId)).run();
+    this.st('update sites set last_seq = max(last_seq, ?), last_seen_at_ms = ? where site_id = ?').run(lastSeq, seenAtMs, siteId);
   }
   revokeSite(siteId: string, atMs: number): void {
     this.q.update(sites).set({ revokedAtMs: atMs }).where(eq(sites.siteId, siteId)).run();
@@ -92,19 +158,32 @@ export class SqliteStore implements CoordinatorStore {
   insertStudy(row: { studyId: string; manifestJson: string; manifestHash: string; state: StudyState; createdAtMs: number }): void {
     this.q.insert(studies).values(row).run();
   }
-  study(studyId: string) {
-    return this.q.select().from(studies).where(eq(studies.studyId, studyId)).get();
+  /**
+   * The study's row. Its manifest (25 KB of JSON at 100 participants, read twice for every chunk
+   * before) is read only when `manifestJson` is used, from the row of the same manifest hash:
+   * manifestOfRow() mostly answers from its cache by hash without it.
+   */
+  study(studyId: string): StudyRow | undefined {
+    const row = this.st(
+      'select study_id as studyId, manifest_hash as manifestHash, state, stop_reason as stopReason, current_round as currentRound, key_epoch as keyEpoch, key_dealer as keyDealer, created_at_ms as createdAtMs, last_failed_at_ms as lastFailedAtMs from studies where study_id = ?',
+    ).get(studyId) as Omit<StudyRow, 'manifestJson'> | undefined;
+    if (!row) return undefined;
+    let json: string | undefined;
+    const read = () => {
+      if (json === undefined) {
+        json = this.st('select manifest_json from studies where study_id = ? and manifest_hash = ?').pluck().get(studyId, row.manifestHash) as string | undefined;
+        if (json === undefined) throw new WireError('TWF_E_STUDY_STATE', `the manifest of ${studyId} changed meanwhile; retry`);
+      }
+      return json;
+    };
+    return Object.defineProperty(row, 'manifestJson', { get: read, enumerable: true }) as StudyRow;
   }
   studies(state?: StudyState) {
-    return this.q
-      .select()
-      .from(studies)
-      .where(state ? eq(studies.state, state) : undefined)
-      .orderBy(asc(studies.createdAtMs))
-      .all();
+    if (state) return this.st(selectSql(studies, ['state'], ' order by created_at_ms')).all(state) as StudyRow[];
+    return this.q.select().from(studies).orderBy(asc(studies.createdAtMs)).all();
   }
   updateStudy(studyId: string, set: Partial<Omit<StudyRow, 'studyId'>>): void {
-    this.q.update(studies).set(set).where(eq(studies.studyId, studyId)).run();
+    this.updateRow(studies, set, ['studyId'], [studyId]);
   }
 
   deleteDraft(studyId: string): boolean {
@@ -120,14 +199,10 @@ export class SqliteStore implements CoordinatorStore {
     this.q.insert(studySites).values({ studyId, siteId, manifestHash: '' }).onConflictDoNothing().run();
   }
   studySite(studyId: string, siteId: string) {
-    return this.q
-      .select()
-      .from(studySites)
-      .where(and(eq(studySites.studyId, studyId), eq(studySites.siteId, siteId)))
-      .get();
+    return this.getRow<StudySiteRow>(studySites, ['studyId', 'siteId'], [studyId, siteId]);
   }
   studySites(studyId: string) {
-    return this.q.select().from(studySites).where(eq(studySites.studyId, studyId)).orderBy(asc(studySites.siteId)).all();
+    return this.st(selectSql(studySites, ['studyId'], ' order by site_id')).all(studyId) as StudySiteRow[];
   }
   studiesOfSite(siteId: string) {
     return this.q.select().from(studySites).where(eq(studySites.siteId, siteId)).all();
@@ -141,14 +216,10 @@ export class SqliteStore implements CoordinatorStore {
   }
 
   latestEpoch(studyId: string) {
-    return this.q.select().from(keyEpochs).where(eq(keyEpochs.studyId, studyId)).orderBy(desc(keyEpochs.epoch)).limit(1).get();
+    return this.st(selectSql(keyEpochs, ['studyId'], ' order by epoch desc limit 1')).get(studyId) as KeyEpochRow | undefined;
   }
   epoch(studyId: string, epoch: number) {
-    return this.q
-      .select()
-      .from(keyEpochs)
-      .where(and(eq(keyEpochs.studyId, studyId), eq(keyEpochs.epoch, epoch)))
-      .get();
+    return this.getRow<KeyEpochRow>(keyEpochs, ['studyId', 'epoch'], [studyId, epoch]);
   }
   insertEpoch(row: { studyId: string; epoch: number; manifestHash: string; dealer: string; recipientsJson: string; requestedAtMs: number }): void {
     this.q.insert(keyEpochs).values(row).run();
@@ -164,12 +235,9 @@ export class SqliteStore implements CoordinatorStore {
     this.q.insert(sealedKeys).values(row).onConflictDoNothing().run();
   }
   sealedKeys(studyId: string, epoch: number, filter: { siteId: string } | 'undelivered' | 'all') {
-    const extra = filter === 'all' ? [] : filter === 'undelivered' ? [isNull(sealedKeys.deliveredAtMs)] : [eq(sealedKeys.siteId, filter.siteId)];
-    return this.q
-      .select()
-      .from(sealedKeys)
-      .where(and(eq(sealedKeys.studyId, studyId), eq(sealedKeys.epoch, epoch), ...extra))
-      .all();
+    if (filter === 'all') return this.st(selectSql(sealedKeys, ['studyId', 'epoch'])).all(studyId, epoch) as SealedKeyRow[];
+    if (filter === 'undelivered') return this.st(selectSql(sealedKeys, ['studyId', 'epoch'], ' and delivered_at_ms is null')).all(studyId, epoch) as SealedKeyRow[];
+    return this.st(selectSql(sealedKeys, ['studyId', 'epoch', 'siteId'])).all(studyId, epoch, filter.siteId) as SealedKeyRow[];
   }
   markDelivered(studyId: string, epoch: number, siteId: string, atMs: number): void {
     this.q
@@ -177,6 +245,9 @@ export class SqliteStore implements CoordinatorStore {
       .set({ deliveredAtMs: atMs })
       .where(and(eq(sealedKeys.studyId, studyId), eq(sealedKeys.epoch, epoch), eq(sealedKeys.siteId, siteId)))
       .run();
+  }
+  deliveredKeySites(studyId: string, epoch: number): string[] {
+    return this.st('select site_id from sealed_keys where study_id = ? and epoch = ? and delivered_at_ms is not null').pluck().all(studyId, epoch) as string[];
   }
   sealedKeysOfSite(studyId: string, siteId: string) {
     return this.q
@@ -187,29 +258,17 @@ export class SqliteStore implements CoordinatorStore {
   }
 
   round(studyId: string, round: number) {
-    return this.q
-      .select()
-      .from(rounds)
-      .where(and(eq(rounds.studyId, studyId), eq(rounds.round, round)))
-      .get();
+    return this.getRow<RoundRow>(rounds, ['studyId', 'round'], [studyId, round]);
   }
   rounds(studyId: string, state?: RoundRow['state']) {
-    return this.q
-      .select()
-      .from(rounds)
-      .where(and(eq(rounds.studyId, studyId), ...(state ? [eq(rounds.state, state)] : [])))
-      .orderBy(asc(rounds.round))
-      .all();
+    if (state) return this.st(selectSql(rounds, ['studyId', 'state'], ' order by round')).all(studyId, state) as RoundRow[];
+    return this.st(selectSql(rounds, ['studyId'], ' order by round')).all(studyId) as RoundRow[];
   }
   insertRound(row: typeof rounds.$inferInsert): void {
     this.q.insert(rounds).values(row).run();
   }
   updateRound(studyId: string, round: number, set: Partial<Omit<RoundRow, 'studyId' | 'round'>>): void {
-    this.q
-      .update(rounds)
-      .set(set)
-      .where(and(eq(rounds.studyId, studyId), eq(rounds.round, round)))
-      .run();
+    this.updateRow(rounds, set, ['studyId', 'round'], [studyId, round]);
   }
 
   roundSiteRow<T extends RoundSiteTable>(table: T, studyId: string, round: number, siteId: string): RoundSiteRowOf<T> | undefined {
@@ -229,6 +288,10 @@ export class SqliteStore implements CoordinatorStore {
       .orderBy(asc(t.siteId))
       .all() as RoundSiteRowOf<T>[];
   }
+  roundSiteIds(table: RoundSiteTable, studyId: string, round: number): string[] {
+    const t = ROUND_SITE_TABLES[table];
+    return (this.st(`select site_id s from ${q(getTableName(t))} where study_id = ? and round = ? order by site_id`).all(studyId, round) as { s: string }[]).map((r) => r.s);
+  }
   insertRoundSiteRow<T extends RoundSiteTable>(table: T, row: RoundSiteRowOf<T>): void {
     this.q
       .insert(ROUND_SITE_TABLES[table])
@@ -246,48 +309,39 @@ export class SqliteStore implements CoordinatorStore {
     this.q.insert(roundDeclines).values(row).onConflictDoNothing().run();
   }
   declines(studyId: string, round: number) {
-    return this.q
-      .select()
-      .from(roundDeclines)
-      .where(and(eq(roundDeclines.studyId, studyId), eq(roundDeclines.round, round)))
-      .orderBy(asc(roundDeclines.siteId))
-      .all();
+    return this.st(selectSql(roundDeclines, ['studyId', 'round'], ' order by site_id')).all(studyId, round) as DeclineRow[];
   }
 
   update(studyId: string, round: number, siteId: string) {
-    return this.q
-      .select()
-      .from(updates)
-      .where(and(eq(updates.studyId, studyId), eq(updates.round, round), eq(updates.siteId, siteId)))
-      .get();
+    return this.getRow<UpdateRow>(updates, ['studyId', 'round', 'siteId'], [studyId, round, siteId]);
   }
   updates(studyId: string, round: number, state: UpdateState) {
-    return this.q
-      .select()
-      .from(updates)
-      .where(and(eq(updates.studyId, studyId), eq(updates.round, round), eq(updates.state, state)))
-      .orderBy(asc(updates.siteId))
-      .all();
+    return this.st(selectSql(updates, ['studyId', 'round', 'state'], ' order by site_id')).all(studyId, round, state) as UpdateRow[];
+  }
+  updateSites(studyId: string, round: number, state: UpdateState): string[] {
+    return (this.st('select site_id s from updates where study_id = ? and round = ? and state = ? order by site_id').all(studyId, round, state) as { s: string }[]).map((r) => r.s);
   }
   insertUpdate(row: { studyId: string; round: number; siteId: string; state: UpdateState; count: number; nSamples: number; length: number; startedAtMs: number }): void {
-    this.q.insert(updates).values(row).run();
+    this.insertRow(updates, row);
   }
   setUpdate(studyId: string, round: number, siteId: string, set: Partial<Omit<UpdateRow, 'studyId' | 'round' | 'siteId'>>): void {
-    this.q
-      .update(updates)
-      .set(set)
-      .where(and(eq(updates.studyId, studyId), eq(updates.round, round), eq(updates.siteId, siteId)))
-      .run();
+    this.updateRow(updates, set, ['studyId', 'round', 'siteId'], [studyId, round, siteId]);
   }
   hasChunk(studyId: string, round: number, siteId: string, index: number): boolean {
-    return !!this.q
-      .select({ i: updateChunks.index })
-      .from(updateChunks)
-      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId), eq(updateChunks.index, index)))
-      .get();
+    return !!this.st('select 1 from update_chunks where study_id = ? and round = ? and site_id = ? and idx = ?').get(studyId, round, siteId, index);
   }
-  insertChunk(row: ChunkRow): void {
-    this.q.insert(updateChunks).values(row).run();
+  insertChunk(row: Parameters<CoordinatorStore['insertChunk']>[0]): void {
+    this.st('insert into update_chunks (study_id, round, site_id, idx, ct, digest, log_file, log_offset, log_length) values (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+      row.studyId,
+      row.round,
+      row.siteId,
+      row.index,
+      row.ct,
+      row.digest,
+      row.logFile ?? null,
+      row.logOffset ?? null,
+      row.logLength ?? null,
+    );
   }
   chunks(studyId: string, round: number, siteId: string) {
     return this.q
@@ -296,6 +350,30 @@ export class SqliteStore implements CoordinatorStore {
       .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId)))
       .orderBy(asc(updateChunks.index))
       .all();
+  }
+  chunkIndexes(studyId: string, round: number, siteId: string): number[] {
+    return (this.st('select idx from update_chunks where study_id = ? and round = ? and site_id = ? order by idx').all(studyId, round, siteId) as { idx: number }[]).map((r) => r.idx);
+  }
+  chunk(studyId: string, round: number, siteId: string, index: number) {
+    return this.getRow<ChunkRow>(updateChunks, ['studyId', 'round', 'siteId', 'index'], [studyId, round, siteId, index]);
+  }
+  chunkSites(studyId: string, round: number): string[] {
+    return this.q
+      .selectDistinct({ s: updateChunks.siteId })
+      .from(updateChunks)
+      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round)))
+      .orderBy(asc(updateChunks.siteId))
+      .all()
+      .map((r) => r.s);
+  }
+  chunkRounds(): { studyId: string; round: number }[] {
+    return this.st('select distinct study_id studyId, round from update_chunks order by study_id, round').all() as { studyId: string; round: number }[];
+  }
+  deleteChunksOf(studyId: string, round: number, siteId: string): void {
+    this.q
+      .delete(updateChunks)
+      .where(and(eq(updateChunks.studyId, studyId), eq(updateChunks.round, round), eq(updateChunks.siteId, siteId)))
+      .run();
   }
   deleteChunks(studyId: string, round: number): void {
     this.q
@@ -317,6 +395,12 @@ export class SqliteStore implements CoordinatorStore {
       .where(and(eq(accumulators.studyId, studyId), eq(accumulators.round, round)))
       .orderBy(asc(accumulators.index))
       .all();
+  }
+  accumulatorCount(studyId: string, round: number): number {
+    return (this.st('select count(*) n from accumulators where study_id = ? and round = ?').get(studyId, round) as { n: number }).n;
+  }
+  accumulatorSizes(studyId: string, round: number): { index: number; bytes: number }[] {
+    return this.st('select idx as "index", length(ct) as bytes from accumulators where study_id = ? and round = ? order by idx').all(studyId, round) as { index: number; bytes: number }[];
   }
   putAccumulator(row: AccumulatorRow): void {
     this.q
@@ -342,7 +426,7 @@ export class SqliteStore implements CoordinatorStore {
     // One page per step, so the statement must be stepped to its end: better-sqlite3's pragma()
     // does that (drizzle's run() would free a single page, its all() refuses a pragma without
     // rows). Inside a transaction there is no client to ask; the pages wait for the next call.
-    if ('$client' in this.q) this.q.$client.pragma('incremental_vacuum');
+    if (!this.client.inTransaction) this.client.pragma('incremental_vacuum');
   }
 
   insertRefusal(row: RefusalRow): void {

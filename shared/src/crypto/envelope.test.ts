@@ -2,8 +2,8 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { WireError, canonicalJson, utf8 } from '@twinfed/protocols';
 import { decodeBody, decodeMeta, parseEnvelope, sealEnvelope, verifyEnvelope } from './envelope.js';
-import { generateIdentity, openSealed, sealTo, type Identity } from './identity.js';
-import { initSodium } from './sodium.js';
+import { generateIdentity, openSealed, sealTo, sign, verify, type Identity } from './identity.js';
+import { initSodium, sodium } from './sodium.js';
 
 const code = (fn: () => unknown) => {
   try {
@@ -85,5 +85,18 @@ describe('signed statements', () => {
     assert.equal(verifyStatement('twinfed.test.v1', { ...fields, round: 3 }, sig, a.ed25519PublicKey), false, 'another field value');
     assert.equal(verifyStatement('twinfed.test.v1', fields, sig, b.ed25519PublicKey), false, 'another key');
     assert.equal(verifyStatement('twinfed.test.v1', fields, 'not base64!', a.ed25519PublicKey), false);
+  });
+});
+
+describe('Ed25519 signing through node:crypto', () => {
+  it("gives libsodium's signature byte for byte (deterministic RFC 8032), and libsodium verifies it", async () => {
+    await initSodium();
+    for (let i = 0; i < 20; i++) {
+      const id = generateIdentity();
+      const msg = new Uint8Array(Buffer.from(`message ${i} ${'x'.repeat(i * 37)}`));
+      const ours = sign(msg, id.ed25519SecretKey);
+      assert.deepEqual(Buffer.from(ours), Buffer.from(sodium().crypto_sign_detached(msg, id.ed25519SecretKey)));
+      assert.equal(verify(ours, msg, id.ed25519PublicKey), true);
+    }
   });
 });

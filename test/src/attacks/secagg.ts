@@ -55,10 +55,16 @@ const collusion: Attack = {
         const prepared = await Promise.all(lab.raws.map((p, k) => p.prepareUpload(1, deltas[k], N[k])));
         for (const [i, ct] of prepared[1].ciphertexts.entries()) expectOk(await b.raw.send('update.chunk', studyId, 1, ct, b.chunkMeta(1, i, prepared[1].ciphertexts.length, N[1])), "B's chunk");
 
-        // What the coordinator holds of B, handed to A over A's own connection.
-        const rows = c.db.$client.prepare('select ct from update_chunks where study_id = ? and round = 1 and site_id = ? order by idx').all(studyId, b.siteId) as { ct: Buffer }[];
+        // What the coordinator holds of B (its chunk rows point into the round's chunk logs), handed to A over A's own connection.
+        const rows = c.db.$client.prepare('select ct, log_file, log_offset, log_length from update_chunks where study_id = ? and round = 1 and site_id = ? order by idx').all(studyId, b.siteId) as {
+          ct: Buffer;
+          log_file: string | null;
+          log_offset: number;
+          log_length: number;
+        }[];
         expect(rows.length === prepared[1].ciphertexts.length, `the coordinator holds ${rows.length} chunks of B`);
-        c.engine.sendAsCoordinator(a.siteId, 'round.aggregate', studyId, 1, packFrames(rows.map((r) => new Uint8Array(r.ct))), { count: rows.length, infoBytes: 1 });
+        const held = rows.map((r) => (r.log_file ? c.engine.sums.readLog(r.log_file, r.log_offset, r.log_length) : new Uint8Array(r.ct)));
+        c.engine.sendAsCoordinator(a.siteId, 'round.aggregate', studyId, 1, packFrames(held), { count: rows.length, infoBytes: 1 });
         const handed = unpackFrames((await a.raw.next('round.aggregate')).body);
         const slots = decryptSlots(a.he, a.keys.get(1)!, handed, m.updateLength);
         const t = Number(a.he.plainModulus);

@@ -7,6 +7,13 @@
  * is sampled from its own /metrics during the round. Printed as a table with
  * each row's peak growth as a ratio of the smallest N's, measured in the same run.
  * `--json` prints one JSON line at the end.
+ *
+ * npm run bench:aggregate -- --sites 100 --params 10000000 [--plaintext-compare] [--workers W] [--json]
+ * runs one round at that scale instead (aggregate-scale.ts: simulated sites reusing a few
+ * pre-encrypted ciphertexts), prints a table of memory, throughput, phase times and bytes, and with
+ * --json one JSON line: sites, params, rssPeakMiB, rssGrowthMiB, aggregateParamsPerS, roundS,
+ * bytesIn, bytesOut (and, with --plaintext-compare, the same round without encryption and
+ * encryptedOverPlaintext, the ratio of their first-chunk-to-published times).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -16,6 +23,7 @@ import { secaggThresholdFor } from '@twinfed/protocols';
 import { initSodium } from '@twinfed/shared/crypto/index';
 import { RawSite, createAndStart, enrolNewSite, tempDir, tinySpec, ADMIN_TOKEN } from '../harness.js';
 import { RawParticipant } from '../raw-protocol.js';
+import { scaleRun, type ScaleResult } from './aggregate-scale.js';
 
 const BIN = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../cli/dist/bin.js');
 const json = process.argv.includes('--json');
@@ -112,7 +120,91 @@ async function runOnce(n: number): Promise<{ sites: number; baselineMiB: number;
   }
 }
 
+function argNum(name: string): number | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : undefined;
+}
+
+function printScale(rows: ScaleResult[]): void {
+  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  console.log(
+    `one secure-aggregation round, ${rows[0].sites} simulated sites (real handshakes, signed envelopes, sockets; ${4} distinct pre-encrypted ciphertexts reused) x ${rows[0].params.toLocaleString('en')} parameters (${rows[0].chunks} chunks per site)`,
+  );
+  const cols: [string, (r: ScaleResult) => string][] = [
+    ['mode', (r) => r.mode],
+    ['RSS base MiB', (r) => f(r.rssBaselineMiB)],
+    ['RSS peak MiB', (r) => f(r.rssPeakMiB)],
+    ['RSS growth MiB', (r) => f(r.rssGrowthMiB)],
+    ['params/s', (r) => `${f(r.aggregateParamsPerS / 1e6, 2)}M`],
+    ['1st chunk→published s', (r) => f(r.firstChunkToPublishS)],
+    ['upload s', (r) => f(r.uploadS)],
+    ['sums written s', (r) => f(r.sumsS)],
+    ['consistency+unmask s', (r) => f(r.unmaskS)],
+    ['round s', (r) => f(r.roundS)],
+    ['delivery s', (r) => f(r.deliveryS)],
+    ['bytes in', (r) => r.bytesIn.toLocaleString('en')],
+    ['bytes out', (r) => r.bytesOut.toLocaleString('en')],
+    ['db peak MiB', (r) => f(r.dbPeakMiB)],
+    ['writes/commit', (r) => f(r.writesPerCommit)],
+    ['coord CPU ms/chunk', (r) => f(r.coordinatorCpuMsPerChunk, 3)],
+    ['bench CPU ms/chunk', (r) => f(r.benchCpuMsPerChunk, 3)],
+    ['load', (r) => f(r.loadAvg)],
+  ];
+  const w = cols.map(([h, g]) => Math.max(h.length, ...rows.map((r) => g(r).length)));
+  console.log(cols.map(([h], i) => h.padStart(w[i])).join('  '));
+  for (const r of rows) console.log(cols.map(([, g], i) => g(r).padStart(w[i])).join('  '));
+  for (const r of rows) console.log(`${r.mode}: aggregate ${r.verified}; delivered to ${r.delivered}/${r.sites} sites; set-up ${f(r.setupS)} s (not timed)`);
+  for (const r of rows)
+    console.log(
+      `${r.mode}: coordinator CPU ms per chunk by thread: ${Object.entries(r.threadCpuMsPerChunk)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+}
+
 await initSodium();
+const scaleSites = argNum('--sites');
+if (scaleSites !== undefined) {
+  const params = argNum('--params') ?? 1_000_000;
+  const workers = argNum('--workers');
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const rows: ScaleResult[] = [await scaleRun({ sites: scaleSites, params, mode: 'encrypted', workers, log })];
+  if (process.argv.includes('--plaintext-compare')) rows.push(await scaleRun({ sites: scaleSites, params, mode: 'plaintext', workers, log }));
+  printScale(rows);
+  const [e, p] = rows;
+  const ratio = p ? e.firstChunkToPublishS / p.firstChunkToPublishS : undefined;
+  if (ratio !== undefined) console.log(`encrypted / plaintext (first chunk to published): ${ratio.toFixed(2)}x`);
+  if (json)
+    console.log(
+      JSON.stringify({
+        sites: e.sites,
+        params: e.params,
+        rssPeakMiB: +e.rssPeakMiB.toFixed(1),
+        rssGrowthMiB: +e.rssGrowthMiB.toFixed(1),
+        aggregateParamsPerS: Math.round(e.aggregateParamsPerS),
+        roundS: +e.roundS.toFixed(2),
+        firstChunkToPublishS: +e.firstChunkToPublishS.toFixed(2),
+        bytesIn: e.bytesIn,
+        bytesOut: e.bytesOut,
+        workers: e.workers,
+        distinctCiphertexts: 4,
+        ...(p
+          ? {
+              plaintext: {
+                rssPeakMiB: +p.rssPeakMiB.toFixed(1),
+                aggregateParamsPerS: Math.round(p.aggregateParamsPerS),
+                roundS: +p.roundS.toFixed(2),
+                firstChunkToPublishS: +p.firstChunkToPublishS.toFixed(2),
+                bytesIn: p.bytesIn,
+                bytesOut: p.bytesOut,
+              },
+              encryptedOverPlaintext: +ratio!.toFixed(3),
+            }
+          : {}),
+      }),
+    );
+  process.exit(0);
+}
 const rows = [];
 for (const n of SIZES) {
   process.stderr.write(`round with ${n} sites...\n`);
