@@ -12,7 +12,7 @@
  * points at bytes a crash could lose.
  */
 import { close, fdatasync, fstatSync, openSync, writeSync } from 'node:fs';
-import { createAdder, type ChunkAdder } from './adder.js';
+import { createAdder, type ChunkAdder, type RunningSum } from './adder.js';
 import type { WorkerReply, WorkerRequest } from './protocol.js';
 
 type Result = { reply: WorkerReply | null; transfer: ArrayBuffer[]; durable?: Promise<void> };
@@ -34,7 +34,7 @@ export class SumState {
    * round key → ciphertext index → sum and the number of chunks in it. Subtracting a sum's only
    * chunk removes the entry: SEAL refuses the zero (transparent) ciphertext it would leave.
    */
-  private readonly sums = new Map<string, Map<number, { ct: Uint8Array; n: number }>>();
+  private readonly sums = new Map<string, Map<number, { sum: RunningSum; n: number }>>();
   /** Open chunk logs by path, and the paths of each round key. */
   private readonly logs = new Map<string, LogFile>();
   private readonly logsOf = new Map<string, Set<string>>();
@@ -131,6 +131,7 @@ export class SumState {
         if (!this.adders.has(m.name)) this.adders.set(m.name, createAdder(m.mode, m.params));
         return { reply: null, transfer: [] };
       case 'drop':
+        for (const e of this.sums.get(m.key)?.values() ?? []) e.sum.free();
         this.sums.delete(m.key);
         this.closeLogs(m.key);
         return { reply: null, transfer: [] };
@@ -141,12 +142,22 @@ export class SumState {
           const t0 = performance.now();
           let round = this.sums.get(m.key);
           const acc = round?.get(m.index) ?? null;
-          if (m.op === 'sub' && acc === null) throw new Error(`no sum at index ${m.index} of ${m.key} to subtract from`);
-          if (m.op === 'sub' && acc!.n === 1) round!.delete(m.index);
-          else {
-            const next = m.op === 'add' ? adder.add(acc?.ct ?? null, m.chunk) : adder.sub(acc!.ct, m.chunk);
-            if (!round) this.sums.set(m.key, (round = new Map<number, { ct: Uint8Array; n: number }>()));
-            round.set(m.index, { ct: next, n: (acc?.n ?? 0) + (m.op === 'add' ? 1 : -1) });
+          if (m.op === 'sub') {
+            if (acc === null) throw new Error(`no sum at index ${m.index} of ${m.key} to subtract from`);
+            if (acc.n === 1) {
+              acc.sum.free();
+              round!.delete(m.index);
+            } else {
+              acc.sum.sub(m.chunk);
+              acc.n--;
+            }
+          } else if (acc) {
+            acc.sum.add(m.chunk);
+            acc.n++;
+          } else {
+            const sum = adder.start(m.chunk);
+            if (!round) this.sums.set(m.key, (round = new Map<number, { sum: RunningSum; n: number }>()));
+            round.set(m.index, { sum, n: 1 });
           }
           const ms = performance.now() - t0;
           if (m.op === 'add' && m.log) {
@@ -160,11 +171,18 @@ export class SumState {
         }
       }
       case 'take': {
-        const round = this.sums.get(m.key) ?? new Map<number, { ct: Uint8Array; n: number }>();
+        const round = this.sums.get(m.key) ?? new Map<number, { sum: RunningSum; n: number }>();
         this.sums.delete(m.key);
         this.closeLogs(m.key);
         const indexes = [...round.keys()];
-        const buffers = indexes.map((i) => round.get(i)!.ct);
+        const buffers = indexes.map((i) => {
+          const e = round.get(i)!;
+          try {
+            return e.sum.save();
+          } finally {
+            e.sum.free();
+          }
+        });
         // Handed over, not copied, where a sum owns its whole ArrayBuffer (the HE layer returns fresh arrays).
         const transfer = buffers.filter((b) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength).map((b) => b.buffer as ArrayBuffer);
         return { reply: { id: m.id, ok: true, indexes, buffers }, transfer };

@@ -8,6 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  CiphertextSum,
   DEFAULT_HE_PARAMS,
   HeError,
   addCiphertexts,
@@ -212,6 +213,28 @@ test('subtractCiphertext undoes an add exactly', () => {
     assert.notDeepEqual(added, sums[c]);
     assert.deepEqual(subtractCiphertext(ctx, added, extra.ciphertexts[c]), sums[c]);
   }
+});
+
+test('CiphertextSum (the coordinator\'s in-place running sum) equals addCiphertexts bit for bit, and a bad chunk leaves it unchanged', () => {
+  for (let c = 0; c < sums.length; c++) {
+    const s = CiphertextSum.start(ctx, updates[2].ciphertexts[c]);
+    try {
+      s.add(updates[0].ciphertexts[c]);
+      const bad = updates[1].ciphertexts[c].slice();
+      bad[bad.length >> 1] ^= 0xff;
+      assertHeError(() => s.add(bad), 'TWF_E_BAD_CIPHERTEXT');
+      s.add(updates[1].ciphertexts[c]);
+      assert.deepEqual(s.save(), sums[c]);
+      const extra = updates[0].ciphertexts[c];
+      s.add(extra);
+      s.sub(extra);
+      assert.deepEqual(s.save(), sums[c]);
+    } finally {
+      s.delete();
+    }
+    assert.throws(() => s.save(), /after delete/);
+  }
+  assertHeError(() => CiphertextSum.start(ctx, new Uint8Array(100)), 'TWF_E_BAD_CIPHERTEXT');
 });
 
 test('clipping happens and is counted', () => {

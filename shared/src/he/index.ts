@@ -17,6 +17,6 @@ export { ciphertextWireBytes } from './wire.js';
 export { createHeContext, type HeContext } from './context.js';
 export { generateSecretKey } from './keys.js';
 export { encryptWeightedUpdate, encryptSlots, type EncryptedUpdate } from './encrypt.js';
-export { validateCiphertext, addCiphertexts, subtractCiphertext } from './aggregate.js';
+export { validateCiphertext, addCiphertexts, subtractCiphertext, CiphertextSum } from './aggregate.js';
 export { decryptAverage, decryptSlots, noiseBudgetBits } from './decrypt.js';
 export { quantizeToZt, averageFromCentred } from './quantize.js';

@@ -8,7 +8,8 @@
  * each row's peak growth as a ratio of the smallest N's, measured in the same run.
  * `--json` prints one JSON line at the end.
  *
- * npm run bench:aggregate -- --sites 100 --params 10000000 [--plaintext-compare] [--workers W] [--json]
+ * npm run bench:aggregate -- --sites 100 --params 10000000 [--packed] [--plaintext-compare] [--workers W] [--json]
+ * (--packed: the study encrypts with PACKED_HE_PARAMS, two values per slot, half the ciphertexts)
  * runs one round at that scale instead (aggregate-scale.ts: simulated sites reusing a few
  * pre-encrypted ciphertexts), prints a table of memory, throughput, phase times and bytes, and with
  * --json one JSON line: sites, params, rssPeakMiB, rssGrowthMiB, aggregateParamsPerS, roundS,
@@ -128,7 +129,7 @@ function argNum(name: string): number | undefined {
 function printScale(rows: ScaleResult[]): void {
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   console.log(
-    `one secure-aggregation round, ${rows[0].sites} simulated sites (real handshakes, signed envelopes, sockets; ${4} distinct pre-encrypted ciphertexts reused) x ${rows[0].params.toLocaleString('en')} parameters (${rows[0].chunks} chunks per site)`,
+    `one secure-aggregation round, ${rows[0].sites} simulated sites (real handshakes, signed envelopes, sockets; ${4} distinct pre-encrypted ciphertexts reused) x ${rows[0].params.toLocaleString('en')} parameters (${rows[0].chunks} chunks per site, ${rows[0].lanes} value${rows[0].lanes > 1 ? 's' : ''} per slot)`,
   );
   const cols: [string, (r: ScaleResult) => string][] = [
     ['mode', (r) => r.mode],
@@ -167,9 +168,10 @@ const scaleSites = argNum('--sites');
 if (scaleSites !== undefined) {
   const params = argNum('--params') ?? 1_000_000;
   const workers = argNum('--workers');
+  const packed = process.argv.includes('--packed');
   const log = (m: string) => process.stderr.write(`${m}\n`);
-  const rows: ScaleResult[] = [await scaleRun({ sites: scaleSites, params, mode: 'encrypted', workers, log })];
-  if (process.argv.includes('--plaintext-compare')) rows.push(await scaleRun({ sites: scaleSites, params, mode: 'plaintext', workers, log }));
+  const rows: ScaleResult[] = [await scaleRun({ sites: scaleSites, params, mode: 'encrypted', workers, packed, log })];
+  if (process.argv.includes('--plaintext-compare')) rows.push(await scaleRun({ sites: scaleSites, params, mode: 'plaintext', workers, packed, log }));
   printScale(rows);
   const [e, p] = rows;
   const ratio = p ? e.firstChunkToPublishS / p.firstChunkToPublishS : undefined;
@@ -187,6 +189,8 @@ if (scaleSites !== undefined) {
         bytesIn: e.bytesIn,
         bytesOut: e.bytesOut,
         workers: e.workers,
+        lanes: e.lanes,
+        chunksPerSite: e.chunks,
         distinctCiphertexts: 4,
         ...(p
           ? {

@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import Database from '@twinfed/shared/db/driver';
 import { secaggThresholdFor, unpackFrames, type StudyManifest } from '@twinfed/protocols';
 import { initSodium } from '@twinfed/shared/crypto/index';
-import { decryptSlots, encryptSlots } from '@twinfed/shared/he/index';
+import { PACKED_HE_PARAMS, ciphertextCount, decryptSlots, encryptSlots, maxSamplesPerSiteFor, packedLength } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
 import { RawSite, createAndStart, enrolNewSite, lead, tempDir, tinySpec, ADMIN_TOKEN } from '../harness.js';
 import { RawParticipant } from '../raw-protocol.js';
@@ -50,6 +50,8 @@ export interface ScaleResult {
   sites: number;
   params: number;
   chunks: number;
+  /** Values per plaintext slot: 1 (DEFAULT_HE_PARAMS) or 2 (--packed, PACKED_HE_PARAMS). */
+  lanes: number;
   workers: number | null;
   rssBaselineMiB: number;
   rssPeakMiB: number;
@@ -166,7 +168,13 @@ async function pool<T>(items: T[], limit: number, fn: (t: T, i: number) => Promi
   );
 }
 
-export async function scaleRun(opts: { sites: number; params: number; mode: 'encrypted' | 'plaintext'; workers?: number; log: (s: string) => void }): Promise<ScaleResult> {
+/**
+ * `packed`: the study uses PACKED_HE_PARAMS (two values per slot, TWH2, half the ciphertexts); the
+ * weight cap is then what the lane capacity allows for this many sites (maxSamplesPerSiteFor), and
+ * every site claims min(10, that) samples. The plaintext round of a packed comparison sends the
+ * same number of chunks, each with as many float32 values as a packed ciphertext carries.
+ */
+export async function scaleRun(opts: { sites: number; params: number; mode: 'encrypted' | 'plaintext'; workers?: number; packed?: boolean; log: (s: string) => void }): Promise<ScaleResult> {
   const { sites: n, mode, log } = opts;
   await initSodium();
   const tmp = tempDir(`bench-scale-${mode}`);
@@ -204,6 +212,14 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     const { model, length } = modelFor(opts.params);
     const spec = tinySpec({ rounds: 1, minSites: secaggThresholdFor(n), roundDeadlineS: 3600 });
     spec.model = model;
+    let nSamples = 10;
+    if (opts.packed) {
+      const cap = maxSamplesPerSiteFor(PACKED_HE_PARAMS, n);
+      if (cap < 1) throw new Error(`PACKED_HE_PARAMS hold less than one sample per site for ${n} sites`);
+      spec.encryption = { ...PACKED_HE_PARAMS };
+      spec.training.maxSamplesPerSite = cap;
+      nSamples = Math.min(nSamples, cap);
+    }
     const { manifest, manifestHash } = await createAndStart(url, spec);
     const parts: RawParticipant[] = new Array<RawParticipant>(n);
     await pool(
@@ -225,7 +241,9 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     await Promise.all(parts.map((p) => p.acceptPeers(1, 600_000)));
     const setupS = (performance.now() - tSetup) / 1000;
     const he = parts[0].he;
-    const count = Math.ceil(length / he.slotCount);
+    const count = ciphertextCount(he.params, length);
+    /** Slots the update fills (values per slot: lanesOf(params)). */
+    const slots = packedLength(he.params, length);
     const per = Math.ceil(length / count);
     const t = Number(he.plainModulus);
     // The DISTINCT plaintexts (values in [0, t) for ciphertexts, small floats for plaintext chunks) and their chunks.
@@ -267,7 +285,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
         parts.map(async (p, s) => {
           for (let i = 0; i < count; i++) {
             const body = (i === count - 1 ? lastBodies : bodies)[(s + i) % DISTINCT];
-            const a = await p.raw.send('update.chunk', manifest.studyId, 1, body, p.chunkMeta(1, i, count, 10));
+            const a = await p.raw.send('update.chunk', manifest.studyId, 1, body, p.chunkMeta(1, i, count, nSamples));
             if (!a.ok) throw new Error(`${p.siteId} chunk ${i}: ${a.code} ${a.detail}`);
             acked++;
           }
@@ -325,7 +343,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       if (!env) return;
       delivered++;
       lastDeliveryMs = Math.max(lastDeliveryMs, Date.now());
-      if (i === 0) verified = verify(env.body, mode, manifest, count, per, length, n, plains, floats, he, dealt.sk);
+      if (i === 0) verified = verify(env.body, mode, manifest, count, per, slots, n, plains, floats, he, dealt.sk);
       p.raw.close();
     });
     const deliveryS = (lastDeliveryMs - closedAtMs) / 1000;
@@ -347,6 +365,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       sites: n,
       params: length,
       chunks: count,
+      lanes: opts.packed ? 2 : 1,
       workers: opts.workers ?? null,
       rssBaselineMiB: mib(baseline),
       rssPeakMiB: mib(Math.max(peak, hwm)),
@@ -385,7 +404,8 @@ function verify(
   manifest: StudyManifest,
   count: number,
   per: number,
-  length: number,
+  /** Slots the update fills (packedLength). */
+  slots: number,
   n: number,
   plains: Float64Array[],
   floats: Float32Array[],
@@ -399,7 +419,7 @@ function verify(
   let checked = 0;
   for (const i of idxs) {
     if (mode === 'encrypted') {
-      const dec = decryptSlots(he, sk, [frames[i]], i === count - 1 ? length - i * he.slotCount : he.slotCount);
+      const dec = decryptSlots(he, sk, [frames[i]], i === count - 1 ? slots - i * he.slotCount : he.slotCount);
       for (let k = 0; k < dec.length; k++) {
         let want = 0;
         for (let s = 0; s < n; s++) want = (want + plains[(s + i) % DISTINCT][k]) % t;
