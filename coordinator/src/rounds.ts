@@ -4,6 +4,8 @@ import {
   MASK_SURVIVORS_KIND,
   WireError,
   canonicalJson,
+  chunkCiphertextRange,
+  chunkCount,
   maskKeysFields,
   maskSurvivorsFields,
   quorumOf,
@@ -15,6 +17,7 @@ import {
   type Envelope,
   type StudyManifest,
   type UpdateChunkMetaT,
+  unpackFrames,
 } from '@twinfed/protocols';
 import { decodeBody, decodeMeta, fromB64, verifyStatement } from '@twinfed/shared/crypto/index';
 import type { AuditEntry } from '@twinfed/shared/audit/index';
@@ -257,9 +260,26 @@ export class Rounds {
     if (meta.keyEpoch !== r.keyEpoch) throw new WireError('TWF_E_UPDATE_SHAPE', `encrypted under key epoch ${meta.keyEpoch}; round ${r.round} uses ${r.keyEpoch}`);
     await createHeContext(params); // refuses parameters SEAL cannot use before any chunk is counted
     if (meta.length !== m.updateLength) throw new WireError('TWF_E_UPDATE_SHAPE', `length ${meta.length}; the manifest fixes ${m.updateLength} parameters`);
-    const expectedCount = ciphertextCount(params, m.updateLength);
-    if (meta.count !== expectedCount) throw new WireError('TWF_E_UPDATE_SHAPE', `count ${meta.count}; ${m.updateLength} parameters take ${expectedCount} ciphertexts`);
+    const total = ciphertextCount(params, m.updateLength);
+    const perChunk = m.ciphertextsPerChunk ?? 1;
+    const expectedCount = chunkCount(total, perChunk);
+    if (meta.count !== expectedCount)
+      throw new WireError(
+        'TWF_E_UPDATE_SHAPE',
+        `count ${meta.count}; ${m.updateLength} parameters take ${total} ciphertexts${perChunk > 1 ? `, ${perChunk} to a chunk: ${expectedCount} chunks` : ''}`,
+      );
     if (meta.index >= meta.count) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${meta.index} of ${meta.count}`);
+    if (perChunk > 1) {
+      // The body is packFrames of the chunk's ciphertexts; each is validated where it is added.
+      let frames: number;
+      try {
+        frames = unpackFrames(env.body).length;
+      } catch (e) {
+        throw new WireError('TWF_E_BAD_CIPHERTEXT', `chunk ${meta.index}: ${(e as Error).message}`);
+      }
+      const want = chunkCiphertextRange(meta.index, total, perChunk).n;
+      if (frames !== want) throw new WireError('TWF_E_UPDATE_SHAPE', `chunk ${meta.index} carries ${frames} ciphertexts; the manifest puts ${want} in it`);
+    }
     if (meta.nSamples > m.training.maxSamplesPerSite) throw new WireError('TWF_E_SAMPLES_BOUND', `n=${meta.nSamples} > maxSamplesPerSite ${m.training.maxSamplesPerSite}`);
     const round = r.round;
     // A re-sent chunk is refused before it costs an addition (and checked again where it is stored).
@@ -269,14 +289,14 @@ export class Rounds {
     try {
       // Validates the ciphertext (TWF_E_BAD_CIPHERTEXT, nothing added), adds it on its index's worker
       // and writes its bytes to that worker's chunk log, synced before the answer.
-      const { ms, log } = await this.ctx.sums.add(key, params, meta.index, env.body, true);
+      const { ms, log } = await this.ctx.sums.add(key, params, meta.index, env.body, true, perChunk);
       let result: { complete: boolean; received: number; count: number; entry: AuditEntry };
       try {
-        result = await this.ctx.commits.run((tx) => this.storeChunk(tx, env, meta, st, round, ms, log));
+        result = await this.ctx.commits.run((tx) => this.storeChunk(tx, env, meta, st, round, ms, log, total));
       } catch (e) {
         // Refused where it is stored (the round moved on, the site was excluded, a duplicate): it
         // leaves the sum again, posted before this chunk counts as settled, so before any take.
-        this.ctx.sums.sub(key, params, meta.index, env.body).catch((x: unknown) => this.ctx.log('warn', `undoing a refused chunk of ${st.studyId} round ${round}: ${(x as Error).message}`));
+        this.ctx.sums.sub(key, params, meta.index, env.body, perChunk).catch((x: unknown) => this.ctx.log('warn', `undoing a refused chunk of ${st.studyId} round ${round}: ${(x as Error).message}`));
         throw e;
       }
       this.ctx.metrics.aggregationSeconds.observe(ms / 1000);
@@ -300,6 +320,8 @@ export class Rounds {
     round: number,
     ms: number,
     log: { file: string; offset: number; length: number } | undefined,
+    /** Ciphertexts of the whole update (chunks may carry several). */
+    ciphertexts: number,
   ): { complete: boolean; received: number; count: number; entry: AuditEntry } {
     const h = env.header;
     this.ctx.advanceSeq(tx, env); // rolled back with the chunk if it is refused (the engine then writes it alone)
@@ -331,7 +353,7 @@ export class Rounds {
       state: complete ? 'complete' : 'receiving',
       completedAtMs: complete ? this.ctx.now() : null,
     });
-    tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts: meta.count });
+    tx.updateRound(st.studyId, round, { bytesIn: again.bytesIn + env.body.length, aggregateMs: again.aggregateMs + ms, length: meta.length, ciphertexts });
     const entry = this.received(env, `chunk ${meta.index + 1}/${meta.count} n=${meta.nSamples}${complete ? ' complete' : ''}`);
     if (complete) this.ctx.audit.append({ actor: h.senderId, action: 'update.accepted', studyId: st.studyId, round, detail: `n=${meta.nSamples} chunks=${meta.count}` });
     return { complete, received: receivedNow, count: up.count, entry };
@@ -710,7 +732,9 @@ export class Rounds {
     }
     const t0 = performance.now();
     const st = studyRow(this.ctx.store, studyId);
-    const params = manifestOfRow(st).encryption as HeParams;
+    const manifest = manifestOfRow(st);
+    const params = manifest.encryption as HeParams;
+    const perChunk = manifest.ciphertextsPerChunk ?? 1;
     const survivors = parseList(r.survivorsJson);
     const withRows = this.ctx.store.chunkSites(studyId, round);
     const replay = async (sites: string[], op: 'add' | 'sub') => {
@@ -720,7 +744,7 @@ export class Rounds {
           const c = this.ctx.store.chunk(studyId, round, siteId, index);
           if (!c) continue; // the round failed meanwhile (its rows deleted); the check after take() stops here
           const bytes = this.chunkBytes(c);
-          window.push(op === 'add' ? sums.add(key, params, index, bytes) : sums.sub(key, params, index, bytes));
+          window.push(op === 'add' ? sums.add(key, params, index, bytes, false, perChunk) : sums.sub(key, params, index, bytes, perChunk));
           if (window.length >= REBUILD_WINDOW) {
             await Promise.all(window);
             window = [];

@@ -101,6 +101,18 @@ describe('study rules', () => {
     assert.ok(d.updateLength > 0);
   });
 
+  it("studyDraft: 8 ciphertexts per chunk by default from 64 ciphertexts up, none below, a spec's own value kept", () => {
+    assert.equal(draftOf().ciphertextsPerChunk, undefined, 'a small model keeps one ciphertext per chunk (manifest unchanged)');
+    const big = { ...SPEC.model, base: 64, depth: 3 };
+    const d = draftOf({ model: big });
+    assert.ok(d.updateLength >= 64 * 4096, `${d.updateLength} parameters`);
+    assert.equal(d.ciphertextsPerChunk, 8);
+    assert.equal(draftOf({ model: big, ciphertextsPerChunk: 1 }).ciphertextsPerChunk, 1);
+    assert.equal(draftOf({ ciphertextsPerChunk: 5 }).ciphertextsPerChunk, 5);
+    assert.throws(() => draftOf({ ciphertextsPerChunk: 65 }), code('TWF_E_BAD_REQUEST', /ciphertextsPerChunk/));
+    assert.throws(() => draftOf({ ciphertextsPerChunk: 0 }), code('TWF_E_BAD_REQUEST', /ciphertextsPerChunk/));
+  });
+
   it('buildRoster returns the entries with their enrolled keys and the dealer order', () => {
     const r = buildRoster(draftOf(), ids(3), ['s2', 's1'], rowsOf(...ids(3).map((id) => site(id))));
     assert.deepEqual(

@@ -6,7 +6,7 @@
 import { MIN_CONTRIBUTORS, StudyDraftSchema, StudySpecSchema, WireError, quorumOf, secaggThresholdFor, type RosterEntry, type StudyDraft, type StudyManifest } from '@twinfed/protocols';
 import { dpStepsPerRound, epsilonFor, noiseMultiplierFor } from '@twinfed/shared/dp/accountant';
 import { siteNoiseAllowance } from '@twinfed/shared/dp/site-level';
-import { checkHeParams, createHeContext, lanesOf, maxSamplesPerSiteFor, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
+import { checkHeParams, ciphertextCount, createHeContext, lanesOf, maxSamplesPerSiteFor, maxTotalSamples, type HeParams } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
 import type { z } from 'zod';
 import type { SiteRow } from './store/index.js';
@@ -87,15 +87,32 @@ export async function validateHeParams(p: HeParams): Promise<void> {
   }
 }
 
+/** Updates of this many ciphertexts or more get DEFAULT_LARGE_CIPHERTEXTS_PER_CHUNK when the spec names none. */
+export const LARGE_UPDATE_CIPHERTEXTS = 64;
+export const DEFAULT_LARGE_CIPHERTEXTS_PER_CHUNK = 8;
+
+/**
+ * The ciphertextsPerChunk a draft gets when its spec leaves it out: 8 for an update of at least 64
+ * ciphertexts (a large model, where each update.chunk's fixed cost to the coordinator, about a
+ * millisecond whatever it carries, dominates: docs/scaling.md), none (one per chunk) below, so
+ * small models' manifests are unchanged.
+ */
+export function defaultCiphertextsPerChunk(ciphertexts: number): number | undefined {
+  return ciphertexts >= LARGE_UPDATE_CIPHERTEXTS ? DEFAULT_LARGE_CIPHERTEXTS_PER_CHUNK : undefined;
+}
+
 /** The draft a parsed spec becomes: its id, the validated encryption, the update length its model implies. */
 export function studyDraft(spec: StudySpecOut, encryption: HeParams, at: { studyId: string; coordinatorId: string; createdAtMs: number }): StudyDraft {
+  const length = updateLength(spec.model);
+  const perChunk = spec.ciphertextsPerChunk ?? defaultCiphertextsPerChunk(ciphertextCount(encryption, length));
   return StudyDraftSchema.parse({
     ...spec,
+    ...(perChunk === undefined ? {} : { ciphertextsPerChunk: perChunk }),
     studyId: at.studyId,
     encryption,
     coordinatorId: at.coordinatorId,
     createdAt: new Date(at.createdAtMs).toISOString(),
-    updateLength: updateLength(spec.model),
+    updateLength: length,
     secureAggregation: 'double-mask-v1',
   });
 }

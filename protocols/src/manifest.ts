@@ -223,6 +223,24 @@ export type DpConfig = z.infer<typeof DpSchema>;
 /** Fewest sites whose updates may form an aggregate: with 2, each learns the other's update from it. */
 export const MIN_CONTRIBUTORS = 3;
 
+/** Most ciphertexts one update.chunk message may carry (about 4 MiB at N = 4096 without packing). */
+export const MAX_CIPHERTEXTS_PER_CHUNK = 64;
+
+/**
+ * The ciphertexts chunk `index` of an update carries: [first, first + n) of `ciphertexts` in all,
+ * `perChunk` to a message (the manifest's ciphertextsPerChunk, 1 when absent). With one per chunk
+ * the body is the ciphertext itself; with more it is packFrames of them (messages.ts).
+ */
+export function chunkCiphertextRange(index: number, ciphertexts: number, perChunk = 1): { first: number; n: number } {
+  const first = index * perChunk;
+  return { first, n: Math.max(0, Math.min(perChunk, ciphertexts - first)) };
+}
+
+/** update.chunk messages an update of `ciphertexts` ciphertexts takes. */
+export function chunkCount(ciphertexts: number, perChunk = 1): number {
+  return Math.ceil(ciphertexts / perChunk);
+}
+
 /**
  * The fields every task's spec shares. `strict`: the spec a lead writes, where an unknown key (a
  * typo such as `minSite`) is refused rather than silently dropped; the draft and manifest the
@@ -241,6 +259,12 @@ const studyCommon = (strict: boolean) => ({
     .positive()
     .max(7 * 24 * 3600),
   encryption: (strict ? HeParamsSchema.strict() : HeParamsSchema).optional(),
+  /**
+   * Ciphertexts per update.chunk message (absent = 1; chunkCiphertextRange). Each message costs the
+   * coordinator a signature check, an audit entry, a receipt and a share of a commit whatever it
+   * carries, so a large model uploads faster in fewer, larger messages (docs/scaling.md).
+   */
+  ciphertextsPerChunk: z.number().int().min(1).max(MAX_CIPHERTEXTS_PER_CHUNK).optional(),
   /** Aggregation strategy; absent = FedAvg. */
   strategy: StrategySchema.optional(),
   /** Differential privacy; absent = none. */

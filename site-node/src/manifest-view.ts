@@ -1,5 +1,5 @@
 import type { StudyManifest } from '@twinfed/protocols';
-import { quorumOf, secaggThresholdFor } from '@twinfed/protocols';
+import { chunkCount, quorumOf, secaggThresholdFor } from '@twinfed/protocols';
 import { initSodium, siteFingerprint } from '@twinfed/shared/crypto/index';
 import type { HeParams } from '@twinfed/shared/he/params';
 import { ciphertextCount, lanesOf } from '@twinfed/shared/he/lanes';
@@ -101,7 +101,7 @@ export async function manifestView(m: StudyManifest, hash: string, selfId?: stri
           m.task === 'twin-prior'
             ? `the sufficient statistics (patient count, sums and sums of products of growth parameters clipped to each model's box, summed residuals) of at least ${m.data.minPatients} and at most ${m.model.maxPatientsPerSite} patients, for ${m.model.models.join(', ')}: ${m.updateLength} values in fixed point, masked and encrypted (BFV N=${slots}, ${perSlot === 1 ? 'one value' : `${perSlot} values`} per slot, ${ciphertexts} ciphertexts); only the sum over the contributing sites is ever decrypted`
             : `one model update of ${m.updateLength.toLocaleString('en')} values, clipped to ±${m.training.clipBound}, weighted by at most ${m.training.maxSamplesPerSite} samples, masked and encrypted (BFV N=${slots}, ${perSlot === 1 ? 'one value' : `${perSlot} values`} per slot, ${ciphertexts} ciphertexts)`,
-        howOften: 'once per round',
+        howOften: (m.ciphertextsPerChunk ?? 1) > 1 ? `once per round, in ${chunkCount(ciphertexts, m.ciphertextsPerChunk)} messages of up to ${m.ciphertextsPerChunk} ciphertexts` : 'once per round',
         approxBytes: updateBytes,
       },
       {

@@ -6,6 +6,8 @@ import {
   WireError,
   maskKeysFields,
   maskSurvivorsFields,
+  chunkCiphertextRange,
+  chunkCount,
   packFrames,
   quorumOf,
   secaggThresholdFor,
@@ -302,9 +304,14 @@ export class SiteRounds {
   private async upload(studyId: string, round: number, w: RoundWorkRow, skip: Set<number>, m: StudyManifest): Promise<void> {
     const cts = unpackFrames(new Uint8Array(w.ciphertexts!));
     const digest = heParamsDigest(m.encryption as HeParams);
-    for (let i = 0; i < cts.length; i++) {
+    // ciphertextsPerChunk to a message (protocols/src/manifest.ts chunkCiphertextRange): one is sent as is, more as packFrames.
+    const perChunk = m.ciphertextsPerChunk ?? 1;
+    const count = chunkCount(cts.length, perChunk);
+    for (let i = 0; i < count; i++) {
       if (skip.has(i)) continue;
-      const ack = await this.host.send('update.chunk', studyId, round, cts[i], { index: i, count: cts.length, nSamples: w.nSamples, length: w.length, keyEpoch: w.keyEpoch, heParamsDigest: digest });
+      const { first, n } = chunkCiphertextRange(i, cts.length, perChunk);
+      const body = perChunk === 1 ? cts[i] : packFrames(cts.slice(first, first + n));
+      const ack = await this.host.send('update.chunk', studyId, round, body, { index: i, count, nSamples: w.nSamples, length: w.length, keyEpoch: w.keyEpoch, heParamsDigest: digest });
       if (!ack.ok) {
         if (ack.code === 'TWF_E_DUPLICATE_CHUNK') continue;
         return; // disconnected or refused: the coordinator re-sends mask.peers on reconnect
@@ -320,7 +327,7 @@ export class SiteRounds {
       trainMs: w.trainMs ?? NaN,
       encryptMs: w.encryptMs ?? NaN,
       uploadBytes: w.uploadBytes ?? 0,
-      chunks: cts.length,
+      chunks: count,
     });
   }
 

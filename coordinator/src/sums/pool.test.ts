@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { WireError } from '@twinfed/protocols';
+import { WireError, chunkCiphertextRange, chunkCount, packFrames } from '@twinfed/protocols';
 import { DEFAULT_HE_PARAMS, addCiphertexts, createHeContext, decryptSlots, encryptSlots, generateSecretKey, subtractCiphertext, type HeContext } from '@twinfed/shared/he/index';
 import { SumPool } from './pool.js';
 
@@ -122,6 +122,36 @@ describe('aggregation pool: sums on worker threads', () => {
     await assert.rejects(pool.add(key, DEFAULT_HE_PARAMS, 0, bad), (e: unknown) => e instanceof WireError && e.code === 'TWF_E_BAD_CIPHERTEXT');
     const sums = await pool.take(key);
     assert.ok(same(sums.get(0)!, addCiphertexts(he, null, uploads[0][0])));
+  });
+
+  it('chunks of 3 ciphertexts (ciphertextsPerChunk): per-ciphertext sums bit for bit the serial ones; a chunk with a bad third ciphertext changes nothing; a subtracted chunk leaves entirely', async () => {
+    const K = 3;
+    const chunks = chunkCount(COUNT, K); // 7 ciphertexts: chunks of 3, 3, 1
+    const chunkOf = (u: Uint8Array[], i: number) => {
+      const { first, n } = chunkCiphertextRange(i, COUNT, K);
+      return packFrames(u.slice(first, first + n));
+    };
+    for (const workers of [0, 2]) {
+      const pool = new SumPool('he', workers);
+      pools.push(pool);
+      const key = SumPool.key('k', workers);
+      pool.open(key);
+      for (const j of shuffled(
+        uploads.flatMap((u, s) => Array.from({ length: chunks }, (_, i) => ({ s, i, body: chunkOf(u, i) }))),
+        workers + 3,
+      ))
+        await pool.add(key, DEFAULT_HE_PARAMS, j.i, j.body, false, K);
+      const bad = uploads[0][2].slice();
+      bad[bad.length >> 1] ^= 0xff;
+      await assert.rejects(pool.add(key, DEFAULT_HE_PARAMS, 0, packFrames([uploads[1][0], uploads[1][1], bad]), false, K), (e: unknown) => e instanceof WireError && e.code === 'TWF_E_BAD_CIPHERTEXT');
+      await assert.rejects(pool.add(key, DEFAULT_HE_PARAMS, 0, new Uint8Array([1, 0, 0, 0, 9]), false, K), (e: unknown) => e instanceof WireError && e.code === 'TWF_E_BAD_CIPHERTEXT');
+      // An extra site's chunk 1 added, then refused where it is stored: subtracted again.
+      await pool.add(key, DEFAULT_HE_PARAMS, 1, chunkOf(uploads[0], 1), false, K);
+      await pool.sub(key, DEFAULT_HE_PARAMS, 1, chunkOf(uploads[0], 1), K);
+      const sums = await pool.take(key);
+      assert.equal(sums.size, COUNT, 'sums by ciphertext index, not by chunk');
+      for (let i = 0; i < COUNT; i++) assert.ok(same(sums.get(i)!, serial[i]), `${workers} workers, ciphertext ${i}`);
+    }
   });
 
   it('a round first seen through a chunk is not complete (it would be rebuilt); a sealed round refuses new chunks', async () => {

@@ -176,16 +176,16 @@ export class SumPool {
    * is not a valid chunk. Resolves with the worker's time for the addition, ms, and, with `durable`
    * and a chunk-log folder, where its bytes now are on disk (its row records that, not the bytes).
    */
-  add(key: string, params: HeParams, index: number, chunk: Uint8Array, durable = false): Promise<{ ms: number; log?: { file: string; offset: number; length: number } }> {
-    return this.request('add', key, params, index, chunk, durable);
+  add(key: string, params: HeParams, index: number, chunk: Uint8Array, durable = false, perChunk = 1): Promise<{ ms: number; log?: { file: string; offset: number; length: number } }> {
+    return this.request('add', key, params, index, chunk, durable, perChunk);
   }
 
   /**
    * Subtracts a chunk added before (a refused chunk, an abandoned partial upload). If that fails
    * the sum is no longer known to hold exactly the stored chunks: the round is rebuilt from them.
    */
-  sub(key: string, params: HeParams, index: number, chunk: Uint8Array): Promise<{ ms: number }> {
-    return this.request('sub', key, params, index, chunk, false).catch((e: unknown) => {
+  sub(key: string, params: HeParams, index: number, chunk: Uint8Array, perChunk = 1): Promise<{ ms: number }> {
+    return this.request('sub', key, params, index, chunk, false, perChunk).catch((e: unknown) => {
       const r = this.rounds.get(key);
       if (r) r.complete = false;
       throw e;
@@ -199,13 +199,14 @@ export class SumPool {
     index: number,
     chunk: Uint8Array,
     durable: boolean,
+    perChunk: number,
   ): Promise<{ ms: number; log?: { file: string; offset: number; length: number } }> {
     const laneNo = index % this.lanes.length;
     const lane = this.lane(laneNo);
-    const adder = `${this.mode}:${heParamsDigest(params)}`;
+    const adder = `${this.mode}:${heParamsDigest(params)}:${perChunk}`;
     if (!lane.adders.has(adder)) {
       lane.adders.add(adder);
-      lane.post({ op: 'adder', name: adder, mode: this.mode, params });
+      lane.post({ op: 'adder', name: adder, mode: this.mode, params, perChunk });
     }
     const [studyId, round] = key.split('\u0000');
     const file = durable && this.chunkDir ? `${SumPool.logPrefix(studyId, Number(round))}w${laneNo}.log` : null;

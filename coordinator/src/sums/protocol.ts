@@ -3,9 +3,11 @@ import type { SumMode } from './adder.js';
 
 /** Messages from SumPool to an aggregation worker (worker.ts); handled in the order posted. */
 export type WorkerRequest =
-  | { op: 'adder'; name: string; mode: SumMode; params: HeParams }
+  /** `perChunk`: ciphertexts per chunk (1: the chunk is one ciphertext; more: packFrames of them). */
+  | { op: 'adder'; name: string; mode: SumMode; params: HeParams; perChunk: number }
   /** `log`: append the chunk to this file and answer once it is on disk (adds only). */
   | { op: 'add' | 'sub'; id: number; adder: string; key: string; index: number; chunk: Uint8Array; log?: string }
+  /** Answered with the sums by ciphertext index (chunk index × perChunk + position in the chunk). */
   | { op: 'take'; id: number; key: string }
   | { op: 'drop'; key: string };
 

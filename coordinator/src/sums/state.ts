@@ -34,7 +34,7 @@ export class SumState {
    * round key → ciphertext index → sum and the number of chunks in it. Subtracting a sum's only
    * chunk removes the entry: SEAL refuses the zero (transparent) ciphertext it would leave.
    */
-  private readonly sums = new Map<string, Map<number, { sum: RunningSum; n: number }>>();
+  private readonly sums = new Map<string, Map<number, { sum: RunningSum; n: number; perChunk: number }>>();
   /** Open chunk logs by path, and the paths of each round key. */
   private readonly logs = new Map<string, LogFile>();
   private readonly logsOf = new Map<string, Set<string>>();
@@ -128,7 +128,7 @@ export class SumState {
   private async handle(m: WorkerRequest): Promise<Result> {
     switch (m.op) {
       case 'adder':
-        if (!this.adders.has(m.name)) this.adders.set(m.name, createAdder(m.mode, m.params));
+        if (!this.adders.has(m.name)) this.adders.set(m.name, createAdder(m.mode, m.params, m.perChunk));
         return { reply: null, transfer: [] };
       case 'drop':
         for (const e of this.sums.get(m.key)?.values() ?? []) e.sum.free();
@@ -156,8 +156,8 @@ export class SumState {
             acc.n++;
           } else {
             const sum = adder.start(m.chunk);
-            if (!round) this.sums.set(m.key, (round = new Map<number, { sum: RunningSum; n: number }>()));
-            round.set(m.index, { sum, n: 1 });
+            if (!round) this.sums.set(m.key, (round = new Map<number, { sum: RunningSum; n: number; perChunk: number }>()));
+            round.set(m.index, { sum, n: 1, perChunk: adder.perChunk });
           }
           const ms = performance.now() - t0;
           if (m.op === 'add' && m.log) {
@@ -171,18 +171,22 @@ export class SumState {
         }
       }
       case 'take': {
-        const round = this.sums.get(m.key) ?? new Map<number, { sum: RunningSum; n: number }>();
+        const round = this.sums.get(m.key) ?? new Map<number, { sum: RunningSum; n: number; perChunk: number }>();
         this.sums.delete(m.key);
         this.closeLogs(m.key);
-        const indexes = [...round.keys()];
-        const buffers = indexes.map((i) => {
-          const e = round.get(i)!;
+        // By ciphertext index: a chunk's k-th ciphertext is index × perChunk + k.
+        const indexes: number[] = [];
+        const buffers: Uint8Array[] = [];
+        for (const [i, e] of round) {
           try {
-            return e.sum.save();
+            e.sum.save().forEach((b, k) => {
+              indexes.push(i * e.perChunk + k);
+              buffers.push(b);
+            });
           } finally {
             e.sum.free();
           }
-        });
+        }
         // Handed over, not copied, where a sum owns its whole ArrayBuffer (the HE layer returns fresh arrays).
         const transfer = buffers.filter((b) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength).map((b) => b.buffer as ArrayBuffer);
         return { reply: { id: m.id, ok: true, indexes, buffers }, transfer };

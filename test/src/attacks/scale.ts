@@ -1,9 +1,11 @@
 import { join } from 'node:path';
+import { packFrames, unpackFrames, type Ack } from '@twinfed/protocols';
 import { SiteNode } from '@twinfed/site-node';
 import { responseStudySpec } from '@twinfed/shared/response/index';
 import { RawSite, createAndStart, startCoordinator, waitFor, connectAndApprove } from '../harness.js';
 import { responseSite } from '../strategies-harness.js';
 import { failed, refused, type Attack, type AttackOutcome } from './types.js';
+import { scaleRun } from '../bench/aggregate-scale.js';
 
 /**
  * Attacks on what the consortium-scale work added: pruning of old encrypted aggregates beyond the
@@ -52,4 +54,59 @@ const prunedAggregateRequests: Attack = {
   },
 };
 
-export const SCALE_ATTACKS: Attack[] = [prunedAggregateRequests];
+/**
+ * A participant of a study with ciphertextsPerChunk 3 (update.chunk messages of several
+ * ciphertexts) tries to slip extra or broken ciphertexts into the sums: a chunk with one frame too
+ * many, one frame too few, a valid frame followed by a corrupted one (the valid one would already
+ * be added if the chunk were not all or nothing), trailing bytes after the frames, and the same
+ * chunk twice. Real parts: a real coordinator process, 4 sites over real sockets with signed
+ * envelopes, real SEAL ciphertexts under the study key (the scale bench's simulated sites).
+ */
+const multiCiphertextChunks: Attack = {
+  name: 'multi-ciphertext-chunk-smuggling',
+  finding: null,
+  expected:
+    'chunks of 4 or 2 ciphertexts where the manifest puts 3 -> TWF_E_UPDATE_SHAPE; a chunk whose third ciphertext is corrupted, or with trailing bytes -> TWF_E_BAD_CIPHERTEXT; a repeated chunk -> TWF_E_DUPLICATE_CHUNK; the published aggregate is exactly the honest sum (nothing of a refused chunk stays in it)',
+  async run(ctx): Promise<AttackOutcome> {
+    const answers: Record<string, string> = {};
+    const r = await scaleRun({
+      sites: 4,
+      params: 25_000,
+      mode: 'encrypted',
+      perChunk: 3,
+      log: (m) => ctx.log(m),
+      probe: async ({ send, honest }) => {
+        const frames = unpackFrames(honest(0));
+        const code = (a: Ack) => (a.ok ? 'accepted' : (a.code ?? 'refused'));
+        answers.tooMany = code(await send(packFrames([...frames, frames[0]]), 0));
+        answers.tooFew = code(await send(packFrames(frames.slice(0, 2)), 0));
+        const broken = frames[2].slice();
+        broken[broken.length >> 1] ^= 0x5a;
+        answers.corrupted = code(await send(packFrames([frames[0], frames[1], broken]), 0));
+        const honest0 = honest(0);
+        const trailing = new Uint8Array(honest0.length + 5);
+        trailing.set(honest0);
+        answers.trailing = code(await send(trailing, 0));
+        answers.first = code(await send(honest0, 0));
+        answers.again = code(await send(honest0, 0));
+        return { delivered: answers.first === 'accepted' ? [0] : [] };
+      },
+    });
+    const want = {
+      tooMany: 'TWF_E_UPDATE_SHAPE',
+      tooFew: 'TWF_E_UPDATE_SHAPE',
+      corrupted: 'TWF_E_BAD_CIPHERTEXT',
+      trailing: 'TWF_E_BAD_CIPHERTEXT',
+      first: 'accepted',
+      again: 'TWF_E_DUPLICATE_CHUNK',
+    };
+    for (const [k, v] of Object.entries(want)) if (answers[k] !== v) return failed(`${k}: ${answers[k] ?? 'not sent'} (expected ${v})`);
+    if (!/exact/.test(r.verified)) return failed(`the aggregate is not the honest sum: ${r.verified}`);
+    return refused(
+      `4 and 2 ciphertexts in a 3-ciphertext chunk -> TWF_E_UPDATE_SHAPE; a corrupted third ciphertext or trailing bytes -> TWF_E_BAD_CIPHERTEXT; a repeat -> TWF_E_DUPLICATE_CHUNK; aggregate ${r.verified}`,
+      'TWF_E_UPDATE_SHAPE',
+    );
+  },
+};
+
+export const SCALE_ATTACKS: Attack[] = [prunedAggregateRequests, multiCiphertextChunks];

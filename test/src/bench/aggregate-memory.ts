@@ -8,8 +8,10 @@
  * each row's peak growth as a ratio of the smallest N's, measured in the same run.
  * `--json` prints one JSON line at the end.
  *
- * npm run bench:aggregate -- --sites 100 --params 10000000 [--packed] [--plaintext-compare] [--workers W] [--json]
- * (--packed: the study encrypts with PACKED_HE_PARAMS, two values per slot, half the ciphertexts)
+ * npm run bench:aggregate -- --sites 100 --params 10000000 [--packed] [--chunk-ciphertexts K] [--plaintext-compare] [--workers W] [--json]
+ * (--packed: the study encrypts with PACKED_HE_PARAMS, two values per slot, half the ciphertexts;
+ * --chunk-ciphertexts: its ciphertextsPerChunk, K ciphertexts per update.chunk message; without it
+ * the coordinator's default: 8 for a model of 64 ciphertexts or more, else 1)
  * runs one round at that scale instead (aggregate-scale.ts: simulated sites reusing a few
  * pre-encrypted ciphertexts), prints a table of memory, throughput, phase times and bytes, and with
  * --json one JSON line: sites, params, rssPeakMiB, rssGrowthMiB, aggregateParamsPerS, roundS,
@@ -129,7 +131,7 @@ function argNum(name: string): number | undefined {
 function printScale(rows: ScaleResult[]): void {
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   console.log(
-    `one secure-aggregation round, ${rows[0].sites} simulated sites (real handshakes, signed envelopes, sockets; ${4} distinct pre-encrypted ciphertexts reused) x ${rows[0].params.toLocaleString('en')} parameters (${rows[0].chunks} chunks per site, ${rows[0].lanes} value${rows[0].lanes > 1 ? 's' : ''} per slot)`,
+    `one secure-aggregation round, ${rows[0].sites} simulated sites (real handshakes, signed envelopes, sockets; ${4} distinct pre-encrypted ciphertexts reused) x ${rows[0].params.toLocaleString('en')} parameters (${rows[0].chunks} chunks per site of ${rows[0].ciphertextsPerChunk} ciphertext${rows[0].ciphertextsPerChunk > 1 ? 's' : ''}, ${rows[0].lanes} value${rows[0].lanes > 1 ? 's' : ''} per slot)`,
   );
   const cols: [string, (r: ScaleResult) => string][] = [
     ['mode', (r) => r.mode],
@@ -169,9 +171,10 @@ if (scaleSites !== undefined) {
   const params = argNum('--params') ?? 1_000_000;
   const workers = argNum('--workers');
   const packed = process.argv.includes('--packed');
+  const perChunk = argNum('--chunk-ciphertexts');
   const log = (m: string) => process.stderr.write(`${m}\n`);
-  const rows: ScaleResult[] = [await scaleRun({ sites: scaleSites, params, mode: 'encrypted', workers, packed, log })];
-  if (process.argv.includes('--plaintext-compare')) rows.push(await scaleRun({ sites: scaleSites, params, mode: 'plaintext', workers, packed, log }));
+  const rows: ScaleResult[] = [await scaleRun({ sites: scaleSites, params, mode: 'encrypted', workers, packed, perChunk, log })];
+  if (process.argv.includes('--plaintext-compare')) rows.push(await scaleRun({ sites: scaleSites, params, mode: 'plaintext', workers, packed, perChunk, log }));
   printScale(rows);
   const [e, p] = rows;
   const ratio = p ? e.firstChunkToPublishS / p.firstChunkToPublishS : undefined;
@@ -190,6 +193,7 @@ if (scaleSites !== undefined) {
         bytesOut: e.bytesOut,
         workers: e.workers,
         lanes: e.lanes,
+        ciphertextsPerChunk: e.ciphertextsPerChunk,
         chunksPerSite: e.chunks,
         distinctCiphertexts: 4,
         ...(p

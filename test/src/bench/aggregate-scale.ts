@@ -29,7 +29,7 @@ import { createServer, type Socket as NetSocket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from '@twinfed/shared/db/driver';
-import { secaggThresholdFor, unpackFrames, type StudyManifest } from '@twinfed/protocols';
+import { chunkCiphertextRange, chunkCount, packFrames, secaggThresholdFor, unpackFrames, type Ack, type StudyManifest } from '@twinfed/protocols';
 import { initSodium } from '@twinfed/shared/crypto/index';
 import { PACKED_HE_PARAMS, ciphertextCount, decryptSlots, encryptSlots, maxSamplesPerSiteFor, packedLength } from '@twinfed/shared/he/index';
 import { updateLength } from '@twinfed/shared/model/update-length';
@@ -50,6 +50,8 @@ export interface ScaleResult {
   sites: number;
   params: number;
   chunks: number;
+  /** Ciphertexts per update.chunk message (the study's ciphertextsPerChunk). */
+  ciphertextsPerChunk: number;
   /** Values per plaintext slot: 1 (DEFAULT_HE_PARAMS) or 2 (--packed, PACKED_HE_PARAMS). */
   lanes: number;
   workers: number | null;
@@ -173,8 +175,27 @@ async function pool<T>(items: T[], limit: number, fn: (t: T, i: number) => Promi
  * weight cap is then what the lane capacity allows for this many sites (maxSamplesPerSiteFor), and
  * every site claims min(10, that) samples. The plaintext round of a packed comparison sends the
  * same number of chunks, each with as many float32 values as a packed ciphertext carries.
+ *
+ * `perChunk`: the study's ciphertextsPerChunk (update.chunk messages carry that many ciphertexts);
+ * absent, the coordinator's default for the model's size (8 from 64 ciphertexts up).
+ *
+ * `probe` (attack suite, not the bench): runs for site 0 before its honest upload, with a way to
+ * send any body as one of its chunks and the honest body of each chunk; it returns the chunks it
+ * delivered itself, the site sends the rest, and the published aggregate must still be exactly
+ * the honest sum.
  */
-export async function scaleRun(opts: { sites: number; params: number; mode: 'encrypted' | 'plaintext'; workers?: number; packed?: boolean; log: (s: string) => void }): Promise<ScaleResult> {
+export type ChunkProbe = (p: { send: (body: Uint8Array, index: number) => Promise<Ack>; honest: (index: number) => Uint8Array; chunks: number }) => Promise<{ delivered: number[] }>;
+
+export async function scaleRun(opts: {
+  sites: number;
+  params: number;
+  mode: 'encrypted' | 'plaintext';
+  workers?: number;
+  packed?: boolean;
+  perChunk?: number;
+  probe?: ChunkProbe;
+  log: (s: string) => void;
+}): Promise<ScaleResult> {
   const { sites: n, mode, log } = opts;
   await initSodium();
   const tmp = tempDir(`bench-scale-${mode}`);
@@ -220,7 +241,10 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       spec.training.maxSamplesPerSite = cap;
       nSamples = Math.min(nSamples, cap);
     }
+    if (opts.perChunk !== undefined) spec.ciphertextsPerChunk = opts.perChunk;
     const { manifest, manifestHash } = await createAndStart(url, spec);
+    /** Ciphertexts per update.chunk: the spec's, or the coordinator's default for the model's size (study-rules.ts). */
+    const K = manifest.ciphertextsPerChunk ?? 1;
     const parts: RawParticipant[] = new Array<RawParticipant>(n);
     await pool(
       Array.from({ length: n }, (_, i) => i),
@@ -252,8 +276,20 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     const bodies = mode === 'encrypted' ? plains.map((v) => encryptSlots(he, dealt.sk, v).ciphertexts[0]) : floats.map((f) => new Uint8Array(f.buffer));
     const lastPer = length - (count - 1) * per;
     const lastBodies = mode === 'encrypted' ? bodies : floats.map((f) => new Uint8Array(f.buffer, 0, lastPer * 4));
+    // Chunk i of site s carries ciphertexts i·K .. (chunkCiphertextRange); ciphertext c holds plaintext (s + c) mod DISTINCT.
+    const chunks = chunkCount(count, K);
+    const ctBody = (c: number, d: number) => (c === count - 1 ? lastBodies : bodies)[d];
+    const framed = new Map<string, Uint8Array>();
+    const chunkBody = (s: number, i: number): Uint8Array => {
+      if (K === 1) return ctBody(i, (s + i) % DISTINCT);
+      const { first, n: m } = chunkCiphertextRange(i, count, K);
+      const key = `${(s + first) % DISTINCT}:${m}:${first + m === count}`;
+      let b = framed.get(key);
+      if (!b) framed.set(key, (b = packFrames(Array.from({ length: m }, (_, p) => ctBody(first + p, (s + first + p) % DISTINCT)))));
+      return b;
+    };
     log(
-      `${mode}: ${n} sites x ${length.toLocaleString('en')} parameters (${count} chunks each, ${bodies[0].length.toLocaleString('en')} bytes), set up in ${setupS.toFixed(1)} s; uploading ${DISTINCT} distinct pre-${
+      `${mode}: ${n} sites x ${length.toLocaleString('en')} parameters (${count} ciphertexts in ${chunks} chunks each, ${chunkBody(0, 0).length.toLocaleString('en')} bytes), set up in ${setupS.toFixed(1)} s; uploading ${DISTINCT} distinct pre-${
         mode === 'encrypted' ? 'encrypted ciphertexts' : 'built float32 chunks'
       } reused by every site...`,
     );
@@ -279,13 +315,23 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     const threads0 = threadCpu(pid);
     const bench0 = process.cpuUsage();
     let acked = 0;
-    const progress = setInterval(() => log(`  ${acked.toLocaleString('en')} / ${(n * count).toLocaleString('en')} chunks acknowledged, RSS ${mib(procStatus(pid).rss).toFixed(0)} MiB`), 15_000);
+    const progress = setInterval(() => log(`  ${acked.toLocaleString('en')} / ${(n * chunks).toLocaleString('en')} chunks acknowledged, RSS ${mib(procStatus(pid).rss).toFixed(0)} MiB`), 15_000);
     try {
       await Promise.all(
         parts.map(async (p, s) => {
-          for (let i = 0; i < count; i++) {
-            const body = (i === count - 1 ? lastBodies : bodies)[(s + i) % DISTINCT];
-            const a = await p.raw.send('update.chunk', manifest.studyId, 1, body, p.chunkMeta(1, i, count, nSamples));
+          const done = new Set<number>();
+          if (s === 0 && opts.probe) {
+            const r = await opts.probe({
+              send: (body, index) => p.raw.send('update.chunk', manifest.studyId, 1, body, p.chunkMeta(1, index, chunks, nSamples)),
+              honest: (i) => chunkBody(0, i),
+              chunks,
+            });
+            for (const i of r.delivered) done.add(i);
+            acked += done.size;
+          }
+          for (let i = 0; i < chunks; i++) {
+            if (done.has(i)) continue;
+            const a = await p.raw.send('update.chunk', manifest.studyId, 1, chunkBody(s, i), p.chunkMeta(1, i, chunks, nSamples));
             if (!a.ok) throw new Error(`${p.siteId} chunk ${i}: ${a.code} ${a.detail}`);
             acked++;
           }
@@ -299,7 +345,7 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
     const threads1 = threadCpu(pid);
     const threadCpuMsPerChunk: Record<string, number> = {};
     for (const [k, v] of threads1) {
-      const d = ((v - (threads0.get(k) ?? 0)) * 1000) / (n * count);
+      const d = ((v - (threads0.get(k) ?? 0)) * 1000) / (n * chunks);
       if (d >= 0.005) threadCpuMsPerChunk[k] = +d.toFixed(3);
     }
     const benchCpu = process.cpuUsage(bench0);
@@ -364,7 +410,8 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       mode,
       sites: n,
       params: length,
-      chunks: count,
+      chunks,
+      ciphertextsPerChunk: K,
       lanes: opts.packed ? 2 : 1,
       workers: opts.workers ?? null,
       rssBaselineMiB: mib(baseline),
@@ -383,8 +430,8 @@ export async function scaleRun(opts: { sites: number; params: number; mode: 'enc
       bytesOut: metric(metrics, 'twinfed_bytes_out_total'),
       dbPeakMiB: mib(dbPeak),
       writesPerCommit: metric(metrics, 'twinfed_group_commit_requests_total') / metric(metrics, 'twinfed_group_commits_total'),
-      coordinatorCpuMsPerChunk: (coordCpuS * 1000) / (n * count),
-      benchCpuMsPerChunk: (benchCpu.user + benchCpu.system) / 1000 / (n * count),
+      coordinatorCpuMsPerChunk: (coordCpuS * 1000) / (n * chunks),
+      benchCpuMsPerChunk: (benchCpu.user + benchCpu.system) / 1000 / (n * chunks),
       threadCpuMsPerChunk,
       loadAvg,
       verified,
