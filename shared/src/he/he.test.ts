@@ -215,7 +215,7 @@ test('subtractCiphertext undoes an add exactly', () => {
   }
 });
 
-test('CiphertextSum (the coordinator\'s in-place running sum) equals addCiphertexts bit for bit, and a bad chunk leaves it unchanged', () => {
+test("CiphertextSum (the coordinator's in-place running sum) equals addCiphertexts bit for bit, and a bad chunk leaves it unchanged", () => {
   for (let c = 0; c < sums.length; c++) {
     const s = CiphertextSum.start(ctx, updates[2].ciphertexts[c]);
     try {
