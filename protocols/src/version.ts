@@ -11,8 +11,12 @@
  * `meanDice`/`metricName`/`metricValue`, `study.join` carries `trainSamples` instead of
  * `trainSlices` (both breaking, hence the major bump); new site message `round.decline`.
  * A 2.x peer is refused with TWF_E_PROTOCOL_VERSION at enrolment, handshake and per envelope.
+ * 3.1: the manifest's optional `ciphertextsPerChunk` (update.chunk carries several ciphertexts as
+ * packFrames; the coordinator sets 8 for updates of 64 ciphertexts or more). A 3.0 site does not
+ * know the field: on such a study it fails closed (single-ciphertext chunks, refused with
+ * TWF_E_UPDATE_SHAPE) and works as before on every other study.
  */
-export const PROTOCOL_VERSION = '3.0';
+export const PROTOCOL_VERSION = '3.1';
 
 export function parseVersion(v: string): { major: number; minor: number } | null {
   const m = /^(\d+)\.(\d+)$/.exec(v);
