@@ -101,9 +101,13 @@ export function selfSignedWithNode(cn: string): { certPem: string; keyPem: strin
   const ecdsaSha256 = seq(oid('1.2.840.10045.4.3.2'));
   const name = seq(tlv(0x31, seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from(cn)))));
   const now = Date.now();
+  // A DER INTEGER is minimally encoded: a random serial starting with 0x00 (then a byte below 0x80)
+  // is "illegal padding" to OpenSSL (1 certificate in 512 failed to load). Positive, first byte non-zero.
+  const serial = randomBytes(8);
+  serial[0] = (serial[0] & 0x7f) | 0x01;
   const tbs = seq(
     tlv(0xa0, uint(Buffer.from([2]))), // v3
-    uint(randomBytes(8)),
+    uint(serial),
     ecdsaSha256,
     name,
     seq(utcTime(new Date(now - 3600_000)), utcTime(new Date(now + 2 * 86400_000))),

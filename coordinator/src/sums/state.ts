@@ -31,8 +31,9 @@ interface LogFile {
 export class SumState {
   private readonly adders = new Map<string, Promise<ChunkAdder>>();
   /**
-   * round key → ciphertext index → sum and the number of chunks in it. Subtracting a sum's only
-   * chunk removes the entry: SEAL refuses the zero (transparent) ciphertext it would leave.
+   * round key → chunk index → the running sums of the chunk's ciphertexts (one, or
+   * ciphertextsPerChunk) and the number of chunks in them. Subtracting a sum's only chunk removes
+   * the entry: SEAL refuses the zero (transparent) ciphertext it would leave.
    */
   private readonly sums = new Map<string, Map<number, { sum: RunningSum; n: number; perChunk: number }>>();
   /** Open chunk logs by path, and the paths of each round key. */
