@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HeParamsSchema, StudyManifestSchema } from './manifest.js';
+import { HeParamsSchema, StudyManifestSchema, chunkCiphertextRange } from './manifest.js';
 import type { MessageType } from './envelope.js';
 import { SiteIdSchema, StudyIdSchema } from './ids.js';
 
@@ -278,6 +278,13 @@ export function packFrames(frames: Uint8Array[]): Uint8Array {
     o += 4 + f.length;
   }
   return out;
+}
+
+/** The body of chunk `index` of an update's ciphertexts: the ciphertext itself with one per chunk, else packFrames of its range. */
+export function chunkBody(ciphertexts: Uint8Array[], index: number, perChunk = 1): Uint8Array {
+  if (perChunk === 1) return ciphertexts[index];
+  const { first, n } = chunkCiphertextRange(index, ciphertexts.length, perChunk);
+  return packFrames(ciphertexts.slice(first, first + n));
 }
 
 export function unpackFrames(buf: Uint8Array): Uint8Array[] {

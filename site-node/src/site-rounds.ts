@@ -6,7 +6,7 @@ import {
   WireError,
   maskKeysFields,
   maskSurvivorsFields,
-  chunkCiphertextRange,
+  chunkBody,
   chunkCount,
   packFrames,
   quorumOf,
@@ -304,14 +304,19 @@ export class SiteRounds {
   private async upload(studyId: string, round: number, w: RoundWorkRow, skip: Set<number>, m: StudyManifest): Promise<void> {
     const cts = unpackFrames(new Uint8Array(w.ciphertexts!));
     const digest = heParamsDigest(m.encryption as HeParams);
-    // ciphertextsPerChunk to a message (protocols/src/manifest.ts chunkCiphertextRange): one is sent as is, more as packFrames.
+    // ciphertextsPerChunk to a message (protocols/src/messages.ts chunkBody): one is sent as is, more as packFrames.
     const perChunk = m.ciphertextsPerChunk ?? 1;
     const count = chunkCount(cts.length, perChunk);
     for (let i = 0; i < count; i++) {
       if (skip.has(i)) continue;
-      const { first, n } = chunkCiphertextRange(i, cts.length, perChunk);
-      const body = perChunk === 1 ? cts[i] : packFrames(cts.slice(first, first + n));
-      const ack = await this.host.send('update.chunk', studyId, round, body, { index: i, count, nSamples: w.nSamples, length: w.length, keyEpoch: w.keyEpoch, heParamsDigest: digest });
+      const ack = await this.host.send('update.chunk', studyId, round, chunkBody(cts, i, perChunk), {
+        index: i,
+        count,
+        nSamples: w.nSamples,
+        length: w.length,
+        keyEpoch: w.keyEpoch,
+        heParamsDigest: digest,
+      });
       if (!ack.ok) {
         if (ack.code === 'TWF_E_DUPLICATE_CHUNK') continue;
         return; // disconnected or refused: the coordinator re-sends mask.peers on reconnect

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { WireError, chunkCiphertextRange, chunkCount, packFrames } from '@twinfed/protocols';
+import { WireError, chunkBody, chunkCount, packFrames } from '@twinfed/protocols';
 import { DEFAULT_HE_PARAMS, addCiphertexts, createHeContext, decryptSlots, encryptSlots, generateSecretKey, subtractCiphertext, type HeContext } from '@twinfed/shared/he/index';
 import { SumPool } from './pool.js';
 
@@ -127,10 +127,7 @@ describe('aggregation pool: sums on worker threads', () => {
   it('chunks of 3 ciphertexts (ciphertextsPerChunk): per-ciphertext sums bit for bit the serial ones; a chunk with a bad third ciphertext changes nothing; a subtracted chunk leaves entirely', async () => {
     const K = 3;
     const chunks = chunkCount(COUNT, K); // 7 ciphertexts: chunks of 3, 3, 1
-    const chunkOf = (u: Uint8Array[], i: number) => {
-      const { first, n } = chunkCiphertextRange(i, COUNT, K);
-      return packFrames(u.slice(first, first + n));
-    };
+    const chunkOf = (u: Uint8Array[], i: number) => chunkBody(u, i, K);
     for (const workers of [0, 2]) {
       const pool = new SumPool('he', workers);
       pools.push(pool);

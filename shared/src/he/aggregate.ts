@@ -17,21 +17,14 @@ export function validateCiphertext(ctx: HeContext, bytes: Uint8Array): void {
   loadCiphertext(ctx, bytes).delete();
 }
 
-function combine(ctx: HeContext, acc: Uint8Array, ct: Uint8Array, op: 'add' | 'sub'): Uint8Array {
-  const a = loadCiphertext(ctx, acc);
+/** Serialised acc, with `fn` applied to it as a running sum (the one SEAL add/sub path, CiphertextSum). */
+function withSum(ctx: HeContext, acc: Uint8Array, fn: (s: CiphertextSum) => void): Uint8Array {
+  const s = CiphertextSum.start(ctx, acc);
   try {
-    const b = loadCiphertext(ctx, ct);
-    try {
-      if (op === 'add') ctx.evaluator.add(a, b, a);
-      else ctx.evaluator.sub(a, b, a);
-    } catch (e) {
-      throw new HeError('TWF_E_BAD_CIPHERTEXT', `SEAL ${op} failed: ${sealErrorMessage(e)}`, { cause: e });
-    } finally {
-      b.delete();
-    }
-    return saveCiphertext(ctx, a);
+    fn(s);
+    return s.save();
   } finally {
-    a.delete();
+    s.delete();
   }
 }
 
@@ -40,20 +33,13 @@ function combine(ctx: HeContext, acc: Uint8Array, ct: Uint8Array, op: 'add' | 's
  * (the seed expanded), i.e. the starting aggregate.
  */
 export function addCiphertexts(ctx: HeContext, acc: Uint8Array | null, ct: Uint8Array): Uint8Array {
-  if (acc === null) {
-    const c = loadCiphertext(ctx, ct);
-    try {
-      return saveCiphertext(ctx, c);
-    } finally {
-      c.delete();
-    }
-  }
-  return combine(ctx, acc, ct, 'add');
+  if (acc === null) return withSum(ctx, ct, () => undefined);
+  return withSum(ctx, acc, (s) => s.add(ct));
 }
 
 /** acc - ct: removes a chunk that was added before (e.g. an abandoned partial upload). */
 export function subtractCiphertext(ctx: HeContext, acc: Uint8Array, ct: Uint8Array): Uint8Array {
-  return combine(ctx, acc, ct, 'sub');
+  return withSum(ctx, acc, (s) => s.sub(ct));
 }
 
 /**
